@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+// Tools version 6.0: every target compiles in Swift 6 language mode (complete strict concurrency).
+import PackageDescription
+
+let package = Package(
+    name: "Switchyard",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "switchyard", targets: ["switchyard"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // MARK: C system libraries (link only) with prefixed shims for what the importer cannot see.
+        .systemLibrary(name: "CYardOpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CYardNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+        // Header-only: epoll, eventfd, accept4 and splice, which Swift's Glibc module does not export.
+        .systemLibrary(name: "CYardLinux"),
+
+        // MARK: The data plane
+        .target(name: "YardIO", dependencies: ["CYardLinux"]),
+        .target(name: "YardHTTP", dependencies: ["YardIO"]),
+        .target(name: "YardModel", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "YardProxy", dependencies: ["YardIO", "YardHTTP", "YardModel"]),
+
+        // MARK: The control plane
+        .target(name: "YardDiscovery", dependencies: ["YardModel"]),
+        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardDiscovery", "CYardOpenSSL", "CYardNghttp2"]),
+        .executableTarget(
+            name: "switchyard",
+            dependencies: [
+                "YardControl", "YardProxy", "YardModel", "YardDiscovery", "YardIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: Tests
+        .target(name: "YardTestSupport", dependencies: ["YardIO"], path: "Sources/YardTestSupport"),
+        .testTarget(name: "YardHTTPTests", dependencies: ["YardHTTP", "YardIO"]),
+        .testTarget(name: "YardModelTests", dependencies: ["YardModel", "YardDiscovery"]),
+        .testTarget(name: "YardIOTests", dependencies: ["YardIO", "YardControl", "CYardOpenSSL", "CYardNghttp2"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["YardTestSupport", "YardModel"]),
+    ]
+)

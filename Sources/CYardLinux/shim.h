@@ -1,0 +1,37 @@
+#ifndef C_YARD_LINUX_SHIM_H
+#define C_YARD_LINUX_SHIM_H
+/* Swift's Glibc module does not export <sys/epoll.h> or <sys/eventfd.h>, and accept4 and
+   splice need _GNU_SOURCE, which the prebuilt Glibc module was not compiled with. This
+   header-only module declares them; nothing extra is linked (they are in libc). */
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <errno.h>
+
+int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+ssize_t splice(int fd_in, long long *off_in, int fd_out, long long *off_out, size_t len, unsigned int flags);
+
+#ifndef SPLICE_F_MOVE
+#define SPLICE_F_MOVE 1
+#define SPLICE_F_NONBLOCK 2
+#define SPLICE_F_MORE 4
+#endif
+
+/* errno is a macro over a thread-local; Swift's Glibc exposes it, but a direct accessor
+   keeps the hot path free of the overlay's indirection. */
+static inline int yard_errno(void) { return errno; }
+
+/* Number of CPUs this process may run on (sched_getaffinity), for the default loop count. */
+static inline int yard_available_cpus(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+    int n = CPU_COUNT(&set);
+    return n > 0 ? n : 1;
+}
+#endif

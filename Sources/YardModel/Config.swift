@@ -1,0 +1,174 @@
+// The configuration model: plain values, validated by `ConfigLoader`, no I/O here.
+
+/// Timeouts and limits of the data plane. Defaults are production values.
+///
+/// Durations are whole milliseconds because the event loops compare them against a
+/// millisecond monotonic clock.
+public struct ProxySettings: Sendable, Equatable {
+    /// Time a client has to send a complete request head (from its first byte, or from
+    /// the end of the previous response on a keep-alive connection). 408 after it.
+    public var clientHeaderTimeoutMs = 10_000
+    /// Time a keep-alive client connection may sit idle between requests.
+    public var clientIdleTimeoutMs = 60_000
+    /// Time to establish an upstream TCP connection. 502 (and a retry elsewhere) after it.
+    public var upstreamConnectTimeoutMs = 5_000
+    /// Time between sending a request and the upstream's response head. 504 after it.
+    public var upstreamResponseTimeoutMs = 60_000
+    /// Time an idle pooled upstream connection is kept.
+    public var upstreamIdleTimeoutMs = 60_000
+    /// On SIGTERM: time in-flight requests get before the process exits anyway.
+    public var drainTimeoutMs = 30_000
+    /// Longest request line (method, target, version). 414 beyond it.
+    public var maxRequestLineBytes = 8_192
+    /// Largest request head (request line plus header fields). 431 beyond it.
+    public var maxHeaderBytes = 32_768
+    /// Most header fields in one request. 431 beyond it.
+    public var maxHeaders = 100
+    /// Most client connections per process; further ones are accepted and closed.
+    public var maxConnections = 10_000
+    /// Most idle keep-alive upstream connections kept per endpoint, per event loop.
+    public var maxIdlePerEndpoint = 64
+
+    public init() {}
+}
+
+/// A listening socket.
+public struct ListenerConfig: Sendable, Equatable {
+    public enum Protocol: String, Sendable, Equatable { case http }
+    public var name: String
+    /// IP literal to bind (`127.0.0.1`, `0.0.0.0`, `::`).
+    public var host: String
+    /// 0 picks a free port (tests).
+    public var port: UInt16
+    public var `protocol`: Protocol
+
+    public init(name: String, host: String, port: UInt16, protocol: Protocol = .http) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.protocol = `protocol`
+    }
+}
+
+/// A routing rule as configured: host (optional) and path prefix to a service name.
+public struct RouteConfig: Sendable, Equatable {
+    public var host: String?
+    public var pathPrefix: String
+    public var service: String
+
+    public init(host: String?, pathPrefix: String, service: String) {
+        self.host = host
+        self.pathPrefix = pathPrefix
+        self.service = service
+    }
+}
+
+/// Where service instances come from.
+public enum DiscoveryConfig: Sendable, Equatable {
+    /// The embedded default: a YAML (or JSON) file of services, watched for changes.
+    /// The path is absolute (resolved against the config file's folder when loaded).
+    case file(path: String)
+}
+
+/// The admin listener (a placeholder until the admin API lands).
+public struct AdminConfig: Sendable, Equatable {
+    public var host: String
+    public var port: UInt16
+    public var enabled: Bool
+
+    public init(host: String = "127.0.0.1", port: UInt16 = 9901, enabled: Bool = false) {
+        self.host = host
+        self.port = port
+        self.enabled = enabled
+    }
+}
+
+/// `conf/switchyard.yml` as a value.
+public struct SwitchyardConfig: Sendable, Equatable {
+    public var listeners: [ListenerConfig]
+    public var routes: [RouteConfig]
+    public var discovery: DiscoveryConfig
+    public var admin: AdminConfig
+    /// Event loops to run; nil means one per available core.
+    public var workers: Int?
+    public var proxy: ProxySettings
+    /// The file this was loaded from (for messages), or nil.
+    public var sourcePath: String?
+
+    public init(
+        listeners: [ListenerConfig], routes: [RouteConfig], discovery: DiscoveryConfig,
+        admin: AdminConfig = AdminConfig(), workers: Int? = nil, proxy: ProxySettings = ProxySettings(),
+        sourcePath: String? = nil
+    ) {
+        self.listeners = listeners
+        self.routes = routes
+        self.discovery = discovery
+        self.admin = admin
+        self.workers = workers
+        self.proxy = proxy
+        self.sourcePath = sourcePath
+    }
+}
+
+/// One replica as the file provider (and later other providers) describes it.
+public struct InstanceDefinition: Sendable, Equatable {
+    public var address: String
+    public var port: UInt16
+    public var track: String?
+    public var weight: Int
+    public var labels: [String: String]
+
+    public init(address: String, port: UInt16, track: String? = nil, weight: Int = 1, labels: [String: String] = [:]) {
+        self.address = address
+        self.port = port
+        self.track = track
+        self.weight = weight
+        self.labels = labels
+    }
+}
+
+/// A discovered service: its instances and (optionally) which track is active.
+public struct ServiceDefinition: Sendable, Equatable {
+    public var name: String
+    public var activeTrack: String?
+    public var instances: [InstanceDefinition]
+
+    public init(name: String, activeTrack: String? = nil, instances: [InstanceDefinition]) {
+        self.name = name
+        self.activeTrack = activeTrack
+        self.instances = instances
+    }
+}
+
+/// A complete snapshot of discovered services (what a provider pushes).
+public struct ServiceCatalog: Sendable, Equatable {
+    public var services: [ServiceDefinition]
+
+    public init(services: [ServiceDefinition]) {
+        self.services = services
+    }
+}
+
+/// A configuration error that names the file, the line and the key, and says what to do.
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    /// 1-based line, or nil when the error is about the whole file.
+    public var line: Int?
+    /// Dotted key path, e.g. `listeners[0].address`.
+    public var key: String?
+    public var message: String
+
+    public init(file: String, line: Int?, key: String?, message: String) {
+        self.file = file
+        self.line = line
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String {
+        var text = file
+        if let line { text += ":\(line)" }
+        if let key { text += ": \(key)" }
+        return text + ": " + message
+    }
+}

@@ -1,0 +1,140 @@
+// The immutable routing graph the data plane reads.
+//
+// Threading: a `RoutingTable` and everything it references is immutable after `init` and
+// is `Sendable`; the control plane builds a new one and posts it to every event loop, which
+// swaps its own reference between events. A request keeps the `Endpoint` it was given, so
+// in-flight work finishes on the graph it started with (the Traefik/Envoy snapshot model).
+
+/// One replica of a service: where it listens and which track it belongs to.
+public final class Endpoint: Sendable {
+    /// Stable across tables for the same `address:port` (see `PoolKeys`); the data plane
+    /// indexes its per-loop upstream connection pools by it, so keep-alive connections
+    /// survive a table swap.
+    public let poolKey: Int
+    /// IP literal (v4 or v6) or `localhost`.
+    public let address: String
+    public let port: UInt16
+    /// The track (`blue`, `green`, …) or nil when the service has no tracks.
+    public let track: String?
+    /// Configured weight (1 by default, 0 means "no new requests").
+    public let weight: Int
+    /// `service/address:port`, for logs and status.
+    public let id: String
+
+    public init(poolKey: Int, address: String, port: UInt16, track: String?, weight: Int, service: String) {
+        self.poolKey = poolKey
+        self.address = address
+        self.port = port
+        self.track = track
+        self.weight = weight
+        let hostPart = address.contains(":") ? "[\(address)]" : address
+        self.id = "\(service)/\(hostPart):\(port)"
+    }
+}
+
+/// A service: its endpoints across tracks and those that receive new requests.
+public final class Service: Sendable {
+    public let name: String
+    /// Position in `RoutingTable.services`; the data plane keeps per-loop balancer state
+    /// in arrays indexed by it.
+    public let index: Int
+    /// The track that gets new requests, or nil for "every endpoint" (no tracks).
+    public let activeTrack: String?
+    /// Every endpoint of every track.
+    public let endpoints: [Endpoint]
+    /// The endpoints new requests may go to: those of the active track with weight > 0.
+    public let activeEndpoints: [Endpoint]
+
+    public init(name: String, index: Int, activeTrack: String?, endpoints: [Endpoint]) {
+        self.name = name
+        self.index = index
+        self.activeTrack = activeTrack
+        self.endpoints = endpoints
+        self.activeEndpoints = endpoints.filter { endpoint in
+            endpoint.weight > 0 && (activeTrack == nil || endpoint.track == activeTrack)
+        }
+    }
+}
+
+/// A routing rule: requests whose Host matches `host` (nil: any host) and whose path starts
+/// with `pathPrefix` go to `service`.
+public final class Route: Sendable {
+    /// Lower-cased host name without port, as bytes, or nil for any host.
+    public let host: [UInt8]?
+    /// Path prefix as bytes; always starts with `/`.
+    public let pathPrefix: [UInt8]
+    /// The service name as configured (for explain and errors).
+    public let serviceName: String
+    /// The resolved service, or nil when no such service is discovered (requests get 503).
+    public let service: Service?
+
+    public init(host: String?, pathPrefix: String, serviceName: String, service: Service?) {
+        self.host = host.map { Array($0.lowercased().utf8) }
+        self.pathPrefix = Array(pathPrefix.utf8)
+        self.serviceName = serviceName
+        self.service = service
+    }
+}
+
+/// The whole routing graph: routes in match order, and the services they point to.
+public final class RoutingTable: Sendable {
+    /// Increases with every table the control plane publishes.
+    public let version: UInt64
+    /// In match order: routes with a host before host-less ones, then longer path
+    /// prefixes first (see `RoutingTable.init`).
+    public let routes: [Route]
+    public let services: [Service]
+
+    public init(version: UInt64, routes: [Route], services: [Service]) {
+        self.version = version
+        self.services = services
+        // Most specific first: a host-specific route beats a catch-all, a longer prefix
+        // beats a shorter one; ties keep configuration order (stable sort by index).
+        self.routes = routes.enumerated().sorted { lhs, rhs in
+            let (l, r) = (lhs.element, rhs.element)
+            if (l.host != nil) != (r.host != nil) { return l.host != nil }
+            if l.pathPrefix.count != r.pathPrefix.count { return l.pathPrefix.count > r.pathPrefix.count }
+            return lhs.offset < rhs.offset
+        }.map(\.element)
+    }
+
+    /// An empty table: every request gets 404 (no route).
+    public static let empty = RoutingTable(version: 0, routes: [], services: [])
+
+    /// The route for a request, matching bytes in place (no String is built).
+    ///
+    /// `host` is the Host header value (any case, optional `:port`), `path` the request
+    /// target's path. Threading: pure; call from any thread.
+    @inlinable
+    public func route(host: UnsafeRawBufferPointer, path: UnsafeRawBufferPointer) -> Route? {
+        // Strip the port from Host ("example.com:8080"), minding IPv6 literals ("[::1]:80").
+        var hostLength = host.count
+        if hostLength > 0 {
+            var i = hostLength - 1
+            while i > 0 {
+                let c = host[i]
+                if c == UInt8(ascii: ":") { hostLength = i; break }
+                if c < UInt8(ascii: "0") || c > UInt8(ascii: "9") { break }
+                i -= 1
+            }
+        }
+        for route in routes {
+            if let wanted = route.host {
+                if wanted.count != hostLength { continue }
+                var equal = true
+                for i in 0..<hostLength {
+                    var c = host[i]
+                    if c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") { c |= 0x20 }
+                    if c != wanted[i] { equal = false; break }
+                }
+                if !equal { continue }
+            }
+            let prefix = route.pathPrefix
+            if prefix.count > path.count { continue }
+            var matches = true
+            for i in 0..<prefix.count where path[i] != prefix[i] { matches = false; break }
+            if matches { return route }
+        }
+        return nil
+    }
+}
