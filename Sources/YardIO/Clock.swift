@@ -1,0 +1,27 @@
+#if canImport(Glibc)
+import CYardLinux
+import Glibc
+#endif
+
+/// Monotonic time in milliseconds.
+///
+/// Uses CLOCK_MONOTONIC (a vDSO call, no syscall). Event loops read it once per wake-up and
+/// compare deadlines against the cached value.
+@inlinable
+public func monotonicMilliseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) &* 1000 &+ Int64(ts.tv_nsec) / 1_000_000
+}
+
+/// Wall-clock time as seconds since the epoch (for logs).
+public func wallClockSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Number of CPUs this process may run on (the default number of event loops).
+public func availableCPUs() -> Int {
+    Int(yard_available_cpus())
+}
