@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "YardTestSupport", dependencies: ["YardIO"], path: "Sources/YardTestSupport"),
         .testTarget(name: "YardHTTPTests", dependencies: ["YardHTTP", "YardIO"]),
         .testTarget(name: "YardModelTests", dependencies: ["YardModel", "YardDiscovery"]),
-        .testTarget(name: "YardIOTests", dependencies: ["YardIO", "YardControl", "CYardOpenSSL", "CYardNghttp2"]),
+        .testTarget(name: "YardIOTests", dependencies: ["YardIO", "CYardOpenSSL", "CYardNghttp2"]),
         .testTarget(name: "IntegrationTests", dependencies: ["YardTestSupport", "YardModel"]),
     ]
 )

@@ -12,6 +12,9 @@
 #include <netinet/tcp.h>
 #include <sched.h>
 #include <errno.h>
+#include <string.h>
+
+int sched_getaffinity(pid_t pid, size_t cpusetsize, void *mask);
 
 int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 ssize_t splice(int fd_in, long long *off_in, int fd_out, long long *off_out, size_t len, unsigned int flags);
@@ -26,12 +29,14 @@ ssize_t splice(int fd_in, long long *off_in, int fd_out, long long *off_out, siz
    keeps the hot path free of the overlay's indirection. */
 static inline int yard_errno(void) { return errno; }
 
-/* Number of CPUs this process may run on (sched_getaffinity), for the default loop count. */
+/* Number of CPUs this process may run on (sched_getaffinity), for the default loop count.
+   CPU_COUNT needs _GNU_SOURCE, which the Glibc module was built without: count the bits. */
 static inline int yard_available_cpus(void) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
-    int n = CPU_COUNT(&set);
+    unsigned long bits[16];
+    memset(bits, 0, sizeof(bits));
+    if (sched_getaffinity(0, sizeof(bits), (void *)bits) != 0) return 1;
+    int n = 0;
+    for (unsigned i = 0; i < sizeof(bits) / sizeof(bits[0]); i++) n += __builtin_popcountl(bits[i]);
     return n > 0 ? n : 1;
 }
 #endif

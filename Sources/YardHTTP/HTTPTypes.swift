@@ -140,15 +140,16 @@ public enum ParseStatus: Equatable, Sendable {
 }
 
 /// A parsed request head. Spans are relative to the head's first byte.
-public struct RequestHead: Sendable {
+public struct RequestHead: Equatable, Sendable {
     /// Bytes of the head including the blank line that ends it.
     public var headLength: Int = 0
     public var method: HTTPMethod = .get
     public var methodSpan: ByteSpan = .empty
     /// The request target as sent (origin-form `/a?b`, absolute-form, authority-form or `*`).
     public var targetSpan: ByteSpan = .empty
-    /// The path of the target (without query): for routing. For absolute-form, the path part
-    /// (`/` when empty); for `*` and authority-form, the target itself.
+    /// The path of the target (without query): for routing. For absolute-form, the path part,
+    /// which is an empty span (meaning `/`) when the target has no path; for `*` and
+    /// authority-form, the target itself.
     public var pathSpan: ByteSpan = .empty
     /// 1 for HTTP/1.1, 0 for HTTP/1.0.
     public var versionMinor: UInt8 = 1
@@ -168,7 +169,7 @@ public struct RequestHead: Sendable {
 }
 
 /// A parsed response head. Spans are relative to the head's first byte.
-public struct ResponseHead: Sendable {
+public struct ResponseHead: Equatable, Sendable {
     public var headLength: Int = 0
     public var status: Int = 0
     public var versionMinor: UInt8 = 1

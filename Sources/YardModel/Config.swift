@@ -32,17 +32,22 @@ public struct ProxySettings: Sendable, Equatable {
     public init() {}
 }
 
+/// What a listener speaks.
+public enum ListenerProtocol: String, Sendable, Equatable { case http }
+
 /// A listening socket.
 public struct ListenerConfig: Sendable, Equatable {
-    public enum Protocol: String, Sendable, Equatable { case http }
+    /// Kept for source compatibility; it cannot be named qualified (`ListenerConfig.Protocol`
+    /// means the metatype), so outside this struct use `ListenerProtocol`.
+    public typealias `Protocol` = ListenerProtocol
     public var name: String
     /// IP literal to bind (`127.0.0.1`, `0.0.0.0`, `::`).
     public var host: String
     /// 0 picks a free port (tests).
     public var port: UInt16
-    public var `protocol`: Protocol
+    public var `protocol`: `Protocol`
 
-    public init(name: String, host: String, port: UInt16, protocol: Protocol = .http) {
+    public init(name: String, host: String, port: UInt16, protocol: `Protocol` = .http) {
         self.name = name
         self.host = host
         self.port = port

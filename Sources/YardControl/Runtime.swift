@@ -1,0 +1,181 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Foundation
+import Synchronization
+import YardDiscovery
+import YardIO
+import YardModel
+import YardProxy
+
+/// `switchyard run`: the data plane plus the control plane that feeds it.
+///
+/// Loads the config, starts the workers on the first good catalog (or an empty one), keeps
+/// the file provider publishing new routing tables, reloads the config on SIGHUP, and
+/// drains on SIGTERM/SIGINT.
+///
+/// Threading: control-plane state lives behind one mutex and is touched only from the
+/// control queue, signal handlers (also on that queue) and `run`'s caller.
+public final class Runtime: Sendable {
+    private let configPath: String
+    private let workersOverride: Int?
+    private let queue = DispatchQueue(label: "switchyard.control")
+    private let state = Mutex<State>(State())
+    private let stopSignal = DispatchSemaphore(value: 0)
+    /// Kept alive for the process's life. Written once by `run` before any signal can be
+    /// delivered to them, never read: no synchronisation needed.
+    private nonisolated(unsafe) var signalSources: [DispatchSourceSignal] = []
+
+    private struct State {
+        var config: SwitchyardConfig?
+        var catalog = ServiceCatalog(services: [])
+        var version: UInt64 = 0
+        var server: ProxyServer?
+        var provider: FileProvider?
+        var stopping = false
+    }
+
+    /// Called with the bound listener addresses once the proxy is listening.
+    public typealias ReadyHandler = @Sendable ([SocketAddress]) -> Void
+
+    public init(configPath: String, workers: Int? = nil) {
+        self.configPath = configPath
+        self.workersOverride = workers
+    }
+
+    /// Runs until SIGTERM/SIGINT, then drains. Returns the process exit code.
+    public func run(onReady: ReadyHandler? = nil) throws -> Int32 {
+        let config = try ConfigLoader.loadConfig(path: configPath)
+        let initialCatalog = Self.initialCatalog(config)
+        let table = buildRoutingTable(version: 1, routes: config.routes, catalog: initialCatalog)
+        let workers = workersOverride ?? config.workers ?? availableCPUs()
+        let server = try ProxyServer(listeners: config.listeners, table: table, settings: config.proxy, workers: workers)
+        state.withLock {
+            $0.config = config
+            $0.catalog = initialCatalog
+            $0.version = 1
+            $0.server = server
+        }
+        server.start()
+        let addresses = server.boundAddresses.map(\.description).joined(separator: ", ")
+        Log.info("switchyard listening on \(addresses) with \(server.workerCount) worker(s); \(describe(table))")
+        onReady?(server.boundAddresses)
+        startProvider(config)
+        installSignals()
+
+        stopSignal.wait()
+        Log.info("draining: no new connections; in-flight requests get \(config.proxy.drainTimeoutMs) ms")
+        state.withLock { $0.provider?.stop() }
+        let clean = server.drain(timeoutMs: config.proxy.drainTimeoutMs)
+        Log.info(clean ? "drained; exiting" : "drain deadline passed; exiting with connections cut")
+        return 0
+    }
+
+    /// Asks a running `run` to drain and return (what SIGTERM does).
+    public func requestStop() {
+        let first = state.withLock { state -> Bool in
+            defer { state.stopping = true }
+            return !state.stopping
+        }
+        if first { stopSignal.signal() }
+    }
+
+    // MARK: Discovery
+
+    private static func initialCatalog(_ config: SwitchyardConfig) -> ServiceCatalog {
+        switch config.discovery {
+        case .file(let path):
+            do {
+                return try ConfigLoader.loadCatalog(path: path)
+            } catch {
+                Log.error("\(error); starting with no services until the file is fixed")
+                return ServiceCatalog(services: [])
+            }
+        }
+    }
+
+    private func startProvider(_ config: SwitchyardConfig) {
+        switch config.discovery {
+        case .file(let path):
+            let provider = FileProvider(
+                path: path, queue: queue,
+                onSnapshot: { [weak self] catalog in self?.apply(catalog: catalog) },
+                onError: { error in Log.error("\(error); the running routing table stays") })
+            state.withLock { $0.provider = provider }
+            provider.start()
+        }
+    }
+
+    private func apply(catalog: ServiceCatalog) {
+        let published: RoutingTable? = state.withLock { state in
+            guard let config = state.config, let server = state.server, catalog != state.catalog else { return nil }
+            state.catalog = catalog
+            state.version += 1
+            let table = buildRoutingTable(version: state.version, routes: config.routes, catalog: catalog)
+            server.publish(table)
+            return table
+        }
+        if let published { Log.info("routing table v\(published.version) published: \(describe(published))") }
+    }
+
+    /// SIGHUP: reload the config file; an invalid file is rejected and the running config stays.
+    private func reloadConfig() {
+        do {
+            let config = try ConfigLoader.loadConfig(path: configPath)
+            let table: RoutingTable? = state.withLock { state in
+                guard let old = state.config, let server = state.server else { return nil }
+                if old.listeners != config.listeners || old.proxy != config.proxy || old.workers != config.workers {
+                    Log.warning("listeners, workers, timeouts and limits apply at the next restart; routes and discovery apply now")
+                }
+                var applied = old
+                applied.routes = config.routes
+                applied.discovery = config.discovery
+                state.config = applied
+                state.version += 1
+                let table = buildRoutingTable(version: state.version, routes: applied.routes, catalog: state.catalog)
+                server.publish(table)
+                if old.discovery != config.discovery {
+                    state.provider?.stop()
+                    state.provider = nil
+                }
+                return table
+            }
+            if let table {
+                Log.info("config reloaded; routing table v\(table.version) published: \(describe(table))")
+                let needsProvider = state.withLock { $0.provider == nil }
+                if needsProvider { startProvider(config) }
+            }
+        } catch {
+            Log.error("config reload rejected: \(error); the running config stays")
+        }
+    }
+
+    // MARK: Signals
+
+    private func installSignals() {
+        signal(SIGPIPE, SIG_IGN)
+        var sources: [DispatchSourceSignal] = []
+        for (number, action) in [(SIGTERM, "stop"), (SIGINT, "stop"), (SIGHUP, "reload")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            if action == "stop" {
+                source.setEventHandler { [weak self] in self?.requestStop() }
+            } else {
+                source.setEventHandler { [weak self] in self?.reloadConfig() }
+            }
+            source.resume()
+            sources.append(source)
+        }
+        signalSources = sources
+    }
+}
+
+/// One line summarising a table for logs.
+func describe(_ table: RoutingTable) -> String {
+    let services = table.services.map { service in
+        let track = service.activeTrack.map { " active=\($0)" } ?? ""
+        return "\(service.name)[\(service.activeEndpoints.count)/\(service.endpoints.count)\(track)]"
+    }
+    return "\(table.routes.count) route(s), services: " + (services.isEmpty ? "none" : services.joined(separator: " "))
+}

@@ -1,0 +1,278 @@
+// Loading `conf/switchyard.yml` into a `SwitchyardConfig`, validating every key.
+//
+// Every failure is a `ConfigError` naming the file, the 1-based line, the key path and what
+// to do, because the operator reading it is usually mid-incident and should not have to
+// guess which of three `address:` keys is wrong.
+
+internal import Yams
+
+/// Loads and validates Switchyard's configuration files.
+///
+/// Threading: the `text:` functions are pure and may be called from any thread; the
+/// `path:` functions do blocking file I/O and belong on the control plane.
+public enum ConfigLoader {
+    // MARK: switchyard.yml
+
+    /// Reads and validates the config file at `path`. A relative discovery file is
+    /// resolved against the config file's folder and made absolute.
+    public static func loadConfig(path: String) throws(ConfigError) -> SwitchyardConfig {
+        let text = try readText(path: path)
+        return try parseConfig(text: text, path: path, directory: directory(of: absolutePath(path)))
+    }
+
+    /// Validates `text` as the config file `path` (used for messages and to resolve a
+    /// relative discovery file against `path`'s folder).
+    public static func loadConfig(text: String, path: String) throws(ConfigError) -> SwitchyardConfig {
+        try parseConfig(text: text, path: path, directory: directory(of: path))
+    }
+
+    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream"]
+
+    private static func parseConfig(text: String, path: String, directory: String) throws(ConfigError) -> SwitchyardConfig {
+        let root = try document(text: text, path: path, expecting: "keys like 'listeners' and 'routes'")
+        let fields = try root.fields(allowed: rootKeys)
+
+        let listenersNode = try fields.required("listeners", hint: "add at least one, e.g. '- {name: web, address: 127.0.0.1:8080}'")
+        let listeners = try parseListeners(listenersNode)
+        let routes = try parseRoutes(fields.optional("routes"))
+        let discovery = try parseDiscovery(fields.optional("discovery"), directory: directory)
+        let admin = try parseAdmin(fields.optional("admin"))
+        let workers = try parseWorkers(fields.optional("workers"))
+        var proxy = ProxySettings()
+        try parseTimeouts(fields.optional("timeouts"), into: &proxy)
+        try parseLimits(fields.optional("limits"), into: &proxy)
+        try parseUpstream(fields.optional("upstream"), into: &proxy)
+
+        return SwitchyardConfig(
+            listeners: listeners, routes: routes, discovery: discovery, admin: admin,
+            workers: workers, proxy: proxy, sourcePath: path
+        )
+    }
+
+    // MARK: Listeners
+
+    private static func parseListeners(_ node: ConfigNode) throws(ConfigError) -> [ListenerConfig] {
+        let items = try node.list()
+        guard !items.isEmpty else {
+            throw node.error("at least one listener is required, e.g. '- {name: web, address: 127.0.0.1:8080}'")
+        }
+        var listeners: [ListenerConfig] = []
+        var nameLines: [String: Int?] = [:]
+        var addressLines: [String: (name: String, line: Int?)] = [:]
+        for (index, item) in items.enumerated() {
+            let fields = try item.fields(allowed: ["name", "address", "protocol"])
+            let name = try fields.optional("name")?.string(expected: "a listener name") ?? "listener-\(index)"
+            if let previous = nameLines[name] {
+                let at = fields.optional("name") ?? item
+                throw at.error("duplicate listener name '\(name)' (first used\(lineSuffix(previous))); give each listener its own name")
+            }
+            nameLines[name] = (fields.optional("name") ?? item).line
+
+            let addressNode = try fields.required("address", hint: "e.g. 'address: 127.0.0.1:8080'")
+            let (host, port) = try listenAddress(addressNode)
+            if port != 0, let previous = addressLines["\(host)|\(port)"] {
+                throw addressNode.error("\(host):\(port) is already used by listener '\(previous.name)'\(lineSuffix(previous.line)); each listener needs its own address")
+            }
+            addressLines["\(host)|\(port)"] = (name, addressNode.line)
+
+            var proto = ListenerProtocol.http
+            if let protoNode = fields.optional("protocol") {
+                let text = try protoNode.string(expected: "a protocol")
+                guard let known = ListenerProtocol(rawValue: text.lowercased()) else {
+                    throw protoNode.error("unsupported protocol '\(text)'; supported: http")
+                }
+                proto = known
+            }
+            listeners.append(ListenerConfig(name: name, host: host, port: port, protocol: proto))
+        }
+        return listeners
+    }
+
+    private static func listenAddress(_ node: ConfigNode) throws(ConfigError) -> (String, UInt16) {
+        let text = try node.string(expected: "an address like 127.0.0.1:8080")
+        switch ConfigValues.parseListenAddress(text) {
+        case .success(let address): return (address.host, address.port)
+        case .failure(let problem): throw node.error(problem.message)
+        }
+    }
+
+    // MARK: Routes
+
+    private static func parseRoutes(_ node: ConfigNode?) throws(ConfigError) -> [RouteConfig] {
+        guard let node else { return [] }
+        var routes: [RouteConfig] = []
+        var seen: [String: Int?] = [:]
+        for item in try node.list() {
+            let fields = try item.fields(allowed: ["path", "host", "service"])
+            var pathPrefix = "/"
+            if let pathNode = fields.optional("path") {
+                pathPrefix = try pathNode.string(expected: "a path prefix like /api")
+                guard pathPrefix.hasPrefix("/") else {
+                    throw pathNode.error("path '\(pathPrefix)' must start with '/', e.g. /\(pathPrefix)")
+                }
+                if let bad = pathPrefix.first(where: { $0 == " " || $0 == "\t" || $0 == "?" || $0 == "#" }) {
+                    throw pathNode.error("path '\(pathPrefix)' contains '\(bad)'; a route matches a path prefix without query or fragment")
+                }
+            }
+            var host: String?
+            if let hostNode = fields.optional("host") {
+                host = try routeHost(hostNode)
+            }
+            let serviceNode = try fields.required("service", hint: "name the service this route sends to, e.g. 'service: shop'")
+            let service = try serviceNode.string(expected: "a service name")
+
+            let identity = "\(host ?? "*") \(pathPrefix)"
+            if let previous = seen[identity] {
+                throw item.error("duplicates the route\(lineSuffix(previous)) with the same host and path; the first one would always win")
+            }
+            seen[identity] = item.line
+            routes.append(RouteConfig(host: host, pathPrefix: pathPrefix, service: service))
+        }
+        return routes
+    }
+
+    /// A route host: a name or IP, lower-cased, without port (Host's port is ignored when
+    /// matching, so a configured port could never match).
+    private static func routeHost(_ node: ConfigNode) throws(ConfigError) -> String {
+        let text = try node.string(expected: "a host name like shop.example.com").lowercased()
+        if text.contains("*") {
+            throw node.error("wildcard hosts are not supported; list each host, or omit 'host' to match any host")
+        }
+        if !text.hasPrefix("["), let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") {
+            throw node.error("host '\(text)' has a port; routes match the Host header without its port, write '\(text[..<colon])'")
+        }
+        let allowed = text.unicodeScalars.allSatisfy { scalar in
+            ("a"..."z").contains(scalar) || ("0"..."9").contains(scalar) || "-.:[]_".unicodeScalars.contains(scalar)
+        }
+        guard allowed, !text.hasPrefix("."), !text.hasPrefix("-") else {
+            throw node.error("'\(text)' is not a valid host name; use letters, digits, '-' and '.'")
+        }
+        return text.hasSuffix(".") ? String(text.dropLast()) : text
+    }
+
+    // MARK: Discovery and admin
+
+    private static func parseDiscovery(_ node: ConfigNode?, directory: String) throws(ConfigError) -> DiscoveryConfig {
+        let defaultFile = "services.yml"
+        guard let node else { return .file(path: resolve(defaultFile, against: directory)) }
+        let fields = try node.fields(allowed: ["provider", "file"])
+        if let providerNode = fields.optional("provider") {
+            let provider = try providerNode.string(expected: "a provider name")
+            guard provider == "file" else {
+                throw providerNode.error("unsupported provider '\(provider)'; this build supports: file")
+            }
+        }
+        let file = try fields.optional("file")?.string(expected: "a file path like services.yml") ?? defaultFile
+        return .file(path: resolve(file, against: directory))
+    }
+
+    private static func parseAdmin(_ node: ConfigNode?) throws(ConfigError) -> AdminConfig {
+        guard let node else { return AdminConfig() }
+        let fields = try node.fields(allowed: ["address", "enabled"])
+        let enabled = try fields.optional("enabled")?.boolean() ?? true
+        var admin = AdminConfig(enabled: enabled)
+        if let addressNode = fields.optional("address") {
+            (admin.host, admin.port) = try listenAddress(addressNode)
+        } else if enabled {
+            _ = try fields.required("address", hint: "e.g. 'address: 127.0.0.1:9901', or 'enabled: false'")
+        }
+        return admin
+    }
+
+    private static func parseWorkers(_ node: ConfigNode?) throws(ConfigError) -> Int? {
+        guard let node else { return nil }
+        let text = try node.text(expected: "'auto' or a number of workers")
+        if text.lowercased() == "auto" { return nil }
+        return try node.integer(in: 1...256, expected: "'auto' or a number of workers")
+    }
+
+    // MARK: Timeouts and limits
+
+    private static func parseTimeouts(_ node: ConfigNode?, into proxy: inout ProxySettings) throws(ConfigError) {
+        guard let node else { return }
+        let keys: [(String, WritableKeyPath<ProxySettings, Int>)] = [
+            ("client_header", \.clientHeaderTimeoutMs), ("client_idle", \.clientIdleTimeoutMs),
+            ("upstream_connect", \.upstreamConnectTimeoutMs), ("upstream_response", \.upstreamResponseTimeoutMs),
+            ("upstream_idle", \.upstreamIdleTimeoutMs), ("drain", \.drainTimeoutMs),
+        ]
+        let fields = try node.fields(allowed: keys.map(\.0))
+        for (key, field) in keys {
+            if let value = fields.optional(key) { proxy[keyPath: field] = try value.durationMilliseconds() }
+        }
+    }
+
+    private static func parseLimits(_ node: ConfigNode?, into proxy: inout ProxySettings) throws(ConfigError) {
+        guard let node else { return }
+        let fields = try node.fields(allowed: ["max_connections", "max_request_line", "max_header_bytes", "max_headers"])
+        if let value = fields.optional("max_connections") {
+            proxy.maxConnections = try value.integer(in: 1...1_000_000)
+        }
+        if let value = fields.optional("max_request_line") {
+            proxy.maxRequestLineBytes = try value.bytes(in: 64...1_048_576)
+        }
+        if let value = fields.optional("max_header_bytes") {
+            proxy.maxHeaderBytes = try value.bytes(in: 1_024...1_048_576)
+        }
+        if let value = fields.optional("max_headers") {
+            proxy.maxHeaders = try value.integer(in: 1...1_000)
+        }
+        // The request head includes the request line, so a smaller head limit would make
+        // the line limit unreachable and reject valid requests with the wrong status.
+        if proxy.maxHeaderBytes < proxy.maxRequestLineBytes {
+            let at = fields.optional("max_header_bytes") ?? fields.optional("max_request_line") ?? node
+            throw at.error("max_header_bytes (\(proxy.maxHeaderBytes)) must be at least max_request_line (\(proxy.maxRequestLineBytes)); the head includes the request line")
+        }
+    }
+
+    private static func parseUpstream(_ node: ConfigNode?, into proxy: inout ProxySettings) throws(ConfigError) {
+        guard let node else { return }
+        let fields = try node.fields(allowed: ["max_idle_per_endpoint"])
+        if let value = fields.optional("max_idle_per_endpoint") {
+            proxy.maxIdlePerEndpoint = try value.integer(in: 0...10_000)
+        }
+    }
+
+    // MARK: YAML documents
+
+    /// Parses `text` into its root node, turning YAML syntax errors into `ConfigError`s with
+    /// the line libyaml reports. An empty document is an error: for a watched file, an
+    /// empty read is usually a writer caught mid-rewrite, and "no services" must be said
+    /// explicitly (`services: {}`).
+    static func document(text: String, path: String, expecting: String) throws(ConfigError) -> ConfigNode {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw syntaxError(error, path: path)
+        } catch {
+            throw fileError(path, "cannot parse: \(error)")
+        }
+        guard let root, !ConfigNode(node: root, path: "", file: path).isNull else {
+            throw fileError(path, "the file is empty; expected \(expecting)")
+        }
+        return ConfigNode(node: root, path: "", file: path)
+    }
+
+    private static func syntaxError(_ error: YamlError, path: String) -> ConfigError {
+        let hint = "check the indentation and quoting around this line"
+        switch error {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
+             let .composer(context, problem, mark, _):
+            let while_ = context.map { " (\($0.text) at line \($0.mark.line))" } ?? ""
+            return ConfigError(file: path, line: mark.line, key: nil, message: "YAML syntax error: \(problem)\(while_); \(hint)")
+        case let .duplicatedKeysInMapping(duplicates, context):
+            let keys = duplicates.map { "'\($0)'" }.joined(separator: ", ")
+            return ConfigError(file: path, line: context.mark.line, key: nil, message: "duplicate key \(keys) in the same mapping; keep only one")
+        case let .reader(problem, offset, _, yaml):
+            let line = offset.map { offset in 1 + yaml.utf8.prefix(offset).count(where: { $0 == UInt8(ascii: "\n") }) }
+            return ConfigError(file: path, line: line, key: nil, message: "cannot read the text: \(problem)")
+        default:
+            return ConfigError(file: path, line: nil, key: nil, message: "YAML error: \(error)")
+        }
+    }
+
+    static func lineSuffix(_ line: Int??) -> String {
+        guard let line = line ?? nil else { return "" }
+        return " at line \(line)"
+    }
+}

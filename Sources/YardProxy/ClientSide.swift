@@ -1,0 +1,311 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import YardHTTP
+import YardIO
+import YardModel
+
+// The downstream half of the worker: reading requests, routing them, forwarding their
+// bodies, and answering on the proxy's own behalf.
+
+extension Worker {
+    // MARK: Events
+
+    func clientEvent(_ c: ClientConnection, _ flags: UInt32) {
+        guard c.phase != .closed else { return }
+        if flags & Epoll.writable != 0 || (flags & (Epoll.hangup | Epoll.error) != 0 && !c.outBuf.isEmpty) {
+            guard flushClient(c) else { return }
+            // Room was made: the upstream may relay more of the response it buffered.
+            if let u = c.upstream, u.headDone, u.inBuf.readableBytes > 0 || u.eof {
+                relayResponse(u)
+                guard c.phase != .closed else { return }
+            }
+        }
+        if flags & (Epoll.readable | Epoll.hangup | Epoll.error) != 0 && c.phase != .closed {
+            readClient(c)
+        }
+        if c.phase != .closed { updateInterest(c) }
+        if let u = c.upstream { updateInterest(u) }
+    }
+
+    /// Reads what the client sent and moves the exchange on.
+    private func readClient(_ c: ClientConnection) {
+        if c.inBuf.writableBytes == 0 {
+            // Only a head being parsed may grow the buffer (up to the head limit); body
+            // bytes wait for the upstream to take what is buffered.
+            if c.phase == .forwarding || !c.inBuf.reserve(4096, limit: settings.maxHeaderBytes + 4096) {
+                if c.phase != .forwarding { respondError(c, status: 431, reason: "request head over the buffer limit") }
+                return
+            }
+        }
+        switch Socket.read(c.fd, into: &c.inBuf) {
+        case .bytes:
+            advanceClient(c)
+        case .wouldBlock:
+            return
+        case .closed:
+            clientReadClosed(c)
+        case .failed:
+            closeClient(c)
+        }
+    }
+
+    /// The client closed its sending side.
+    private func clientReadClosed(_ c: ClientConnection) {
+        switch c.phase {
+        case .forwarding where c.requestBodyDone:
+            // A complete request followed by a half-close (`curl`, `nc -N`): answer, then close.
+            c.readClosed = true
+            c.keepAlive = false
+        case .closingAfterFlush:
+            c.readClosed = true
+        default:
+            if c.phase == .forwarding || c.phase == .readingHead {
+                Log.debug("client \(String(decoding: c.peerText, as: UTF8.self)) closed mid-request")
+            }
+            closeClient(c)
+        }
+    }
+
+    /// Moves the connection on with the bytes it has: parse a head, or forward body bytes.
+    func advanceClient(_ c: ClientConnection) {
+        switch c.phase {
+        case .idle, .readingHead:
+            processHead(c)
+        case .forwarding:
+            pumpRequestBody(c)
+        case .closingAfterFlush, .closed:
+            return
+        }
+    }
+
+    // MARK: Heads
+
+    private func processHead(_ c: ClientConnection) {
+        guard !c.inBuf.isEmpty else { return }
+        if c.phase == .idle {
+            c.phase = .readingHead
+            c.deadline = now + Int64(settings.clientHeaderTimeoutMs)
+        }
+        let status = parseRequestHead(c.inBuf.readable, limits: limits, head: &c.head, fields: c.fields, scanFrom: &c.scanFrom)
+        switch status {
+        case .incomplete:
+            return
+        case .invalid(let error):
+            respondError(c, status: error.status, reason: "\(error.reason)")
+        case .complete:
+            dispatch(c)
+        }
+    }
+
+    /// Routes a complete request head and starts forwarding it.
+    private func dispatch(_ c: ClientConnection) {
+        let base = c.inBuf.readable
+        let head = c.head
+        c.requestMethod = head.method
+        c.requestVersionMinor = head.versionMinor
+        c.keepAlive = head.keepAlive && !draining
+        c.responseStarted = false
+        c.attempts = 0
+        c.requestStart = now
+        switch head.framing {
+        case .none:
+            c.requestBodyDone = true
+        case .contentLength(let length):
+            c.requestRemaining = length
+            c.requestChunked = false
+            c.requestBodyDone = length == 0
+        case .chunked:
+            c.requestChunked = true
+            c.requestDecoder = ChunkedDecoder()
+            c.requestBodyDone = false
+        case .untilClose:
+            c.requestBodyDone = true
+        }
+        if head.upgrade || head.method == .connect {
+            // Tunnels (WebSocket, CONNECT) arrive with the TLS/HTTP2 work; refuse cleanly now.
+            respondError(c, status: 501, reason: "upgrade and CONNECT are not supported yet")
+            return
+        }
+
+        var path = head.pathSpan.bytes(in: base)
+        if path.isEmpty { path = ErrorText.slash }
+        guard let route = table.route(host: head.hostSpan.bytes(in: base), path: path) else {
+            respondError(c, status: 404, reason: "no route")
+            return
+        }
+        c.route = route
+        guard let service = route.service, !service.activeEndpoints.isEmpty else {
+            respondError(c, status: 503, reason: "service '\(route.serviceName)' has no endpoint")
+            return
+        }
+        c.phase = .forwarding
+        c.deadline = 0
+        guard let u = connectUpstream(for: c, service: service, fresh: false) else {
+            c.inBuf.consume(head.headLength)
+            c.scanFrom = 0
+            if !c.requestBodyDone { c.keepAlive = false }
+            respondError(c, status: 502, reason: "no endpoint of '\(service.name)' accepted a connection")
+            return
+        }
+
+        writeRequestHead(c, base: base, into: &u.outBuf)
+        c.inBuf.consume(head.headLength)
+        c.scanFrom = 0
+        pumpRequestBody(c)
+        if u.phase == .active { _ = flushUpstream(u) }
+    }
+
+    // MARK: Bodies
+
+    /// Moves request body bytes from the client's buffer to the upstream's, as far as the
+    /// framing and the upstream buffer allow.
+    func pumpRequestBody(_ c: ClientConnection) {
+        guard !c.requestBodyDone, let u = c.upstream else { return }
+        let available = c.inBuf.readableBytes
+        guard available > 0 else { return }
+        // Room in the upstream buffer; sent bytes are dropped (ending replayability) only
+        // when room is needed.
+        if u.outBuf.writableBytes < min(available, 4096) {
+            dropSentBytes(u)
+        }
+        var count = min(available, u.outBuf.writableBytes)
+        guard count > 0 else { return }
+        if c.requestChunked {
+            switch c.requestDecoder.consume(UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count])) {
+            case .needMore:
+                break
+            case .done(let consumed):
+                count = consumed
+                c.requestBodyDone = true
+            case .invalid(let error):
+                abortExchange(c, status: 400, reason: "request body: \(error.reason)")
+                return
+            }
+        } else {
+            count = Int(min(Int64(count), c.requestRemaining))
+            c.requestRemaining -= Int64(count)
+            if c.requestRemaining == 0 { c.requestBodyDone = true }
+        }
+        u.outBuf.append(UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count]))
+        c.inBuf.consume(count)
+        u.deadline = now + Int64(u.phase == .connecting ? settings.upstreamConnectTimeoutMs : settings.upstreamResponseTimeoutMs)
+        if u.phase == .active { _ = flushUpstream(u) }
+    }
+
+    // MARK: Writing
+
+    /// Writes queued bytes to the client. Returns false if the connection was closed.
+    @discardableResult
+    func flushClient(_ c: ClientConnection) -> Bool {
+        while !c.outBuf.isEmpty {
+            switch Socket.flush(c.fd, &c.outBuf) {
+            case .bytes:
+                continue
+            case .wouldBlock:
+                return true
+            case .closed, .failed:
+                closeClient(c)
+                return false
+            }
+        }
+        if c.phase == .closingAfterFlush {
+            closeClient(c)
+            return false
+        }
+        return true
+    }
+
+    // MARK: Our own answers
+
+    /// Answers the current request with an error of our own and logs it once.
+    ///
+    /// The connection stays open only when the request was fully read (no body pending),
+    /// the client allows it, and the status does not imply broken framing.
+    func respondError(_ c: ClientConnection, status: Int, reason: String) {
+        let framingKnown = status == 404 || status == 502 || status == 503 || status == 504
+        let close = !framingKnown || !c.keepAlive || !c.requestBodyDone || draining || c.readClosed
+        Log.warning("\(status) to \(String(decoding: c.peerText, as: UTF8.self)): \(reason)")
+        if c.phase == .readingHead || c.phase == .idle || c.phase == .forwarding, close == false {
+            // Drop the answered request's head; keep any pipelined bytes after it.
+            if c.phase != .forwarding { c.inBuf.consume(c.head.headLength) }
+        }
+        let text = ErrorResponse.bytes(status: status, close: close)
+        _ = c.outBuf.reserve(text.utf8CodeUnitCount)
+        c.outBuf.append(text)
+        c.responseStarted = true
+        c.served += 1
+        c.scanFrom = 0
+        c.route = nil
+        if close {
+            c.phase = .closingAfterFlush
+            c.inBuf.clear()
+        } else {
+            c.phase = .idle
+            c.deadline = now + Int64(settings.clientIdleTimeoutMs)
+        }
+        flushClient(c)
+        if c.phase == .idle { processHead(c) }
+    }
+
+    /// Fails the exchange in progress: answers `status` if nothing of the response was sent
+    /// yet, otherwise closes the client (its response cannot be completed).
+    func abortExchange(_ c: ClientConnection, status: Int, reason: String) {
+        if let u = c.upstream {
+            c.upstream = nil
+            u.client = nil
+            closeUpstream(u)
+        }
+        if c.responseStarted {
+            Log.warning("aborting response to \(String(decoding: c.peerText, as: UTF8.self)): \(reason)")
+            c.phase = .closingAfterFlush
+            flushClient(c)
+        } else {
+            if !c.requestBodyDone { c.keepAlive = false }
+            respondError(c, status: status, reason: reason)
+        }
+    }
+
+    /// The response was relayed completely: park or close the upstream, and get ready for
+    /// the client's next request.
+    func finishExchange(_ c: ClientConnection, _ u: UpstreamConnection) {
+        c.upstream = nil
+        u.client = nil
+        c.route = nil
+        c.served += 1
+        let reusable = u.head.keepAlive && !u.responseUntilClose && c.requestBodyDone
+            && c.requestVersionMinor == 1 && !draining
+        if reusable { releaseToPool(u) } else { closeUpstream(u) }
+
+        if !c.keepAlive || !c.requestBodyDone || draining || u.responseUntilClose {
+            c.phase = .closingAfterFlush
+            c.inBuf.clear()
+            flushClient(c)
+            return
+        }
+        c.phase = .idle
+        c.deadline = now + Int64(settings.clientIdleTimeoutMs)
+        if !c.inBuf.isEmpty { processHead(c) }
+    }
+
+    func clientTimedOut(_ c: ClientConnection) {
+        switch c.phase {
+        case .idle:
+            closeClient(c)
+        case .readingHead:
+            c.keepAlive = false
+            respondError(c, status: 408, reason: "request head not complete after \(settings.clientHeaderTimeoutMs) ms")
+            c.deadline = now + Int64(settings.clientIdleTimeoutMs)
+        case .closingAfterFlush:
+            // The client does not read its answer.
+            closeClient(c)
+        case .forwarding, .closed:
+            c.deadline = 0
+        }
+    }
+}
+
+/// Static byte strings used by routing.
+enum ErrorText {
+    nonisolated(unsafe) static let slash = UnsafeRawBufferPointer(start: ("/" as StaticString).utf8Start, count: 1)
+}

@@ -1,0 +1,176 @@
+import YardHTTP
+import YardIO
+import YardModel
+
+// Per-connection state. Both classes are confined to the worker (event loop) that created
+// them: no locks, no atomics. The worker holds the only strong references (its `clients` and
+// `upstreams` arrays, slot-indexed), and epoll carries an unretained, tagged pointer.
+
+/// Where a client connection is in its request/response cycle.
+enum ClientPhase: UInt8 {
+    /// Between requests, no byte of the next request yet (idle timeout applies).
+    case idle
+    /// Some bytes of a request head have arrived (header timeout applies).
+    case readingHead
+    /// A request is being forwarded and its response relayed.
+    case forwarding
+    /// The last response is queued; close once it is written.
+    case closingAfterFlush
+    case closed
+}
+
+/// A downstream (client) connection.
+final class ClientConnection {
+    let fd: Int32
+    /// Index in the worker's `clients` array.
+    var slot: Int = 0
+    var phase: ClientPhase = .idle
+    /// The epoll interest currently registered (to skip redundant epoll_ctl calls).
+    var interest: UInt32 = 0
+    /// When the current timeout fires (monotonic ms), 0 for none.
+    var deadline: Int64 = 0
+
+    /// Bytes received and not yet consumed: the head being parsed, body bytes, pipelined requests.
+    var inBuf: ByteBuffer
+    /// Bytes to send to the client: response heads, body pieces, our own answers.
+    var outBuf: ByteBuffer
+    /// Header-field storage for the request parser (`maxHeaders` entries, allocated once).
+    let fields: UnsafeMutablePointer<HeaderField>
+    var head = RequestHead()
+    var scanFrom = 0
+
+    /// The client's address as text, for X-Forwarded-For and logs.
+    let peerText: [UInt8]
+
+    // MARK: The exchange in progress
+    var upstream: UpstreamConnection?
+    var route: Route?
+    var requestMethod: HTTPMethod = .get
+    var requestVersionMinor: UInt8 = 1
+    /// Keep the client connection after this response (the client allows it, we are not draining).
+    var keepAlive = true
+    var requestChunked = false
+    var requestDecoder = ChunkedDecoder()
+    var requestRemaining: Int64 = 0
+    var requestBodyDone = true
+    /// Some byte of the response (or our own answer) was queued for the client: no retry,
+    /// and a failure from now on can only close the connection.
+    var responseStarted = false
+    /// Connect attempts for this request (retries go to another endpoint).
+    var attempts = 0
+    /// The client shut down its sending side after a complete request; answer, then close.
+    var readClosed = false
+    /// Requests answered on this connection.
+    var served = 0
+    /// When the request head was complete (for logs of failures).
+    var requestStart: Int64 = 0
+
+    init(fd: Int32, peer: SocketAddress, maxHeaders: Int, bufferSize: Int) {
+        self.fd = fd
+        self.inBuf = ByteBuffer(capacity: bufferSize)
+        self.outBuf = ByteBuffer(capacity: bufferSize)
+        self.fields = .allocate(capacity: maxHeaders)
+        self.fields.initialize(repeating: .empty, count: maxHeaders)
+        self.peerText = Array(peer.ipText.utf8)
+    }
+
+    deinit {
+        inBuf.deallocate()
+        outBuf.deallocate()
+        fields.deallocate()
+    }
+}
+
+/// Where an upstream connection is.
+enum UpstreamPhase: UInt8 {
+    /// Non-blocking connect in progress.
+    case connecting
+    /// Carrying an exchange for `client`.
+    case active
+    /// Parked in its endpoint's pool (idle timeout applies).
+    case idle
+    case closed
+}
+
+/// A connection to one endpoint, reused across requests through the worker's pools.
+final class UpstreamConnection {
+    let fd: Int32
+    var slot: Int = 0
+    var phase: UpstreamPhase
+    var interest: UInt32 = 0
+    var deadline: Int64 = 0
+    let endpoint: Endpoint
+
+    /// Response bytes received and not yet relayed.
+    var inBuf: ByteBuffer
+    /// The request being sent. Bytes before `sentIndex` were written; they are kept (from
+    /// `readerIndex`) until the response head arrives so a request that met a stale
+    /// keep-alive connection can be replayed (`replayable`).
+    var outBuf: ByteBuffer
+    var sentIndex = 0
+    /// Everything of the request is still in `outBuf` (it was never compacted away).
+    var replayable = true
+    /// This connection came from the pool (it served an earlier request).
+    var reused = false
+
+    let fields: UnsafeMutablePointer<HeaderField>
+    var head = ResponseHead()
+    var scanFrom = 0
+    var client: ClientConnection?
+
+    // MARK: The response in progress
+    var headDone = false
+    var responseChunked = false
+    var responseDecoder = ChunkedDecoder()
+    var responseRemaining: Int64 = 0
+    var responseUntilClose = false
+    var responseDone = false
+    /// The upstream closed its side; what is buffered is the rest of the response.
+    var eof = false
+    /// Bytes of response received for this exchange (0 means a failure may be retried).
+    var responseBytes = 0
+
+    init(fd: Int32, endpoint: Endpoint, connecting: Bool, maxHeaders: Int, bufferSize: Int) {
+        self.fd = fd
+        self.endpoint = endpoint
+        self.phase = connecting ? .connecting : .active
+        self.inBuf = ByteBuffer(capacity: bufferSize)
+        self.outBuf = ByteBuffer(capacity: bufferSize)
+        self.fields = .allocate(capacity: maxHeaders)
+        self.fields.initialize(repeating: .empty, count: maxHeaders)
+    }
+
+    deinit {
+        inBuf.deallocate()
+        outBuf.deallocate()
+        fields.deallocate()
+    }
+
+    /// Clears per-exchange state before the connection carries a new request.
+    func resetExchange() {
+        head = ResponseHead()
+        scanFrom = 0
+        headDone = false
+        responseChunked = false
+        responseDecoder = ChunkedDecoder()
+        responseRemaining = 0
+        responseUntilClose = false
+        responseDone = false
+        eof = false
+        responseBytes = 0
+        sentIndex = 0
+        replayable = true
+        inBuf.clear()
+        outBuf.clear()
+    }
+}
+
+/// Idle keep-alive connections to one endpoint, owned by one worker.
+final class UpstreamPool {
+    let address: SocketAddress?
+    var idle: [UpstreamConnection] = []
+
+    init(address: SocketAddress?) {
+        self.address = address
+    }
+}

@@ -1,0 +1,102 @@
+import YardHTTP
+import YardIO
+
+// Rewriting heads for forwarding. Kept fields are copied in runs of whole lines straight
+// from the received head (one memcpy for a typical request); only dropped fields break a run.
+
+extension Worker {
+    /// Writes the request head to send upstream: the request line as received, the fields
+    /// minus hop-by-hop ones and the client's X-Forwarded-Proto/-Host, then
+    /// X-Forwarded-For (client's list plus the client address), X-Forwarded-Proto,
+    /// X-Forwarded-Host and Via.
+    func writeRequestHead(_ c: ClientConnection, base: UnsafeRawBufferPointer, into out: inout ByteBuffer) {
+        let head = c.head
+        let host = head.hostSpan.bytes(in: base)
+        _ = out.reserve(head.headLength + 160 + c.peerText.count + 2 * host.count)
+        let lineStart = Int(head.methodSpan.start)
+        let firstField = head.headerCount > 0 ? Int(c.fields[0].name.start) : head.headLength - 2
+        out.append(UnsafeRawBufferPointer(rebasing: base[lineStart..<firstField]))
+
+        var sawForwardedFor = false
+        var runStart = -1
+        for i in 0..<head.headerCount {
+            let field = c.fields[i]
+            let start = Int(field.name.start)
+            let keep: Bool
+            switch field.kind {
+            case .xForwardedFor:
+                sawForwardedFor = true
+                keep = false
+            case .xForwardedProto, .xForwardedHost:
+                keep = false
+            default:
+                keep = !field.hopByHop
+            }
+            if keep {
+                if runStart < 0 { runStart = start }
+            } else if runStart >= 0 {
+                out.append(UnsafeRawBufferPointer(rebasing: base[runStart..<start]))
+                runStart = -1
+            }
+        }
+        if runStart >= 0 {
+            out.append(UnsafeRawBufferPointer(rebasing: base[runStart..<(head.headLength - 2)]))
+        }
+
+        out.append("X-Forwarded-For: ")
+        if sawForwardedFor {
+            for i in 0..<head.headerCount where c.fields[i].kind == .xForwardedFor {
+                let value = c.fields[i].value.bytes(in: base)
+                if value.isEmpty { continue }
+                out.append(value)
+                out.append(", ")
+            }
+        }
+        out.append(c.peerText)
+        out.append("\r\nX-Forwarded-Proto: http\r\n")
+        if !host.isEmpty {
+            out.append("X-Forwarded-Host: ")
+            out.append(host)
+            out.append("\r\n")
+        }
+        out.append("Via: 1.1 switchyard\r\n\r\n")
+    }
+
+    /// Writes the response head to send to the client: the status line (as HTTP/1.1), the
+    /// fields minus hop-by-hop ones, and `Connection: close` when the client connection ends
+    /// after this response (or `keep-alive` for an HTTP/1.0 client that keeps it).
+    func writeResponseHead(_ c: ClientConnection, _ u: UpstreamConnection, closeAfter: Bool, into out: inout ByteBuffer) {
+        let base = u.inBuf.readable
+        let head = u.head
+        _ = out.reserve(head.headLength + 32)
+        let firstField = head.headerCount > 0 ? Int(u.fields[0].name.start) : head.headLength - 2
+        if head.versionMinor == 0 {
+            out.append("HTTP/1.1")
+            out.append(UnsafeRawBufferPointer(rebasing: base[8..<firstField]))
+        } else {
+            out.append(UnsafeRawBufferPointer(rebasing: base[0..<firstField]))
+        }
+        var runStart = -1
+        for i in 0..<head.headerCount {
+            let field = u.fields[i]
+            let start = Int(field.name.start)
+            if !field.hopByHop {
+                if runStart < 0 { runStart = start }
+            } else if runStart >= 0 {
+                out.append(UnsafeRawBufferPointer(rebasing: base[runStart..<start]))
+                runStart = -1
+            }
+        }
+        if runStart >= 0 {
+            out.append(UnsafeRawBufferPointer(rebasing: base[runStart..<(head.headLength - 2)]))
+        }
+        if !head.isInterim {
+            if closeAfter {
+                out.append("Connection: close\r\n")
+            } else if c.requestVersionMinor == 0 {
+                out.append("Connection: keep-alive\r\n")
+            }
+        }
+        out.append("\r\n")
+    }
+}

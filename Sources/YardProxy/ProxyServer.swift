@@ -1,0 +1,102 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Synchronization
+import YardIO
+import YardModel
+
+/// The data plane: N event loops (workers), each with its own SO_REUSEPORT listener per
+/// configured listener, serving HTTP/1.1 reverse proxying from the current routing table.
+///
+/// Threading: `start`, `publish`, `drain` and `stop` may be called from any thread (the
+/// control plane). Workers run on their own threads and are reached only through their
+/// inboxes; a new table is posted to every worker, which swaps its reference between events.
+public final class ProxyServer: Sendable {
+    private let workers: [Worker]
+    private let threads = Mutex<[Thread]>([])
+    /// The addresses the listeners are bound to, in configuration order (ports resolved
+    /// when 0 was asked for).
+    public let boundAddresses: [SocketAddress]
+
+    /// Binds every listener on every worker. Throws if an address cannot be bound.
+    public init(listeners: [ListenerConfig], table: RoutingTable, settings: ProxySettings, workers count: Int) throws {
+        let count = max(1, count)
+        var perWorker = [[Int32]](repeating: [], count: count)
+        var bound: [SocketAddress] = []
+        do {
+            for listener in listeners {
+                guard var address = SocketAddress(host: listener.host, port: listener.port) else {
+                    throw ProxyError.badAddress("\(listener.host):\(listener.port)")
+                }
+                for w in 0..<count {
+                    let fd = try Socket.listen(on: address, reusePort: true)
+                    if w == 0 {
+                        address = try Socket.localAddress(fd)
+                        bound.append(address)
+                    }
+                    perWorker[w].append(fd)
+                }
+            }
+        } catch {
+            for fds in perWorker { for fd in fds { Socket.close(fd) } }
+            throw error
+        }
+        let gate = ConnectionGate(limit: settings.maxConnections)
+        var made: [Worker] = []
+        for w in 0..<count {
+            made.append(try Worker(id: w, listeners: perWorker[w], table: table, settings: settings, gate: gate))
+        }
+        self.workers = made
+        self.boundAddresses = bound
+    }
+
+    /// Starts one thread per worker.
+    public func start() {
+        threads.withLock { threads in
+            for worker in workers {
+                let thread = Thread { worker.run() }
+                thread.name = "switchyard-loop-\(worker.id)"
+                thread.stackSize = 1 << 20
+                threads.append(thread)
+                thread.start()
+            }
+        }
+    }
+
+    /// Publishes a new routing table to every worker. Requests in flight finish on the
+    /// endpoints they already have.
+    public func publish(_ table: RoutingTable) {
+        for worker in workers {
+            worker.inbox.post { worker.adoptTable(table) }
+        }
+    }
+
+    /// Stops accepting and lets in-flight requests finish; returns once every worker has
+    /// exited or `timeoutMs` has passed (then returns false: connections were cut).
+    @discardableResult
+    public func drain(timeoutMs: Int) -> Bool {
+        for worker in workers {
+            worker.inbox.post { worker.beginDrain() }
+        }
+        let deadline = monotonicMilliseconds() + Int64(timeoutMs)
+        while monotonicMilliseconds() < deadline {
+            if workers.allSatisfy({ $0.finished.load(ordering: .acquiring) }) { return true }
+            usleep(10_000)
+        }
+        return workers.allSatisfy { $0.finished.load(ordering: .acquiring) }
+    }
+
+    public var workerCount: Int { workers.count }
+}
+
+/// Errors starting the data plane.
+public enum ProxyError: Error, CustomStringConvertible {
+    case badAddress(String)
+
+    public var description: String {
+        switch self {
+        case .badAddress(let text): return "cannot listen on '\(text)': expected an IP literal and a port"
+        }
+    }
+}

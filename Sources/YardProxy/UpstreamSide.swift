@@ -1,0 +1,328 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import YardHTTP
+import YardIO
+import YardModel
+
+// The upstream half of the worker: picking an endpoint, connecting or reusing a pooled
+// connection, sending the request, relaying the response, retrying what is safe to retry.
+
+extension Worker {
+    // MARK: Choosing and connecting
+
+    /// The next endpoint of `service` in round-robin order (per worker).
+    func pickEndpoint(_ service: Service) -> Endpoint {
+        let endpoints = service.activeEndpoints
+        let index: Int
+        if service.index < roundRobin.count {
+            index = roundRobin[service.index]
+            roundRobin[service.index] = index &+ 1
+        } else {
+            index = 0
+        }
+        return endpoints[index % endpoints.count]
+    }
+
+    /// Binds an upstream connection to the client's exchange: a pooled one for the chosen
+    /// endpoint if there is one (unless `fresh`), else a new connection. An endpoint that
+    /// refuses at once is skipped for the next, up to three attempts per request.
+    func connectUpstream(for c: ClientConnection, service: Service, fresh: Bool) -> UpstreamConnection? {
+        while c.attempts < 3 && !service.activeEndpoints.isEmpty {
+            c.attempts += 1
+            let endpoint = pickEndpoint(service)
+            guard endpoint.poolKey < pools.count, let pool = pools[endpoint.poolKey], let address = pool.address else {
+                Log.warning("endpoint \(endpoint.id) has no usable address")
+                continue
+            }
+            if !fresh, let u = takeIdle(pool) {
+                u.phase = .active
+                u.reused = true
+                bind(c, u)
+                u.deadline = now + Int64(settings.upstreamResponseTimeoutMs)
+                return u
+            }
+            let u: UpstreamConnection
+            switch Socket.connect(to: address) {
+            case .connected(let fd):
+                u = UpstreamConnection(fd: fd, endpoint: endpoint, connecting: false, maxHeaders: settings.maxHeaders, bufferSize: bufferSize)
+                u.deadline = now + Int64(settings.upstreamResponseTimeoutMs)
+            case .inProgress(let fd):
+                u = UpstreamConnection(fd: fd, endpoint: endpoint, connecting: true, maxHeaders: settings.maxHeaders, bufferSize: bufferSize)
+                u.deadline = now + Int64(settings.upstreamConnectTimeoutMs)
+            case .failed(let err):
+                Log.warning("connect to \(endpoint.id) failed: \(IOError(call: "connect", errno: err))")
+                continue
+            }
+            u.slot = upstreams.count
+            upstreams.append(u)
+            u.interest = Epoll.readable | Epoll.writable
+            epoll.add(u.fd, events: u.interest, token: Token.upstream(u))
+            bind(c, u)
+            return u
+        }
+        return nil
+    }
+
+    private func takeIdle(_ pool: UpstreamPool) -> UpstreamConnection? {
+        while let u = pool.idle.popLast() {
+            if u.phase == .idle { return u }
+        }
+        return nil
+    }
+
+    private func bind(_ c: ClientConnection, _ u: UpstreamConnection) {
+        c.upstream = u
+        u.client = c
+    }
+
+    /// Parks a connection whose exchange ended cleanly in its endpoint's pool, or closes it
+    /// when the pool is full, the endpoint left the table, or stray bytes arrived.
+    func releaseToPool(_ u: UpstreamConnection) {
+        let key = u.endpoint.poolKey
+        guard key < pools.count, let pool = pools[key], pool.idle.count < settings.maxIdlePerEndpoint,
+              u.inBuf.isEmpty, u.phase == .active else {
+            closeUpstream(u)
+            return
+        }
+        u.resetExchange()
+        u.phase = .idle
+        u.deadline = now + Int64(settings.upstreamIdleTimeoutMs)
+        pool.idle.append(u)
+        updateInterest(u)
+    }
+
+    // MARK: Events
+
+    func upstreamEvent(_ u: UpstreamConnection, _ flags: UInt32) {
+        guard u.phase != .closed else { return }
+        let c = u.client
+        defer {
+            if u.phase != .closed { updateInterest(u) }
+            if let c, c.phase != .closed { updateInterest(c) }
+        }
+        if u.phase == .idle {
+            // A pooled connection has nothing to say: the upstream closed it (or misbehaved).
+            closeUpstream(u)
+            return
+        }
+        if u.phase == .connecting {
+            guard flags & (Epoll.writable | Epoll.error | Epoll.hangup) != 0 else { return }
+            let err = Socket.pendingError(u.fd)
+            if err != 0 {
+                upstreamFailed(u, reason: "connect to \(u.endpoint.id): \(IOError(call: "connect", errno: err))")
+                return
+            }
+            u.phase = .active
+            u.deadline = now + Int64(settings.upstreamResponseTimeoutMs)
+        }
+        if flags & Epoll.writable != 0 || u.sentIndex < u.outBuf.writerIndex {
+            guard flushUpstream(u) else { return }
+            if let c = u.client { pumpRequestBody(c) }
+        }
+        if flags & (Epoll.readable | Epoll.hangup | Epoll.error) != 0 && u.phase == .active {
+            readUpstream(u)
+        }
+    }
+
+    /// Sends queued request bytes. Returns false if the connection failed (and was handled).
+    @discardableResult
+    func flushUpstream(_ u: UpstreamConnection) -> Bool {
+        while u.sentIndex < u.outBuf.writerIndex {
+            let pending = UnsafeRawBufferPointer(start: u.outBuf.base! + u.sentIndex, count: u.outBuf.writerIndex - u.sentIndex)
+            switch Socket.write(u.fd, pending) {
+            case .bytes(let n):
+                u.sentIndex += n
+            case .wouldBlock:
+                return true
+            case .closed, .failed:
+                upstreamFailed(u, reason: "write to \(u.endpoint.id) failed")
+                return false
+            }
+        }
+        return true
+    }
+
+    /// Drops request bytes already sent, to make room; the request can no longer be replayed.
+    func dropSentBytes(_ u: UpstreamConnection) {
+        let sent = u.sentIndex - u.outBuf.readerIndex
+        guard sent > 0 else { return }
+        u.outBuf.consume(sent)
+        u.outBuf.compact()
+        u.sentIndex = u.outBuf.readerIndex
+        u.replayable = false
+    }
+
+    private func readUpstream(_ u: UpstreamConnection) {
+        if u.inBuf.writableBytes == 0 {
+            if !u.headDone {
+                guard u.inBuf.reserve(4096, limit: responseLimits.maxHeadBytes + 4096) else {
+                    if let c = u.client { abortExchange(c, status: 502, reason: "response head from \(u.endpoint.id) too large") }
+                    return
+                }
+            } else {
+                u.inBuf.compact()
+                if u.inBuf.writableBytes == 0 { return }
+            }
+        }
+        switch Socket.read(u.fd, into: &u.inBuf) {
+        case .bytes(let n):
+            u.responseBytes += n
+            u.deadline = now + Int64(settings.upstreamResponseTimeoutMs)
+            relayResponse(u)
+        case .wouldBlock:
+            return
+        case .closed:
+            u.eof = true
+            if u.headDone && u.responseUntilClose {
+                relayResponse(u)
+            } else if !u.headDone {
+                upstreamFailed(u, reason: "\(u.endpoint.id) closed the connection before answering")
+            } else if !u.responseDone {
+                relayResponse(u)
+                if u.phase != .closed, !u.responseDone, let c = u.client {
+                    abortExchange(c, status: 502, reason: "\(u.endpoint.id) closed the connection mid-response")
+                }
+            }
+        case .failed(let err):
+            upstreamFailed(u, reason: "read from \(u.endpoint.id): \(IOError(call: "read", errno: err))")
+        }
+    }
+
+    // MARK: Relaying the response
+
+    /// Parses the response head and moves body bytes to the client, as far as the client's
+    /// buffer allows; finishes the exchange when the response is complete.
+    func relayResponse(_ u: UpstreamConnection) {
+        guard let c = u.client else { return }
+        while !u.responseDone {
+            if !u.headDone {
+                guard !u.inBuf.isEmpty else { break }
+                let status = parseResponseHead(u.inBuf.readable, limits: responseLimits, requestMethod: c.requestMethod,
+                                               head: &u.head, fields: u.fields, scanFrom: &u.scanFrom)
+                switch status {
+                case .incomplete:
+                    if u.eof {
+                        abortExchange(c, status: 502, reason: "\(u.endpoint.id) closed the connection mid-head")
+                        return
+                    }
+                    flushClient(c)
+                    return
+                case .invalid(let error):
+                    abortExchange(c, status: 502, reason: "invalid response from \(u.endpoint.id): \(error.reason)")
+                    return
+                case .complete:
+                    break
+                }
+                if u.head.status == 101 {
+                    abortExchange(c, status: 502, reason: "\(u.endpoint.id) switched protocols without an upgrade request")
+                    return
+                }
+                let interim = u.head.isInterim
+                let closeAfter = !interim && (!c.keepAlive || draining || c.readClosed || !c.requestBodyDone
+                    || u.head.framing == .untilClose)
+                if closeAfter { c.keepAlive = false }
+                writeResponseHead(c, u, closeAfter: closeAfter, into: &c.outBuf)
+                u.inBuf.consume(u.head.headLength)
+                u.scanFrom = 0
+                c.responseStarted = true
+                if interim {
+                    u.head = ResponseHead()
+                    continue
+                }
+                u.headDone = true
+                if c.requestBodyDone { dropSentBytes(u) }
+                switch u.head.framing {
+                case .none:
+                    u.responseDone = true
+                case .contentLength(let length):
+                    u.responseRemaining = length
+                    u.responseDone = length == 0
+                case .chunked:
+                    u.responseChunked = true
+                case .untilClose:
+                    u.responseUntilClose = true
+                }
+                continue
+            }
+            let available = u.inBuf.readableBytes
+            if available == 0 {
+                if u.eof && u.responseUntilClose { u.responseDone = true }
+                break
+            }
+            if c.outBuf.writableBytes < available { c.outBuf.compact() }
+            var count = min(available, c.outBuf.writableBytes)
+            if count == 0 { break }
+            if u.responseChunked {
+                switch u.responseDecoder.consume(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count])) {
+                case .needMore:
+                    break
+                case .done(let consumed):
+                    count = consumed
+                    u.responseDone = true
+                case .invalid(let error):
+                    abortExchange(c, status: 502, reason: "invalid chunked body from \(u.endpoint.id): \(error.reason)")
+                    return
+                }
+            } else if !u.responseUntilClose {
+                count = Int(min(Int64(count), u.responseRemaining))
+                u.responseRemaining -= Int64(count)
+                if u.responseRemaining == 0 { u.responseDone = true }
+            }
+            c.outBuf.append(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]))
+            u.inBuf.consume(count)
+        }
+        guard flushClient(c) else { return }
+        if u.responseDone && c.upstream === u {
+            finishExchange(c, u)
+        }
+    }
+
+    // MARK: Failures
+
+    /// The connection failed before or while answering. Before any response byte, a connect
+    /// failure is retried on another endpoint, and an idempotent request that met a stale
+    /// pooled connection is replayed on a fresh one; otherwise the client gets 502.
+    func upstreamFailed(_ u: UpstreamConnection, reason: String) {
+        guard let c = u.client else {
+            closeUpstream(u)
+            return
+        }
+        let connectFailed = u.phase == .connecting
+        let staleReuse = u.reused && u.responseBytes == 0 && u.replayable && c.requestMethod.isIdempotent
+        if !c.responseStarted && !u.headDone && (connectFailed || staleReuse), let service = c.route?.service {
+            c.upstream = nil
+            u.client = nil
+            if connectFailed { Log.warning("\(reason); trying another endpoint") }
+            if let next = connectUpstream(for: c, service: service, fresh: true) {
+                swap(&u.outBuf, &next.outBuf)
+                next.sentIndex = next.outBuf.readerIndex
+                next.replayable = u.replayable
+                closeUpstream(u)
+                if next.phase == .active { flushUpstream(next) }
+                return
+            }
+            closeUpstream(u)
+            abortExchange(c, status: 502, reason: reason)
+            return
+        }
+        abortExchange(c, status: 502, reason: reason)
+    }
+
+    func upstreamTimedOut(_ u: UpstreamConnection) {
+        switch u.phase {
+        case .idle:
+            closeUpstream(u)
+        case .connecting:
+            upstreamFailed(u, reason: "connect to \(u.endpoint.id) timed out after \(settings.upstreamConnectTimeoutMs) ms")
+        case .active:
+            if let c = u.client {
+                abortExchange(c, status: 504, reason: "\(u.endpoint.id) did not answer within \(settings.upstreamResponseTimeoutMs) ms")
+            } else {
+                closeUpstream(u)
+            }
+        case .closed:
+            return
+        }
+    }
+}

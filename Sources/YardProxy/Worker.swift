@@ -1,0 +1,345 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CYardLinux
+import Synchronization
+import YardHTTP
+import YardIO
+import YardModel
+
+/// Counts client connections across every worker, to enforce `maxConnections`.
+///
+/// Threading: any worker; an atomic touched once per accept and once per close.
+final class ConnectionGate: Sendable {
+    let limit: Int
+    let open = Atomic<Int>(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    func tryEnter() -> Bool {
+        let now = open.wrappingAdd(1, ordering: .relaxed).newValue
+        if now > limit {
+            open.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func leave() { open.wrappingSubtract(1, ordering: .relaxed) }
+}
+
+/// One event loop: an epoll instance on its own thread, owning its listeners, client
+/// connections, upstream connections and upstream pools.
+///
+/// Threading: every method runs on the worker's thread except `inbox.post`, which is how
+/// other threads reach it (new routing tables, drain). `@unchecked Sendable` because the
+/// object is handed to its thread once at start; after that only that thread touches it.
+final class Worker: @unchecked Sendable {
+    let id: Int
+    let epoll: Epoll
+    let inbox: LoopInbox
+    let gate: ConnectionGate
+    let settings: ProxySettings
+    let limits: HTTPLimits
+    /// Limits for upstream response heads (more generous: upstreams are trusted more).
+    let responseLimits: HTTPLimits
+    /// Read/write buffer size per connection side.
+    let bufferSize = 32 * 1024
+
+    var listeners: [Int32]
+    var table: RoutingTable
+    /// Round-robin position per service (indexed by `Service.index`).
+    var roundRobin: [Int] = []
+    /// Upstream pools indexed by `Endpoint.poolKey`.
+    var pools: [UpstreamPool?] = []
+
+    var clients: ContiguousArray<ClientConnection> = []
+    var upstreams: ContiguousArray<UpstreamConnection> = []
+    /// Connections closed during the current batch of events; released after it, because
+    /// a later event of the same batch may still carry their (unretained) pointer.
+    var graveyard: [AnyObject] = []
+
+    var now: Int64 = monotonicMilliseconds()
+    var nextTick: Int64 = 0
+    var draining = false
+    var stopped = false
+    /// Set by the worker when it has exited its loop.
+    let finished = Atomic<Bool>(false)
+
+    static let tickMs: Int64 = 100
+    static let eventCapacity: Int32 = 256
+    let events: UnsafeMutablePointer<epoll_event>
+
+    init(id: Int, listeners: [Int32], table: RoutingTable, settings: ProxySettings, gate: ConnectionGate) throws(IOError) {
+        self.id = id
+        self.epoll = try Epoll()
+        self.inbox = try LoopInbox()
+        self.gate = gate
+        self.settings = settings
+        self.limits = HTTPLimits(
+            maxStartLine: settings.maxRequestLineBytes,
+            maxHeadBytes: settings.maxHeaderBytes,
+            maxHeaders: settings.maxHeaders)
+        self.responseLimits = HTTPLimits(
+            maxStartLine: 8_192,
+            maxHeadBytes: max(settings.maxHeaderBytes, 65_536),
+            maxHeaders: settings.maxHeaders)
+        self.listeners = listeners
+        self.table = table
+        self.events = .allocate(capacity: Int(Worker.eventCapacity))
+        self.events.initialize(repeating: epoll_event(), count: Int(Worker.eventCapacity))
+        adoptTable(table)
+        for (index, fd) in listeners.enumerated() {
+            epoll.add(fd, events: Epoll.readable, token: Token.listener(index))
+        }
+        epoll.add(inbox.eventFD, events: Epoll.readable, token: Token.inbox)
+    }
+
+    deinit {
+        events.deallocate()
+    }
+
+    // MARK: Tokens
+
+    /// epoll tokens: an object pointer with a tag in its low bits (objects are 16-byte
+    /// aligned), or a small number for listeners and the inbox.
+    enum Token {
+        static let clientTag: UInt64 = 0
+        static let upstreamTag: UInt64 = 1
+        static let listenerTag: UInt64 = 2
+        static let inbox: UInt64 = 3
+
+        @inline(__always) static func client(_ c: ClientConnection) -> UInt64 {
+            UInt64(UInt(bitPattern: Unmanaged.passUnretained(c).toOpaque()))
+        }
+        @inline(__always) static func upstream(_ u: UpstreamConnection) -> UInt64 {
+            UInt64(UInt(bitPattern: Unmanaged.passUnretained(u).toOpaque())) | upstreamTag
+        }
+        @inline(__always) static func listener(_ index: Int) -> UInt64 {
+            UInt64(index) << 2 | listenerTag
+        }
+    }
+
+    // MARK: The loop
+
+    /// Runs until drained (or stopped). Called on the worker's own thread.
+    func run() {
+        while !stopped {
+            let timeout = Int32(max(0, min(Worker.tickMs, nextTick - now)))
+            let count = epoll.wait(events, capacity: Worker.eventCapacity, timeoutMs: timeout)
+            now = monotonicMilliseconds()
+            for i in 0..<count {
+                let event = events[i]
+                let token = event.data.u64
+                let flags = event.events
+                switch token & 3 {
+                case Token.clientTag:
+                    let c = Unmanaged<ClientConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token))!).takeUnretainedValue()
+                    clientEvent(c, flags)
+                case Token.upstreamTag:
+                    let u = Unmanaged<UpstreamConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~3))!).takeUnretainedValue()
+                    upstreamEvent(u, flags)
+                case Token.listenerTag:
+                    acceptConnections(listeners[Int(token >> 2)])
+                default:
+                    for task in inbox.drain() { task() }
+                }
+            }
+            if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
+            if now >= nextTick {
+                nextTick = now + Worker.tickMs
+                expireTimeouts()
+                if draining && clients.isEmpty { stopped = true }
+            }
+        }
+        for c in clients { closeClient(c) }
+        for u in upstreams { closeUpstream(u) }
+        graveyard.removeAll()
+        finished.store(true, ordering: .releasing)
+    }
+
+    // MARK: Accept
+
+    func acceptConnections(_ listenFD: Int32) {
+        // Bounded batch so one busy listener cannot starve the other connections.
+        for _ in 0..<64 {
+            switch Socket.accept(listenFD) {
+            case .accepted(let fd, let peer):
+                guard !draining, gate.tryEnter() else {
+                    Socket.close(fd)
+                    continue
+                }
+                Socket.setNoDelay(fd)
+                let c = ClientConnection(fd: fd, peer: peer, maxHeaders: settings.maxHeaders, bufferSize: bufferSize)
+                c.slot = clients.count
+                clients.append(c)
+                c.deadline = now + Int64(settings.clientIdleTimeoutMs)
+                c.interest = Epoll.readable
+                epoll.add(fd, events: c.interest, token: Token.client(c))
+            case .wouldBlock:
+                return
+            case .failed(let err):
+                if err == EMFILE || err == ENFILE {
+                    Log.error("accept: out of file descriptors (errno \(err)); raise the fd limit or limits.max_connections")
+                }
+                return
+            }
+        }
+    }
+
+    // MARK: Closing
+
+    func closeClient(_ c: ClientConnection) {
+        guard c.phase != .closed else { return }
+        c.phase = .closed
+        if let u = c.upstream {
+            c.upstream = nil
+            u.client = nil
+            closeUpstream(u)
+        }
+        epoll.remove(c.fd)
+        Socket.close(c.fd)
+        gate.leave()
+        let last = clients.count - 1
+        if c.slot != last {
+            let moved = clients[last]
+            moved.slot = c.slot
+            clients[c.slot] = moved
+        }
+        clients.removeLast()
+        graveyard.append(c)
+    }
+
+    func closeUpstream(_ u: UpstreamConnection) {
+        guard u.phase != .closed else { return }
+        if u.phase == .idle, let pool = pools[u.endpoint.poolKey], let index = pool.idle.firstIndex(where: { $0 === u }) {
+            pool.idle.remove(at: index)
+        }
+        u.phase = .closed
+        u.client = nil
+        epoll.remove(u.fd)
+        Socket.close(u.fd)
+        let last = upstreams.count - 1
+        if u.slot != last {
+            let moved = upstreams[last]
+            moved.slot = u.slot
+            upstreams[u.slot] = moved
+        }
+        upstreams.removeLast()
+        graveyard.append(u)
+    }
+
+    // MARK: Interest
+
+    /// Registers what a client connection waits for: input while its buffer has room and it
+    /// is still reading, output while it has bytes queued.
+    func updateInterest(_ c: ClientConnection) {
+        guard c.phase != .closed else { return }
+        var want: UInt32 = 0
+        if !c.readClosed && c.phase != .closingAfterFlush && c.inBuf.writableBytes > 0 { want |= Epoll.readable }
+        if !c.outBuf.isEmpty { want |= Epoll.writable }
+        if want != c.interest {
+            c.interest = want
+            epoll.modify(c.fd, events: want, token: Token.client(c))
+        }
+    }
+
+    func updateInterest(_ u: UpstreamConnection) {
+        guard u.phase != .closed else { return }
+        var want: UInt32 = 0
+        if u.inBuf.writableBytes > 0 { want |= Epoll.readable }
+        if u.phase == .connecting || u.sentIndex < u.outBuf.writerIndex { want |= Epoll.writable }
+        if want != u.interest {
+            u.interest = want
+            epoll.modify(u.fd, events: want, token: Token.upstream(u))
+        }
+    }
+
+    // MARK: Timeouts
+
+    /// Runs every tick: fires the deadlines that passed. A scan, not a timer heap: with a
+    /// 100 ms tick and 10k connections it costs well under a millisecond per second, and it
+    /// needs no allocation when deadlines move on every request.
+    func expireTimeouts() {
+        var i = 0
+        while i < clients.count {
+            let c = clients[i]
+            if c.deadline != 0 && now >= c.deadline {
+                clientTimedOut(c)
+            }
+            if i < clients.count && clients[i] === c { i += 1 }
+        }
+        i = 0
+        while i < upstreams.count {
+            let u = upstreams[i]
+            if u.deadline != 0 && now >= u.deadline {
+                upstreamTimedOut(u)
+            }
+            if i < upstreams.count && upstreams[i] === u { i += 1 }
+        }
+    }
+
+    // MARK: Control plane
+
+    /// Swaps in a new routing table. In-flight exchanges keep the endpoints they hold; idle
+    /// pooled connections to endpoints that left the table are closed.
+    func adoptTable(_ newTable: RoutingTable) {
+        table = newTable
+        roundRobin = [Int](repeating: 0, count: newTable.services.count)
+        var live = Set<Int>()
+        for service in newTable.services {
+            for endpoint in service.endpoints {
+                live.insert(endpoint.poolKey)
+                if endpoint.poolKey >= pools.count {
+                    pools.append(contentsOf: repeatElement(nil, count: endpoint.poolKey - pools.count + 1))
+                }
+                if pools[endpoint.poolKey] == nil {
+                    pools[endpoint.poolKey] = UpstreamPool(address: SocketAddress(host: endpoint.address, port: endpoint.port))
+                }
+            }
+        }
+        for key in pools.indices {
+            guard let pool = pools[key], !live.contains(key) else { continue }
+            for u in pool.idle { closeUpstream(u) }
+            pool.idle.removeAll()
+            pools[key] = nil
+        }
+    }
+
+    /// Stops accepting, closes idle connections, and lets in-flight exchanges finish; the
+    /// loop exits when no client connection is left.
+    func beginDrain() {
+        guard !draining else { return }
+        draining = true
+        for (index, fd) in listeners.enumerated() {
+            acceptConnectionsBeforeClose(fd, index: index)
+            epoll.remove(fd)
+            Socket.close(fd)
+        }
+        listeners.removeAll()
+        for pool in pools.compactMap({ $0 }) {
+            for u in pool.idle { closeUpstream(u) }
+        }
+        var i = 0
+        while i < clients.count {
+            let c = clients[i]
+            // A keep-alive connection between requests closes now; a fresh one (accepted but
+            // not yet served) gets to send its request and is closed after the answer.
+            if c.phase == .idle && c.served > 0 && c.inBuf.isEmpty && c.outBuf.isEmpty {
+                closeClient(c)
+            } else {
+                i += 1
+            }
+        }
+        nextTick = now
+    }
+
+    /// Connections already in this listener's queue were accepted by the kernel: serve them
+    /// rather than reset them.
+    private func acceptConnectionsBeforeClose(_ fd: Int32, index: Int) {
+        let wasDraining = draining
+        draining = false
+        acceptConnections(fd)
+        draining = wasDraining
+    }
+}

@@ -1,0 +1,228 @@
+import Dispatch
+import Synchronization
+import Testing
+@testable import YardDiscovery
+import YardModel
+
+// MARK: - Helpers
+
+/// Records what a provider delivers. The mutex protects both arrays: callbacks run on the
+/// provider's queue, the test reads from its own task.
+private final class Recorder: Sendable {
+    private let state = Mutex<(snapshots: [ServiceCatalog], errors: [ConfigError])>(([], []))
+
+    var snapshots: [ServiceCatalog] { state.withLock { $0.snapshots } }
+    var errors: [ConfigError] { state.withLock { $0.errors } }
+
+    func snapshot(_ catalog: ServiceCatalog) { state.withLock { $0.snapshots.append(catalog) } }
+    func error(_ error: ConfigError) { state.withLock { $0.errors.append(error) } }
+}
+
+private func services(_ ports: UInt16...) -> String {
+    "services:\n  shop:\n    instances:\n" + ports.map { "      - {address: 127.0.0.1, port: \($0)}\n" }.joined()
+}
+
+private func ports(_ catalog: ServiceCatalog?) -> [UInt16] {
+    catalog?.services.first?.instances.map(\.port) ?? []
+}
+
+/// A running provider over a temporary services file, polling fast.
+private struct Harness {
+    let directory: TemporaryDirectory
+    let recorder = Recorder()
+    let provider: FileProvider
+
+    init(initial: String?) throws {
+        directory = try TemporaryDirectory()
+        if let initial { try directory.write("services.yml", initial) }
+        let recorder = recorder
+        provider = FileProvider(
+            path: directory.file("services.yml"), pollInterval: .milliseconds(10),
+            queue: DispatchQueue(label: "test.file-provider"),
+            onSnapshot: { recorder.snapshot($0) }, onError: { recorder.error($0) }
+        )
+        provider.start()
+    }
+
+    /// Waits until the provider has completed two more polls: the first may have begun
+    /// before the change, the second certainly saw it.
+    func settle() async -> Bool {
+        let target = provider.pollCount + 2
+        return await eventually { provider.pollCount >= target }
+    }
+
+    func finish() {
+        provider.stop()
+        directory.remove()
+    }
+}
+
+// MARK: - FileProvider
+
+@Suite struct FileProviderDeliversSnapshots {
+    @Test func startDeliversTheFirstSnapshotImmediately() async throws {
+        let harness = try Harness(initial: services(9101, 9102))
+        defer { harness.finish() }
+        #expect(await eventually { harness.recorder.snapshots.count == 1 })
+        #expect(ports(harness.recorder.snapshots.first) == [9101, 9102])
+        #expect(harness.recorder.errors.isEmpty)
+    }
+
+    @Test func inPlaceRewriteDeliversTheNewCatalog() async throws {
+        let harness = try Harness(initial: services(9101))
+        defer { harness.finish() }
+        #expect(await eventually { harness.recorder.snapshots.count == 1 })
+        try harness.directory.write("services.yml", services(9102))
+        #expect(await eventually { harness.recorder.snapshots.count == 2 })
+        #expect(ports(harness.recorder.snapshots.last) == [9102])
+    }
+
+    @Test func atomicRenameDeliversTheNewCatalog() async throws {
+        let harness = try Harness(initial: services(9101))
+        defer { harness.finish() }
+        #expect(await eventually { harness.recorder.snapshots.count == 1 })
+        try harness.directory.replaceAtomically("services.yml", services(9201, 9202))
+        #expect(await eventually { harness.recorder.snapshots.count == 2 })
+        #expect(ports(harness.recorder.snapshots.last) == [9201, 9202])
+    }
+
+    @Test func touchWithoutChangeDeliversNothing() async throws {
+        let harness = try Harness(initial: services(9101))
+        defer { harness.finish() }
+        #expect(await eventually { harness.recorder.snapshots.count == 1 })
+        try harness.directory.touch("services.yml")
+        try harness.directory.write("services.yml", services(9101))
+        #expect(await harness.settle())
+        #expect(harness.recorder.snapshots.count == 1)
+        #expect(harness.recorder.errors.isEmpty)
+    }
+
+    @Test func reformattedFileWithTheSameCatalogDeliversNothing() async throws {
+        let harness = try Harness(initial: services(9101))
+        defer { harness.finish() }
+        #expect(await eventually { harness.recorder.snapshots.count == 1 })
+        try harness.directory.replaceAtomically("services.yml", "# same services, new comment\n" + services(9101))
+        #expect(await harness.settle())
+        #expect(harness.recorder.snapshots.count == 1)
+    }
+
+    @Test func brokenFileIsReportedOnceKeepsTheLastSnapshotThenRecovers() async throws {
+        let harness = try Harness(initial: services(9101))
+        defer { harness.finish() }
+        #expect(await eventually { harness.recorder.snapshots.count == 1 })
+
+        // A half-written rewrite: reported once, nothing delivered.
+        try harness.directory.write("services.yml", "services:\n  shop:\n    instances: [{address: 127.0.0.1, po")
+        #expect(await eventually { harness.recorder.errors.count == 1 })
+        let error = try #require(harness.recorder.errors.first)
+        #expect(error.file == harness.provider.path)
+        #expect(error.line != nil)
+        try harness.directory.touch("services.yml")
+        #expect(await harness.settle())
+        #expect(harness.recorder.errors.count == 1)
+        #expect(harness.recorder.snapshots.count == 1)
+
+        // Fixed: the new catalog is delivered.
+        try harness.directory.write("services.yml", services(9101, 9102))
+        #expect(await eventually { harness.recorder.snapshots.count == 2 })
+        #expect(ports(harness.recorder.snapshots.last) == [9101, 9102])
+    }
+
+    @Test func restoringTheOldContentAfterAnErrorDeliversItAgain() async throws {
+        let harness = try Harness(initial: services(9101))
+        defer { harness.finish() }
+        #expect(await eventually { harness.recorder.snapshots.count == 1 })
+        try harness.directory.write("services.yml", services(9101) + "      - {address: nowhere, port: 1}\n")
+        #expect(await eventually { harness.recorder.errors.count == 1 })
+        try harness.directory.write("services.yml", services(9101))
+        #expect(await eventually { harness.recorder.snapshots.count == 2 })
+        #expect(harness.recorder.snapshots[0] == harness.recorder.snapshots[1])
+    }
+
+    @Test func missingFileIsReportedAndItsCreationDelivers() async throws {
+        let harness = try Harness(initial: nil)
+        defer { harness.finish() }
+        #expect(await eventually { harness.recorder.errors.count == 1 })
+        #expect(harness.recorder.errors.first?.message.contains("No such file") == true)
+        #expect(await harness.settle())
+        #expect(harness.recorder.errors.count == 1)
+        try harness.directory.replaceAtomically("services.yml", services(9101))
+        #expect(await eventually { harness.recorder.snapshots.count == 1 })
+    }
+
+    @Test func stopEndsDeliveries() async throws {
+        let harness = try Harness(initial: services(9101))
+        defer { harness.directory.remove() }
+        #expect(await eventually { harness.recorder.snapshots.count == 1 })
+        harness.provider.stop()
+        let polls = harness.provider.pollCount
+        try harness.directory.write("services.yml", services(9102))
+        try await Task.sleep(for: .milliseconds(50))  // nothing to wait for: proving absence
+        #expect(harness.recorder.snapshots.count == 1)
+        #expect(harness.provider.pollCount <= polls + 1)
+    }
+}
+
+// MARK: - FileWatchState (the decisions, without timers)
+
+@Suite struct FileWatchStateDecisions {
+    private func signature(inode: UInt64 = 1, size: Int64 = 10, mtime: Int64 = 1_000) -> FileSignature {
+        FileSignature(device: 1, inode: inode, size: size, modified: (mtime, 0), changed: (mtime, 0))
+    }
+
+    private let catalogA = ServiceCatalog(services: [ServiceDefinition(name: "a", instances: [])])
+    private let catalogB = ServiceCatalog(services: [ServiceDefinition(name: "b", instances: [])])
+    private let broken = ConfigError(file: "s.yml", line: 2, key: nil, message: "YAML syntax error")
+
+    @Test func sameSignatureIsNotReadAgainOnceItIsOldEnough() {
+        var state = FileWatchState()
+        let reads = [
+            state.shouldRead(signature(), now: 5_000),
+            state.shouldRead(signature(), now: 5_000),
+            state.shouldRead(signature(inode: 2), now: 5_000),
+            state.shouldRead(signature(inode: 2, size: 11), now: 5_000),
+        ]
+        #expect(reads == [true, false, true, true])
+    }
+
+    @Test func recentlyModifiedFileIsReadEveryPollBecauseTimestampsAreCoarse() {
+        var state = FileWatchState()
+        let reads = [1_000, 1_001, 1_002].map { now in state.shouldRead(signature(mtime: 1_000), now: now) }
+        #expect(reads == [true, true, false])
+    }
+
+    @Test func identicalBytesAreNotParsedTwice() {
+        var state = FileWatchState()
+        let parses = [[1, 2], [1, 2], [1, 3]].map { state.isNewContent($0) }
+        #expect(parses == [true, false, true])
+    }
+
+    @Test func equalCatalogIsDeliveredOnlyOnce() {
+        var state = FileWatchState()
+        let actions = [catalogA, catalogA, catalogB].map { state.parsed(.success($0)) }
+        #expect(actions == [.deliver(catalogA), .none, .deliver(catalogB)])
+    }
+
+    @Test func errorKeepsTheDeliveredCatalogAndRecoveryRedeliversIt() {
+        var state = FileWatchState()
+        let actions = [state.parsed(.success(catalogA)), state.parsed(.failure(broken))]
+        #expect(actions == [.deliver(catalogA), .report(broken)])
+        #expect(state.delivered == catalogA)
+        let recovery = state.parsed(.success(catalogA))
+        #expect(recovery == .deliver(catalogA))
+        #expect(state.reported == nil)
+    }
+
+    @Test func unreadableFileIsReportedOncePerDistinctError() {
+        var state = FileWatchState()
+        let missing = ConfigError(file: "s.yml", line: nil, key: nil, message: "No such file")
+        let denied = ConfigError(file: "s.yml", line: nil, key: nil, message: "Permission denied")
+        _ = (state.shouldRead(signature(), now: 5_000), state.isNewContent([1]))
+        let actions = [missing, missing, denied].map { state.unreadable($0) }
+        #expect(actions == [.report(missing), .none, .report(denied)])
+        // When the file returns unchanged, its old signature and bytes count as new again.
+        let read = state.shouldRead(signature(), now: 5_000)
+        let parse = state.isNewContent([1])
+        #expect(read && parse)
+    }
+}
