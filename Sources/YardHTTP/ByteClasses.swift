@@ -24,15 +24,29 @@ let asciiDot: UInt8 = 0x2E
 
 // MARK: Classes
 
-/// `tchar` (RFC 9110 §5.6.2) for bytes 0x00–0x3F, one bit per byte.
-private let tcharLow: UInt64 = 0x03FF_6CFA_0000_0000
-/// `tchar` for bytes 0x40–0x7F, one bit per byte.
-private let tcharHigh: UInt64 = 0x57FF_FFFF_C7FF_FFFE
+/// `tchar` (RFC 9110 §5.6.2) as a table of `0`/`1` characters, one per byte value, 64 a line
+/// (0x00–0x3F, 0x40–0x7F, then the 128 non-ASCII bytes).
+/// A string literal is constant data addressed directly: one load per byte, no range branches.
+private let tokenTableLiteral: StaticString = """
+0000000000000000000000000000000001011111001101101111111111000000\
+0111111111111111111111111110001111111111111111111111111111101010\
+0000000000000000000000000000000000000000000000000000000000000000\
+0000000000000000000000000000000000000000000000000000000000000000
+"""
 
 /// Whether `b` may appear in a token (method, field name, coding, connection option).
 @inline(__always) func isTokenByte(_ b: UInt8) -> Bool {
-    if b < 64 { return (tcharLow >> UInt64(b)) & 1 == 1 }
-    if b < 128 { return (tcharHigh >> UInt64(b &- 64)) & 1 == 1 }
+    tokenTableLiteral.utf8Start[Int(b)] == 0x31
+}
+
+/// Bytes of `uri-host [":" port]` (RFC 3986 reg-name, IP literals, IPv4), 0x00–0x3F and 0x40–0x7F.
+private let hostLow: UInt64 = 0x2FFF_7FF2_0000_0000
+private let hostHigh: UInt64 = 0x47FF_FFFE_AFFF_FFFE
+
+/// Whether `b` may appear in a Host value or an authority (no `/`, `?`, `#`, `@`, whitespace).
+@inline(__always) func isHostByte(_ b: UInt8) -> Bool {
+    if b < 64 { return (hostLow >> UInt64(b)) & 1 == 1 }
+    if b < 128 { return (hostHigh >> UInt64(b &- 64)) & 1 == 1 }
     return false
 }
 
@@ -147,4 +161,32 @@ func isToken(_ p: UnsafePointer<UInt8>, _ start: Int, _ count: Int) -> Bool {
         i &+= 1
     }
     return true
+}
+
+// MARK: Eight bytes at a time
+
+/// Field values and request targets are scanned a word at a time (SWAR), falling back to the byte
+/// loop at the first word holding anything unusual: that halves the cost of a typical head.
+/// The tests below are exact as yes/no answers (borrows only disturb bytes after a hit).
+private let ones: UInt64 = 0x0101_0101_0101_0101
+private let highBits: UInt64 = 0x8080_8080_8080_8080
+
+/// Whether any byte of `w` is below 0x20 (a control byte, including CR and HTAB) or is DEL.
+@inline(__always) func hasControlOrDelete(_ w: UInt64) -> Bool {
+    let below = (w &- ones &* 0x20) & ~w
+    let x = w ^ (ones &* 0x7F)
+    let delete = (x &- ones) & ~x
+    return (below | delete) & highBits != 0
+}
+
+/// Whether any byte of `w` is outside 0x21–0x7E (the bytes a request target may hold).
+@inline(__always) func hasNonTargetByte(_ w: UInt64) -> Bool {
+    let below = (w &- ones &* 0x21) & ~w
+    let above = (w &+ ones) | w
+    return (below | above) & highBits != 0
+}
+
+/// The eight bytes at `p + i`, in memory order.
+@inline(__always) func loadWord(_ p: UnsafePointer<UInt8>, _ i: Int) -> UInt64 {
+    UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)
 }

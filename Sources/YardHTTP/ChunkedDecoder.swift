@@ -24,7 +24,8 @@ public enum ChunkedProgress: Equatable, Sendable {
 /// the grammar exactly (`;name`, `;name=token`, `;name="quoted"`, whitespace only before `;` and
 /// around `=`), chunk data is followed by exactly CRLF, and trailer fields obey the header-field
 /// rules (token name, colon, no obs-fold, no control bytes, no bare CR or LF). A chunk-size line
-/// is capped at `maxChunkSizeLine` bytes and the trailer section at `maxTrailerBytes`.
+/// is capped at `maxChunkSizeLine` bytes and the trailer section (with the final CRLF) at
+/// `maxTrailerBytes`.
 ///
 /// Errors have status 400; the proxy answers 502 when the body came from an upstream.
 ///

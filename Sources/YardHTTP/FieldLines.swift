@@ -58,19 +58,20 @@ func parseFieldLines(
         // Value: VCHAR / obs-text with inner SP / HTAB; surrounding OWS is not part of it.
         while isWhitespace(p[i]) { i &+= 1 }
         let valueStart = i
-        var valueEnd = i
+        while i &+ 8 <= headLength, !hasControlOrDelete(loadWord(p, i)) { i &+= 8 }
         while true {
             let b = p[i]
-            if isVisibleOrObsText(b) {
-                valueEnd = i &+ 1
-            } else if b == asciiCR {
-                break
-            } else if !isWhitespace(b) {
+            if b < asciiSP {
+                if b == asciiCR { break }
+                if b != asciiHTAB { return HTTPParseError(status: 400, reason: "control character in field value") }
+            } else if b == 0x7F {
                 return HTTPParseError(status: 400, reason: "control character in field value")
             }
             i &+= 1
         }
         guard p[i &+ 1] == asciiLF else { return HTTPParseError(status: 400, reason: "bare CR in head") }
+        var valueEnd = i
+        while valueEnd > valueStart, isWhitespace(p[valueEnd &- 1]) { valueEnd &-= 1 }
         i &+= 2
 
         guard facts.count < maxHeaders else {

@@ -80,6 +80,7 @@ private func parseRequest(
     // target's authority overrides it.
     if facts.hostCount > 1 { return HTTPParseError(status: 400, reason: "more than one Host header") }
     if http11, facts.hostCount == 0 { return HTTPParseError(status: 400, reason: "missing Host header") }
+    if facts.hostCount == 1, !isHost(p, facts.host) { return HTTPParseError(status: 400, reason: "invalid Host header") }
     if head.hostSpan.count == 0 { head.hostSpan = facts.host }
 
     // Connection management.
@@ -99,6 +100,7 @@ private func parseRequestLine(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: In
     i &+= 1
 
     let targetStart = i
+    while i &+ 8 <= end, !hasNonTargetByte(loadWord(p, i)) { i &+= 8 }
     while i < end, p[i] > asciiSP, p[i] < 0x7F { i &+= 1 }
     guard i > targetStart else { return HTTPParseError(status: 400, reason: "empty request target") }
     guard i < end, p[i] == asciiSP else {
@@ -203,9 +205,22 @@ private func parseAbsoluteForm(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: I
     }
     guard i > authorityStart else { return HTTPParseError(status: 400, reason: "empty authority in request target") }
     head.hostSpan = ByteSpan(start: authorityStart, count: i &- authorityStart)
+    guard isHost(p, head.hostSpan) else { return HTTPParseError(status: 400, reason: "invalid authority in request target") }
     // A missing path leaves an empty span (meaning `/`): no `/` byte exists to point at.
     head.pathSpan = ByteSpan(start: i, count: i < end && p[i] == asciiSlash ? pathLength(p, i, end) : 0)
     return nil
+}
+
+/// Whether `span` holds only bytes a host and port can be made of, so that routing on it and
+/// forwarding it cannot disagree about where the host ends (`a.example/x`, `a@b`, `a b`).
+private func isHost(_ p: UnsafePointer<UInt8>, _ span: ByteSpan) -> Bool {
+    var i = Int(span.start)
+    let end = i &+ Int(span.count)
+    while i < end {
+        if !isHostByte(p[i]) { return false }
+        i &+= 1
+    }
+    return true
 }
 
 /// Length of the path starting at `start`: up to the first `?` or `end`.

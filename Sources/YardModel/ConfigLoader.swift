@@ -258,8 +258,8 @@ public enum ConfigLoader {
         switch error {
         case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
              let .composer(context, problem, mark, _):
-            let while_ = context.map { " (\($0.text) at line \($0.mark.line))" } ?? ""
-            return ConfigError(file: path, line: mark.line, key: nil, message: "YAML syntax error: \(problem)\(while_); \(hint)")
+            let during = context.map { " (\($0.text) at line \($0.mark.line))" } ?? ""
+            return ConfigError(file: path, line: mark.line, key: nil, message: "YAML syntax error: \(problem)\(during); \(hint)")
         case let .duplicatedKeysInMapping(duplicates, context):
             let keys = duplicates.map { "'\($0)'" }.joined(separator: ", ")
             return ConfigError(file: path, line: context.mark.line, key: nil, message: "duplicate key \(keys) in the same mapping; keep only one")

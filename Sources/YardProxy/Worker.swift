@@ -67,6 +67,9 @@ final class Worker: @unchecked Sendable {
     let finished = Atomic<Bool>(false)
 
     static let tickMs: Int64 = 100
+    /// While draining, how long a connection that was accepted but has sent nothing yet
+    /// gets to send its request.
+    static let freshConnectionGraceMs: Int64 = 2_000
     static let eventCapacity: Int32 = 256
     let events: UnsafeMutablePointer<epoll_event>
 
@@ -328,6 +331,9 @@ final class Worker: @unchecked Sendable {
             if c.phase == .idle && c.served > 0 && c.inBuf.isEmpty && c.outBuf.isEmpty {
                 closeClient(c)
             } else {
+                if c.phase == .idle {
+                    c.deadline = min(c.deadline, now + Worker.freshConnectionGraceMs)
+                }
                 i += 1
             }
         }

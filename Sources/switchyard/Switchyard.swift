@@ -12,7 +12,7 @@ struct Switchyard: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "An ingress proxy and load balancer for blue/green and canary releases.",
-        subcommands: [Run.self, Check.self])
+        subcommands: [Run.self, Check.self, Demo.self, Backend.self])
 }
 
 /// Exits with a message on standard error (exit code 2: an error, not a refusal).
@@ -92,3 +92,101 @@ struct Check: ParsableCommand {
     }
 }
 
+struct Backend: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a demo/test HTTP backend that answers with its name (for demos and tests).")
+
+    @Option(help: "The name it answers with.")
+    var name = "backend"
+
+    @Option(help: "Address to bind.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port (0 picks a free one; the chosen port is printed).")
+    var port: UInt16 = 0
+
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)
+        let backend = try DemoBackend(name: name, host: host, port: port)
+        backend.start()
+        FileHandleWriter.stdout("listening \(host):\(backend.port)\n")
+        let done = DispatchSemaphore(value: 0)
+        let queue = DispatchQueue(label: "backend.signals")
+        var sources: [DispatchSourceSignal] = []
+        for number in [SIGTERM, SIGINT] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { done.signal() }
+            source.resume()
+            sources.append(source)
+        }
+        done.wait()
+        backend.stop()
+        _ = sources
+    }
+}
+
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run demo blue and green backends and the proxy in front of them (file discovery).")
+
+    @Option(name: .shortAndLong, help: "The config file.")
+    var config = "conf/switchyard.yml"
+
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)
+        let loaded: SwitchyardConfig
+        let catalog: ServiceCatalog
+        let servicesPath: String
+        do {
+            loaded = try ConfigLoader.loadConfig(path: config)
+            guard case .file(let path) = loaded.discovery else { fail("the demo needs file discovery") }
+            servicesPath = path
+            catalog = try ConfigLoader.loadCatalog(path: path)
+        } catch {
+            fail("\(error)")
+        }
+        var backends: [DemoBackend] = []
+        for service in catalog.services {
+            for instance in service.instances where instance.address == "127.0.0.1" || instance.address == "localhost" {
+                let name = "\(service.name)-\(instance.track ?? "default")"
+                do {
+                    let backend = try DemoBackend(name: name, host: "127.0.0.1", port: instance.port)
+                    backend.start()
+                    backends.append(backend)
+                } catch {
+                    fail("cannot start demo backend \(name) on port \(instance.port): \(error)")
+                }
+            }
+        }
+        let runtime = Runtime(configPath: config)
+        let backendCount = backends.count
+        let code = try runtime.run { addresses in
+            let listen = addresses.first.map { "http://\($0)" } ?? "http://127.0.0.1:8080"
+            let tracks = catalog.services.map { service in
+                let tracks = Set(service.instances.compactMap(\.track)).sorted().joined(separator: ", ")
+                return "  \(service.name): tracks \(tracks.isEmpty ? "-" : tracks), active \(service.activeTrack ?? "all")"
+            }.joined(separator: "\n")
+            FileHandleWriter.stdout("""
+
+            Switchyard demo is up.
+            \(tracks)
+            \(backendCount) demo backends answer with their name and track.
+
+            Try:
+              curl -s \(listen)/                      # answered by the active track, round-robin
+              for i in 1 2 3 4; do curl -s \(listen)/; done
+
+            Flip to green (file discovery picks the change up within a second):
+              sed -i 's/active: blue/active: green/' \(servicesPath)
+            and back:
+              sed -i 's/active: green/active: blue/' \(servicesPath)
+
+            Ctrl-C drains in-flight requests and stops.
+
+            """)
+        }
+        for backend in backends { backend.stop() }
+        throw ExitCode(code)
+    }
+}

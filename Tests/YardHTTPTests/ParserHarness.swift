@@ -133,7 +133,7 @@ private func checkSplit<R: Equatable>(_ first: ParseStatus, _ final: R, _ oneSho
 }
 
 /// The refusal `status` has, or nil when it is not a refusal.
-func refusal(_ status: ParseStatus) -> Int? {
+func refusedStatus(_ status: ParseStatus) -> Int? {
     if case .invalid(let error) = status { return error.status }
     return nil
 }
