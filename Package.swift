@@ -23,7 +23,8 @@ let package = Package(
         .target(name: "YardIO", dependencies: ["CYardLinux"]),
         .target(name: "YardHTTP", dependencies: ["YardIO"]),
         .target(name: "YardModel", dependencies: [.product(name: "Yams", package: "Yams")]),
-        .target(name: "YardProxy", dependencies: ["YardIO", "YardHTTP", "YardModel"]),
+        .target(name: "YardBalancing"),
+        .target(name: "YardProxy", dependencies: ["YardIO", "YardHTTP", "YardModel", "YardBalancing"]),
 
         // MARK: The control plane
         .target(name: "YardDiscovery", dependencies: ["YardModel"]),
@@ -39,6 +40,7 @@ let package = Package(
         // MARK: Tests
         .target(name: "YardTestSupport", dependencies: ["YardIO"], path: "Sources/YardTestSupport"),
         .testTarget(name: "YardHTTPTests", dependencies: ["YardHTTP", "YardIO"]),
+        .testTarget(name: "YardBalancingTests", dependencies: ["YardBalancing"]),
         .testTarget(name: "YardModelTests", dependencies: ["YardModel", "YardDiscovery"]),
         .testTarget(name: "YardIOTests", dependencies: ["YardIO", "CYardOpenSSL", "CYardNghttp2"]),
         .testTarget(name: "IntegrationTests", dependencies: ["YardTestSupport", "YardModel"]),
