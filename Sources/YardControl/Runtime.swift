@@ -5,6 +5,7 @@ import Dispatch
 import Foundation
 import Synchronization
 import YardDiscovery
+import YardHealth
 import YardIO
 import YardModel
 import YardProxy
@@ -23,6 +24,7 @@ public final class Runtime: Sendable {
     private let queue = DispatchQueue(label: "switchyard.control")
     private let state = Mutex<State>(State())
     private let stopSignal = DispatchSemaphore(value: 0)
+    private let health: HealthChecker
     /// Kept alive for the process's life. Written once by `run` before any signal can be
     /// delivered to them, never read: no synchronisation needed.
     private nonisolated(unsafe) var signalSources: [DispatchSourceSignal] = []
@@ -31,6 +33,7 @@ public final class Runtime: Sendable {
         var config: SwitchyardConfig?
         var catalog = ServiceCatalog(services: [])
         var version: UInt64 = 0
+        var lastSummary = ""
         var server: ProxyServer?
         var provider: FileProvider?
         var stopping = false
@@ -42,15 +45,26 @@ public final class Runtime: Sendable {
     public init(configPath: String, workers: Int? = nil) {
         self.configPath = configPath
         self.workersOverride = workers
+        let rebuild = RebuildTrigger()
+        self.health = HealthChecker(onChange: { rebuild.fire() })
+        rebuild.target = self
     }
 
     /// Runs until SIGTERM/SIGINT, then drains. Returns the process exit code.
     public func run(onReady: ReadyHandler? = nil) throws -> Int32 {
         let config = try ConfigLoader.loadConfig(path: configPath)
         let initialCatalog = Self.initialCatalog(config)
-        let table = buildRoutingTable(version: 1, routes: config.routes, catalog: initialCatalog)
+        health.update(targets: Self.healthTargets(initialCatalog))
+        health.start()
+        health.waitForFirstResults()
+        let table = makeTable(version: 1, routes: config.routes, catalog: initialCatalog)
         let workers = workersOverride ?? config.workers ?? availableCPUs()
-        let server = try ProxyServer(listeners: config.listeners, table: table, settings: config.proxy, workers: workers)
+        let checker = health
+        let server = try ProxyServer(
+            listeners: config.listeners, table: table, settings: config.proxy, workers: workers,
+            onEndpointFailing: { service, poolKey in
+                checker.reportFailures(HealthKey(service: service, endpointKey: poolKey))
+            })
         state.withLock {
             $0.config = config
             $0.catalog = initialCatalog
@@ -67,6 +81,7 @@ public final class Runtime: Sendable {
         stopSignal.wait()
         Log.info("draining: no new connections; in-flight requests get \(config.proxy.drainTimeoutMs) ms")
         state.withLock { $0.provider?.stop() }
+        health.stop()
         let clean = server.drain(timeoutMs: config.proxy.drainTimeoutMs)
         Log.info(clean ? "drained; exiting" : "drain deadline passed; exiting with connections cut")
         return 0
@@ -108,15 +123,59 @@ public final class Runtime: Sendable {
     }
 
     private func apply(catalog: ServiceCatalog) {
-        let published: RoutingTable? = state.withLock { state in
-            guard let config = state.config, let server = state.server, catalog != state.catalog else { return nil }
+        let changed = state.withLock { state -> Bool in
+            guard catalog != state.catalog else { return false }
             state.catalog = catalog
+            return true
+        }
+        guard changed else { return }
+        health.update(targets: Self.healthTargets(catalog))
+        republish(reason: "discovery")
+    }
+
+    /// Rebuilds the routing table from the current config, catalog and health, and
+    /// publishes it if it differs from the last one.
+    func republish(reason: String) {
+        let published: RoutingTable? = state.withLock { state in
+            guard let config = state.config, let server = state.server else { return nil }
             state.version += 1
-            let table = buildRoutingTable(version: state.version, routes: config.routes, catalog: catalog)
+            let table = makeTable(version: state.version, routes: config.routes, catalog: state.catalog)
+            let summary = describe(table)
+            if summary == state.lastSummary && reason == "health" {
+                // Same routing apart from weights (slow start): publish quietly.
+                server.publish(table)
+                return nil
+            }
+            state.lastSummary = summary
             server.publish(table)
             return table
         }
-        if let published { Log.info("routing table v\(published.version) published: \(describe(published))") }
+        if let published { Log.info("routing table v\(published.version) published (\(reason)): \(describe(published))") }
+    }
+
+    private func makeTable(version: UInt64, routes: [RouteConfig], catalog: ServiceCatalog) -> RoutingTable {
+        let now = monotonicMilliseconds()
+        let readings = health.readings(now: now)
+        let policies = Dictionary(catalog.services.map { ($0.name, $0.health) }, uniquingKeysWith: { first, _ in first })
+        return buildRoutingTable(version: version, routes: routes, catalog: catalog) { service, key, weight in
+            guard let reading = readings[HealthKey(service: service, endpointKey: key)], let policy = policies[service] else {
+                return nil
+            }
+            return EndpointState(
+                effectiveWeight: reading.health.effectiveWeight(configured: weight, policy: policy, now: now),
+                health: reading.status.rawValue, ejected: reading.ejected)
+        }
+    }
+
+    private static func healthTargets(_ catalog: ServiceCatalog) -> [HealthTarget] {
+        catalog.services.flatMap { service in
+            service.instances.map { instance in
+                HealthTarget(
+                    service: service.name,
+                    endpointKey: PoolKeys.shared.key(address: instance.address, port: instance.port),
+                    address: instance.address, port: instance.port, policy: service.health)
+            }
+        }
     }
 
     /// SIGHUP: reload the config file; an invalid file is rejected and the running config stays.
@@ -133,7 +192,7 @@ public final class Runtime: Sendable {
                 applied.discovery = config.discovery
                 state.config = applied
                 state.version += 1
-                let table = buildRoutingTable(version: state.version, routes: applied.routes, catalog: state.catalog)
+                let table = makeTable(version: state.version, routes: applied.routes, catalog: state.catalog)
                 server.publish(table)
                 if old.discovery != config.discovery {
                     state.provider?.stop()
@@ -171,11 +230,21 @@ public final class Runtime: Sendable {
     }
 }
 
+/// Breaks the init-time cycle between the health checker's callback and the runtime.
+///
+/// Threading: `target` is set once in `Runtime.init` before the checker starts; `fire`
+/// runs on the checker's queue.
+final class RebuildTrigger: @unchecked Sendable {
+    weak var target: Runtime?
+    func fire() { target?.republish(reason: "health") }
+}
+
 /// One line summarising a table for logs.
 func describe(_ table: RoutingTable) -> String {
     let services = table.services.map { service in
         let track = service.activeTrack.map { " active=\($0)" } ?? ""
-        return "\(service.name)[\(service.activeEndpoints.count)/\(service.endpoints.count)\(track)]"
+        let panic = service.panicking ? " PANIC" : ""
+        return "\(service.name)[\(service.activeEndpoints.count)/\(service.endpoints.count)\(track)\(panic)]"
     }
     return "\(table.routes.count) route(s), services: " + (services.isEmpty ? "none" : services.joined(separator: " "))
 }

@@ -43,7 +43,7 @@ extension ConfigLoader {
     }
 
     private static func parseService(name: String, node: ConfigNode) throws(ConfigError) -> ServiceDefinition {
-        let fields = try node.fields(allowed: ["active", "instances"])
+        let fields = try node.fields(allowed: ["active", "instances", "health", "balancer", "hash_on", "retries"])
         var instances: [InstanceDefinition] = []
         var seen: [String: Int?] = [:]
         for item in try fields.optional("instances")?.list() ?? [] {
@@ -66,13 +66,104 @@ extension ConfigLoader {
             }
             activeTrack = track
         }
-        return ServiceDefinition(name: name, activeTrack: activeTrack, instances: instances)
+        var definition = ServiceDefinition(name: name, activeTrack: activeTrack, instances: instances)
+        if let healthNode = fields.optional("health") { definition.health = try parseHealth(healthNode) }
+        if let balancerNode = fields.optional("balancer") {
+            let text = try balancerNode.string(expected: "a balancer name")
+            guard let kind = BalancerKind(rawValue: text) else {
+                throw balancerNode.error("unknown balancer '\(text)'; expected round_robin, least_conn, p2c_ewma or consistent_hash")
+            }
+            definition.balancer = kind
+        }
+        if let hashNode = fields.optional("hash_on") {
+            let text = try hashNode.string(expected: "header:NAME, cookie:NAME or source")
+            if text == "source" {
+                definition.hashOn = .sourceAddress
+            } else if text.hasPrefix("header:"), text.count > 7 {
+                definition.hashOn = .header(String(text.dropFirst(7)))
+            } else if text.hasPrefix("cookie:"), text.count > 7 {
+                definition.hashOn = .cookie(String(text.dropFirst(7)))
+            } else {
+                throw hashNode.error("expected header:NAME, cookie:NAME or source, found '\(text)'")
+            }
+        } else if definition.balancer == .consistentHash {
+            definition.hashOn = .sourceAddress
+        }
+        if let retryNode = fields.optional("retries") { definition.retry = try parseRetry(retryNode) }
+        return definition
+    }
+
+    // MARK: Health, retries
+
+    private static func parseHealth(_ node: ConfigNode) throws(ConfigError) -> HealthPolicy {
+        let fields = try node.fields(allowed: [
+            "type", "method", "path", "host", "expect", "interval", "timeout", "jitter", "rise", "fall", "initial",
+            "consecutive_failures", "base_ejection", "max_ejection", "max_ejected_percent", "slow_start", "panic_mode",
+        ])
+        var policy = HealthPolicy()
+        policy.kind = .http
+        if let typeNode = fields.optional("type") {
+            let text = try typeNode.string(expected: "http, tcp or none")
+            guard let kind = HealthPolicy.CheckKind(rawValue: text) else {
+                throw typeNode.error("unknown check type '\(text)'; expected http, tcp or none")
+            }
+            policy.kind = kind
+        }
+        if let v = fields.optional("method") { policy.method = try v.string(expected: "an HTTP method like GET") }
+        if let v = fields.optional("path") {
+            let path = try v.string(expected: "a path like /healthz")
+            guard path.hasPrefix("/") else { throw v.error("the check path must start with '/', found '\(path)'") }
+            policy.path = path
+        }
+        if let v = fields.optional("host") { policy.host = try v.string(expected: "a Host header value") }
+        if let v = fields.optional("expect") {
+            let text = try v.text(expected: "a status or range like 200-399")
+            let parts = text.split(separator: "-").map { Int($0.filter { $0 != " " }) }
+            if parts.count == 1, let one = parts[0], (100...599).contains(one) {
+                policy.expectedStatus = one...one
+            } else if parts.count == 2, let low = parts[0], let high = parts[1], 100 <= low, low <= high, high <= 599 {
+                policy.expectedStatus = low...high
+            } else {
+                throw v.error("expected a status or range like 200 or 200-399, found '\(text)'")
+            }
+        }
+        if let v = fields.optional("interval") { policy.intervalMs = try v.durationMilliseconds() }
+        if let v = fields.optional("timeout") { policy.timeoutMs = try v.durationMilliseconds() }
+        if let v = fields.optional("jitter") { policy.jitterPercent = try v.integer(in: 0...50, expected: "a percentage from 0 to 50") }
+        if let v = fields.optional("rise") { policy.rise = try v.integer(in: 1...100, expected: "a count from 1 to 100") }
+        if let v = fields.optional("fall") { policy.fall = try v.integer(in: 1...100, expected: "a count from 1 to 100") }
+        if let v = fields.optional("initial") {
+            let text = try v.string(expected: "after_first_pass, healthy or unhealthy")
+            guard let initial = HealthPolicy.InitialState(rawValue: text) else {
+                throw v.error("unknown initial state '\(text)'; expected after_first_pass, healthy or unhealthy")
+            }
+            policy.initial = initial
+        }
+        if let v = fields.optional("consecutive_failures") { policy.consecutiveFailures = try v.integer(in: 0...1_000, expected: "a count (0 turns passive ejection off)") }
+        if let v = fields.optional("base_ejection") { policy.baseEjectionMs = try v.durationMilliseconds() }
+        if let v = fields.optional("max_ejection") { policy.maxEjectionMs = try v.durationMilliseconds() }
+        if let v = fields.optional("max_ejected_percent") { policy.maxEjectedPercent = try v.integer(in: 0...100, expected: "a percentage") }
+        if let v = fields.optional("slow_start") { policy.slowStartMs = try v.durationMilliseconds() }
+        if let v = fields.optional("panic_mode") { policy.panicMode = try v.boolean() }
+        if policy.timeoutMs > policy.intervalMs {
+            throw node.error("health.timeout (\(policy.timeoutMs) ms) is longer than health.interval (\(policy.intervalMs) ms); make the timeout shorter")
+        }
+        return policy
+    }
+
+    private static func parseRetry(_ node: ConfigNode) throws(ConfigError) -> RetryPolicy {
+        let fields = try node.fields(allowed: ["attempts", "budget_percent", "per_try_timeout"])
+        var policy = RetryPolicy()
+        if let v = fields.optional("attempts") { policy.attempts = try v.integer(in: 0...5, expected: "extra attempts from 0 to 5") }
+        if let v = fields.optional("budget_percent") { policy.budgetPercent = try v.integer(in: 0...100, expected: "a percentage") }
+        if let v = fields.optional("per_try_timeout") { policy.perTryTimeoutMs = try v.durationMilliseconds() }
+        return policy
     }
 
     // MARK: Instances
 
     private static func parseInstance(_ node: ConfigNode) throws(ConfigError) -> InstanceDefinition {
-        let fields = try node.fields(allowed: ["address", "port", "track", "weight", "labels"])
+        let fields = try node.fields(allowed: ["address", "port", "track", "weight", "labels", "drain"])
 
         let addressNode = try fields.required("address", hint: "e.g. 'address: 127.0.0.1'")
         var address = try addressNode.string(expected: "an IP address like 127.0.0.1 or ::1")
@@ -101,6 +192,7 @@ extension ConfigLoader {
         for (key, value) in try fields.optional("labels")?.entries() ?? [] {
             labels[key] = try value.text(expected: "a label value")
         }
-        return InstanceDefinition(address: address, port: UInt16(port), track: track, weight: weight, labels: labels)
+        let drain = try fields.optional("drain")?.boolean() ?? false
+        return InstanceDefinition(address: address, port: UInt16(port), track: track, weight: weight, labels: labels, drain: drain)
     }
 }

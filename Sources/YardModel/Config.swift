@@ -122,13 +122,16 @@ public struct InstanceDefinition: Sendable, Equatable {
     public var track: String?
     public var weight: Int
     public var labels: [String: String]
+    /// In drain: no new requests (also set by the label `switchyard.drain=true`).
+    public var drain: Bool
 
-    public init(address: String, port: UInt16, track: String? = nil, weight: Int = 1, labels: [String: String] = [:]) {
+    public init(address: String, port: UInt16, track: String? = nil, weight: Int = 1, labels: [String: String] = [:], drain: Bool = false) {
         self.address = address
         self.port = port
         self.track = track
         self.weight = weight
         self.labels = labels
+        self.drain = drain || labels["switchyard.drain"] == "true"
     }
 }
 
@@ -137,11 +140,23 @@ public struct ServiceDefinition: Sendable, Equatable {
     public var name: String
     public var activeTrack: String?
     public var instances: [InstanceDefinition]
+    public var health: HealthPolicy
+    public var balancer: BalancerKind
+    public var hashOn: HashSource?
+    public var retry: RetryPolicy
 
-    public init(name: String, activeTrack: String? = nil, instances: [InstanceDefinition]) {
+    public init(
+        name: String, activeTrack: String? = nil, instances: [InstanceDefinition],
+        health: HealthPolicy = HealthPolicy(), balancer: BalancerKind = .roundRobin,
+        hashOn: HashSource? = nil, retry: RetryPolicy = RetryPolicy()
+    ) {
         self.name = name
         self.activeTrack = activeTrack
         self.instances = instances
+        self.health = health
+        self.balancer = balancer
+        self.hashOn = hashOn
+        self.retry = retry
     }
 }
 

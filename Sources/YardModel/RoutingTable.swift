@@ -5,7 +5,7 @@
 // swaps its own reference between events. A request keeps the `Endpoint` it was given, so
 // in-flight work finishes on the graph it started with (the Traefik/Envoy snapshot model).
 
-/// One replica of a service: where it listens and which track it belongs to.
+/// One replica of a service: where it listens, its track, and its routing state.
 public final class Endpoint: Sendable {
     /// Stable across tables for the same `address:port` (see `PoolKeys`); the data plane
     /// indexes its per-loop upstream connection pools by it, so keep-alive connections
@@ -18,21 +18,37 @@ public final class Endpoint: Sendable {
     public let track: String?
     /// Configured weight (1 by default, 0 means "no new requests").
     public let weight: Int
+    /// Weight the balancer uses now, scaled by 100: the configured weight, ramped during
+    /// slow start, 0 when unhealthy, ejected or draining.
+    public let effectiveWeight: Int
+    /// Health as last checked: "healthy", "unhealthy", "unknown" (for status output).
+    public let health: String
+    /// In drain: no new requests; in-flight ones finish.
+    public let draining: Bool
+    /// Passively ejected after consecutive failures (for status output).
+    public let ejected: Bool
     /// `service/address:port`, for logs and status.
     public let id: String
 
-    public init(poolKey: Int, address: String, port: UInt16, track: String?, weight: Int, service: String) {
+    public init(
+        poolKey: Int, address: String, port: UInt16, track: String?, weight: Int, service: String,
+        effectiveWeight: Int? = nil, health: String = "healthy", draining: Bool = false, ejected: Bool = false
+    ) {
         self.poolKey = poolKey
         self.address = address
         self.port = port
         self.track = track
         self.weight = weight
+        self.effectiveWeight = draining ? 0 : (effectiveWeight ?? weight * 100)
+        self.health = health
+        self.draining = draining
+        self.ejected = ejected
         let hostPart = address.contains(":") ? "[\(address)]" : address
         self.id = "\(service)/\(hostPart):\(port)"
     }
 }
 
-/// A service: its endpoints across tracks and those that receive new requests.
+/// A service: its endpoints across tracks, those that receive new requests, and how.
 public final class Service: Sendable {
     public let name: String
     /// Position in `RoutingTable.services`; the data plane keeps per-loop balancer state
@@ -42,16 +58,39 @@ public final class Service: Sendable {
     public let activeTrack: String?
     /// Every endpoint of every track.
     public let endpoints: [Endpoint]
-    /// The endpoints new requests may go to: those of the active track with weight > 0.
+    /// The endpoints new requests may go to: those of the active track with an effective
+    /// weight > 0 (healthy, not ejected, not draining). In panic mode, when none is
+    /// healthy, every non-draining endpoint of the active track.
     public let activeEndpoints: [Endpoint]
+    /// True when `activeEndpoints` holds unhealthy endpoints because of panic mode.
+    public let panicking: Bool
+    public let balancer: BalancerKind
+    public let hashOn: HashSource?
+    public let retry: RetryPolicy
+    public let health: HealthPolicy
 
-    public init(name: String, index: Int, activeTrack: String?, endpoints: [Endpoint]) {
+    public init(
+        name: String, index: Int, activeTrack: String?, endpoints: [Endpoint],
+        balancer: BalancerKind = .roundRobin, hashOn: HashSource? = nil,
+        retry: RetryPolicy = RetryPolicy(), health: HealthPolicy = HealthPolicy()
+    ) {
         self.name = name
         self.index = index
         self.activeTrack = activeTrack
         self.endpoints = endpoints
-        self.activeEndpoints = endpoints.filter { endpoint in
-            endpoint.weight > 0 && (activeTrack == nil || endpoint.track == activeTrack)
+        self.balancer = balancer
+        self.hashOn = hashOn
+        self.retry = retry
+        self.health = health
+        let inTrack = endpoints.filter { activeTrack == nil || $0.track == activeTrack }
+        let serving = inTrack.filter { $0.effectiveWeight > 0 }
+        if serving.isEmpty && health.panicMode {
+            let all = inTrack.filter { !$0.draining && $0.weight > 0 }
+            self.activeEndpoints = all
+            self.panicking = !all.isEmpty
+        } else {
+            self.activeEndpoints = serving
+            self.panicking = false
         }
     }
 }

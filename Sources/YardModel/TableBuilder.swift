@@ -19,12 +19,13 @@
 ///
 /// Threading: pure apart from `poolKeys` (which is thread-safe); call from any thread.
 public func buildRoutingTable(
-    version: UInt64, routes: [RouteConfig], catalog: ServiceCatalog, poolKeys: PoolKeys = .shared
+    version: UInt64, routes: [RouteConfig], catalog: ServiceCatalog, poolKeys: PoolKeys = .shared,
+    health: (_ service: String, _ poolKey: Int, _ configuredWeight: Int) -> EndpointState? = { _, _, _ in nil }
 ) -> RoutingTable {
     var services: [Service] = []
     var byName: [String: Service] = [:]
     for definition in catalog.services where byName[definition.name] == nil {
-        let service = buildService(definition, index: services.count, poolKeys: poolKeys)
+        let service = buildService(definition, index: services.count, poolKeys: poolKeys, health: health)
         services.append(service)
         byName[definition.name] = service
     }
@@ -34,13 +35,35 @@ public func buildRoutingTable(
     return RoutingTable(version: version, routes: resolved, services: services)
 }
 
-private func buildService(_ definition: ServiceDefinition, index: Int, poolKeys: PoolKeys) -> Service {
+private func buildService(
+    _ definition: ServiceDefinition, index: Int, poolKeys: PoolKeys,
+    health: (String, Int, Int) -> EndpointState?
+) -> Service {
     let endpoints = definition.instances.map { instance in
-        Endpoint(
-            poolKey: poolKeys.key(address: instance.address, port: instance.port),
-            address: instance.address, port: instance.port, track: instance.track,
-            weight: instance.weight, service: definition.name
+        let key = poolKeys.key(address: instance.address, port: instance.port)
+        let state = health(definition.name, key, instance.weight)
+        return Endpoint(
+            poolKey: key, address: instance.address, port: instance.port, track: instance.track,
+            weight: instance.weight, service: definition.name,
+            effectiveWeight: state?.effectiveWeight, health: state?.health ?? "healthy",
+            draining: instance.drain, ejected: state?.ejected ?? false
         )
     }
-    return Service(name: definition.name, index: index, activeTrack: definition.activeTrack, endpoints: endpoints)
+    return Service(
+        name: definition.name, index: index, activeTrack: definition.activeTrack, endpoints: endpoints,
+        balancer: definition.balancer, hashOn: definition.hashOn, retry: definition.retry, health: definition.health)
+}
+
+/// An endpoint's routing state as the health checker sees it, for `buildRoutingTable`.
+public struct EndpointState: Sendable, Equatable {
+    /// Scaled by 100 (see `Endpoint.effectiveWeight`); 0 keeps new requests away.
+    public var effectiveWeight: Int
+    public var health: String
+    public var ejected: Bool
+
+    public init(effectiveWeight: Int, health: String, ejected: Bool) {
+        self.effectiveWeight = effectiveWeight
+        self.health = health
+        self.ejected = ejected
+    }
 }

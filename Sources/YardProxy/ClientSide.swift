@@ -141,6 +141,8 @@ extension Worker {
         }
         c.phase = .forwarding
         c.deadline = 0
+        c.retries = 0
+        retryTokens = min(retryTokens + Double(service.retry.budgetPercent) / 100, 100)
         guard let u = connectUpstream(for: c, service: service, fresh: false) else {
             c.inBuf.consume(head.headLength)
             c.scanFrom = 0

@@ -58,6 +58,8 @@ final class ClientConnection {
     var responseStarted = false
     /// Connect attempts for this request (retries go to another endpoint).
     var attempts = 0
+    /// Retries after a failure on an established connection (idempotent requests only).
+    var retries = 0
     /// The client shut down its sending side after a complete request; answer, then close.
     var readClosed = false
     /// Requests answered on this connection.

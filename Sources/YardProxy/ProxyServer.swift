@@ -20,7 +20,13 @@ public final class ProxyServer: Sendable {
     public let boundAddresses: [SocketAddress]
 
     /// Binds every listener on every worker. Throws if an address cannot be bound.
-    public init(listeners: [ListenerConfig], table: RoutingTable, settings: ProxySettings, workers count: Int) throws {
+    /// `onEndpointFailing` is called (from a worker thread, rarely) when a worker saw an
+    /// endpoint fail `health.consecutive_failures` requests in a row: the control plane
+    /// decides whether to eject it.
+    public init(
+        listeners: [ListenerConfig], table: RoutingTable, settings: ProxySettings, workers count: Int,
+        onEndpointFailing: @escaping @Sendable (_ service: String, _ poolKey: Int) -> Void = { _, _ in }
+    ) throws {
         let count = max(1, count)
         var perWorker = [[Int32]](repeating: [], count: count)
         var bound: [SocketAddress] = []
@@ -45,7 +51,8 @@ public final class ProxyServer: Sendable {
         let gate = ConnectionGate(limit: settings.maxConnections)
         var made: [Worker] = []
         for w in 0..<count {
-            made.append(try Worker(id: w, listeners: perWorker[w], table: table, settings: settings, gate: gate))
+            made.append(try Worker(id: w, listeners: perWorker[w], table: table, settings: settings, gate: gate,
+                                   onEndpointFailing: onEndpointFailing))
         }
         self.workers = made
         self.boundAddresses = bound

@@ -28,7 +28,11 @@ extension Worker {
     /// endpoint if there is one (unless `fresh`), else a new connection. An endpoint that
     /// refuses at once is skipped for the next, up to three attempts per request.
     func connectUpstream(for c: ClientConnection, service: Service, fresh: Bool) -> UpstreamConnection? {
-        while c.attempts < 3 && !service.activeEndpoints.isEmpty {
+        // Connect attempts are not charged to the retry budget: a refused connection did no
+        // work on any upstream, and retrying it elsewhere is what keeps a dead replica
+        // invisible until health checks take it out.
+        let maxAttempts = 1 + max(service.retry.attempts, min(2, service.activeEndpoints.count - 1))
+        while c.attempts < maxAttempts && !service.activeEndpoints.isEmpty {
             c.attempts += 1
             let endpoint = pickEndpoint(service)
             guard endpoint.poolKey < pools.count, let pool = pools[endpoint.poolKey], let address = pool.address else {
@@ -39,19 +43,20 @@ extension Worker {
                 u.phase = .active
                 u.reused = true
                 bind(c, u)
-                u.deadline = now + Int64(settings.upstreamResponseTimeoutMs)
+                u.deadline = now + responseTimeout(service)
                 return u
             }
             let u: UpstreamConnection
             switch Socket.connect(to: address) {
             case .connected(let fd):
                 u = UpstreamConnection(fd: fd, endpoint: endpoint, connecting: false, maxHeaders: settings.maxHeaders, bufferSize: bufferSize)
-                u.deadline = now + Int64(settings.upstreamResponseTimeoutMs)
+                u.deadline = now + responseTimeout(service)
             case .inProgress(let fd):
                 u = UpstreamConnection(fd: fd, endpoint: endpoint, connecting: true, maxHeaders: settings.maxHeaders, bufferSize: bufferSize)
                 u.deadline = now + Int64(settings.upstreamConnectTimeoutMs)
             case .failed(let err):
                 Log.warning("connect to \(endpoint.id) failed: \(IOError(call: "connect", errno: err))")
+                recordOutcome(endpoint, service: service, failed: true)
                 continue
             }
             u.slot = upstreams.count
@@ -62,6 +67,13 @@ extension Worker {
             return u
         }
         return nil
+    }
+
+    /// How long one attempt waits for the response head: the service's per-try timeout,
+    /// else the upstream response timeout.
+    func responseTimeout(_ service: Service?) -> Int64 {
+        if let perTry = service?.retry.perTryTimeoutMs, perTry > 0 { return Int64(perTry) }
+        return Int64(settings.upstreamResponseTimeoutMs)
     }
 
     private func takeIdle(_ pool: UpstreamPool) -> UpstreamConnection? {
@@ -114,7 +126,7 @@ extension Worker {
                 return
             }
             u.phase = .active
-            u.deadline = now + Int64(settings.upstreamResponseTimeoutMs)
+            u.deadline = now + responseTimeout(u.client?.route?.service)
         }
         if flags & Epoll.writable != 0 || u.sentIndex < u.outBuf.writerIndex {
             guard flushUpstream(u) else { return }
@@ -231,6 +243,7 @@ extension Worker {
                     continue
                 }
                 u.headDone = true
+                recordOutcome(u.endpoint, service: c.route?.service, failed: u.head.status >= 500)
                 if c.requestBodyDone { dropSentBytes(u) }
                 switch u.head.framing {
                 case .none:
@@ -288,12 +301,24 @@ extension Worker {
             closeUpstream(u)
             return
         }
+        let service = c.route?.service
         let connectFailed = u.phase == .connecting
-        let staleReuse = u.reused && u.responseBytes == 0 && u.replayable && c.requestMethod.isIdempotent
-        if !c.responseStarted && !u.headDone && (connectFailed || staleReuse), let service = c.route?.service {
+        let nothingReceived = !c.responseStarted && !u.headDone && u.responseBytes == 0
+        // A pooled connection the upstream had already closed: the request never reached
+        // it, so an idempotent one is replayed without counting as a retry.
+        let staleReuse = u.reused && nothingReceived && u.replayable && c.requestMethod.isIdempotent && c.retries == 0
+        if !staleReuse { recordOutcome(u.endpoint, service: service, failed: true) }
+        // Failed before any response byte: an idempotent request may be tried once more
+        // (within the budget); a non-idempotent one whose bytes reached the upstream never is.
+        let idempotentRetry = !connectFailed && !staleReuse && nothingReceived && u.replayable
+            && c.requestMethod.isIdempotent && c.requestBodyDone
+            && c.retries < (service?.retry.attempts ?? 0) && spendRetry()
+        if nothingReceived && (connectFailed || staleReuse || idempotentRetry), let service {
+            if idempotentRetry { c.retries += 1 }
             c.upstream = nil
             u.client = nil
-            if connectFailed { Log.warning("\(reason); trying another endpoint") }
+            Log.warning("\(reason); trying \(connectFailed ? "another endpoint" : "again")")
+            if staleReuse || idempotentRetry { c.attempts = min(c.attempts, 1) }
             if let next = connectUpstream(for: c, service: service, fresh: true) {
                 swap(&u.outBuf, &next.outBuf)
                 next.sentIndex = next.outBuf.readerIndex
@@ -317,7 +342,15 @@ extension Worker {
             upstreamFailed(u, reason: "connect to \(u.endpoint.id) timed out after \(settings.upstreamConnectTimeoutMs) ms")
         case .active:
             if let c = u.client {
-                abortExchange(c, status: 504, reason: "\(u.endpoint.id) did not answer within \(settings.upstreamResponseTimeoutMs) ms")
+                let service = c.route?.service
+                let perTry = service?.retry.perTryTimeoutMs ?? 0
+                if perTry > 0 && !u.headDone && u.responseBytes == 0 && c.requestMethod.isIdempotent
+                    && c.retries < (service?.retry.attempts ?? 0) {
+                    upstreamFailed(u, reason: "\(u.endpoint.id) did not answer within the per-try timeout of \(perTry) ms")
+                    return
+                }
+                recordOutcome(u.endpoint, service: service, failed: true)
+                abortExchange(c, status: 504, reason: "\(u.endpoint.id) did not answer within \(responseTimeout(service)) ms")
             } else {
                 closeUpstream(u)
             }

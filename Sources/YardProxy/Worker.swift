@@ -52,6 +52,11 @@ final class Worker: @unchecked Sendable {
     var roundRobin: [Int] = []
     /// Upstream pools indexed by `Endpoint.poolKey`.
     var pools: [UpstreamPool?] = []
+    /// Consecutive failed exchanges per endpoint (indexed by `poolKey`), for passive ejection.
+    var failureStreak: [Int32] = []
+    /// Retry budget: each request adds `budgetPercent / 100` of a token, each retry spends one.
+    var retryTokens: Double = 10
+    let onEndpointFailing: @Sendable (String, Int) -> Void
 
     var clients: ContiguousArray<ClientConnection> = []
     var upstreams: ContiguousArray<UpstreamConnection> = []
@@ -73,8 +78,12 @@ final class Worker: @unchecked Sendable {
     static let eventCapacity: Int32 = 256
     let events: UnsafeMutablePointer<epoll_event>
 
-    init(id: Int, listeners: [Int32], table: RoutingTable, settings: ProxySettings, gate: ConnectionGate) throws(IOError) {
+    init(
+        id: Int, listeners: [Int32], table: RoutingTable, settings: ProxySettings, gate: ConnectionGate,
+        onEndpointFailing: @escaping @Sendable (String, Int) -> Void
+    ) throws(IOError) {
         self.id = id
+        self.onEndpointFailing = onEndpointFailing
         self.epoll = try Epoll()
         self.inbox = try LoopInbox()
         self.gate = gate
@@ -282,6 +291,32 @@ final class Worker: @unchecked Sendable {
         }
     }
 
+    // MARK: Passive health
+
+    /// Records how an exchange with `endpoint` went. A run of failures as long as the
+    /// service's `consecutive_failures` is reported to the control plane (which ejects).
+    func recordOutcome(_ endpoint: Endpoint, service: Service?, failed: Bool) {
+        let key = endpoint.poolKey
+        guard key < failureStreak.count else { return }
+        if !failed {
+            if failureStreak[key] != 0 { failureStreak[key] = 0 }
+            return
+        }
+        failureStreak[key] += 1
+        guard let service, service.health.consecutiveFailures > 0,
+              failureStreak[key] >= Int32(service.health.consecutiveFailures) else { return }
+        failureStreak[key] = 0
+        onEndpointFailing(service.name, key)
+    }
+
+    /// Takes a retry from the budget, or refuses when retries would exceed the share of
+    /// extra load the service allows.
+    func spendRetry() -> Bool {
+        guard retryTokens >= 1 else { return false }
+        retryTokens -= 1
+        return true
+    }
+
     // MARK: Control plane
 
     /// Swaps in a new routing table. In-flight exchanges keep the endpoints they hold; idle
@@ -295,6 +330,9 @@ final class Worker: @unchecked Sendable {
                 live.insert(endpoint.poolKey)
                 if endpoint.poolKey >= pools.count {
                     pools.append(contentsOf: repeatElement(nil, count: endpoint.poolKey - pools.count + 1))
+                }
+                if endpoint.poolKey >= failureStreak.count {
+                    failureStreak.append(contentsOf: repeatElement(0, count: endpoint.poolKey - failureStreak.count + 1))
                 }
                 if pools[endpoint.poolKey] == nil {
                     pools[endpoint.poolKey] = UpstreamPool(address: SocketAddress(host: endpoint.address, port: endpoint.port))

@@ -1,0 +1,80 @@
+// Health-check, ejection, slow-start and balancing settings of a service: plain values.
+
+/// How a service's endpoints are checked and balanced. Defaults are production values.
+public struct HealthPolicy: Sendable, Equatable {
+    public enum CheckKind: String, Sendable, Equatable { case http, tcp, none }
+    public enum InitialState: String, Sendable, Equatable {
+        /// A new endpoint gets traffic only after its first passing check (the default).
+        case afterFirstPass = "after_first_pass"
+        /// A new endpoint gets traffic at once; checks can take it out.
+        case healthy
+        /// A new endpoint needs `rise` passing checks.
+        case unhealthy
+    }
+
+    // MARK: Active checks
+    public var kind: CheckKind = .none
+    public var method = "GET"
+    public var path = "/"
+    /// Host header for HTTP checks; nil sends the endpoint's address.
+    public var host: String?
+    /// Accepted status codes (inclusive).
+    public var expectedStatus: ClosedRange<Int> = 200...399
+    public var intervalMs = 2_000
+    public var timeoutMs = 1_000
+    /// Each interval is randomised by ± this percentage, so checks of many proxies and
+    /// endpoints do not line up.
+    public var jitterPercent = 10
+    /// Consecutive passes that make an unhealthy endpoint healthy (HAProxy `rise`).
+    public var rise = 2
+    /// Consecutive failures that make a healthy endpoint unhealthy (HAProxy `fall`).
+    public var fall = 3
+    public var initial: InitialState = .afterFirstPass
+
+    // MARK: Passive checks (outlier ejection)
+    /// Consecutive failed requests (connect errors, 5xx, timeouts) that eject an endpoint;
+    /// 0 disables passive ejection.
+    public var consecutiveFailures = 5
+    /// The first ejection lasts this long; each further one doubles it up to `maxEjectionMs`.
+    public var baseEjectionMs = 10_000
+    public var maxEjectionMs = 300_000
+    /// At most this share of a service's endpoints is ejected at once.
+    public var maxEjectedPercent = 50
+
+    // MARK: Weights
+    /// A new or recovered endpoint's weight ramps from 10 % to 100 % over this window; 0 is off.
+    public var slowStartMs = 0
+    /// When no endpoint is healthy, send to all of them rather than answer 503.
+    public var panicMode = false
+
+    public init() {}
+}
+
+/// How a service chooses among its endpoints.
+public enum BalancerKind: String, Sendable, Equatable {
+    case roundRobin = "round_robin"
+    case leastConnections = "least_conn"
+    case p2cEWMA = "p2c_ewma"
+    case consistentHash = "consistent_hash"
+}
+
+/// What a consistent-hash balancer hashes.
+public enum HashSource: Sendable, Equatable {
+    case header(String)
+    case cookie(String)
+    case sourceAddress
+}
+
+/// Retry settings of a service.
+public struct RetryPolicy: Sendable, Equatable {
+    /// Extra attempts after the first (connect failures and, for idempotent requests,
+    /// failures before any response byte).
+    public var attempts = 2
+    /// Retries may add at most this share of extra load (a token bucket per event loop).
+    public var budgetPercent = 20
+    /// Time one attempt may wait for the response head before it counts as failed and, if
+    /// idempotent, is retried; 0 means the service's upstream response timeout.
+    public var perTryTimeoutMs = 0
+
+    public init() {}
+}
