@@ -142,6 +142,8 @@ extension Worker {
         c.phase = .forwarding
         c.deadline = 0
         c.retries = 0
+        c.triedEndpoints = 0
+        c.hashKey = service.balancer == .consistentHash ? requestHash(c, source: service.hashOn ?? .sourceAddress) : 0
         retryTokens = min(retryTokens + Double(service.retry.budgetPercent) / 100, 100)
         guard let u = connectUpstream(for: c, service: service, fresh: false) else {
             c.inBuf.consume(head.headLength)
@@ -253,6 +255,7 @@ extension Worker {
     /// Fails the exchange in progress: answers `status` if nothing of the response was sent
     /// yet, otherwise closes the client (its response cannot be completed).
     func abortExchange(_ c: ClientConnection, status: Int, reason: String) {
+        releaseEndpoint(c)
         if let u = c.upstream {
             c.upstream = nil
             u.client = nil
@@ -271,6 +274,7 @@ extension Worker {
     /// The response was relayed completely: park or close the upstream, and get ready for
     /// the client's next request.
     func finishExchange(_ c: ClientConnection, _ u: UpstreamConnection) {
+        releaseEndpoint(c)
         c.upstream = nil
         u.client = nil
         c.route = nil

@@ -60,6 +60,13 @@ final class ClientConnection {
     var attempts = 0
     /// Retries after a failure on an established connection (idempotent requests only).
     var retries = 0
+    /// Endpoints (indices into the service's active endpoints) this request already tried.
+    var triedEndpoints: UInt64 = 0
+    /// The balancer slot the current attempt holds (released when the exchange ends).
+    var balancer: ServiceBalancer?
+    var balancerIndex = -1
+    /// Consistent-hash key of the current request (computed while its head is buffered).
+    var hashKey: UInt64 = 0
     /// The client shut down its sending side after a complete request; answer, then close.
     var readClosed = false
     /// Requests answered on this connection.

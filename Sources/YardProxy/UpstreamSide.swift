@@ -11,19 +11,6 @@ import YardModel
 extension Worker {
     // MARK: Choosing and connecting
 
-    /// The next endpoint of `service` in round-robin order (per worker).
-    func pickEndpoint(_ service: Service) -> Endpoint {
-        let endpoints = service.activeEndpoints
-        let index: Int
-        if service.index < roundRobin.count {
-            index = roundRobin[service.index]
-            roundRobin[service.index] = index &+ 1
-        } else {
-            index = 0
-        }
-        return endpoints[index % endpoints.count]
-    }
-
     /// Binds an upstream connection to the client's exchange: a pooled one for the chosen
     /// endpoint if there is one (unless `fresh`), else a new connection. An endpoint that
     /// refuses at once is skipped for the next, up to three attempts per request.
@@ -34,7 +21,8 @@ extension Worker {
         let maxAttempts = 1 + max(service.retry.attempts, min(2, service.activeEndpoints.count - 1))
         while c.attempts < maxAttempts && !service.activeEndpoints.isEmpty {
             c.attempts += 1
-            let endpoint = pickEndpoint(service)
+            releaseEndpoint(c)
+            guard let endpoint = chooseEndpoint(service, for: c) else { return nil }
             guard endpoint.poolKey < pools.count, let pool = pools[endpoint.poolKey], let address = pool.address else {
                 Log.warning("endpoint \(endpoint.id) has no usable address")
                 continue

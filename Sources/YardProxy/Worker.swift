@@ -48,8 +48,8 @@ final class Worker: @unchecked Sendable {
 
     var listeners: [Int32]
     var table: RoutingTable
-    /// Round-robin position per service (indexed by `Service.index`).
-    var roundRobin: [Int] = []
+    /// Balancing state per service (indexed by `Service.index`).
+    var balancers: [ServiceBalancer] = []
     /// Upstream pools indexed by `Endpoint.poolKey`.
     var pools: [UpstreamPool?] = []
     /// Consecutive failed exchanges per endpoint (indexed by `poolKey`), for passive ejection.
@@ -203,6 +203,7 @@ final class Worker: @unchecked Sendable {
 
     func closeClient(_ c: ClientConnection) {
         guard c.phase != .closed else { return }
+        releaseEndpoint(c)
         c.phase = .closed
         if let u = c.upstream {
             c.upstream = nil
@@ -323,7 +324,7 @@ final class Worker: @unchecked Sendable {
     /// pooled connections to endpoints that left the table are closed.
     func adoptTable(_ newTable: RoutingTable) {
         table = newTable
-        roundRobin = [Int](repeating: 0, count: newTable.services.count)
+        adoptBalancers(newTable)
         var live = Set<Int>()
         for service in newTable.services {
             for endpoint in service.endpoints {

@@ -1,0 +1,194 @@
+import YardBalancing
+import YardHTTP
+import YardIO
+import YardModel
+
+/// One service's balancing state inside one worker.
+///
+/// A class so the algorithm's value (which holds arrays) is mutated in place through
+/// a reference: extracting it from an enum or array element would copy its storage on
+/// every pick. Only the algorithm the service chose is populated. Threading: owned by one
+/// worker.
+final class ServiceBalancer {
+    /// The service this state was built for; a new table with the same service name and
+    /// endpoint list carries the state over (so slow-start weight steps do not restart the
+    /// rotation).
+    var service: Service
+    let kind: YardModel.BalancerKind
+    var roundRobin = SmoothWeightedRoundRobin(weights: [])
+    var leastConnections = LeastConnections(weights: [])
+    var p2c = PowerOfTwoChoicesEWMA(weights: [])
+    var maglev: MaglevTable?
+
+    init(service: Service) {
+        self.service = service
+        self.kind = service.balancer
+        let weights = service.activeEndpoints.map(\.effectiveWeight)
+        switch kind {
+        case .roundRobin:
+            roundRobin = SmoothWeightedRoundRobin(weights: weights)
+        case .leastConnections:
+            leastConnections = LeastConnections(weights: weights)
+        case .p2cEWMA:
+            p2c = PowerOfTwoChoicesEWMA(weights: weights)
+        case .consistentHash:
+            maglev = Self.maglev(for: service)
+        }
+    }
+
+    /// Whether this state can serve `next` (same algorithm, same endpoints in the same order).
+    func canCarry(to next: Service) -> Bool {
+        next.name == service.name && next.balancer == kind
+            && next.activeEndpoints.map(\.poolKey) == service.activeEndpoints.map(\.poolKey)
+    }
+
+    /// Moves to `next` (same endpoints, maybe new weights).
+    func carry(to next: Service) {
+        service = next
+        let weights = next.activeEndpoints.map(\.effectiveWeight)
+        switch kind {
+        case .roundRobin: roundRobin.update(weights: weights)
+        case .leastConnections: leastConnections.update(weights: weights)
+        case .p2cEWMA: p2c.update(weights: weights)
+        case .consistentHash: maglev = Self.maglev(for: next)
+        }
+    }
+
+    private static func maglev(for service: Service) -> MaglevTable {
+        let keys = service.activeEndpoints.map { endpoint in
+            // Keyed by address:port, so every replica of the proxy builds the same table.
+            HashKey.hash("\(endpoint.address):\(endpoint.port)")
+        }
+        return MaglevTable(endpointKeys: keys, weights: service.activeEndpoints.map(\.effectiveWeight))
+    }
+
+    /// The index (into `service.activeEndpoints`) for one request.
+    func pick(excluding: UInt64, hash: UInt64, nowMs: Int64) -> Int? {
+        switch kind {
+        case .roundRobin:
+            return roundRobin.pick(excluding: excluding)
+        case .leastConnections:
+            return leastConnections.pick(excluding: excluding)
+        case .p2cEWMA:
+            return p2c.pick(now: UInt64(nowMs) &* 1_000_000, excluding: excluding)
+        case .consistentHash:
+            return maglev?.lookup(hash, excluding: excluding)
+        }
+    }
+
+    func started(_ index: Int) {
+        switch kind {
+        case .leastConnections: leastConnections.started(index)
+        case .p2cEWMA: p2c.started(index)
+        default: break
+        }
+    }
+
+    func finished(_ index: Int, latencyMs: Int64, nowMs: Int64) {
+        switch kind {
+        case .leastConnections:
+            leastConnections.finished(index)
+        case .p2cEWMA:
+            p2c.finished(index, latencyNanos: UInt64(max(0, latencyMs)) &* 1_000_000, now: UInt64(nowMs) &* 1_000_000)
+        default:
+            break
+        }
+    }
+}
+
+extension Worker {
+    /// Rebuilds per-service balancer state for a new table, carrying over what still fits.
+    func adoptBalancers(_ newTable: RoutingTable) {
+        var byName: [String: ServiceBalancer] = [:]
+        for balancer in balancers { byName[balancer.service.name] = balancer }
+        balancers = newTable.services.map { service in
+            if let old = byName[service.name], old.canCarry(to: service) {
+                old.carry(to: service)
+                return old
+            }
+            return ServiceBalancer(service: service)
+        }
+    }
+
+    /// Chooses the endpoint for the client's current request, skipping endpoints this
+    /// request already tried. Nil when none is eligible.
+    func chooseEndpoint(_ service: Service, for c: ClientConnection) -> Endpoint? {
+        let endpoints = service.activeEndpoints
+        guard !endpoints.isEmpty else { return nil }
+        guard service.index < balancers.count, balancers[service.index].service === service else {
+            // A retry of a request that started on an older table: plain rotation.
+            let index = c.attempts % endpoints.count
+            c.balancerIndex = -1
+            return endpoints[index]
+        }
+        let balancer = balancers[service.index]
+        var excluding = c.triedEndpoints
+        // Every endpoint tried: allow them all again rather than fail.
+        if endpoints.count <= 64 && excluding.nonzeroBitCount >= endpoints.count { excluding = 0 }
+        guard let index = balancer.pick(excluding: excluding, hash: c.hashKey, nowMs: now) else { return nil }
+        if index < 64 { c.triedEndpoints |= 1 << UInt64(index) }
+        balancer.started(index)
+        c.balancer = balancer
+        c.balancerIndex = index
+        return endpoints[index]
+    }
+
+    /// Ends the client's claim on its endpoint (least-connections counts, latency for EWMA).
+    func releaseEndpoint(_ c: ClientConnection) {
+        guard let balancer = c.balancer, c.balancerIndex >= 0 else { return }
+        balancer.finished(c.balancerIndex, latencyMs: now - c.requestStart, nowMs: now)
+        c.balancer = nil
+        c.balancerIndex = -1
+    }
+
+    /// The consistent-hash key of the current request: a header's value, a cookie's value,
+    /// or the client address. The head must still be in the client's buffer (dispatch
+    /// computes it once; retries reuse it).
+    func requestHash(_ c: ClientConnection, source: HashSource) -> UInt64 {
+        let base = c.inBuf.readable
+        switch source {
+        case .sourceAddress:
+            return c.peerText.withUnsafeBytes { HashKey.hash($0) }
+        case .header(let name):
+            if let value = headerValue(c, named: name, base: base) { return HashKey.hash(value) }
+        case .cookie(let name):
+            if let cookies = headerValue(c, named: "cookie", base: base), let value = cookieValue(cookies, named: name) {
+                return HashKey.hash(value)
+            }
+        }
+        // No key in this request: fall back to the client address.
+        return c.peerText.withUnsafeBytes { HashKey.hash($0) }
+    }
+
+    private func headerValue(_ c: ClientConnection, named name: String, base: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        let wanted = Array(name.utf8)
+        for i in 0..<c.head.headerCount {
+            let field = c.fields[i]
+            let bytes = field.name.bytes(in: base)
+            guard bytes.count == wanted.count else { continue }
+            var same = true
+            for j in 0..<wanted.count where bytes[j] | 0x20 != wanted[j] | 0x20 { same = false; break }
+            if same { return field.value.bytes(in: base) }
+        }
+        return nil
+    }
+
+    private func cookieValue(_ header: UnsafeRawBufferPointer, named name: String) -> UnsafeRawBufferPointer? {
+        let wanted = Array(name.utf8)
+        var i = 0
+        while i < header.count {
+            while i < header.count && (header[i] == UInt8(ascii: " ") || header[i] == UInt8(ascii: ";")) { i += 1 }
+            let start = i
+            while i < header.count && header[i] != UInt8(ascii: "=") && header[i] != UInt8(ascii: ";") { i += 1 }
+            let nameEnd = i
+            guard i < header.count, header[i] == UInt8(ascii: "=") else { continue }
+            i += 1
+            let valueStart = i
+            while i < header.count && header[i] != UInt8(ascii: ";") { i += 1 }
+            if nameEnd - start == wanted.count && (0..<wanted.count).allSatisfy({ header[start + $0] == wanted[$0] }) {
+                return UnsafeRawBufferPointer(rebasing: header[valueStart..<i])
+            }
+        }
+        return nil
+    }
+}
