@@ -30,6 +30,11 @@ extension Worker {
 
     /// Reads what the client sent and moves the exchange on.
     private func readClient(_ c: ClientConnection) {
+        if c.phase == .lingering {
+            discardInput(c)
+            return
+        }
+        if c.inBuf.writableBytes == 0 { c.inBuf.compact() }
         if c.inBuf.writableBytes == 0 {
             // Only a head being parsed may grow the buffer (up to the head limit); body
             // bytes wait for the upstream to take what is buffered.
@@ -59,6 +64,8 @@ extension Worker {
             c.keepAlive = false
         case .closingAfterFlush:
             c.readClosed = true
+        case .lingering:
+            closeClient(c)
         default:
             if c.phase == .forwarding || c.phase == .readingHead {
                 Log.debug("client \(String(decoding: c.peerText, as: UTF8.self)) closed mid-request")
@@ -74,7 +81,7 @@ extension Worker {
             processHead(c)
         case .forwarding:
             pumpRequestBody(c)
-        case .closingAfterFlush, .closed:
+        case .closingAfterFlush, .lingering, .closed:
             return
         }
     }
@@ -165,36 +172,44 @@ extension Worker {
     /// Moves request body bytes from the client's buffer to the upstream's, as far as the
     /// framing and the upstream buffer allow.
     func pumpRequestBody(_ c: ClientConnection) {
-        guard !c.requestBodyDone, let u = c.upstream else { return }
-        let available = c.inBuf.readableBytes
-        guard available > 0 else { return }
-        // Room in the upstream buffer; sent bytes are dropped (ending replayability) only
-        // when room is needed.
-        if u.outBuf.writableBytes < min(available, 4096) {
-            dropSentBytes(u)
-        }
-        var count = min(available, u.outBuf.writableBytes)
-        guard count > 0 else { return }
-        if c.requestChunked {
-            switch c.requestDecoder.consume(UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count])) {
-            case .needMore:
-                break
-            case .done(let consumed):
-                count = consumed
-                c.requestBodyDone = true
-            case .invalid(let error):
-                abortExchange(c, status: 400, reason: "request body: \(error.reason)")
-                return
+        guard let u = c.upstream else { return }
+        // Copy and send until nothing moves: a flush that empties the upstream buffer
+        // produces no event of its own, so stopping after one copy would stall the body.
+        while !c.requestBodyDone {
+            let available = c.inBuf.readableBytes
+            guard available > 0 else { break }
+            // Room in the upstream buffer; sent bytes are dropped (ending replayability)
+            // only when room is needed.
+            if u.outBuf.writableBytes < min(available, 4096) {
+                dropSentBytes(u)
             }
-        } else {
-            count = Int(min(Int64(count), c.requestRemaining))
-            c.requestRemaining -= Int64(count)
-            if c.requestRemaining == 0 { c.requestBodyDone = true }
+            var count = min(available, u.outBuf.writableBytes)
+            guard count > 0 else { break }
+            if c.requestChunked {
+                switch c.requestDecoder.consume(UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count])) {
+                case .needMore:
+                    break
+                case .done(let consumed):
+                    count = consumed
+                    c.requestBodyDone = true
+                case .invalid(let error):
+                    abortExchange(c, status: 400, reason: "request body: \(error.reason)")
+                    return
+                }
+            } else {
+                count = Int(min(Int64(count), c.requestRemaining))
+                c.requestRemaining -= Int64(count)
+                if c.requestRemaining == 0 { c.requestBodyDone = true }
+            }
+            u.outBuf.append(UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count]))
+            c.inBuf.consume(count)
+            u.deadline = now + (u.phase == .connecting ? Int64(settings.upstreamConnectTimeoutMs) : responseTimeout(c.route?.service))
+            guard u.phase == .active else { break }
+            guard flushUpstream(u) else { return }
+            if u.sentIndex < u.outBuf.writerIndex { break }
         }
-        u.outBuf.append(UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count]))
-        c.inBuf.consume(count)
-        u.deadline = now + Int64(u.phase == .connecting ? settings.upstreamConnectTimeoutMs : settings.upstreamResponseTimeoutMs)
-        if u.phase == .active { _ = flushUpstream(u) }
+        // Keep the client readable: free space at the end of its buffer.
+        if c.inBuf.writableBytes == 0 { c.inBuf.compact() }
     }
 
     // MARK: Writing
@@ -214,10 +229,37 @@ extension Worker {
             }
         }
         if c.phase == .closingAfterFlush {
-            closeClient(c)
-            return false
+            startLingering(c)
+            return c.phase != .closed
         }
         return true
+    }
+
+    /// Closes after the last response without losing it: a close with unread input makes
+    /// the kernel send a reset, which can destroy the response in flight (an error answer
+    /// to a request whose body was not read). So: send FIN, then read and discard for a
+    /// short while, and close on the client's EOF or the deadline (nginx's lingering close).
+    private func startLingering(_ c: ClientConnection) {
+        if c.readClosed {
+            closeClient(c)
+            return
+        }
+        Socket.shutdownWrite(c.fd)
+        c.phase = .lingering
+        c.inBuf.clear()
+        c.deadline = now + Worker.lingerMs
+    }
+
+    private func discardInput(_ c: ClientConnection) {
+        c.inBuf.clear()
+        switch Socket.read(c.fd, into: &c.inBuf) {
+        case .bytes:
+            c.inBuf.clear()
+        case .wouldBlock:
+            return
+        case .closed, .failed:
+            closeClient(c)
+        }
     }
 
     // MARK: Our own answers
@@ -302,8 +344,8 @@ extension Worker {
             c.keepAlive = false
             respondError(c, status: 408, reason: "request head not complete after \(settings.clientHeaderTimeoutMs) ms")
             c.deadline = now + Int64(settings.clientIdleTimeoutMs)
-        case .closingAfterFlush:
-            // The client does not read its answer.
+        case .closingAfterFlush, .lingering:
+            // The client does not read its answer, or lingering is over.
             closeClient(c)
         case .forwarding, .closed:
             c.deadline = 0

@@ -16,6 +16,8 @@ enum ClientPhase: UInt8 {
     case forwarding
     /// The last response is queued; close once it is written.
     case closingAfterFlush
+    /// The last response is written and FIN sent; discarding input until EOF or a deadline.
+    case lingering
     case closed
 }
 

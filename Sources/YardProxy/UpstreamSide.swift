@@ -274,9 +274,17 @@ extension Worker {
             u.inBuf.consume(count)
         }
         guard flushClient(c) else { return }
-        if u.responseDone && c.upstream === u {
-            finishExchange(c, u)
+        if u.responseDone {
+            if c.upstream === u { finishExchange(c, u) }
+            return
         }
+        // The flush emptied the client buffer while response bytes wait: no event will
+        // come for them, so relay again now.
+        if c.outBuf.isEmpty && u.inBuf.readableBytes > 0 && c.upstream === u {
+            relayResponse(u)
+            return
+        }
+        if u.inBuf.writableBytes == 0 { u.inBuf.compact() }
     }
 
     // MARK: Failures

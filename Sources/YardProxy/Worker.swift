@@ -72,6 +72,8 @@ final class Worker: @unchecked Sendable {
     let finished = Atomic<Bool>(false)
 
     static let tickMs: Int64 = 100
+    /// How long a closing connection reads and discards input after its last response.
+    static let lingerMs: Int64 = 1_000
     /// While draining, how long a connection that was accepted but has sent nothing yet
     /// gets to send its request.
     static let freshConnectionGraceMs: Int64 = 2_000
@@ -152,7 +154,9 @@ final class Worker: @unchecked Sendable {
                     let u = Unmanaged<UpstreamConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~3))!).takeUnretainedValue()
                     upstreamEvent(u, flags)
                 case Token.listenerTag:
-                    acceptConnections(listeners[Int(token >> 2)])
+                    // A drain earlier in this batch may have closed the listeners.
+                    let index = Int(token >> 2)
+                    if index < listeners.count { acceptConnections(listeners[index]) }
                 default:
                     for task in inbox.drain() { task() }
                 }
@@ -249,7 +253,11 @@ final class Worker: @unchecked Sendable {
     func updateInterest(_ c: ClientConnection) {
         guard c.phase != .closed else { return }
         var want: UInt32 = 0
-        if !c.readClosed && c.phase != .closingAfterFlush && c.inBuf.writableBytes > 0 { want |= Epoll.readable }
+        if c.phase == .lingering {
+            want = Epoll.readable
+        } else if !c.readClosed && c.phase != .closingAfterFlush && c.inBuf.writableBytes > 0 {
+            want |= Epoll.readable
+        }
         if !c.outBuf.isEmpty { want |= Epoll.writable }
         if want != c.interest {
             c.interest = want

@@ -1,0 +1,229 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+// A running proxy with its config files, and the backends behind it.
+
+/// One instance line of a services file.
+struct InstanceSpec {
+    var port: UInt16
+    var track: String? = nil
+    var weight: Int? = nil
+}
+
+/// One service of a services file.
+struct ServiceSpec {
+    var name: String
+    var active: String? = nil
+    var instances: [InstanceSpec]
+}
+
+/// The YAML of a services file for the file provider.
+func servicesYAML(_ services: [ServiceSpec]) -> String {
+    var text = "services:\n"
+    for service in services {
+        text += "  \(service.name):\n"
+        if let active = service.active { text += "    active: \(active)\n" }
+        if service.instances.isEmpty {
+            text += "    instances: []\n"
+            continue
+        }
+        text += "    instances:\n"
+        for instance in service.instances {
+            text += "      - address: 127.0.0.1\n        port: \(instance.port)\n"
+            if let track = instance.track { text += "        track: \(track)\n" }
+            if let weight = instance.weight { text += "        weight: \(weight)\n" }
+        }
+    }
+    return text
+}
+
+/// One route of the proxy config.
+struct RouteSpec {
+    var host: String? = nil
+    var path: String = "/"
+    var service: String
+}
+
+/// The proxy's config, as the tests vary it.
+struct ProxySpec {
+    var routes: [RouteSpec] = [RouteSpec(service: "shop")]
+    var workers = 2
+    var timeouts: [String: String] = ["client_header": "2s", "upstream_response": "5s", "drain": "10s"]
+    var limits: [String: String] = [:]
+
+    var yaml: String {
+        var text = """
+        listeners:
+          - name: web
+            address: 127.0.0.1:0
+            protocol: http
+        routes:
+
+        """
+        for route in routes {
+            text += "  - path: \(route.path)\n"
+            if let host = route.host { text += "    host: \(host)\n" }
+            text += "    service: \(route.service)\n"
+        }
+        text += "discovery:\n  provider: file\n  file: services.yml\n"
+        text += "workers: \(workers)\n"
+        if !timeouts.isEmpty {
+            text += "timeouts:\n" + timeouts.sorted { $0.key < $1.key }.map { "  \($0.key): \($0.value)\n" }.joined()
+        }
+        if !limits.isEmpty {
+            text += "limits:\n" + limits.sorted { $0.key < $1.key }.map { "  \($0.key): \($0.value)\n" }.joined()
+        }
+        return text
+    }
+}
+
+/// `switchyard run` on a config written to a scratch directory.
+final class RunningProxy {
+    let dir: ScratchDir
+    let child: ChildProcess
+    let port: UInt16
+
+    init(_ spec: ProxySpec, services: [ServiceSpec], dir: ScratchDir) throws {
+        self.dir = dir
+        try dir.write("services.yml", servicesYAML(services))
+        try dir.write("switchyard.yml", spec.yaml)
+        child = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")],
+                                 dir: dir, label: "proxy")
+        do {
+            port = try child.waitForListeningPort()
+        } catch {
+            child.stop()
+            throw error
+        }
+    }
+
+    var pid: Int32 { child.pid }
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    func stop() { child.stop() }
+
+    /// Replaces the services file (by rename) and waits until the proxy logs the new table.
+    func publish(_ services: [ServiceSpec]) throws {
+        let before = child.stderrText.components(separatedBy: "published").count
+        try dir.write("services.yml", servicesYAML(services))
+        try waitFor("the proxy to publish a new routing table", timeout: .seconds(5)) {
+            child.stderrText.components(separatedBy: "published").count > before
+        }
+    }
+}
+
+/// A backend process: `switchyard backend` (the demo origin), or the Python recording
+/// origin where a test needs to see every request the backend received.
+final class Backend {
+    let name: String
+    let child: ChildProcess
+    let port: UInt16
+    /// The Python origin's log of request lines, one per request received.
+    let requestLog: String?
+
+    private init(name: String, child: ChildProcess, requestLog: String?) throws {
+        self.name = name
+        self.child = child
+        self.requestLog = requestLog
+        do {
+            port = try child.waitForListeningPort()
+        } catch {
+            child.stop()
+            throw error
+        }
+    }
+
+    /// The demo origin: `switchyard backend --name NAME --port 0`.
+    static func demo(_ name: String, dir: ScratchDir) throws -> Backend {
+        let child = try ChildProcess(SwitchyardBinary.path, ["backend", "--name", name, "--port", "0"],
+                                     dir: dir, label: "backend-\(name)")
+        return try Backend(name: name, child: child, requestLog: nil)
+    }
+
+    /// The Python recording origin: answers `hello from NAME (PORT)` (and `/echo`), and
+    /// appends every request line it receives to a log the test can read.
+    static func recording(_ name: String, dir: ScratchDir) throws -> Backend {
+        let script = dir.file("recording-origin.py")
+        if !FileManager.default.fileExists(atPath: script) {
+            try Data(recordingOriginSource.utf8).write(to: URL(fileURLWithPath: script))
+        }
+        let log = dir.file("requests-\(name).log")
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let child = try ChildProcess("/usr/bin/env", ["python3", script, name, log], dir: dir, label: "origin-\(name)")
+        return try Backend(name: name, child: child, requestLog: log)
+    }
+
+    /// Request lines the recording origin has received so far.
+    var receivedRequestLines: [String] {
+        guard let requestLog, let text = try? String(contentsOfFile: requestLog, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").map(String.init)
+    }
+
+    var pid: Int32 { child.pid }
+    func stop() { child.stop() }
+}
+
+/// A minimal keep-alive HTTP/1.1 origin that records request lines (argv: name, log path).
+private let recordingOriginSource = #"""
+import socket, socketserver, sys, threading
+
+NAME, LOG = sys.argv[1], sys.argv[2]
+lock = threading.Lock()
+
+def record(line):
+    with lock, open(LOG, "ab") as f:
+        f.write(line + b"\n")
+
+class Handler(socketserver.StreamRequestHandler):
+    def handle(self):
+        try:
+            while self.exchange():
+                pass
+        except (OSError, ValueError):
+            pass
+
+    def body(self, headers):
+        if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            data = b""
+            while True:
+                size = int(self.rfile.readline(1024).split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline(8)
+        return self.rfile.read(int(headers.get(b"content-length", b"0")))
+
+    def exchange(self):
+        line = self.rfile.readline(65536)
+        if not line.strip():
+            return False
+        headers = {}
+        while True:
+            field = self.rfile.readline(65536)
+            if field in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = field.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        record(line.rstrip(b"\r\n"))
+        method, target, version = line.split()
+        body = self.body(headers)
+        if target.startswith(b"/echo"):
+            answer = body
+        else:
+            answer = b"hello from %s (%d)\n" % (NAME.encode(), self.server.server_address[1])
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Backend: %s\r\nContent-Length: %d\r\n\r\n" % (NAME.encode(), len(answer)) + answer)
+        return b"close" not in headers.get(b"connection", b"").lower()
+
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+server = Server(("127.0.0.1", 0), Handler)
+print("listening 127.0.0.1:%d" % server.server_address[1], flush=True)
+server.serve_forever()
+"""#
