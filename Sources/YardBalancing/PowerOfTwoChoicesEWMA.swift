@@ -86,8 +86,12 @@ public struct PowerOfTwoChoicesEWMA: Balancer, Sendable {
     }
 
     /// Folds one measured latency into the endpoint's peak EWMA.
+    ///
+    /// A sample of 0 (a clock coarser than the backend is fast) counts as 1 ns: a zero
+    /// estimate would make the cost 0 whatever the in-flight count, and the load would stop
+    /// mattering.
     public mutating func observe(endpoint: Int, latencyNanos: UInt64, now: UInt64) {
-        let sample = Double(latencyNanos)
+        let sample = Double(max(latencyNanos, 1))
         let e = endpoints[endpoint]
         if !e.observed || sample > e.latency {
             endpoints[endpoint].latency = sample
@@ -173,8 +177,9 @@ func expOfNegative(_ x: Double) -> Double {
     guard x > 0 else { return 1 }
     guard x < 700 else { return 0 }
     let ln2 = 0.693_147_180_559_945_3
-    let k = (x * 1.442_695_040_888_963_4).rounded()
-    let r = k * ln2 - x
+    // Truncating x / ln 2 + 0.5 rounds (x > 0) in one instruction; `rounded()` calls libm.
+    let k = Int(x * 1.442_695_040_888_963_4 + 0.5)
+    let r = Double(k) * ln2 - x
     var p = 1.0 / 5040
     p = p * r + 1.0 / 720
     p = p * r + 1.0 / 120
@@ -184,6 +189,6 @@ func expOfNegative(_ x: Double) -> Double {
     p = p * r + 1
     p = p * r + 1
     // 2^-k, built from its exponent bits; k <= 1010, so it stays a normal number.
-    let scale = Double(bitPattern: UInt64(1023 - Int(k)) << 52)
+    let scale = Double(bitPattern: UInt64(1023 - k) << 52)
     return p * scale
 }

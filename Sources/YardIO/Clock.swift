@@ -14,6 +14,15 @@ public func monotonicMilliseconds() -> Int64 {
     return Int64(ts.tv_sec) &* 1000 &+ Int64(ts.tv_nsec) / 1_000_000
 }
 
+/// Monotonic time in nanoseconds (for latency measurements that need sub-millisecond
+/// resolution, such as the P2C-EWMA balancer's samples).
+@inlinable
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
 /// Wall-clock time as seconds since the epoch (for logs).
 public func wallClockSeconds() -> Double {
     var ts = timespec()

@@ -67,6 +67,8 @@ final class ClientConnection {
     /// The balancer slot the current attempt holds (released when the exchange ends).
     var balancer: ServiceBalancer?
     var balancerIndex = -1
+    /// When the current attempt started (ns), for latency-aware balancing only.
+    var attemptStartNanos: UInt64 = 0
     /// Consistent-hash key of the current request (computed while its head is buffered).
     var hashKey: UInt64 = 0
     /// The client shut down its sending side after a complete request; answer, then close.

@@ -70,7 +70,7 @@ final class ServiceBalancer {
         case .leastConnections:
             return leastConnections.pick(excluding: excluding)
         case .p2cEWMA:
-            return p2c.pick(now: UInt64(nowMs) &* 1_000_000, excluding: excluding)
+            return p2c.pick(now: monotonicNanoseconds(), excluding: excluding)
         case .consistentHash:
             return maglev?.lookup(hash, excluding: excluding)
         }
@@ -84,12 +84,13 @@ final class ServiceBalancer {
         }
     }
 
-    func finished(_ index: Int, latencyMs: Int64, nowMs: Int64) {
+    func finished(_ index: Int, startNanos: UInt64) {
         switch kind {
         case .leastConnections:
             leastConnections.finished(index)
         case .p2cEWMA:
-            p2c.finished(index, latencyNanos: UInt64(max(0, latencyMs)) &* 1_000_000, now: UInt64(nowMs) &* 1_000_000)
+            let now = monotonicNanoseconds()
+            p2c.finished(index, latencyNanos: now &- startNanos, now: now)
         default:
             break
         }
@@ -128,6 +129,7 @@ extension Worker {
         guard let index = balancer.pick(excluding: excluding, hash: c.hashKey, nowMs: now) else { return nil }
         if index < 64 { c.triedEndpoints |= 1 << UInt64(index) }
         balancer.started(index)
+        if balancer.kind == .p2cEWMA { c.attemptStartNanos = monotonicNanoseconds() }
         c.balancer = balancer
         c.balancerIndex = index
         return endpoints[index]
@@ -136,7 +138,7 @@ extension Worker {
     /// Ends the client's claim on its endpoint (least-connections counts, latency for EWMA).
     func releaseEndpoint(_ c: ClientConnection) {
         guard let balancer = c.balancer, c.balancerIndex >= 0 else { return }
-        balancer.finished(c.balancerIndex, latencyMs: now - c.requestStart, nowMs: now)
+        balancer.finished(c.balancerIndex, startNanos: c.attemptStartNanos)
         c.balancer = nil
         c.balancerIndex = -1
     }

@@ -42,7 +42,7 @@ import Testing
             // Fast: 0.2 ms. Slow: 0.2 ms + 5 ms. A request every 0.1 ms on average.
             let counts = Self.simulate(baseLatencyNanos: [200_000, 5_200_000], requests: 20_000, meanGapNanos: 100_000, seed: seed)
             let slowShare = Double(counts[1]) / Double(counts[0] + counts[1])
-            print("P2C EWMA simulation, seed \(seed): fast \(counts[0]), slow \(counts[1]) (\(Int(slowShare * 1000)) ‰)")
+            print("P2C EWMA simulation, seed \(seed): fast \(counts[0]), slow \(counts[1]) (\((slowShare * 10_000).rounded() / 100) %)")
             #expect(slowShare < 0.30, "seed \(seed): \(counts)")
         }
     }
@@ -90,6 +90,15 @@ import Testing
         balancer.started(0)
         #expect(balancer.cost(0, now: 10) == 3_000_000)
         #expect(balancer.pick(now: 10) == 1)
+    }
+
+    @Test func zeroLatencySamplesStillLetInFlightDecide() {
+        // A millisecond clock reports sub-millisecond backends as 0.
+        var balancer = PowerOfTwoChoicesEWMA(endpointCount: 2, seed: 3)
+        balancer.observe(endpoint: 0, latencyNanos: 0, now: 10)
+        balancer.observe(endpoint: 1, latencyNanos: 0, now: 10)
+        balancer.started(0)
+        for _ in 0 ..< 10 { #expect(balancer.pick(now: 10) == 1) }
     }
 
     @Test func excludedAndZeroWeightAreNeverPicked() {
