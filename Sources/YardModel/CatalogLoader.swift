@@ -143,7 +143,7 @@ extension ConfigLoader {
         if let v = fields.optional("base_ejection") { policy.baseEjectionMs = try v.durationMilliseconds() }
         if let v = fields.optional("max_ejection") { policy.maxEjectionMs = try v.durationMilliseconds() }
         if let v = fields.optional("max_ejected_percent") { policy.maxEjectedPercent = try v.integer(in: 0...100, expected: "a percentage") }
-        if let v = fields.optional("slow_start") { policy.slowStartMs = try v.durationMilliseconds() }
+        if let v = fields.optional("slow_start") { policy.slowStartMs = try v.durationMilliseconds(allowZero: true) }
         if let v = fields.optional("panic_mode") { policy.panicMode = try v.boolean() }
         if policy.timeoutMs > policy.intervalMs {
             throw node.error("health.timeout (\(policy.timeoutMs) ms) is longer than health.interval (\(policy.intervalMs) ms); make the timeout shorter")
@@ -156,7 +156,7 @@ extension ConfigLoader {
         var policy = RetryPolicy()
         if let v = fields.optional("attempts") { policy.attempts = try v.integer(in: 0...5, expected: "extra attempts from 0 to 5") }
         if let v = fields.optional("budget_percent") { policy.budgetPercent = try v.integer(in: 0...100, expected: "a percentage") }
-        if let v = fields.optional("per_try_timeout") { policy.perTryTimeoutMs = try v.durationMilliseconds() }
+        if let v = fields.optional("per_try_timeout") { policy.perTryTimeoutMs = try v.durationMilliseconds(allowZero: true) }
         return policy
     }
 

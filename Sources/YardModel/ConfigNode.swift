@@ -91,13 +91,13 @@ extension ConfigNode {
     }
 
     /// A duration in whole milliseconds, strictly positive.
-    func durationMilliseconds() throws(ConfigError) -> Int {
+    func durationMilliseconds(allowZero: Bool = false) throws(ConfigError) -> Int {
         let expected = "a duration like 10s or 500ms (units ms, s, m, h; a bare number means seconds)"
         let value = try text(expected: expected)
         guard let ms = ConfigValues.parseDurationMilliseconds(value) else {
             throw error("expected \(expected), found '\(value)'")
         }
-        guard ms > 0 else { throw error("must be greater than zero") }
+        guard ms > 0 || (allowZero && ms == 0) else { throw error("must be greater than zero") }
         guard ms <= ConfigValues.maxDurationMilliseconds else { throw error("'\(value)' is too long; the limit is 24h") }
         return ms
     }
