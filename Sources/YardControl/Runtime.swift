@@ -25,6 +25,7 @@ public final class Runtime: Sendable {
     private let state = Mutex<State>(State())
     private let stopSignal = DispatchSemaphore(value: 0)
     private let health: HealthChecker
+    private let startedUnix = Date().timeIntervalSince1970
     /// Kept alive for the process's life. Written once by `run` before any signal can be
     /// delivered to them, never read: no synchronisation needed.
     private nonisolated(unsafe) var signalSources: [DispatchSourceSignal] = []
@@ -34,6 +35,9 @@ public final class Runtime: Sendable {
         var catalog = ServiceCatalog(services: [])
         var version: UInt64 = 0
         var lastSummary = ""
+        var providerStatus = ProviderStatus(name: "file", source: "", healthy: true, lastUpdateUnix: nil, updates: 0, errors: 0, error: nil)
+        var changes: [ChangeRecord] = []
+        var admin: AdminServer?
         var server: ProxyServer?
         var provider: FileProvider?
         var stopping = false
@@ -74,6 +78,11 @@ public final class Runtime: Sendable {
         server.start()
         let addresses = server.boundAddresses.map(\.description).joined(separator: ", ")
         Log.info("switchyard listening on \(addresses) with \(server.workerCount) worker(s); \(describe(table))")
+        let admin = try startAdmin(config)
+        if let admin {
+            FileHandle.standardOutput.write(Data("admin listening \(admin.address)\n".utf8))
+            Log.info("admin API on http://\(admin.address)/ (status, metrics, dashboard)")
+        }
         onReady?(server.boundAddresses)
         startProvider(config)
         installSignals()
@@ -82,6 +91,7 @@ public final class Runtime: Sendable {
         Log.info("draining: no new connections; in-flight requests get \(config.proxy.drainTimeoutMs) ms")
         state.withLock { $0.provider?.stop() }
         health.stop()
+        state.withLock { $0.admin?.stop() }
         let clean = server.drain(timeoutMs: config.proxy.drainTimeoutMs)
         Log.info(clean ? "drained; exiting" : "drain deadline passed; exiting with connections cut")
         return 0
@@ -115,9 +125,28 @@ public final class Runtime: Sendable {
         case .file(let path):
             let provider = FileProvider(
                 path: path, queue: queue,
-                onSnapshot: { [weak self] catalog in self?.apply(catalog: catalog) },
-                onError: { error in Log.error("\(error); the running routing table stays") })
-            state.withLock { $0.provider = provider }
+                onSnapshot: { [weak self] catalog in
+                    self?.state.withLock { state in
+                        state.providerStatus.updates += 1
+                        state.providerStatus.healthy = true
+                        state.providerStatus.error = nil
+                        state.providerStatus.lastUpdateUnix = Date().timeIntervalSince1970
+                    }
+                    self?.apply(catalog: catalog)
+                },
+                onError: { [weak self] error in
+                    Log.error("\(error); the running routing table stays")
+                    self?.state.withLock { state in
+                        state.providerStatus.errors += 1
+                        state.providerStatus.healthy = false
+                        state.providerStatus.error = error.description
+                    }
+                    self?.recordChange("file provider error: \(error.description)")
+                })
+            state.withLock {
+                $0.provider = provider
+                $0.providerStatus.source = path
+            }
             provider.start()
         }
     }
@@ -150,7 +179,61 @@ public final class Runtime: Sendable {
             server.publish(table)
             return table
         }
-        if let published { Log.info("routing table v\(published.version) published (\(reason)): \(describe(published))") }
+        if let published {
+            let message = "routing table v\(published.version) published (\(reason)): \(describe(published))"
+            Log.info(message)
+            recordChange(message)
+        }
+    }
+
+    /// Keeps the last 50 routing changes for the dashboard.
+    func recordChange(_ message: String) {
+        state.withLock { state in
+            state.changes.append(ChangeRecord(timeUnix: Date().timeIntervalSince1970, message: message))
+            if state.changes.count > 50 { state.changes.removeFirst(state.changes.count - 50) }
+        }
+    }
+
+    // MARK: Admin API
+
+    private func startAdmin(_ config: SwitchyardConfig) throws -> AdminServer? {
+        guard config.admin.enabled else { return nil }
+        let admin = try AdminServer(host: config.admin.host, port: config.admin.port) { [weak self] request in
+            self?.handleAdmin(request) ?? AdminResponse(status: 500, text: "shutting down\n")
+        }
+        admin.start()
+        state.withLock { $0.admin = admin }
+        return admin
+    }
+
+    private func observe() -> ObservedState? {
+        let snapshot = state.withLock { state in
+            (state.server, state.providerStatus, state.changes)
+        }
+        guard let server = snapshot.0 else { return nil }
+        return ObservedState(
+            table: server.currentTable, metrics: server.collectMetrics(), health: health.readings(),
+            providers: [snapshot.1], changes: snapshot.2, startedUnix: startedUnix, workers: server.workerCount)
+    }
+
+    func handleAdmin(_ request: AdminRequest) -> AdminResponse {
+        switch (request.method, request.path) {
+        case ("GET", "/healthz"):
+            return AdminResponse(text: "ok\n")
+        case ("GET", "/metrics"):
+            guard let observed = observe() else { return AdminResponse(status: 503, text: "starting\n") }
+            return AdminResponse(status: 200, text: PrometheusText.render(observed), contentType: "text/plain; version=0.0.4; charset=utf-8")
+        case ("GET", "/status"), ("GET", "/services"):
+            guard let observed = observe() else { return AdminResponse(status: 503, text: "starting\n") }
+            return .json(StatusDocument(observed))
+        case ("GET", "/explain"):
+            guard let server = state.withLock({ $0.server }) else { return AdminResponse(status: 503, text: "starting\n") }
+            return .json(Explanation.explain(table: server.currentTable, query: request.query))
+        case ("GET", "/"), ("GET", "/dashboard"):
+            return AdminResponse(status: 200, text: dashboardHTML(), contentType: "text/html; charset=utf-8")
+        default:
+            return .json(["error": "no such endpoint: \(request.method) \(request.path)"], status: 404)
+        }
     }
 
     private func makeTable(version: UInt64, routes: [RouteConfig], catalog: ServiceCatalog) -> RoutingTable {
@@ -228,6 +311,11 @@ public final class Runtime: Sendable {
         }
         signalSources = sources
     }
+}
+
+/// The dashboard page (see DashboardPage.swift once it lands; a minimal page until then).
+func dashboardHTML() -> String {
+    "<!doctype html><title>Switchyard</title><p>Switchyard admin: <a href=/status>status</a>, <a href=/metrics>metrics</a></p>"
 }
 
 /// Breaks the init-time cycle between the health checker's callback and the runtime.

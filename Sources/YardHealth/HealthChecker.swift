@@ -43,6 +43,8 @@ public struct HealthReading: Sendable, Equatable {
     public var ejected: Bool
     public var ramping: Bool
     public var health: EndpointHealth
+    /// Health status changes so far.
+    public var transitions: Int
 }
 
 /// Runs active checks for every endpoint, applies passive ejections reported by the data
@@ -58,6 +60,8 @@ public final class HealthChecker: Sendable {
         var health: EndpointHealth
         var nextCheck: Int64
         var probing = false
+        /// Health status changes since the endpoint appeared (for metrics).
+        var transitions = 0
     }
 
     private struct State {
@@ -152,7 +156,7 @@ public final class HealthChecker: Sendable {
                     routable: entry.health.isRoutable(now: now),
                     ejected: entry.health.isEjected(now: now),
                     ramping: entry.health.isRamping(policy: entry.target.policy, now: now),
-                    health: entry.health)
+                    health: entry.health, transitions: entry.transitions)
             }
         }
     }
@@ -230,6 +234,8 @@ public final class HealthChecker: Sendable {
             entry.nextCheck = now + Int64(max(50, interval + jitter))
             state.entries[key] = entry
             if before != entry.health.status {
+                entry.transitions += 1
+                state.entries[key] = entry
                 let name = "\(key.service)/\(entry.target.address):\(entry.target.port)"
                 if entry.health.status == .healthy {
                     Log.info("\(name) is healthy")

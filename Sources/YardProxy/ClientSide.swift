@@ -268,10 +268,11 @@ extension Worker {
     ///
     /// The connection stays open only when the request was fully read (no body pending),
     /// the client allows it, and the status does not imply broken framing.
-    func respondError(_ c: ClientConnection, status: Int, reason: String) {
+    func respondError(_ c: ClientConnection, status: Int, reason: String, countAsOwn: Bool = true) {
         let framingKnown = status == 404 || status == 502 || status == 503 || status == 504
         let close = !framingKnown || !c.keepAlive || !c.requestBodyDone || draining || c.readClosed
         Log.warning("\(status) to \(String(decoding: c.peerText, as: UTF8.self)): \(reason)")
+        if countAsOwn { countOwnAnswer(status) }
         if c.phase == .readingHead || c.phase == .idle || c.phase == .forwarding, close == false {
             // Drop the answered request's head; keep any pipelined bytes after it.
             if c.phase != .forwarding { c.inBuf.consume(c.head.headLength) }
@@ -299,8 +300,9 @@ extension Worker {
     func abortExchange(_ c: ClientConnection, status: Int, reason: String) {
         releaseEndpoint(c)
         if let u = c.upstream {
-            c.upstream = nil
-            u.client = nil
+            // The client's answer for this endpoint is our error (or a cut response).
+            if !u.headDone { metrics.response(u.endpoint.poolKey, status: status, latencyMicros: (now - c.requestStart) &* 1_000) }
+            unbind(c, u)
             closeUpstream(u)
         }
         if c.responseStarted {
@@ -309,7 +311,7 @@ extension Worker {
             flushClient(c)
         } else {
             if !c.requestBodyDone { c.keepAlive = false }
-            respondError(c, status: status, reason: reason)
+            respondError(c, status: status, reason: reason, countAsOwn: false)
         }
     }
 
@@ -317,8 +319,7 @@ extension Worker {
     /// the client's next request.
     func finishExchange(_ c: ClientConnection, _ u: UpstreamConnection) {
         releaseEndpoint(c)
-        c.upstream = nil
-        u.client = nil
+        unbind(c, u)
         c.route = nil
         c.served += 1
         let reusable = u.head.keepAlive && !u.responseUntilClose && c.requestBodyDone

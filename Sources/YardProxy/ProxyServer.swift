@@ -15,6 +15,7 @@ import YardModel
 public final class ProxyServer: Sendable {
     private let workers: [Worker]
     private let threads = Mutex<[Thread]>([])
+    private let tableBox: Mutex<RoutingTable>
     /// The addresses the listeners are bound to, in configuration order (ports resolved
     /// when 0 was asked for).
     public let boundAddresses: [SocketAddress]
@@ -56,6 +57,7 @@ public final class ProxyServer: Sendable {
         }
         self.workers = made
         self.boundAddresses = bound
+        self.tableBox = Mutex(table)
     }
 
     /// Starts one thread per worker.
@@ -74,6 +76,7 @@ public final class ProxyServer: Sendable {
     /// Publishes a new routing table to every worker. Requests in flight finish on the
     /// endpoints they already have.
     public func publish(_ table: RoutingTable) {
+        tableBox.withLock { $0 = table }
         for worker in workers {
             worker.inbox.post { worker.adoptTable(table) }
         }
@@ -95,6 +98,31 @@ public final class ProxyServer: Sendable {
     }
 
     public var workerCount: Int { workers.count }
+
+    /// Sums every worker's counters. Each worker copies its own counters on its own
+    /// thread (through its inbox), so the request path never shares memory with a scrape.
+    /// Workers that do not answer within `timeoutMs` (busy or stopped) are left out.
+    public func collectMetrics(timeoutMs: Int = 1_000) -> MetricsSnapshot {
+        let collected = Mutex<[MetricsSnapshot]>([])
+        let done = DispatchSemaphore(value: 0)
+        for worker in workers {
+            worker.inbox.post {
+                let snapshot = worker.metricsSnapshot()
+                collected.withLock { $0.append(snapshot) }
+                done.signal()
+            }
+        }
+        let deadline = DispatchTime.now() + .milliseconds(timeoutMs)
+        for _ in workers {
+            if done.wait(timeout: deadline) == .timedOut { break }
+        }
+        var total = MetricsSnapshot.empty
+        for snapshot in collected.withLock({ $0 }) { total.add(snapshot) }
+        return total
+    }
+
+    /// The routing table the workers serve (the last one published).
+    public var currentTable: RoutingTable { tableBox.withLock { $0 } }
 }
 
 /// Errors starting the data plane.

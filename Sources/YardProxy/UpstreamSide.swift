@@ -44,6 +44,7 @@ extension Worker {
                 u.deadline = now + Int64(settings.upstreamConnectTimeoutMs)
             case .failed(let err):
                 Log.warning("connect to \(endpoint.id) failed: \(IOError(call: "connect", errno: err))")
+                metrics.add(endpoint.poolKey, WorkerMetrics.Field.connectFailures)
                 recordOutcome(endpoint, service: service, failed: true)
                 continue
             }
@@ -74,6 +75,14 @@ extension Worker {
     private func bind(_ c: ClientConnection, _ u: UpstreamConnection) {
         c.upstream = u
         u.client = c
+        metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.active)
+    }
+
+    /// Ends the pairing of a client's exchange with its upstream connection.
+    func unbind(_ c: ClientConnection, _ u: UpstreamConnection) {
+        c.upstream = nil
+        u.client = nil
+        metrics.subtract(u.endpoint.poolKey, WorkerMetrics.Field.active)
     }
 
     /// Parks a connection whose exchange ended cleanly in its endpoint's pool, or closes it
@@ -133,6 +142,7 @@ extension Worker {
             switch Socket.write(u.fd, pending) {
             case .bytes(let n):
                 u.sentIndex += n
+                metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.bytesOut, UInt64(n))
             case .wouldBlock:
                 return true
             case .closed, .failed:
@@ -168,6 +178,7 @@ extension Worker {
         switch Socket.read(u.fd, into: &u.inBuf) {
         case .bytes(let n):
             u.responseBytes += n
+            metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.bytesIn, UInt64(n))
             u.deadline = now + Int64(settings.upstreamResponseTimeoutMs)
             relayResponse(u)
         case .wouldBlock:
@@ -231,6 +242,7 @@ extension Worker {
                     continue
                 }
                 u.headDone = true
+                metrics.response(u.endpoint.poolKey, status: u.head.status, latencyMicros: (now - c.requestStart) &* 1_000)
                 recordOutcome(u.endpoint, service: c.route?.service, failed: u.head.status >= 500)
                 if c.requestBodyDone { dropSentBytes(u) }
                 switch u.head.framing {
@@ -304,6 +316,7 @@ extension Worker {
         // it, so an idempotent one is replayed without counting as a retry.
         let staleReuse = u.reused && nothingReceived && u.replayable && c.requestMethod.isIdempotent && c.retries == 0
         if !staleReuse { recordOutcome(u.endpoint, service: service, failed: true) }
+        if connectFailed { metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.connectFailures) }
         // Failed before any response byte: an idempotent request may be tried once more
         // (within the budget); a non-idempotent one whose bytes reached the upstream never is.
         let idempotentRetry = !connectFailed && !staleReuse && nothingReceived && u.replayable
@@ -311,8 +324,8 @@ extension Worker {
             && c.retries < (service?.retry.attempts ?? 0) && spendRetry()
         if nothingReceived && (connectFailed || staleReuse || idempotentRetry), let service {
             if idempotentRetry { c.retries += 1 }
-            c.upstream = nil
-            u.client = nil
+            metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.retries)
+            unbind(c, u)
             Log.warning("\(reason); trying \(connectFailed ? "another endpoint" : "again")")
             if staleReuse || idempotentRetry { c.attempts = min(c.attempts, 1) }
             if let next = connectUpstream(for: c, service: service, fresh: true) {
@@ -323,6 +336,7 @@ extension Worker {
                 if next.phase == .active { flushUpstream(next) }
                 return
             }
+            metrics.response(u.endpoint.poolKey, status: 502, latencyMicros: (now - c.requestStart) &* 1_000)
             closeUpstream(u)
             abortExchange(c, status: 502, reason: reason)
             return
@@ -346,6 +360,7 @@ extension Worker {
                     return
                 }
                 recordOutcome(u.endpoint, service: service, failed: true)
+                metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.timeouts)
                 abortExchange(c, status: 504, reason: "\(u.endpoint.id) did not answer within \(responseTimeout(service)) ms")
             } else {
                 closeUpstream(u)

@@ -56,6 +56,8 @@ final class Worker: @unchecked Sendable {
     var failureStreak: [Int32] = []
     /// Retry budget: each request adds `budgetPercent / 100` of a token, each retry spends one.
     var retryTokens: Double = 10
+    /// Request-path counters of this worker (see `WorkerMetrics`).
+    var metrics = WorkerMetrics()
     let onEndpointFailing: @Sendable (String, Int) -> Void
 
     var clients: ContiguousArray<ClientConnection> = []
@@ -186,6 +188,7 @@ final class Worker: @unchecked Sendable {
                     continue
                 }
                 Socket.setNoDelay(fd)
+                metrics.accepted &+= 1
                 let c = ClientConnection(fd: fd, peer: peer, maxHeaders: settings.maxHeaders, bufferSize: bufferSize)
                 c.slot = clients.count
                 clients.append(c)
@@ -210,8 +213,7 @@ final class Worker: @unchecked Sendable {
         releaseEndpoint(c)
         c.phase = .closed
         if let u = c.upstream {
-            c.upstream = nil
-            u.client = nil
+            unbind(c, u)
             closeUpstream(u)
         }
         epoll.remove(c.fd)
@@ -300,6 +302,26 @@ final class Worker: @unchecked Sendable {
         }
     }
 
+    // MARK: Metrics
+
+    /// Copies this worker's counters (runs on the worker, through its inbox).
+    func metricsSnapshot() -> MetricsSnapshot {
+        var snapshot = metrics.snapshot()
+        snapshot.openConnections = clients.count
+        return snapshot
+    }
+
+    /// Counts an answer the proxy gave itself.
+    func countOwnAnswer(_ status: Int) {
+        switch status {
+        case 404: metrics.ownAnswers.0 &+= 1
+        case 503: metrics.ownAnswers.1 &+= 1
+        case 502: metrics.ownAnswers.3 &+= 1
+        case 504: metrics.ownAnswers.4 &+= 1
+        default: metrics.ownAnswers.2 &+= 1
+        }
+    }
+
     // MARK: Passive health
 
     /// Records how an exchange with `endpoint` went. A run of failures as long as the
@@ -343,6 +365,7 @@ final class Worker: @unchecked Sendable {
                 if endpoint.poolKey >= failureStreak.count {
                     failureStreak.append(contentsOf: repeatElement(0, count: endpoint.poolKey - failureStreak.count + 1))
                 }
+                metrics.ensure(endpoint.poolKey)
                 if pools[endpoint.poolKey] == nil {
                     pools[endpoint.poolKey] = UpstreamPool(address: SocketAddress(host: endpoint.address, port: endpoint.port))
                 }

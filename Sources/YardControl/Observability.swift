@@ -1,0 +1,329 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import YardHealth
+import YardIO
+import YardModel
+import YardProxy
+
+/// What a provider has done lately, for status and metrics.
+public struct ProviderStatus: Sendable, Codable, Equatable {
+    public var name: String
+    public var source: String
+    public var healthy: Bool
+    public var lastUpdateUnix: Double?
+    public var updates: Int
+    public var errors: Int
+    public var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case name, source, healthy, updates, errors, error
+        case lastUpdateUnix = "last_update_unix"
+    }
+}
+
+/// A traffic-state or routing change, for the dashboard's history.
+public struct ChangeRecord: Sendable, Codable, Equatable {
+    public var timeUnix: Double
+    public var message: String
+
+    enum CodingKeys: String, CodingKey {
+        case timeUnix = "time_unix"
+        case message
+    }
+}
+
+/// Everything a scrape or a status call shows, gathered once.
+struct ObservedState {
+    var table: RoutingTable
+    var metrics: MetricsSnapshot
+    var health: [HealthKey: HealthReading]
+    var providers: [ProviderStatus]
+    var changes: [ChangeRecord]
+    var startedUnix: Double
+    var workers: Int
+}
+
+// MARK: - Prometheus text format 0.0.4
+
+enum PrometheusText {
+    /// Renders the exposition. Metric and label names follow Prometheus conventions
+    /// (`_total` counters, `_seconds` and `_bytes` units, base units only).
+    static func render(_ state: ObservedState) -> String {
+        var out = ""
+        func family(_ name: String, _ type: String, _ help: String) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+        }
+        func sample(_ name: String, _ labels: [(String, String)], _ value: String) {
+            if labels.isEmpty {
+                out += "\(name) \(value)\n"
+            } else {
+                out += name + "{" + labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",") + "} \(value)\n"
+            }
+        }
+        // One row per endpoint of every service (an address in two services is counted
+        // under the first: counters are kept per address:port).
+        var seen = Set<Int>()
+        var rows: [(labels: [(String, String)], metrics: EndpointMetrics, endpoint: Endpoint, service: Service)] = []
+        for service in state.table.services {
+            for endpoint in service.endpoints where seen.insert(endpoint.poolKey).inserted {
+                let labels = [("service", service.name), ("track", endpoint.track ?? ""),
+                              ("endpoint", "\(endpoint.address):\(endpoint.port)")]
+                rows.append((labels, state.metrics.endpoint(endpoint.poolKey), endpoint, service))
+            }
+        }
+
+        family("switchyard_requests_total", "counter", "Responses relayed or answered per endpoint, by status class.")
+        for row in rows {
+            for (i, count) in row.metrics.responsesByClass.enumerated() {
+                sample("switchyard_requests_total", row.labels + [("code", "\(i + 1)xx")], "\(count)")
+            }
+        }
+        family("switchyard_request_duration_seconds", "histogram", "Time from the request head to the response head, per endpoint.")
+        for row in rows {
+            var cumulative: UInt64 = 0
+            for (i, bound) in LatencyBuckets.upperBoundsMs.enumerated() {
+                cumulative &+= row.metrics.latencyBuckets[i]
+                sample("switchyard_request_duration_seconds_bucket", row.labels + [("le", format(bound / 1000))], "\(cumulative)")
+            }
+            cumulative &+= row.metrics.latencyBuckets.last ?? 0
+            sample("switchyard_request_duration_seconds_bucket", row.labels + [("le", "+Inf")], "\(cumulative)")
+            sample("switchyard_request_duration_seconds_sum", row.labels, format(Double(row.metrics.latencySumMicros) / 1e6))
+            sample("switchyard_request_duration_seconds_count", row.labels, "\(cumulative)")
+        }
+        let counters: [(String, String, (EndpointMetrics) -> UInt64)] = [
+            ("switchyard_upstream_received_bytes_total", "Response bytes received from the endpoint.", { $0.bytesIn }),
+            ("switchyard_upstream_sent_bytes_total", "Request bytes sent to the endpoint.", { $0.bytesOut }),
+            ("switchyard_upstream_connect_failures_total", "Failed connection attempts to the endpoint.", { $0.connectFailures }),
+            ("switchyard_retries_total", "Requests retried after a failure on the endpoint.", { $0.retries }),
+            ("switchyard_upstream_timeouts_total", "Requests the endpoint did not answer in time.", { $0.timeouts }),
+        ]
+        for (name, help, value) in counters {
+            family(name, "counter", help)
+            for row in rows { sample(name, row.labels, "\(value(row.metrics))") }
+        }
+        family("switchyard_endpoint_active_requests", "gauge", "Requests in flight to the endpoint.")
+        for row in rows { sample("switchyard_endpoint_active_requests", row.labels, "\(max(0, row.metrics.active))") }
+
+        family("switchyard_endpoint_up", "gauge", "1 when the endpoint takes new requests (healthy, not ejected, not draining).")
+        family("switchyard_endpoint_weight", "gauge", "Effective weight in use (configured weight, ramped by slow start).")
+        family("switchyard_endpoint_draining", "gauge", "1 when the endpoint is in drain.")
+        family("switchyard_endpoint_ejected", "gauge", "1 when the endpoint is passively ejected.")
+        family("switchyard_health_transitions_total", "counter", "Active-check status changes of the endpoint.")
+        family("switchyard_ejections_total", "counter", "Passive ejections of the endpoint.")
+        for row in rows {
+            let reading = state.health[HealthKey(service: row.service.name, endpointKey: row.endpoint.poolKey)]
+            sample("switchyard_endpoint_up", row.labels, row.endpoint.effectiveWeight > 0 ? "1" : "0")
+            sample("switchyard_endpoint_weight", row.labels, format(Double(row.endpoint.effectiveWeight) / 100))
+            sample("switchyard_endpoint_draining", row.labels, row.endpoint.draining ? "1" : "0")
+            sample("switchyard_endpoint_ejected", row.labels, row.endpoint.ejected ? "1" : "0")
+            sample("switchyard_health_transitions_total", row.labels, "\(reading?.transitions ?? 0)")
+            sample("switchyard_ejections_total", row.labels, "\(reading?.health.ejections ?? 0)")
+        }
+
+        family("switchyard_proxy_answers_total", "counter", "Answers the proxy gave itself, by reason.")
+        for (i, reason) in ["no_route", "no_endpoint", "bad_request", "bad_gateway", "gateway_timeout"].enumerated() {
+            sample("switchyard_proxy_answers_total", [("reason", reason)], "\(state.metrics.ownAnswers[i])")
+        }
+
+        family("switchyard_service_active_track", "gauge", "1 for the track that gets new requests.")
+        family("switchyard_service_endpoints", "gauge", "Endpoints of the service, by state.")
+        for service in state.table.services {
+            let tracks = Set(service.endpoints.compactMap(\.track)).sorted()
+            for track in tracks {
+                sample("switchyard_service_active_track", [("service", service.name), ("track", track)], track == service.activeTrack ? "1" : "0")
+            }
+            sample("switchyard_service_endpoints", [("service", service.name), ("state", "total")], "\(service.endpoints.count)")
+            sample("switchyard_service_endpoints", [("service", service.name), ("state", "active")], "\(service.activeEndpoints.count)")
+        }
+        family("switchyard_routing_table_version", "gauge", "Version of the routing table the workers serve.")
+        sample("switchyard_routing_table_version", [], "\(state.table.version)")
+
+        family("switchyard_provider_last_update_timestamp_seconds", "gauge", "When the provider last delivered a snapshot (Unix time).")
+        family("switchyard_provider_updates_total", "counter", "Snapshots delivered by the provider.")
+        family("switchyard_provider_errors_total", "counter", "Errors reported by the provider.")
+        family("switchyard_provider_healthy", "gauge", "0 when the provider's last attempt failed (its last snapshot keeps serving).")
+        for provider in state.providers {
+            let labels = [("provider", provider.name)]
+            sample("switchyard_provider_last_update_timestamp_seconds", labels, format(provider.lastUpdateUnix ?? 0))
+            sample("switchyard_provider_updates_total", labels, "\(provider.updates)")
+            sample("switchyard_provider_errors_total", labels, "\(provider.errors)")
+            sample("switchyard_provider_healthy", labels, provider.healthy ? "1" : "0")
+        }
+
+        family("switchyard_connections_open", "gauge", "Client connections open.")
+        sample("switchyard_connections_open", [], "\(state.metrics.openConnections)")
+        family("switchyard_connections_accepted_total", "counter", "Client connections accepted.")
+        sample("switchyard_connections_accepted_total", [], "\(state.metrics.accepted)")
+        family("switchyard_workers", "gauge", "Event loops serving traffic.")
+        sample("switchyard_workers", [], "\(state.workers)")
+        family("process_resident_memory_bytes", "gauge", "Resident memory of the process.")
+        sample("process_resident_memory_bytes", [], "\(ProcessStats.residentBytes())")
+        family("process_cpu_seconds_total", "counter", "CPU time of the process (user and system).")
+        sample("process_cpu_seconds_total", [], format(ProcessStats.cpuSeconds()))
+        family("process_start_time_seconds", "gauge", "Start time of the process (Unix time).")
+        sample("process_start_time_seconds", [], format(state.startedUnix))
+        return out
+    }
+
+    static func escape(_ value: String) -> String {
+        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
+    }
+
+    static func format(_ value: Double) -> String {
+        if value == value.rounded() && abs(value) < 1e15 { return String(Int64(value)) }
+        return String(value)
+    }
+}
+
+/// Process figures from /proc.
+enum ProcessStats {
+    static func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+            + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    }
+}
+
+// MARK: - /status JSON
+
+struct StatusDocument: Codable {
+    struct EndpointDoc: Codable {
+        var id: String
+        var address: String
+        var port: Int
+        var track: String?
+        var health: String
+        var ejected: Bool
+        var draining: Bool
+        var weight: Int
+        var effectiveWeight: Int
+        var requests: UInt64
+        var errors5xx: UInt64
+        var activeRequests: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case id, address, port, track, health, ejected, draining, weight, requests
+            case effectiveWeight = "effective_weight"
+            case errors5xx = "errors_5xx"
+            case activeRequests = "active_requests"
+        }
+    }
+
+    struct TrackDoc: Codable {
+        var name: String
+        var active: Bool
+        var sharePercent: Double
+        var requests: UInt64
+        var errors5xx: UInt64
+        var endpoints: [EndpointDoc]
+
+        enum CodingKeys: String, CodingKey {
+            case name, active, requests, endpoints
+            case sharePercent = "share_percent"
+            case errors5xx = "errors_5xx"
+        }
+    }
+
+    struct CanaryDoc: Codable {
+        var track: String
+        var percent: Double
+    }
+
+    struct ServiceDoc: Codable {
+        var name: String
+        var activeTrack: String?
+        var balancer: String
+        var panic: Bool
+        var canary: CanaryDoc?
+        var activeEndpoints: Int
+        var tracks: [TrackDoc]
+
+        enum CodingKeys: String, CodingKey {
+            case name, balancer, panic, canary, tracks
+            case activeTrack = "active_track"
+            case activeEndpoints = "active_endpoints"
+        }
+    }
+
+    struct StoreDoc: Codable {
+        var kind: String
+        var healthy: Bool
+        var error: String?
+    }
+
+    var version: String
+    var uptimeSeconds: Double
+    var tableVersion: UInt64
+    var nowUnix: Double
+    var services: [ServiceDoc]
+    var providers: [ProviderStatus]
+    var stateStore: StoreDoc
+    var recentChanges: [ChangeRecord]
+
+    enum CodingKeys: String, CodingKey {
+        case version, services, providers
+        case uptimeSeconds = "uptime_seconds"
+        case tableVersion = "table_version"
+        case nowUnix = "now_unix"
+        case stateStore = "state_store"
+        case recentChanges = "recent_changes"
+    }
+
+    static let productVersion = "0.1.0"
+
+    init(_ state: ObservedState) {
+        let now = Date().timeIntervalSince1970
+        version = Self.productVersion
+        uptimeSeconds = (now - state.startedUnix * 1).rounded(toPlaces: 1)
+        tableVersion = state.table.version
+        nowUnix = now
+        providers = state.providers
+        stateStore = StoreDoc(kind: "file", healthy: true, error: nil)
+        recentChanges = Array(state.changes.reversed())
+        services = state.table.services.map { service in
+            var order: [String] = []
+            var byTrack: [String: [Endpoint]] = [:]
+            for endpoint in service.endpoints {
+                let track = endpoint.track ?? "default"
+                if byTrack[track] == nil { order.append(track) }
+                byTrack[track, default: []].append(endpoint)
+            }
+            let tracks = order.map { track -> TrackDoc in
+                let endpoints = (byTrack[track] ?? []).map { endpoint -> EndpointDoc in
+                    let m = state.metrics.endpoint(endpoint.poolKey)
+                    return EndpointDoc(
+                        id: endpoint.id, address: endpoint.address, port: Int(endpoint.port), track: endpoint.track,
+                        health: endpoint.health, ejected: endpoint.ejected, draining: endpoint.draining,
+                        weight: endpoint.weight, effectiveWeight: endpoint.effectiveWeight,
+                        requests: m.requests, errors5xx: m.responsesByClass[4], activeRequests: max(0, m.active))
+                }
+                let active = service.activeTrack == nil || service.activeTrack == track
+                return TrackDoc(
+                    name: track, active: active, sharePercent: active ? 100 : 0,
+                    requests: endpoints.reduce(0) { $0 + $1.requests }, errors5xx: endpoints.reduce(0) { $0 + $1.errors5xx },
+                    endpoints: endpoints)
+            }
+            return ServiceDoc(
+                name: service.name, activeTrack: service.activeTrack, balancer: service.balancer.rawValue,
+                panic: service.panicking, canary: nil, activeEndpoints: service.activeEndpoints.count, tracks: tracks)
+        }
+    }
+}
+
+extension Double {
+    func rounded(toPlaces places: Int) -> Double {
+        let factor = pow(10, Double(places))
+        return (self * factor).rounded() / factor
+    }
+}
