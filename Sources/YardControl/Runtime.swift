@@ -29,6 +29,8 @@ public final class Runtime: Sendable {
     /// Kept alive for the process's life. Written once by `run` before any signal can be
     /// delivered to them, never read: no synchronisation needed.
     private nonisolated(unsafe) var signalSources: [DispatchSourceSignal] = []
+    /// Set once by `run` before signals are installed; read by the SIGUSR1 handler.
+    private nonisolated(unsafe) var accessLogWriter: AccessLogWriter?
 
     private struct State {
         var config: SwitchyardConfig?
@@ -64,11 +66,14 @@ public final class Runtime: Sendable {
         let table = makeTable(version: 1, routes: config.routes, catalog: initialCatalog)
         let workers = workersOverride ?? config.workers ?? availableCPUs()
         let checker = health
+        let accessLog = config.accessLog.enabled ? try AccessLogWriter(path: config.accessLog.path) : nil
+        accessLogWriter = accessLog
         let server = try ProxyServer(
             listeners: config.listeners, table: table, settings: config.proxy, workers: workers,
             onEndpointFailing: { service, poolKey in
                 checker.reportFailures(HealthKey(service: service, endpointKey: poolKey))
-            })
+            },
+            accessLog: accessLog)
         state.withLock {
             $0.config = config
             $0.catalog = initialCatalog
@@ -93,6 +98,7 @@ public final class Runtime: Sendable {
         health.stop()
         state.withLock { $0.admin?.stop() }
         let clean = server.drain(timeoutMs: config.proxy.drainTimeoutMs)
+        accessLog?.stop()
         Log.info(clean ? "drained; exiting" : "drain deadline passed; exiting with connections cut")
         return 0
     }
@@ -298,13 +304,19 @@ public final class Runtime: Sendable {
     private func installSignals() {
         signal(SIGPIPE, SIG_IGN)
         var sources: [DispatchSourceSignal] = []
-        for (number, action) in [(SIGTERM, "stop"), (SIGINT, "stop"), (SIGHUP, "reload")] {
+        for (number, action) in [(SIGTERM, "stop"), (SIGINT, "stop"), (SIGHUP, "reload"), (SIGUSR1, "reopen")] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            if action == "stop" {
+            switch action {
+            case "stop":
                 source.setEventHandler { [weak self] in self?.requestStop() }
-            } else {
+            case "reload":
                 source.setEventHandler { [weak self] in self?.reloadConfig() }
+            default:
+                source.setEventHandler { [weak self] in
+                    self?.accessLogWriter?.reopen()
+                    Log.info("SIGUSR1: access log reopened")
+                }
             }
             source.resume()
             sources.append(source)

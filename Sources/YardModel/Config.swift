@@ -99,6 +99,7 @@ public struct SwitchyardConfig: Sendable, Equatable {
     public var proxy: ProxySettings
     /// The file this was loaded from (for messages), or nil.
     public var sourcePath: String?
+    public var accessLog = AccessLogConfig()
 
     public init(
         listeners: [ListenerConfig], routes: [RouteConfig], discovery: DiscoveryConfig,
@@ -112,6 +113,18 @@ public struct SwitchyardConfig: Sendable, Equatable {
         self.workers = workers
         self.proxy = proxy
         self.sourcePath = sourcePath
+    }
+}
+
+/// The access log: one JSON line per request.
+public struct AccessLogConfig: Sendable, Equatable {
+    public var enabled = false
+    /// A file (reopened on SIGUSR1, for logrotate) or nil for standard output.
+    public var path: String?
+
+    public init(enabled: Bool = false, path: String? = nil) {
+        self.enabled = enabled
+        self.path = path
     }
 }
 

@@ -26,7 +26,7 @@ public enum ConfigLoader {
         try parseConfig(text: text, path: path, directory: directory(of: path))
     }
 
-    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream"]
+    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log"]
 
     private static func parseConfig(text: String, path: String, directory: String) throws(ConfigError) -> SwitchyardConfig {
         let root = try document(text: text, path: path, expecting: "keys like 'listeners' and 'routes'")
@@ -43,10 +43,19 @@ public enum ConfigLoader {
         try parseLimits(fields.optional("limits"), into: &proxy)
         try parseUpstream(fields.optional("upstream"), into: &proxy)
 
-        return SwitchyardConfig(
+        var config = SwitchyardConfig(
             listeners: listeners, routes: routes, discovery: discovery, admin: admin,
             workers: workers, proxy: proxy, sourcePath: path
         )
+        if let logNode = fields.optional("access_log") {
+            let logFields = try logNode.fields(allowed: ["enabled", "path"])
+            config.accessLog.enabled = try logFields.optional("enabled")?.boolean() ?? true
+            if let pathNode = logFields.optional("path") {
+                let text = try pathNode.string(expected: "stdout, stderr or a file path")
+                config.accessLog.path = text == "stdout" || text == "-" ? nil : resolve(text, against: directory)
+            }
+        }
+        return config
     }
 
     // MARK: Listeners

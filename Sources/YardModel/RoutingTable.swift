@@ -29,6 +29,8 @@ public final class Endpoint: Sendable {
     public let ejected: Bool
     /// `service/address:port`, for logs and status.
     public let id: String
+    /// `,"service":…,"track":…,"endpoint":…` pre-encoded for access-log lines.
+    public let logFragment: [UInt8]
 
     public init(
         poolKey: Int, address: String, port: UInt16, track: String?, weight: Int, service: String,
@@ -45,6 +47,7 @@ public final class Endpoint: Sendable {
         self.ejected = ejected
         let hostPart = address.contains(":") ? "[\(address)]" : address
         self.id = "\(service)/\(hostPart):\(port)"
+        self.logFragment = Array(",\"service\":\"\(jsonEscaped(service))\",\"track\":\"\(jsonEscaped(track ?? ""))\",\"endpoint\":\"\(jsonEscaped(hostPart)):\(port)\"".utf8)
     }
 }
 
@@ -176,4 +179,26 @@ public final class RoutingTable: Sendable {
         }
         return nil
     }
+}
+
+/// Escapes a string for a JSON string literal (quotes, backslashes, control characters).
+public func jsonEscaped(_ text: String) -> String {
+    var out = ""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if scalar.value < 0x20 {
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+    }
+    return out
 }

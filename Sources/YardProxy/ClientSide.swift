@@ -109,6 +109,9 @@ extension Worker {
     private func dispatch(_ c: ClientConnection) {
         let base = c.inBuf.readable
         let head = c.head
+        c.lastEndpoint = nil
+        c.lastStatus = 0
+        beginLogLine(c, base: base)
         c.requestMethod = head.method
         c.requestVersionMinor = head.versionMinor
         c.keepAlive = head.keepAlive && !draining
@@ -280,6 +283,11 @@ extension Worker {
         let text = ErrorResponse.bytes(status: status, close: close)
         _ = c.outBuf.reserve(text.utf8CodeUnitCount)
         c.outBuf.append(text)
+        if accessLog != nil {
+            if c.phase == .idle || (c.phase == .readingHead && c.logStartNanos == 0) { c.logHead.clear() }
+            c.bytesToClient += text.utf8CodeUnitCount
+            endLogLine(c, status: status, endpoint: c.lastEndpoint)
+        }
         c.responseStarted = true
         c.served += 1
         c.scanFrom = 0
@@ -306,6 +314,7 @@ extension Worker {
             closeUpstream(u)
         }
         if c.responseStarted {
+            if accessLog != nil { endLogLine(c, status: c.lastStatus, endpoint: c.lastEndpoint) }
             Log.warning("aborting response to \(String(decoding: c.peerText, as: UTF8.self)): \(reason)")
             c.phase = .closingAfterFlush
             flushClient(c)
@@ -318,6 +327,7 @@ extension Worker {
     /// The response was relayed completely: park or close the upstream, and get ready for
     /// the client's next request.
     func finishExchange(_ c: ClientConnection, _ u: UpstreamConnection) {
+        if accessLog != nil { endLogLine(c, status: u.head.status, endpoint: u.endpoint) }
         releaseEndpoint(c)
         unbind(c, u)
         c.route = nil

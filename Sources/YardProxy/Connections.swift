@@ -69,6 +69,14 @@ final class ClientConnection {
     var balancerIndex = -1
     /// When the current attempt started (ns), for latency-aware balancing only.
     var attemptStartNanos: UInt64 = 0
+    /// Access-log fields captured from the head (client, method, host, path), and the
+    /// request's start and response size for the line.
+    var logHead = ByteBuffer()
+    var logStartNanos: UInt64 = 0
+    var bytesToClient = 0
+    /// The endpoint and status of the current request (for log lines of failed exchanges).
+    var lastEndpoint: Endpoint?
+    var lastStatus = 0
     /// Consistent-hash key of the current request (computed while its head is buffered).
     var hashKey: UInt64 = 0
     /// The client shut down its sending side after a complete request; answer, then close.
@@ -90,6 +98,7 @@ final class ClientConnection {
     deinit {
         inBuf.deallocate()
         outBuf.deallocate()
+        logHead.deallocate()
         fields.deallocate()
     }
 }

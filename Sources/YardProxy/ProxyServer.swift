@@ -26,7 +26,8 @@ public final class ProxyServer: Sendable {
     /// decides whether to eject it.
     public init(
         listeners: [ListenerConfig], table: RoutingTable, settings: ProxySettings, workers count: Int,
-        onEndpointFailing: @escaping @Sendable (_ service: String, _ poolKey: Int) -> Void = { _, _ in }
+        onEndpointFailing: @escaping @Sendable (_ service: String, _ poolKey: Int) -> Void = { _, _ in },
+        accessLog: AccessLogWriter? = nil
     ) throws {
         let count = max(1, count)
         var perWorker = [[Int32]](repeating: [], count: count)
@@ -53,7 +54,7 @@ public final class ProxyServer: Sendable {
         var made: [Worker] = []
         for w in 0..<count {
             made.append(try Worker(id: w, listeners: perWorker[w], table: table, settings: settings, gate: gate,
-                                   onEndpointFailing: onEndpointFailing))
+                                   onEndpointFailing: onEndpointFailing, accessLog: accessLog))
         }
         self.workers = made
         self.boundAddresses = bound

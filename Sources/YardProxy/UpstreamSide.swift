@@ -75,6 +75,7 @@ extension Worker {
     private func bind(_ c: ClientConnection, _ u: UpstreamConnection) {
         c.upstream = u
         u.client = c
+        c.lastEndpoint = u.endpoint
         metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.active)
     }
 
@@ -233,7 +234,10 @@ extension Worker {
                 let closeAfter = !interim && (!c.keepAlive || draining || c.readClosed || !c.requestBodyDone
                     || u.head.framing == .untilClose)
                 if closeAfter { c.keepAlive = false }
+                let before = c.outBuf.writerIndex - c.outBuf.readerIndex
                 writeResponseHead(c, u, closeAfter: closeAfter, into: &c.outBuf)
+                c.bytesToClient += c.outBuf.writerIndex - c.outBuf.readerIndex - before
+                c.lastStatus = u.head.status
                 u.inBuf.consume(u.head.headLength)
                 u.scanFrom = 0
                 c.responseStarted = true
@@ -283,6 +287,7 @@ extension Worker {
                 if u.responseRemaining == 0 { u.responseDone = true }
             }
             c.outBuf.append(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]))
+            c.bytesToClient &+= count
             u.inBuf.consume(count)
         }
         guard flushClient(c) else { return }

@@ -59,6 +59,10 @@ final class Worker: @unchecked Sendable {
     /// Request-path counters of this worker (see `WorkerMetrics`).
     var metrics = WorkerMetrics()
     let onEndpointFailing: @Sendable (String, Int) -> Void
+    /// The access-log writer, or nil when the access log is off.
+    let accessLog: AccessLogWriter?
+    /// Lines formatted by this worker, handed to the writer in batches.
+    var logBuffer = ByteBuffer()
 
     var clients: ContiguousArray<ClientConnection> = []
     var upstreams: ContiguousArray<UpstreamConnection> = []
@@ -84,9 +88,11 @@ final class Worker: @unchecked Sendable {
 
     init(
         id: Int, listeners: [Int32], table: RoutingTable, settings: ProxySettings, gate: ConnectionGate,
-        onEndpointFailing: @escaping @Sendable (String, Int) -> Void
+        onEndpointFailing: @escaping @Sendable (String, Int) -> Void, accessLog: AccessLogWriter?
     ) throws(IOError) {
         self.id = id
+        self.accessLog = accessLog
+        if accessLog != nil { logBuffer = ByteBuffer(capacity: 64 * 1024) }
         self.onEndpointFailing = onEndpointFailing
         self.epoll = try Epoll()
         self.inbox = try LoopInbox()
@@ -113,6 +119,7 @@ final class Worker: @unchecked Sendable {
 
     deinit {
         events.deallocate()
+        logBuffer.deallocate()
     }
 
     // MARK: Tokens
@@ -166,6 +173,7 @@ final class Worker: @unchecked Sendable {
             if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
             if now >= nextTick {
                 nextTick = now + Worker.tickMs
+                if let accessLog { flushAccessLog(accessLog) }
                 expireTimeouts()
                 if draining && clients.isEmpty { stopped = true }
             }
@@ -173,6 +181,7 @@ final class Worker: @unchecked Sendable {
         for c in clients { closeClient(c) }
         for u in upstreams { closeUpstream(u) }
         graveyard.removeAll()
+        if let accessLog { flushAccessLog(accessLog) }
         finished.store(true, ordering: .releasing)
     }
 
