@@ -1,0 +1,190 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Foundation
+import YardControl
+
+/// Options every command that talks to a running replica shares.
+struct AdminOptions: ParsableArguments {
+    @Option(help: "The replica's admin API.")
+    var admin = "http://127.0.0.1:9901"
+
+    @Option(help: "A file holding the admin bearer token (for writes).")
+    var tokenFile: String?
+
+    @Flag(help: "Print JSON for machines instead of text for people.")
+    var json = false
+
+    func client() throws -> AdminClient {
+        var token: String?
+        if let tokenFile {
+            guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
+                fail("cannot read the token file \(tokenFile)")
+            }
+            token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return try AdminClient(url: admin, token: token)
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show services, tracks, split, health and traffic of a running replica.")
+
+    @OptionGroup var options: AdminOptions
+
+    @Argument(help: "Only this service.")
+    var service: String?
+
+    @Option(help: "Seconds between the two samples used for rates (0: no rates).")
+    var interval: Double = 1
+
+    func run() throws {
+        let client: AdminClient
+        do { client = try options.client() } catch { fail("\(error)") }
+        do {
+            let first = try client.request("GET", "/status")
+            guard first.status == 200 else { fail("admin API answered \(first.status): \(first.text)") }
+            if options.json {
+                FileHandleWriter.stdout(first.text + "\n")
+                return
+            }
+            var second = first
+            if interval > 0 {
+                usleep(UInt32(interval * 1_000_000))
+                second = try client.request("GET", "/status")
+            }
+            let before = try JSONDecoder().decode(StatusView.self, from: Data(first.body))
+            let after = try JSONDecoder().decode(StatusView.self, from: Data(second.body))
+            FileHandleWriter.stdout(StatusView.render(before: before, after: after, seconds: interval, only: service))
+        } catch let error as AdminClientError {
+            fail(error.description)
+        }
+    }
+}
+
+struct Explain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the route, service, track and endpoints a request would get, and why.")
+
+    @OptionGroup var options: AdminOptions
+
+    @Option(help: "The request's Host.")
+    var host = ""
+
+    @Option(help: "The request's path.")
+    var path = "/"
+
+    @Option(help: "A request header, K:V (repeatable).")
+    var header: [String] = []
+
+    func run() throws {
+        let client: AdminClient
+        do { client = try options.client() } catch { fail("\(error)") }
+        func encode(_ text: String) -> String {
+            text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~/"))) ?? text
+        }
+        var query = "host=\(encode(host))&path=\(encode(path))"
+        for h in header { query += "&header=\(encode(h))" }
+        do {
+            let answer = try client.request("GET", "/explain?\(query)")
+            guard answer.status == 200 else { fail("admin API answered \(answer.status): \(answer.text)") }
+            if options.json {
+                FileHandleWriter.stdout(answer.text + "\n")
+                return
+            }
+            let view = try JSONDecoder().decode(ExplainView.self, from: Data(answer.body))
+            var lines = ["request   host '\(view.host)' path '\(view.path)'"]
+            lines.append("route     \(view.route ?? "none")")
+            lines.append("service   \(view.service ?? "-")" + (view.active_track.map { "  (active track \($0))" } ?? ""))
+            lines.append("answer    \(view.answer)")
+            for candidate in view.candidates { lines.append("  candidate \(candidate)") }
+            lines.append("why:")
+            for reason in view.reasons { lines.append("  - \(reason)") }
+            FileHandleWriter.stdout(lines.joined(separator: "\n") + "\n")
+        } catch let error as AdminClientError {
+            fail(error.description)
+        }
+    }
+}
+
+struct ExplainView: Decodable {
+    var host: String
+    var path: String
+    var route: String?
+    var service: String?
+    var active_track: String?
+    var candidates: [String]
+    var answer: String
+    var reasons: [String]
+}
+
+/// The parts of `/status` the table shows.
+struct StatusView: Decodable {
+    struct Endpoint: Decodable {
+        var id: String
+        var health: String
+        var ejected: Bool
+        var draining: Bool
+        var effective_weight: Int
+    }
+    struct Track: Decodable {
+        var name: String
+        var active: Bool
+        var share_percent: Double
+        var requests: UInt64
+        var errors_5xx: UInt64
+        var endpoints: [Endpoint]
+    }
+    struct Service: Decodable {
+        var name: String
+        var active_track: String?
+        var panic: Bool
+        var tracks: [Track]
+    }
+    struct Provider: Decodable {
+        var name: String
+        var healthy: Bool
+        var error: String?
+    }
+    var table_version: UInt64
+    var uptime_seconds: Double
+    var services: [Service]
+    var providers: [Provider]
+
+    static func render(before: StatusView, after: StatusView, seconds: Double, only: String?) -> String {
+        var rows = [["SERVICE", "TRACK", "SPLIT", "HEALTHY", "REQ/S", "ERR%", "REQUESTS"]]
+        for service in after.services where only == nil || service.name == only {
+            let old = before.services.first { $0.name == service.name }
+            for track in service.tracks {
+                let previous = old?.tracks.first { $0.name == track.name }
+                let healthy = track.endpoints.filter { $0.effective_weight > 0 }.count
+                var rate = "-"
+                var errors = "-"
+                if seconds > 0, let previous {
+                    let delta = Double(track.requests &- previous.requests)
+                    let errorDelta = Double(track.errors_5xx &- previous.errors_5xx)
+                    rate = String(format: "%.1f", delta / seconds)
+                    errors = delta > 0 ? String(format: "%.2f", 100 * errorDelta / delta) : "0.00"
+                }
+                rows.append([
+                    service.name + (service.panic ? " (PANIC)" : ""),
+                    track.name + (track.active ? " *" : ""),
+                    String(format: "%.1f%%", track.share_percent),
+                    "\(healthy)/\(track.endpoints.count)",
+                    rate, errors, "\(track.requests)",
+                ])
+            }
+        }
+        if rows.count == 1 && only != nil { return "no service named '\(only!)'\n" }
+        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        var text = rows.map { row in
+            row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }.joined(separator: "\n") + "\n"
+        let providers = after.providers.map { "\($0.name) \($0.healthy ? "ok" : "FAILING: \($0.error ?? "?")")" }.joined(separator: ", ")
+        text += "\nrouting table v\(after.table_version), up \(Int(after.uptime_seconds)) s; providers: \(providers); * = active track\n"
+        return text
+    }
+}
