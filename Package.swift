@@ -24,7 +24,7 @@ let package = Package(
         .target(name: "YardHTTP", dependencies: ["YardIO"]),
         .target(name: "YardModel", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "YardBalancing"),
-        .target(name: "YardHealth", dependencies: ["YardIO", "YardModel"]),
+        .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing"]),
         .target(
             name: "YardProxy",
             dependencies: ["YardIO", "YardHTTP", "YardModel", "YardBalancing"],

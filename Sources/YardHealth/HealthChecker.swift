@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Dispatch
 import Synchronization
+import YardBalancing
 import YardIO
 import YardModel
 
@@ -68,7 +69,7 @@ public final class HealthChecker: Sendable {
         var entries: [HealthKey: Entry] = [:]
         var timer: DispatchSourceTimer?
         var seeded = false
-        var random = SplitMix(seed: 0x5EED)
+        var random = SplitMix64(seed: 0x5EED)
         var lastRampNotice: Int64 = 0
     }
 
@@ -246,18 +247,5 @@ public final class HealthChecker: Sendable {
             return flipped
         }
         if changed { tickQueue.async { [onChange] in onChange() } }
-    }
-}
-
-/// SplitMix64: a small deterministic generator for check jitter.
-struct SplitMix: Sendable {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
