@@ -137,6 +137,11 @@ enum PrometheusText {
             sample("switchyard_service_endpoints", [("service", service.name), ("state", "total")], "\(service.endpoints.count)")
             sample("switchyard_service_endpoints", [("service", service.name), ("state", "active")], "\(service.activeEndpoints.count)")
         }
+        family("switchyard_canary_percent", "gauge", "Share of new requests sent to the canary track (0 when none).")
+        for service in state.table.services {
+            let labels = [("service", service.name), ("track", service.canary?.track ?? "")]
+            sample("switchyard_canary_percent", labels, format(Double(service.canaryPermille) / 10))
+        }
         family("switchyard_routing_table_version", "gauge", "Version of the routing table the workers serve.")
         sample("switchyard_routing_table_version", [], "\(state.table.version)")
 
@@ -309,14 +314,17 @@ struct StatusDocument: Codable {
                         requests: m.requests, errors5xx: m.responsesByClass[4], activeRequests: max(0, m.active))
                 }
                 let active = service.activeTrack == nil || service.activeTrack == track
+                let canaryShare = Double(service.canaryPermille) / 10
+                let share = service.canary?.track == track ? canaryShare : active ? 100 - canaryShare : 0
                 return TrackDoc(
-                    name: track, active: active, sharePercent: active ? 100 : 0,
+                    name: track, active: active, sharePercent: share,
                     requests: endpoints.reduce(0) { $0 + $1.requests }, errors5xx: endpoints.reduce(0) { $0 + $1.errors5xx },
                     endpoints: endpoints)
             }
             return ServiceDoc(
                 name: service.name, activeTrack: service.activeTrack, balancer: service.balancer.rawValue,
-                panic: service.panicking, canary: nil, activeEndpoints: service.activeEndpoints.count, tracks: tracks)
+                panic: service.panicking,
+                canary: service.canary.map { CanaryDoc(track: $0.track, percent: Double($0.permille) / 10) }, activeEndpoints: service.activeEndpoints.count, tracks: tracks)
         }
     }
 }

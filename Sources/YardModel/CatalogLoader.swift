@@ -43,7 +43,7 @@ extension ConfigLoader {
     }
 
     private static func parseService(name: String, node: ConfigNode) throws(ConfigError) -> ServiceDefinition {
-        let fields = try node.fields(allowed: ["active", "instances", "health", "balancer", "hash_on", "retries"])
+        let fields = try node.fields(allowed: ["active", "instances", "health", "balancer", "hash_on", "retries", "canary"])
         var instances: [InstanceDefinition] = []
         var seen: [String: Int?] = [:]
         for item in try fields.optional("instances")?.list() ?? [] {
@@ -90,6 +90,9 @@ extension ConfigLoader {
             definition.hashOn = .sourceAddress
         }
         if let retryNode = fields.optional("retries") { definition.retry = try parseRetry(retryNode) }
+        if let canaryNode = fields.optional("canary") {
+            definition.canary = try parseCanary(canaryNode, instances: instances, activeTrack: activeTrack)
+        }
         return definition
     }
 
@@ -149,6 +152,42 @@ extension ConfigLoader {
             throw node.error("health.timeout (\(policy.timeoutMs) ms) is longer than health.interval (\(policy.intervalMs) ms); make the timeout shorter")
         }
         return policy
+    }
+
+    private static func parseCanary(_ node: ConfigNode, instances: [InstanceDefinition], activeTrack: String?) throws(ConfigError) -> CanaryConfig {
+        let fields = try node.fields(allowed: ["track", "percent", "sticky"])
+        let trackNode = try fields.required("track", hint: "e.g. 'track: green'")
+        let track = try trackNode.string(expected: "a track name like green")
+        guard instances.contains(where: { $0.track == track }) else {
+            throw trackNode.error("canary track '\(track)' has no instance; add 'track: \(track)' to an instance")
+        }
+        guard activeTrack != nil else {
+            throw trackNode.error("a canary needs an 'active' (stable) track to split from; set 'active:' on the service")
+        }
+        guard track != activeTrack else {
+            throw trackNode.error("canary track '\(track)' is the active track; name another track")
+        }
+        let percentNode = try fields.required("percent", hint: "e.g. 'percent: 10' or 'percent: 0.5'")
+        let text = try percentNode.text(expected: "a percentage like 10 or 0.5")
+        guard let value = Double(text), value >= 0, value <= 100 else {
+            throw percentNode.error("expected a percentage from 0 to 100, found '\(text)'")
+        }
+        let permille = Int((value * 10).rounded())
+        guard abs(Double(permille) / 10 - value) < 1e-9 else {
+            throw percentNode.error("'\(text)' is finer than 0.1 %; use at most one decimal")
+        }
+        var sticky: StickySource?
+        if let stickyNode = fields.optional("sticky") {
+            let source = try stickyNode.string(expected: "cookie:NAME or header:NAME")
+            if source.hasPrefix("cookie:"), source.count > 7 {
+                sticky = .cookie(String(source.dropFirst(7)))
+            } else if source.hasPrefix("header:"), source.count > 7 {
+                sticky = .header(String(source.dropFirst(7)))
+            } else {
+                throw stickyNode.error("expected cookie:NAME or header:NAME, found '\(source)'")
+            }
+        }
+        return CanaryConfig(track: track, permille: permille, sticky: sticky)
     }
 
     private static func parseRetry(_ node: ConfigNode) throws(ConfigError) -> RetryPolicy {

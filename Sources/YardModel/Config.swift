@@ -157,6 +157,7 @@ public struct ServiceDefinition: Sendable, Equatable {
     public var balancer: BalancerKind
     public var hashOn: HashSource?
     public var retry: RetryPolicy
+    public var canary: CanaryConfig?
 
     public init(
         name: String, activeTrack: String? = nil, instances: [InstanceDefinition],

@@ -65,6 +65,30 @@ public enum HashSource: Sendable, Equatable {
     case sourceAddress
 }
 
+/// A percentage canary: share `permille`/1000 of new requests goes to `track`, the rest to
+/// the active (stable) track.
+public struct CanaryConfig: Sendable, Equatable {
+    public var track: String
+    /// Share in tenths of a percent (0.1 % granularity): 0 sends nothing, 1000 everything.
+    public var permille: Int
+    /// With stickiness, a client (by cookie or header) hashes to a point in [0, 1000) and
+    /// goes to the canary when the point is below `permille`: raising the share only moves
+    /// clients from stable to canary, lowering it only moves them back.
+    public var sticky: StickySource?
+
+    public init(track: String, permille: Int, sticky: StickySource? = nil) {
+        self.track = track
+        self.permille = permille
+        self.sticky = sticky
+    }
+}
+
+/// What identifies a client for a sticky canary.
+public enum StickySource: Sendable, Equatable {
+    case cookie(String)
+    case header(String)
+}
+
 /// Retry settings of a service.
 public struct RetryPolicy: Sendable, Equatable {
     /// Extra attempts after the first (connect failures and, for idempotent requests,

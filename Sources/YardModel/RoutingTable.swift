@@ -65,18 +65,36 @@ public final class Service: Sendable {
     /// weight > 0 (healthy, not ejected, not draining). In panic mode, when none is
     /// healthy, every non-draining endpoint of the active track.
     public let activeEndpoints: [Endpoint]
+    /// The canary's share in tenths of a percent, 0 when there is no canary (or it has no
+    /// routable endpoint).
+    public var canaryPermille: Int {
+        guard let canary, !canaryEndpoints.isEmpty else { return 0 }
+        return canary.permille
+    }
+
     /// True when `activeEndpoints` holds unhealthy endpoints because of panic mode.
     public let panicking: Bool
     public let balancer: BalancerKind
     public let hashOn: HashSource?
     public let retry: RetryPolicy
     public let health: HealthPolicy
+    /// The canary split, when one is set and its track exists.
+    public let canary: CanaryConfig?
+    /// The canary track's endpoints that take new requests (effective weight > 0).
+    public let canaryEndpoints: [Endpoint]
 
     public init(
         name: String, index: Int, activeTrack: String?, endpoints: [Endpoint],
         balancer: BalancerKind = .roundRobin, hashOn: HashSource? = nil,
-        retry: RetryPolicy = RetryPolicy(), health: HealthPolicy = HealthPolicy()
+        retry: RetryPolicy = RetryPolicy(), health: HealthPolicy = HealthPolicy(),
+        canary: CanaryConfig? = nil
     ) {
+        self.canary = canary
+        if let canary, canary.track != activeTrack {
+            self.canaryEndpoints = endpoints.filter { $0.track == canary.track && $0.effectiveWeight > 0 }
+        } else {
+            self.canaryEndpoints = []
+        }
         self.name = name
         self.index = index
         self.activeTrack = activeTrack

@@ -145,7 +145,7 @@ extension Worker {
             return
         }
         c.route = route
-        guard let service = route.service, !service.activeEndpoints.isEmpty else {
+        guard let service = route.service, !service.activeEndpoints.isEmpty || !service.canaryEndpoints.isEmpty else {
             respondError(c, status: 503, reason: "service '\(route.serviceName)' has no endpoint")
             return
         }
@@ -154,6 +154,9 @@ extension Worker {
         c.retries = 0
         c.triedEndpoints = 0
         c.hashKey = service.balancer == .consistentHash ? requestHash(c, source: service.hashOn ?? .sourceAddress) : 0
+        c.trackDecided = false
+        c.onCanary = false
+        c.stickyPoint = service.canary?.sticky == nil ? -1 : stickyPoint(c, service: service)
         retryTokens = min(retryTokens + Double(service.retry.budgetPercent) / 100, 100)
         guard let u = connectUpstream(for: c, service: service, fresh: false) else {
             c.inBuf.consume(head.headLength)

@@ -77,6 +77,11 @@ final class ClientConnection {
     /// The endpoint and status of the current request (for log lines of failed exchanges).
     var lastEndpoint: Endpoint?
     var lastStatus = 0
+    /// The request's track was chosen (stable or canary); retries keep it.
+    var trackDecided = false
+    var onCanary = false
+    /// Sticky-canary point of the current request in [0, 1000), or -1.
+    var stickyPoint = -1
     /// Consistent-hash key of the current request (computed while its head is buffered).
     var hashKey: UInt64 = 0
     /// The client shut down its sending side after a complete request; answer, then close.

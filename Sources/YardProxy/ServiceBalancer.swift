@@ -15,15 +15,28 @@ final class ServiceBalancer {
     /// rotation).
     var service: Service
     let kind: YardModel.BalancerKind
+    /// True for the state that balances the canary track's endpoints.
+    let isCanary: Bool
     var roundRobin = SmoothWeightedRoundRobin(weights: [])
     var leastConnections = LeastConnections(weights: [])
     var p2c = PowerOfTwoChoicesEWMA(weights: [])
     var maglev: MaglevTable?
+    /// The stable/canary split: smooth weighted selection over (1000 − p, p), so the
+    /// canary's share is exact over every window of 1000 requests and independent of how
+    /// many replicas each track has.
+    var split = SmoothWeightedRoundRobin(weights: [])
+    /// Balancing state over the canary track's endpoints, when the service has a canary.
+    var canaryState: ServiceBalancer?
 
-    init(service: Service) {
+    /// The endpoints this state picks from.
+    var endpoints: [Endpoint] { isCanary ? service.canaryEndpoints : service.activeEndpoints }
+
+    init(service: Service, canary: Bool = false) {
         self.service = service
         self.kind = service.balancer
-        let weights = service.activeEndpoints.map(\.effectiveWeight)
+        self.isCanary = canary
+        let weights = (canary ? service.canaryEndpoints : service.activeEndpoints).map(\.effectiveWeight)
+        if !canary { installCanary(service) }
         switch kind {
         case .roundRobin:
             roundRobin = SmoothWeightedRoundRobin(weights: weights)
@@ -32,34 +45,51 @@ final class ServiceBalancer {
         case .p2cEWMA:
             p2c = PowerOfTwoChoicesEWMA(weights: weights)
         case .consistentHash:
-            maglev = Self.maglev(for: service)
+            maglev = Self.maglev(for: endpoints)
+        }
+    }
+
+    /// Sets up (or clears) the canary state and the split for `service`.
+    private func installCanary(_ service: Service) {
+        let permille = service.canaryPermille
+        if permille > 0 {
+            if split.weights != [1000 - permille, permille] { split = SmoothWeightedRoundRobin(weights: [1000 - permille, permille]) }
+            if let canaryState, canaryState.canCarry(to: service) {
+                canaryState.carry(to: service)
+            } else {
+                canaryState = ServiceBalancer(service: service, canary: true)
+            }
+        } else {
+            canaryState = nil
         }
     }
 
     /// Whether this state can serve `next` (same algorithm, same endpoints in the same order).
     func canCarry(to next: Service) -> Bool {
-        next.name == service.name && next.balancer == kind
-            && next.activeEndpoints.map(\.poolKey) == service.activeEndpoints.map(\.poolKey)
+        let mine = isCanary ? service.canaryEndpoints : service.activeEndpoints
+        let theirs = isCanary ? next.canaryEndpoints : next.activeEndpoints
+        return next.name == service.name && next.balancer == kind && theirs.map(\.poolKey) == mine.map(\.poolKey)
     }
 
     /// Moves to `next` (same endpoints, maybe new weights).
     func carry(to next: Service) {
         service = next
-        let weights = next.activeEndpoints.map(\.effectiveWeight)
+        if !isCanary { installCanary(next) }
+        let weights = endpoints.map(\.effectiveWeight)
         switch kind {
         case .roundRobin: roundRobin.update(weights: weights)
         case .leastConnections: leastConnections.update(weights: weights)
         case .p2cEWMA: p2c.update(weights: weights)
-        case .consistentHash: maglev = Self.maglev(for: next)
+        case .consistentHash: maglev = Self.maglev(for: endpoints)
         }
     }
 
-    private static func maglev(for service: Service) -> MaglevTable {
-        let keys = service.activeEndpoints.map { endpoint in
+    private static func maglev(for endpoints: [Endpoint]) -> MaglevTable {
+        let keys = endpoints.map { endpoint in
             // Keyed by address:port, so every replica of the proxy builds the same table.
             HashKey.hash("\(endpoint.address):\(endpoint.port)")
         }
-        return MaglevTable(endpointKeys: keys, weights: service.activeEndpoints.map(\.effectiveWeight))
+        return MaglevTable(endpointKeys: keys, weights: endpoints.map(\.effectiveWeight))
     }
 
     /// The index (into `service.activeEndpoints`) for one request.
@@ -114,15 +144,27 @@ extension Worker {
     /// Chooses the endpoint for the client's current request, skipping endpoints this
     /// request already tried. Nil when none is eligible.
     func chooseEndpoint(_ service: Service, for c: ClientConnection) -> Endpoint? {
-        let endpoints = service.activeEndpoints
-        guard !endpoints.isEmpty else { return nil }
+        guard !service.activeEndpoints.isEmpty || !service.canaryEndpoints.isEmpty else { return nil }
         guard service.index < balancers.count, balancers[service.index].service === service else {
             // A retry of a request that started on an older table: plain rotation.
-            let index = c.attempts % endpoints.count
+            let endpoints = service.activeEndpoints.isEmpty ? service.canaryEndpoints : service.activeEndpoints
             c.balancerIndex = -1
-            return endpoints[index]
+            return endpoints[c.attempts % endpoints.count]
         }
-        let balancer = balancers[service.index]
+        let top = balancers[service.index]
+        // The track is chosen once per request; retries stay on it.
+        if !c.trackDecided {
+            c.trackDecided = true
+            c.onCanary = chooseCanary(top, service: service, client: c)
+        }
+        var balancer = top
+        if c.onCanary, let canary = top.canaryState, !canary.endpoints.isEmpty {
+            balancer = canary
+        } else if top.endpoints.isEmpty, let canary = top.canaryState {
+            balancer = canary
+        }
+        let endpoints = balancer.endpoints
+        guard !endpoints.isEmpty else { return nil }
         var excluding = c.triedEndpoints
         // Every endpoint tried: allow them all again rather than fail.
         if endpoints.count <= 64 && excluding.nonzeroBitCount >= endpoints.count { excluding = 0 }
@@ -133,6 +175,33 @@ extension Worker {
         c.balancer = balancer
         c.balancerIndex = index
         return endpoints[index]
+    }
+
+    /// Whether this request goes to the canary: by the client's sticky point when the
+    /// canary is sticky and the request carries the key, else by the exact smooth split.
+    private func chooseCanary(_ top: ServiceBalancer, service: Service, client c: ClientConnection) -> Bool {
+        let permille = service.canaryPermille
+        guard permille > 0, top.canaryState != nil else { return false }
+        if permille >= 1000 { return true }
+        if c.stickyPoint >= 0 { return c.stickyPoint < permille }
+        return top.split.pick() == 1
+    }
+
+    /// The client's sticky point in [0, 1000), or -1 when the canary is not sticky or the
+    /// request has no key. Computed at dispatch, while the head is buffered.
+    func stickyPoint(_ c: ClientConnection, service: Service) -> Int {
+        guard let sticky = service.canary?.sticky, service.canaryPermille > 0 else { return -1 }
+        let base = c.inBuf.readable
+        let key: UnsafeRawBufferPointer?
+        switch sticky {
+        case .header(let name):
+            key = headerValue(c, named: name, base: base)
+        case .cookie(let name):
+            key = headerValue(c, named: "cookie", base: base).flatMap { cookieValue($0, named: name) }
+        }
+        guard let key, !key.isEmpty else { return -1 }
+        // A fixed seed: every replica (and every restart) puts a client at the same point.
+        return Int(HashKey.hash(key, seed: 0x5357_4954_4348) % 1000)
     }
 
     /// Ends the client's claim on its endpoint (least-connections counts, latency for EWMA).
@@ -162,7 +231,7 @@ extension Worker {
         return c.peerText.withUnsafeBytes { HashKey.hash($0) }
     }
 
-    private func headerValue(_ c: ClientConnection, named name: String, base: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+    func headerValue(_ c: ClientConnection, named name: String, base: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
         let wanted = Array(name.utf8)
         for i in 0..<c.head.headerCount {
             let field = c.fields[i]
@@ -175,7 +244,7 @@ extension Worker {
         return nil
     }
 
-    private func cookieValue(_ header: UnsafeRawBufferPointer, named name: String) -> UnsafeRawBufferPointer? {
+    func cookieValue(_ header: UnsafeRawBufferPointer, named name: String) -> UnsafeRawBufferPointer? {
         let wanted = Array(name.utf8)
         var i = 0
         while i < header.count {

@@ -19,7 +19,7 @@ extension Worker {
         // work on any upstream, and retrying it elsewhere is what keeps a dead replica
         // invisible until health checks take it out.
         let maxAttempts = 1 + max(service.retry.attempts, min(2, service.activeEndpoints.count - 1))
-        while c.attempts < maxAttempts && !service.activeEndpoints.isEmpty {
+        while c.attempts < maxAttempts && !(service.activeEndpoints.isEmpty && service.canaryEndpoints.isEmpty) {
             c.attempts += 1
             releaseEndpoint(c)
             guard let endpoint = chooseEndpoint(service, for: c) else { return nil }
