@@ -43,7 +43,7 @@ extension ConfigLoader {
     }
 
     private static func parseService(name: String, node: ConfigNode) throws(ConfigError) -> ServiceDefinition {
-        let fields = try node.fields(allowed: ["active", "instances", "health", "balancer", "hash_on", "retries", "canary"])
+        let fields = try node.fields(allowed: ["active", "instances", "health", "balancer", "hash_on", "retries", "canary", "override"])
         var instances: [InstanceDefinition] = []
         var seen: [String: Int?] = [:]
         for item in try fields.optional("instances")?.list() ?? [] {
@@ -90,6 +90,9 @@ extension ConfigLoader {
             definition.hashOn = .sourceAddress
         }
         if let retryNode = fields.optional("retries") { definition.retry = try parseRetry(retryNode) }
+        if let overrideNode = fields.optional("override") {
+            definition.trackOverride = try parseOverride(overrideNode)
+        }
         if let canaryNode = fields.optional("canary") {
             definition.canary = try parseCanary(canaryNode, instances: instances, activeTrack: activeTrack)
         }
@@ -188,6 +191,21 @@ extension ConfigLoader {
             }
         }
         return CanaryConfig(track: track, permille: permille, sticky: sticky)
+    }
+
+    private static func parseOverride(_ node: ConfigNode) throws(ConfigError) -> TrackOverride? {
+        if let text = try? node.text(expected: "false"), text == "false" || text == "off" { return nil }
+        let fields = try node.fields(allowed: ["header", "allow"])
+        var result = TrackOverride()
+        if let header = fields.optional("header") { result.header = try header.string(expected: "a header name") }
+        for item in try fields.optional("allow")?.list() ?? [] {
+            let text = try item.string(expected: "a network like 10.0.0.0/8 or ::1/128")
+            guard let network = ConfigValues.parseNetwork(text) else {
+                throw item.error("expected a network like 10.0.0.0/8, 127.0.0.1 or ::1/128, found '\(text)'")
+            }
+            result.allow.append(network)
+        }
+        return result
     }
 
     private static func parseRetry(_ node: ConfigNode) throws(ConfigError) -> RetryPolicy {

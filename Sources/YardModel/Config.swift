@@ -158,6 +158,9 @@ public struct ServiceDefinition: Sendable, Equatable {
     public var hashOn: HashSource?
     public var retry: RetryPolicy
     public var canary: CanaryConfig?
+    /// The track-override header; nil disables it. On by default (any client), like a
+    /// test header should be on a private ingress; restrict it with `override.allow`.
+    public var trackOverride: TrackOverride? = TrackOverride()
 
     public init(
         name: String, activeTrack: String? = nil, instances: [InstanceDefinition],

@@ -83,6 +83,44 @@ public struct CanaryConfig: Sendable, Equatable {
     }
 }
 
+/// The request header that pins a request to a track (for testing a track before it gets
+/// traffic), and which client networks may use it.
+public struct TrackOverride: Sendable, Equatable {
+    /// Header name, e.g. `X-Switchyard-Track`; its value names a track.
+    public var header: String
+    /// Client networks allowed to use it; empty means any client.
+    public var allow: [Network]
+
+    public init(header: String = "X-Switchyard-Track", allow: [Network] = []) {
+        self.header = header
+        self.allow = allow
+    }
+}
+
+/// An IPv4 or IPv6 network (`10.0.0.0/8`, `::1/128`) as address bytes and a prefix length.
+public struct Network: Sendable, Equatable {
+    public var bytes: [UInt8]
+    public var prefix: Int
+
+    public init(bytes: [UInt8], prefix: Int) {
+        self.bytes = bytes
+        self.prefix = prefix
+    }
+
+    /// Whether `address` (4 or 16 bytes) is inside this network.
+    public func contains(_ address: UnsafeRawBufferPointer) -> Bool {
+        guard address.count == bytes.count else { return false }
+        var remaining = prefix
+        for i in 0..<bytes.count where remaining > 0 {
+            let bits = min(8, remaining)
+            let mask = UInt8(truncatingIfNeeded: 0xFF << (8 - bits))
+            if address[i] & mask != bytes[i] & mask { return false }
+            remaining -= bits
+        }
+        return true
+    }
+}
+
 /// What identifies a client for a sticky canary.
 public enum StickySource: Sendable, Equatable {
     case cookie(String)

@@ -82,14 +82,40 @@ public final class Service: Sendable {
     public let canary: CanaryConfig?
     /// The canary track's endpoints that take new requests (effective weight > 0).
     public let canaryEndpoints: [Endpoint]
+    /// The track-override header (lower-cased name bytes) and who may use it; nil when off.
+    public let trackOverride: TrackOverride?
+    public let overrideHeader: [UInt8]
+    /// The consistent-hash key's name (header lower-cased, or cookie) and the sticky
+    /// canary key's, as bytes: the request path compares bytes and builds no array.
+    public let hashKeyName: [UInt8]
+    public let stickyKeyName: [UInt8]
+    /// Each track's routable endpoints, for requests pinned by the override header.
+    public let trackEndpoints: [(track: [UInt8], endpoints: [Endpoint])]
 
     public init(
         name: String, index: Int, activeTrack: String?, endpoints: [Endpoint],
         balancer: BalancerKind = .roundRobin, hashOn: HashSource? = nil,
         retry: RetryPolicy = RetryPolicy(), health: HealthPolicy = HealthPolicy(),
-        canary: CanaryConfig? = nil
+        canary: CanaryConfig? = nil, trackOverride: TrackOverride? = nil
     ) {
         self.canary = canary
+        self.trackOverride = trackOverride
+        self.overrideHeader = Array((trackOverride?.header ?? "").lowercased().utf8)
+        switch hashOn {
+        case .header(let name): self.hashKeyName = Array(name.lowercased().utf8)
+        case .cookie(let name): self.hashKeyName = Array(name.utf8)
+        case .sourceAddress, nil: self.hashKeyName = []
+        }
+        switch canary?.sticky {
+        case .header(let name): self.stickyKeyName = Array(name.lowercased().utf8)
+        case .cookie(let name): self.stickyKeyName = Array(name.utf8)
+        case nil: self.stickyKeyName = []
+        }
+        var tracks: [(track: [UInt8], endpoints: [Endpoint])] = []
+        for name in Set(endpoints.compactMap(\.track)).sorted() {
+            tracks.append((Array(name.utf8), endpoints.filter { $0.track == name && $0.effectiveWeight > 0 }))
+        }
+        self.trackEndpoints = tracks
         if let canary, canary.track != activeTrack {
             self.canaryEndpoints = endpoints.filter { $0.track == canary.track && $0.effectiveWeight > 0 }
         } else {

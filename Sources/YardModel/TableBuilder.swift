@@ -52,7 +52,7 @@ private func buildService(
     return Service(
         name: definition.name, index: index, activeTrack: definition.activeTrack, endpoints: endpoints,
         balancer: definition.balancer, hashOn: definition.hashOn, retry: definition.retry, health: definition.health,
-        canary: definition.canary)
+        canary: definition.canary, trackOverride: definition.trackOverride)
 }
 
 /// An endpoint's routing state as the health checker sees it, for `buildRoutingTable`.

@@ -145,7 +145,10 @@ extension Worker {
             return
         }
         c.route = route
-        guard let service = route.service, !service.activeEndpoints.isEmpty || !service.canaryEndpoints.isEmpty else {
+        c.overrideTrack = route.service.map { overrideTrack(c, service: $0, base: base) } ?? -1
+        guard let service = route.service,
+              c.overrideTrack >= 0 ? !service.trackEndpoints[c.overrideTrack].endpoints.isEmpty
+                  : !service.activeEndpoints.isEmpty || !service.canaryEndpoints.isEmpty else {
             respondError(c, status: 503, reason: "service '\(route.serviceName)' has no endpoint")
             return
         }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import YardHTTP
 import YardIO
 import YardModel
@@ -43,6 +46,8 @@ final class ClientConnection {
 
     /// The client's address as text, for X-Forwarded-For and logs.
     let peerText: [UInt8]
+    /// The client's IP address bytes (4 or 16), for source-network checks.
+    let peerBytes: [UInt8]
 
     // MARK: The exchange in progress
     var upstream: UpstreamConnection?
@@ -80,6 +85,9 @@ final class ClientConnection {
     /// The request's track was chosen (stable or canary); retries keep it.
     var trackDecided = false
     var onCanary = false
+    /// The track the override header pinned this request to (index into
+    /// `Service.trackEndpoints`), or -1.
+    var overrideTrack = -1
     /// Sticky-canary point of the current request in [0, 1000), or -1.
     var stickyPoint = -1
     /// Consistent-hash key of the current request (computed while its head is buffered).
@@ -98,6 +106,9 @@ final class ClientConnection {
         self.fields = .allocate(capacity: maxHeaders)
         self.fields.initialize(repeating: .empty, count: maxHeaders)
         self.peerText = Array(peer.ipText.utf8)
+        self.peerBytes = withUnsafeBytes(of: peer.storage) { raw in
+            peer.family == AF_INET6 ? Array(raw[8..<24]) : Array(raw[4..<8])
+        }
     }
 
     deinit {

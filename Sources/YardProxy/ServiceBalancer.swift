@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import YardBalancing
 import YardHTTP
 import YardIO
@@ -151,6 +154,14 @@ extension Worker {
             c.balancerIndex = -1
             return endpoints[c.attempts % endpoints.count]
         }
+        if c.overrideTrack >= 0 && c.overrideTrack < service.trackEndpoints.count {
+            // Pinned by the override header: rotate over that track's endpoints.
+            let endpoints = service.trackEndpoints[c.overrideTrack].endpoints
+            guard !endpoints.isEmpty else { return nil }
+            overrideRotation &+= 1
+            c.balancerIndex = -1
+            return endpoints[overrideRotation % endpoints.count]
+        }
         let top = balancers[service.index]
         // The track is chosen once per request; retries stay on it.
         if !c.trackDecided {
@@ -187,6 +198,22 @@ extension Worker {
         return top.split.pick() == 1
     }
 
+    /// The track named by the service's override header (index into
+    /// `Service.trackEndpoints`), or -1 when absent, unknown, or the client's network is not
+    /// allowed to use it.
+    func overrideTrack(_ c: ClientConnection, service: Service, base: UnsafeRawBufferPointer) -> Int {
+        guard let rule = service.trackOverride, !service.overrideHeader.isEmpty else { return -1 }
+        guard let value = headerValue(c, named: service.overrideHeader, base: base), !value.isEmpty else { return -1 }
+        if !rule.allow.isEmpty {
+            let allowed = c.peerBytes.withUnsafeBytes { peer in rule.allow.contains { $0.contains(peer) } }
+            guard allowed else { return -1 }
+        }
+        for (index, entry) in service.trackEndpoints.enumerated() where entry.track.count == value.count {
+            if entry.track.withUnsafeBytes({ memcmp($0.baseAddress!, value.baseAddress!, value.count) == 0 }) { return index }
+        }
+        return -1
+    }
+
     /// The client's sticky point in [0, 1000), or -1 when the canary is not sticky or the
     /// request has no key. Computed at dispatch, while the head is buffered.
     func stickyPoint(_ c: ClientConnection, service: Service) -> Int {
@@ -194,10 +221,10 @@ extension Worker {
         let base = c.inBuf.readable
         let key: UnsafeRawBufferPointer?
         switch sticky {
-        case .header(let name):
-            key = headerValue(c, named: name, base: base)
-        case .cookie(let name):
-            key = headerValue(c, named: "cookie", base: base).flatMap { cookieValue($0, named: name) }
+        case .header:
+            key = headerValue(c, named: service.stickyKeyName, base: base)
+        case .cookie:
+            key = headerValue(c, named: HeaderName.cookie, base: base).flatMap { cookieValue($0, named: service.stickyKeyName) }
         }
         guard let key, !key.isEmpty else { return -1 }
         // A fixed seed: every replica (and every restart) puts a client at the same point.
@@ -220,10 +247,11 @@ extension Worker {
         switch source {
         case .sourceAddress:
             return c.peerText.withUnsafeBytes { HashKey.hash($0) }
-        case .header(let name):
-            if let value = headerValue(c, named: name, base: base) { return HashKey.hash(value) }
-        case .cookie(let name):
-            if let cookies = headerValue(c, named: "cookie", base: base), let value = cookieValue(cookies, named: name) {
+        case .header:
+            if let value = headerValue(c, named: route(c)?.hashKeyName ?? [], base: base) { return HashKey.hash(value) }
+        case .cookie:
+            if let cookies = headerValue(c, named: HeaderName.cookie, base: base),
+               let value = cookieValue(cookies, named: route(c)?.hashKeyName ?? []) {
                 return HashKey.hash(value)
             }
         }
@@ -231,8 +259,11 @@ extension Worker {
         return c.peerText.withUnsafeBytes { HashKey.hash($0) }
     }
 
-    func headerValue(_ c: ClientConnection, named name: String, base: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
-        let wanted = Array(name.utf8)
+    /// The service whose request the client carries (for its precomputed key names).
+    private func route(_ c: ClientConnection) -> Service? { c.route?.service }
+
+    /// The value of the first header whose name equals `wanted` (lower-case bytes).
+    func headerValue(_ c: ClientConnection, named wanted: [UInt8], base: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
         for i in 0..<c.head.headerCount {
             let field = c.fields[i]
             let bytes = field.name.bytes(in: base)
@@ -244,8 +275,7 @@ extension Worker {
         return nil
     }
 
-    func cookieValue(_ header: UnsafeRawBufferPointer, named name: String) -> UnsafeRawBufferPointer? {
-        let wanted = Array(name.utf8)
+    func cookieValue(_ header: UnsafeRawBufferPointer, named wanted: [UInt8]) -> UnsafeRawBufferPointer? {
         var i = 0
         while i < header.count {
             while i < header.count && (header[i] == UInt8(ascii: " ") || header[i] == UInt8(ascii: ";")) { i += 1 }
@@ -262,4 +292,9 @@ extension Worker {
         }
         return nil
     }
+}
+
+/// Header names the request path looks up, as lower-case bytes built once.
+enum HeaderName {
+    static let cookie: [UInt8] = Array("cookie".utf8)
 }

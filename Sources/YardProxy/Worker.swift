@@ -50,6 +50,8 @@ final class Worker: @unchecked Sendable {
     var table: RoutingTable
     /// Balancing state per service (indexed by `Service.index`).
     var balancers: [ServiceBalancer] = []
+    /// Rotation for requests pinned to a track by the override header.
+    var overrideRotation = 0
     /// Upstream pools indexed by `Endpoint.poolKey`.
     var pools: [UpstreamPool?] = []
     /// Consecutive failed exchanges per endpoint (indexed by `poolKey`), for passive ejection.

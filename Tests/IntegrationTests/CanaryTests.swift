@@ -98,5 +98,39 @@ extension Integration {
             #expect(canaryAt10.isSubset(of: canaryAt25), "users moved back from canary to stable: \(canaryAt10.subtracting(canaryAt25).sorted())")
             #expect(abs(canaryAt25.count - 250) <= 40)
         }
+    
+        @Test(.timeLimit(.minutes(1)))
+        func overrideHeaderPinsATrackOnlyForAllowedNetworks() throws {
+            let dir = try ScratchDir("track-override")
+            let blue = try Backend.demo("blue-1", dir: dir)
+            let green = try Backend.demo("green-1", dir: dir)
+            defer { blue.stop(); green.stop() }
+            func services(_ override: String) -> String {
+                "services:\n  shop:\n    active: blue\n\(override)    instances:\n"
+                    + "      - {address: 127.0.0.1, port: \(blue.port), track: blue}\n"
+                    + "      - {address: 127.0.0.1, port: \(green.port), track: green}\n"
+            }
+            try dir.write("services.yml", services(""))
+            try dir.write("switchyard.yml", ProxySpec(workers: 1).yaml)
+            let child = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "proxy")
+            defer { child.stop() }
+            let port = try child.waitForListeningPort()
+            let pinned = { try Self.send(20, port: port) { _ in "X-Switchyard-Track: green\r\n" } }
+
+            // On by default: the header pins the request to green although blue is active.
+            #expect(try pinned().allSatisfy { $0 == "green-1" })
+            #expect(try Self.send(10, port: port).allSatisfy { $0 == "blue-1" })
+
+            for (override, expected) in [("    override:\n      allow: [10.0.0.0/8]\n", "blue-1"),
+                                         ("    override:\n      allow: [127.0.0.0/8]\n", "green-1"),
+                                         ("    override: false\n", "blue-1")] {
+                let before = child.stderrText.components(separatedBy: "published").count
+                try dir.write("services.yml", services(override))
+                try waitFor("the new table", timeout: .seconds(5)) {
+                    child.stderrText.components(separatedBy: "published").count > before
+                }
+                #expect(try pinned().allSatisfy { $0 == expected }, "with \(override)")
+            }
+        }
     }
 }
