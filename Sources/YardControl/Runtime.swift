@@ -236,7 +236,7 @@ public final class Runtime: Sendable {
             guard let server = state.withLock({ $0.server }) else { return AdminResponse(status: 503, text: "starting\n") }
             return .json(Explanation.explain(table: server.currentTable, query: request.query))
         case ("GET", "/"), ("GET", "/dashboard"):
-            return AdminResponse(status: 200, text: dashboardHTML(), contentType: "text/html; charset=utf-8")
+            return AdminResponse(status: 200, text: DashboardPage.html, contentType: "text/html; charset=utf-8")
         default:
             return .json(["error": "no such endpoint: \(request.method) \(request.path)"], status: 404)
         }
@@ -323,11 +323,6 @@ public final class Runtime: Sendable {
         }
         signalSources = sources
     }
-}
-
-/// The dashboard page (see DashboardPage.swift once it lands; a minimal page until then).
-func dashboardHTML() -> String {
-    "<!doctype html><title>Switchyard</title><p>Switchyard admin: <a href=/status>status</a>, <a href=/metrics>metrics</a></p>"
 }
 
 /// Breaks the init-time cycle between the health checker's callback and the runtime.
