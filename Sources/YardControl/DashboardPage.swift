@@ -103,11 +103,11 @@ tr.out td { color: var(--muted); }
 /* Bottom row */
 .row { display: grid; grid-template-columns: 1fr 1.25fr; gap: 14px; }
 .row .card { margin-bottom: 0; }
-.kv td { padding: 4px 8px 4px 0; }
-.kv td:first-child { color: var(--muted); width: 1%; white-space: nowrap; }
+.kv td { padding: 5px 8px; }
+.kv td:first-child { width: 1%; white-space: nowrap; }
 .err-text { color: var(--bad); font-size: 12px; }
 .changes { list-style: none; margin: 0; padding: 0; max-height: 190px; overflow: auto; }
-.changes li { display: grid; grid-template-columns: 70px 62px 1fr; gap: 8px; padding: 4px 0;
+.changes li { display: grid; grid-template-columns: 64px 84px 1fr; gap: 8px; padding: 4px 0;
   border-bottom: 1px solid var(--line-soft); }
 .changes li:last-child { border-bottom: none; }
 .changes .t { font-family: var(--mono); font-size: 12px; }
@@ -136,7 +136,6 @@ footer a { color: var(--muted); }
     <section class="card" id="health">
       <h3>Discovery and state</h3>
       <div id="providers"></div>
-      <div id="state-store"></div>
     </section>
     <section class="card">
       <h3>Recent changes <span style="text-transform:none;letter-spacing:0;font-weight:400">(latest first)</span></h3>
@@ -154,7 +153,7 @@ const WINDOW_S = 300;
 // Per service: the previous poll's counters and the rate samples of the last WINDOW_S.
 const memory = new Map();
 let lastSuccess = null;   // Date of the last good poll
-let lastNow = null;       // the server's now_unix at that poll
+let lastDoc = null;       // the last /status answer, to redraw the charts on resize
 
 // MARK: Formatting
 
@@ -164,8 +163,8 @@ const int = (n) => Number(n || 0).toLocaleString("en-US");
 function rate(n) {
   if (n == null || !isFinite(n)) return "–";
   if (n >= 100) return Math.round(n).toLocaleString("en-US");
-  if (n >= 10) return n.toFixed(1);
-  return n.toFixed(n === 0 ? 0 : 2);
+  if (n >= 1) return n.toFixed(1);
+  return n === 0 ? "0" : n.toFixed(2);
 }
 function percent(p) {
   if (p == null || !isFinite(p)) return "–";
@@ -315,7 +314,7 @@ function healthBadge(e) {
 
 function endpointRow(e, m) {
   const flags = [e.ejected ? `<span class="pill bad flag-ejected">ejected</span>` : "",
-    e.draining ? `<span class="pill warn flag-draining">draining</span>` : ""].join(" ");
+    e.draining ? `<span class="pill warn flag-draining">draining</span>` : ""].filter(Boolean).join(" ");
   const out = e.ejected || e.draining || e.health === "unhealthy";
   const r = m && m.endpoints.get(e.id);
   return `<tr class="endpoint${out ? " out" : ""}" data-endpoint="${esc(e.id)}" data-track="${esc(e.track)}">
@@ -338,10 +337,10 @@ function niceCeil(v) {
 }
 
 // req/s per track as lines over the last WINDOW_S, and the service's 5xx % as bars in a
-// strip below. A gap longer than three polls breaks the line rather than bridging it.
+// strip below. A gap longer than five polls breaks the line rather than bridging it.
 function chart(svc, m, now, width) {
-  const W = Math.max(320, Math.floor(width)), H = 150, left = 38, right = 8, top = 8, bottom = 18;
-  const stripH = 22, plotH = H - top - bottom - stripH - 6;
+  const W = Math.max(320, Math.floor(width)), H = 176, left = 38, right = 8, top = 8, bottom = 18;
+  const stripH = 20, gap = 8, plotH = H - top - bottom - stripH - gap;
   const x = (t) => left + (W - left - right) * (1 - (now - t) / WINDOW_S);
   const samples = (m ? m.samples : []).filter((s) => s.t >= now - WINDOW_S);
   let max = 0;
@@ -354,7 +353,7 @@ function chart(svc, m, now, width) {
     parts.push(`<line x1="${left}" x2="${W - right}" y1="${yy}" y2="${yy}" stroke="#eef0f3"/>`);
     parts.push(`<text x="${left - 5}" y="${(+yy + 3.5).toFixed(1)}" text-anchor="end">${rate(ymax * f)}</text>`);
   }
-  const stripTop = top + plotH + 6;
+  const stripTop = top + plotH + gap;
   for (let mins = 5; mins >= 0; mins--) {
     const xx = x(now - mins * 60).toFixed(1);
     parts.push(`<line x1="${xx}" x2="${xx}" y1="${top}" y2="${stripTop + stripH}" stroke="#f3f4f6"/>`);
@@ -371,8 +370,8 @@ function chart(svc, m, now, width) {
   });
   const escale = Math.max(5, niceCeil(emax));
   parts.push(`<rect x="${left}" y="${stripTop}" width="${W - left - right}" height="${stripH}" fill="#fafafa" stroke="#eef0f3"/>`);
-  parts.push(`<text x="${left - 5}" y="${stripTop + 9}" text-anchor="end">${escale}%</text>`);
-  parts.push(`<text x="${left - 5}" y="${stripTop + stripH}" text-anchor="end">5xx</text>`);
+  parts.push(`<text x="${left - 5}" y="${stripTop + 8}" text-anchor="end">${escale}%</text>`);
+  parts.push(`<text x="${left + 4}" y="${stripTop + stripH - 5}">5xx share</text>`);
   const barW = Math.max(1.5, (W - left - right) * (POLL_MS / 1000) / WINDOW_S - 0.5);
   for (const e of errs) if (e.p > 0) {
     const h = Math.max(1.5, stripH * Math.min(1, e.p / escale));
@@ -384,7 +383,7 @@ function chart(svc, m, now, width) {
     let run = [], lastT = null;
     for (const s of samples) {
       const r = s.tracks[track.name];
-      if (!r || (lastT != null && s.t - lastT > 3 * POLL_MS / 1000)) { if (run.length) runs.push(run); run = []; }
+      if (!r || (lastT != null && s.t - lastT > 5 * POLL_MS / 1000)) { if (run.length) runs.push(run); run = []; }
       if (r) { run.push([x(s.t), y(r.rps)]); lastT = s.t; }
     }
     if (run.length) runs.push(run);
@@ -408,16 +407,16 @@ function chart(svc, m, now, width) {
 function renderHealth(doc) {
   const now = doc.now_unix;
   const providers = doc.providers || [];
-  document.getElementById("providers").innerHTML = `<table class="kv"><thead><tr><th>Provider</th><th>Status</th><th>Source</th><th>Last update</th></tr></thead><tbody>${
-    providers.map((p) => `<tr class="provider" data-provider="${esc(p.name)}"><td><b>${esc(p.name)}</b></td>
+  const s = doc.state_store;
+  const store = s ? `<tr id="state-store"><td><b>state store</b></td>
+      <td><span class="pill ${s.healthy ? "ok" : "bad"}">${s.healthy ? "healthy" : "failing"}</span></td>
+      <td>${esc(s.kind)}${s.error ? `<div class="err-text">${esc(s.error)}</div>` : ""}</td><td></td></tr>` : "";
+  document.getElementById("providers").innerHTML = `<table class="kv"><thead><tr><th>Component</th><th>Status</th><th>Source</th><th>Last update</th></tr></thead><tbody>${
+    providers.map((p) => `<tr class="provider" data-provider="${esc(p.name)}"><td><b>${esc(p.name)}</b> <span style="color:var(--faint)">provider</span></td>
       <td><span class="pill ${p.healthy ? "ok" : "bad"}">${p.healthy ? "healthy" : "failing"}</span></td>
       <td class="mono" style="word-break:break-all">${esc(p.source)}${p.error ? `<div class="err-text">${esc(p.error)}</div>` : ""}</td>
       <td style="white-space:nowrap">${ago(p.last_update_unix, now)}${p.updates != null ? ` <span style="color:var(--faint)">· ${int(p.updates)} updates</span>` : ""}</td></tr>`).join("")
-    || `<tr><td colspan="4" class="empty">No providers.</td></tr>`}</tbody></table>`;
-  const s = doc.state_store;
-  document.getElementById("state-store").innerHTML = s ? `<table class="kv" style="margin-top:8px"><tbody><tr id="state-store-row">
-      <td><b>state store</b></td><td><span class="pill ${s.healthy ? "ok" : "bad"}">${s.healthy ? "healthy" : "failing"}</span></td>
-      <td>${esc(s.kind)}${s.error ? `<div class="err-text">${esc(s.error)}</div>` : ""}</td></tr></tbody></table>` : "";
+    || `<tr><td colspan="4" class="empty">No providers.</td></tr>`}${store}</tbody></table>`;
 }
 
 function renderChanges(doc) {
@@ -448,8 +447,8 @@ async function poll() {
     const doc = await response.json();
     ingest(doc);
     render(doc);
+    lastDoc = doc;
     lastSuccess = Date.now();
-    lastNow = doc.now_unix;
     setStale(null);
   } catch (error) {
     setStale(error instanceof TypeError ? new Error("cannot reach /status") : error);
@@ -457,6 +456,12 @@ async function poll() {
     setTimeout(poll, POLL_MS);
   }
 }
+
+let resizing = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizing);
+  resizing = setTimeout(() => { if (lastDoc) render(lastDoc); }, 100);
+});
 
 poll();
 </script>

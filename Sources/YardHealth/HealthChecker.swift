@@ -71,6 +71,8 @@ public final class HealthChecker: Sendable {
         var seeded = false
         var random = SplitMix64(seed: 0x5EED)
         var lastRampNotice: Int64 = 0
+        /// Per service: when the "ejection cap reached" warning was last logged.
+        var capWarnings: [String: Int64] = [:]
     }
 
     private let state = Mutex<State>(State())
@@ -172,6 +174,10 @@ public final class HealthChecker: Sendable {
             let siblings = state.entries.filter { $0.key.service == key.service }
             let already = siblings.values.filter { $0.health.isEjected(now: now) }.count
             guard mayEject(ejected: already, total: siblings.count, maxPercent: entry.target.policy.maxEjectedPercent) else {
+                // Once per 10 s per service: under load this would otherwise repeat every
+                // few requests.
+                guard now - (state.capWarnings[key.service] ?? Int64.min / 2) >= 10_000 else { return false }
+                state.capWarnings[key.service] = now
                 Log.warning("\(key.service)/\(entry.target.address):\(entry.target.port) failing, but \(already) of \(siblings.count) endpoints are already ejected (max \(entry.target.policy.maxEjectedPercent)%)")
                 return false
             }

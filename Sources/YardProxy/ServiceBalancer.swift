@@ -34,12 +34,19 @@ final class ServiceBalancer {
     /// The endpoints this state picks from.
     var endpoints: [Endpoint] { isCanary ? service.canaryEndpoints : service.activeEndpoints }
 
+    /// The weights the algorithm balances with: effective weights, or in panic mode (every
+    /// endpoint unhealthy, all used anyway) the configured ones.
+    var balancingWeights: [Int] {
+        if service.panicking && !isCanary { return endpoints.map { max($0.weight, 1) * 100 } }
+        return endpoints.map(\.effectiveWeight)
+    }
+
     init(service: Service, canary: Bool = false) {
         self.service = service
         self.kind = service.balancer
         self.isCanary = canary
-        let weights = (canary ? service.canaryEndpoints : service.activeEndpoints).map(\.effectiveWeight)
         if !canary { installCanary(service) }
+        let weights = balancingWeights
         switch kind {
         case .roundRobin:
             roundRobin = SmoothWeightedRoundRobin(weights: weights)
@@ -71,14 +78,15 @@ final class ServiceBalancer {
     func canCarry(to next: Service) -> Bool {
         let mine = isCanary ? service.canaryEndpoints : service.activeEndpoints
         let theirs = isCanary ? next.canaryEndpoints : next.activeEndpoints
-        return next.name == service.name && next.balancer == kind && theirs.map(\.poolKey) == mine.map(\.poolKey)
+        return next.name == service.name && next.balancer == kind && next.panicking == service.panicking
+            && theirs.map(\.poolKey) == mine.map(\.poolKey)
     }
 
     /// Moves to `next` (same endpoints, maybe new weights).
     func carry(to next: Service) {
         service = next
         if !isCanary { installCanary(next) }
-        let weights = endpoints.map(\.effectiveWeight)
+        let weights = balancingWeights
         switch kind {
         case .roundRobin: roundRobin.update(weights: weights)
         case .leastConnections: leastConnections.update(weights: weights)
@@ -92,7 +100,7 @@ final class ServiceBalancer {
             // Keyed by address:port, so every replica of the proxy builds the same table.
             HashKey.hash("\(endpoint.address):\(endpoint.port)")
         }
-        return MaglevTable(endpointKeys: keys, weights: endpoints.map(\.effectiveWeight))
+        return MaglevTable(endpointKeys: keys, weights: endpoints.map { max($0.effectiveWeight, 1) })
     }
 
     /// The index (into `service.activeEndpoints`) for one request.
