@@ -43,6 +43,7 @@ struct ObservedState {
     var changes: [ChangeRecord]
     var startedUnix: Double
     var workers: Int
+    var accessLogDropped: Int
 }
 
 // MARK: - Prometheus text format 0.0.4
@@ -106,20 +107,22 @@ enum PrometheusText {
         family("switchyard_endpoint_active_requests", "gauge", "Requests in flight to the endpoint.")
         for row in rows { sample("switchyard_endpoint_active_requests", row.labels, "\(max(0, row.metrics.active))") }
 
-        family("switchyard_endpoint_up", "gauge", "1 when the endpoint takes new requests (healthy, not ejected, not draining).")
-        family("switchyard_endpoint_weight", "gauge", "Effective weight in use (configured weight, ramped by slow start).")
-        family("switchyard_endpoint_draining", "gauge", "1 when the endpoint is in drain.")
-        family("switchyard_endpoint_ejected", "gauge", "1 when the endpoint is passively ejected.")
-        family("switchyard_health_transitions_total", "counter", "Active-check status changes of the endpoint.")
-        family("switchyard_ejections_total", "counter", "Passive ejections of the endpoint.")
-        for row in rows {
-            let reading = state.health[HealthKey(service: row.service.name, endpointKey: row.endpoint.poolKey)]
-            sample("switchyard_endpoint_up", row.labels, row.endpoint.effectiveWeight > 0 ? "1" : "0")
-            sample("switchyard_endpoint_weight", row.labels, format(Double(row.endpoint.effectiveWeight) / 100))
-            sample("switchyard_endpoint_draining", row.labels, row.endpoint.draining ? "1" : "0")
-            sample("switchyard_endpoint_ejected", row.labels, row.endpoint.ejected ? "1" : "0")
-            sample("switchyard_health_transitions_total", row.labels, "\(reading?.transitions ?? 0)")
-            sample("switchyard_ejections_total", row.labels, "\(reading?.health.ejections ?? 0)")
+        let readings = rows.map { state.health[HealthKey(service: $0.service.name, endpointKey: $0.endpoint.poolKey)] }
+        let endpointFamilies: [(String, String, String, (Int) -> String)] = [
+            ("switchyard_endpoint_up", "gauge", "1 when the endpoint is routable (healthy, not ejected, not draining), whether or not its track is active.",
+             { rows[$0].endpoint.effectiveWeight > 0 ? "1" : "0" }),
+            ("switchyard_endpoint_weight", "gauge", "Effective weight in use (configured weight, ramped by slow start).",
+             { format(Double(rows[$0].endpoint.effectiveWeight) / 100) }),
+            ("switchyard_endpoint_draining", "gauge", "1 when the endpoint is in drain.", { rows[$0].endpoint.draining ? "1" : "0" }),
+            ("switchyard_endpoint_ejected", "gauge", "1 when the endpoint is passively ejected.", { rows[$0].endpoint.ejected ? "1" : "0" }),
+            ("switchyard_health_transitions_total", "counter", "Active-check status changes of the endpoint.",
+             { "\(readings[$0]?.transitions ?? 0)" }),
+            ("switchyard_ejections_total", "counter", "Passive ejections of the endpoint.", { "\(readings[$0]?.health.ejections ?? 0)" }),
+        ]
+        // Each family is one group (text format 0.0.4): its HELP and TYPE, then its samples.
+        for (name, type, help, value) in endpointFamilies {
+            family(name, type, help)
+            for i in rows.indices { sample(name, rows[i].labels, value(i)) }
         }
 
         family("switchyard_proxy_answers_total", "counter", "Answers the proxy gave itself, by reason.")
@@ -145,17 +148,20 @@ enum PrometheusText {
         family("switchyard_routing_table_version", "gauge", "Version of the routing table the workers serve.")
         sample("switchyard_routing_table_version", [], "\(state.table.version)")
 
-        family("switchyard_provider_last_update_timestamp_seconds", "gauge", "When the provider last delivered a snapshot (Unix time).")
-        family("switchyard_provider_updates_total", "counter", "Snapshots delivered by the provider.")
-        family("switchyard_provider_errors_total", "counter", "Errors reported by the provider.")
-        family("switchyard_provider_healthy", "gauge", "0 when the provider's last attempt failed (its last snapshot keeps serving).")
-        for provider in state.providers {
-            let labels = [("provider", provider.name)]
-            sample("switchyard_provider_last_update_timestamp_seconds", labels, format(provider.lastUpdateUnix ?? 0))
-            sample("switchyard_provider_updates_total", labels, "\(provider.updates)")
-            sample("switchyard_provider_errors_total", labels, "\(provider.errors)")
-            sample("switchyard_provider_healthy", labels, provider.healthy ? "1" : "0")
+        let providerFamilies: [(String, String, String, (ProviderStatus) -> String)] = [
+            ("switchyard_provider_last_update_timestamp_seconds", "gauge", "When the provider last delivered a snapshot (Unix time).",
+             { format($0.lastUpdateUnix ?? 0) }),
+            ("switchyard_provider_updates_total", "counter", "Snapshots delivered by the provider.", { "\($0.updates)" }),
+            ("switchyard_provider_errors_total", "counter", "Errors reported by the provider.", { "\($0.errors)" }),
+            ("switchyard_provider_healthy", "gauge", "0 when the provider's last attempt failed (its last snapshot keeps serving).",
+             { $0.healthy ? "1" : "0" }),
+        ]
+        for (name, type, help, value) in providerFamilies {
+            family(name, type, help)
+            for provider in state.providers { sample(name, [("provider", provider.name)], value(provider)) }
         }
+        family("switchyard_access_log_dropped_batches_total", "counter", "Access-log batches dropped because the writer fell behind.")
+        sample("switchyard_access_log_dropped_batches_total", [], "\(state.accessLogDropped)")
 
         family("switchyard_connections_open", "gauge", "Client connections open.")
         sample("switchyard_connections_open", [], "\(state.metrics.openConnections)")

@@ -58,6 +58,9 @@ public final class Runtime: Sendable {
 
     /// Runs until SIGTERM/SIGINT, then drains. Returns the process exit code.
     public func run(onReady: ReadyHandler? = nil) throws -> Int32 {
+        // Before anything is printed: a signal right after "listening" must be handled,
+        // not kill the process with its default action.
+        installSignals()
         let config = try ConfigLoader.loadConfig(path: configPath)
         let initialCatalog = Self.initialCatalog(config)
         health.update(targets: Self.healthTargets(initialCatalog))
@@ -90,7 +93,6 @@ public final class Runtime: Sendable {
         }
         onReady?(server.boundAddresses)
         startProvider(config)
-        installSignals()
 
         stopSignal.wait()
         Log.info("draining: no new connections; in-flight requests get \(config.proxy.drainTimeoutMs) ms")
@@ -219,7 +221,8 @@ public final class Runtime: Sendable {
         guard let server = snapshot.0 else { return nil }
         return ObservedState(
             table: server.currentTable, metrics: server.collectMetrics(), health: health.readings(),
-            providers: [snapshot.1], changes: snapshot.2, startedUnix: startedUnix, workers: server.workerCount)
+            providers: [snapshot.1], changes: snapshot.2, startedUnix: startedUnix, workers: server.workerCount,
+            accessLogDropped: accessLogWriter?.droppedBatches ?? 0)
     }
 
     func handleAdmin(_ request: AdminRequest) -> AdminResponse {

@@ -52,7 +52,11 @@ public enum ConfigLoader {
             config.accessLog.enabled = try logFields.optional("enabled")?.boolean() ?? true
             if let pathNode = logFields.optional("path") {
                 let text = try pathNode.string(expected: "stdout, stderr or a file path")
-                config.accessLog.path = text == "stdout" || text == "-" ? nil : resolve(text, against: directory)
+                switch text {
+                case "stdout", "-": config.accessLog.path = nil
+                case "stderr": config.accessLog.path = "/dev/stderr"
+                default: config.accessLog.path = resolve(text, against: directory)
+                }
             }
         }
         return config

@@ -59,9 +59,9 @@ extension Worker {
     private func clientReadClosed(_ c: ClientConnection) {
         switch c.phase {
         case .forwarding where c.requestBodyDone:
-            // A complete request followed by a half-close (`curl`, `nc -N`): answer, then close.
+            // Complete request(s) followed by a half-close (`curl`, `nc -N`): answer what was
+            // received, pipelined requests included, then close.
             c.readClosed = true
-            c.keepAlive = false
         case .closingAfterFlush:
             c.readClosed = true
         case .lingering:
@@ -97,6 +97,8 @@ extension Worker {
         let status = parseRequestHead(c.inBuf.readable, limits: limits, head: &c.head, fields: c.fields, scanFrom: &c.scanFrom)
         switch status {
         case .incomplete:
+            // The client half-closed: the rest of this head will never come.
+            if c.readClosed { closeClient(c) }
             return
         case .invalid(let error):
             respondError(c, status: error.status, reason: "\(error.reason)")
@@ -277,11 +279,11 @@ extension Worker {
     ///
     /// The connection stays open only when the request was fully read (no body pending),
     /// the client allows it, and the status does not imply broken framing.
-    func respondError(_ c: ClientConnection, status: Int, reason: String, countAsOwn: Bool = true) {
+    func respondError(_ c: ClientConnection, status: Int, reason: String) {
         let framingKnown = status == 404 || status == 502 || status == 503 || status == 504
         let close = !framingKnown || !c.keepAlive || !c.requestBodyDone || draining || c.readClosed
         Log.warning("\(status) to \(String(decoding: c.peerText, as: UTF8.self)): \(reason)")
-        if countAsOwn { countOwnAnswer(status) }
+        countOwnAnswer(status)
         if c.phase == .readingHead || c.phase == .idle || c.phase == .forwarding, close == false {
             // Drop the answered request's head; keep any pipelined bytes after it.
             if c.phase != .forwarding { c.inBuf.consume(c.head.headLength) }
@@ -326,7 +328,7 @@ extension Worker {
             flushClient(c)
         } else {
             if !c.requestBodyDone { c.keepAlive = false }
-            respondError(c, status: status, reason: reason, countAsOwn: false)
+            respondError(c, status: status, reason: reason)
         }
     }
 
@@ -342,7 +344,7 @@ extension Worker {
             && c.requestVersionMinor == 1 && !draining
         if reusable { releaseToPool(u) } else { closeUpstream(u) }
 
-        if !c.keepAlive || !c.requestBodyDone || draining || u.responseUntilClose {
+        if !c.keepAlive || !c.requestBodyDone || draining || u.responseUntilClose || (c.readClosed && c.inBuf.isEmpty) {
             c.phase = .closingAfterFlush
             c.inBuf.clear()
             flushClient(c)

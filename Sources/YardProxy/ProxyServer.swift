@@ -16,6 +16,8 @@ public final class ProxyServer: Sendable {
     private let workers: [Worker]
     private let threads = Mutex<[Thread]>([])
     private let tableBox: Mutex<RoutingTable>
+    /// Each worker's last counters, for scrapes a worker is too busy to answer in time.
+    private let lastSnapshots = Mutex<[Int: MetricsSnapshot]>([:])
     /// The addresses the listeners are bound to, in configuration order (ports resolved
     /// when 0 was asked for).
     public let boundAddresses: [SocketAddress]
@@ -102,14 +104,15 @@ public final class ProxyServer: Sendable {
 
     /// Sums every worker's counters. Each worker copies its own counters on its own
     /// thread (through its inbox), so the request path never shares memory with a scrape.
-    /// Workers that do not answer within `timeoutMs` (busy or stopped) are left out.
+    /// A worker that does not answer within `timeoutMs` (busy or stopped) contributes its
+    /// last copy, so counters never go backwards between scrapes.
     public func collectMetrics(timeoutMs: Int = 1_000) -> MetricsSnapshot {
-        let collected = Mutex<[MetricsSnapshot]>([])
+        let collected = Mutex<[Int: MetricsSnapshot]>([:])
         let done = DispatchSemaphore(value: 0)
         for worker in workers {
             worker.inbox.post {
                 let snapshot = worker.metricsSnapshot()
-                collected.withLock { $0.append(snapshot) }
+                collected.withLock { $0[worker.id] = snapshot }
                 done.signal()
             }
         }
@@ -117,8 +120,13 @@ public final class ProxyServer: Sendable {
         for _ in workers {
             if done.wait(timeout: deadline) == .timedOut { break }
         }
+        let fresh = collected.withLock { $0 }
+        let merged = lastSnapshots.withLock { last -> [MetricsSnapshot] in
+            for (id, snapshot) in fresh { last[id] = snapshot }
+            return Array(last.values)
+        }
         var total = MetricsSnapshot.empty
-        for snapshot in collected.withLock({ $0 }) { total.add(snapshot) }
+        for snapshot in merged { total.add(snapshot) }
         return total
     }
 

@@ -231,7 +231,7 @@ extension Worker {
                     return
                 }
                 let interim = u.head.isInterim
-                let closeAfter = !interim && (!c.keepAlive || draining || c.readClosed || !c.requestBodyDone
+                let closeAfter = !interim && (!c.keepAlive || draining || (c.readClosed && c.inBuf.isEmpty) || !c.requestBodyDone
                     || u.head.framing == .untilClose)
                 if closeAfter { c.keepAlive = false }
                 let before = c.outBuf.writerIndex - c.outBuf.readerIndex
@@ -329,11 +329,12 @@ extension Worker {
             && c.retries < (service?.retry.attempts ?? 0) && spendRetry()
         if nothingReceived && (connectFailed || staleReuse || idempotentRetry), let service {
             if idempotentRetry { c.retries += 1 }
-            metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.retries)
+            let failedKey = u.endpoint.poolKey
             unbind(c, u)
             Log.warning("\(reason); trying \(connectFailed ? "another endpoint" : "again")")
             if staleReuse || idempotentRetry { c.attempts = min(c.attempts, 1) }
             if let next = connectUpstream(for: c, service: service, fresh: true) {
+                metrics.add(failedKey, WorkerMetrics.Field.retries)
                 swap(&u.outBuf, &next.outBuf)
                 next.sentIndex = next.outBuf.readerIndex
                 next.replayable = u.replayable
