@@ -171,6 +171,12 @@ function percent(p) {
   if (p === 0) return "0 %";
   return (p < 0.1 ? "<0.1" : p < 10 ? p.toFixed(1) : Math.round(p)) + " %";
 }
+// Axis labels stay narrow: 20k, 1.5M.
+function axis(n) {
+  if (n >= 1e6) return +(n / 1e6).toFixed(1) + "M";
+  if (n >= 1e3) return +(n / 1e3).toFixed(1) + "k";
+  return rate(n);
+}
 const share = (p) => (Math.round(p * 10) / 10) + "%";
 function duration(s) {
   s = Math.max(0, Math.floor(s));
@@ -274,7 +280,7 @@ function serviceCard(svc, now) {
       <div class="tiles">${tracks.map((t) => tile(t, m)).join("")}</div>
       <div class="chart-box">
         <div class="legend">${tracks.map((t) => `<span data-track="${esc(t.name)}"><span class="sw" style="background:${colour(t.name)}"></span>${esc(t.name)} req/s</span>`).join("")}
-          <span><span class="sw" style="background:#dc2626"></span>5xx %</span><span class="spacer"></span><span>last 5 min</span></div>
+          <span><span class="sw" style="background:#dc2626"></span>5xx %</span><span class="spacer"></span><span class="window">last ${spanLabel(chartSpan(m, now))}</span></div>
         <div class="chart" id="chart-${esc(cssId(svc.name))}"></div>
       </div>
     </div>
@@ -336,13 +342,24 @@ function niceCeil(v) {
   return 10 * p;
 }
 
-// req/s per track as lines over the last WINDOW_S, and the service's 5xx % as bars in a
+// The chart's time span: the history this page has, rounded up to a half-minute (whole
+// minutes past 2.5), from one minute to WINDOW_S, so a freshly opened page is not mostly
+// empty. Always a multiple of the tick step in chart().
+function chartSpan(m, now) {
+  const held = m && m.samples.length ? now - m.samples[0].t : 0;
+  const unit = held > 150 ? 60 : 30;
+  return Math.min(WINDOW_S, Math.max(60, Math.ceil(held / unit) * unit));
+}
+const spanLabel = (span) => span % 60 ? `${span} s` : `${span / 60} min`;
+
+// req/s per track as lines over the chart's span, and the service's 5xx % as bars in a
 // strip below. A gap longer than five polls breaks the line rather than bridging it.
 function chart(svc, m, now, width) {
   const W = Math.max(320, Math.floor(width)), H = 176, left = 38, right = 8, top = 8, bottom = 18;
   const stripH = 20, gap = 8, plotH = H - top - bottom - stripH - gap;
-  const x = (t) => left + (W - left - right) * (1 - (now - t) / WINDOW_S);
-  const samples = (m ? m.samples : []).filter((s) => s.t >= now - WINDOW_S);
+  const span = chartSpan(m, now);
+  const x = (t) => left + (W - left - right) * (1 - (now - t) / span);
+  const samples = (m ? m.samples : []).filter((s) => s.t >= now - span);
   let max = 0;
   for (const s of samples) for (const k in s.tracks) max = Math.max(max, s.tracks[k].rps);
   const ymax = niceCeil(max);
@@ -351,13 +368,15 @@ function chart(svc, m, now, width) {
   for (const f of [0, 0.5, 1]) {
     const yy = y(ymax * f).toFixed(1);
     parts.push(`<line x1="${left}" x2="${W - right}" y1="${yy}" y2="${yy}" stroke="#eef0f3"/>`);
-    parts.push(`<text x="${left - 5}" y="${(+yy + 3.5).toFixed(1)}" text-anchor="end">${rate(ymax * f)}</text>`);
+    parts.push(`<text x="${left - 5}" y="${(+yy + 3.5).toFixed(1)}" text-anchor="end">${axis(ymax * f)}</text>`);
   }
   const stripTop = top + plotH + gap;
-  for (let mins = 5; mins >= 0; mins--) {
-    const xx = x(now - mins * 60).toFixed(1);
+  const step = span <= 60 ? 15 : span <= 150 ? 30 : 60;
+  for (let back = span; back >= 0; back -= step) {
+    const xx = x(now - back).toFixed(1);
+    const label = back === 0 ? "now" : back % 60 ? `−${back} s` : `−${back / 60} min`;
     parts.push(`<line x1="${xx}" x2="${xx}" y1="${top}" y2="${stripTop + stripH}" stroke="#f3f4f6"/>`);
-    parts.push(`<text x="${xx}" y="${H - 4}" text-anchor="${mins === 5 ? "start" : mins === 0 ? "end" : "middle"}">${mins ? `−${mins} min` : "now"}</text>`);
+    parts.push(`<text x="${xx}" y="${H - 4}" text-anchor="${back === span ? "start" : back === 0 ? "end" : "middle"}">${label}</text>`);
   }
   // The error strip: the service's 5xx share of requests per sample.
   let emax = 0;
@@ -372,7 +391,7 @@ function chart(svc, m, now, width) {
   parts.push(`<rect x="${left}" y="${stripTop}" width="${W - left - right}" height="${stripH}" fill="#fafafa" stroke="#eef0f3"/>`);
   parts.push(`<text x="${left - 5}" y="${stripTop + 8}" text-anchor="end">${escale}%</text>`);
   parts.push(`<text x="${left + 4}" y="${stripTop + stripH - 5}">5xx share</text>`);
-  const barW = Math.max(1.5, (W - left - right) * (POLL_MS / 1000) / WINDOW_S - 0.5);
+  const barW = Math.max(1.5, (W - left - right) * (POLL_MS / 1000) / span - 0.5);
   for (const e of errs) if (e.p > 0) {
     const h = Math.max(1.5, stripH * Math.min(1, e.p / escale));
     parts.push(`<rect x="${(x(e.t) - barW).toFixed(1)}" y="${(stripTop + stripH - h).toFixed(1)}" width="${barW.toFixed(1)}" height="${h.toFixed(1)}" fill="#dc2626" opacity=".85"><title>${percent(e.p)} 5xx</title></rect>`);
@@ -401,7 +420,7 @@ function chart(svc, m, now, width) {
   if (samples.length < 2) {
     parts.push(`<text class="note" x="${(left + W - right) / 2}" y="${top + plotH / 2}" text-anchor="middle">collecting — rates appear after two polls</text>`);
   }
-  return `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="requests per second per track, last 5 minutes">${parts.join("")}</svg>`;
+  return `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="requests per second per track, last ${spanLabel(span)}">${parts.join("")}</svg>`;
 }
 
 function renderHealth(doc) {

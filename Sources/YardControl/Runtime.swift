@@ -342,7 +342,8 @@ func describe(_ table: RoutingTable) -> String {
     let services = table.services.map { service in
         let track = service.activeTrack.map { " active=\($0)" } ?? ""
         let panic = service.panicking ? " PANIC" : ""
-        return "\(service.name)[\(service.activeEndpoints.count)/\(service.endpoints.count)\(track)\(panic)]"
+        let canary = service.canary.map { " canary=\($0.track):\(Double($0.permille) / 10)%" } ?? ""
+        return "\(service.name)[\(service.activeEndpoints.count)/\(service.endpoints.count)\(track)\(canary)\(panic)]"
     }
     return "\(table.routes.count) route(s), services: " + (services.isEmpty ? "none" : services.joined(separator: " "))
 }
