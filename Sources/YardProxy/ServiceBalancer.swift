@@ -210,7 +210,9 @@ extension Worker {
     /// `Service.trackEndpoints`), or -1 when absent, unknown, or the client's network is not
     /// allowed to use it.
     func overrideTrack(_ c: ClientConnection, service: Service, base: UnsafeRawBufferPointer) -> Int {
-        guard let rule = service.trackOverride, !service.overrideHeader.isEmpty else { return -1 }
+        // Only a service with two or more tracks has anything to pin (and the header scan
+        // is skipped on every other request).
+        guard service.trackEndpoints.count > 1, let rule = service.trackOverride, !service.overrideHeader.isEmpty else { return -1 }
         guard let value = headerValue(c, named: service.overrideHeader, base: base), !value.isEmpty else { return -1 }
         if !rule.allow.isEmpty {
             let allowed = c.peerBytes.withUnsafeBytes { peer in rule.allow.contains { $0.contains(peer) } }
