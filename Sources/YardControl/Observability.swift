@@ -300,7 +300,9 @@ struct StatusDocument: Codable {
         tableVersion = state.table.version
         nowUnix = now
         providers = state.providers
-        stateStore = StoreDoc(kind: "file", healthy: true, error: nil)
+        // No state store yet: the traffic state (active track, canary) comes from the
+        // services file until the state-store work lands.
+        stateStore = StoreDoc(kind: "none (traffic state from services.yml)", healthy: true, error: nil)
         recentChanges = Array(state.changes.reversed())
         services = state.table.services.map { service in
             var order: [String] = []
