@@ -100,13 +100,7 @@ private final class DashboardProxy {
         child = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "proxy")
         do {
             port = try child.waitForListeningPort()
-            var admin: UInt16?
-            try waitFor("the proxy to print 'admin listening'", timeout: .seconds(5)) { [child] in
-                let line = child.stdoutText.split(separator: "\n").first { $0.hasPrefix("admin listening ") }
-                admin = line.flatMap { $0.split(separator: ":").last.flatMap { UInt16($0) } }
-                return admin != nil
-            }
-            adminPort = admin!
+            adminPort = try child.waitForAdminPort()
         } catch {
             child.stop()
             throw error

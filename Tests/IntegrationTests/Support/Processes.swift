@@ -178,6 +178,18 @@ final class ChildProcess {
         }
         return port!
     }
+
+    /// Waits for the `admin listening HOST:PORT` line the proxy prints when its admin
+    /// listener is bound; returns the port.
+    func waitForAdminPort(timeout: Duration = .seconds(5)) throws -> UInt16 {
+        var port: UInt16?
+        try waitFor("\(label) to print 'admin listening'", timeout: timeout) {
+            let line = stdoutText.split(separator: "\n").first { $0.hasPrefix("admin listening ") }
+            port = line.flatMap { $0.split(separator: ":").last.flatMap { UInt16($0) } }
+            return port != nil
+        }
+        return port!
+    }
 }
 
 /// Runs a command to completion (killed at `timeout`); its status and output.
