@@ -43,7 +43,7 @@ extension ConfigLoader {
     }
 
     private static func parseService(name: String, node: ConfigNode) throws(ConfigError) -> ServiceDefinition {
-        let fields = try node.fields(allowed: ["active", "instances", "health", "balancer", "hash_on", "retries", "canary", "override"])
+        let fields = try node.fields(allowed: ["active", "instances", "health", "balancer", "hash_on", "retries", "canary", "override", "routes"])
         var instances: [InstanceDefinition] = []
         var seen: [String: Int?] = [:]
         for item in try fields.optional("instances")?.list() ?? [] {
@@ -95,6 +95,9 @@ extension ConfigLoader {
         }
         if let canaryNode = fields.optional("canary") {
             definition.canary = try parseCanary(canaryNode, instances: instances, activeTrack: activeTrack)
+        }
+        for routeNode in try fields.optional("routes")?.list() ?? [] {
+            definition.routes.append(try parseDiscoveredRoute(routeNode))
         }
         return definition
     }
@@ -220,7 +223,7 @@ extension ConfigLoader {
     // MARK: Instances
 
     private static func parseInstance(_ node: ConfigNode) throws(ConfigError) -> InstanceDefinition {
-        let fields = try node.fields(allowed: ["address", "port", "track", "weight", "labels", "drain"])
+        let fields = try node.fields(allowed: ["address", "port", "track", "weight", "labels", "drain", "tags", "id"])
 
         let addressNode = try fields.required("address", hint: "e.g. 'address: 127.0.0.1'")
         var address = try addressNode.string(expected: "an IP address like 127.0.0.1 or ::1")
@@ -250,6 +253,24 @@ extension ConfigLoader {
             labels[key] = try value.text(expected: "a label value")
         }
         let drain = try fields.optional("drain")?.boolean() ?? false
-        return InstanceDefinition(address: address, port: UInt16(port), track: track, weight: weight, labels: labels, drain: drain)
+        var tags: [String] = []
+        for tagNode in try fields.optional("tags")?.list() ?? [] {
+            tags.append(try tagNode.text(expected: "a tag"))
+        }
+        let id = try fields.optional("id")?.text(expected: "an instance id")
+        return InstanceDefinition(
+            address: address, port: UInt16(port), track: track, weight: weight, labels: labels, drain: drain,
+            tags: tags, id: id)
+    }
+
+    /// `routes: [{host: shop.example, path: /}]` under a service: routes it declares itself.
+    private static func parseDiscoveredRoute(_ node: ConfigNode) throws(ConfigError) -> DiscoveredRoute {
+        let fields = try node.fields(allowed: ["host", "path"])
+        let host = try fields.optional("host")?.string(expected: "a host name like shop.example")
+        let path = try fields.optional("path")?.string(expected: "a path prefix like /api") ?? "/"
+        guard path.hasPrefix("/") else {
+            throw node.error("route path '\(path)' must start with '/'")
+        }
+        return DiscoveredRoute(host: host?.lowercased(), pathPrefix: path)
     }
 }

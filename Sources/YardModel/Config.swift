@@ -137,14 +137,24 @@ public struct InstanceDefinition: Sendable, Equatable {
     public var labels: [String: String]
     /// In drain: no new requests (also set by the label `switchyard.drain=true`).
     public var drain: Bool
+    /// Free-form tags (Consul service tags, the file's `tags:`), in the provider's order.
+    public var tags: [String] = []
+    /// A provider's own identity for the instance (container or task id, Consul service
+    /// id, etcd key), or nil. For logs, templates and `status`; routing ignores it.
+    public var id: String?
 
-    public init(address: String, port: UInt16, track: String? = nil, weight: Int = 1, labels: [String: String] = [:], drain: Bool = false) {
+    public init(
+        address: String, port: UInt16, track: String? = nil, weight: Int = 1, labels: [String: String] = [:],
+        drain: Bool = false, tags: [String] = [], id: String? = nil
+    ) {
         self.address = address
         self.port = port
         self.track = track
         self.weight = weight
         self.labels = labels
         self.drain = drain || labels["switchyard.drain"] == "true"
+        self.tags = tags
+        self.id = id
     }
 }
 
@@ -161,6 +171,10 @@ public struct ServiceDefinition: Sendable, Equatable {
     /// The track-override header; nil disables it. On by default (any client), like a
     /// test header should be on a private ingress; restrict it with `override.allow`.
     public var trackOverride: TrackOverride? = TrackOverride()
+    /// Routes the discovery source declares for this service (Docker labels
+    /// `switchyard.rule.host`/`.path`, the file's `routes:`). They are added after the
+    /// config file's routes; `RoutingTable` orders all routes by specificity.
+    public var routes: [DiscoveredRoute] = []
 
     public init(
         name: String, activeTrack: String? = nil, instances: [InstanceDefinition],
@@ -174,6 +188,17 @@ public struct ServiceDefinition: Sendable, Equatable {
         self.balancer = balancer
         self.hashOn = hashOn
         self.retry = retry
+    }
+}
+
+/// A route a discovery source declares for its own service: host (nil: any) and path prefix.
+public struct DiscoveredRoute: Sendable, Equatable, Hashable {
+    public var host: String?
+    public var pathPrefix: String
+
+    public init(host: String? = nil, pathPrefix: String = "/") {
+        self.host = host
+        self.pathPrefix = pathPrefix
     }
 }
 

@@ -29,8 +29,16 @@ public func buildRoutingTable(
         services.append(service)
         byName[definition.name] = service
     }
-    let resolved = routes.map { route in
+    var resolved = routes.map { route in
         Route(host: route.host, pathPrefix: route.pathPrefix, serviceName: route.service, service: byName[route.service])
+    }
+    // Routes a service declares through discovery come after the config file's; an exact
+    // duplicate of a configured (host, prefix) is dropped so the config file wins.
+    var taken = Set(routes.map { "\($0.host ?? "")|\($0.pathPrefix)" })
+    for definition in catalog.services {
+        for route in definition.routes where taken.insert("\(route.host ?? "")|\(route.pathPrefix)").inserted {
+            resolved.append(Route(host: route.host, pathPrefix: route.pathPrefix, serviceName: definition.name, service: byName[definition.name]))
+        }
     }
     return RoutingTable(version: version, routes: resolved, services: services)
 }

@@ -16,6 +16,25 @@ import Testing
         #expect(shop.instances[3].labels == ["zone": "a"])
     }
 
+    @Test func instancesCarryTagsAndIdsAndServicesDeclareTheirOwnRoutes() throws {
+        let yaml = """
+            services:
+              shop:
+                routes: [{host: Shop.Example, path: /cart}, {path: /}]
+                instances:
+                  - {address: 127.0.0.1, port: 9101, tags: [track-blue, weight-2], id: web-1}
+            """
+        let shop = try #require(try ConfigLoader.loadCatalog(text: yaml, path: "s.yml").services.first)
+        #expect(shop.routes == [DiscoveredRoute(host: "shop.example", pathPrefix: "/cart"), DiscoveredRoute(pathPrefix: "/")])
+        #expect(shop.instances[0].tags == ["track-blue", "weight-2"])
+        #expect(shop.instances[0].id == "web-1")
+
+        let table = buildRoutingTable(
+            version: 1, routes: [RouteConfig(host: nil, pathPrefix: "/", service: "other")], catalog: ServiceCatalog(services: [shop]))
+        // The config file's catch-all wins over the service's own; its /cart route is added.
+        #expect(table.routes.map { "\($0.host.map { String(decoding: $0, as: UTF8.self) } ?? "*")\(String(decoding: $0.pathPrefix, as: UTF8.self))->\($0.serviceName)" } == ["shop.example/cart->shop", "*/->other"])
+    }
+
     @Test func jsonCatalogLoadsLikeYaml() throws {
         let json = """
             {
