@@ -103,7 +103,9 @@ public final class DiscoveryAggregator: Sendable {
     /// `timeoutMs` passed; then seeds the state with what arrived and returns its merge,
     /// which the caller applies itself (so the first routing table has every provider's
     /// services without waiting a quiescence window). Call once, before traffic.
-    public func waitForFirstReports(timeoutMs: Int64) -> (catalog: ServiceCatalog, warnings: [String], missing: [String]) {
+    /// `delivered` says whether any provider delivered a snapshot (failures alone give an
+    /// empty catalog that should not replace one already serving).
+    public func waitForFirstReports(timeoutMs: Int64) -> (catalog: ServiceCatalog, warnings: [String], missing: [String], delivered: Bool) {
         let deadline = clock() + timeoutMs
         while true {
             let done = state.withLock { $0.reported.count >= $0.machine.order.count }
@@ -118,7 +120,7 @@ public final class DiscoveryAggregator: Sendable {
             let merged = AggregatorState.merge(order: shared.machine.order, snapshots: snapshots)
             shared.loggedWarnings = merged.warnings
             let missing = shared.machine.order.filter { !shared.reported.contains($0) }
-            return (merged.catalog, merged.warnings, missing)
+            return (merged.catalog, merged.warnings, missing, !snapshots.isEmpty)
         }
     }
 
