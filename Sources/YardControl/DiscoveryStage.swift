@@ -21,14 +21,18 @@ final class DiscoveryStage: Sendable {
     let config: DiscoveryConfig
     private let aggregator: DiscoveryAggregator
     private let providers: [any DiscoveryProvider]
-    /// The connected handler and a catalog waiting for it. The lock is never held while
-    /// calling the handler.
-    private let delivery = Mutex<Delivery>(Delivery())
+    private let delivery = Delivery()
 
-    private struct Delivery {
-        var handler: (@Sendable (ServiceCatalog) -> Void)?
-        var pending: ServiceCatalog?
-        var stopped = false
+    /// The connected handler and a catalog waiting for it. A class so the aggregator's
+    /// callback, built before `self` exists, can share it. The lock is never held while
+    /// calling the handler.
+    private final class Delivery: Sendable {
+        struct State {
+            var handler: (@Sendable (ServiceCatalog) -> Void)?
+            var pending: ServiceCatalog?
+            var stopped = false
+        }
+        let state = Mutex<State>(State())
     }
 
     /// - Parameters:
@@ -42,7 +46,7 @@ final class DiscoveryStage: Sendable {
             quiescence: Quiescence(minMs: Int64(config.quiescenceMinMs), maxMs: Int64(config.quiescenceMaxMs)),
             queue: queue,
             onApply: { catalog in
-                let handler = delivery.withLock { state -> (@Sendable (ServiceCatalog) -> Void)? in
+                let handler = delivery.state.withLock { state -> (@Sendable (ServiceCatalog) -> Void)? in
                     guard !state.stopped else { return nil }
                     if state.handler == nil { state.pending = catalog }
                     return state.handler
@@ -76,7 +80,7 @@ final class DiscoveryStage: Sendable {
     /// From now on, merged catalogs go to `handler` (on the stage's queue); one that
     /// arrived since `start` is delivered at once.
     func connect(_ handler: @escaping @Sendable (ServiceCatalog) -> Void) {
-        let pending = delivery.withLock { state -> ServiceCatalog? in
+        let pending = delivery.state.withLock { state -> ServiceCatalog? in
             state.handler = handler
             defer { state.pending = nil }
             return state.pending
@@ -87,7 +91,7 @@ final class DiscoveryStage: Sendable {
     /// Stops every provider; no catalog is delivered after this returns (but one being
     /// delivered on the queue may finish).
     func stop() {
-        delivery.withLock { $0.stopped = true }
+        delivery.state.withLock { $0.stopped = true }
         for provider in providers { provider.stop() }
     }
 
