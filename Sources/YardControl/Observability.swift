@@ -140,6 +140,8 @@ enum PrometheusText {
             ("switchyard_provider_errors_total", "counter", "Errors reported by the provider.", { "\($0.errors)" }),
             ("switchyard_provider_healthy", "gauge", "0 when the provider's last attempt failed (its last snapshot keeps serving).",
              { $0.healthy ? "1" : "0" }),
+            ("switchyard_provider_stale_since_timestamp_seconds", "gauge", "When the failing provider's snapshot went stale (Unix time; 0 while healthy).",
+             { format($0.staleSinceUnix ?? 0) }),
         ]
         for (name, type, help, value) in providerFamilies {
             family(name, type, help)
