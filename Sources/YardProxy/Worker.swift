@@ -382,8 +382,25 @@ final class Worker: @unchecked Sendable {
                 }
             }
         }
+        // Endpoints that take no new request (a flip left their track, drained, ejected)
+        // lose their idle connections now; busy ones close when their exchange ends.
+        var routable = Set<Int>()
+        for service in newTable.services {
+            for endpoint in service.activeEndpoints { routable.insert(endpoint.poolKey) }
+            for endpoint in service.canaryEndpoints { routable.insert(endpoint.poolKey) }
+            for (_, endpoints) in service.trackEndpoints where service.trackOverride != nil {
+                for endpoint in endpoints { routable.insert(endpoint.poolKey) }
+            }
+        }
         for key in pools.indices {
-            guard let pool = pools[key], !live.contains(key) else { continue }
+            guard let pool = pools[key] else { continue }
+            if live.contains(key) {
+                pool.routable = routable.contains(key)
+                if pool.routable { continue }
+                for u in pool.idle { closeUpstream(u) }
+                pool.idle.removeAll()
+                continue
+            }
             for u in pool.idle { closeUpstream(u) }
             pool.idle.removeAll()
             pools[key] = nil

@@ -12,7 +12,7 @@ struct Switchyard: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "An ingress proxy and load balancer for blue/green and canary releases.",
-        subcommands: [Run.self, Check.self, Status.self, Explain.self, Demo.self, Backend.self])
+        subcommands: [Run.self, Check.self, Status.self, Flip.self, Canary.self, Explain.self, Demo.self, Backend.self])
 }
 
 /// Exits with a message on standard error (exit code 2: an error, not a refusal).
@@ -105,9 +105,15 @@ struct Backend: ParsableCommand {
     @Option(help: "Port (0 picks a free one; the chosen port is printed).")
     var port: UInt16 = 0
 
+    @Option(help: "Answer every Nth request with 500 (0: never), e.g. 20 for 5 %.")
+    var failEvery = 0
+
+    @Option(help: "Milliseconds to wait before every answer.")
+    var delayMs = 0
+
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
-        let backend = try DemoBackend(name: name, host: host, port: port)
+        let backend = try DemoBackend(name: name, host: host, port: port, failEvery: failEvery, delayMs: delayMs)
         backend.start()
         FileHandleWriter.stdout("listening \(host):\(backend.port)\n")
         let done = DispatchSemaphore(value: 0)
