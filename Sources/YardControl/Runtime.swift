@@ -243,7 +243,8 @@ public final class Runtime: Sendable {
         return ObservedState(
             table: server.currentTable, metrics: server.collectMetrics(), health: health.readings(),
             providers: [snapshot.1], changes: snapshot.2, startedUnix: startedUnix, workers: server.workerCount,
-            accessLogDropped: accessLogWriter?.droppedBatches ?? 0)
+            accessLogDropped: accessLogWriter?.droppedBatches ?? 0,
+            store: traffic?.status, replicaID: traffic?.replicaID, traffic: traffic?.states ?? [:])
     }
 
     func handleAdmin(_ request: AdminRequest) -> AdminResponse {
