@@ -248,6 +248,9 @@ extension Integration {
             defer { blue.stop(); green.stop() }
             let proxy = try TrafficProxy(dir: dir, services: blueGreenServices(blue: [blue.port], green: [green.port]))
             defer { proxy.stop() }
+            // Keep-alive connections to blue sit idle in the proxy's pools.
+            _ = try sendSequential(50, port: proxy.port)
+            #expect(try establishedConnections(toPort: blue.port, dir: dir) >= 1)
             let slow = try BackgroundCurl(proxy.url + "/slow?ms=1200", extra: ["%header{x-backend}"], dir: dir)
             try waitFor("the slow request on blue", timeout: .seconds(5)) {
                 activeRequests(try proxy.adminJSON("/status"), track: "blue") > 0
@@ -258,6 +261,11 @@ extension Integration {
             let result = slow.finish(timeout: .seconds(5))
             #expect(result.httpStatus == 200)
             #expect(result.written.first == "blue-1", "\(result)")
+            // Blue takes no new request: its idle pooled connections were closed at the flip,
+            // and the slow request's connection when it finished.
+            try waitFor("no connection left to blue", timeout: .seconds(3)) {
+                try establishedConnections(toPort: blue.port, dir: dir) == 0
+            }
         }
     }
 }
