@@ -359,7 +359,8 @@ let progressInterval: Double = isatty(1) != 0 ? 1 : 5
 
 func whoAmI() -> String {
     let env = ProcessInfo.processInfo.environment
-    let user = env["SWITCHYARD_WHO"] ?? env["USER"] ?? env["LOGNAME"] ?? "unknown"
+    let account = getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) }
+    let user = env["SWITCHYARD_WHO"] ?? env["USER"] ?? env["LOGNAME"] ?? account ?? "unknown"
     return "\(user)@cli"
 }
 
