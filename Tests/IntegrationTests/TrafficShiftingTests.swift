@@ -238,6 +238,25 @@ extension Integration {
             #expect(refused.stderr.contains("without a token"), "\(refused.stderr)")
         }
 
+        /// POST /endpoints/ID/drain takes one endpoint out of rotation on this replica and
+        /// puts it back; an unknown id is a 404.
+        @Test(.timeLimit(.minutes(1)))
+        func endpointDrainThroughTheAdminAPI() throws {
+            let dir = try ScratchDir("endpoint-drain")
+            let blue = try [Backend.demo("blue-1", dir: dir), Backend.demo("blue-2", dir: dir)]
+            let green = try Backend.demo("green-1", dir: dir)
+            defer { (blue + [green]).forEach { $0.stop() } }
+            let proxy = try TrafficProxy(dir: dir, services: blueGreenServices(blue: blue.map(\.port), green: [green.port]))
+            defer { proxy.stop() }
+            #expect(Set(try sendSequential(10, port: proxy.port)) == ["blue-1", "blue-2"])
+            let drained = try proxy.adminPost("/endpoints/shop%2F127.0.0.1:\(blue[0].port)/drain", "{\"drain\": true}")
+            #expect(drained.status == 200, "\(drained)")
+            #expect(try sendSequential(20, port: proxy.port).allSatisfy { $0 == "blue-2" })
+            #expect(try proxy.adminPost("/endpoints/shop%2F127.0.0.1:\(blue[0].port)/drain", "{\"drain\": false}").status == 200)
+            #expect(Set(try sendSequential(10, port: proxy.port)) == ["blue-1", "blue-2"])
+            #expect(try proxy.adminPost("/endpoints/shop%2F127.0.0.1:1/drain", "{}").status == 404)
+        }
+
         /// Flip with --drain waits for the old track's slow request to finish, showing
         /// progress, and reports when it drained.
         @Test(.timeLimit(.minutes(1)))
