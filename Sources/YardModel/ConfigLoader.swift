@@ -78,7 +78,7 @@ public enum ConfigLoader {
         var nameLines: [String: Int?] = [:]
         var addressLines: [String: (name: String, line: Int?)] = [:]
         for (index, item) in items.enumerated() {
-            let fields = try item.fields(allowed: ["name", "address", "protocol"])
+            let fields = try item.fields(allowed: ["name", "address", "protocol", "service"])
             let name = try fields.optional("name")?.string(expected: "a listener name") ?? "listener-\(index)"
             if let previous = nameLines[name] {
                 let at = fields.optional("name") ?? item
@@ -97,11 +97,20 @@ public enum ConfigLoader {
             if let protoNode = fields.optional("protocol") {
                 let text = try protoNode.string(expected: "a protocol")
                 guard let known = ListenerProtocol(rawValue: text.lowercased()) else {
-                    throw protoNode.error("unsupported protocol '\(text)'; supported: http")
+                    throw protoNode.error("unsupported protocol '\(text)'; supported: http, tcp")
                 }
                 proto = known
             }
-            listeners.append(ListenerConfig(name: name, host: host, port: port, protocol: proto))
+            var service: String?
+            if let serviceNode = fields.optional("service") {
+                guard proto == .tcp else {
+                    throw serviceNode.error("'service' is for tcp listeners; an http listener routes with 'routes:'")
+                }
+                service = try serviceNode.string(expected: "a service name")
+            } else if proto == .tcp {
+                throw item.error("a tcp listener needs 'service:', the service its connections go to")
+            }
+            listeners.append(ListenerConfig(name: name, host: host, port: port, protocol: proto, service: service))
         }
         return listeners
     }
@@ -250,10 +259,11 @@ public enum ConfigLoader {
             ("client_header", \.clientHeaderTimeoutMs), ("client_idle", \.clientIdleTimeoutMs),
             ("upstream_connect", \.upstreamConnectTimeoutMs), ("upstream_response", \.upstreamResponseTimeoutMs),
             ("upstream_idle", \.upstreamIdleTimeoutMs), ("drain", \.drainTimeoutMs),
+            ("flip_drain", \.flipDrainMs), ("tunnel_idle", \.tunnelIdleTimeoutMs),
         ]
         let fields = try node.fields(allowed: keys.map(\.0))
         for (key, field) in keys {
-            if let value = fields.optional(key) { proxy[keyPath: field] = try value.durationMilliseconds() }
+            if let value = fields.optional(key) { proxy[keyPath: field] = try value.durationMilliseconds(allowZero: key == "flip_drain") }
         }
     }
 

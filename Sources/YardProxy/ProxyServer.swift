@@ -33,6 +33,7 @@ public final class ProxyServer: Sendable {
     ) throws {
         let count = max(1, count)
         var perWorker = [[Int32]](repeating: [], count: count)
+        let services = listeners.map { $0.protocol == .tcp ? $0.service : nil }
         var bound: [SocketAddress] = []
         do {
             for listener in listeners {
@@ -55,7 +56,7 @@ public final class ProxyServer: Sendable {
         let gate = ConnectionGate(limit: settings.maxConnections)
         var made: [Worker] = []
         for w in 0..<count {
-            made.append(try Worker(id: w, listeners: perWorker[w], table: table, settings: settings, gate: gate,
+            made.append(try Worker(id: w, listeners: perWorker[w], listenerServices: services, table: table, settings: settings, gate: gate,
                                    onEndpointFailing: onEndpointFailing, accessLog: accessLog))
         }
         self.workers = made

@@ -47,6 +47,8 @@ final class Worker: @unchecked Sendable {
     let bufferSize = 32 * 1024
 
     var listeners: [Int32]
+    /// Per listener (same order): the service of a TCP listener, nil for HTTP.
+    let listenerServices: [String?]
     var table: RoutingTable
     /// Balancing state per service (indexed by `Service.index`).
     var balancers: [ServiceBalancer] = []
@@ -68,6 +70,7 @@ final class Worker: @unchecked Sendable {
 
     var clients: ContiguousArray<ClientConnection> = []
     var upstreams: ContiguousArray<UpstreamConnection> = []
+    var tunnels: ContiguousArray<TunnelConnection> = []
     /// Connections closed during the current batch of events; released after it, because
     /// a later event of the same batch may still carry their (unretained) pointer.
     var graveyard: [AnyObject] = []
@@ -89,7 +92,7 @@ final class Worker: @unchecked Sendable {
     let events: UnsafeMutablePointer<epoll_event>
 
     init(
-        id: Int, listeners: [Int32], table: RoutingTable, settings: ProxySettings, gate: ConnectionGate,
+        id: Int, listeners: [Int32], listenerServices: [String?] = [], table: RoutingTable, settings: ProxySettings, gate: ConnectionGate,
         onEndpointFailing: @escaping @Sendable (String, Int) -> Void, accessLog: AccessLogWriter?
     ) throws(IOError) {
         self.id = id
@@ -109,6 +112,7 @@ final class Worker: @unchecked Sendable {
             maxHeadBytes: max(settings.maxHeaderBytes, 65_536),
             maxHeaders: settings.maxHeaders)
         self.listeners = listeners
+        self.listenerServices = listenerServices + Array(repeating: nil, count: max(0, listeners.count - listenerServices.count))
         self.table = table
         self.events = .allocate(capacity: Int(Worker.eventCapacity))
         self.events.initialize(repeating: epoll_event(), count: Int(Worker.eventCapacity))
@@ -127,12 +131,15 @@ final class Worker: @unchecked Sendable {
     // MARK: Tokens
 
     /// epoll tokens: an object pointer with a tag in its low bits (objects are 16-byte
-    /// aligned), or a small number for listeners and the inbox.
+    /// aligned, so three bits are free), or a small number for listeners and the inbox.
     enum Token {
+        static let mask: UInt64 = 7
         static let clientTag: UInt64 = 0
         static let upstreamTag: UInt64 = 1
         static let listenerTag: UInt64 = 2
         static let inbox: UInt64 = 3
+        static let tunnelClientTag: UInt64 = 4
+        static let tunnelUpstreamTag: UInt64 = 5
 
         @inline(__always) static func client(_ c: ClientConnection) -> UInt64 {
             UInt64(UInt(bitPattern: Unmanaged.passUnretained(c).toOpaque()))
@@ -141,7 +148,13 @@ final class Worker: @unchecked Sendable {
             UInt64(UInt(bitPattern: Unmanaged.passUnretained(u).toOpaque())) | upstreamTag
         }
         @inline(__always) static func listener(_ index: Int) -> UInt64 {
-            UInt64(index) << 2 | listenerTag
+            UInt64(index) << 3 | listenerTag
+        }
+        @inline(__always) static func tunnelClient(_ t: TunnelConnection) -> UInt64 {
+            UInt64(UInt(bitPattern: Unmanaged.passUnretained(t).toOpaque())) | tunnelClientTag
+        }
+        @inline(__always) static func tunnelUpstream(_ t: TunnelConnection) -> UInt64 {
+            UInt64(UInt(bitPattern: Unmanaged.passUnretained(t).toOpaque())) | tunnelUpstreamTag
         }
     }
 
@@ -157,17 +170,20 @@ final class Worker: @unchecked Sendable {
                 let event = events[i]
                 let token = event.data.u64
                 let flags = event.events
-                switch token & 3 {
+                switch token & Token.mask {
                 case Token.clientTag:
                     let c = Unmanaged<ClientConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token))!).takeUnretainedValue()
                     clientEvent(c, flags)
                 case Token.upstreamTag:
-                    let u = Unmanaged<UpstreamConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~3))!).takeUnretainedValue()
+                    let u = Unmanaged<UpstreamConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask))!).takeUnretainedValue()
                     upstreamEvent(u, flags)
                 case Token.listenerTag:
                     // A drain earlier in this batch may have closed the listeners.
-                    let index = Int(token >> 2)
-                    if index < listeners.count { acceptConnections(listeners[index]) }
+                    let index = Int(token >> 3)
+                    if index < listeners.count { acceptConnections(index) }
+                case Token.tunnelClientTag, Token.tunnelUpstreamTag:
+                    let t = Unmanaged<TunnelConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask))!).takeUnretainedValue()
+                    tunnelEvent(t, upstreamSide: token & Token.mask == Token.tunnelUpstreamTag, flags)
                 default:
                     for task in inbox.drain() { task() }
                 }
@@ -177,11 +193,13 @@ final class Worker: @unchecked Sendable {
                 nextTick = now + Worker.tickMs
                 if let accessLog { flushAccessLog(accessLog) }
                 expireTimeouts()
-                if draining && clients.isEmpty { stopped = true }
+                if !tunnels.isEmpty { expireTunnels() }
+                if draining && clients.isEmpty && tunnels.isEmpty { stopped = true }
             }
         }
         for c in clients { closeClient(c) }
         for u in upstreams { closeUpstream(u) }
+        for t in tunnels { closeTunnel(t) }
         graveyard.removeAll()
         if let accessLog { flushAccessLog(accessLog) }
         finished.store(true, ordering: .releasing)
@@ -189,7 +207,9 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Accept
 
-    func acceptConnections(_ listenFD: Int32) {
+    func acceptConnections(_ index: Int) {
+        let listenFD = listeners[index]
+        let tunnelService = listenerServices[index]
         // Bounded batch so one busy listener cannot starve the other connections.
         for _ in 0..<64 {
             switch Socket.accept(listenFD) {
@@ -199,6 +219,10 @@ final class Worker: @unchecked Sendable {
                     continue
                 }
                 Socket.setNoDelay(fd)
+                if let tunnelService {
+                    acceptTunnel(fd, peer: peer, serviceName: tunnelService)
+                    continue
+                }
                 metrics.accepted &+= 1
                 let c = ClientConnection(fd: fd, peer: peer, maxHeaders: settings.maxHeaders, bufferSize: bufferSize)
                 c.slot = clients.count
@@ -391,6 +415,7 @@ final class Worker: @unchecked Sendable {
             for endpoint in service.activeEndpoints { routable.insert(endpoint.poolKey) }
             for endpoint in service.canaryEndpoints { routable.insert(endpoint.poolKey) }
         }
+        if !tunnels.isEmpty { drainTunnels(routable: routable) }
         for key in pools.indices {
             guard let pool = pools[key] else { continue }
             if live.contains(key) {
@@ -412,7 +437,7 @@ final class Worker: @unchecked Sendable {
         guard !draining else { return }
         draining = true
         for (index, fd) in listeners.enumerated() {
-            acceptConnectionsBeforeClose(fd, index: index)
+            acceptConnectionsBeforeClose(index)
             epoll.remove(fd)
             Socket.close(fd)
         }
@@ -439,10 +464,10 @@ final class Worker: @unchecked Sendable {
 
     /// Connections already in this listener's queue were accepted by the kernel: serve them
     /// rather than reset them.
-    private func acceptConnectionsBeforeClose(_ fd: Int32, index: Int) {
+    private func acceptConnectionsBeforeClose(_ index: Int) {
         let wasDraining = draining
         draining = false
-        acceptConnections(fd)
+        acceptConnections(index)
         draining = wasDraining
     }
 }
