@@ -94,6 +94,9 @@ final class ClientConnection {
     var hashKey: UInt64 = 0
     /// The client shut down its sending side after a complete request; answer, then close.
     var readClosed = false
+    /// The current request asks to switch protocols (WebSocket): a 101 turns the
+    /// connection into a tunnel.
+    var upgradeRequested = false
     /// Requests answered on this connection.
     var served = 0
     /// When the request head was complete (for logs of failures).

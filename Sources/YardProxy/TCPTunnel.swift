@@ -174,6 +174,72 @@ extension Worker {
         t.endpoint = nil
     }
 
+    // MARK: Upgrades
+
+    /// A 101 answer to an upgrade request: the client and upstream connections leave the
+    /// HTTP machinery and become one tunnel, carrying what each side had buffered (the 101
+    /// head and any bytes after it for the client; early frames for the upstream).
+    func becomeTunnel(_ c: ClientConnection, _ u: UpstreamConnection) {
+        guard let service = c.route?.service else {
+            abortExchange(c, status: 502, reason: "upgrade without a routed service")
+            return
+        }
+        let t = TunnelConnection(clientFD: c.fd, service: service, sourceHash: 0)
+        guard makePipes(&t.up), makePipes(&t.down) else {
+            closePipes(t)
+            abortExchange(c, status: 502, reason: "cannot create pipes for the upgraded connection (errno \(yard_errno()))")
+            return
+        }
+        t.upstreamFD = u.fd
+        t.endpoint = u.endpoint
+        t.connecting = false
+        t.balancer = c.balancer
+        t.balancerIndex = c.balancerIndex
+        t.down.pending = Array(c.outBuf.readable) + Array(u.inBuf.readable)
+        t.up.pending = Array(c.inBuf.readable)
+        t.deadline = now + Int64(settings.tunnelIdleTimeoutMs)
+        // Detach both connections without closing their sockets: the tunnel owns them now.
+        // They stay in the graveyard until the batch ends, marked closed, so a later event
+        // of this batch carrying their old tokens is ignored.
+        c.balancer = nil
+        c.balancerIndex = -1
+        c.upstream = nil
+        u.client = nil
+        c.phase = .closed
+        u.phase = .closed
+        removeFromSlots(c)
+        removeFromSlots(u)
+        t.slot = tunnels.count
+        tunnels.append(t)
+        t.clientInterest = Epoll.readable | Epoll.writable
+        t.upstreamInterest = Epoll.readable | Epoll.writable
+        epoll.modify(t.clientFD, events: t.clientInterest, token: Token.tunnelClient(t))
+        epoll.modify(t.upstreamFD, events: t.upstreamInterest, token: Token.tunnelUpstream(t))
+        pumpTunnel(t)
+    }
+
+    private func removeFromSlots(_ c: ClientConnection) {
+        let last = clients.count - 1
+        if c.slot != last {
+            let moved = clients[last]
+            moved.slot = c.slot
+            clients[c.slot] = moved
+        }
+        clients.removeLast()
+        graveyard.append(c)
+    }
+
+    private func removeFromSlots(_ u: UpstreamConnection) {
+        let last = upstreams.count - 1
+        if u.slot != last {
+            let moved = upstreams[last]
+            moved.slot = u.slot
+            upstreams[u.slot] = moved
+        }
+        upstreams.removeLast()
+        graveyard.append(u)
+    }
+
     // MARK: Events
 
     func tunnelEvent(_ t: TunnelConnection, upstreamSide: Bool, _ flags: UInt32) {

@@ -166,7 +166,9 @@ extension Integration {
             defer { wrk.stop() }
 
             for expected in ["0% -> 5%", "5% -> 25%", "25% -> 50%", "50% -> 100%"] {
-                let step = try proxy.cli(["canary", "step", "shop", "--bake", "1s", "--min-requests", "20", "--json"])
+                // The latency gate is left wide: on a shared 2-core machine one slow
+                // millisecond decides a p99 of a few hundred requests (unit-tested instead).
+                let step = try proxy.cli(["canary", "step", "shop", "--bake", "1s", "--min-requests", "20", "--gate", "p99-floor=1s", "--json"])
                 #expect(step.status == 0, "step \(expected): \(step.stdout) \(step.stderr)")
                 #expect(step.stdout.contains(expected), "\(step.stdout)")
                 #expect(step.stdout.contains("\"passed\":true"), "\(step.stdout)")
