@@ -9,6 +9,15 @@ import YardModel
 // them: no locks, no atomics. The worker holds the only strong references (its `clients` and
 // `upstreams` arrays, slot-indexed), and epoll carries an unretained, tagged pointer.
 
+/// A connection kept in one of the worker's slot-indexed arrays (its `slot` is its index).
+protocol Slotted: AnyObject {
+    var slot: Int { get set }
+}
+
+extension ClientConnection: Slotted {}
+extension UpstreamConnection: Slotted {}
+extension TunnelConnection: Slotted {}
+
 /// Where a client connection is in its request/response cycle.
 enum ClientPhase: UInt8 {
     /// Between requests, no byte of the next request yet (idle timeout applies).

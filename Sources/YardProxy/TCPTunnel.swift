@@ -207,8 +207,10 @@ extension Worker {
         u.client = nil
         c.phase = .closed
         u.phase = .closed
-        removeFromSlots(c)
-        removeFromSlots(u)
+        removeSlot(c, from: &clients)
+        removeSlot(u, from: &upstreams)
+        graveyard.append(c)
+        graveyard.append(u)
         t.slot = tunnels.count
         tunnels.append(t)
         t.clientInterest = Epoll.readable | Epoll.writable
@@ -216,28 +218,6 @@ extension Worker {
         epoll.modify(t.clientFD, events: t.clientInterest, token: Token.tunnelClient(t))
         epoll.modify(t.upstreamFD, events: t.upstreamInterest, token: Token.tunnelUpstream(t))
         pumpTunnel(t)
-    }
-
-    private func removeFromSlots(_ c: ClientConnection) {
-        let last = clients.count - 1
-        if c.slot != last {
-            let moved = clients[last]
-            moved.slot = c.slot
-            clients[c.slot] = moved
-        }
-        clients.removeLast()
-        graveyard.append(c)
-    }
-
-    private func removeFromSlots(_ u: UpstreamConnection) {
-        let last = upstreams.count - 1
-        if u.slot != last {
-            let moved = upstreams[last]
-            moved.slot = u.slot
-            upstreams[u.slot] = moved
-        }
-        upstreams.removeLast()
-        graveyard.append(u)
     }
 
     // MARK: Events
@@ -359,13 +339,7 @@ extension Worker {
         Socket.close(t.clientFD)
         closePipes(t)
         gate.leave()
-        let last = tunnels.count - 1
-        if t.slot != last {
-            let moved = tunnels[last]
-            moved.slot = t.slot
-            tunnels[t.slot] = moved
-        }
-        tunnels.removeLast()
+        removeSlot(t, from: &tunnels)
         graveyard.append(t)
     }
 

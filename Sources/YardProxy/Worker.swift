@@ -254,13 +254,7 @@ final class Worker: @unchecked Sendable {
         epoll.remove(c.fd)
         Socket.close(c.fd)
         gate.leave()
-        let last = clients.count - 1
-        if c.slot != last {
-            let moved = clients[last]
-            moved.slot = c.slot
-            clients[c.slot] = moved
-        }
-        clients.removeLast()
+        removeSlot(c, from: &clients)
         graveyard.append(c)
     }
 
@@ -273,14 +267,21 @@ final class Worker: @unchecked Sendable {
         u.client = nil
         epoll.remove(u.fd)
         Socket.close(u.fd)
-        let last = upstreams.count - 1
-        if u.slot != last {
-            let moved = upstreams[last]
-            moved.slot = u.slot
-            upstreams[u.slot] = moved
-        }
-        upstreams.removeLast()
+        removeSlot(u, from: &upstreams)
         graveyard.append(u)
+    }
+
+    /// Removes `item` from its slot-indexed array in O(1): the last element takes its slot.
+    /// Generic, not existential: specialised per connection class.
+    @inline(__always)
+    func removeSlot<T: Slotted>(_ item: T, from array: inout ContiguousArray<T>) {
+        let last = array.count - 1
+        if item.slot != last {
+            let moved = array[last]
+            moved.slot = item.slot
+            array[item.slot] = moved
+        }
+        array.removeLast()
     }
 
     // MARK: Interest
