@@ -204,7 +204,12 @@ public final class Runtime: Sendable {
                 return nil
             }
             state.lastSummary = summary
-            server.publish(table)
+            if reason == "traffic" {
+                // Flips and canary changes answer once every loop serves them.
+                server.publishAndWait(table)
+            } else {
+                server.publish(table)
+            }
             return table
         }
         if reason != "health" { traffic?.reportSoon() }

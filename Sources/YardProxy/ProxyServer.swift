@@ -86,6 +86,24 @@ public final class ProxyServer: Sendable {
         }
     }
 
+    /// Publishes `table` and waits until every worker has adopted it (or `timeoutMs`
+    /// passed: then false). A flip answers after this, so "flipped" means new requests on
+    /// this replica already go to the new track.
+    @discardableResult
+    public func publishAndWait(_ table: RoutingTable, timeoutMs: Int = 1_000) -> Bool {
+        tableBox.withLock { $0 = table }
+        let adopted = DispatchSemaphore(value: 0)
+        for worker in workers {
+            worker.inbox.post {
+                worker.adoptTable(table)
+                adopted.signal()
+            }
+        }
+        let deadline = DispatchTime.now() + .milliseconds(timeoutMs)
+        for _ in workers where adopted.wait(timeout: deadline) == .timedOut { return false }
+        return true
+    }
+
     /// Stops accepting and lets in-flight requests finish; returns once every worker has
     /// exited or `timeoutMs` has passed (then returns false: connections were cut).
     @discardableResult
