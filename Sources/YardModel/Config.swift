@@ -100,6 +100,8 @@ public struct SwitchyardConfig: Sendable, Equatable {
     /// The file this was loaded from (for messages), or nil.
     public var sourcePath: String?
     public var accessLog = AccessLogConfig()
+    /// The `templates:` section; nil when absent (discovery's catalog is routed as is).
+    public var templates: TemplatesConfig?
 
     public init(
         listeners: [ListenerConfig], routes: [RouteConfig], discovery: DiscoveryConfig,

@@ -26,7 +26,7 @@ public enum ConfigLoader {
         try parseConfig(text: text, path: path, directory: directory(of: path))
     }
 
-    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log"]
+    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log", "templates"]
 
     private static func parseConfig(text: String, path: String, directory: String) throws(ConfigError) -> SwitchyardConfig {
         let root = try document(text: text, path: path, expecting: "keys like 'listeners' and 'routes'")
@@ -47,6 +47,7 @@ public enum ConfigLoader {
             listeners: listeners, routes: routes, discovery: discovery, admin: admin,
             workers: workers, proxy: proxy, sourcePath: path
         )
+        config.templates = try parseTemplates(fields.optional("templates"), directory: directory)
         if let logNode = fields.optional("access_log") {
             let logFields = try logNode.fields(allowed: ["enabled", "path"])
             config.accessLog.enabled = try logFields.optional("enabled")?.boolean() ?? true
