@@ -23,6 +23,14 @@ public struct GuardViolation: Sendable, Equatable, CustomStringConvertible {
     public var after: Int
     public var removed: Int
 
+    public init(service: String, kind: Kind, before: Int, after: Int, removed: Int) {
+        self.service = service
+        self.kind = kind
+        self.before = before
+        self.after = after
+        self.removed = removed
+    }
+
     public var description: String {
         switch kind {
         case .emptied:

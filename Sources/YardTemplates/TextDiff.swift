@@ -26,7 +26,9 @@ public enum TextDiff {
                 if edits[end].kind == .same { quiet += 1; if quiet > 2 * context { break } } else { quiet = 0 }
                 end += 1
             }
-            end -= max(0, quiet - context)
+            var trailing = 0
+            while trailing < end - index, edits[end - 1 - trailing].kind == .same { trailing += 1 }
+            end -= max(0, trailing - context)
             let hunk = edits[start..<end]
             let oldStart = (hunk.first?.oldLine ?? 0) + 1, newStart = (hunk.first?.newLine ?? 0) + 1
             let oldCount = hunk.filter { $0.kind != .added }.count, newCount = hunk.filter { $0.kind != .removed }.count
@@ -66,10 +68,10 @@ public enum TextDiff {
         while i < a.count || j < b.count {
             if i < a.count, j < b.count, a[i] == b[j] {
                 edits.append(Edit(kind: .same, text: a[i], oldLine: i, newLine: j)); i += 1; j += 1
-            } else if j < b.count, i == a.count || lengths[i][j + 1] >= lengths[i + 1][j] {
-                edits.append(Edit(kind: .added, text: b[j], oldLine: i, newLine: j)); j += 1
-            } else {
+            } else if i < a.count, j == b.count || lengths[i + 1][j] >= lengths[i][j + 1] {
                 edits.append(Edit(kind: .removed, text: a[i], oldLine: i, newLine: j)); i += 1
+            } else {
+                edits.append(Edit(kind: .added, text: b[j], oldLine: i, newLine: j)); j += 1
             }
         }
         return edits

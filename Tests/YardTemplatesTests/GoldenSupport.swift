@@ -39,3 +39,4 @@ func expectGolden(_ text: String, _ name: String, sourceLocation: SourceLocation
     let expected = try String(contentsOfFile: path, encoding: .utf8)
     #expect(text == expected, "differs from \(name):\n\(TextDiff.unified(old: expected, new: text, oldName: name, newName: "rendered"))", sourceLocation: sourceLocation)
 }
+
