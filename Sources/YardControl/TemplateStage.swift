@@ -89,7 +89,7 @@ public final class TemplateStage: Sendable {
         let violations = force ? [] : Guards.check(running: running, candidate: candidate, policy: config.guards)
         if !violations.isEmpty {
             let reasons = violations.map(\.description).joined(separator: "; ")
-            Log.warning("render held back, the running routing table stays: \(reasons); `switchyard render --force` applies it")
+            Log.warning("render held back, the running routing table stays: \(reasons)")
             state.withLock {
                 $0.held = violations
                 $0.heldBack += 1

@@ -55,7 +55,7 @@ public enum TemplateRenderer {
         do {
             return try template.render(TemplateContext.make(input))
         } catch let error as TemplateSyntaxError {
-            throw describe(error, name: name)
+            throw describe(error, name: name, text: text, tokens: template.tokens)
         } catch {
             throw TemplateError(template: name, line: nil, message: "\(error)")
         }
@@ -80,16 +80,70 @@ public enum TemplateRenderer {
 
     // MARK: Errors
 
-    /// The innermost token with a line wins (an included template's own line), falling
-    /// back to the outer template.
-    private static func describe(_ error: TemplateSyntaxError, name: String) -> TemplateError {
-        let token = error.token ?? error.stackTrace.last
-        guard let token, token.sourceMap.location.lineNumber > 0 else {
+    /// Where the error's token is. Stencil 0.15's own line numbers are unreliable: its
+    /// lexer finds each line by searching for the line's text, so a token on a line that
+    /// repeats an earlier one (a second `{% else %}`) gets line 0, or the wrong line. The
+    /// token objects are the template's own, in order, so the error token's position among
+    /// the tags gives the line exactly.
+    private static func describe(_ error: TemplateSyntaxError, name: String, text: String, tokens: [Token]) -> TemplateError {
+        guard let token = error.token ?? error.stackTrace.last else {
             return TemplateError(template: name, line: nil, message: error.reason)
         }
+        if let index = tokens.firstIndex(where: { $0 === token }) {
+            let tagIndex = tokens[..<index].count { $0.kind != .text }
+            if token.kind != .text, let line = TagLocator.line(ofTag: tagIndex, in: text) {
+                return TemplateError(template: name, line: line, message: error.reason, sourceLine: TagLocator.lineText(line, in: text))
+            }
+        }
         let map = token.sourceMap
+        guard map.location.lineNumber > 0 else { return TemplateError(template: map.filename ?? name, line: nil, message: error.reason) }
         return TemplateError(
             template: map.filename ?? name, line: Int(map.location.lineNumber), message: error.reason,
             sourceLine: map.location.content)
+    }
+}
+
+/// Finds tags (`{{ }}`, `{% %}`, `{# #}`) in template text the way Stencil's scanner does.
+///
+/// Threading: stateless.
+enum TagLocator {
+    /// The 1-based line on which the `index`-th tag (0-based, in order) starts.
+    static func line(ofTag index: Int, in text: String) -> Int? {
+        let bytes = Array(text.utf8)
+        var position = 0
+        var seen = 0
+        var line = 1
+        while position + 1 < bytes.count {
+            let byte = bytes[position]
+            if byte == UInt8(ascii: "\n") { line += 1 }
+            guard byte == UInt8(ascii: "{"), let close = closer(bytes[position + 1]) else {
+                position += 1
+                continue
+            }
+            if seen == index { return line }
+            seen += 1
+            // Skip to the end of this tag, counting the lines it spans.
+            var end = position + 2
+            while end + 1 < bytes.count, !(bytes[end] == close && bytes[end + 1] == UInt8(ascii: "}")) {
+                if bytes[end] == UInt8(ascii: "\n") { line += 1 }
+                end += 1
+            }
+            position = end + 2
+        }
+        return nil
+    }
+
+    static func lineText(_ line: Int, in text: String) -> String? {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        return line >= 1 && line <= lines.count ? String(lines[line - 1]) : nil
+    }
+
+    private static func closer(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "{"): UInt8(ascii: "}")
+        case UInt8(ascii: "%"): UInt8(ascii: "%")
+        case UInt8(ascii: "#"): UInt8(ascii: "#")
+        default: nil
+        }
     }
 }

@@ -134,3 +134,23 @@ private func render(_ text: String, _ input: TemplateInput) throws -> String {
         }
     }
 }
+
+@Suite struct TemplateErrorLinesSurviveRepeatedLines {
+    /// Stencil 0.15 alone reports line 0 for a tag on a line that repeats an earlier line.
+    @Test func anErrorOnARepeatedLineStillGetsItsOwnLine() {
+        let text = "{% if a %}\nx\n{% else %}\ny\n{% endif %}\n{% for i in instances %}\n{% else %}\n{% endfor %}\n"
+        #expect {
+            try render(text, TemplateInput(catalog: ServiceCatalog(services: [])))
+        } throws: { error in
+            guard let error = error as? TemplateError else { return false }
+            return error.line == 7 && error.message.contains("else") && error.sourceLine == "{% else %}"
+        }
+    }
+
+    @Test func tagsAreCountedAcrossMultiLineTagsAndComments() {
+        #expect(TagLocator.line(ofTag: 0, in: "a {{ x }}") == 1)
+        #expect(TagLocator.line(ofTag: 2, in: "{# one\ntwo #}\n{{ a }} {% b %}\n") == 3)
+        #expect(TagLocator.line(ofTag: 1, in: "{ not a tag }\n{{ a\n}}\n\n{% b %}") == 5)
+        #expect(TagLocator.line(ofTag: 3, in: "{{ a }}") == nil)
+    }
+}
