@@ -54,8 +54,12 @@ public final class TemplateStage: Sendable {
             if let health { state.health = health }
             var outputs: [String: OutputState] = [:]
             for output in config?.outputs ?? [] {
-                outputs[output.destination] = state.outputs[output.destination]
-                    ?? OutputState(quiescence: Quiescence(minMs: output.waitMinMs, maxMs: output.waitMaxMs))
+                let quiescence = Quiescence(minMs: output.waitMinMs, maxMs: output.waitMaxMs)
+                var kept = state.outputs[output.destination] ?? OutputState(quiescence: quiescence)
+                if kept.quiescence.minMs != quiescence.minMs || kept.quiescence.maxMs != quiescence.maxMs {
+                    kept.quiescence = quiescence
+                }
+                outputs[output.destination] = kept
             }
             state.outputs = outputs
         }

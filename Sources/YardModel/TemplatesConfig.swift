@@ -35,7 +35,7 @@ public struct OutputConfig: Sendable, Equatable {
     public var waitMaxMs: Int
     /// Permission bits of the written file (0o644 by default).
     public var mode: UInt32
-    /// Seconds the check and the reload command may run before they are killed.
+    /// How long the check and the reload command may run before they are killed.
     public var commandTimeoutMs: Int
 
     public init(

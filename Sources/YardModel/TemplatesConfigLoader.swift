@@ -51,12 +51,12 @@ extension ConfigLoader {
         output.reload = try fields.optional("reload")?.string(expected: "a shell command like 'nginx -s reload'")
         if let waitNode = fields.optional("wait") {
             let waitFields = try waitNode.fields(allowed: ["min", "max"])
-            if let v = waitFields.optional("min") { output.waitMinMs = try v.durationMilliseconds(allowZero: true) }
-            if let v = waitFields.optional("max") {
-                output.waitMaxMs = try v.durationMilliseconds(allowZero: true)
-            } else {
-                output.waitMaxMs = max(output.waitMaxMs, output.waitMinMs * 4)
-            }
+            let minNode = waitFields.optional("min"), maxNode = waitFields.optional("max")
+            if let minNode { output.waitMinMs = try minNode.durationMilliseconds(allowZero: true) }
+            if let maxNode { output.waitMaxMs = try maxNode.durationMilliseconds(allowZero: true) }
+            // One bound alone moves the other's default out of its way.
+            if minNode == nil { output.waitMinMs = min(output.waitMinMs, output.waitMaxMs) }
+            if maxNode == nil { output.waitMaxMs = max(output.waitMaxMs, output.waitMinMs * 4) }
             if output.waitMaxMs < output.waitMinMs {
                 throw (waitFields.optional("max") ?? waitNode).error("wait.max (\(output.waitMaxMs) ms) is shorter than wait.min (\(output.waitMinMs) ms); make max at least min")
             }

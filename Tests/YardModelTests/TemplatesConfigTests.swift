@@ -46,6 +46,17 @@ private let listener = "listeners:\n  - address: 127.0.0.1:8080\n"
         #expect(templates.outputs[0].mode == 0o644)
     }
 
+    @Test func oneWaitBoundAloneMovesTheOtherDefaultOutOfItsWay() throws {
+        func wait(_ yaml: String) throws -> (Int, Int) {
+            let text = listener + "templates:\n  outputs:\n    - {template: a, destination: /tmp/a, wait: \(yaml)}\n"
+            let output = try #require(try ConfigLoader.loadConfig(text: text, path: "s.yml").templates?.outputs.first)
+            return (output.waitMinMs, output.waitMaxMs)
+        }
+        #expect(try wait("{max: 500ms}") == (500, 500))
+        #expect(try wait("{min: 3s}") == (3_000, 12_000))
+        #expect(try wait("{min: 0s, max: 0s}") == (0, 0))
+    }
+
     @Test func theShippedConfigDocumentsTheSectionInComments() throws {
         let text = try ConfigLoader.readText(path: shippedConfPath("switchyard.yml"))
         #expect(text.contains("# templates:"))
