@@ -97,5 +97,34 @@ extension Integration {
             #expect(reloads >= 1)
             #expect(reloads <= windows, "\(reloads) reloads in \(flapping) of flapping (at most \(windows) windows)")
         }
+        /// Health reaches the outputs: an instance whose health check fails leaves the
+        /// `healthy` list of a rendered file.
+        @Test(.timeLimit(.minutes(1)))
+        func anInstanceFailingItsHealthCheckLeavesTheRenderedHealthyList() throws {
+            let dir = try ScratchDir("template-health")
+            let a = try Backend.demo("a", dir: dir)
+            defer { a.stop() }
+            let b = try Backend.demo("b", dir: dir)
+            defer { b.stop() }
+            try dir.write("healthy.stencil", "{{ instances|healthy|sorted|pluck:\"port\"|joined }}\n")
+            let pool = ShopPool(instances: [a.port, b.port], health: [
+                ("type", "tcp"), ("interval", "200ms"), ("timeout", "100ms"), ("rise", "1"), ("fall", "1"),
+            ])
+            try dir.write("services.yml", pool.yaml)
+            try dir.write("switchyard.yml", templatedConfigYAML(templates: """
+                  outputs:
+                    - template: healthy.stencil
+                      destination: \(dir.file("healthy.txt"))
+                      wait: {min: 50ms, max: 200ms}
+                """))
+            let proxy = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "proxy")
+            defer { proxy.stop() }
+            _ = try proxy.waitForListeningPort()
+            let both = [a.port, b.port].sorted().map(String.init).joined(separator: ", ") + "\n"
+            try waitFor("both instances in the healthy list", timeout: .seconds(5)) { dir.read("healthy.txt") == both }
+
+            b.stop()
+            try waitFor("b to leave the healthy list", timeout: .seconds(5)) { dir.read("healthy.txt") == "\(a.port)\n" }
+        }
     }
 }
