@@ -21,7 +21,7 @@ import YardProxy
 public final class Runtime: Sendable {
     private let configPath: String
     private let workersOverride: Int?
-    private let queue = DispatchQueue(label: "switchyard.control")
+    let queue = DispatchQueue(label: "switchyard.control")
     private let state = Mutex<State>(State())
     private let stopSignal = DispatchSemaphore(value: 0)
     private let health: HealthChecker

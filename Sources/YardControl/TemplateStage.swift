@@ -249,10 +249,13 @@ extension Runtime {
             return .json(templateStage.report())
         case "POST":
             let force = ["true", "1", "yes"].contains(request.query["force"]?.lowercased() ?? "")
-            guard let discovered = templateStage.lastDiscovered else {
-                return .json(["error": "nothing discovered yet"], status: 409)
+            // On the control queue, like the provider's snapshots: the re-render cannot
+            // interleave with a newer snapshot and route the older catalog after it.
+            let applied: Bool? = queue.sync {
+                guard let discovered = templateStage.lastDiscovered else { return nil }
+                return apply(catalog: discovered, force: force)
             }
-            let applied = apply(catalog: discovered, force: force)
+            guard let applied else { return .json(["error": "nothing discovered yet"], status: 409) }
             var report = templateStage.report()
             report.applied = applied
             return .json(report, status: applied || report.held.isEmpty && report.lastError == nil ? 200 : 409)
