@@ -83,6 +83,8 @@ extension Integration {
             #expect(log.contains("pools.yml.stencil (rendered):"), "\(log.suffix(1500))")
             #expect(log.contains("services.shop.instances[0].port: \(b.port)0 is out of range"), "\(log.suffix(1500))")
             #expect(log.contains("output line:         port: \(b.port)0"), "\(log.suffix(1500))")
+            let portLine = try #require(invalid.components(separatedBy: "\n").firstIndex { $0.contains("port: {{ instance.port }}0") }) + 1
+            #expect(log.contains("comes from \(dir.file("pools.yml.stencil")):\(portLine)"), "\(log.suffix(1500))")
             #expect(try backendsAnswering(4, at: url, dir: dir) == ["a", "a", "a", "a"])
         }
 

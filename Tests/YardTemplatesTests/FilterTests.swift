@@ -125,7 +125,7 @@ private func render(_ text: String, _ input: TemplateInput) throws -> String {
             _ = try PoolsRender.render(template: template, input: input)
             Issue.record("validated")
         } catch {
-            guard case .invalidPools(let config, let outputLine) = error else { Issue.record("\(error)"); return }
+            guard case .invalidPools(let config, let outputLine, _) = error else { Issue.record("\(error)"); return }
             #expect(config.file == "\(template) (rendered)")
             #expect(config.line == 4)
             #expect(outputLine == "      - {address: nowhere, port: 80}")
@@ -152,5 +152,38 @@ private func render(_ text: String, _ input: TemplateInput) throws -> String {
         #expect(TagLocator.line(ofTag: 2, in: "{# one\ntwo #}\n{{ a }} {% b %}\n") == 3)
         #expect(TagLocator.line(ofTag: 1, in: "{ not a tag }\n{{ a\n}}\n\n{% b %}") == 5)
         #expect(TagLocator.line(ofTag: 3, in: "{{ a }}") == nil)
+    }
+}
+
+@Suite struct InvalidPoolsPointBackAtTheTemplate {
+    @Test func theOneTemplateLineWhoseTextFitsTheOutputLineIsNamed() {
+        let template = "services:\n  x:\n    instances:\n      - address: {{ a }}\n        port: {{ p }}0\n        weight: {{ w }}\n"
+        #expect(TemplateLineGuess.line(producing: "        port: 80800", in: template) == 5)
+        #expect(TemplateLineGuess.line(producing: "        weight: 1", in: template) == 6)
+    }
+
+    @Test func noLineIsNamedWhenSeveralFitOrNoneDoes() {
+        let template = "{% for s in services %}\n{{ s.name }}:\n  {{ s.a }}: {{ s.b }}\n  {{ s.c }}: {{ s.d }}\n{% endfor %}\n"
+        #expect(TemplateLineGuess.line(producing: "  x: y", in: template) == nil, "tag-only lines say too little")
+        #expect(TemplateLineGuess.line(producing: "nothing like it", in: "a: {{ b }}\n") == nil)
+    }
+
+    @Test func literalPiecesAreTheTextBetweenTags() {
+        #expect(TemplateLineGuess.literalPieces("  port: {{ p }}0{% if x %}!{% endif %}") == ["  port: ", "0", "!", ""])
+        #expect(TemplateLineGuess.literalPieces("plain") == ["plain"])
+    }
+
+    @Test func theShippedPoolsTemplateWithABadPortNamesItsPortLine() throws {
+        let dir = try TempDir()
+        let shipped = try String(contentsOfFile: repositoryPath("templates/pools.yml.stencil"), encoding: .utf8)
+        let template = try dir.write("pools.yml.stencil", shipped.replacingOccurrences(of: "port: {{ instance.port }}", with: "port: {{ instance.port }}0"))
+        let portLine = shipped.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.contains("port: {{ instance.port }}") }! + 1
+        let input = try fixtureInput()
+        do {
+            _ = try PoolsRender.render(template: template, input: input)
+            Issue.record("validated")
+        } catch {
+            #expect(error.description.contains("comes from \(template):\(portLine)"), "\(error)")
+        }
     }
 }
