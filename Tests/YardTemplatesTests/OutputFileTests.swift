@@ -1,4 +1,4 @@
-// Output files: atomic replace, check command, reload only on change, mode.
+// Output files: atomic replace, check command, reload only on change, mode, timeouts.
 
 import Foundation
 import Testing
@@ -76,69 +76,5 @@ import YardTestSupport
         let outcome = OutputFile.write("x\n", output: OutputConfig(template: "t", destination: "/nonexistent-switchyard/out.conf"))
         guard case .writeFailed(let message) = outcome else { Issue.record("\(outcome)"); return }
         #expect(message.contains("/nonexistent-switchyard"))
-    }
-}
-
-@Suite struct QuiescenceWaitsForQuietWithinABound {
-    @Test func aSingleChangeIsDueAfterMin() {
-        var q = Quiescence(minMs: 100, maxMs: 1_000)
-        let due0 = q.changed(nowMs: 0)
-        #expect(due0 == 100)
-        let fired1 = q.fire(nowMs: 99)
-        #expect(!fired1)
-        let fired2 = q.fire(nowMs: 100)
-        #expect(fired2)
-        let fired3 = q.fire(nowMs: 200)
-        #expect(!fired3, "fired once")
-    }
-
-    @Test func eachChangePushesTheRenderBackByMin() {
-        var q = Quiescence(minMs: 100, maxMs: 1_000)
-        _ = q.changed(nowMs: 0)
-        let due50 = q.changed(nowMs: 50)
-        #expect(due50 == 150)
-        let due120 = q.changed(nowMs: 120)
-        #expect(due120 == 220)
-        let fired4 = q.fire(nowMs: 150)
-        #expect(!fired4)
-        let fired5 = q.fire(nowMs: 220)
-        #expect(fired5)
-    }
-
-    @Test func changesEvery50msStillRenderOncePerMaxWindow() {
-        var q = Quiescence(minMs: 100, maxMs: 300)
-        var fired: [Int] = []
-        for now in stride(from: 0, through: 1_000, by: 10) {
-            if now % 50 == 0 { _ = q.changed(nowMs: now) }
-            if q.fire(nowMs: now) { fired.append(now) }
-        }
-        #expect(fired == [300, 650, 1_000], "one render per max window while flapping (bursts start at 0, 350 and 700)")
-        #expect(fired.count <= 1_000 / 300 + 1)
-    }
-
-    @Test func zeroWaitIsDueAtOnce() {
-        var q = Quiescence(minMs: 0, maxMs: 0)
-        let due7 = q.changed(nowMs: 7)
-        #expect(due7 == 7)
-        let fired6 = q.fire(nowMs: 7)
-        #expect(fired6)
-    }
-}
-
-@Suite struct TextDiffShowsChangedLines {
-    @Test func equalTextsHaveNoDiff() {
-        #expect(TextDiff.unified(old: "a\nb\n", new: "a\nb\n", oldName: "x", newName: "y") == "")
-    }
-
-    @Test func aChangedLineShowsAsRemovedAndAddedWithContext() {
-        let diff = TextDiff.unified(old: "a\nb\nc\n", new: "a\nB\nc\n", oldName: "old", newName: "new")
-        #expect(diff == "--- old\n+++ new\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n")
-    }
-
-    @Test func farApartChangesGetTheirOwnHunks() {
-        let old = (1...20).map { "line \($0)" }.joined(separator: "\n") + "\n"
-        let new = old.replacingOccurrences(of: "line 2\n", with: "line two\n").replacingOccurrences(of: "line 19\n", with: "")
-        let diff = TextDiff.unified(old: old, new: new, oldName: "o", newName: "n", context: 1)
-        #expect(diff == "--- o\n+++ n\n@@ -1,3 +1,3 @@\n line 1\n-line 2\n+line two\n line 3\n@@ -18,3 +18,2 @@\n line 18\n-line 19\n line 20\n")
     }
 }
