@@ -21,10 +21,12 @@ import YardProxy
 public final class Runtime: Sendable {
     private let configPath: String
     private let workersOverride: Int?
-    private let queue = DispatchQueue(label: "switchyard.control")
+    let queue = DispatchQueue(label: "switchyard.control")
     let state = Mutex<State>(State())
     private let stopSignal = DispatchSemaphore(value: 0)
     private let health: HealthChecker
+    /// Pools template, guards and output files between discovery and routing (TemplateStage.swift).
+    let templateStage = TemplateStage()
     private let startedUnix = Date().timeIntervalSince1970
     /// Kept alive for the process's life. Written once by `run` before any signal can be
     /// delivered to them, never read: no synchronisation needed.
@@ -76,7 +78,8 @@ public final class Runtime: Sendable {
         let config = try ConfigLoader.loadConfig(path: configPath)
         adminToken = try Self.loadToken(config.admin)
         traffic = try startTraffic(config)
-        let initialCatalog = Self.initialCatalog(config)
+        templateStage.configure(config.templates, health: { [health] in Self.templateHealth(health.readings(), catalog: $0) })
+        let initialCatalog = templateStage.admit(Self.initialCatalog(config), running: ServiceCatalog(services: [])) ?? ServiceCatalog(services: [])
         health.update(targets: Self.healthTargets(initialCatalog))
         health.start()
         health.waitForFirstResults()
@@ -178,20 +181,25 @@ public final class Runtime: Sendable {
         }
     }
 
-    private func apply(catalog: ServiceCatalog) {
+    /// Routes a discovered catalog if the template stage admits it; false when it does not.
+    @discardableResult
+    func apply(catalog discovered: ServiceCatalog, force: Bool = false) -> Bool {
+        guard let catalog = templateStage.admit(discovered, running: state.withLock { $0.catalog }, force: force) else { return false }
         let changed = state.withLock { state -> Bool in
             guard catalog != state.catalog else { return false }
             state.catalog = catalog
             return true
         }
-        guard changed else { return }
+        guard changed else { return true }
         health.update(targets: Self.healthTargets(catalog))
         republish(reason: "discovery")
+        return true
     }
 
     /// Rebuilds the routing table from the current config, catalog and health, and
     /// publishes it if it differs from the last one.
     func republish(reason: String) {
+        if reason == "health" { templateStage.healthChanged() }
         let published: RoutingTable? = state.withLock { state in
             guard let config = state.config, let server = state.server else { return nil }
             state.version += 1
@@ -265,6 +273,8 @@ public final class Runtime: Sendable {
         case ("GET", "/explain"):
             guard let server = state.withLock({ $0.server }) else { return AdminResponse(status: 503, text: "starting\n") }
             return .json(Explanation.explain(table: server.currentTable, query: request.query))
+        case (_, "/render"):
+            return handleRenderRequest(request)
         case ("GET", "/"), ("GET", "/dashboard"):
             return AdminResponse(status: 200, text: DashboardPage.html, contentType: "text/html; charset=utf-8")
         default:
@@ -310,6 +320,7 @@ public final class Runtime: Sendable {
                 var applied = old
                 applied.routes = config.routes
                 applied.discovery = config.discovery
+                templateStage.configure(config.templates)
                 state.config = applied
                 state.version += 1
                 let table = makeTable(version: state.version, routes: applied.routes, catalog: state.catalog, drained: state.drained)

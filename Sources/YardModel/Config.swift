@@ -142,6 +142,8 @@ public struct SwitchyardConfig: Sendable, Equatable {
     public var sourcePath: String?
     public var accessLog = AccessLogConfig()
     public var stateStore = StateStoreConfig(kind: .file(path: "state.json"))
+    /// The `templates:` section; nil when absent (discovery's catalog is routed as is).
+    public var templates: TemplatesConfig?
 
     public init(
         listeners: [ListenerConfig], routes: [RouteConfig], discovery: DiscoveryConfig,

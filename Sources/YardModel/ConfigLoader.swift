@@ -26,7 +26,7 @@ public enum ConfigLoader {
         try parseConfig(text: text, path: path, directory: directory(of: path))
     }
 
-    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log", "state_store"]
+    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log", "state_store", "templates"]
 
     private static func parseConfig(text: String, path: String, directory: String) throws(ConfigError) -> SwitchyardConfig {
         let root = try document(text: text, path: path, expecting: "keys like 'listeners' and 'routes'")
@@ -52,6 +52,7 @@ public enum ConfigLoader {
             throw node.error("the admin API binds \(config.admin.host), beyond loopback, without a token: set 'token_file:' (writes then need 'Authorization: Bearer TOKEN'), or bind 127.0.0.1")
         }
         if let file = config.admin.tokenFile { config.admin.tokenFile = resolve(file, against: directory) }
+        config.templates = try parseTemplates(fields.optional("templates"), directory: directory)
         if let logNode = fields.optional("access_log") {
             let logFields = try logNode.fields(allowed: ["enabled", "path"])
             config.accessLog.enabled = try logFields.optional("enabled")?.boolean() ?? true

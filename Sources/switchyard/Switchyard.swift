@@ -12,7 +12,7 @@ struct Switchyard: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "An ingress proxy and load balancer for blue/green and canary releases.",
-        subcommands: [Run.self, Check.self, Status.self, Flip.self, Canary.self, Explain.self, Demo.self, Backend.self])
+        subcommands: [Run.self, Check.self, Render.self, Status.self, Flip.self, Canary.self, Explain.self, Demo.self, Backend.self])
 }
 
 /// Exits with a message on standard error (exit code 2: an error, not a refusal).
