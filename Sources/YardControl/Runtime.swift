@@ -78,7 +78,10 @@ public final class Runtime: Sendable {
         let config = try ConfigLoader.loadConfig(path: configPath)
         adminToken = try Self.loadToken(config.admin)
         traffic = try startTraffic(config)
-        templateStage.configure(config.templates, health: { [health] in Self.templateHealth(health.readings(), catalog: $0) })
+        let trafficControl = traffic
+        templateStage.configure(
+            config.templates, health: { [health] in Self.templateHealth(health.readings(), catalog: $0) },
+            traffic: { $0.applying(trafficControl?.states ?? [:]) })
         let initialCatalog = templateStage.admit(Self.initialCatalog(config), running: ServiceCatalog(services: [])) ?? ServiceCatalog(services: [])
         health.update(targets: Self.healthTargets(initialCatalog))
         health.start()
@@ -199,7 +202,7 @@ public final class Runtime: Sendable {
     /// Rebuilds the routing table from the current config, catalog and health, and
     /// publishes it if it differs from the last one.
     func republish(reason: String) {
-        if reason == "health" { templateStage.healthChanged() }
+        if reason == "health" || reason == "traffic" { templateStage.healthChanged() }
         let published: RoutingTable? = state.withLock { state in
             guard let config = state.config, let server = state.server else { return nil }
             state.version += 1

@@ -36,6 +36,9 @@ public final class TemplateStage: Sendable {
         var outputs: [String: OutputState] = [:]
         /// Health of a catalog's endpoints, by `TemplateInput.healthKey`; read when rendering.
         var health: @Sendable (ServiceCatalog) -> [String: String] = { _ in [:] }
+        /// Lays the state store's traffic states (active track, canary) over a catalog
+        /// before outputs render it, so an nginx upstream follows `switchyard flip`.
+        var traffic: @Sendable (ServiceCatalog) -> ServiceCatalog = { $0 }
     }
 
     private struct OutputState {
@@ -47,11 +50,16 @@ public final class TemplateStage: Sendable {
     public init() {}
 
     /// Takes a (re)loaded `templates:` section; nil turns the stage into a pass-through.
-    /// `health` gives the endpoints' health when a template renders.
-    public func configure(_ config: TemplatesConfig?, health: (@Sendable (ServiceCatalog) -> [String: String])? = nil) {
+    /// `health` gives the endpoints' health when a template renders; `traffic` the stored
+    /// traffic states laid over the catalog.
+    public func configure(
+        _ config: TemplatesConfig?, health: (@Sendable (ServiceCatalog) -> [String: String])? = nil,
+        traffic: (@Sendable (ServiceCatalog) -> ServiceCatalog)? = nil
+    ) {
         state.withLock { state in
             state.config = config
             if let health { state.health = health }
+            if let traffic { state.traffic = traffic }
             var outputs: [String: OutputState] = [:]
             for output in config?.outputs ?? [] {
                 let quiescence = Quiescence(minMs: output.waitMinMs, maxMs: output.waitMaxMs)
@@ -114,7 +122,7 @@ public final class TemplateStage: Sendable {
     /// The last discovered catalog, for `POST /render` (re-render, or apply with force).
     public var lastDiscovered: ServiceCatalog? { state.withLock { $0.lastDiscovered } }
 
-    /// Health changed: outputs that read health render again (within their quiescence).
+    /// Health or traffic changed: outputs render again (within their quiescence).
     public func healthChanged() {
         guard state.withLock({ $0.config != nil && $0.lastAdmitted != nil }) else { return }
         scheduleOutputs()
@@ -186,8 +194,9 @@ public final class TemplateStage: Sendable {
     }
 
     private func input(_ catalog: ServiceCatalog, _ config: TemplatesConfig) -> TemplateInput {
-        let health = state.withLock { $0.health }
-        return TemplateInput(catalog: catalog, health: health(catalog), environment: TemplateInput.environment(allowed: config.environment))
+        let (health, traffic) = state.withLock { ($0.health, $0.traffic) }
+        let shifted = traffic(catalog)
+        return TemplateInput(catalog: shifted, health: health(shifted), environment: TemplateInput.environment(allowed: config.environment))
     }
 
     // MARK: Report
