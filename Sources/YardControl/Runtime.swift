@@ -21,6 +21,8 @@ import YardProxy
 public final class Runtime: Sendable {
     private let configPath: String
     private let workersOverride: Int?
+    /// `run --admin ADDRESS`, applied over the config file's admin address.
+    private let adminOverride: String?
     let queue = DispatchQueue(label: "switchyard.control")
     let state = Mutex<State>(State())
     private let stopSignal = DispatchSemaphore(value: 0)
@@ -62,9 +64,10 @@ public final class Runtime: Sendable {
     /// Called with the bound listener addresses once the proxy is listening.
     public typealias ReadyHandler = @Sendable ([SocketAddress]) -> Void
 
-    public init(configPath: String, workers: Int? = nil) {
+    public init(configPath: String, workers: Int? = nil, admin: String? = nil) {
         self.configPath = configPath
         self.workersOverride = workers
+        self.adminOverride = admin
         let rebuild = RebuildTrigger()
         self.health = HealthChecker(onChange: { rebuild.fire() })
         rebuild.target = self
@@ -75,7 +78,8 @@ public final class Runtime: Sendable {
         // Before anything is printed: a signal right after "listening" must be handled,
         // not kill the process with its default action.
         installSignals()
-        let config = try ConfigLoader.loadConfig(path: configPath)
+        var config = try ConfigLoader.loadConfig(path: configPath)
+        if let adminOverride { try ConfigLoader.overrideAdmin(address: adminOverride, in: &config) }
         adminToken = try Self.loadToken(config.admin)
         traffic = try startTraffic(config)
         let trafficControl = traffic

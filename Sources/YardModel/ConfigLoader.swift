@@ -208,6 +208,22 @@ public enum ConfigLoader {
         return admin
     }
 
+    /// `switchyard run --admin ADDRESS`: binds the admin listener there instead of the
+    /// config's address, with the same rule (beyond loopback only with a token file).
+    public static func overrideAdmin(address text: String, in config: inout SwitchyardConfig) throws(ConfigError) {
+        switch ConfigValues.parseListenAddress(text) {
+        case .success(let address):
+            config.admin.host = address.host
+            config.admin.port = address.port
+            config.admin.enabled = true
+        case .failure(let problem):
+            throw ConfigError(file: "--admin", line: nil, key: nil, message: problem.message)
+        }
+        if !config.admin.isLoopback && config.admin.tokenFile == nil {
+            throw ConfigError(file: "--admin", line: nil, key: nil, message: "the admin API would bind \(config.admin.host), beyond loopback, without a token: set admin.token_file in the config (writes then need 'Authorization: Bearer TOKEN'), or bind 127.0.0.1")
+        }
+    }
+
     private static func parseStateStore(_ node: ConfigNode?, directory: String) throws(ConfigError) -> StateStoreConfig {
         guard let node else { return StateStoreConfig(kind: .file(path: resolve("state.json", against: directory))) }
         let fields = try node.fields(allowed: ["type", "path", "endpoints", "address", "prefix", "token", "replica_id", "replica_ttl"])

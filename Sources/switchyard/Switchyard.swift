@@ -42,12 +42,15 @@ struct Run: ParsableCommand {
     @Option(help: "Event loops to run (default: the config's `workers`, else one per core).")
     var workers: Int?
 
+    @Option(help: "Bind the admin API here instead of the config's admin.address (beyond loopback only with admin.token_file).")
+    var admin: String?
+
     @Flag(help: "Log debug lines.")
     var verbose = false
 
     func run() throws {
         if verbose { Log.minimumLevel = .debug }
-        let runtime = Runtime(configPath: config, workers: workers)
+        let runtime = Runtime(configPath: config, workers: workers, admin: admin)
         do {
             let code = try runtime.run { addresses in
                 FileHandleWriter.stdout("listening " + addresses.map(\.description).joined(separator: " ") + "\n")

@@ -248,6 +248,11 @@ extension Integration {
             let refused = try runCommand(SwitchyardBinary.path, ["run", "--config", dir.file("open.yml")], dir: dir, label: "open", timeout: .seconds(10))
             #expect(refused.status != 0 && refused.status != nil)
             #expect(refused.stderr.contains("without a token"), "\(refused.stderr)")
+            // The same from the command line.
+            try dir.write("plain.yml", ProxySpec().yaml)
+            let flag = try runCommand(SwitchyardBinary.path, ["run", "--config", dir.file("plain.yml"), "--admin", "0.0.0.0:0"], dir: dir, label: "open-flag", timeout: .seconds(10))
+            #expect(flag.status != 0 && flag.status != nil)
+            #expect(flag.stderr.contains("without a token"), "\(flag.stderr)")
         }
 
         /// POST /endpoints/ID/drain takes one endpoint out of rotation on this replica and
