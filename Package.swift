@@ -22,12 +22,13 @@ let package = Package(
         // MARK: The data plane
         .target(name: "YardIO", dependencies: ["CYardLinux"]),
         .target(name: "YardHTTP", dependencies: ["YardIO"]),
+        .target(name: "YardTLS", dependencies: ["CYardOpenSSL", "YardIO"]),
         .target(name: "YardModel", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "YardBalancing"),
         .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing"]),
         .target(
             name: "YardProxy",
-            dependencies: ["YardIO", "YardHTTP", "YardModel", "YardBalancing"],
+            dependencies: ["YardIO", "YardHTTP", "YardModel", "YardBalancing", "YardTLS"],
             // Connection state lives in loop-confined classes; dynamic exclusivity checks on
             // their stored properties cost ~2-3 % of the proxy's CPU under load (perf,
             // docs/ARCHITECTURE.md) and guard nothing a single-threaded loop can violate.
@@ -36,7 +37,7 @@ let package = Package(
 
         // MARK: The control plane
         .target(name: "YardDiscovery", dependencies: ["YardModel"]),
-        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "CYardOpenSSL", "CYardNghttp2"]),
+        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardTLS", "CYardOpenSSL", "CYardNghttp2"]),
         .executableTarget(
             name: "switchyard",
             dependencies: [
@@ -52,6 +53,7 @@ let package = Package(
         .testTarget(name: "YardHealthTests", dependencies: ["YardHealth", "YardModel"]),
         .testTarget(name: "YardModelTests", dependencies: ["YardModel", "YardDiscovery"]),
         .testTarget(name: "YardIOTests", dependencies: ["YardIO", "CYardOpenSSL", "CYardNghttp2"]),
+        .testTarget(name: "YardTLSTests", dependencies: ["YardTLS", "YardIO", "YardTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["YardTestSupport", "YardModel"]),
     ]
 )
