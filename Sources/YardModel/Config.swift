@@ -46,12 +46,15 @@ public struct ListenerConfig: Sendable, Equatable {
     /// 0 picks a free port (tests).
     public var port: UInt16
     public var `protocol`: `Protocol`
+    /// TLS termination, nil for plain HTTP.
+    public var tls: ListenerTLSConfig?
 
-    public init(name: String, host: String, port: UInt16, protocol: `Protocol` = .http) {
+    public init(name: String, host: String, port: UInt16, protocol: `Protocol` = .http, tls: ListenerTLSConfig? = nil) {
         self.name = name
         self.host = host
         self.port = port
         self.protocol = `protocol`
+        self.tls = tls
     }
 }
 

@@ -6,6 +6,7 @@ import Synchronization
 import YardHTTP
 import YardIO
 import YardModel
+import YardTLS
 
 /// Counts client connections across every worker, to enforce `maxConnections`.
 ///
@@ -47,6 +48,12 @@ final class Worker: @unchecked Sendable {
     let bufferSize = 32 * 1024
 
     var listeners: [Int32]
+    /// TLS per listener (same index as `listeners`), nil for plain ones. Replaced on a
+    /// certificate reload; connections keep the context they started with.
+    var listenerTLS: [TLSServerContext?]
+    /// TLS connections whose decrypted input is buffered inside OpenSSL (their buffer was
+    /// full), so no epoll event will announce it: read again after the batch.
+    var tlsPendingReads: [ClientConnection] = []
     var table: RoutingTable
     /// Balancing state per service (indexed by `Service.index`).
     var balancers: [ServiceBalancer] = []
@@ -89,7 +96,7 @@ final class Worker: @unchecked Sendable {
     let events: UnsafeMutablePointer<epoll_event>
 
     init(
-        id: Int, listeners: [Int32], table: RoutingTable, settings: ProxySettings, gate: ConnectionGate,
+        id: Int, listeners: [Int32], tls: [TLSServerContext?], table: RoutingTable, settings: ProxySettings, gate: ConnectionGate,
         onEndpointFailing: @escaping @Sendable (String, Int) -> Void, accessLog: AccessLogWriter?
     ) throws(IOError) {
         self.id = id
@@ -109,6 +116,7 @@ final class Worker: @unchecked Sendable {
             maxHeadBytes: max(settings.maxHeaderBytes, 65_536),
             maxHeaders: settings.maxHeaders)
         self.listeners = listeners
+        self.listenerTLS = tls + Array(repeating: nil, count: max(0, listeners.count - tls.count))
         self.table = table
         self.events = .allocate(capacity: Int(Worker.eventCapacity))
         self.events.initialize(repeating: epoll_event(), count: Int(Worker.eventCapacity))
@@ -167,11 +175,12 @@ final class Worker: @unchecked Sendable {
                 case Token.listenerTag:
                     // A drain earlier in this batch may have closed the listeners.
                     let index = Int(token >> 2)
-                    if index < listeners.count { acceptConnections(listeners[index]) }
+                    if index < listeners.count { acceptConnections(index) }
                 default:
                     for task in inbox.drain() { task() }
                 }
             }
+            if !tlsPendingReads.isEmpty { readPendingTLS() }
             if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
             if now >= nextTick {
                 nextTick = now + Worker.tickMs
@@ -189,7 +198,9 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Accept
 
-    func acceptConnections(_ listenFD: Int32) {
+    func acceptConnections(_ index: Int) {
+        let listenFD = listeners[index]
+        let tls = listenerTLS[index]
         // Bounded batch so one busy listener cannot starve the other connections.
         for _ in 0..<64 {
             switch Socket.accept(listenFD) {
@@ -204,6 +215,15 @@ final class Worker: @unchecked Sendable {
                 c.slot = clients.count
                 clients.append(c)
                 c.deadline = now + Int64(settings.clientIdleTimeoutMs)
+                if let tls {
+                    guard let connection = TLSConnection(accepting: fd, context: tls) else {
+                        closeClient(c)
+                        continue
+                    }
+                    c.tls = connection
+                    c.phase = .handshaking
+                    c.deadline = now + Int64(settings.clientHeaderTimeoutMs)
+                }
                 c.interest = Epoll.readable
                 epoll.add(fd, events: c.interest, token: Token.client(c))
             case .wouldBlock:
@@ -265,8 +285,10 @@ final class Worker: @unchecked Sendable {
     /// is still reading, output while it has bytes queued.
     func updateInterest(_ c: ClientConnection) {
         guard c.phase != .closed else { return }
-        var want: UInt32 = 0
-        if c.phase == .lingering {
+        var want: UInt32 = c.tlsWant
+        if c.phase == .handshaking {
+            // Only what the handshake asked for.
+        } else if c.phase == .lingering {
             want = Epoll.readable
         } else if !c.readClosed && c.phase != .closingAfterFlush && c.inBuf.writableBytes > 0 {
             want |= Epoll.readable
@@ -396,11 +418,12 @@ final class Worker: @unchecked Sendable {
         guard !draining else { return }
         draining = true
         for (index, fd) in listeners.enumerated() {
-            acceptConnectionsBeforeClose(fd, index: index)
+            acceptConnectionsBeforeClose(index)
             epoll.remove(fd)
             Socket.close(fd)
         }
         listeners.removeAll()
+        listenerTLS.removeAll()
         for pool in pools.compactMap({ $0 }) {
             for u in pool.idle { closeUpstream(u) }
         }
@@ -423,10 +446,10 @@ final class Worker: @unchecked Sendable {
 
     /// Connections already in this listener's queue were accepted by the kernel: serve them
     /// rather than reset them.
-    private func acceptConnectionsBeforeClose(_ fd: Int32, index: Int) {
+    private func acceptConnectionsBeforeClose(_ index: Int) {
         let wasDraining = draining
         draining = false
-        acceptConnections(fd)
+        acceptConnections(index)
         draining = wasDraining
     }
 }
