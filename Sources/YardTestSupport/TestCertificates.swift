@@ -6,6 +6,8 @@ import Foundation
 /// A throwaway PKI for TLS tests, made with the `openssl` CLI (Debian `openssl`) in a temp
 /// directory: a CA, leaves for `a.test` and for `b.test` (plus `*.b.test`), and a default
 /// certificate for `default.test` (RSA, so both ECDSA and RSA suites are exercised).
+/// Leaves look like production ones to scanners (testssl.sh): 90 days, a CRL
+/// distribution point (on loopback; nothing fetches it).
 ///
 /// Threading: immutable after `init`; `issue` writes new files and may be called from any
 /// thread (each call uses its own file names).
@@ -27,7 +29,7 @@ public final class TestCertificates: Sendable {
         directory = try TempDir(prefix: "switchyard-certs")
         caFile = directory.file("ca.pem")
         try Self.openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                          "-keyout", directory.file("ca.key"), "-out", caFile, "-days", "2",
+                          "-keyout", directory.file("ca.key"), "-out", caFile, "-days", "90",
                           "-subj", "/CN=Switchyard Test CA",
                           "-addext", "basicConstraints=critical,CA:TRUE",
                           "-addext", "keyUsage=critical,keyCertSign,cRLSign"], in: directory)
@@ -60,10 +62,11 @@ public final class TestCertificates: Sendable {
             basicConstraints=CA:FALSE
             keyUsage=critical,digitalSignature,keyEncipherment
             extendedKeyUsage=serverAuth
+            crlDistributionPoints=URI:http://127.0.0.1:9/switchyard-test-ca.crl
 
             """)
         try openssl(["x509", "-req", "-in", csr, "-CA", directory.file("ca.pem"), "-CAkey", directory.file("ca.key"),
-                     "-set_serial", "\(UInt32.random(in: 1...UInt32.max))", "-days", "2", "-sha256",
+                     "-set_serial", "\(UInt32.random(in: 1...UInt32.max))", "-days", "90", "-sha256",
                      "-extfile", extensions, "-out", certificate], in: directory)
         return Pair(certificate: certificate, key: key)
     }

@@ -52,6 +52,8 @@ struct ProxySpec {
     var workers = 2
     var timeouts: [String: String] = ["client_header": "2s", "upstream_response": "5s", "drain": "10s"]
     var limits: [String: String] = [:]
+    /// YAML of the listener's `tls:` block (without the key), nil for plain HTTP.
+    var tls: String? = nil
 
     var yaml: String {
         var text = """
@@ -59,9 +61,12 @@ struct ProxySpec {
           - name: web
             address: 127.0.0.1:0
             protocol: http
-        routes:
 
         """
+        if let tls {
+            text += "    tls:\n" + tls.split(separator: "\n").map { "      \($0)\n" }.joined()
+        }
+        text += "routes:\n"
         for route in routes {
             text += "  - path: \(route.path)\n"
             if let host = route.host { text += "    host: \(host)\n" }
