@@ -147,3 +147,16 @@ final class DispatchSourceTimerBox: @unchecked Sendable {
     let source: DispatchSourceTimer
     init(_ source: DispatchSourceTimer) { self.source = source }
 }
+
+/// Loads every TLS listener's certificates and keys (`switchyard check`): one line per TLS
+/// listener naming the server names each certificate answers for. Throws naming the config
+/// entry whose files do not load.
+public func checkTLSListeners(_ listeners: [ListenerConfig]) throws -> [String] {
+    let loaded = try TLSListeners(listeners)
+    return zip(listeners, loaded.contexts).compactMap { listener, context in
+        guard let context else { return nil }
+        let names = context.certificateNames.map { $0.isEmpty ? "(no name)" : $0.joined(separator: ",") }
+        return "  tls \(listener.name): default \(names[0])" + (names.count > 1 ? "; SNI \(names.dropFirst().joined(separator: " | "))" : "")
+            + "; ALPN \(context.configuration.alpn.joined(separator: ","))"
+    }
+}

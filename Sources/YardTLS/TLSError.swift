@@ -1,4 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 internal import CYardOpenSSL
+
+/// OpenSSL 3's ERR_SYSTEM_FLAG: set on error codes that carry an errno.
+private let systemErrorFlag: UInt = 1 << 31
 
 /// A TLS failure: what was being done, and OpenSSL's reason (from its error queue).
 ///
@@ -28,11 +34,16 @@ public struct TLSError: Error, Equatable, Sendable, CustomStringConvertible {
         while true {
             let code = ERR_get_error()
             if code == 0 { break }
-            if let text = ERR_reason_error_string(code) {
-                reasons.append(String(cString: text))
+            let reason: String
+            if code & systemErrorFlag != 0 {
+                // A failed system call (ERR_SYSTEM_ERROR, a macro): the low bits are errno.
+                reason = String(cString: strerror(Int32(truncatingIfNeeded: code & (systemErrorFlag - 1))))
+            } else if let text = ERR_reason_error_string(code) {
+                reason = String(cString: text)
             } else {
-                reasons.append("OpenSSL error \(code)")
+                reason = "OpenSSL error \(code)"
             }
+            if !reasons.contains(reason) { reasons.append(reason) }
         }
         return reasons.joined(separator: "; ")
     }
