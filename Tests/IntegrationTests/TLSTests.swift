@@ -112,6 +112,25 @@ extension Integration {
         }
 
         @Test(.timeLimit(.minutes(1)))
+        func largeBodiesCrossTLSIntactInBothDirections() throws {
+            let f = try TLSFixture("tls-bodies")
+            // 8 MiB down (partial writes, record by record), 4 MiB up chunked and streamed
+            // back (reads that fill the buffer while OpenSSL holds more records).
+            let down = try f.curlTLS("a.test", paths: ["/size/8388608"], extra: ["%{size_download}"])
+            #expect(down.httpStatus == 200 && down.written.first == "8388608", "\(down.stderr)")
+            let upload = f.dir.file("upload.bin")
+            try Data((0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }).write(to: URL(fileURLWithPath: upload))
+            let echoed = f.dir.file("echoed.bin")
+            let result = try runCommand("/usr/bin/curl", [
+                "-sS", "--max-time", "50", "-o", echoed, "-w", "%{http_code}",
+                "--cacert", f.pki.caFile, "--resolve", "a.test:\(f.port):127.0.0.1",
+                "-H", "Transfer-Encoding: chunked", "--data-binary", "@\(upload)", "https://a.test:\(f.port)/echo",
+            ], dir: f.dir, label: "curl-echo", timeout: .seconds(55))
+            #expect(result.stdout == "200", "\(result.stderr)")
+            #expect(FileManager.default.contentsEqual(atPath: upload, andPath: echoed), "the body came back byte for byte")
+        }
+
+        @Test(.timeLimit(.minutes(1)))
         func tls10And11AreRefused() throws {
             let f = try TLSFixture("tls-versions")
             for flag in ["-tls1", "-tls1_1"] {
