@@ -279,16 +279,17 @@ public final class Runtime: Sendable {
             let config = try ConfigLoader.loadConfig(path: configPath)
             let table: RoutingTable? = state.withLock { state in
                 guard let old = state.config, let server = state.server else { return nil }
+                // Certificates (and a TLS listener's tls settings) apply now; the rest of a
+                // listener (address, TLS on or off) at the next restart.
                 state.tls?.reload(config.listeners, server: server)
-                let withoutTLS = { (listeners: [ListenerConfig]) in listeners.map { var l = $0; l.tls = l.tls == nil ? nil : ListenerTLSConfig(certificates: []); return l } }
-                if withoutTLS(old.listeners) != withoutTLS(config.listeners) || old.proxy != config.proxy || old.workers != config.workers {
-                    Log.warning("listeners, workers, timeouts and limits apply at the next restart; routes and discovery apply now")
-                }
                 var applied = old
                 for index in applied.listeners.indices where index < config.listeners.count
                     && applied.listeners[index].name == config.listeners[index].name
                     && applied.listeners[index].tls != nil && config.listeners[index].tls != nil {
                     applied.listeners[index].tls = config.listeners[index].tls
+                }
+                if applied.listeners != config.listeners || old.proxy != config.proxy || old.workers != config.workers {
+                    Log.warning("listeners, workers, timeouts and limits apply at the next restart; routes, discovery and certificates apply now")
                 }
                 applied.routes = config.routes
                 applied.discovery = config.discovery
