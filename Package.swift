@@ -23,12 +23,13 @@ let package = Package(
         // MARK: The data plane
         .target(name: "YardIO", dependencies: ["CYardLinux"]),
         .target(name: "YardHTTP", dependencies: ["YardIO"]),
+        .target(name: "YardTLS", dependencies: ["CYardOpenSSL", "YardIO"]),
         .target(name: "YardModel", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "YardBalancing"),
         .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing"]),
         .target(
             name: "YardProxy",
-            dependencies: ["YardIO", "YardHTTP", "YardModel", "YardBalancing"],
+            dependencies: ["YardIO", "YardHTTP", "YardModel", "YardBalancing", "YardTLS"],
             // Connection state lives in loop-confined classes; dynamic exclusivity checks on
             // their stored properties cost ~2-3 % of the proxy's CPU under load (perf,
             // docs/ARCHITECTURE.md) and guard nothing a single-threaded loop can violate.
@@ -38,7 +39,7 @@ let package = Package(
         // MARK: The control plane
         .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO"]),
         .target(name: "YardTemplates", dependencies: ["YardModel", .product(name: "Stencil", package: "Stencil")]),
-        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardTemplates", "CYardOpenSSL", "CYardNghttp2"]),
+        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2"]),
         .executableTarget(
             name: "switchyard",
             dependencies: [
@@ -57,6 +58,7 @@ let package = Package(
         .testTarget(name: "YardControlTests", dependencies: ["YardControl", "YardModel", "YardTestSupport"]),
         .testTarget(name: "YardDiscoveryTests", dependencies: ["YardDiscovery", "YardTestSupport"]),
         .testTarget(name: "YardTemplatesTests", dependencies: ["YardTemplates", "YardModel", "YardTestSupport"], exclude: ["Golden"]),
+        .testTarget(name: "YardTLSTests", dependencies: ["YardTLS", "YardIO", "YardTestSupport", "CYardOpenSSL"]),
         .testTarget(name: "IntegrationTests", dependencies: ["YardTestSupport", "YardModel"]),
     ]
 )
