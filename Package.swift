@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/stencilproject/Stencil", from: "0.15.1"),
     ],
     targets: [
         // MARK: C system libraries (link only) with prefixed shims for what the importer cannot see.
@@ -22,12 +23,13 @@ let package = Package(
         // MARK: The data plane
         .target(name: "YardIO", dependencies: ["CYardLinux"]),
         .target(name: "YardHTTP", dependencies: ["YardIO"]),
+        .target(name: "YardTLS", dependencies: ["CYardOpenSSL", "YardIO"]),
         .target(name: "YardModel", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "YardBalancing"),
         .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing"]),
         .target(
             name: "YardProxy",
-            dependencies: ["YardIO", "YardHTTP", "YardModel", "YardBalancing"],
+            dependencies: ["YardIO", "YardHTTP", "YardModel", "YardBalancing", "YardTLS"],
             // Connection state lives in loop-confined classes; dynamic exclusivity checks on
             // their stored properties cost ~2-3 % of the proxy's CPU under load (perf,
             // docs/ARCHITECTURE.md) and guard nothing a single-threaded loop can violate.
@@ -36,11 +38,12 @@ let package = Package(
 
         // MARK: The control plane
         .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO", "YardBalancing"]),
-        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "CYardOpenSSL", "CYardNghttp2"]),
+        .target(name: "YardTemplates", dependencies: ["YardModel", .product(name: "Stencil", package: "Stencil")]),
+        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2"]),
         .executableTarget(
             name: "switchyard",
             dependencies: [
-                "YardControl", "YardProxy", "YardModel", "YardDiscovery", "YardIO",
+                "YardControl", "YardProxy", "YardModel", "YardDiscovery", "YardTemplates", "YardIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -54,6 +57,8 @@ let package = Package(
         .testTarget(name: "YardIOTests", dependencies: ["YardIO", "CYardOpenSSL", "CYardNghttp2"]),
         .testTarget(name: "YardControlTests", dependencies: ["YardControl", "YardModel", "YardTestSupport"]),
         .testTarget(name: "YardDiscoveryTests", dependencies: ["YardDiscovery", "YardModel", "YardTestSupport"]),
+        .testTarget(name: "YardTemplatesTests", dependencies: ["YardTemplates", "YardModel", "YardTestSupport"], exclude: ["Golden"]),
+        .testTarget(name: "YardTLSTests", dependencies: ["YardTLS", "YardIO", "YardTestSupport", "CYardOpenSSL"]),
         .testTarget(name: "IntegrationTests", dependencies: ["YardTestSupport", "YardModel"]),
     ]
 )

@@ -21,10 +21,14 @@ import YardProxy
 public final class Runtime: Sendable {
     private let configPath: String
     private let workersOverride: Int?
-    private let queue = DispatchQueue(label: "switchyard.control")
+    /// `run --admin ADDRESS`, applied over the config file's admin address.
+    private let adminOverride: String?
+    let queue = DispatchQueue(label: "switchyard.control")
     let state = Mutex<State>(State())
     private let stopSignal = DispatchSemaphore(value: 0)
     private let health: HealthChecker
+    /// Pools template, guards and output files between discovery and routing (TemplateStage.swift).
+    let templateStage = TemplateStage()
     private let startedUnix = Date().timeIntervalSince1970
     /// Kept alive for the process's life. Written once by `run` before any signal can be
     /// delivered to them, never read: no synchronisation needed.
@@ -48,6 +52,7 @@ public final class Runtime: Sendable {
         var admin: AdminServer?
         var server: ProxyServer?
         var discovery: DiscoveryStage?
+        var tls: TLSListeners?
         var stopping = false
         /// Endpoint ids (`service/address:port`) drained through the admin API.
         var drained: Set<String> = []
@@ -59,9 +64,10 @@ public final class Runtime: Sendable {
     /// Called with the bound listener addresses once the proxy is listening.
     public typealias ReadyHandler = @Sendable ([SocketAddress]) -> Void
 
-    public init(configPath: String, workers: Int? = nil) {
+    public init(configPath: String, workers: Int? = nil, admin: String? = nil) {
         self.configPath = configPath
         self.workersOverride = workers
+        self.adminOverride = admin
         let rebuild = RebuildTrigger()
         self.health = HealthChecker(onChange: { rebuild.fire() })
         rebuild.target = self
@@ -72,21 +78,28 @@ public final class Runtime: Sendable {
         // Before anything is printed: a signal right after "listening" must be handled,
         // not kill the process with its default action.
         installSignals()
-        let config = try ConfigLoader.loadConfig(path: configPath)
+        var config = try ConfigLoader.loadConfig(path: configPath)
+        if let adminOverride { try ConfigLoader.overrideAdmin(address: adminOverride, in: &config) }
         adminToken = try Self.loadToken(config.admin)
         traffic = try startTraffic(config)
+        let trafficControl = traffic
+        templateStage.configure(
+            config.templates, health: { [health] in Self.templateHealth(health.readings(), catalog: $0) },
+            traffic: { $0.applying(trafficControl?.states ?? [:]) })
         let discovery = makeDiscovery(config.discovery)
-        let initialCatalog = discovery.start(waitMs: Self.discoveryStartupWaitMs) ?? ServiceCatalog(services: [])
+        let discovered = discovery.start(waitMs: Self.discoveryStartupWaitMs) ?? ServiceCatalog(services: [])
+        let initialCatalog = templateStage.admit(discovered, running: ServiceCatalog(services: [])) ?? ServiceCatalog(services: [])
         health.update(targets: Self.healthTargets(initialCatalog))
         health.start()
         health.waitForFirstResults()
         let table = makeTable(version: 1, routes: config.routes, catalog: initialCatalog)
         let workers = workersOverride ?? config.workers ?? availableCPUs()
         let checker = health
+        let tls = try TLSListeners(config.listeners)
         let accessLog = config.accessLog.enabled ? try AccessLogWriter(path: config.accessLog.path) : nil
         accessLogWriter = accessLog
         let server = try ProxyServer(
-            listeners: config.listeners, table: table, settings: config.proxy, workers: workers,
+            listeners: config.listeners, tls: tls.contexts, table: table, settings: config.proxy, workers: workers,
             onEndpointFailing: { service, poolKey in
                 checker.reportFailures(HealthKey(service: service, endpointKey: poolKey))
             },
@@ -98,6 +111,7 @@ public final class Runtime: Sendable {
             $0.server = server
             $0.discovery = discovery
             $0.applied = Self.revisions(initialCatalog, traffic?.states ?? [:])
+            $0.tls = tls.startTimers(config.listeners, server: server, queue: queue)
         }
         server.start()
         startWindowSampler()
@@ -144,20 +158,25 @@ public final class Runtime: Sendable {
         DiscoveryStage(config: config, queue: queue, onProblem: { [weak self] line in self?.recordChange(line) })
     }
 
-    private func apply(catalog: ServiceCatalog) {
+    /// Routes a discovered catalog if the template stage admits it; false when it does not.
+    @discardableResult
+    func apply(catalog discovered: ServiceCatalog, force: Bool = false) -> Bool {
+        guard let catalog = templateStage.admit(discovered, running: state.withLock { $0.catalog }, force: force) else { return false }
         let changed = state.withLock { state -> Bool in
             guard catalog != state.catalog else { return false }
             state.catalog = catalog
             return true
         }
-        guard changed else { return }
+        guard changed else { return true }
         health.update(targets: Self.healthTargets(catalog))
         republish(reason: "discovery")
+        return true
     }
 
     /// Rebuilds the routing table from the current config, catalog and health, and
     /// publishes it if it differs from the last one.
     func republish(reason: String) {
+        if reason == "health" || reason == "traffic" { templateStage.healthChanged() }
         let published: RoutingTable? = state.withLock { state in
             guard let config = state.config, let server = state.server else { return nil }
             state.version += 1
@@ -170,7 +189,12 @@ public final class Runtime: Sendable {
                 return nil
             }
             state.lastSummary = summary
-            server.publish(table)
+            if reason == "traffic" {
+                // Flips and canary changes answer once every loop serves them.
+                server.publishAndWait(table)
+            } else {
+                server.publish(table)
+            }
             return table
         }
         if reason != "health" { traffic?.reportSoon() }
@@ -226,6 +250,8 @@ public final class Runtime: Sendable {
         case ("GET", "/explain"):
             guard let server = state.withLock({ $0.server }) else { return AdminResponse(status: 503, text: "starting\n") }
             return .json(Explanation.explain(table: server.currentTable, query: request.query))
+        case (_, "/render"):
+            return handleRenderRequest(request)
         case ("GET", "/"), ("GET", "/dashboard"):
             return AdminResponse(status: 200, text: DashboardPage.html, contentType: "text/html; charset=utf-8")
         default:
@@ -265,12 +291,21 @@ public final class Runtime: Sendable {
             let config = try ConfigLoader.loadConfig(path: configPath)
             let table: RoutingTable? = state.withLock { state in
                 guard let old = state.config, let server = state.server else { return nil }
-                if old.listeners != config.listeners || old.proxy != config.proxy || old.workers != config.workers {
-                    Log.warning("listeners, workers, timeouts and limits apply at the next restart; routes and discovery apply now")
-                }
+                // Certificates (and a TLS listener's tls settings) apply now; the rest of a
+                // listener (address, TLS on or off) at the next restart.
+                state.tls?.reload(config.listeners, server: server)
                 var applied = old
+                for index in applied.listeners.indices where index < config.listeners.count
+                    && applied.listeners[index].name == config.listeners[index].name
+                    && applied.listeners[index].tls != nil && config.listeners[index].tls != nil {
+                    applied.listeners[index].tls = config.listeners[index].tls
+                }
+                if applied.listeners != config.listeners || old.proxy != config.proxy || old.workers != config.workers {
+                    Log.warning("listeners, workers, timeouts and limits apply at the next restart; routes, discovery and certificates apply now")
+                }
                 applied.routes = config.routes
                 applied.discovery = config.discovery
+                templateStage.configure(config.templates)
                 state.config = applied
                 state.version += 1
                 let table = makeTable(version: state.version, routes: applied.routes, catalog: state.catalog, drained: state.drained)

@@ -18,6 +18,12 @@ public struct ProxySettings: Sendable, Equatable {
     public var upstreamIdleTimeoutMs = 60_000
     /// On SIGTERM: time in-flight requests get before the process exits anyway.
     public var drainTimeoutMs = 30_000
+    /// After a flip (or a drain, an ejection): how long a long-lived connection (a TCP
+    /// tunnel, an upgraded WebSocket) to an endpoint that takes no new connections may go
+    /// on before it is closed. 0: until it ends by itself.
+    public var flipDrainMs = 30_000
+    /// A TCP tunnel with no byte in either direction for this long is closed.
+    public var tunnelIdleTimeoutMs = 3_600_000
     /// Longest request line (method, target, version). 414 beyond it.
     public var maxRequestLineBytes = 8_192
     /// Largest request head (request line plus header fields). 431 beyond it.
@@ -32,8 +38,8 @@ public struct ProxySettings: Sendable, Equatable {
     public init() {}
 }
 
-/// What a listener speaks.
-public enum ListenerProtocol: String, Sendable, Equatable { case http }
+/// What a listener speaks: HTTP (routed by host and path), or raw TCP to one service.
+public enum ListenerProtocol: String, Sendable, Equatable { case http, tcp }
 
 /// A listening socket.
 public struct ListenerConfig: Sendable, Equatable {
@@ -46,12 +52,21 @@ public struct ListenerConfig: Sendable, Equatable {
     /// 0 picks a free port (tests).
     public var port: UInt16
     public var `protocol`: `Protocol`
+    /// For `tcp` listeners: the service every connection goes to.
+    public var service: String?
+    /// TLS termination, nil for plain HTTP.
+    public var tls: ListenerTLSConfig?
 
-    public init(name: String, host: String, port: UInt16, protocol: `Protocol` = .http) {
+    public init(
+        name: String, host: String, port: UInt16, protocol: `Protocol` = .http, service: String? = nil,
+        tls: ListenerTLSConfig? = nil
+    ) {
         self.name = name
         self.host = host
         self.port = port
         self.protocol = `protocol`
+        self.service = service
+        self.tls = tls
     }
 }
 
@@ -126,6 +141,8 @@ public struct SwitchyardConfig: Sendable, Equatable {
     public var sourcePath: String?
     public var accessLog = AccessLogConfig()
     public var stateStore = StateStoreConfig(kind: .file(path: "state.json"))
+    /// The `templates:` section; nil when absent (discovery's catalog is routed as is).
+    public var templates: TemplatesConfig?
 
     public init(
         listeners: [ListenerConfig], routes: [RouteConfig], discovery: DiscoveryConfig,

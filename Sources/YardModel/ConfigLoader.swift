@@ -26,14 +26,14 @@ public enum ConfigLoader {
         try parseConfig(text: text, path: path, directory: directory(of: path))
     }
 
-    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log", "state_store"]
+    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log", "state_store", "templates"]
 
     private static func parseConfig(text: String, path: String, directory: String) throws(ConfigError) -> SwitchyardConfig {
         let root = try document(text: text, path: path, expecting: "keys like 'listeners' and 'routes'")
         let fields = try root.fields(allowed: rootKeys)
 
         let listenersNode = try fields.required("listeners", hint: "add at least one, e.g. '- {name: web, address: 127.0.0.1:8080}'")
-        let listeners = try parseListeners(listenersNode)
+        let listeners = try parseListeners(listenersNode, directory: directory)
         let routes = try parseRoutes(fields.optional("routes"))
         let discovery = try parseDiscovery(fields.optional("discovery"), directory: directory)
         let admin = try parseAdmin(fields.optional("admin"))
@@ -52,6 +52,7 @@ public enum ConfigLoader {
             throw node.error("the admin API binds \(config.admin.host), beyond loopback, without a token: set 'token_file:' (writes then need 'Authorization: Bearer TOKEN'), or bind 127.0.0.1")
         }
         if let file = config.admin.tokenFile { config.admin.tokenFile = resolve(file, against: directory) }
+        config.templates = try parseTemplates(fields.optional("templates"), directory: directory)
         if let logNode = fields.optional("access_log") {
             let logFields = try logNode.fields(allowed: ["enabled", "path"])
             config.accessLog.enabled = try logFields.optional("enabled")?.boolean() ?? true
@@ -69,7 +70,7 @@ public enum ConfigLoader {
 
     // MARK: Listeners
 
-    private static func parseListeners(_ node: ConfigNode) throws(ConfigError) -> [ListenerConfig] {
+    private static func parseListeners(_ node: ConfigNode, directory: String) throws(ConfigError) -> [ListenerConfig] {
         let items = try node.list()
         guard !items.isEmpty else {
             throw node.error("at least one listener is required, e.g. '- {name: web, address: 127.0.0.1:8080}'")
@@ -78,7 +79,7 @@ public enum ConfigLoader {
         var nameLines: [String: Int?] = [:]
         var addressLines: [String: (name: String, line: Int?)] = [:]
         for (index, item) in items.enumerated() {
-            let fields = try item.fields(allowed: ["name", "address", "protocol"])
+            let fields = try item.fields(allowed: ["name", "address", "protocol", "service", "tls"])
             let name = try fields.optional("name")?.string(expected: "a listener name") ?? "listener-\(index)"
             if let previous = nameLines[name] {
                 let at = fields.optional("name") ?? item
@@ -97,11 +98,23 @@ public enum ConfigLoader {
             if let protoNode = fields.optional("protocol") {
                 let text = try protoNode.string(expected: "a protocol")
                 guard let known = ListenerProtocol(rawValue: text.lowercased()) else {
-                    throw protoNode.error("unsupported protocol '\(text)'; supported: http")
+                    throw protoNode.error("unsupported protocol '\(text)'; supported: http, tcp")
                 }
                 proto = known
             }
-            listeners.append(ListenerConfig(name: name, host: host, port: port, protocol: proto))
+            var service: String?
+            if let serviceNode = fields.optional("service") {
+                guard proto == .tcp else {
+                    throw serviceNode.error("'service' is for tcp listeners; an http listener routes with 'routes:'")
+                }
+                service = try serviceNode.string(expected: "a service name")
+            } else if proto == .tcp {
+                throw item.error("a tcp listener needs 'service:', the service its connections go to")
+            }
+            let tls = try fields.optional("tls").flatMap { node throws(ConfigError) in
+                node.isNull ? nil : try parseTLS(node, directory: directory)
+            }
+            listeners.append(ListenerConfig(name: name, host: host, port: port, protocol: proto, service: service, tls: tls))
         }
         return listeners
     }
@@ -184,6 +197,22 @@ public enum ConfigLoader {
         return admin
     }
 
+    /// `switchyard run --admin ADDRESS`: binds the admin listener there instead of the
+    /// config's address, with the same rule (beyond loopback only with a token file).
+    public static func overrideAdmin(address text: String, in config: inout SwitchyardConfig) throws(ConfigError) {
+        switch ConfigValues.parseListenAddress(text) {
+        case .success(let address):
+            config.admin.host = address.host
+            config.admin.port = address.port
+            config.admin.enabled = true
+        case .failure(let problem):
+            throw ConfigError(file: "--admin", line: nil, key: nil, message: problem.message)
+        }
+        if !config.admin.isLoopback && config.admin.tokenFile == nil {
+            throw ConfigError(file: "--admin", line: nil, key: nil, message: "the admin API would bind \(config.admin.host), beyond loopback, without a token: set admin.token_file in the config (writes then need 'Authorization: Bearer TOKEN'), or bind 127.0.0.1")
+        }
+    }
+
     private static func parseStateStore(_ node: ConfigNode?, directory: String) throws(ConfigError) -> StateStoreConfig {
         guard let node else { return StateStoreConfig(kind: .file(path: resolve("state.json", against: directory))) }
         let fields = try node.fields(allowed: ["type", "path", "endpoints", "address", "prefix", "token", "replica_id", "replica_ttl"])
@@ -236,10 +265,11 @@ public enum ConfigLoader {
             ("client_header", \.clientHeaderTimeoutMs), ("client_idle", \.clientIdleTimeoutMs),
             ("upstream_connect", \.upstreamConnectTimeoutMs), ("upstream_response", \.upstreamResponseTimeoutMs),
             ("upstream_idle", \.upstreamIdleTimeoutMs), ("drain", \.drainTimeoutMs),
+            ("flip_drain", \.flipDrainMs), ("tunnel_idle", \.tunnelIdleTimeoutMs),
         ]
         let fields = try node.fields(allowed: keys.map(\.0))
         for (key, field) in keys {
-            if let value = fields.optional(key) { proxy[keyPath: field] = try value.durationMilliseconds() }
+            if let value = fields.optional(key) { proxy[keyPath: field] = try value.durationMilliseconds(allowZero: key == "flip_drain") }
         }
     }
 

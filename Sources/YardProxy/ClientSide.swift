@@ -13,7 +13,14 @@ extension Worker {
 
     func clientEvent(_ c: ClientConnection, _ flags: UInt32) {
         guard c.phase != .closed else { return }
-        if flags & Epoll.writable != 0 || (flags & (Epoll.hangup | Epoll.error) != 0 && !c.outBuf.isEmpty) {
+        if c.phase == .handshaking {
+            continueHandshake(c)
+            return
+        }
+        // `tlsWant`: a TLS write that needs input, or a TLS read that needs to send, goes
+        // on when the socket is ready in the other direction (always 0 on plain listeners).
+        if flags & Epoll.writable != 0 || (flags & (Epoll.hangup | Epoll.error) != 0 && !c.outBuf.isEmpty)
+            || (c.tlsWant & Epoll.readable != 0 && !c.outBuf.isEmpty) {
             guard flushClient(c) else { return }
             // Room was made: the upstream may relay more of the response it buffered.
             if let u = c.upstream, u.headDone, u.inBuf.readableBytes > 0 || u.eof {
@@ -21,7 +28,8 @@ extension Worker {
                 guard c.phase != .closed else { return }
             }
         }
-        if flags & (Epoll.readable | Epoll.hangup | Epoll.error) != 0 && c.phase != .closed {
+        if (flags & (Epoll.readable | Epoll.hangup | Epoll.error) != 0 || c.tlsWant & flags & Epoll.writable != 0)
+            && c.phase != .closed {
             readClient(c)
         }
         if c.phase != .closed { updateInterest(c) }
@@ -29,7 +37,7 @@ extension Worker {
     }
 
     /// Reads what the client sent and moves the exchange on.
-    private func readClient(_ c: ClientConnection) {
+    func readClient(_ c: ClientConnection) {
         if c.phase == .lingering {
             discardInput(c)
             return
@@ -43,7 +51,7 @@ extension Worker {
                 return
             }
         }
-        switch Socket.read(c.fd, into: &c.inBuf) {
+        switch receive(c) {
         case .bytes:
             advanceClient(c)
         case .wouldBlock:
@@ -81,7 +89,7 @@ extension Worker {
             processHead(c)
         case .forwarding:
             pumpRequestBody(c)
-        case .closingAfterFlush, .lingering, .closed:
+        case .handshaking, .closingAfterFlush, .lingering, .closed:
             return
         }
     }
@@ -134,9 +142,20 @@ extension Worker {
         case .untilClose:
             c.requestBodyDone = true
         }
-        if head.upgrade || head.method == .connect {
-            // Tunnels (WebSocket, CONNECT) arrive with the TLS/HTTP2 work; refuse cleanly now.
-            respondError(c, status: 501, reason: "upgrade and CONNECT are not supported yet")
+        if head.method == .connect {
+            respondError(c, status: 501, reason: "CONNECT is not supported")
+            return
+        }
+        // An upgrade (WebSocket) without a body is forwarded with its Upgrade header; a
+        // 101 answer turns the connection into a tunnel (TCPTunnel.swift).
+        c.upgradeRequested = head.upgrade
+        if head.upgrade && c.tls != nil {
+            // The tunnel splices sockets; over TLS the bytes must pass through OpenSSL.
+            respondError(c, status: 501, reason: "upgrades (WebSocket) over TLS are not supported yet; use a plain listener behind TLS")
+            return
+        }
+        if head.upgrade && !c.requestBodyDone {
+            respondError(c, status: 501, reason: "an upgrade request with a body is not supported")
             return
         }
 
@@ -163,7 +182,7 @@ extension Worker {
         c.onCanary = false
         c.stickyPoint = service.canary?.sticky == nil ? -1 : stickyPoint(c, service: service)
         retryTokens = min(retryTokens + Double(service.retry.budgetPercent) / 100, 100)
-        guard let u = connectUpstream(for: c, service: service, fresh: false) else {
+        guard let u = connectUpstream(for: c, service: service, fresh: c.upgradeRequested) else {
             c.inBuf.consume(head.headLength)
             c.scanFrom = 0
             if !c.requestBodyDone { c.keepAlive = false }
@@ -229,7 +248,7 @@ extension Worker {
     @discardableResult
     func flushClient(_ c: ClientConnection) -> Bool {
         while !c.outBuf.isEmpty {
-            switch Socket.flush(c.fd, &c.outBuf) {
+            switch send(c) {
             case .bytes:
                 continue
             case .wouldBlock:
@@ -255,6 +274,7 @@ extension Worker {
             closeClient(c)
             return
         }
+        if let tls = c.tls { _ = tls.shutdown() }
         Socket.shutdownWrite(c.fd)
         c.phase = .lingering
         c.inBuf.clear()
@@ -357,7 +377,7 @@ extension Worker {
 
     func clientTimedOut(_ c: ClientConnection) {
         switch c.phase {
-        case .idle:
+        case .idle, .handshaking:
             closeClient(c)
         case .readingHead:
             c.keepAlive = false

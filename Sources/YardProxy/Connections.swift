@@ -4,13 +4,25 @@ import Glibc
 import YardHTTP
 import YardIO
 import YardModel
+import YardTLS
 
 // Per-connection state. Both classes are confined to the worker (event loop) that created
 // them: no locks, no atomics. The worker holds the only strong references (its `clients` and
 // `upstreams` arrays, slot-indexed), and epoll carries an unretained, tagged pointer.
 
+/// A connection kept in one of the worker's slot-indexed arrays (its `slot` is its index).
+protocol Slotted: AnyObject {
+    var slot: Int { get set }
+}
+
+extension ClientConnection: Slotted {}
+extension UpstreamConnection: Slotted {}
+extension TunnelConnection: Slotted {}
+
 /// Where a client connection is in its request/response cycle.
 enum ClientPhase: UInt8 {
+    /// TLS handshake in progress (TLS listeners only; header timeout applies).
+    case handshaking
     /// Between requests, no byte of the next request yet (idle timeout applies).
     case idle
     /// Some bytes of a request head have arrived (header timeout applies).
@@ -34,6 +46,11 @@ final class ClientConnection {
     var interest: UInt32 = 0
     /// When the current timeout fires (monotonic ms), 0 for none.
     var deadline: Int64 = 0
+    /// TLS on this connection (nil on plain listeners: every I/O call branches on this).
+    var tls: TLSConnection?
+    /// Interest a TLS operation asked for beyond the usual (a read that must write, a
+    /// write that must read, or the handshake's next step).
+    var tlsWant: UInt32 = 0
 
     /// Bytes received and not yet consumed: the head being parsed, body bytes, pipelined requests.
     var inBuf: ByteBuffer
@@ -94,6 +111,9 @@ final class ClientConnection {
     var hashKey: UInt64 = 0
     /// The client shut down its sending side after a complete request; answer, then close.
     var readClosed = false
+    /// The current request asks to switch protocols (WebSocket): a 101 turns the
+    /// connection into a tunnel.
+    var upgradeRequested = false
     /// Requests answered on this connection.
     var served = 0
     /// When the request head was complete (for logs of failures).

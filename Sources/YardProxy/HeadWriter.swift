@@ -29,6 +29,8 @@ extension Worker {
                 keep = false
             case .xForwardedProto, .xForwardedHost:
                 keep = false
+            case .upgrade:
+                keep = c.upgradeRequested
             default:
                 keep = !field.hopByHop
             }
@@ -53,7 +55,12 @@ extension Worker {
             }
         }
         out.append(c.peerText)
-        out.append("\r\nX-Forwarded-Proto: http\r\n")
+        if c.upgradeRequested { out.append("\r\nConnection: upgrade") }
+        if c.tls == nil {
+            out.append("\r\nX-Forwarded-Proto: http\r\n")
+        } else {
+            out.append("\r\nX-Forwarded-Proto: https\r\n")
+        }
         if !host.isEmpty {
             out.append("X-Forwarded-Host: ")
             out.append(host)
@@ -76,11 +83,12 @@ extension Worker {
         } else {
             out.append(UnsafeRawBufferPointer(rebasing: base[0..<firstField]))
         }
+        let switching = head.status == 101
         var runStart = -1
         for i in 0..<head.headerCount {
             let field = u.fields[i]
             let start = Int(field.name.start)
-            if !field.hopByHop {
+            if !field.hopByHop || (switching && field.kind == .upgrade) {
                 if runStart < 0 { runStart = start }
             } else if runStart >= 0 {
                 out.append(UnsafeRawBufferPointer(rebasing: base[runStart..<start]))
@@ -90,7 +98,9 @@ extension Worker {
         if runStart >= 0 {
             out.append(UnsafeRawBufferPointer(rebasing: base[runStart..<(head.headLength - 2)]))
         }
-        if !head.isInterim {
+        if switching {
+            out.append("Connection: upgrade\r\n")
+        } else if !head.isInterim {
             if closeAfter {
                 out.append("Connection: close\r\n")
             } else if c.requestVersionMinor == 0 {

@@ -6,6 +6,7 @@ import Synchronization
 import YardHTTP
 import YardIO
 import YardModel
+import YardTLS
 
 /// Counts client connections across every worker, to enforce `maxConnections`.
 ///
@@ -47,6 +48,14 @@ final class Worker: @unchecked Sendable {
     let bufferSize = 32 * 1024
 
     var listeners: [Int32]
+    /// Per listener (same order): the service of a TCP listener, nil for HTTP.
+    let listenerServices: [String?]
+    /// TLS per listener (same index as `listeners`), nil for plain ones. Replaced on a
+    /// certificate reload; connections keep the context they started with.
+    var listenerTLS: [TLSServerContext?]
+    /// TLS connections whose decrypted input is buffered inside OpenSSL (their buffer was
+    /// full), so no epoll event will announce it: read again after the batch.
+    var tlsPendingReads: [ClientConnection] = []
     var table: RoutingTable
     /// Balancing state per service (indexed by `Service.index`).
     var balancers: [ServiceBalancer] = []
@@ -68,6 +77,7 @@ final class Worker: @unchecked Sendable {
 
     var clients: ContiguousArray<ClientConnection> = []
     var upstreams: ContiguousArray<UpstreamConnection> = []
+    var tunnels: ContiguousArray<TunnelConnection> = []
     /// Connections closed during the current batch of events; released after it, because
     /// a later event of the same batch may still carry their (unretained) pointer.
     var graveyard: [AnyObject] = []
@@ -89,7 +99,7 @@ final class Worker: @unchecked Sendable {
     let events: UnsafeMutablePointer<epoll_event>
 
     init(
-        id: Int, listeners: [Int32], table: RoutingTable, settings: ProxySettings, gate: ConnectionGate,
+        id: Int, listeners: [Int32], listenerServices: [String?] = [], tls: [TLSServerContext?], table: RoutingTable, settings: ProxySettings, gate: ConnectionGate,
         onEndpointFailing: @escaping @Sendable (String, Int) -> Void, accessLog: AccessLogWriter?
     ) throws(IOError) {
         self.id = id
@@ -109,6 +119,8 @@ final class Worker: @unchecked Sendable {
             maxHeadBytes: max(settings.maxHeaderBytes, 65_536),
             maxHeaders: settings.maxHeaders)
         self.listeners = listeners
+        self.listenerServices = listenerServices + Array(repeating: nil, count: max(0, listeners.count - listenerServices.count))
+        self.listenerTLS = tls + Array(repeating: nil, count: max(0, listeners.count - tls.count))
         self.table = table
         self.events = .allocate(capacity: Int(Worker.eventCapacity))
         self.events.initialize(repeating: epoll_event(), count: Int(Worker.eventCapacity))
@@ -127,12 +139,15 @@ final class Worker: @unchecked Sendable {
     // MARK: Tokens
 
     /// epoll tokens: an object pointer with a tag in its low bits (objects are 16-byte
-    /// aligned), or a small number for listeners and the inbox.
+    /// aligned, so three bits are free), or a small number for listeners and the inbox.
     enum Token {
+        static let mask: UInt64 = 7
         static let clientTag: UInt64 = 0
         static let upstreamTag: UInt64 = 1
         static let listenerTag: UInt64 = 2
         static let inbox: UInt64 = 3
+        static let tunnelClientTag: UInt64 = 4
+        static let tunnelUpstreamTag: UInt64 = 5
 
         @inline(__always) static func client(_ c: ClientConnection) -> UInt64 {
             UInt64(UInt(bitPattern: Unmanaged.passUnretained(c).toOpaque()))
@@ -141,7 +156,13 @@ final class Worker: @unchecked Sendable {
             UInt64(UInt(bitPattern: Unmanaged.passUnretained(u).toOpaque())) | upstreamTag
         }
         @inline(__always) static func listener(_ index: Int) -> UInt64 {
-            UInt64(index) << 2 | listenerTag
+            UInt64(index) << 3 | listenerTag
+        }
+        @inline(__always) static func tunnelClient(_ t: TunnelConnection) -> UInt64 {
+            UInt64(UInt(bitPattern: Unmanaged.passUnretained(t).toOpaque())) | tunnelClientTag
+        }
+        @inline(__always) static func tunnelUpstream(_ t: TunnelConnection) -> UInt64 {
+            UInt64(UInt(bitPattern: Unmanaged.passUnretained(t).toOpaque())) | tunnelUpstreamTag
         }
     }
 
@@ -157,31 +178,37 @@ final class Worker: @unchecked Sendable {
                 let event = events[i]
                 let token = event.data.u64
                 let flags = event.events
-                switch token & 3 {
+                switch token & Token.mask {
                 case Token.clientTag:
                     let c = Unmanaged<ClientConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token))!).takeUnretainedValue()
                     clientEvent(c, flags)
                 case Token.upstreamTag:
-                    let u = Unmanaged<UpstreamConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~3))!).takeUnretainedValue()
+                    let u = Unmanaged<UpstreamConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask))!).takeUnretainedValue()
                     upstreamEvent(u, flags)
                 case Token.listenerTag:
                     // A drain earlier in this batch may have closed the listeners.
-                    let index = Int(token >> 2)
-                    if index < listeners.count { acceptConnections(listeners[index]) }
+                    let index = Int(token >> 3)
+                    if index < listeners.count { acceptConnections(index) }
+                case Token.tunnelClientTag, Token.tunnelUpstreamTag:
+                    let t = Unmanaged<TunnelConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask))!).takeUnretainedValue()
+                    tunnelEvent(t, upstreamSide: token & Token.mask == Token.tunnelUpstreamTag, flags)
                 default:
                     for task in inbox.drain() { task() }
                 }
             }
+            if !tlsPendingReads.isEmpty { readPendingTLS() }
             if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
             if now >= nextTick {
                 nextTick = now + Worker.tickMs
                 if let accessLog { flushAccessLog(accessLog) }
                 expireTimeouts()
-                if draining && clients.isEmpty { stopped = true }
+                if !tunnels.isEmpty { expireTunnels() }
+                if draining && clients.isEmpty && tunnels.isEmpty { stopped = true }
             }
         }
         for c in clients { closeClient(c) }
         for u in upstreams { closeUpstream(u) }
+        for t in tunnels { closeTunnel(t) }
         graveyard.removeAll()
         if let accessLog { flushAccessLog(accessLog) }
         finished.store(true, ordering: .releasing)
@@ -189,7 +216,10 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Accept
 
-    func acceptConnections(_ listenFD: Int32) {
+    func acceptConnections(_ index: Int) {
+        let listenFD = listeners[index]
+        let tunnelService = listenerServices[index]
+        let tls = listenerTLS[index]
         // Bounded batch so one busy listener cannot starve the other connections.
         for _ in 0..<64 {
             switch Socket.accept(listenFD) {
@@ -199,11 +229,24 @@ final class Worker: @unchecked Sendable {
                     continue
                 }
                 Socket.setNoDelay(fd)
+                if let tunnelService {
+                    acceptTunnel(fd, peer: peer, serviceName: tunnelService)
+                    continue
+                }
                 metrics.accepted &+= 1
                 let c = ClientConnection(fd: fd, peer: peer, maxHeaders: settings.maxHeaders, bufferSize: bufferSize)
                 c.slot = clients.count
                 clients.append(c)
                 c.deadline = now + Int64(settings.clientIdleTimeoutMs)
+                if let tls {
+                    guard let connection = TLSConnection(accepting: fd, context: tls) else {
+                        closeClient(c)
+                        continue
+                    }
+                    c.tls = connection
+                    c.phase = .handshaking
+                    c.deadline = now + Int64(settings.clientHeaderTimeoutMs)
+                }
                 c.interest = Epoll.readable
                 epoll.add(fd, events: c.interest, token: Token.client(c))
             case .wouldBlock:
@@ -230,13 +273,7 @@ final class Worker: @unchecked Sendable {
         epoll.remove(c.fd)
         Socket.close(c.fd)
         gate.leave()
-        let last = clients.count - 1
-        if c.slot != last {
-            let moved = clients[last]
-            moved.slot = c.slot
-            clients[c.slot] = moved
-        }
-        clients.removeLast()
+        removeSlot(c, from: &clients)
         graveyard.append(c)
     }
 
@@ -249,14 +286,21 @@ final class Worker: @unchecked Sendable {
         u.client = nil
         epoll.remove(u.fd)
         Socket.close(u.fd)
-        let last = upstreams.count - 1
-        if u.slot != last {
-            let moved = upstreams[last]
-            moved.slot = u.slot
-            upstreams[u.slot] = moved
-        }
-        upstreams.removeLast()
+        removeSlot(u, from: &upstreams)
         graveyard.append(u)
+    }
+
+    /// Removes `item` from its slot-indexed array in O(1): the last element takes its slot.
+    /// Generic, not existential: specialised per connection class.
+    @inline(__always)
+    func removeSlot<T: Slotted>(_ item: T, from array: inout ContiguousArray<T>) {
+        let last = array.count - 1
+        if item.slot != last {
+            let moved = array[last]
+            moved.slot = item.slot
+            array[item.slot] = moved
+        }
+        array.removeLast()
     }
 
     // MARK: Interest
@@ -265,8 +309,10 @@ final class Worker: @unchecked Sendable {
     /// is still reading, output while it has bytes queued.
     func updateInterest(_ c: ClientConnection) {
         guard c.phase != .closed else { return }
-        var want: UInt32 = 0
-        if c.phase == .lingering {
+        var want: UInt32 = c.tlsWant
+        if c.phase == .handshaking {
+            // Only what the handshake asked for.
+        } else if c.phase == .lingering {
             want = Epoll.readable
         } else if !c.readClosed && c.phase != .closingAfterFlush && c.inBuf.writableBytes > 0 {
             want |= Epoll.readable
@@ -391,6 +437,7 @@ final class Worker: @unchecked Sendable {
             for endpoint in service.activeEndpoints { routable.insert(endpoint.poolKey) }
             for endpoint in service.canaryEndpoints { routable.insert(endpoint.poolKey) }
         }
+        if !tunnels.isEmpty { drainTunnels(routable: routable) }
         for key in pools.indices {
             guard let pool = pools[key] else { continue }
             if live.contains(key) {
@@ -412,11 +459,12 @@ final class Worker: @unchecked Sendable {
         guard !draining else { return }
         draining = true
         for (index, fd) in listeners.enumerated() {
-            acceptConnectionsBeforeClose(fd, index: index)
+            acceptConnectionsBeforeClose(index)
             epoll.remove(fd)
             Socket.close(fd)
         }
         listeners.removeAll()
+        listenerTLS.removeAll()
         for pool in pools.compactMap({ $0 }) {
             for u in pool.idle { closeUpstream(u) }
         }
@@ -439,10 +487,10 @@ final class Worker: @unchecked Sendable {
 
     /// Connections already in this listener's queue were accepted by the kernel: serve them
     /// rather than reset them.
-    private func acceptConnectionsBeforeClose(_ fd: Int32, index: Int) {
+    private func acceptConnectionsBeforeClose(_ index: Int) {
         let wasDraining = draining
         draining = false
-        acceptConnections(fd)
+        acceptConnections(index)
         draining = wasDraining
     }
 }

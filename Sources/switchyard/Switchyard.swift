@@ -13,7 +13,7 @@ struct Switchyard: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "An ingress proxy and load balancer for blue/green and canary releases.",
-        subcommands: [Run.self, Check.self, Status.self, Flip.self, Canary.self, Explain.self, Demo.self, Backend.self])
+        subcommands: [Run.self, Check.self, Render.self, Status.self, Flip.self, Canary.self, Explain.self, Demo.self, Backend.self])
 }
 
 /// Exits with a message on standard error (exit code 2: an error, not a refusal).
@@ -43,12 +43,15 @@ struct Run: ParsableCommand {
     @Option(help: "Event loops to run (default: the config's `workers`, else one per core).")
     var workers: Int?
 
+    @Option(help: "Bind the admin API here instead of the config's admin.address (beyond loopback only with admin.token_file).")
+    var admin: String?
+
     @Flag(help: "Log debug lines.")
     var verbose = false
 
     func run() throws {
         if verbose { Log.minimumLevel = .debug }
-        let runtime = Runtime(configPath: config, workers: workers)
+        let runtime = Runtime(configPath: config, workers: workers, admin: admin)
         do {
             let code = try runtime.run { addresses in
                 FileHandleWriter.stdout("listening " + addresses.map(\.description).joined(separator: " ") + "\n")
@@ -71,20 +74,12 @@ struct Check: ParsableCommand {
     func run() throws {
         do {
             let loaded = try ConfigLoader.loadConfig(path: config)
-            // Files are read and validated; network providers are not contacted by `check`.
-            var snapshots: [String: ServiceCatalog] = [:]
-            var notes: [String] = []
-            for provider in loaded.discovery.providers {
-                if case .file(let file) = provider.source {
-                    snapshots[provider.name] = try ConfigLoader.loadCatalog(path: file.path)
-                } else {
-                    notes.append("  provider \(provider.name) (\(provider.source.typeName)): not contacted by check")
-                }
-            }
-            let catalog = AggregatorState.merge(order: loaded.discovery.providers.map(\.name), snapshots: snapshots).catalog
+            let (catalog, skipped) = try fileProvidersCatalog(loaded.discovery)
+            let notes = skipped.map { "  provider \($0): not contacted by check" }
             let table = buildRoutingTable(version: 1, routes: loaded.routes, catalog: catalog)
             var lines = ["\(config): ok"] + notes
             lines.append("  listeners: " + loaded.listeners.map { "\($0.name)=\($0.host):\($0.port)" }.joined(separator: ", "))
+            lines += try checkTLSListeners(loaded.listeners)
             for route in table.routes {
                 let host = route.host.map { String(decoding: $0, as: UTF8.self) } ?? "*"
                 let target = route.service.map { "\($0.name) (\($0.activeEndpoints.count) active of \($0.endpoints.count))" }
@@ -209,4 +204,19 @@ struct Demo: ParsableCommand {
         for backend in backends { backend.stop() }
         throw ExitCode(code)
     }
+}
+
+/// The merge of the file providers' catalogs (what `check` and `render` can read without
+/// contacting anything), and the network providers skipped, as `name (type)`.
+func fileProvidersCatalog(_ discovery: DiscoveryConfig) throws(ConfigError) -> (catalog: ServiceCatalog, skipped: [String]) {
+    var snapshots: [String: ServiceCatalog] = [:]
+    var skipped: [String] = []
+    for provider in discovery.providers {
+        if case .file(let file) = provider.source {
+            snapshots[provider.name] = try ConfigLoader.loadCatalog(path: file.path)
+        } else {
+            skipped.append("\(provider.name) (\(provider.source.typeName))")
+        }
+    }
+    return (AggregatorState.merge(order: discovery.providers.map(\.name), snapshots: snapshots).catalog, skipped)
 }

@@ -20,16 +20,21 @@ final class TrafficProxy {
     ///     `servicesFile` names another one).
     ///   - store: the `state_store:` section body (indented two spaces), nil for the
     ///     default file store in `dir`.
-    init(dir: ScratchDir, services: String, label: String = "proxy", store: String? = nil,
-         adminExtra: String = "", workers: Int = 2, servicesFile: String = "services.yml") throws {
-        self.dir = dir
-        self.label = label
+    convenience init(dir: ScratchDir, services: String, label: String = "proxy", store: String? = nil,
+                     adminExtra: String = "", workers: Int = 2, servicesFile: String = "services.yml") throws {
         try dir.write(servicesFile, services)
         var spec = ProxySpec(workers: workers)
         spec.extraYAML = "admin:\n  address: 127.0.0.1:0\n\(adminExtra)"
         if let store { spec.extraYAML += "state_store:\n\(store)" }
         let config = spec.yaml.replacingOccurrences(of: "file: services.yml", with: "file: \(servicesFile)")
-        try dir.write("\(label).yml", config)
+        try self.init(dir: dir, configText: config, label: label)
+    }
+
+    /// With a whole config of the test's own (it must enable the admin listener).
+    init(dir: ScratchDir, configText: String, label: String = "proxy") throws {
+        self.dir = dir
+        self.label = label
+        try dir.write("\(label).yml", configText)
         child = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("\(label).yml")], dir: dir, label: label)
         do {
             port = try child.waitForListeningPort()
