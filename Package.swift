@@ -37,7 +37,7 @@ let package = Package(
         ),
 
         // MARK: The control plane
-        .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO"]),
+        .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO", "YardBalancing"]),
         .target(name: "YardTemplates", dependencies: ["YardModel", .product(name: "Stencil", package: "Stencil")]),
         .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2"]),
         .executableTarget(
@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "YardModelTests", dependencies: ["YardModel", "YardDiscovery"]),
         .testTarget(name: "YardIOTests", dependencies: ["YardIO", "CYardOpenSSL", "CYardNghttp2"]),
         .testTarget(name: "YardControlTests", dependencies: ["YardControl", "YardModel", "YardTestSupport"]),
-        .testTarget(name: "YardDiscoveryTests", dependencies: ["YardDiscovery", "YardTestSupport"]),
+        .testTarget(name: "YardDiscoveryTests", dependencies: ["YardDiscovery", "YardModel", "YardTestSupport"]),
         .testTarget(name: "YardTemplatesTests", dependencies: ["YardTemplates", "YardModel", "YardTestSupport"], exclude: ["Golden"]),
         .testTarget(name: "YardTLSTests", dependencies: ["YardTLS", "YardIO", "YardTestSupport", "CYardOpenSSL"]),
         .testTarget(name: "IntegrationTests", dependencies: ["YardTestSupport", "YardModel"]),

@@ -2,26 +2,11 @@
 import Glibc
 #endif
 import Foundation
+import YardDiscovery
 import YardHealth
 import YardIO
 import YardModel
 import YardProxy
-
-/// What a provider has done lately, for status and metrics.
-public struct ProviderStatus: Sendable, Codable, Equatable {
-    public var name: String
-    public var source: String
-    public var healthy: Bool
-    public var lastUpdateUnix: Double?
-    public var updates: Int
-    public var errors: Int
-    public var error: String?
-
-    enum CodingKeys: String, CodingKey {
-        case name, source, healthy, updates, errors, error
-        case lastUpdateUnix = "last_update_unix"
-    }
-}
 
 /// A traffic-state or routing change, for the dashboard's history.
 public struct ChangeRecord: Sendable, Codable, Equatable {
@@ -160,6 +145,8 @@ enum PrometheusText {
             ("switchyard_provider_errors_total", "counter", "Errors reported by the provider.", { "\($0.errors)" }),
             ("switchyard_provider_healthy", "gauge", "0 when the provider's last attempt failed (its last snapshot keeps serving).",
              { $0.healthy ? "1" : "0" }),
+            ("switchyard_provider_stale_since_timestamp_seconds", "gauge", "When the failing provider's snapshot went stale (Unix time; 0 while healthy).",
+             { format($0.staleSinceUnix ?? 0) }),
         ]
         for (name, type, help, value) in providerFamilies {
             family(name, type, help)

@@ -48,11 +48,10 @@ public final class Runtime: Sendable {
         var catalog = ServiceCatalog(services: [])
         var version: UInt64 = 0
         var lastSummary = ""
-        var providerStatus = ProviderStatus(name: "file", source: "", healthy: true, lastUpdateUnix: nil, updates: 0, errors: 0, error: nil)
         var changes: [ChangeRecord] = []
         var admin: AdminServer?
         var server: ProxyServer?
-        var provider: FileProvider?
+        var discovery: DiscoveryStage?
         var tls: TLSListeners?
         var stopping = false
         /// Endpoint ids (`service/address:port`) drained through the admin API.
@@ -87,7 +86,9 @@ public final class Runtime: Sendable {
         templateStage.configure(
             config.templates, health: { [health] in Self.templateHealth(health.readings(), catalog: $0) },
             traffic: { $0.applying(trafficControl?.states ?? [:]) })
-        let initialCatalog = templateStage.admit(Self.initialCatalog(config), running: ServiceCatalog(services: [])) ?? ServiceCatalog(services: [])
+        let discovery = makeDiscovery(config.discovery)
+        let discovered = discovery.start(waitMs: Self.discoveryStartupWaitMs) ?? ServiceCatalog(services: [])
+        let initialCatalog = templateStage.admit(discovered, running: ServiceCatalog(services: [])) ?? ServiceCatalog(services: [])
         health.update(targets: Self.healthTargets(initialCatalog))
         health.start()
         health.waitForFirstResults()
@@ -108,6 +109,7 @@ public final class Runtime: Sendable {
             $0.catalog = initialCatalog
             $0.version = 1
             $0.server = server
+            $0.discovery = discovery
             $0.applied = Self.revisions(initialCatalog, traffic?.states ?? [:])
             $0.tls = tls.startTimers(config.listeners, server: server, queue: queue)
         }
@@ -123,11 +125,11 @@ public final class Runtime: Sendable {
             Log.info("admin API on http://\(admin.address)/ (status, metrics, dashboard)")
         }
         onReady?(server.boundAddresses)
-        startProvider(config)
+        discovery.connect { [weak self] catalog in self?.apply(catalog: catalog) }
 
         stopSignal.wait()
         Log.info("draining: no new connections; in-flight requests get \(config.proxy.drainTimeoutMs) ms")
-        state.withLock { $0.provider?.stop() }
+        state.withLock { $0.discovery?.stop() }
         traffic?.stop()
         health.stop()
         state.withLock { $0.admin?.stop() }
@@ -148,47 +150,12 @@ public final class Runtime: Sendable {
 
     // MARK: Discovery
 
-    private static func initialCatalog(_ config: SwitchyardConfig) -> ServiceCatalog {
-        switch config.discovery {
-        case .file(let path):
-            do {
-                return try ConfigLoader.loadCatalog(path: path)
-            } catch {
-                Log.error("\(error); starting with no services until the file is fixed")
-                return ServiceCatalog(services: [])
-            }
-        }
-    }
+    /// How long startup waits for every provider's first snapshot or failure.
+    static let discoveryStartupWaitMs: Int64 = 3_000
 
-    private func startProvider(_ config: SwitchyardConfig) {
-        switch config.discovery {
-        case .file(let path):
-            let provider = FileProvider(
-                path: path, queue: queue,
-                onSnapshot: { [weak self] catalog in
-                    self?.state.withLock { state in
-                        state.providerStatus.updates += 1
-                        state.providerStatus.healthy = true
-                        state.providerStatus.error = nil
-                        state.providerStatus.lastUpdateUnix = Date().timeIntervalSince1970
-                    }
-                    self?.apply(catalog: catalog)
-                },
-                onError: { [weak self] error in
-                    Log.error("\(error); the running routing table stays")
-                    self?.state.withLock { state in
-                        state.providerStatus.errors += 1
-                        state.providerStatus.healthy = false
-                        state.providerStatus.error = error.description
-                    }
-                    self?.recordChange("file provider error: \(error.description)")
-                })
-            state.withLock {
-                $0.provider = provider
-                $0.providerStatus.source = path
-            }
-            provider.start()
-        }
+    /// The providers of `config` (DiscoveryStage.swift), not yet started.
+    private func makeDiscovery(_ config: DiscoveryConfig) -> DiscoveryStage {
+        DiscoveryStage(config: config, queue: queue, onProblem: { [weak self] line in self?.recordChange(line) })
     }
 
     /// Routes a discovered catalog if the template stage admits it; false when it does not.
@@ -260,12 +227,12 @@ public final class Runtime: Sendable {
 
     private func observe() -> ObservedState? {
         let snapshot = state.withLock { state in
-            (state.server, state.providerStatus, state.changes)
+            (state.server, state.discovery?.statuses ?? [], state.changes)
         }
         guard let server = snapshot.0 else { return nil }
         return ObservedState(
             table: server.currentTable, metrics: server.collectMetrics(), health: health.readings(),
-            providers: [snapshot.1], changes: snapshot.2, startedUnix: startedUnix, workers: server.workerCount,
+            providers: snapshot.1, changes: snapshot.2, startedUnix: startedUnix, workers: server.workerCount,
             accessLogDropped: accessLogWriter?.droppedBatches ?? 0,
             store: traffic?.status, replicaID: traffic?.replicaID, traffic: traffic?.states ?? [:])
     }
@@ -344,15 +311,22 @@ public final class Runtime: Sendable {
                 let table = makeTable(version: state.version, routes: applied.routes, catalog: state.catalog, drained: state.drained)
                 server.publish(table)
                 if old.discovery != config.discovery {
-                    state.provider?.stop()
-                    state.provider = nil
+                    state.discovery?.stop()
+                    state.discovery = nil
                 }
                 return table
             }
             if let table {
                 Log.info("config reloaded; routing table v\(table.version) published: \(describe(table))")
-                let needsProvider = state.withLock { $0.provider == nil }
-                if needsProvider { startProvider(config) }
+                let needsDiscovery = state.withLock { $0.discovery == nil }
+                if needsDiscovery {
+                    // The running catalog serves until a new provider delivers.
+                    let discovery = makeDiscovery(config.discovery)
+                    let first = discovery.start(waitMs: Self.discoveryStartupWaitMs)
+                    state.withLock { $0.discovery = discovery }
+                    if let first { apply(catalog: first) }
+                    discovery.connect { [weak self] catalog in self?.apply(catalog: catalog) }
+                }
             }
         } catch {
             Log.error("config reload rejected: \(error); the running config stays")

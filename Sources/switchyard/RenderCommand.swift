@@ -38,8 +38,11 @@ struct Render: ParsableCommand {
         let discovered: ServiceCatalog
         do {
             loaded = try ConfigLoader.loadConfig(path: config)
-            switch loaded.discovery {
-            case .file(let path): discovered = try ConfigLoader.loadCatalog(path: path)
+            // Only file providers are read; network providers' services are absent here.
+            let (catalog, skipped) = try fileProvidersCatalog(loaded.discovery)
+            discovered = catalog
+            if !skipped.isEmpty {
+                FileHandleWriter.stderr("render reads file providers only; not contacted: \(skipped.joined(separator: ", "))\n")
             }
         } catch {
             fail("\(error)")

@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import Dispatch
 import YardControl
+import YardDiscovery
 import YardIO
 import YardModel
 
@@ -73,13 +74,10 @@ struct Check: ParsableCommand {
     func run() throws {
         do {
             let loaded = try ConfigLoader.loadConfig(path: config)
-            var catalog = ServiceCatalog(services: [])
-            switch loaded.discovery {
-            case .file(let path):
-                catalog = try ConfigLoader.loadCatalog(path: path)
-            }
+            let (catalog, skipped) = try fileProvidersCatalog(loaded.discovery)
+            let notes = skipped.map { "  provider \($0): not contacted by check" }
             let table = buildRoutingTable(version: 1, routes: loaded.routes, catalog: catalog)
-            var lines = ["\(config): ok"]
+            var lines = ["\(config): ok"] + notes
             lines.append("  listeners: " + loaded.listeners.map { "\($0.name)=\($0.host):\($0.port)" }.joined(separator: ", "))
             lines += try checkTLSListeners(loaded.listeners)
             for route in table.routes {
@@ -150,7 +148,7 @@ struct Demo: ParsableCommand {
         let servicesPath: String
         do {
             loaded = try ConfigLoader.loadConfig(path: config)
-            guard case .file(let path) = loaded.discovery else { fail("the demo needs file discovery") }
+            guard let path = loaded.discovery.filePaths.first else { fail("the demo needs file discovery") }
             servicesPath = path
             catalog = try ConfigLoader.loadCatalog(path: path)
         } catch {
@@ -206,4 +204,19 @@ struct Demo: ParsableCommand {
         for backend in backends { backend.stop() }
         throw ExitCode(code)
     }
+}
+
+/// The merge of the file providers' catalogs (what `check` and `render` can read without
+/// contacting anything), and the network providers skipped, as `name (type)`.
+func fileProvidersCatalog(_ discovery: DiscoveryConfig) throws(ConfigError) -> (catalog: ServiceCatalog, skipped: [String]) {
+    var snapshots: [String: ServiceCatalog] = [:]
+    var skipped: [String] = []
+    for provider in discovery.providers {
+        if case .file(let file) = provider.source {
+            snapshots[provider.name] = try ConfigLoader.loadCatalog(path: file.path)
+        } else {
+            skipped.append("\(provider.name) (\(provider.source.typeName))")
+        }
+    }
+    return (AggregatorState.merge(order: discovery.providers.map(\.name), snapshots: snapshots).catalog, skipped)
 }
