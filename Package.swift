@@ -35,7 +35,7 @@ let package = Package(
         ),
 
         // MARK: The control plane
-        .target(name: "YardDiscovery", dependencies: ["YardModel"]),
+        .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO", "YardBalancing"]),
         .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "CYardOpenSSL", "CYardNghttp2"]),
         .executableTarget(
             name: "switchyard",
@@ -52,6 +52,7 @@ let package = Package(
         .testTarget(name: "YardHealthTests", dependencies: ["YardHealth", "YardModel"]),
         .testTarget(name: "YardModelTests", dependencies: ["YardModel", "YardDiscovery"]),
         .testTarget(name: "YardIOTests", dependencies: ["YardIO", "CYardOpenSSL", "CYardNghttp2"]),
+        .testTarget(name: "YardDiscoveryTests", dependencies: ["YardDiscovery", "YardModel", "YardTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["YardTestSupport", "YardModel"]),
     ]
 )

@@ -2,26 +2,11 @@
 import Glibc
 #endif
 import Foundation
+import YardDiscovery
 import YardHealth
 import YardIO
 import YardModel
 import YardProxy
-
-/// What a provider has done lately, for status and metrics.
-public struct ProviderStatus: Sendable, Codable, Equatable {
-    public var name: String
-    public var source: String
-    public var healthy: Bool
-    public var lastUpdateUnix: Double?
-    public var updates: Int
-    public var errors: Int
-    public var error: String?
-
-    enum CodingKeys: String, CodingKey {
-        case name, source, healthy, updates, errors, error
-        case lastUpdateUnix = "last_update_unix"
-    }
-}
 
 /// A traffic-state or routing change, for the dashboard's history.
 public struct ChangeRecord: Sendable, Codable, Equatable {

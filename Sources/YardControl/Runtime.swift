@@ -37,7 +37,7 @@ public final class Runtime: Sendable {
         var catalog = ServiceCatalog(services: [])
         var version: UInt64 = 0
         var lastSummary = ""
-        var providerStatus = ProviderStatus(name: "file", source: "", healthy: true, lastUpdateUnix: nil, updates: 0, errors: 0, error: nil)
+        var providerStatus = ProviderStatus(name: "file", source: "")
         var changes: [ChangeRecord] = []
         var admin: AdminServer?
         var server: ProxyServer?
@@ -134,20 +134,13 @@ public final class Runtime: Sendable {
             let provider = FileProvider(
                 path: path, queue: queue,
                 onSnapshot: { [weak self] catalog in
-                    self?.state.withLock { state in
-                        state.providerStatus.updates += 1
-                        state.providerStatus.healthy = true
-                        state.providerStatus.error = nil
-                        state.providerStatus.lastUpdateUnix = Date().timeIntervalSince1970
-                    }
+                    self?.state.withLock { $0.providerStatus.recordSnapshot(nowUnix: Date().timeIntervalSince1970) }
                     self?.apply(catalog: catalog)
                 },
                 onError: { [weak self] error in
                     Log.error("\(error); the running routing table stays")
-                    self?.state.withLock { state in
-                        state.providerStatus.errors += 1
-                        state.providerStatus.healthy = false
-                        state.providerStatus.error = error.description
+                    self?.state.withLock {
+                        $0.providerStatus.record(.failing(error.description), nowUnix: Date().timeIntervalSince1970)
                     }
                     self?.recordChange("file provider error: \(error.description)")
                 })

@@ -42,9 +42,12 @@ import Darwin
 /// called from any thread. After `stop()` returns, no callback *starts*; one already
 /// running on `queue` may finish (call `stop()` on `queue`, or `queue.sync {}` after
 /// it, to be sure none is running). `stop()` is final.
-public final class FileProvider: Sendable {
+public final class FileProvider: DiscoveryProvider {
+    /// The provider's name in status and metrics (`file`, or `file#2` for a second one).
+    public let name: String
     /// The watched file.
     public let path: String
+    public var source: String { path }
     private let pollInterval: Duration
     private let queue: DispatchQueue
     private let onSnapshot: @Sendable (ServiceCatalog) -> Void
@@ -71,15 +74,28 @@ public final class FileProvider: Sendable {
     ///   - onSnapshot: receives each new complete catalog.
     ///   - onError: receives parse and read errors; the last snapshot stays valid.
     public init(
-        path: String, pollInterval: Duration = .milliseconds(250), queue: DispatchQueue,
+        name: String = "file", path: String, pollInterval: Duration = .milliseconds(250), queue: DispatchQueue,
         onSnapshot: @escaping @Sendable (ServiceCatalog) -> Void,
         onError: @escaping @Sendable (ConfigError) -> Void
     ) {
+        self.name = name
         self.path = path
         self.pollInterval = pollInterval
         self.queue = queue
         self.onSnapshot = onSnapshot
         self.onError = onError
+    }
+
+    /// The `DiscoveryProvider` form: a parse or read error is reported as `.failing`
+    /// (the error names the file and line); recovery delivers a snapshot.
+    public convenience init(
+        name: String = "file", path: String, pollInterval: Duration = .milliseconds(250), queue: DispatchQueue,
+        callbacks: ProviderCallbacks
+    ) {
+        self.init(
+            name: name, path: path, pollInterval: pollInterval, queue: queue,
+            onSnapshot: callbacks.onSnapshot,
+            onError: { callbacks.onStatus(.failing($0.description)) })
     }
 
     deinit {
