@@ -143,7 +143,8 @@ enum DockerCatalog {
     }
 
     /// The address to reach `container` at: its IP on the configured network; the host
-    /// address on the host network; else the only network IP it has.
+    /// address on the host network (or with no network address at all); else its first
+    /// network's IP, by network name.
     static func address(of container: DockerContainer, mapping: DockerMapping) -> String? {
         let networks = container.networkSettings?.networks ?? [:]
         func ip(_ network: DockerContainer.Network?) -> String? {
@@ -154,7 +155,8 @@ enum DockerCatalog {
         }
         if let name = mapping.network { return ip(networks[name]) }
         if container.hostConfig?.networkMode == "host" || networks.keys.contains("host") { return mapping.hostAddress }
-        let addresses = networks.keys.sorted().compactMap { ip(networks[$0]) }
-        return addresses.count == 1 ? addresses[0] : addresses.first
+        // No address on any network (podman lists `--network host` as `"Networks": null`):
+        // the container shares this machine's network.
+        return networks.keys.sorted().lazy.compactMap { ip(networks[$0]) }.first ?? mapping.hostAddress
     }
 }

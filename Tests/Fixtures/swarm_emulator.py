@@ -9,7 +9,7 @@ answers 404 for /services, /tasks and /nodes). Only what the Swarm provider read
 - GET /_ping, /version, /info (Swarm.LocalNodeState "active", ControlAvailable true)
 - GET /services[?filters=] (id, name, label, mode), /services/ID
 - GET /tasks[?filters=] (id, name, service, node, label, desired-state)
-- GET /nodes[?filters=] (id, name, role), /networks
+- GET /nodes[?filters=] (id, name, role), /networks, /containers/json (always empty)
 - GET /events[?filters=] a chunked stream, one JSON object per line, of the Swarm
   event types (service and node create/update/remove), scope "swarm". As in Docker,
   tasks have no events of their own: a task's DesiredState turning to "shutdown" is
@@ -345,6 +345,10 @@ class Handler(BaseHTTPRequestHandler):
                          if all(n["ID"] in filters.get("id", [n["ID"]]) for _ in [0])
                          and n["Spec"]["Role"] in filters.get("role", [n["Spec"]["Role"]])]
                 value = json.loads(json.dumps(value))
+            elif path == "/containers/json":
+                # A manager's own containers: none here (lets Docker-provider tests use
+                # the garbage control against this emulator too).
+                value = []
             elif path == "/networks":
                 value = [{"Name": n, "Id": i, "Scope": "swarm", "Driver": "overlay"} for n, i in st.networks.items()]
             else:
