@@ -37,11 +37,10 @@ public final class Runtime: Sendable {
         var catalog = ServiceCatalog(services: [])
         var version: UInt64 = 0
         var lastSummary = ""
-        var providerStatus = ProviderStatus(name: "file", source: "")
         var changes: [ChangeRecord] = []
         var admin: AdminServer?
         var server: ProxyServer?
-        var provider: FileProvider?
+        var discovery: DiscoveryStage?
         var stopping = false
     }
 
@@ -62,7 +61,8 @@ public final class Runtime: Sendable {
         // not kill the process with its default action.
         installSignals()
         let config = try ConfigLoader.loadConfig(path: configPath)
-        let initialCatalog = Self.initialCatalog(config)
+        let discovery = makeDiscovery(config.discovery)
+        let initialCatalog = discovery.start(waitMs: Self.discoveryStartupWaitMs) ?? ServiceCatalog(services: [])
         health.update(targets: Self.healthTargets(initialCatalog))
         health.start()
         health.waitForFirstResults()
@@ -82,6 +82,7 @@ public final class Runtime: Sendable {
             $0.catalog = initialCatalog
             $0.version = 1
             $0.server = server
+            $0.discovery = discovery
         }
         server.start()
         let addresses = server.boundAddresses.map(\.description).joined(separator: ", ")
@@ -92,11 +93,11 @@ public final class Runtime: Sendable {
             Log.info("admin API on http://\(admin.address)/ (status, metrics, dashboard)")
         }
         onReady?(server.boundAddresses)
-        startProvider(config)
+        discovery.connect { [weak self] catalog in self?.apply(catalog: catalog) }
 
         stopSignal.wait()
         Log.info("draining: no new connections; in-flight requests get \(config.proxy.drainTimeoutMs) ms")
-        state.withLock { $0.provider?.stop() }
+        state.withLock { $0.discovery?.stop() }
         health.stop()
         state.withLock { $0.admin?.stop() }
         let clean = server.drain(timeoutMs: config.proxy.drainTimeoutMs)
@@ -116,40 +117,12 @@ public final class Runtime: Sendable {
 
     // MARK: Discovery
 
-    private static func initialCatalog(_ config: SwitchyardConfig) -> ServiceCatalog {
-        switch config.discovery {
-        case .file(let path):
-            do {
-                return try ConfigLoader.loadCatalog(path: path)
-            } catch {
-                Log.error("\(error); starting with no services until the file is fixed")
-                return ServiceCatalog(services: [])
-            }
-        }
-    }
+    /// How long startup waits for every provider's first snapshot or failure.
+    static let discoveryStartupWaitMs: Int64 = 3_000
 
-    private func startProvider(_ config: SwitchyardConfig) {
-        switch config.discovery {
-        case .file(let path):
-            let provider = FileProvider(
-                path: path, queue: queue,
-                onSnapshot: { [weak self] catalog in
-                    self?.state.withLock { $0.providerStatus.recordSnapshot(nowUnix: Date().timeIntervalSince1970) }
-                    self?.apply(catalog: catalog)
-                },
-                onError: { [weak self] error in
-                    Log.error("\(error); the running routing table stays")
-                    self?.state.withLock {
-                        $0.providerStatus.record(.failing(error.description), nowUnix: Date().timeIntervalSince1970)
-                    }
-                    self?.recordChange("file provider error: \(error.description)")
-                })
-            state.withLock {
-                $0.provider = provider
-                $0.providerStatus.source = path
-            }
-            provider.start()
-        }
+    /// The providers of `config` (DiscoveryStage.swift), not yet started.
+    private func makeDiscovery(_ config: DiscoveryConfig) -> DiscoveryStage {
+        DiscoveryStage(config: config, queue: queue, onProblem: { [weak self] line in self?.recordChange(line) })
     }
 
     private func apply(catalog: ServiceCatalog) {
@@ -209,12 +182,12 @@ public final class Runtime: Sendable {
 
     private func observe() -> ObservedState? {
         let snapshot = state.withLock { state in
-            (state.server, state.providerStatus, state.changes)
+            (state.server, state.discovery?.statuses ?? [], state.changes)
         }
         guard let server = snapshot.0 else { return nil }
         return ObservedState(
             table: server.currentTable, metrics: server.collectMetrics(), health: health.readings(),
-            providers: [snapshot.1], changes: snapshot.2, startedUnix: startedUnix, workers: server.workerCount,
+            providers: snapshot.1, changes: snapshot.2, startedUnix: startedUnix, workers: server.workerCount,
             accessLogDropped: accessLogWriter?.droppedBatches ?? 0)
     }
 
@@ -280,15 +253,22 @@ public final class Runtime: Sendable {
                 let table = makeTable(version: state.version, routes: applied.routes, catalog: state.catalog)
                 server.publish(table)
                 if old.discovery != config.discovery {
-                    state.provider?.stop()
-                    state.provider = nil
+                    state.discovery?.stop()
+                    state.discovery = nil
                 }
                 return table
             }
             if let table {
                 Log.info("config reloaded; routing table v\(table.version) published: \(describe(table))")
-                let needsProvider = state.withLock { $0.provider == nil }
-                if needsProvider { startProvider(config) }
+                let needsDiscovery = state.withLock { $0.discovery == nil }
+                if needsDiscovery {
+                    // The running catalog serves until a new provider delivers.
+                    let discovery = makeDiscovery(config.discovery)
+                    let first = discovery.start(waitMs: Self.discoveryStartupWaitMs)
+                    state.withLock { $0.discovery = discovery }
+                    if let first { apply(catalog: first) }
+                    discovery.connect { [weak self] catalog in self?.apply(catalog: catalog) }
+                }
             }
         } catch {
             Log.error("config reload rejected: \(error); the running config stays")

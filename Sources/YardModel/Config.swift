@@ -68,13 +68,6 @@ public struct RouteConfig: Sendable, Equatable {
     }
 }
 
-/// Where service instances come from.
-public enum DiscoveryConfig: Sendable, Equatable {
-    /// The embedded default: a YAML (or JSON) file of services, watched for changes.
-    /// The path is absolute (resolved against the config file's folder when loaded).
-    case file(path: String)
-}
-
 /// The admin listener (a placeholder until the admin API lands).
 public struct AdminConfig: Sendable, Equatable {
     public var host: String

@@ -163,21 +163,7 @@ public enum ConfigLoader {
         return text.hasSuffix(".") ? String(text.dropLast()) : text
     }
 
-    // MARK: Discovery and admin
-
-    private static func parseDiscovery(_ node: ConfigNode?, directory: String) throws(ConfigError) -> DiscoveryConfig {
-        let defaultFile = "services.yml"
-        guard let node else { return .file(path: resolve(defaultFile, against: directory)) }
-        let fields = try node.fields(allowed: ["provider", "file"])
-        if let providerNode = fields.optional("provider") {
-            let provider = try providerNode.string(expected: "a provider name")
-            guard provider == "file" else {
-                throw providerNode.error("unsupported provider '\(provider)'; this build supports: file")
-            }
-        }
-        let file = try fields.optional("file")?.string(expected: "a file path like services.yml") ?? defaultFile
-        return .file(path: resolve(file, against: directory))
-    }
+    // MARK: Admin (discovery: DiscoveryConfigLoader.swift)
 
     private static func parseAdmin(_ node: ConfigNode?) throws(ConfigError) -> AdminConfig {
         guard let node else { return AdminConfig() }

@@ -57,6 +57,12 @@ public final class EtcdCluster: Sendable {
         process?.stop()
     }
 
+    /// Sends `signal` to member `index` (SIGSTOP freezes it: its connections stay open
+    /// and silent, as with a partition; SIGCONT thaws it).
+    public func signal(_ index: Int, _ signal: Int32) {
+        processes.withLock { $0[index] }?.terminate(signal: signal)
+    }
+
     /// Starts member `index` again with its data dir and waits until the cluster is healthy.
     public func restart(_ index: Int, deadline: Deadline = .seconds(20)) throws {
         try start(index)

@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import Dispatch
 import YardControl
+import YardDiscovery
 import YardIO
 import YardModel
 
@@ -70,13 +71,19 @@ struct Check: ParsableCommand {
     func run() throws {
         do {
             let loaded = try ConfigLoader.loadConfig(path: config)
-            var catalog = ServiceCatalog(services: [])
-            switch loaded.discovery {
-            case .file(let path):
-                catalog = try ConfigLoader.loadCatalog(path: path)
+            // Files are read and validated; network providers are not contacted by `check`.
+            var snapshots: [String: ServiceCatalog] = [:]
+            var notes: [String] = []
+            for provider in loaded.discovery.providers {
+                if case .file(let file) = provider.source {
+                    snapshots[provider.name] = try ConfigLoader.loadCatalog(path: file.path)
+                } else {
+                    notes.append("  provider \(provider.name) (\(provider.source.typeName)): not contacted by check")
+                }
             }
+            let catalog = AggregatorState.merge(order: loaded.discovery.providers.map(\.name), snapshots: snapshots).catalog
             let table = buildRoutingTable(version: 1, routes: loaded.routes, catalog: catalog)
-            var lines = ["\(config): ok"]
+            var lines = ["\(config): ok"] + notes
             lines.append("  listeners: " + loaded.listeners.map { "\($0.name)=\($0.host):\($0.port)" }.joined(separator: ", "))
             for route in table.routes {
                 let host = route.host.map { String(decoding: $0, as: UTF8.self) } ?? "*"
@@ -140,7 +147,7 @@ struct Demo: ParsableCommand {
         let servicesPath: String
         do {
             loaded = try ConfigLoader.loadConfig(path: config)
-            guard case .file(let path) = loaded.discovery else { fail("the demo needs file discovery") }
+            guard let path = loaded.discovery.filePaths.first else { fail("the demo needs file discovery") }
             servicesPath = path
             catalog = try ConfigLoader.loadCatalog(path: path)
         } catch {

@@ -1,0 +1,164 @@
+// The etcd provider: list the keys under a prefix, then watch them from the next
+// revision, and push a complete catalog after every change (key layout: EtcdCatalog.swift).
+
+import Foundation
+import Synchronization
+import YardModel
+
+/// Follows services in etcd v3 through the JSON gateway (`EtcdClient`).
+///
+/// Behaviour:
+/// - Lists `{prefix}` once, delivers the catalog, then watches from the list's revision
+///   + 1, so no change between the two is missed; each watch message with events
+///   delivers a new complete catalog.
+/// - A watch that ends or breaks (a member killed, restarted or partitioned) is resumed
+///   at once from the last revision seen + 1, on whichever member answers (the client
+///   fails over); no re-list is needed and nothing is reported unless that also fails.
+/// - A compacted start revision (history gone) makes it list again.
+/// - While no member answers (or none has a leader: watches carry
+///   `Grpc-Metadata-hasleader`), it reports `.failing`, keeps quiet about services (the
+///   last snapshot serves), and retries with `Backoff`; on success it re-lists.
+/// - A key that does not parse spoils only its own service (see `EtcdCatalog`); the
+///   problem is reported as `.failing` naming the key.
+///
+/// Threading: the list/watch loop runs on its own thread, which makes every callback, so
+/// callbacks are serial. `start` and `stop` may be called from any thread.
+public final class EtcdProvider: DiscoveryProvider {
+    public let name: String
+    public let config: EtcdSourceConfig
+    public var source: String { config.endpoints.joined(separator: ",") + " " + config.prefix }
+    private let callbacks: ProviderCallbacks
+    /// Lifecycle and the open watch (to cancel it from `stop`); never held across a
+    /// request or a callback.
+    private let state = Mutex<State>(State())
+    /// Wakes the loop from a backoff wait when `stop` is called.
+    private let wake = DispatchSemaphore(value: 0)
+
+    private struct State {
+        var started = false
+        var stopped = false
+        var watch: EtcdWatch?
+        var lists = 0
+        var watches = 0
+    }
+
+    public init(name: String, config: EtcdSourceConfig, callbacks: ProviderCallbacks) {
+        self.name = name
+        self.config = config
+        self.callbacks = callbacks
+    }
+
+    // MARK: Lifecycle
+
+    public func start() {
+        let first = state.withLock { state -> Bool in
+            guard !state.started, !state.stopped else { return false }
+            state.started = true
+            return true
+        }
+        guard first else { return }
+        let thread = Thread { [self] in run() }
+        thread.name = "switchyard.discovery.\(name)"
+        thread.start()
+    }
+
+    public func stop() {
+        let watch = state.withLock { state -> EtcdWatch? in
+            state.stopped = true
+            return state.watch
+        }
+        watch?.cancel()
+        wake.signal()
+    }
+
+    private var stopped: Bool { state.withLock { $0.stopped } }
+
+    /// Lists and watches made so far (for tests: a resumed watch does not re-list).
+    public var counts: (lists: Int, watches: Int) { state.withLock { ($0.lists, $0.watches) } }
+
+    // MARK: The loop
+
+    private func run() {
+        let client: EtcdClient
+        do {
+            client = try EtcdClient(endpoints: config.endpoints, timeout: .milliseconds(config.requestTimeoutMs))
+        } catch {
+            callbacks.onStatus(.failing("etcd endpoints: \(error.description)"))
+            return
+        }
+        var backoff = Backoff(initialMs: 100, maximumMs: 5_000, seed: UInt64(truncatingIfNeeded: name.hashValue))
+        var catalog = EtcdCatalog(prefix: config.prefix)
+        var values: [String: [UInt8]] = [:]
+        /// The revision everything in `values` is current to; nil: list first.
+        var revision: Int64?
+        var failing = false
+        var retriedWatch = false
+
+        while !stopped {
+            do throws(EtcdError) {
+                if revision == nil {
+                    let listed = try client.list(prefix: config.prefix)
+                    state.withLock { $0.lists += 1 }
+                    values = Dictionary(listed.kvs.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last })
+                    revision = listed.revision
+                    guard !stopped else { return }
+                    deliver(catalog.build(values))
+                    failing = false
+                }
+                let watch = try client.watch(config.prefix, prefix: true, startRevision: revision! + 1)
+                let cancelled = state.withLock { state -> Bool in
+                    state.watch = watch
+                    state.watches += 1
+                    return state.stopped
+                }
+                if cancelled { watch.cancel(); return }
+                if failing {
+                    callbacks.onStatus(.healthy)
+                    failing = false
+                }
+                backoff.reset()
+                retriedWatch = false
+                while let message = try watch.next() {
+                    if message.compactRevision > 0 || message.canceled {
+                        // History before our revision is gone: list again, then watch.
+                        revision = nil
+                        break
+                    }
+                    guard !message.events.isEmpty else { continue }
+                    for event in message.events {
+                        switch event.kind {
+                        case .put: values[event.kv.key] = event.kv.value
+                        case .delete: values[event.kv.key] = nil
+                        }
+                        revision = max(revision ?? 0, event.kv.modRevision)
+                    }
+                    guard !stopped else { return }
+                    deliver(catalog.build(values))
+                }
+                watch.cancel()
+                state.withLock { $0.watch = nil }
+            } catch {
+                state.withLock { $0.watch = nil }
+                guard !stopped else { return }
+                // A broken watch is resumed once at once (another member may serve it);
+                // only a second failure in a row is reported and backed off.
+                if revision != nil, !retriedWatch, !failing {
+                    retriedWatch = true
+                    continue
+                }
+                if error.kind == .badResponse { revision = nil }
+                callbacks.onStatus(.failing(error.description))
+                failing = true
+                let delay = backoff.nextDelayMs()
+                _ = wake.wait(timeout: .now() + .milliseconds(Int(delay)))
+            }
+        }
+    }
+
+    private func deliver(_ built: (catalog: ServiceCatalog, problems: [String])) {
+        callbacks.onSnapshot(built.catalog)
+        if !built.problems.isEmpty {
+            callbacks.onStatus(.failing(built.problems.joined(separator: "; ")))
+        }
+    }
+}
