@@ -230,3 +230,19 @@ public final class ConsulProvider: DiscoveryProvider {
         Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)
     }
 }
+
+// MARK: - From the config
+
+extension ConsulProvider {
+    /// A provider for a `{type: consul, ...}` entry (validated by the config loader).
+    /// A `token_env` is read from the environment now; an unset variable means no token.
+    public convenience init(name: String, config: ConsulSourceConfig, callbacks: ProviderCallbacks) {
+        let token = config.tokenEnvironment.flatMap { ProcessInfo.processInfo.environment[$0] } ?? config.token
+        self.init(name: name, options: Options(
+            endpoint: ControlHTTPTarget(validated: config.address), services: config.services,
+            passingOnly: config.passingOnly, datacenter: config.datacenter, token: token,
+            wait: .milliseconds(config.waitMs), minimumInterval: .milliseconds(config.minimumIntervalMs),
+            requestTimeout: .milliseconds(config.timeoutMs)
+        ), callbacks: callbacks)
+    }
+}

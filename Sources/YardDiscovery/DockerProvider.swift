@@ -168,3 +168,23 @@ public final class DockerProvider: DiscoveryProvider {
         run.poke()
     }
 }
+
+// MARK: - From the config
+
+extension DockerProvider {
+    /// A provider for a `{type: docker, ...}` entry (validated by the config loader).
+    public convenience init(name: String, config: DockerSourceConfig, callbacks: ProviderCallbacks) {
+        self.init(name: name, options: Options(
+            endpoint: ControlHTTPTarget(validated: config.endpoint),
+            mapping: DockerMapping(network: config.network, hostAddress: config.hostAddress),
+            resyncInterval: .milliseconds(config.resyncIntervalMs), requestTimeout: .milliseconds(config.timeoutMs)
+        ), callbacks: callbacks)
+    }
+}
+
+extension ControlHTTPTarget {
+    /// An endpoint the config loader has already checked; a path stands for a socket.
+    init(validated text: String) {
+        self = (try? ControlHTTPTarget(url: text)) ?? .unix(path: text)
+    }
+}

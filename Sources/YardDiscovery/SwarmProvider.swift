@@ -177,3 +177,15 @@ public final class SwarmProvider: DiscoveryProvider {
         Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)
     }
 }
+
+// MARK: - From the config
+
+extension SwarmProvider {
+    /// A provider for a `{type: swarm, ...}` entry (validated by the config loader).
+    public convenience init(name: String, config: SwarmSourceConfig, callbacks: ProviderCallbacks) {
+        self.init(name: name, options: Options(
+            endpoint: ControlHTTPTarget(validated: config.endpoint), network: config.network,
+            refreshInterval: .milliseconds(config.refreshIntervalMs), requestTimeout: .milliseconds(config.timeoutMs)
+        ), callbacks: callbacks)
+    }
+}

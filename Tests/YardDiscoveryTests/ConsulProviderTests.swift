@@ -73,7 +73,7 @@ import YardTestSupport
 @Suite(.timeLimit(.minutes(2)))
 struct ConsulProviderTests {
     private func provider(
-        _ emulator: EmulatorProcess, _ recorder: ProviderRecorder, services: [String]? = ["web"], passingOnly: Bool = true
+        _ emulator: EmulatorProcess, _ recorder: TimedRecorder, services: [String]? = ["web"], passingOnly: Bool = true
     ) throws -> ConsulProvider {
         ConsulProvider(
             options: .init(endpoint: try ControlHTTPTarget(url: emulator.url), services: services, passingOnly: passingOnly,
@@ -94,7 +94,7 @@ struct ConsulProviderTests {
     @Test func aRegistrationAndADeregistrationReachTheCatalogWithinOneSecond() throws {
         let emulator = try EmulatorProcess(script: "consul_emulator.py")
         try register(emulator, node: "n1", address: "127.0.0.1", id: "web-1", port: 8081, tags: ["track-blue"])
-        let recorder = ProviderRecorder()
+        let recorder = TimedRecorder()
         let consul = try provider(emulator, recorder)
         consul.start()
         defer { consul.stop() }
@@ -119,8 +119,8 @@ struct ConsulProviderTests {
     @Test func passingOnlyFollowsTTLChecksAndTheOptionOffKeepsCriticalInstances() throws {
         let emulator = try EmulatorProcess(script: "consul_emulator.py")
         try emulator.call("PUT", "/v1/agent/service/register", json: #"{"Name":"web","ID":"web-1","Address":"127.0.0.1","Port":8081,"Check":{"TTL":"30s"}}"#)
-        let passing = ProviderRecorder()
-        let all = ProviderRecorder()
+        let passing = TimedRecorder()
+        let all = TimedRecorder()
         let strict = try provider(emulator, passing)
         let lenient = try provider(emulator, all, passingOnly: false)
         strict.start()
@@ -140,7 +140,7 @@ struct ConsulProviderTests {
     @Test func followingAllServicesAddsAndDropsServicesAsTheCatalogChanges() throws {
         let emulator = try EmulatorProcess(script: "consul_emulator.py")
         try register(emulator, node: "n1", address: "127.0.0.1", id: "web-1", port: 8081)
-        let recorder = ProviderRecorder()
+        let recorder = TimedRecorder()
         let consul = try provider(emulator, recorder, services: nil)
         consul.start()
         defer { consul.stop() }
@@ -158,7 +158,7 @@ struct ConsulProviderTests {
         // Push the index well up, so a restore to 2 is clearly backwards.
         for n in 0..<20 { try emulator.call("PUT", "/v1/kv/filler/\(n)") }
         try register(emulator, node: "n1", address: "127.0.0.1", id: "web-1", port: 8081)
-        let recorder = ProviderRecorder()
+        let recorder = TimedRecorder()
         let consul = try provider(emulator, recorder)
         consul.start()
         defer { consul.stop() }
@@ -182,7 +182,7 @@ struct ConsulProviderTests {
     @Test func spuriousWakeUpsCannotMakeTheWatchSpin() throws {
         let emulator = try EmulatorProcess(script: "consul_emulator.py")
         try register(emulator, node: "n1", address: "127.0.0.1", id: "web-1", port: 8081)
-        let recorder = ProviderRecorder()
+        let recorder = TimedRecorder()
         let consul = try provider(emulator, recorder)
         consul.start()
         defer { consul.stop() }
@@ -203,7 +203,7 @@ struct ConsulProviderTests {
     @Test func garbageJSONIsReportedNamingTheRequestAndTheLastSnapshotStays() throws {
         let emulator = try EmulatorProcess(script: "consul_emulator.py")
         try register(emulator, node: "n1", address: "127.0.0.1", id: "web-1", port: 8081)
-        let recorder = ProviderRecorder()
+        let recorder = TimedRecorder()
         let consul = try provider(emulator, recorder)
         consul.start()
         defer { consul.stop() }
@@ -223,7 +223,7 @@ struct ConsulProviderTests {
         let data = try TempDir(prefix: "switchyard-consul")
         let emulator = try EmulatorProcess(script: "consul_emulator.py", arguments: ["--data", data.file("state.json")])
         try register(emulator, node: "n1", address: "127.0.0.1", id: "web-1", port: 8081)
-        let recorder = ProviderRecorder()
+        let recorder = TimedRecorder()
         let consul = try provider(emulator, recorder)
         consul.start()
         defer { consul.stop() }

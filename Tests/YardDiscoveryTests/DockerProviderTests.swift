@@ -95,7 +95,7 @@ import YardTestSupport
 /// containers on the host network.
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct DockerProviderTests {
-    private func provider(_ engine: PodmanEngine, _ recorder: ProviderRecorder, resync: Duration = .seconds(30)) -> DockerProvider {
+    private func provider(_ engine: PodmanEngine, _ recorder: TimedRecorder, resync: Duration = .seconds(30)) -> DockerProvider {
         DockerProvider(
             options: .init(endpoint: .unix(path: engine.socketPath), resyncInterval: resync, backoffInitialMs: 50, backoffMaximumMs: 400),
             callbacks: recorder.callbacks
@@ -104,7 +104,7 @@ struct DockerProviderTests {
 
     @Test func aContainerStartAndStopReachTheCatalogWithinOneSecond() throws {
         let engine = try PodmanEngine()
-        let recorder = ProviderRecorder()
+        let recorder = TimedRecorder()
         let docker = provider(engine, recorder)
         docker.start()
         defer { docker.stop() }
@@ -145,7 +145,7 @@ struct DockerProviderTests {
         let second = try freePort()
         let a = try engine.createHTTPContainer(name: "a", port: first, labels: ["switchyard.service": "web", "switchyard.port": "\(first)"])
         try engine.start(a)
-        let recorder = ProviderRecorder()
+        let recorder = TimedRecorder()
         let docker = provider(engine, recorder, resync: .milliseconds(300))
         docker.start()
         defer { docker.stop() }
@@ -174,7 +174,7 @@ struct DockerProviderTests {
         let b = try engine.createHTTPContainer(name: "typo", port: try freePort(), labels: ["switchyard.service": "web", "switchyard.port": "eighty"])
         try engine.start(a)
         try engine.start(b)
-        let recorder = ProviderRecorder()
+        let recorder = TimedRecorder()
         let docker = provider(engine, recorder)
         docker.start()
         defer { docker.stop() }
@@ -190,7 +190,7 @@ struct DockerProviderTests {
 struct DockerProviderGarbageTests {
     @Test func garbageJSONIsReportedNamingTheProviderRequestAndTheSnapshotStays() throws {
         let emulator = try EmulatorProcess(script: "swarm_emulator.py")
-        let recorder = ProviderRecorder()
+        let recorder = TimedRecorder()
         let docker = DockerProvider(
             options: .init(endpoint: try ControlHTTPTarget(url: emulator.url), resyncInterval: .milliseconds(100), backoffInitialMs: 20, backoffMaximumMs: 100),
             callbacks: recorder.callbacks

@@ -83,7 +83,7 @@ import YardTestSupport
 /// on the test machines), with real HTTP backends on 127.0.0.1 where a test needs one.
 @Suite(.timeLimit(.minutes(2)))
 struct SwarmProviderTests {
-    private func provider(_ emulator: EmulatorProcess, _ recorder: ProviderRecorder, refresh: Duration = .milliseconds(500)) throws -> SwarmProvider {
+    private func provider(_ emulator: EmulatorProcess, _ recorder: TimedRecorder, refresh: Duration = .milliseconds(500)) throws -> SwarmProvider {
         SwarmProvider(
             options: .init(endpoint: try ControlHTTPTarget(url: emulator.url), network: "app", refreshInterval: refresh,
                            backoffInitialMs: 20, backoffMaximumMs: 200),
@@ -107,7 +107,7 @@ struct SwarmProviderTests {
         let old = try emulator.create("/_emulator/tasks", json: #"{"ServiceID":"\#(web)","Addresses":{"app":"127.0.0.1/8"}}"#)
         _ = try emulator.create("/_emulator/tasks", json: #"{"ServiceID":"\#(web)","Addresses":{"app":"127.0.0.2/8"}}"#)
 
-        let recorder = ProviderRecorder()
+        let recorder = TimedRecorder()
         let swarm = try provider(emulator, recorder)
         swarm.start()
         defer { swarm.stop() }
@@ -131,7 +131,7 @@ struct SwarmProviderTests {
         let emulator = try EmulatorProcess(script: "swarm_emulator.py")
         let web = try emulator.create("/_emulator/services", json: #"{"Name":"web-blue","Labels":{"switchyard.service":"web","switchyard.port":"80","switchyard.track":"blue"},"Networks":["app"]}"#)
         _ = try emulator.create("/_emulator/tasks", json: #"{"ServiceID":"\#(web)","Addresses":{"app":"127.0.0.5/8"}}"#)
-        let recorder = ProviderRecorder()
+        let recorder = TimedRecorder()
         let swarm = try provider(emulator, recorder, refresh: .seconds(60))
         swarm.start()
         defer { swarm.stop() }
@@ -155,7 +155,7 @@ struct SwarmProviderTests {
         let web = try emulator.create("/_emulator/services", json: #"{"Name":"web","Labels":{"switchyard.service":"web","switchyard.port":"80"},"Networks":["app"]}"#)
         let old = try emulator.create("/_emulator/tasks", json: #"{"ServiceID":"\#(web)","Addresses":{"app":"127.0.0.3/8"}}"#)
         _ = try emulator.create("/_emulator/tasks", json: #"{"ServiceID":"\#(web)","Addresses":{"app":"127.0.0.4/8"}}"#)
-        let recorder = ProviderRecorder()
+        let recorder = TimedRecorder()
         // A slow steady refresh: only the update window can make this fast.
         let swarm = try provider(emulator, recorder, refresh: .seconds(60))
         swarm.start()
@@ -179,7 +179,7 @@ struct SwarmProviderTests {
         let emulator = try EmulatorProcess(script: "swarm_emulator.py")
         let web = try emulator.create("/_emulator/services", json: #"{"Name":"web","Labels":{"switchyard.service":"web","switchyard.port":"80"},"Networks":["app"]}"#)
         _ = try emulator.create("/_emulator/tasks", json: #"{"ServiceID":"\#(web)","Addresses":{"app":"127.0.0.7/8"}}"#)
-        let recorder = ProviderRecorder()
+        let recorder = TimedRecorder()
         let swarm = try provider(emulator, recorder, refresh: .milliseconds(100))
         swarm.start()
         defer { swarm.stop() }
@@ -193,7 +193,7 @@ struct SwarmProviderTests {
         let emulator = try EmulatorProcess(script: "swarm_emulator.py")
         let web = try emulator.create("/_emulator/services", json: #"{"Name":"web","Labels":{"switchyard.service":"web","switchyard.port":"80"},"Networks":["app"]}"#)
         _ = try emulator.create("/_emulator/tasks", json: #"{"ServiceID":"\#(web)","Addresses":{"app":"127.0.0.8/8"}}"#)
-        let recorder = ProviderRecorder()
+        let recorder = TimedRecorder()
         let swarm = try provider(emulator, recorder, refresh: .milliseconds(100))
         swarm.start()
         defer { swarm.stop() }

@@ -4,10 +4,11 @@ import YardDiscovery
 import YardModel
 import YardTestSupport
 
-/// Records what a provider delivers, with the monotonic time of each delivery, for the
-/// Docker, Swarm and Consul provider tests. The mutex guards both lists: callbacks run
-/// on the provider's queue, the test reads from its own thread.
-final class ProviderRecorder: Sendable {
+/// Records what a provider delivers with the instant of *each* delivery (the DNS tests'
+/// `ProviderRecorder` keeps the first match's time only), for the Docker, Swarm and
+/// Consul provider tests, which measure the latest change. The mutex guards both lists:
+/// callbacks run on the provider's queue, the test reads from its own thread.
+final class TimedRecorder: Sendable {
     struct Delivery: Sendable {
         var catalog: ServiceCatalog
         var at: ContinuousClock.Instant
