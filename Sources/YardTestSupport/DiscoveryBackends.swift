@@ -148,11 +148,12 @@ public final class PodmanEngine: Sendable {
     }
 
     /// Creates (without starting) a busybox container on the host network serving HTTP
-    /// on 127.0.0.1:`port` (`/` answers "ok"); returns its id.
+    /// on 127.0.0.1:`port` (`/` answers its name and a newline); returns its id.
     public func createHTTPContainer(name: String, port: UInt16, labels: [String: String]) throws -> String {
         var arguments = ["create", "--network", "host", "--name", name]
         for (key, value) in labels.sorted(by: { $0.key < $1.key }) { arguments += ["--label", "\(key)=\(value)"] }
-        arguments += [image, "httpd", "-f", "-p", "127.0.0.1:\(port)", "-h", "/www"]
+        let script = "mkdir -p /tmp/www && echo \(name) > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:\(port) -h /tmp/www"
+        arguments += [image, "sh", "-c", script]
         return try podman(arguments)
     }
 

@@ -126,7 +126,7 @@ struct DockerProviderTests {
         #expect(web.instances.first?.id == id)
         #expect(web.routes == [DiscoveredRoute(pathPrefix: "/shop")])
         // The instance is real: the container answers on the host network.
-        #expect(try httpGet(port: port).text == "ok\n")
+        #expect(try httpGet(port: port).text == "web-1\n")
 
         let stoppedAt = ContinuousClock.now
         try engine.stop(id)
