@@ -432,8 +432,8 @@ function renderHealth(doc) {
       <td>${esc(s.kind)}${s.error ? `<div class="err-text">${esc(s.error)}</div>` : ""}</td><td></td></tr>` : "";
   document.getElementById("providers").innerHTML = `<table class="kv"><thead><tr><th>Component</th><th>Status</th><th>Source</th><th>Last update</th></tr></thead><tbody>${
     providers.map((p) => `<tr class="provider" data-provider="${esc(p.name)}"><td><b>${esc(p.name)}</b> <span style="color:var(--faint)">provider</span></td>
-      <td><span class="pill ${p.healthy ? "ok" : "bad"}">${p.healthy ? "healthy" : "failing"}</span></td>
-      <td class="mono" style="word-break:break-all">${esc(p.source)}${p.error ? `<div class="err-text">${esc(p.error)}</div>` : ""}</td>
+      <td><span class="pill ${p.healthy ? "ok" : "bad"}">${p.healthy ? "healthy" : "failing"}</span>${!p.healthy && p.stale_since_unix ? ` <span class="stale" style="color:var(--faint)">stale since ${ago(p.stale_since_unix, now)}</span>` : ""}</td>
+      <td class="mono" style="word-break:break-all">${esc(p.source)}${p.error && !p.healthy ? `<div class="err-text">${esc(p.error)}</div>` : ""}</td>
       <td style="white-space:nowrap">${ago(p.last_update_unix, now)}${p.updates != null ? ` <span style="color:var(--faint)">· ${int(p.updates)} updates</span>` : ""}</td></tr>`).join("")
     || `<tr><td colspan="4" class="empty">No providers.</td></tr>`}${store}</tbody></table>`;
 }

@@ -147,7 +147,9 @@ struct StatusView: Decodable {
         var name: String
         var healthy: Bool
         var error: String?
+        var stale_since_unix: Double?
     }
+    var now_unix: Double?
     var table_version: UInt64
     var uptime_seconds: Double
     var services: [Service]
@@ -183,7 +185,14 @@ struct StatusView: Decodable {
             row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
                 .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
         }.joined(separator: "\n") + "\n"
-        let providers = after.providers.map { "\($0.name) \($0.healthy ? "ok" : "FAILING: \($0.error ?? "?")")" }.joined(separator: ", ")
+        let providers = after.providers.map { provider -> String in
+            guard !provider.healthy else { return "\(provider.name) ok" }
+            var stale = ""
+            if let now = after.now_unix, let since = provider.stale_since_unix {
+                stale = " (stale \(Int(max(0, now - since))) s, serving its last snapshot)"
+            }
+            return "\(provider.name) FAILING\(stale): \(provider.error ?? "?")"
+        }.joined(separator: ", ")
         text += "\nrouting table v\(after.table_version), up \(Int(after.uptime_seconds)) s; providers: \(providers); * = active track\n"
         return text
     }

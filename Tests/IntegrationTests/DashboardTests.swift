@@ -97,14 +97,7 @@ private final class DashboardProxy {
         self.dir = dir
         try dir.write("services.yml", servicesYAML(services))
         try dir.write("switchyard.yml", ProxySpec(workers: 2).yaml + "admin:\n  address: 127.0.0.1:0\n")
-        child = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "proxy")
-        do {
-            port = try child.waitForListeningPort()
-            adminPort = try child.waitForAdminPort()
-        } catch {
-            child.stop()
-            throw error
-        }
+        (child, port, adminPort) = try startProxyWithAdmin(dir: dir)
     }
 
     var adminURL: String { "http://127.0.0.1:\(adminPort)" }

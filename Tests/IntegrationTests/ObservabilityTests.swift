@@ -382,14 +382,7 @@ private final class ObservedProxy {
         if let accessLog { yaml += "access_log:\n  path: \(accessLog)\n" }
         try dir.write("services.yml", servicesYAML(services))
         try dir.write("switchyard.yml", yaml)
-        child = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "proxy")
-        do {
-            port = try child.waitForListeningPort()
-            adminPort = try child.waitForAdminPort()
-        } catch {
-            child.stop()
-            throw error
-        }
+        (child, port, adminPort) = try startProxyWithAdmin(dir: dir)
     }
 
     var url: String { "http://127.0.0.1:\(port)" }

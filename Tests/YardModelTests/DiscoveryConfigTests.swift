@@ -113,3 +113,13 @@ private let bad: [BadConfig] = [
         #expect(error.message.contains(bad.says), "\(error)")
     }
 }
+
+// MARK: - Shipped examples
+
+@Suite struct DiscoveryExamplesLoad {
+    @Test(arguments: ["examples/etcd.yml", "examples/dns.yml"])
+    func shippedExampleLoads(_ name: String) throws {
+        let config = try ConfigLoader.loadConfig(path: shippedConfPath(name))
+        #expect(!config.discovery.providers.isEmpty)
+    }
+}

@@ -114,6 +114,18 @@ final class RunningProxy {
     }
 }
 
+/// Starts `switchyard run` on `dir/switchyard.yml` (which must enable the admin listener on
+/// port 0) and waits for both the proxy's and the admin listener's ports.
+func startProxyWithAdmin(dir: ScratchDir) throws -> (child: ChildProcess, port: UInt16, adminPort: UInt16) {
+    let child = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "proxy")
+    do {
+        return (child, try child.waitForListeningPort(), try child.waitForAdminPort())
+    } catch {
+        child.stop()
+        throw error
+    }
+}
+
 /// A backend process: `switchyard backend` (the demo origin), or the Python recording
 /// origin where a test needs to see every request the backend received.
 final class Backend {
