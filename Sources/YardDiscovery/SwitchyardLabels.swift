@@ -19,6 +19,9 @@ public enum SwitchyardLabels {
     public static let healthPath = "switchyard.health.path"
     /// Overrides the address the provider would pick (a published address, a host IP).
     public static let address = "switchyard.address"
+    /// The service's active track (blue/green) until the traffic state says otherwise:
+    /// put the same value on every instance of both tracks.
+    public static let active = "switchyard.active"
 
     /// One workload's labels as a service instance, or nil when it carries no
     /// `switchyard.service` label.
@@ -82,7 +85,8 @@ public enum SwitchyardLabels {
         let instance = InstanceDefinition(
             address: address, port: chosenPort, track: trackName, weight: weight, labels: labels, tags: tags, id: id
         )
-        return .success(LabeledInstance(service: name, instance: instance, route: route, healthPath: health))
+        let activeTrack = labels[active].map(trimmed).flatMap { $0.isEmpty ? nil : $0 }
+        return .success(LabeledInstance(service: name, instance: instance, route: route, healthPath: health, activeTrack: activeTrack))
     }
 
     private static func trimmed(_ text: String) -> String {
@@ -114,6 +118,8 @@ public struct LabeledInstance: Sendable, Equatable {
     public var route: DiscoveredRoute?
     /// The HTTP health-check path its labels ask for, if any.
     public var healthPath: String?
+    /// The active track its labels name (`switchyard.active`), if any.
+    public var activeTrack: String? = nil
 }
 
 // MARK: - Catalog assembly
@@ -126,7 +132,9 @@ public enum LabeledCatalog {
     /// A service's routes are the union of its instances' rules; its health check is
     /// HTTP on the first health path (in instance order) when any instance names one.
     /// Two workloads with the same address and port in one service are one instance
-    /// (the first, by id).
+    /// (the first, by id). The active track is the first `switchyard.active` value (in
+    /// instance order) that names a track the service has; instances that disagree are
+    /// a deployment mid-change, and the next snapshot settles it.
     public static func assemble(_ items: [LabeledInstance]) -> ServiceCatalog {
         var byService: [String: [LabeledInstance]] = [:]
         for item in items { byService[item.service, default: []].append(item) }
@@ -140,7 +148,9 @@ public enum LabeledCatalog {
             for member in members where seen.insert("\(member.instance.address)|\(member.instance.port)").inserted {
                 instances.append(member.instance)
             }
-            var definition = ServiceDefinition(name: name, instances: instances)
+            let tracks = Set(instances.compactMap(\.track))
+            let active = members.lazy.compactMap(\.activeTrack).first { tracks.contains($0) }
+            var definition = ServiceDefinition(name: name, activeTrack: active, instances: instances)
             if let path = members.lazy.compactMap(\.healthPath).first {
                 definition.health.kind = .http
                 definition.health.path = path

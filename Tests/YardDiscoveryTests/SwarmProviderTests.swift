@@ -44,8 +44,8 @@ import YardTestSupport
 
     @Test func blueAndGreenServicesJoinOneServiceAsTwoTracks() {
         let services = [
-            service("web-blue", ["switchyard.service": "web", "switchyard.track": "blue"], ports: [8080]),
-            service("web-green", ["switchyard.service": "web", "switchyard.track": "green", "switchyard.port": "9090"]),
+            service("web-blue", ["switchyard.service": "web", "switchyard.track": "blue", "switchyard.active": "blue"], ports: [8080]),
+            service("web-green", ["switchyard.service": "web", "switchyard.track": "green", "switchyard.port": "9090", "switchyard.active": "blue"]),
         ]
         let tasks = [
             task("b1", service: "web-blue", slot: 1, addresses: ["app": "10.0.1.1/24"]),
@@ -54,6 +54,7 @@ import YardTestSupport
         let (catalog, _) = SwarmCatalog.catalog(services: services, tasks: tasks, nodes: [], network: "app")
         #expect(catalog.services.map(\.name) == ["web"])
         #expect(catalog.services[0].instances.map { "\($0.address):\($0.port)/\($0.track ?? "")" } == ["10.0.1.1:8080/blue", "10.0.1.2:9090/green"])
+        #expect(catalog.services[0].activeTrack == "blue")
     }
 
     @Test func deployLabelsWinOverContainerLabelsAndTheNamedNetworkGivesTheAddress() {

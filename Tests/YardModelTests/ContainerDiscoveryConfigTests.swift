@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import YardModel
 
@@ -90,5 +91,23 @@ private let badEntries: [BadConfig] = [
         #expect(error.line == bad.line, "\(error)")
         #expect(error.key == bad.key, "\(error)")
         #expect(error.message.contains(bad.says), "\(error)")
+    }
+}
+
+// MARK: - Shipped examples
+
+@Suite struct ContainerDiscoveryExamplesLoad {
+    @Test(arguments: ["examples/docker.yml", "examples/swarm.yml", "examples/consul.yml"])
+    func shippedExampleLoads(_ name: String) throws {
+        let config = try ConfigLoader.loadConfig(path: shippedConfPath(name))
+        #expect(config.discovery.providers.count == 1)
+    }
+
+    @Test func theSwarmStackDeploysSwitchyardGloballyWithHostPortsInFrontOfBlueAndGreen() throws {
+        let text = try String(contentsOfFile: shippedConfPath("examples/swarm-stack.yml"), encoding: .utf8)
+        #expect(text.contains("mode: global"))
+        #expect(text.contains("mode: host"))
+        #expect(text.contains("switchyard.track: blue") && text.contains("switchyard.track: green"))
+        #expect(text.contains("file: ./swarm.yml"))
     }
 }
