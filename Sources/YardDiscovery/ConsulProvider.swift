@@ -174,7 +174,7 @@ public final class ConsulProvider: DiscoveryProvider {
         var backoff = Backoff(initialMs: options.backoffInitialMs, maximumMs: options.backoffMaximumMs, seed: UInt64(truncatingIfNeeded: what.hashValue))
         var lastStartMs: Int64 = -1_000_000
         let waitSeconds = max(1, options.wait.components.seconds)
-        let shown = "GET \(options.endpoint)\(basePath.prefix { $0 != "?" })"
+        let shown = "\(options.endpoint)\(basePath.prefix { $0 != "?" })"
         while !run.isStopped && current() {
             let floorWait = lastStartMs + options.minimumInterval.wholeMilliseconds - Self.nowMs()
             if floorWait > 0 { guard run.sleep(milliseconds: floorWait) else { return } }
@@ -197,17 +197,9 @@ public final class ConsulProvider: DiscoveryProvider {
     }
 
     private func query<T: Decodable>(_ path: String, shown: String, as type: T.Type) -> Result<(T, UInt64?), AnswerProblem> {
-        let response: ControlHTTPResponse
-        do {
-            response = try client.send("GET", path)
-        } catch {
-            return .failure(AnswerProblem("\(shown): \(error.description); keeping the last snapshot"))
+        client.getJSON(path, shown: shown, as: type).map { value, response in
+            (value, response.header("X-Consul-Index").flatMap { UInt64($0) })
         }
-        guard response.status == 200 else {
-            return .failure(AnswerProblem("\(shown): HTTP \(response.status) \(response.text.prefix(200))"))
-        }
-        let header = response.header("X-Consul-Index").flatMap { UInt64($0) }
-        return JSONAnswer.decode(T.self, from: response.body, what: shown).map { ($0, header) }
     }
 
     // MARK: Delivery

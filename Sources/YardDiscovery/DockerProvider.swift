@@ -79,38 +79,16 @@ public final class DockerProvider: DiscoveryProvider {
     // MARK: Listing
 
     private func listLoop() {
-        var backoff = Backoff(initialMs: options.backoffInitialMs, maximumMs: options.backoffMaximumMs, seed: UInt64(truncatingIfNeeded: Date().timeIntervalSince1970.bitPattern))
+        let backoff = Backoff(initialMs: options.backoffInitialMs, maximumMs: options.backoffMaximumMs, seed: 0xD0C)
         let resyncMs = options.resyncInterval.wholeMilliseconds
-        while !run.isStopped {
-            switch listOnce() {
-            case .success:
-                backoff.reset()
-                guard run.waitForPoke(milliseconds: resyncMs) else { return }
-            case .failure(let problem):
-                run.fail(problem.description)
-                guard run.sleep(milliseconds: backoff.nextDelayMs()) else { return }
-            }
-        }
+        run.listLoop(backoff: backoff, intervalMs: { resyncMs }) { listOnce() }
     }
 
     /// One listing: the snapshot, or what went wrong.
     func listOnce() -> Result<Void, AnswerProblem> {
         let filter = #"{"label":["switchyard.service"]}"#
         let path = "\(Self.apiPrefix)/containers/json?filters=\(queryEncoded(filter))"
-        let what = "GET \(source)/containers/json"
-        let response: ControlHTTPResponse
-        do {
-            response = try client.send("GET", path)
-        } catch {
-            return .failure(AnswerProblem("\(what): \(error.description); keeping the last snapshot"))
-        }
-        guard response.status == 200 else {
-            return .failure(AnswerProblem("\(what): HTTP \(response.status) \(response.text.prefix(200))"))
-        }
-        switch JSONAnswer.decode([DockerContainer].self, from: response.body, what: what) {
-        case .failure(let problem):
-            return .failure(problem)
-        case .success(let containers):
+        return client.getJSON(path, shown: "\(source)/containers/json", as: [DockerContainer].self).map { containers, _ in
             let listed = Set(containers.map(\.id))
             let leavingNow = leaving.withLock { set in
                 set.formIntersection(listed)
@@ -118,39 +96,15 @@ public final class DockerProvider: DiscoveryProvider {
             }
             let (catalog, problems) = DockerCatalog.catalog(containers, mapping: options.mapping, leaving: leavingNow)
             run.publish(catalog, problems: problems)
-            return .success(())
         }
     }
 
     // MARK: Events
 
     private func eventLoop() {
-        var backoff = Backoff(initialMs: options.backoffInitialMs, maximumMs: options.backoffMaximumMs, seed: 0xD0C)
-        let filter = #"{"type":["container"]}"#
-        let path = "\(Self.apiPrefix)/events?filters=\(queryEncoded(filter))"
-        while !run.isStopped {
-            do {
-                let stream = try client.openStream("GET", path)
-                guard run.track(stream) else { return }
-                defer { run.untrack(stream) }
-                guard stream.status == 200 else {
-                    throw ControlHTTPError("HTTP \(stream.status)")
-                }
-                backoff.reset()
-                // Events may have been missed while the stream was down: list again.
-                run.poke()
-                while let line = try stream.nextLine() {
-                    handle(eventLine: line)
-                }
-                if run.isStopped { return }
-                // The engine ended the stream (restart): reconnect at once, then back off.
-                guard run.sleep(milliseconds: backoff.nextDelayMs()) else { return }
-            } catch {
-                if run.isStopped { return }
-                // The lister reports the outage; the stream only retries.
-                guard run.sleep(milliseconds: backoff.nextDelayMs()) else { return }
-            }
-        }
+        let path = "\(Self.apiPrefix)/events?filters=\(queryEncoded(#"{"type":["container"]}"#))"
+        let backoff = Backoff(initialMs: options.backoffInitialMs, maximumMs: options.backoffMaximumMs, seed: 0xE7D)
+        run.followLines(client, path, backoff: backoff) { handle(eventLine: $0) }
     }
 
     private func handle(eventLine line: [UInt8]) {

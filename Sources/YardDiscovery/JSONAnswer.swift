@@ -56,3 +56,23 @@ struct AnswerProblem: Error, Sendable, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
 }
+
+// MARK: - Requests
+
+extension ControlHTTPClient {
+    /// `GET path` decoded as `T`, with the response (for its headers); every failure
+    /// (unreachable, an HTTP error, bad JSON) as a message starting `GET <shown>`.
+    func getJSON<T: Decodable>(_ path: String, shown: String, as type: T.Type) -> Result<(T, ControlHTTPResponse), AnswerProblem> {
+        let what = "GET \(shown)"
+        let response: ControlHTTPResponse
+        do {
+            response = try send("GET", path)
+        } catch {
+            return .failure(AnswerProblem("\(what): \(error.description); keeping the last snapshot"))
+        }
+        guard response.status == 200 else {
+            return .failure(AnswerProblem("\(what): HTTP \(response.status) \(response.text.prefix(200))"))
+        }
+        return JSONAnswer.decode(T.self, from: response.body, what: what).map { ($0, response) }
+    }
+}

@@ -128,6 +128,46 @@ final class ProviderRun: @unchecked Sendable {
         condition.unlock()
     }
 
+    // MARK: Loops
+
+    /// Runs `attempt` until the provider stops: after a success, again after
+    /// `intervalMs()` or a `poke()`; after a failure (reported), after a backoff delay.
+    func listLoop(backoff: Backoff, intervalMs: () -> Int64, _ attempt: () -> Result<Void, AnswerProblem>) {
+        var backoff = backoff
+        while !isStopped {
+            switch attempt() {
+            case .success:
+                backoff.reset()
+                guard waitForPoke(milliseconds: intervalMs()) else { return }
+            case .failure(let problem):
+                fail(problem.description)
+                guard sleep(milliseconds: backoff.nextDelayMs()) else { return }
+            }
+        }
+    }
+
+    /// Follows a line stream (an engine's `/events`) until the provider stops: pokes
+    /// the lister whenever the stream opens (events may have been missed while it was
+    /// down), hands each line to `onLine`, and reconnects with backoff when the stream
+    /// ends or fails. Failures are not reported: the lister reports outages.
+    func followLines(_ client: ControlHTTPClient, _ path: String, backoff: Backoff, onLine: ([UInt8]) -> Void) {
+        var backoff = backoff
+        while !isStopped {
+            do {
+                let stream = try client.openStream("GET", path)
+                guard track(stream) else { return }
+                defer { untrack(stream) }
+                guard stream.status == 200 else { throw ControlHTTPError("HTTP \(stream.status)") }
+                backoff.reset()
+                poke()
+                while let line = try stream.nextLine() { onLine(line) }
+            } catch {
+                // Retried below.
+            }
+            guard sleep(milliseconds: backoff.nextDelayMs()) else { return }
+        }
+    }
+
     // MARK: Delivery
 
     /// Delivers `catalog` (if new, or after a failure), then reports `problems`.

@@ -84,22 +84,16 @@ public final class SwarmProvider: DiscoveryProvider {
     // MARK: Listing
 
     private func listLoop() {
-        var backoff = Backoff(initialMs: options.backoffInitialMs, maximumMs: options.backoffMaximumMs, seed: 0x5A4)
+        let backoff = Backoff(initialMs: options.backoffInitialMs, maximumMs: options.backoffMaximumMs, seed: 0x5A4)
         var checkedManager = false
-        while !run.isStopped {
+        run.listLoop(backoff: backoff, intervalMs: {
+            let updating = updateUntilMs.withLock { $0 } > Self.nowMs()
+            return (updating ? min(options.updateRefreshInterval, options.refreshInterval) : options.refreshInterval).wholeMilliseconds
+        }) {
+            // After a failure, check again that this is still a manager.
             let result = checkedManager ? listOnce() : checkManager().flatMap { listOnce() }
-            switch result {
-            case .success:
-                checkedManager = true
-                backoff.reset()
-                let updating = updateUntilMs.withLock { $0 } > Self.nowMs()
-                let interval = updating ? min(options.updateRefreshInterval, options.refreshInterval) : options.refreshInterval
-                guard run.waitForPoke(milliseconds: interval.wholeMilliseconds) else { return }
-            case .failure(let problem):
-                checkedManager = false
-                run.fail(problem.description)
-                guard run.sleep(milliseconds: backoff.nextDelayMs()) else { return }
-            }
+            checkedManager = (try? result.get()) != nil
+            return result
         }
     }
 
@@ -130,46 +124,20 @@ public final class SwarmProvider: DiscoveryProvider {
     }
 
     private func get<T: Decodable>(_ path: String, as type: T.Type) -> Result<T, AnswerProblem> {
-        let shown = path.prefix { $0 != "?" }
-        let what = "GET \(options.endpoint)\(shown)"
-        let response: ControlHTTPResponse
-        do {
-            response = try client.send("GET", Self.apiPrefix + path)
-        } catch {
-            return .failure(AnswerProblem("\(what): \(error.description); keeping the last snapshot"))
-        }
-        guard response.status == 200 else {
-            return .failure(AnswerProblem("\(what): HTTP \(response.status) \(response.text.prefix(200))"))
-        }
-        return JSONAnswer.decode(T.self, from: response.body, what: what)
+        client.getJSON(Self.apiPrefix + path, shown: "\(options.endpoint)\(path.prefix { $0 != "?" })", as: type).map(\.0)
     }
 
     // MARK: Events
 
     private func eventLoop() {
-        var backoff = Backoff(initialMs: options.backoffInitialMs, maximumMs: options.backoffMaximumMs, seed: 0xE7)
         let path = "\(Self.apiPrefix)/events?filters=\(queryEncoded(#"{"type":["service","node"]}"#))"
-        while !run.isStopped {
-            do {
-                let stream = try client.openStream("GET", path)
-                guard run.track(stream) else { return }
-                defer { run.untrack(stream) }
-                guard stream.status == 200 else { throw ControlHTTPError("HTTP \(stream.status)") }
-                backoff.reset()
-                run.poke()
-                while let line = try stream.nextLine() {
-                    if case .success(let event) = JSONAnswer.decode(DockerEvent.self, from: line, what: "event"), event.type == "service" {
-                        let until = Self.nowMs() + options.updateWindow.wholeMilliseconds
-                        updateUntilMs.withLock { $0 = max($0, until) }
-                    }
-                    run.poke()
-                }
-                if run.isStopped { return }
-                guard run.sleep(milliseconds: backoff.nextDelayMs()) else { return }
-            } catch {
-                // The lister reports outages; the event stream only retries.
-                guard run.sleep(milliseconds: backoff.nextDelayMs()) else { return }
+        let backoff = Backoff(initialMs: options.backoffInitialMs, maximumMs: options.backoffMaximumMs, seed: 0xE7)
+        run.followLines(client, path, backoff: backoff) { line in
+            if case .success(let event) = JSONAnswer.decode(DockerEvent.self, from: line, what: "event"), event.type == "service" {
+                let until = Self.nowMs() + options.updateWindow.wholeMilliseconds
+                updateUntilMs.withLock { $0 = max($0, until) }
             }
+            run.poke()
         }
     }
 

@@ -91,16 +91,38 @@ struct ConsulProviderTests {
             """)
     }
 
-    @Test func aRegistrationAndADeregistrationReachTheCatalogWithinOneSecond() throws {
-        let emulator = try EmulatorProcess(script: "consul_emulator.py")
-        try register(emulator, node: "n1", address: "127.0.0.1", id: "web-1", port: 8081, tags: ["track-blue"])
+    /// An emulator with `web-1` (127.0.0.1:8081) registered, and a started provider that
+    /// has delivered it. The caller stops the provider.
+    private func runningWithWeb1(
+        arguments: [String] = [], before: (EmulatorProcess) throws -> Void = { _ in }
+    ) throws -> (EmulatorProcess, TimedRecorder, ConsulProvider) {
+        let emulator = try EmulatorProcess(script: "consul_emulator.py", arguments: arguments)
+        try before(emulator)
+        try register(emulator, node: "n1", address: "127.0.0.1", id: "web-1", port: 8081)
         let recorder = TimedRecorder()
         let consul = try provider(emulator, recorder)
         consul.start()
+        do {
+            try recorder.waitForSnapshot("web-1") { _ in recorder.endpoints("web") == ["127.0.0.1:8081"] }
+        } catch {
+            consul.stop()
+            throw error
+        }
+        return (emulator, recorder, consul)
+    }
+
+    /// Waits until the emulator holds `count` blocking queries.
+    private func waitForBlockedQueries(_ emulator: EmulatorProcess, _ count: Int = 1) throws {
+        try waitUntil("\(count) blocked queries", deadline: .seconds(5)) {
+            try emulator.call("GET", "/_emulator/stats").text.contains("\"blocking\":\(count)")
+        }
+    }
+
+    @Test func aRegistrationAndADeregistrationReachTheCatalogWithinOneSecond() throws {
+        let (emulator, recorder, consul) = try runningWithWeb1()
         defer { consul.stop() }
-        try recorder.waitForSnapshot("web-1") { _ in recorder.endpoints("web") == ["127.0.0.1:8081"] }
         // The watch is now blocked in a query: the change must wake it.
-        try waitUntil("a blocked query", deadline: .seconds(5)) { try emulator.call("GET", "/_emulator/stats").text.contains(#""blocking":1"#) }
+        try waitForBlockedQueries(emulator)
 
         let registeredAt = ContinuousClock.now
         try register(emulator, node: "n2", address: "127.0.0.2", id: "web-2", port: 8082, tags: ["track=green", "weight=3"])
@@ -154,24 +176,18 @@ struct ConsulProviderTests {
     }
 
     @Test func anIndexThatGoesBackwardsIsResetAndChangesKeepArrivingWithinOneSecond() throws {
-        let emulator = try EmulatorProcess(script: "consul_emulator.py")
-        // Push the index well up, so a restore to 2 is clearly backwards.
-        for n in 0..<20 { try emulator.call("PUT", "/v1/kv/filler/\(n)") }
-        try register(emulator, node: "n1", address: "127.0.0.1", id: "web-1", port: 8081)
-        let recorder = TimedRecorder()
-        let consul = try provider(emulator, recorder)
-        consul.start()
+        // Push the index well up first, so a restore to 2 is clearly backwards.
+        let (emulator, recorder, consul) = try runningWithWeb1 { emulator in
+            for n in 0..<20 { try emulator.call("PUT", "/v1/kv/filler/\(n)") }
+        }
         defer { consul.stop() }
-        try recorder.waitForSnapshot("web-1") { _ in recorder.endpoints("web") == ["127.0.0.1:8081"] }
-        try waitUntil("a blocked query", deadline: .seconds(5)) { try emulator.call("GET", "/_emulator/stats").text.contains(#""blocking":1"#) }
+        try waitForBlockedQueries(emulator)
 
         // A snapshot restore: every index drops to 2. A client that kept waiting for an
         // index above its old one would sleep through the next changes.
         try emulator.call("PUT", "/_emulator/index/rewind?to=2")
         try emulator.call("PUT", "/_emulator/stats/reset")
-        try waitUntil("the watch re-armed after the reset", deadline: .seconds(5)) {
-            try emulator.call("GET", "/_emulator/stats").text.contains(#""blocking":1"#)
-        }
+        try waitForBlockedQueries(emulator)
         let changedAt = ContinuousClock.now
         try register(emulator, node: "n2", address: "127.0.0.2", id: "web-2", port: 8082)
         let seenAt = try recorder.waitForSnapshot("web-2 after the restore", deadline: .seconds(3)) { _ in recorder.endpoints("web").count == 2 }
@@ -180,13 +196,8 @@ struct ConsulProviderTests {
     }
 
     @Test func spuriousWakeUpsCannotMakeTheWatchSpin() throws {
-        let emulator = try EmulatorProcess(script: "consul_emulator.py")
-        try register(emulator, node: "n1", address: "127.0.0.1", id: "web-1", port: 8081)
-        let recorder = TimedRecorder()
-        let consul = try provider(emulator, recorder)
-        consul.start()
+        let (emulator, recorder, consul) = try runningWithWeb1()
         defer { consul.stop() }
-        try recorder.waitForSnapshot("web-1") { _ in recorder.endpoints("web") == ["127.0.0.1:8081"] }
         // Every blocking query now returns at once with unchanged data.
         try emulator.call("PUT", "/_emulator/spurious?on=1")
         try emulator.call("PUT", "/_emulator/stats/reset")
@@ -201,13 +212,8 @@ struct ConsulProviderTests {
     }
 
     @Test func garbageJSONIsReportedNamingTheRequestAndTheLastSnapshotStays() throws {
-        let emulator = try EmulatorProcess(script: "consul_emulator.py")
-        try register(emulator, node: "n1", address: "127.0.0.1", id: "web-1", port: 8081)
-        let recorder = TimedRecorder()
-        let consul = try provider(emulator, recorder)
-        consul.start()
+        let (emulator, recorder, consul) = try runningWithWeb1()
         defer { consul.stop() }
-        try recorder.waitForSnapshot("web-1") { _ in recorder.endpoints("web") == ["127.0.0.1:8081"] }
         try emulator.call("PUT", "/_emulator/garbage?count=2&path=/v1/health/service/web")
         try emulator.call("PUT", "/_emulator/wake")
         try recorder.waitForFailure(containing: "/v1/health/service/web: invalid JSON")
@@ -221,13 +227,8 @@ struct ConsulProviderTests {
 
     @Test func aKilledAndRestartedAgentKeepsTheLastSnapshotMeanwhileAndThenConverges() throws {
         let data = try TempDir(prefix: "switchyard-consul")
-        let emulator = try EmulatorProcess(script: "consul_emulator.py", arguments: ["--data", data.file("state.json")])
-        try register(emulator, node: "n1", address: "127.0.0.1", id: "web-1", port: 8081)
-        let recorder = TimedRecorder()
-        let consul = try provider(emulator, recorder)
-        consul.start()
+        let (emulator, recorder, consul) = try runningWithWeb1(arguments: ["--data", data.file("state.json")])
         defer { consul.stop() }
-        try recorder.waitForSnapshot("web-1") { _ in recorder.endpoints("web") == ["127.0.0.1:8081"] }
 
         emulator.kill()
         try recorder.waitForFailure(containing: "cannot connect")

@@ -117,10 +117,14 @@ struct DockerProviderTests {
         )
         let startedAt = ContinuousClock.now
         try engine.start(id)
+        // `podman start` returns once the container runs (its own 100-400 ms are not
+        // Switchyard's); the event may even arrive before it returns.
+        let runningAt = ContinuousClock.now
         let seenAt = try recorder.waitForSnapshot("web-1 in the catalog", deadline: .seconds(5)) { _ in
             recorder.endpoints("web") == ["127.0.0.1:\(port)"]
         }
-        let startLatency = seenAt - startedAt
+        let startLatency = max(.zero, seenAt - runningAt)
+        let startTotal = seenAt - startedAt
         let web = try #require(recorder.latest?.services.first)
         #expect(web.instances.first?.track == "blue")
         #expect(web.instances.first?.id == id)
@@ -134,8 +138,9 @@ struct DockerProviderTests {
             recorder.endpoints("web").isEmpty
         }
         let stopLatency = goneAt - stoppedAt
-        print("docker provider: start -> catalog \(startLatency.milliseconds) ms (including podman start), stop -> out \(stopLatency.milliseconds) ms")
+        print("docker provider: running -> catalog \(startLatency.milliseconds) ms (\(startTotal.milliseconds) ms with podman start), stop command -> out \(stopLatency.milliseconds) ms")
         #expect(startLatency < .seconds(1))
+        // The kill event takes it out before podman's `stop` even returns.
         #expect(stopLatency < .seconds(1))
     }
 
@@ -163,7 +168,7 @@ struct DockerProviderTests {
 
         try engine.restartService()
         try recorder.waitForSnapshot("both containers after the restart", deadline: .seconds(10)) { _ in
-            recorder.endpoints("web") == ["127.0.0.1:\(first)", "127.0.0.1:\(second)"]
+            recorder.endpoints("web") == ["127.0.0.1:\(first)", "127.0.0.1:\(second)"].sorted()
         }
     }
 

@@ -139,8 +139,7 @@ struct SwarmProviderTests {
         try recorder.waitForSnapshot("the blue task") { catalog in catalog.services.first?.instances.first?.track == "blue" }
         // Wait until the event stream is open, so the update is not missed by design.
         try waitUntil("the provider's event stream", deadline: .seconds(5)) {
-            let stats = try emulator.call("GET", "/_emulator/stats").text
-            return stats.contains(#""streams":1"#)
+            try emulator.call("GET", "/_emulator/stats").text.contains(#""streams":1"#)
         }
         let updatedAt = ContinuousClock.now
         try emulator.call("POST", "/_emulator/services/\(web)/update", json: #"{"Labels":{"switchyard.service":"web","switchyard.port":"80","switchyard.track":"green"}}"#)
@@ -176,29 +175,35 @@ struct SwarmProviderTests {
         #expect(goneAt - markedAt < .milliseconds(500))
     }
 
-    @Test func garbageJSONIsReportedAndTheLastSnapshotStays() throws {
+    /// An emulator with service `web` (port 80) and one task at `address`, and a started
+    /// provider (refresh 100 ms) that has delivered it. The caller stops the provider.
+    private func runningWithOneTask(at address: String) throws -> (EmulatorProcess, TimedRecorder, SwarmProvider) {
         let emulator = try EmulatorProcess(script: "swarm_emulator.py")
         let web = try emulator.create("/_emulator/services", json: #"{"Name":"web","Labels":{"switchyard.service":"web","switchyard.port":"80"},"Networks":["app"]}"#)
-        _ = try emulator.create("/_emulator/tasks", json: #"{"ServiceID":"\#(web)","Addresses":{"app":"127.0.0.7/8"}}"#)
+        _ = try emulator.create("/_emulator/tasks", json: #"{"ServiceID":"\#(web)","Addresses":{"app":"\#(address)/8"}}"#)
         let recorder = TimedRecorder()
         let swarm = try provider(emulator, recorder, refresh: .milliseconds(100))
         swarm.start()
+        do {
+            try recorder.waitForSnapshot("the task") { _ in recorder.endpoints("web") == ["\(address):80"] }
+        } catch {
+            swarm.stop()
+            throw error
+        }
+        return (emulator, recorder, swarm)
+    }
+
+    @Test func garbageJSONIsReportedAndTheLastSnapshotStays() throws {
+        let (emulator, recorder, swarm) = try runningWithOneTask(at: "127.0.0.7")
         defer { swarm.stop() }
-        try recorder.waitForSnapshot("the task") { _ in recorder.endpoints("web") == ["127.0.0.7:80"] }
         try emulator.call("PUT", "/_emulator/garbage?count=2&path=/tasks")
         try recorder.waitForFailure(containing: "/tasks: invalid JSON")
         #expect(recorder.endpoints("web") == ["127.0.0.7:80"])
     }
 
     @Test func aManagerOutageKeepsTheLastSnapshotAndTheProviderConvergesAfterTheRestart() throws {
-        let emulator = try EmulatorProcess(script: "swarm_emulator.py")
-        let web = try emulator.create("/_emulator/services", json: #"{"Name":"web","Labels":{"switchyard.service":"web","switchyard.port":"80"},"Networks":["app"]}"#)
-        _ = try emulator.create("/_emulator/tasks", json: #"{"ServiceID":"\#(web)","Addresses":{"app":"127.0.0.8/8"}}"#)
-        let recorder = TimedRecorder()
-        let swarm = try provider(emulator, recorder, refresh: .milliseconds(100))
-        swarm.start()
+        let (emulator, recorder, swarm) = try runningWithOneTask(at: "127.0.0.8")
         defer { swarm.stop() }
-        try recorder.waitForSnapshot("the task") { _ in recorder.endpoints("web") == ["127.0.0.8:80"] }
 
         emulator.kill()
         try recorder.waitForFailure(containing: "cannot connect")
