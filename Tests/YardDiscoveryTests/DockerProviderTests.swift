@@ -172,6 +172,21 @@ struct DockerProviderTests {
         }
     }
 
+    @Test func theSwarmProviderPointedAtAnEngineOutsideASwarmSaysSo() throws {
+        // podman answers /info with Swarm.LocalNodeState "inactive", as a plain Docker
+        // engine does: a real engine, so the check is tested against the real field.
+        let engine = try PodmanEngine()
+        let recorder = TimedRecorder()
+        let swarm = SwarmProvider(
+            options: .init(endpoint: .unix(path: engine.socketPath), backoffInitialMs: 50, backoffMaximumMs: 200),
+            callbacks: recorder.callbacks
+        )
+        swarm.start()
+        defer { swarm.stop() }
+        try recorder.waitForFailure(containing: "this engine is not in a swarm (Swarm.LocalNodeState is 'inactive')")
+        #expect(recorder.snapshots.isEmpty)
+    }
+
     @Test func aMalformedLabelIsReportedNamingTheContainerAndTheOthersStillServe() throws {
         let engine = try PodmanEngine()
         let good = try freePort()
