@@ -52,6 +52,7 @@ let package = Package(
         .testTarget(name: "YardHealthTests", dependencies: ["YardHealth", "YardModel"]),
         .testTarget(name: "YardModelTests", dependencies: ["YardModel", "YardDiscovery"]),
         .testTarget(name: "YardIOTests", dependencies: ["YardIO", "CYardOpenSSL", "CYardNghttp2"]),
+        .testTarget(name: "YardControlTests", dependencies: ["YardControl", "YardModel", "YardTestSupport"]),
         .testTarget(name: "YardDiscoveryTests", dependencies: ["YardDiscovery", "YardModel", "YardTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["YardTestSupport", "YardModel"]),
     ]

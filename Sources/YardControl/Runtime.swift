@@ -22,7 +22,7 @@ public final class Runtime: Sendable {
     private let configPath: String
     private let workersOverride: Int?
     private let queue = DispatchQueue(label: "switchyard.control")
-    private let state = Mutex<State>(State())
+    let state = Mutex<State>(State())
     private let stopSignal = DispatchSemaphore(value: 0)
     private let health: HealthChecker
     private let startedUnix = Date().timeIntervalSince1970
@@ -31,8 +31,15 @@ public final class Runtime: Sendable {
     private nonisolated(unsafe) var signalSources: [DispatchSourceSignal] = []
     /// Set once by `run` before signals are installed; read by the SIGUSR1 handler.
     private nonisolated(unsafe) var accessLogWriter: AccessLogWriter?
+    /// Set once by `run` before the first table is built and before the admin listener
+    /// starts; only read afterwards.
+    nonisolated(unsafe) var traffic: TrafficControl?
+    /// The admin bearer token's bytes, set once by `run` before the admin listener starts.
+    nonisolated(unsafe) var adminToken: [UInt8]?
+    /// Per-track counters over a sliding window, sampled every second (the canary gate).
+    let window = TrackWindow()
 
-    private struct State {
+    struct State {
         var config: SwitchyardConfig?
         var catalog = ServiceCatalog(services: [])
         var version: UInt64 = 0
@@ -42,6 +49,11 @@ public final class Runtime: Sendable {
         var server: ProxyServer?
         var discovery: DiscoveryStage?
         var stopping = false
+        /// Endpoint ids (`service/address:port`) drained through the admin API.
+        var drained: Set<String> = []
+        /// The traffic revision in the last published table, per service.
+        var applied: [String: Int64] = [:]
+        var adminAddress: String?
     }
 
     /// Called with the bound listener addresses once the proxy is listening.
@@ -61,6 +73,8 @@ public final class Runtime: Sendable {
         // not kill the process with its default action.
         installSignals()
         let config = try ConfigLoader.loadConfig(path: configPath)
+        adminToken = try Self.loadToken(config.admin)
+        traffic = try startTraffic(config)
         let discovery = makeDiscovery(config.discovery)
         let initialCatalog = discovery.start(waitMs: Self.discoveryStartupWaitMs) ?? ServiceCatalog(services: [])
         health.update(targets: Self.healthTargets(initialCatalog))
@@ -83,12 +97,16 @@ public final class Runtime: Sendable {
             $0.version = 1
             $0.server = server
             $0.discovery = discovery
+            $0.applied = Self.revisions(initialCatalog, traffic?.states ?? [:])
         }
         server.start()
+        startWindowSampler()
         let addresses = server.boundAddresses.map(\.description).joined(separator: ", ")
         Log.info("switchyard listening on \(addresses) with \(server.workerCount) worker(s); \(describe(table))")
         let admin = try startAdmin(config)
         if let admin {
+            state.withLock { $0.adminAddress = "http://\(admin.address)" }
+            traffic?.reportSoon()
             FileHandle.standardOutput.write(Data("admin listening \(admin.address)\n".utf8))
             Log.info("admin API on http://\(admin.address)/ (status, metrics, dashboard)")
         }
@@ -98,6 +116,7 @@ public final class Runtime: Sendable {
         stopSignal.wait()
         Log.info("draining: no new connections; in-flight requests get \(config.proxy.drainTimeoutMs) ms")
         state.withLock { $0.discovery?.stop() }
+        traffic?.stop()
         health.stop()
         state.withLock { $0.admin?.stop() }
         let clean = server.drain(timeoutMs: config.proxy.drainTimeoutMs)
@@ -142,7 +161,8 @@ public final class Runtime: Sendable {
         let published: RoutingTable? = state.withLock { state in
             guard let config = state.config, let server = state.server else { return nil }
             state.version += 1
-            let table = makeTable(version: state.version, routes: config.routes, catalog: state.catalog)
+            let table = makeTable(version: state.version, routes: config.routes, catalog: state.catalog, drained: state.drained)
+            state.applied = Self.revisions(state.catalog, traffic?.states ?? [:])
             let summary = describe(table)
             if summary == state.lastSummary && reason == "health" {
                 // Same routing apart from weights (slow start): publish quietly.
@@ -153,6 +173,7 @@ public final class Runtime: Sendable {
             server.publish(table)
             return table
         }
+        if reason != "health" { traffic?.reportSoon() }
         if let published {
             let message = "routing table v\(published.version) published (\(reason)): \(describe(published))"
             Log.info(message)
@@ -188,7 +209,8 @@ public final class Runtime: Sendable {
         return ObservedState(
             table: server.currentTable, metrics: server.collectMetrics(), health: health.readings(),
             providers: snapshot.1, changes: snapshot.2, startedUnix: startedUnix, workers: server.workerCount,
-            accessLogDropped: accessLogWriter?.droppedBatches ?? 0)
+            accessLogDropped: accessLogWriter?.droppedBatches ?? 0,
+            store: traffic?.status, replicaID: traffic?.replicaID, traffic: traffic?.states ?? [:])
     }
 
     func handleAdmin(_ request: AdminRequest) -> AdminResponse {
@@ -207,11 +229,12 @@ public final class Runtime: Sendable {
         case ("GET", "/"), ("GET", "/dashboard"):
             return AdminResponse(status: 200, text: DashboardPage.html, contentType: "text/html; charset=utf-8")
         default:
-            return .json(["error": "no such endpoint: \(request.method) \(request.path)"], status: 404)
+            return handleTraffic(request) ?? .error(404, "no such endpoint: \(request.method) \(request.path)")
         }
     }
 
-    private func makeTable(version: UInt64, routes: [RouteConfig], catalog: ServiceCatalog) -> RoutingTable {
+    private func makeTable(version: UInt64, routes: [RouteConfig], catalog discovered: ServiceCatalog, drained: Set<String> = []) -> RoutingTable {
+        let catalog = discovered.applying(traffic?.states ?? [:]).draining(drained)
         let now = monotonicMilliseconds()
         let readings = health.readings(now: now)
         let policies = Dictionary(catalog.services.map { ($0.name, $0.health) }, uniquingKeysWith: { first, _ in first })
@@ -250,7 +273,7 @@ public final class Runtime: Sendable {
                 applied.discovery = config.discovery
                 state.config = applied
                 state.version += 1
-                let table = makeTable(version: state.version, routes: applied.routes, catalog: state.catalog)
+                let table = makeTable(version: state.version, routes: applied.routes, catalog: state.catalog, drained: state.drained)
                 server.publish(table)
                 if old.discovery != config.discovery {
                     state.discovery?.stop()

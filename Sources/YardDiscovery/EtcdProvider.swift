@@ -112,13 +112,19 @@ public final class EtcdProvider: DiscoveryProvider {
                     return state.stopped
                 }
                 if cancelled { watch.cancel(); return }
-                if failing {
-                    callbacks.onStatus(.healthy)
-                    failing = false
-                }
-                backoff.reset()
-                retriedWatch = false
+                var confirmed = false
                 while let message = try watch.next() {
+                    // Only a message proves the watch works: a member without a leader
+                    // accepts the request, then ends it with an error at once.
+                    if !confirmed {
+                        confirmed = true
+                        retriedWatch = false
+                        backoff.reset()
+                        if failing {
+                            callbacks.onStatus(.healthy)
+                            failing = false
+                        }
+                    }
                     if message.compactRevision > 0 || message.canceled {
                         // History before our revision is gone: list again, then watch.
                         revision = nil
@@ -137,6 +143,11 @@ public final class EtcdProvider: DiscoveryProvider {
                 }
                 watch.cancel()
                 state.withLock { $0.watch = nil }
+                if !confirmed, revision != nil, !stopped {
+                    // Ended without a single message: count it as a failure, so a member
+                    // that keeps closing watches cannot make this loop spin.
+                    throw EtcdError(kind: .unavailable, description: "etcd: the watch on '\(config.prefix)' ended before it was confirmed")
+                }
             } catch {
                 state.withLock { $0.watch = nil }
                 guard !stopped else { return }

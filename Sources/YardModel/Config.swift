@@ -68,16 +68,48 @@ public struct RouteConfig: Sendable, Equatable {
     }
 }
 
-/// The admin listener (a placeholder until the admin API lands).
+/// The admin listener: status, metrics, the dashboard, and the traffic writes.
 public struct AdminConfig: Sendable, Equatable {
     public var host: String
     public var port: UInt16
     public var enabled: Bool
+    /// A file holding the bearer token every write must carry (trailing whitespace is
+    /// ignored); nil: writes need no token, which is allowed on loopback only.
+    public var tokenFile: String?
 
-    public init(host: String = "127.0.0.1", port: UInt16 = 9901, enabled: Bool = false) {
+    public init(host: String = "127.0.0.1", port: UInt16 = 9901, enabled: Bool = false, tokenFile: String? = nil) {
         self.host = host
         self.port = port
         self.enabled = enabled
+        self.tokenFile = tokenFile
+    }
+
+    /// Whether the listener is reachable from this machine only.
+    public var isLoopback: Bool {
+        host == "::1" || host == "localhost" || host.hasPrefix("127.")
+    }
+}
+
+/// Where traffic states are kept and how this replica reports itself.
+public struct StateStoreConfig: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// One JSON file, atomically replaced (the default: `state.json` beside the config).
+        case file(path: String)
+        /// Keys under `prefix` in an etcd v3 cluster.
+        case etcd(endpoints: [String], prefix: String)
+        /// Keys under `prefix` in Consul's KV store.
+        case consul(address: String, prefix: String, token: String?)
+    }
+    public var kind: Kind
+    /// This replica's name in the store; nil: `HOSTNAME-PID`.
+    public var replicaID: String?
+    /// A replica whose report is older than this is not live.
+    public var replicaTTLSeconds: Int
+
+    public init(kind: Kind, replicaID: String? = nil, replicaTTLSeconds: Int = 10) {
+        self.kind = kind
+        self.replicaID = replicaID
+        self.replicaTTLSeconds = replicaTTLSeconds
     }
 }
 
@@ -93,6 +125,7 @@ public struct SwitchyardConfig: Sendable, Equatable {
     /// The file this was loaded from (for messages), or nil.
     public var sourcePath: String?
     public var accessLog = AccessLogConfig()
+    public var stateStore = StateStoreConfig(kind: .file(path: "state.json"))
 
     public init(
         listeners: [ListenerConfig], routes: [RouteConfig], discovery: DiscoveryConfig,

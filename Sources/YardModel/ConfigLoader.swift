@@ -26,7 +26,7 @@ public enum ConfigLoader {
         try parseConfig(text: text, path: path, directory: directory(of: path))
     }
 
-    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log"]
+    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log", "state_store"]
 
     private static func parseConfig(text: String, path: String, directory: String) throws(ConfigError) -> SwitchyardConfig {
         let root = try document(text: text, path: path, expecting: "keys like 'listeners' and 'routes'")
@@ -47,6 +47,11 @@ public enum ConfigLoader {
             listeners: listeners, routes: routes, discovery: discovery, admin: admin,
             workers: workers, proxy: proxy, sourcePath: path
         )
+        config.stateStore = try parseStateStore(fields.optional("state_store"), directory: directory)
+        if !config.admin.isLoopback, config.admin.enabled, config.admin.tokenFile == nil, let node = fields.optional("admin") {
+            throw node.error("the admin API binds \(config.admin.host), beyond loopback, without a token: set 'token_file:' (writes then need 'Authorization: Bearer TOKEN'), or bind 127.0.0.1")
+        }
+        if let file = config.admin.tokenFile { config.admin.tokenFile = resolve(file, against: directory) }
         if let logNode = fields.optional("access_log") {
             let logFields = try logNode.fields(allowed: ["enabled", "path"])
             config.accessLog.enabled = try logFields.optional("enabled")?.boolean() ?? true
@@ -167,15 +172,53 @@ public enum ConfigLoader {
 
     private static func parseAdmin(_ node: ConfigNode?) throws(ConfigError) -> AdminConfig {
         guard let node else { return AdminConfig() }
-        let fields = try node.fields(allowed: ["address", "enabled"])
+        let fields = try node.fields(allowed: ["address", "enabled", "token_file"])
         let enabled = try fields.optional("enabled")?.boolean() ?? true
         var admin = AdminConfig(enabled: enabled)
+        admin.tokenFile = try fields.optional("token_file")?.string(expected: "a file holding the admin token")
         if let addressNode = fields.optional("address") {
             (admin.host, admin.port) = try listenAddress(addressNode)
         } else if enabled {
             _ = try fields.required("address", hint: "e.g. 'address: 127.0.0.1:9901', or 'enabled: false'")
         }
         return admin
+    }
+
+    private static func parseStateStore(_ node: ConfigNode?, directory: String) throws(ConfigError) -> StateStoreConfig {
+        guard let node else { return StateStoreConfig(kind: .file(path: resolve("state.json", against: directory))) }
+        let fields = try node.fields(allowed: ["type", "path", "endpoints", "address", "prefix", "token", "replica_id", "replica_ttl"])
+        let type = try fields.optional("type")?.string(expected: "file, etcd or consul") ?? "file"
+        let prefix = try fields.optional("prefix")?.string(expected: "a key prefix like /switchyard/")
+        let kind: StateStoreConfig.Kind
+        switch type {
+        case "file":
+            let path = try fields.optional("path")?.string(expected: "a file path like state.json") ?? "state.json"
+            kind = .file(path: resolve(path, against: directory))
+        case "etcd":
+            let endpointsNode = try fields.required("endpoints", hint: "e.g. 'endpoints: [http://127.0.0.1:2379]'")
+            var endpoints: [String] = []
+            for item in try endpointsNode.list() {
+                let text = try item.string(expected: "an etcd client URL like http://127.0.0.1:2379")
+                guard text.hasPrefix("http://") else { throw item.error("'\(text)': an etcd endpoint is http://HOST:PORT") }
+                endpoints.append(text)
+            }
+            guard !endpoints.isEmpty else { throw endpointsNode.error("list at least one etcd endpoint") }
+            kind = .etcd(endpoints: endpoints, prefix: prefix ?? "/switchyard/")
+        case "consul":
+            let address = try fields.optional("address")?.string(expected: "Consul's HTTP address like http://127.0.0.1:8500") ?? "http://127.0.0.1:8500"
+            let token = try fields.optional("token")?.string(expected: "a Consul ACL token")
+            var keyPrefix = prefix ?? "switchyard/"
+            while keyPrefix.hasPrefix("/") { keyPrefix.removeFirst() }
+            kind = .consul(address: address, prefix: keyPrefix, token: token)
+        default:
+            throw (fields.optional("type") ?? node).error("unknown state store '\(type)'; use file, etcd or consul")
+        }
+        var config = StateStoreConfig(kind: kind)
+        config.replicaID = try fields.optional("replica_id")?.string(expected: "a replica name")
+        if let ttl = fields.optional("replica_ttl") {
+            config.replicaTTLSeconds = max(1, try ttl.durationMilliseconds() / 1000)
+        }
+        return config
     }
 
     private static func parseWorkers(_ node: ConfigNode?) throws(ConfigError) -> Int? {

@@ -207,6 +207,9 @@ final class UpstreamConnection {
 final class UpstreamPool {
     let address: SocketAddress?
     var idle: [UpstreamConnection] = []
+    /// False while the endpoint takes no new request (its track is not served, it drains
+    /// or is ejected): connections are closed when their exchange ends instead of pooled.
+    var routable = true
 
     init(address: SocketAddress?) {
         self.address = address

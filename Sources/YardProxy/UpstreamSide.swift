@@ -90,7 +90,7 @@ extension Worker {
     /// when the pool is full, the endpoint left the table, or stray bytes arrived.
     func releaseToPool(_ u: UpstreamConnection) {
         let key = u.endpoint.poolKey
-        guard key < pools.count, let pool = pools[key], pool.idle.count < settings.maxIdlePerEndpoint,
+        guard key < pools.count, let pool = pools[key], pool.routable, pool.idle.count < settings.maxIdlePerEndpoint,
               u.inBuf.isEmpty, u.phase == .active else {
             closeUpstream(u)
             return

@@ -382,8 +382,24 @@ final class Worker: @unchecked Sendable {
                 }
             }
         }
+        // Endpoints that take no new request (a flip left their track, drained, ejected)
+        // lose their idle connections now; busy ones close when their exchange ends.
+        // Requests pinned to such a track by the override header connect afresh: they are
+        // tests, and keeping pools warm for them would keep the old track's connections.
+        var routable = Set<Int>()
+        for service in newTable.services {
+            for endpoint in service.activeEndpoints { routable.insert(endpoint.poolKey) }
+            for endpoint in service.canaryEndpoints { routable.insert(endpoint.poolKey) }
+        }
         for key in pools.indices {
-            guard let pool = pools[key], !live.contains(key) else { continue }
+            guard let pool = pools[key] else { continue }
+            if live.contains(key) {
+                pool.routable = routable.contains(key)
+                if pool.routable { continue }
+                for u in pool.idle { closeUpstream(u) }
+                pool.idle.removeAll()
+                continue
+            }
             for u in pool.idle { closeUpstream(u) }
             pool.idle.removeAll()
             pools[key] = nil

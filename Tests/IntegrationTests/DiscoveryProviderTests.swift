@@ -198,6 +198,39 @@ extension Integration {
         }
 
         @Test(.timeLimit(.minutes(1)))
+        func aProviderFlappingEvery50msAppliesAtMostOncePerQuiescenceWindow() throws {
+            let dir = try ScratchDir("flap")
+            let a = try Backend.demo("a", dir: dir), b = try Backend.demo("b", dir: dir)
+            defer { a.stop(); b.stop() }
+            let one = servicesYAML([ServiceSpec(name: "shop", instances: [InstanceSpec(port: a.port)])])
+            let two = servicesYAML([ServiceSpec(name: "shop", instances: [InstanceSpec(port: a.port), InstanceSpec(port: b.port)])])
+            let proxy = try DiscoveringProxy(discovery: """
+                  quiescence: {min: 200ms, max: 1s}
+                  providers:
+                    - {type: file, file: services.yml, poll: 20ms}
+                """, services: one, dir: dir)
+            defer { proxy.stop() }
+            try waitFor("the first table", timeout: .seconds(5)) { try proxy.endpointPorts() == [Int(a.port)] }
+            let published = { proxy.child.stderrText.components(separatedBy: "published (discovery)").count - 1 }
+            let before = published()
+            // 3 s of flapping: the file alternates between one and two instances every 50 ms.
+            let start = ContinuousClock.now
+            for step in 0..<60 {
+                try dir.write("services.yml", step % 2 == 0 ? two : one)
+                let next = start + .milliseconds(50 * (step + 1))
+                try waitFor("the next rewrite time", timeout: .seconds(2), interval: .milliseconds(5)) { ContinuousClock.now >= next }
+            }
+            try dir.write("services.yml", two)
+            try waitFor("the last version", timeout: .seconds(5)) { try proxy.endpointPorts().count == 2 }
+            let applies = published() - before
+            print("flapping every 50 ms for 3 s with quiescence max 1 s: \(applies) routing tables published")
+            // One per max window at most (3), plus the final state after the flapping.
+            #expect(applies <= 4, "\(proxy.child.stderrText.suffix(2000))")
+            let response = try rawExchange(port: proxy.port, "GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n")
+            #expect(response.status == 200)
+        }
+
+        @Test(.timeLimit(.minutes(1)))
         func aDNSRecordChangeReachesTheRoutingTableWithinTheTTLBound() throws {
             let dir = try ScratchDir("dns-change")
             let a = try Backend.demo("a", dir: dir), b = try Backend.demo("b", dir: dir)

@@ -96,8 +96,9 @@ struct DNSProviderAgainstUnbound {
         try server.set([.a("tasks.web", "127.0.0.11"), .a("tasks.web", "127.0.0.12")])
         try waitUntil("the new record", deadline: .seconds(5)) { endpoints(recorder.last, "web").count == 2 }
         let seen = recorder.arrival { endpoints($0, "web").count == 2 }!
-        // TTL 0 is clamped to the 200 ms minimum: the next poll sees the change.
-        #expect(seen - changed <= 500, "took \(seen - changed) ms")
+        // TTL 0 is clamped to the 200 ms minimum, so the next poll sees the change; the
+        // bound is the 500 ms maximum, plus slack for unbound's reload on a busy machine.
+        #expect(seen - changed <= 1_000, "took \(seen - changed) ms")
         print("dns: change seen \(seen - changed) ms after SIGHUP (ttl min 200 ms)")
     }
 
