@@ -10,8 +10,8 @@ import YardModel
 ///
 /// How it follows the engine:
 /// - one thread lists `GET /containers/json` (running containers) at start, whenever an
-///   event may have changed the list, and every `resyncInterval` regardless (events can
-///   be lost while the stream reconnects);
+///   event may have changed the list, and every `resyncInterval` regardless (every
+///   second while the event stream is down, since events are being missed);
 /// - a second thread reads the `GET /events` stream (container events). A `kill`,
 ///   `stop`, `pause` or `die` takes the container out of rotation *at once*, before the
 ///   engine lists it as stopped: the SIGTERM is already on its way, and a request sent
@@ -81,7 +81,8 @@ public final class DockerProvider: DiscoveryProvider {
     private func listLoop() {
         let backoff = Backoff(initialMs: options.backoffInitialMs, maximumMs: options.backoffMaximumMs, seed: 0xD0C)
         let resyncMs = options.resyncInterval.wholeMilliseconds
-        run.listLoop(backoff: backoff, intervalMs: { resyncMs }) { listOnce() }
+        // Without the event stream, changes are only seen by listing: list every second.
+        run.listLoop(backoff: backoff, intervalMs: { run.isStreamUp ? resyncMs : min(resyncMs, 1_000) }) { listOnce() }
     }
 
     /// One listing: the snapshot, or what went wrong.
@@ -103,7 +104,8 @@ public final class DockerProvider: DiscoveryProvider {
 
     private func eventLoop() {
         let path = "\(Self.apiPrefix)/events?filters=\(queryEncoded(#"{"type":["container"]}"#))"
-        let backoff = Backoff(initialMs: options.backoffInitialMs, maximumMs: options.backoffMaximumMs, seed: 0xE7D)
+        // Reconnecting is cheap (a local socket): at most a second apart.
+        let backoff = Backoff(initialMs: options.backoffInitialMs, maximumMs: min(options.backoffMaximumMs, 1_000), seed: 0xE7D)
         run.followLines(client, path, backoff: backoff) { handle(eventLine: $0) }
     }
 

@@ -29,6 +29,7 @@ final class ProviderRun: @unchecked Sendable {
     private var started = false
     private var stopped = false
     private var poked = false
+    private var streamUp = false
     private var lastDelivered: ServiceCatalog?
     private var lastProblems: [String] = []
     private var failedSinceDelivery = false
@@ -148,8 +149,9 @@ final class ProviderRun: @unchecked Sendable {
 
     /// Follows a line stream (an engine's `/events`) until the provider stops: pokes
     /// the lister whenever the stream opens (events may have been missed while it was
-    /// down), hands each line to `onLine`, and reconnects with backoff when the stream
-    /// ends or fails. Failures are not reported: the lister reports outages.
+    /// down) and whenever it is lost (the engine may be gone: the lister's next attempt
+    /// says so), hands each line to `onLine`, and reconnects with backoff. Failures are
+    /// not reported here: the lister reports outages.
     func followLines(_ client: ControlHTTPClient, _ path: String, backoff: Backoff, onLine: ([UInt8]) -> Void) {
         var backoff = backoff
         while !isStopped {
@@ -159,13 +161,32 @@ final class ProviderRun: @unchecked Sendable {
                 defer { untrack(stream) }
                 guard stream.status == 200 else { throw ControlHTTPError("HTTP \(stream.status)") }
                 backoff.reset()
+                setStreamUp(true)
                 poke()
                 while let line = try stream.nextLine() { onLine(line) }
             } catch {
                 // Retried below.
             }
+            // A lost stream may be a lost engine: the lister finds out (and reports it)
+            // now rather than at its next resync.
+            setStreamUp(false)
+            poke()
             guard sleep(milliseconds: backoff.nextDelayMs()) else { return }
         }
+    }
+
+    /// Whether `followLines` has its stream open: while it has not, events are being
+    /// missed, and a lister should poll instead of waiting for its resync.
+    var isStreamUp: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return streamUp
+    }
+
+    private func setStreamUp(_ up: Bool) {
+        condition.lock()
+        streamUp = up
+        condition.unlock()
     }
 
     // MARK: Delivery

@@ -131,7 +131,7 @@ public final class SwarmProvider: DiscoveryProvider {
 
     private func eventLoop() {
         let path = "\(Self.apiPrefix)/events?filters=\(queryEncoded(#"{"type":["service","node"]}"#))"
-        let backoff = Backoff(initialMs: options.backoffInitialMs, maximumMs: options.backoffMaximumMs, seed: 0xE7)
+        let backoff = Backoff(initialMs: options.backoffInitialMs, maximumMs: min(options.backoffMaximumMs, 1_000), seed: 0xE7)
         run.followLines(client, path, backoff: backoff) { line in
             if case .success(let event) = JSONAnswer.decode(DockerEvent.self, from: line, what: "event"), event.type == "service" {
                 let until = Self.nowMs() + options.updateWindow.wholeMilliseconds

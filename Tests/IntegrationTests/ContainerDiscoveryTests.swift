@@ -105,7 +105,7 @@ extension Integration {
         }
 
         @Test(.timeLimit(.minutes(2)))
-        func aDockerContainerStartAndStopReachTheTrafficWithinOneSecond() throws {
+        func aDockerContainerStartAndStopReachTheTrafficWithinOneSecondAndAnEngineOutageUnderLoadCostsNoRequest() throws {
             let dir = try ScratchDir("docker")
             let engine = try PodmanEngine()
             let first = try freePort()
@@ -143,6 +143,35 @@ extension Integration {
             print("docker -> proxy traffic: running -> served \(ms(startLatency)) ms (\(ms(startTotal)) ms with podman start), stop command -> gone \(ms(stopLatency)) ms")
             #expect(startLatency < .seconds(1))
             #expect(stopLatency < .seconds(1))
+
+            // Under load: the engine's API is killed (the containers keep running), stays
+            // down 2 s, and comes back. The last snapshot serves meanwhile.
+            // busybox httpd forks per connection and answers slowly under load: a longer
+            // wrk timeout keeps its slowness from counting as a proxy failure.
+            let wrk = try ChildProcess("/usr/bin/wrk", ["-t1", "-c8", "-d6s", "--timeout", "5s", "http://127.0.0.1:\(port)/"], dir: dir, label: "wrk")
+            defer { wrk.stop() }
+            try waitFor("wrk's connections", timeout: .seconds(5)) { try establishedConnections(toPort: port, dir: dir) >= 4 }
+            pause(.seconds(1))
+            try engine.killService()
+            try waitFor("the provider to report the outage", timeout: .seconds(5)) {
+                proxy.stderrText.contains("discovery provider 'docker'") && proxy.stderrText.contains("failing")
+            }
+            pause(.seconds(2))
+            try engine.restartService()
+            let status = wrk.waitExit(timeout: .seconds(15))
+            #expect(status == 0, "wrk: \(wrk.stderrText)")
+            let report = WrkReport(wrk.stdoutText)
+            print(wrk.stdoutText)
+            #expect(report.requests > 0)
+            #expect(report.non2xx3xx == 0, "\(wrk.stdoutText)")
+            #expect(report.socketErrors == nil, "\(wrk.stdoutText)")
+            // Converged after the restart: a container started now joins.
+            try engine.start(a)
+            do {
+                try waitFor("shop-a back in rotation", timeout: .seconds(5), interval: .milliseconds(5)) { body() == "shop-a" }
+            } catch {
+                Issue.record("\(error)\n\(proxy.stderrText.suffix(3000))")
+            }
         }
     }
 }
