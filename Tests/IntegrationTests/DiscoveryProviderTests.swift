@@ -169,6 +169,40 @@ extension Integration {
             #expect(proxy.child.stderrText.contains("discovery provider 'etcd'"), "\(proxy.child.stderrText.suffix(2000))")
         }
 
+        @Test(.timeLimit(.minutes(2)))
+        func losingTheWatchedMemberOfAThreeMemberEtcdUnderLoadCostsNoRequest() throws {
+            let dir = try ScratchDir("etcd-member")
+            let a = try Backend.demo("a", dir: dir), b = try Backend.demo("b", dir: dir)
+            defer { a.stop(); b.stop() }
+            let etcd = try EtcdBackend(members: 3)
+            try etcd.put("/switchyard/services/shop/instances/a", EtcdBackend.instance(port: a.port))
+            let proxy = try DiscoveringProxy(discovery: """
+                  providers:
+                    - {type: etcd, endpoints: [\(etcd.endpoints.joined(separator: ", "))], timeout: 2s}
+                """, dir: dir)
+            defer { proxy.stop() }
+            try waitFor("the listed instance", timeout: .seconds(5)) { try proxy.endpointPorts() == [Int(a.port)] }
+            let wrk = try ChildProcess("/usr/bin/wrk", ["-t1", "-c32", "-d8s", proxy.url + "/"], dir: dir, label: "wrk")
+            defer { wrk.stop() }
+            try waitFor("wrk's connections", timeout: .seconds(5)) { try establishedConnections(toPort: proxy.port, dir: dir) >= 16 }
+            // The provider watches the first member: kill it, then write through a survivor.
+            etcd.kill(0)
+            let killedAt = ContinuousClock.now
+            try waitFor("a write through a survivor", timeout: .seconds(15), interval: .milliseconds(100)) {
+                (try? etcd.put("/switchyard/services/shop/instances/b", EtcdBackend.instance(port: b.port))) != nil
+            }
+            try waitFor("the change through another member", timeout: .seconds(10), interval: .milliseconds(20)) {
+                try proxy.endpointPorts().count == 2
+            }
+            print("etcd: member 1 of 3 killed; the change written through a survivor served \(milliseconds(since: killedAt)) ms after the kill")
+            #expect(wrk.waitExit(timeout: .seconds(20)) == 0, "wrk: \(wrk.stderrText)")
+            let report = WrkReport(wrk.stdoutText)
+            print(wrk.stdoutText)
+            #expect(report.requests > 0)
+            #expect(report.non2xx3xx == 0, "\(wrk.stdoutText)")
+            #expect(report.socketErrors == nil, "\(wrk.stdoutText)")
+        }
+
         @Test(.timeLimit(.minutes(1)))
         func aProviderAnsweringGarbageIsNamedInStatusAndTheLogAndTheRunningTableStays() throws {
             let dir = try ScratchDir("etcd-garbage")

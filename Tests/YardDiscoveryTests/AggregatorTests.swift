@@ -122,12 +122,13 @@ private final class Applied: Sendable {
 }
 
 @Suite struct DiscoveryAggregatorTests {
-    @Test func aRealProviderFlappingEvery50msIsDebouncedToOneApplyPerWindow() async throws {
+    /// Synchronous on purpose: the flaps are paced by blocking waits on this thread, so a
+    /// cooperative pool busy with other suites cannot stretch them apart.
+    @Test func aRealProviderFlappingEvery50msIsDebouncedToOneApplyPerWindow() throws {
         let applied = Applied()
-        let clock = ContinuousClock()
-        let start = clock.now
+        let start = ContinuousClock.now
         let ms: @Sendable () -> Int64 = {
-            let elapsed = ContinuousClock().now - start
+            let elapsed = ContinuousClock.now - start
             return elapsed.components.seconds * 1_000 + elapsed.components.attoseconds / 1_000_000_000_000_000
         }
         let aggregator = DiscoveryAggregator(
@@ -135,18 +136,24 @@ private final class Applied: Sendable {
             queue: DispatchQueue(label: "test.aggregator"), clock: ms,
             onApply: { applied.add($0, at: ms()) })
         let callbacks = aggregator.callbacks(for: "etcd")
+        var flaps: [Int64] = []
         for step in 0..<30 {  // 1.5 s of flapping
+            flaps.append(ms())
             callbacks.onSnapshot(catalog(("shop", step % 2 == 0 ? [1] : [1, 2])))
-            try await Task.sleep(for: .milliseconds(50))
+            let next = Int64(50 * (step + 1))
+            try waitUntil("the next flap", deadline: .seconds(2), poll: .milliseconds(2)) { ms() >= next }
         }
         callbacks.onSnapshot(catalog(("shop", [7])))
-        let settled = Deadline.milliseconds(1_000)
-        while applied.all.last.map({ ports($0.1, "shop") }) != [7], !settled.hasPassed { try await Task.sleep(for: .milliseconds(10)) }
+        try waitUntil("the last snapshot applied", deadline: .seconds(2), poll: .milliseconds(5)) {
+            applied.all.last.map { ports($0.1, "shop") } == [7]
+        }
         let times = applied.all.map(\.0)
-        #expect(ports(applied.all.last!.1, "shop") == [7])
+        let widestGap = zip(flaps, flaps.dropFirst()).map { $1 - $0 }.max() ?? 0
+        // The premise: the flaps really came faster than the 100 ms minimum window.
+        #expect(widestGap < 100, "the machine stretched a 50 ms flap to \(widestGap) ms")
         // 1.5 s of flapping with a 400 ms maximum window: at most 4 applies, then the last.
-        #expect(times.count <= 5)
-        for (earlier, later) in zip(times, times.dropFirst()) { #expect(later - earlier >= 350) }
+        #expect(times.count <= 5, "applies at \(times) ms for flaps at \(flaps) ms")
+        for (earlier, later) in zip(times, times.dropFirst()) { #expect(later - earlier >= 350, "applies at \(times) ms") }
     }
 
     @Test func statusShowsFailureStalenessAndRecovery() {
