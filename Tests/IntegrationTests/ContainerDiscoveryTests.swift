@@ -52,6 +52,32 @@ extension Integration {
             return firstOfStreak
         }
 
+        /// wrk through the proxy for 6 s while the provider's backend is killed at 1 s and
+        /// restarted 2 s after the proxy reports it failing: no request may fail.
+        private func outageUnderLoad(
+            provider: String, proxy: ChildProcess, port: UInt16, dir: ScratchDir, connections: Int,
+            kill: () throws -> Void, restart: () throws -> Void
+        ) throws {
+            let wrk = try ChildProcess("/usr/bin/wrk", ["-t1", "-c\(connections)", "-d6s", "--timeout", "5s", "http://127.0.0.1:\(port)/"],
+                                       dir: dir, label: "wrk")
+            defer { wrk.stop() }
+            try waitFor("wrk's connections", timeout: .seconds(5)) { try establishedConnections(toPort: port, dir: dir) >= connections / 2 }
+            pause(.seconds(1))
+            try kill()
+            try waitFor("the provider to report the outage", timeout: .seconds(5)) {
+                proxy.stderrText.contains("discovery provider '\(provider)'") && proxy.stderrText.contains("failing")
+            }
+            pause(.seconds(2))
+            try restart()
+            let status = wrk.waitExit(timeout: .seconds(15))
+            #expect(status == 0, "wrk: \(wrk.stderrText)")
+            let report = WrkReport(wrk.stdoutText)
+            print("\(provider) outage under load:\n\(wrk.stdoutText)")
+            #expect(report.requests > 0)
+            #expect(report.non2xx3xx == 0, "\(wrk.stdoutText)")
+            #expect(report.socketErrors == nil, "\(wrk.stdoutText)")
+        }
+
         @Test(.timeLimit(.minutes(1)))
         func aConsulRegistrationChangeReachesTheTrafficWithinOneSecondAndAnAgentOutageUnderLoadCostsNoRequest() throws {
             let dir = try ScratchDir("consul")
@@ -78,23 +104,8 @@ extension Integration {
             #expect(latency < .seconds(1))
 
             // Under load: the agent is killed, stays down 2 s, and comes back.
-            let wrk = try ChildProcess("/usr/bin/wrk", ["-t1", "-c16", "-d6s", "http://127.0.0.1:\(port)/"], dir: dir, label: "wrk")
-            defer { wrk.stop() }
-            try waitFor("wrk's connections", timeout: .seconds(5)) { try establishedConnections(toPort: port, dir: dir) >= 8 }
-            pause(.seconds(1))
-            consul.kill()
-            try waitFor("the provider to report the outage", timeout: .seconds(5)) {
-                proxy.stderrText.contains("discovery provider 'consul'") && proxy.stderrText.contains("failing")
-            }
-            pause(.seconds(2))
-            try consul.restart()
-            let status = wrk.waitExit(timeout: .seconds(15))
-            #expect(status == 0, "wrk: \(wrk.stderrText)")
-            let report = WrkReport(wrk.stdoutText)
-            print(wrk.stdoutText)
-            #expect(report.requests > 0)
-            #expect(report.non2xx3xx == 0, "\(wrk.stdoutText)")
-            #expect(report.socketErrors == nil, "\(wrk.stdoutText)")
+            try outageUnderLoad(provider: "consul", proxy: proxy, port: port, dir: dir, connections: 16,
+                                kill: { consul.kill() }, restart: { try consul.restart() })
             // The failure named the provider and what failed.
             #expect(proxy.stderrText.contains("cannot connect to \(consul.url)"), "\(proxy.stderrText.suffix(2000))")
 
@@ -145,26 +156,11 @@ extension Integration {
             #expect(stopLatency < .seconds(1))
 
             // Under load: the engine's API is killed (the containers keep running), stays
-            // down 2 s, and comes back. The last snapshot serves meanwhile.
-            // busybox httpd forks per connection and answers slowly under load: a longer
-            // wrk timeout keeps its slowness from counting as a proxy failure.
-            let wrk = try ChildProcess("/usr/bin/wrk", ["-t1", "-c8", "-d6s", "--timeout", "5s", "http://127.0.0.1:\(port)/"], dir: dir, label: "wrk")
-            defer { wrk.stop() }
-            try waitFor("wrk's connections", timeout: .seconds(5)) { try establishedConnections(toPort: port, dir: dir) >= 4 }
-            pause(.seconds(1))
-            try engine.killService()
-            try waitFor("the provider to report the outage", timeout: .seconds(5)) {
-                proxy.stderrText.contains("discovery provider 'docker'") && proxy.stderrText.contains("failing")
-            }
-            pause(.seconds(2))
-            try engine.restartService()
-            let status = wrk.waitExit(timeout: .seconds(15))
-            #expect(status == 0, "wrk: \(wrk.stderrText)")
-            let report = WrkReport(wrk.stdoutText)
-            print(wrk.stdoutText)
-            #expect(report.requests > 0)
-            #expect(report.non2xx3xx == 0, "\(wrk.stdoutText)")
-            #expect(report.socketErrors == nil, "\(wrk.stdoutText)")
+            // down 2 s, and comes back. busybox httpd forks per connection and answers
+            // slowly under load: fewer connections and a longer wrk timeout keep its
+            // slowness from counting as a proxy failure.
+            try outageUnderLoad(provider: "docker", proxy: proxy, port: port, dir: dir, connections: 8,
+                                kill: { try engine.killService() }, restart: { try engine.restartService() })
             // Converged after the restart: a container started now joins.
             try engine.start(a)
             do {
