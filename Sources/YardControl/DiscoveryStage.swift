@@ -110,6 +110,12 @@ final class DiscoveryStage: Sendable {
             return EtcdProvider(name: config.name, config: etcd, callbacks: callbacks)
         case .dns(let dns):
             return DNSProvider(name: config.name, config: dns, callbacks: callbacks)
+        case .docker(let docker):
+            return DockerProvider(name: config.name, config: docker, callbacks: callbacks)
+        case .swarm(let swarm):
+            return SwarmProvider(name: config.name, config: swarm, callbacks: callbacks)
+        case .consul(let consul):
+            return ConsulProvider(name: config.name, config: consul, callbacks: callbacks)
         }
     }
 
@@ -118,6 +124,9 @@ final class DiscoveryStage: Sendable {
         case .file(let file): file.path
         case .etcd(let etcd): etcd.endpoints.joined(separator: ",") + " " + etcd.prefix
         case .dns(let dns): "\(dns.serverHost.contains(":") ? "[\(dns.serverHost)]" : dns.serverHost):\(dns.serverPort)"
+        case .docker(let docker): docker.endpoint + (docker.network.map { " network \($0)" } ?? "")
+        case .swarm(let swarm): swarm.endpoint + (swarm.network.map { " network \($0)" } ?? "")
+        case .consul(let consul): consul.address + (consul.services.map { " services \($0.joined(separator: ","))" } ?? " all services")
         }
     }
 

@@ -55,6 +55,9 @@ public enum ProviderSource: Sendable, Equatable {
     case file(FileSourceConfig)
     case etcd(EtcdSourceConfig)
     case dns(DNSSourceConfig)
+    case docker(DockerSourceConfig)
+    case swarm(SwarmSourceConfig)
+    case consul(ConsulSourceConfig)
 
     /// The `type:` word in the config.
     public var typeName: String {
@@ -62,6 +65,9 @@ public enum ProviderSource: Sendable, Equatable {
         case .file: "file"
         case .etcd: "etcd"
         case .dns: "dns"
+        case .docker: "docker"
+        case .swarm: "swarm"
+        case .consul: "consul"
         }
     }
 }

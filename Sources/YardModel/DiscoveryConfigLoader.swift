@@ -12,7 +12,7 @@
 
 extension ConfigLoader {
     /// The provider types this build knows (a `type:` not in it is refused).
-    static let providerTypes = ["file", "etcd", "dns"]
+    static let providerTypes = ["file", "etcd", "dns", "docker", "swarm", "consul"]
 
     // MARK: discovery
 
@@ -71,6 +71,9 @@ extension ConfigLoader {
             case "file": source = .file(try parseFileSource(item, directory: directory))
             case "etcd": source = .etcd(try parseEtcdSource(item))
             case "dns": source = .dns(try parseDNSSource(item))
+            case "docker": source = .docker(try parseDockerSource(item))
+            case "swarm": source = .swarm(try parseSwarmSource(item))
+            case "consul": source = .consul(try parseConsulSource(item))
             default:
                 let near = Suggestion.closest(to: type, among: providerTypes).map { " (did you mean '\($0)'?)" } ?? ""
                 throw typeNode.error("unsupported provider type '\(type)'\(near); this build supports: \(providerTypes.joined(separator: ", "))")

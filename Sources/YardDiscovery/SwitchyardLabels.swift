@@ -1,0 +1,165 @@
+// The `switchyard.*` labels that Docker containers, Swarm services and Consul service
+// metadata carry, read into the model, and the assembly of labelled instances into one
+// complete catalog. Pure: values in, values out; the providers do the I/O.
+
+import YardModel
+
+// MARK: - Labels
+
+/// The label keys a container (or a Swarm service's deploy labels, or Consul `Meta`)
+/// uses to join a service. Only `switchyard.service` is required; a workload without it
+/// is not Switchyard's and is ignored silently.
+public enum SwitchyardLabels {
+    public static let service = "switchyard.service"
+    public static let track = "switchyard.track"
+    public static let port = "switchyard.port"
+    public static let weight = "switchyard.weight"
+    public static let ruleHost = "switchyard.rule.host"
+    public static let rulePath = "switchyard.rule.path"
+    public static let healthPath = "switchyard.health.path"
+    /// Overrides the address the provider would pick (a published address, a host IP).
+    public static let address = "switchyard.address"
+    /// The service's active track (blue/green) until the traffic state says otherwise:
+    /// put the same value on every instance of both tracks.
+    public static let active = "switchyard.active"
+
+    /// One workload's labels as a service instance, or nil when it carries no
+    /// `switchyard.service` label.
+    ///
+    /// - Parameters:
+    ///   - labels: the workload's labels (all of them; they become the instance's labels).
+    ///   - owner: how messages name the workload, e.g. `container web-1 (3f2a9c1b)`.
+    ///   - address: the address the provider chose; `switchyard.address` overrides it.
+    ///   - defaultPort: the port to use without a `switchyard.port` label, if the
+    ///     provider knows exactly one (a single exposed port, Consul's `Port`).
+    ///   - serviceName: the service when the backend names it (Consul); the label is
+    ///     then optional.
+    ///   - id: the provider's identity for the instance.
+    /// - Returns: `.failure` with a message naming the owner and the label when a label
+    ///   is malformed; the provider skips that workload and reports the message.
+    public static func read(
+        labels: [String: String], owner: String, address: String?, defaultPort: UInt16?,
+        serviceName: String? = nil, id: String? = nil, tags: [String] = []
+    ) -> Result<LabeledInstance?, LabelProblem> {
+        guard let name = labels[service].map(trimmed) ?? serviceName else { return .success(nil) }
+        guard isServiceName(name) else {
+            return .failure(LabelProblem("\(owner): \(service) '\(name)' may only use letters, digits, '-', '_' and '.'"))
+        }
+        guard let address = labels[Self.address].map(trimmed) ?? address, !address.isEmpty else {
+            return .failure(LabelProblem("\(owner): no address to reach it (no IP on the configured network); set \(Self.address) or attach it to the network"))
+        }
+
+        let chosenPort: UInt16
+        if let text = labels[port].map(trimmed) {
+            guard let value = UInt16(text), value > 0 else {
+                return .failure(LabelProblem("\(owner): \(port) '\(text)' is not a port number (1-65535)"))
+            }
+            chosenPort = value
+        } else if let defaultPort, defaultPort > 0 {
+            chosenPort = defaultPort
+        } else {
+            return .failure(LabelProblem("\(owner): no \(port) label, and the port cannot be guessed; add \(port)=8080 (the port the service listens on)"))
+        }
+
+        var weight = 1
+        if let text = labels[Self.weight].map(trimmed) {
+            guard let value = Int(text), (0...10_000).contains(value) else {
+                return .failure(LabelProblem("\(owner): \(Self.weight) '\(text)' is not a whole number from 0 to 10000"))
+            }
+            weight = value
+        }
+
+        let trackName = labels[track].map(trimmed).flatMap { $0.isEmpty ? nil : $0 }
+        var route: DiscoveredRoute?
+        let host = labels[ruleHost].map(trimmed).flatMap { $0.isEmpty ? nil : $0.lowercased() }
+        let path = labels[rulePath].map(trimmed).flatMap { $0.isEmpty ? nil : $0 }
+        if let path, !path.hasPrefix("/") {
+            return .failure(LabelProblem("\(owner): \(rulePath) '\(path)' must start with '/'"))
+        }
+        if host != nil || path != nil { route = DiscoveredRoute(host: host, pathPrefix: path ?? "/") }
+        let health = labels[healthPath].map(trimmed).flatMap { $0.isEmpty ? nil : $0 }
+        if let health, !health.hasPrefix("/") {
+            return .failure(LabelProblem("\(owner): \(healthPath) '\(health)' must start with '/'"))
+        }
+
+        let instance = InstanceDefinition(
+            address: address, port: chosenPort, track: trackName, weight: weight, labels: labels, tags: tags, id: id
+        )
+        let activeTrack = labels[active].map(trimmed).flatMap { $0.isEmpty ? nil : $0 }
+        return .success(LabeledInstance(service: name, instance: instance, route: route, healthPath: health, activeTrack: activeTrack))
+    }
+
+    private static func trimmed(_ text: String) -> String {
+        var view = Substring(text)
+        while view.first == " " { view.removeFirst() }
+        while view.last == " " { view.removeLast() }
+        return String(view)
+    }
+
+    private static func isServiceName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || byte == 0x2D || byte == 0x5F || byte == 0x2E
+        }
+    }
+}
+
+/// A malformed label (or tag), as a message that names the workload and the label.
+public struct LabelProblem: Error, Sendable, Equatable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// One workload read through its labels: the service it joins and how.
+public struct LabeledInstance: Sendable, Equatable {
+    public var service: String
+    public var instance: InstanceDefinition
+    /// The host/path rule its labels declare, if any.
+    public var route: DiscoveredRoute?
+    /// The HTTP health-check path its labels ask for, if any.
+    public var healthPath: String?
+    /// The active track its labels name (`switchyard.active`), if any.
+    public var activeTrack: String? = nil
+}
+
+// MARK: - Catalog assembly
+
+public enum LabeledCatalog {
+    /// Groups instances into services: a complete, deterministic catalog (services by
+    /// name, instances by address and port, routes deduplicated and sorted), so two
+    /// listings of an unchanged backend give equal snapshots.
+    ///
+    /// A service's routes are the union of its instances' rules; its health check is
+    /// HTTP on the first health path (in instance order) when any instance names one.
+    /// Two workloads with the same address and port in one service are one instance
+    /// (the first, by id). The active track is the first `switchyard.active` value (in
+    /// instance order) that names a track the service has; instances that disagree are
+    /// a deployment mid-change, and the next snapshot settles it.
+    public static func assemble(_ items: [LabeledInstance]) -> ServiceCatalog {
+        var byService: [String: [LabeledInstance]] = [:]
+        for item in items { byService[item.service, default: []].append(item) }
+        var services: [ServiceDefinition] = []
+        for name in byService.keys.sorted() {
+            let members = byService[name]!.sorted { a, b in
+                (a.instance.address, a.instance.port, a.instance.id ?? "") < (b.instance.address, b.instance.port, b.instance.id ?? "")
+            }
+            var instances: [InstanceDefinition] = []
+            var seen = Set<String>()
+            for member in members where seen.insert("\(member.instance.address)|\(member.instance.port)").inserted {
+                instances.append(member.instance)
+            }
+            let tracks = Set(instances.compactMap(\.track))
+            let active = members.lazy.compactMap(\.activeTrack).first { tracks.contains($0) }
+            var definition = ServiceDefinition(name: name, activeTrack: active, instances: instances)
+            if let path = members.lazy.compactMap(\.healthPath).first {
+                definition.health.kind = .http
+                definition.health.path = path
+            }
+            definition.routes = Set(members.compactMap(\.route)).sorted { a, b in
+                (a.host ?? "", a.pathPrefix) < (b.host ?? "", b.pathPrefix)
+            }
+            services.append(definition)
+        }
+        return ServiceCatalog(services: services)
+    }
+}
