@@ -8,6 +8,7 @@
 
 import Foundation
 import Synchronization
+import YardDiscovery
 import YardIO
 import YardModel
 
@@ -168,7 +169,7 @@ public final class TrafficControl: Sendable {
 
     private func watchLoop() {
         var cursor: Int64?
-        var backoff = ExponentialDelay(initialMs: 200, maxMs: 5_000)
+        var backoff = Backoff(initialMs: 200, maximumMs: 5_000, floorMs: 50, seed: UInt64(truncatingIfNeeded: replicaID.hashValue))
         while !stopped {
             do {
                 if cursor == nil {
@@ -182,7 +183,7 @@ public final class TrafficControl: Sendable {
             } catch {
                 markUnreachable(error.description)
                 cursor = nil
-                pause(milliseconds: backoff.next())
+                pause(milliseconds: Int(backoff.nextDelayMs()))
             }
         }
     }
@@ -248,22 +249,3 @@ public final class TrafficControl: Sendable {
     }
 }
 
-/// Exponential backoff with full jitter, for the store watch's retries.
-struct ExponentialDelay {
-    let initialMs: Int
-    let maxMs: Int
-    private var attempt = 0
-
-    init(initialMs: Int, maxMs: Int) {
-        self.initialMs = initialMs
-        self.maxMs = maxMs
-    }
-
-    mutating func next() -> Int {
-        let ceiling = min(maxMs, initialMs << min(attempt, 16))
-        attempt += 1
-        return Int.random(in: ceiling / 2...ceiling)
-    }
-
-    mutating func reset() { attempt = 0 }
-}

@@ -65,5 +65,32 @@ extension Integration {
             #expect(stale.status == 1 && stale.stderr.contains("stale revision"), "\(stale.stderr)")
             #expect(try two.backend() == "blue-1")
         }
+
+        /// The same agreement through Consul KV (Tests/Fixtures/consul_emulator.py: no
+        /// Consul agent can run here).
+        @Test(.timeLimit(.minutes(1)))
+        func twoReplicasAgreeThroughConsulKV() throws {
+            let dir = try ScratchDir("replicas-consul")
+            let blue = try Backend.demo("blue-1", dir: dir)
+            let green = try Backend.demo("green-1", dir: dir)
+            defer { blue.stop(); green.stop() }
+            let consul = try EmulatorProcess(script: "consul_emulator.py")
+            let store = "  type: consul\n  address: \(consul.url)\n  prefix: sy/\n  replica_ttl: 3s\n"
+            let services = blueGreenServices(blue: [blue.port], green: [green.port])
+            let one = try TrafficProxy(dir: dir, services: services, label: "c1", store: store + "  replica_id: c1\n")
+            defer { one.stop() }
+            let two = try TrafficProxy(dir: dir, services: services, label: "c2", store: store + "  replica_id: c2\n")
+            defer { two.stop() }
+            try waitFor("both replicas to report in Consul", timeout: .seconds(10)) {
+                ((try one.adminJSON("/replicas"))["replicas"] as? [[String: Any]])?.count == 2
+            }
+            let flip = try two.cli(["flip", "shop", "--to", "green", "--wait", "--wait-timeout", "10s"])
+            #expect(flip.status == 0, "\(flip.stdout) \(flip.stderr)")
+            #expect(flip.stdout.contains("all 2 replica(s) serve revision 1"), "\(flip.stdout)")
+            #expect(try one.backend() == "green-1" && two.backend() == "green-1")
+            let canary = try one.cli(["canary", "set", "shop", "100", "--track", "blue"])
+            #expect(canary.status == 0, "\(canary.stderr)")
+            try waitFor("r2 to follow the canary", timeout: .seconds(5)) { try two.backend() == "blue-1" }
+        }
     }
 }

@@ -79,6 +79,24 @@ struct TrafficStoreContract {
         #expect(try store.waitForChange(after: cursor, timeout: .seconds(5)))
     }
 
+    /// Consul KV through Tests/Fixtures/consul_emulator.py (no Consul agent runs here; the
+    /// emulator follows Consul's HTTP API docs: ?cas, ?recurse, blocking queries).
+    @Test func consulStore() throws {
+        let emulator = try EmulatorProcess(script: "consul_emulator.py")
+        let store = try ConsulTrafficStore(address: emulator.url, prefix: "switchyard/", token: nil)
+        #expect(try store.load().states.isEmpty)
+        try first(store)
+        try replicas(store)
+        let cursor = try store.load().cursor
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(200)) {
+            _ = try? store.compareAndSwap(service: "other", state: TrafficState(activeTrack: "a", revision: 1))
+        }
+        #expect(try store.waitForChange(after: cursor, timeout: .seconds(5)))
+        // The agent goes away: a clear error, not an empty state.
+        emulator.kill()
+        #expect(throws: StoreError.self) { try store.load() }
+    }
+
     @Test func etcdStoreThatCannotBeReachedSaysSo() throws {
         let store = try EtcdTrafficStore(endpoints: ["http://127.0.0.1:\(try freePort())"], prefix: "/x/")
         #expect(throws: StoreError.self) { try store.load() }
