@@ -45,6 +45,15 @@ struct TrafficStoreContract {
         #expect(try store.replicas().isEmpty)
     }
 
+    /// A write by someone else wakes `waitForChange`.
+    func noticesAnotherWriter(_ store: TrafficStore) throws {
+        let cursor = try store.load().cursor
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(200)) {
+            _ = try? store.compareAndSwap(service: "other", state: TrafficState(activeTrack: "a", revision: 1))
+        }
+        #expect(try store.waitForChange(after: cursor, timeout: .seconds(5)))
+    }
+
     @Test func fileStore() throws {
         let dir = try TempDir()
         let store = FileTrafficStore(path: dir.file("state.json"))
@@ -72,11 +81,7 @@ struct TrafficStoreContract {
         let store = try EtcdTrafficStore(endpoints: cluster.endpoints, prefix: "/test/")
         try first(store)
         try replicas(store)
-        let cursor = try store.load().cursor
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(200)) {
-            _ = try? store.compareAndSwap(service: "other", state: TrafficState(activeTrack: "a", revision: 1))
-        }
-        #expect(try store.waitForChange(after: cursor, timeout: .seconds(5)))
+        try noticesAnotherWriter(store)
     }
 
     /// Consul KV through Tests/Fixtures/consul_emulator.py (no Consul agent runs here; the
@@ -87,11 +92,7 @@ struct TrafficStoreContract {
         #expect(try store.load().states.isEmpty)
         try first(store)
         try replicas(store)
-        let cursor = try store.load().cursor
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(200)) {
-            _ = try? store.compareAndSwap(service: "other", state: TrafficState(activeTrack: "a", revision: 1))
-        }
-        #expect(try store.waitForChange(after: cursor, timeout: .seconds(5)))
+        try noticesAnotherWriter(store)
         // The agent goes away: a clear error, not an empty state.
         emulator.kill()
         #expect(throws: StoreError.self) { try store.load() }
