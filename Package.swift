@@ -22,12 +22,14 @@ let package = Package(
         // MARK: The data plane
         .target(name: "YardIO", dependencies: ["CYardLinux"]),
         .target(name: "YardHTTP", dependencies: ["YardIO"]),
+        // HTTP/2 server sessions over memory (libnghttp2), independent of sockets and TLS.
+        .target(name: "YardHTTP2", dependencies: ["CYardNghttp2", "YardIO"]),
         .target(name: "YardModel", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "YardBalancing"),
         .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing"]),
         .target(
             name: "YardProxy",
-            dependencies: ["YardIO", "YardHTTP", "YardModel", "YardBalancing"],
+            dependencies: ["YardIO", "YardHTTP", "YardHTTP2", "YardModel", "YardBalancing"],
             // Connection state lives in loop-confined classes; dynamic exclusivity checks on
             // their stored properties cost ~2-3 % of the proxy's CPU under load (perf,
             // docs/ARCHITECTURE.md) and guard nothing a single-threaded loop can violate.
@@ -48,6 +50,7 @@ let package = Package(
         // MARK: Tests
         .target(name: "YardTestSupport", dependencies: ["YardIO"], path: "Sources/YardTestSupport"),
         .testTarget(name: "YardHTTPTests", dependencies: ["YardHTTP", "YardIO"]),
+        .testTarget(name: "YardHTTP2Tests", dependencies: ["YardHTTP2", "YardIO", "CYardNghttp2"]),
         .testTarget(name: "YardBalancingTests", dependencies: ["YardBalancing"]),
         .testTarget(name: "YardHealthTests", dependencies: ["YardHealth", "YardModel"]),
         .testTarget(name: "YardModelTests", dependencies: ["YardModel", "YardDiscovery"]),
