@@ -4,6 +4,7 @@ import Glibc
 import CYardLinux
 import Synchronization
 import YardHTTP
+import YardHTTP2
 import YardIO
 import YardModel
 
@@ -68,6 +69,11 @@ final class Worker: @unchecked Sendable {
 
     var clients: ContiguousArray<ClientConnection> = []
     var upstreams: ContiguousArray<UpstreamConnection> = []
+    /// HTTP/2 connections (their streams are `ClientConnection`s outside `clients`).
+    var h2Connections: ContiguousArray<H2Connection> = []
+    /// HTTP/2 connections with frames to send, flushed after each batch of events.
+    var h2FlushQueue: [H2Connection] = []
+    let h2Settings: H2Settings
     /// Connections closed during the current batch of events; released after it, because
     /// a later event of the same batch may still carry their (unretained) pointer.
     var graveyard: [AnyObject] = []
@@ -108,6 +114,9 @@ final class Worker: @unchecked Sendable {
             maxStartLine: 8_192,
             maxHeadBytes: max(settings.maxHeaderBytes, 65_536),
             maxHeaders: settings.maxHeaders)
+        var h2Settings = H2Settings()
+        h2Settings.maxHeaderListSize = max(settings.maxHeaderBytes, 16_384)
+        self.h2Settings = h2Settings
         self.listeners = listeners
         self.table = table
         self.events = .allocate(capacity: Int(Worker.eventCapacity))
@@ -126,13 +135,14 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Tokens
 
-    /// epoll tokens: an object pointer with a tag in its low bits (objects are 16-byte
-    /// aligned), or a small number for listeners and the inbox.
+    /// epoll tokens: an object pointer with a tag in its low three bits (objects are
+    /// 16-byte aligned), or a small number for listeners and the inbox.
     enum Token {
         static let clientTag: UInt64 = 0
         static let upstreamTag: UInt64 = 1
         static let listenerTag: UInt64 = 2
         static let inbox: UInt64 = 3
+        static let h2Tag: UInt64 = 4
 
         @inline(__always) static func client(_ c: ClientConnection) -> UInt64 {
             UInt64(UInt(bitPattern: Unmanaged.passUnretained(c).toOpaque()))
@@ -141,7 +151,10 @@ final class Worker: @unchecked Sendable {
             UInt64(UInt(bitPattern: Unmanaged.passUnretained(u).toOpaque())) | upstreamTag
         }
         @inline(__always) static func listener(_ index: Int) -> UInt64 {
-            UInt64(index) << 2 | listenerTag
+            UInt64(index) << 3 | listenerTag
+        }
+        @inline(__always) static func h2(_ h: H2Connection) -> UInt64 {
+            UInt64(UInt(bitPattern: Unmanaged.passUnretained(h).toOpaque())) | h2Tag
         }
     }
 
@@ -157,29 +170,34 @@ final class Worker: @unchecked Sendable {
                 let event = events[i]
                 let token = event.data.u64
                 let flags = event.events
-                switch token & 3 {
+                switch token & 7 {
                 case Token.clientTag:
                     let c = Unmanaged<ClientConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token))!).takeUnretainedValue()
                     clientEvent(c, flags)
                 case Token.upstreamTag:
-                    let u = Unmanaged<UpstreamConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~3))!).takeUnretainedValue()
+                    let u = Unmanaged<UpstreamConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~7))!).takeUnretainedValue()
                     upstreamEvent(u, flags)
                 case Token.listenerTag:
                     // A drain earlier in this batch may have closed the listeners.
-                    let index = Int(token >> 2)
+                    let index = Int(token >> 3)
                     if index < listeners.count { acceptConnections(listeners[index]) }
+                case Token.h2Tag:
+                    let h = Unmanaged<H2Connection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~7))!).takeUnretainedValue()
+                    h2Event(h, flags)
                 default:
                     for task in inbox.drain() { task() }
                 }
             }
+            if !h2FlushQueue.isEmpty { flushQueuedH2() }
             if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
             if now >= nextTick {
                 nextTick = now + Worker.tickMs
                 if let accessLog { flushAccessLog(accessLog) }
                 expireTimeouts()
-                if draining && clients.isEmpty { stopped = true }
+                if draining && clients.isEmpty && h2Connections.isEmpty { stopped = true }
             }
         }
+        for h in h2Connections { closeH2(h) }
         for c in clients { closeClient(c) }
         for u in upstreams { closeUpstream(u) }
         graveyard.removeAll()
@@ -221,6 +239,10 @@ final class Worker: @unchecked Sendable {
 
     func closeClient(_ c: ClientConnection) {
         guard c.phase != .closed else { return }
+        if c.h2 != nil {
+            abandonStream(c)
+            return
+        }
         releaseEndpoint(c)
         c.phase = .closed
         if let u = c.upstream {
@@ -265,6 +287,10 @@ final class Worker: @unchecked Sendable {
     /// is still reading, output while it has bytes queued.
     func updateInterest(_ c: ClientConnection) {
         guard c.phase != .closed else { return }
+        if let link = c.h2 {
+            streamProgressed(c, link)
+            return
+        }
         var want: UInt32 = 0
         if c.phase == .lingering {
             want = Epoll.readable
@@ -311,6 +337,7 @@ final class Worker: @unchecked Sendable {
             }
             if i < upstreams.count && upstreams[i] === u { i += 1 }
         }
+        if !h2Connections.isEmpty { expireH2Timeouts() }
     }
 
     // MARK: Metrics
@@ -318,7 +345,7 @@ final class Worker: @unchecked Sendable {
     /// Copies this worker's counters (runs on the worker, through its inbox).
     func metricsSnapshot() -> MetricsSnapshot {
         var snapshot = metrics.snapshot()
-        snapshot.openConnections = clients.count
+        snapshot.openConnections = clients.count + h2Connections.count
         return snapshot
     }
 
@@ -404,6 +431,7 @@ final class Worker: @unchecked Sendable {
         for pool in pools.compactMap({ $0 }) {
             for u in pool.idle { closeUpstream(u) }
         }
+        for h in h2Connections { beginH2Shutdown(h) }
         var i = 0
         while i < clients.count {
             let c = clients[i]
