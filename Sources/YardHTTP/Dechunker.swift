@@ -61,7 +61,9 @@ public struct Dechunker: Sendable {
                     lineLength += 1
                 }
             }
-            return (n, .trailer(0..<n))
+            // A CR that may start the final empty line is not trailer content.
+            let end = lineLength == 0 && bytes[n - 1] == UInt8(ascii: "\r") ? n - 1 : n
+            return (n, .trailer(0..<end))
         default:
             var i = 0
             while i < n {

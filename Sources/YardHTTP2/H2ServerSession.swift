@@ -203,15 +203,17 @@ public final class H2ServerSession {
     /// provider that streams from it. Without a body the HEADERS frame ends the stream.
     @discardableResult
     public func submitResponse(stream: Int32, status: Int, headers: inout H2HeaderBlock, body: H2ResponseBody?) -> Bool {
-        var statusText = ByteBuffer(capacity: 8)
-        defer { statusText.deallocate() }
-        statusText.appendDecimal(status)
-        return withNV(headers: &headers, status: statusText.readable) { nva, count in
-            if let body {
-                var provider = yard_nghttp2_data_provider(Unmanaged.passUnretained(body).toOpaque(), readBody)
-                return nghttp2_submit_response(session, stream, nva, count, &provider) == 0
+        // Three digits on the stack: no allocation per response.
+        let digits = UInt32(truncatingIfNeeded: min(max(status, 100), 999))
+        var text = (UInt8(48 + digits / 100), UInt8(48 + digits / 10 % 10), UInt8(48 + digits % 10))
+        return withUnsafeBytes(of: &text) { statusText in
+            withNV(headers: &headers, status: statusText) { nva, count in
+                if let body {
+                    var provider = yard_nghttp2_data_provider(Unmanaged.passUnretained(body).toOpaque(), readBody)
+                    return nghttp2_submit_response(session, stream, nva, count, &provider) == 0
+                }
+                return nghttp2_submit_response(session, stream, nva, count, nil) == 0
             }
-            return nghttp2_submit_response(session, stream, nva, count, nil) == 0
         }
     }
 

@@ -32,6 +32,7 @@ extension Worker {
     func switchToHTTP2(_ c: ClientConnection) {
         let h = H2ConnectionOver(transport: PlainTransport(fd: c.fd), session: H2ServerSession(settings: h2Settings),
                                  peerText: c.peerText, peerBytes: c.peerBytes, bufferSize: bufferSize)
+        _ = h.inBuf.reserve(c.inBuf.readableBytes)
         h.inBuf.append(c.inBuf.readable)
         retireClient(c)
         h.slot = h2Connections.count

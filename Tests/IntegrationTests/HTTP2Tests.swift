@@ -92,6 +92,21 @@ extension Integration {
             #expect(result.status == 0 && result.stdout == "some body", "\(result.stdout) \(result.stderr)")
         }
 
+        @Test(.timeLimit(.minutes(1)))
+        func responseTrailersOfAChunkedUpstreamArriveAsHTTP2Trailers() throws {
+            defer { stop() }
+            try Data(trailerOriginSource.utf8).write(to: URL(fileURLWithPath: dir.file("trailer-origin.py")))
+            let origin = try ChildProcess("/usr/bin/env", ["python3", dir.file("trailer-origin.py")], dir: dir, label: "trailer-origin")
+            defer { origin.stop() }
+            let port = try origin.waitForListeningPort()
+            try proxy.publish([ServiceSpec(name: "shop", instances: [.init(port: port)])])
+            let result = try runCommand("/usr/bin/nghttp", ["-v", "-H", ":authority: shop.test", proxy.url + "/t"], dir: dir, label: "nghttp-trailers")
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.contains("x-checksum: 7"), "\(result.stdout)")
+            #expect(result.stdout.contains("hello, trailers"))
+            #expect(!result.stdout.contains("transfer-encoding"))
+        }
+
         // MARK: Edge cases (Python h2)
 
         @Test(.timeLimit(.minutes(1)))
@@ -163,3 +178,28 @@ extension Integration {
         }
     }
 }
+
+/// An HTTP/1.1 origin whose one answer is chunked with a trailer (`x-checksum: 7`).
+private let trailerOriginSource = #"""
+import socket, socketserver
+
+class Handler(socketserver.StreamRequestHandler):
+    def handle(self):
+        while True:
+            line = self.rfile.readline(65536)
+            if not line:
+                return
+            while self.rfile.readline(65536) not in (b"\r\n", b"\n", b""):
+                pass
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n"
+                             b"7\r\nhello, \r\n8\r\ntrailers\r\n0\r\nx-checksum: 7\r\n\r\n")
+            self.wfile.flush()
+
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+server = Server(("127.0.0.1", 0), Handler)
+print("listening 127.0.0.1:%d" % server.server_address[1], flush=True)
+server.serve_forever()
+"""#
