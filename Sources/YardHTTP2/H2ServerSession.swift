@@ -142,6 +142,9 @@ public final class H2ServerSession {
 
     public var hasEvents: Bool { !events.isEmpty }
 
+    /// One recorded field (cheaper than indexing `fields`, which hands out the array).
+    public func field(_ index: Int) -> H2Field { fields[index] }
+
     public func name(_ field: H2Field) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: headerBytes.base! + Int(field.nameStart), count: Int(field.nameCount))
     }

@@ -35,7 +35,7 @@ extension Worker {
         var hasContentLength = false
         var cookies = 0
         for i in fields {
-            let field = s.fields[i]
+            let field = s.field(i)
             let name = s.name(field)
             size += name.count + s.value(field).count + 4
             guard name.first == UInt8(ascii: ":") else {
@@ -67,7 +67,7 @@ extension Worker {
         }
         var firstCookie = true
         for i in fields {
-            let field = s.fields[i]
+            let field = s.field(i)
             let name = s.name(field)
             if name.first == UInt8(ascii: ":") { continue }
             if authority != nil && equalsLower(name, "host") { continue }
@@ -137,7 +137,7 @@ extension Worker {
         c.inBuf.append("0\r\n")
         if let trailers {
             for i in trailers {
-                let field = h.session.fields[i]
+                let field = h.session.field(i)
                 let name = h.session.name(field), value = h.session.value(field)
                 _ = c.inBuf.reserve(name.count + value.count + 8)
                 c.inBuf.append(name)
