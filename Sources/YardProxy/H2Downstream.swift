@@ -30,7 +30,7 @@ extension Worker {
     /// connection (h2c with prior knowledge). The socket, its buffered bytes and its gate
     /// slot move over; the HTTP/1.1 connection object is retired.
     func switchToHTTP2(_ c: ClientConnection) {
-        let h = H2ConnectionOver(transport: PlainTransport(fd: c.fd), session: H2ServerSession(settings: h2Settings),
+        let h = H2ConnectionOver(transport: PlainTransport(fd: c.fd), session: H2ServerSession(settings: h2Settings, bodyCapacity: Worker.h2StreamBufferSize),
                                  peerText: c.peerText, peerBytes: c.peerBytes, bufferSize: bufferSize)
         _ = h.inBuf.reserve(c.inBuf.readableBytes)
         h.inBuf.append(c.inBuf.readable)

@@ -17,6 +17,11 @@ import YardIO
 // client's window has room for them, so the upstream socket's own window holds the rest.
 
 extension Worker {
+    /// Initial size of a stream's request and response buffers. Up to 100 streams share a
+    /// connection, so they start small and grow (request: up to the window; response: up
+    /// to `bufferSize`) only for streams that carry bodies.
+    static let h2StreamBufferSize = 4_096
+
     // MARK: Requests
 
     /// Starts a stream: writes its head as HTTP/1.1 and dispatches it.
@@ -97,7 +102,7 @@ extension Worker {
 
     private func makeStream(_ h: H2Connection) -> ClientConnection {
         let c = ClientConnection(fd: -1, peerText: h.peerText, peerBytes: h.peerBytes, maxHeaders: settings.maxHeaders,
-                                 bufferSize: 16 * 1024, outBufferSize: 0)
+                                 bufferSize: Worker.h2StreamBufferSize, outBufferSize: 0)
         c.h2 = H2StreamLink(connection: h)
         return c
     }
