@@ -129,7 +129,15 @@ extension Worker {
             }
         }
         h.session.clearStores()
-        if !h.shutdownAnnounced { h.deadline = h.streams.isEmpty ? now + Int64(settings.clientIdleTimeoutMs) : 0 }
+        // The idle clock starts when the last stream ends; frames without streams (PING,
+        // SETTINGS) do not restart it, so a client cannot hold a connection by pinging.
+        if !h.shutdownAnnounced {
+            if !h.streams.isEmpty {
+                h.deadline = 0
+            } else if h.deadline == 0 {
+                h.deadline = now + Int64(settings.clientIdleTimeoutMs)
+            }
+        }
     }
 
     /// A window opened: streams whose response waits for it may take more from upstream.

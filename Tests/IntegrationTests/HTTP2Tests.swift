@@ -107,6 +107,18 @@ extension Integration {
             #expect(!result.stdout.contains("transfer-encoding"))
         }
 
+        @Test(.timeLimit(.minutes(1)))
+        func theProxysOwnAnswersReachHTTP2ClientsAsResponses() throws {
+            defer { stop() }
+            try proxy.publish([ServiceSpec(name: "shop", instances: [])])
+            // Two streams on one connection (nghttp; curl 7.88.1 cannot reuse a prior-knowledge
+            // connection, against nghttpx either: "Error in the HTTP2 framing layer").
+            let result = try runCommand("/usr/bin/nghttp", ["-v", proxy.url + "/a", proxy.url + "/b"], dir: dir, label: "own-answers")
+            #expect(result.stdout.components(separatedBy: ":status: 503").count == 3, "\(result.stdout)")
+            #expect(result.stdout.components(separatedBy: "recv DATA frame <length=61, flags=0x01").count == 3, "\(result.stdout)")
+            #expect(!result.stdout.contains("RST_STREAM"))
+        }
+
         // MARK: Edge cases (Python h2)
 
         @Test(.timeLimit(.minutes(1)))
