@@ -30,11 +30,20 @@ extension Worker {
     /// connection (h2c with prior knowledge). The socket, its buffered bytes and its gate
     /// slot move over; the HTTP/1.1 connection object is retired.
     func switchToHTTP2(_ c: ClientConnection) {
-        let h = H2ConnectionOver(transport: PlainTransport(fd: c.fd), session: H2ServerSession(settings: h2Settings, bodyCapacity: Worker.h2StreamBufferSize),
-                                 peerText: c.peerText, peerBytes: c.peerBytes, bufferSize: bufferSize)
-        _ = h.inBuf.reserve(c.inBuf.readableBytes)
-        h.inBuf.append(c.inBuf.readable)
+        let fd = c.fd
         retireClient(c)
+        startHTTP2(transport: PlainTransport(fd: fd), peerText: c.peerText, peerBytes: c.peerBytes, received: c.inBuf.readable)
+    }
+
+    /// Serves HTTP/2 on an accepted connection that already holds a gate slot: h2c here,
+    /// and h2 over TLS once ALPN chose "h2" (the TLS transport then carries the records).
+    /// `received` are bytes already read from the transport (the preface, maybe more).
+    func startHTTP2<Transport: ByteTransport>(transport: Transport, peerText: [UInt8], peerBytes: [UInt8],
+                                              received: UnsafeRawBufferPointer) {
+        let h = H2ConnectionOver(transport: transport, session: H2ServerSession(settings: h2Settings, bodyCapacity: Worker.h2StreamBufferSize),
+                                 peerText: peerText, peerBytes: peerBytes, bufferSize: bufferSize)
+        _ = h.inBuf.reserve(received.count)
+        h.inBuf.append(received)
         h.slot = h2Connections.count
         h2Connections.append(h)
         h.interest = Epoll.readable
