@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/stencilproject/Stencil", from: "0.15.1"),
     ],
     targets: [
         // MARK: C system libraries (link only) with prefixed shims for what the importer cannot see.
@@ -37,12 +38,13 @@ let package = Package(
         ),
 
         // MARK: The control plane
-        .target(name: "YardDiscovery", dependencies: ["YardModel"]),
-        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "CYardOpenSSL", "CYardNghttp2"]),
+        .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO"]),
+        .target(name: "YardTemplates", dependencies: ["YardModel", .product(name: "Stencil", package: "Stencil")]),
+        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardTemplates", "CYardOpenSSL", "CYardNghttp2"]),
         .executableTarget(
             name: "switchyard",
             dependencies: [
-                "YardControl", "YardProxy", "YardModel", "YardDiscovery", "YardIO",
+                "YardControl", "YardProxy", "YardModel", "YardDiscovery", "YardTemplates", "YardIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -55,6 +57,9 @@ let package = Package(
         .testTarget(name: "YardHealthTests", dependencies: ["YardHealth", "YardModel"]),
         .testTarget(name: "YardModelTests", dependencies: ["YardModel", "YardDiscovery"]),
         .testTarget(name: "YardIOTests", dependencies: ["YardIO", "CYardOpenSSL", "CYardNghttp2"]),
+        .testTarget(name: "YardControlTests", dependencies: ["YardControl", "YardModel", "YardTestSupport"]),
+        .testTarget(name: "YardDiscoveryTests", dependencies: ["YardDiscovery", "YardTestSupport"]),
+        .testTarget(name: "YardTemplatesTests", dependencies: ["YardTemplates", "YardModel", "YardTestSupport"], exclude: ["Golden"]),
         .testTarget(name: "IntegrationTests", dependencies: ["YardTestSupport", "YardModel"]),
     ]
 )

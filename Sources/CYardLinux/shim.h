@@ -1,7 +1,7 @@
 #ifndef C_YARD_LINUX_SHIM_H
 #define C_YARD_LINUX_SHIM_H
-/* Swift's Glibc module does not export <sys/epoll.h> or <sys/eventfd.h>, and accept4 and
-   splice need _GNU_SOURCE, which the prebuilt Glibc module was not compiled with. This
+/* Swift's Glibc module does not export <sys/epoll.h> or <sys/eventfd.h>, and accept4,
+   splice and pipe2 need _GNU_SOURCE, which the prebuilt Glibc module was not compiled with. This
    header-only module declares them; nothing extra is linked (they are in libc). */
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -18,6 +18,8 @@ int sched_getaffinity(pid_t pid, size_t cpusetsize, void *mask);
 
 int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 ssize_t splice(int fd_in, long long *off_in, int fd_out, long long *off_out, size_t len, unsigned int flags);
+/* pipe2 (O_NONBLOCK | O_CLOEXEC in one call) is _GNU_SOURCE too: the TCP tunnels' splice pipes. */
+int pipe2(int pipefd[2], int flags);
 
 #ifndef SPLICE_F_MOVE
 #define SPLICE_F_MOVE 1

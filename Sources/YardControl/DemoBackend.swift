@@ -33,6 +33,12 @@ public final class DemoBackend: Sendable {
     public let host: String
     /// The bound port (the one the kernel picked when `port` was 0).
     public let port: UInt16
+    /// Every `failEvery`-th request answers 500 (0: never): a misbehaving canary for demos
+    /// and gate tests.
+    public let failEvery: Int
+    /// Milliseconds added to every answer: a slow canary.
+    public let delayMs: Int
+    private let served = Atomic<Int>(0)
 
     private let listenFD: Int32
     /// Signalled once by the accept thread when it has left `accept` for good, so that
@@ -54,9 +60,11 @@ public final class DemoBackend: Sendable {
 
     /// Binds and listens at once, so the port is known (and connectable) on return.
     /// `host` is an IPv4 or IPv6 literal, or `localhost`.
-    public init(name: String, host: String = "127.0.0.1", port: UInt16 = 0) throws {
+    public init(name: String, host: String = "127.0.0.1", port: UInt16 = 0, failEvery: Int = 0, delayMs: Int = 0) throws {
         self.name = name
         self.host = host
+        self.failEvery = max(0, failEvery)
+        self.delayMs = max(0, delayMs)
         let fd = try DemoBackend.listen(host: host, port: port)
         self.listenFD = fd
         do {
@@ -66,6 +74,9 @@ public final class DemoBackend: Sendable {
             throw error
         }
     }
+
+    /// Counts a request; returns its 1-based number.
+    func countRequest() -> Int { served.wrappingAdd(1, ordering: .relaxed).newValue }
 
     deinit {
         // Reached only when no thread holds `self`: never started, or started and stopped.
@@ -296,6 +307,10 @@ private final class DemoConnection {
         // Every other endpoint ignores the body, but it must be read to find the next request.
         guard discardBody(request) else { return false }
         let headOnly = request.method == "HEAD"
+        if backend.delayMs > 0 { usleep(UInt32(backend.delayMs) * 1000) }
+        if backend.failEvery > 0, backend.countRequest() % backend.failEvery == 0 {
+            return sendSimple(status: 500, text: "injected failure\n", keepAlive: request.keepAlive, headOnly: headOnly, version10: request.isHTTP10)
+        }
 
         switch (keyword, last) {
         case ("status", let code):

@@ -44,6 +44,11 @@ struct ObservedState {
     var startedUnix: Double
     var workers: Int
     var accessLogDropped: Int
+    /// The state store's condition and this replica's name in it.
+    var store: StoreStatus?
+    var replicaID: String?
+    /// The stored traffic states (revision 0 or absent: discovery's own).
+    var traffic: [String: TrafficState] = [:]
 }
 
 // MARK: - Prometheus text format 0.0.4
@@ -259,9 +264,13 @@ struct StatusDocument: Codable {
         var canary: CanaryDoc?
         var activeEndpoints: Int
         var tracks: [TrackDoc]
+        /// The traffic state's revision (0: from discovery, nothing stored yet).
+        var revision: Int64
+        var lastChange: TrafficChange?
 
         enum CodingKeys: String, CodingKey {
-            case name, balancer, panic, canary, tracks
+            case name, balancer, panic, canary, tracks, revision
+            case lastChange = "last_change"
             case activeTrack = "active_track"
             case activeEndpoints = "active_endpoints"
         }
@@ -271,6 +280,13 @@ struct StatusDocument: Codable {
         var kind: String
         var healthy: Bool
         var error: String?
+        var unreachableSinceUnix: Double?
+        var replica: String?
+
+        enum CodingKeys: String, CodingKey {
+            case kind, healthy, error, replica
+            case unreachableSinceUnix = "unreachable_since_unix"
+        }
     }
 
     var version: String
@@ -300,9 +316,9 @@ struct StatusDocument: Codable {
         tableVersion = state.table.version
         nowUnix = now
         providers = state.providers
-        // No state store yet: the traffic state (active track, canary) comes from the
-        // services file until the state-store work lands.
-        stateStore = StoreDoc(kind: "none (traffic state from services.yml)", healthy: true, error: nil)
+        stateStore = StoreDoc(
+            kind: state.store?.kind ?? "none", healthy: state.store?.reachable ?? true, error: state.store?.error,
+            unreachableSinceUnix: state.store?.unreachableSinceUnix, replica: state.replicaID)
         recentChanges = Array(state.changes.reversed())
         services = state.table.services.map { service in
             var order: [String] = []
@@ -332,7 +348,8 @@ struct StatusDocument: Codable {
             return ServiceDoc(
                 name: service.name, activeTrack: service.activeTrack, balancer: service.balancer.rawValue,
                 panic: service.panicking,
-                canary: service.canary.map { CanaryDoc(track: $0.track, percent: Double($0.permille) / 10) }, activeEndpoints: service.activeEndpoints.count, tracks: tracks)
+                canary: service.canary.map { CanaryDoc(track: $0.track, percent: Double($0.permille) / 10) }, activeEndpoints: service.activeEndpoints.count, tracks: tracks,
+                revision: state.traffic[service.name]?.revision ?? 0, lastChange: state.traffic[service.name]?.history.last)
         }
     }
 }

@@ -21,18 +21,29 @@ import YardProxy
 public final class Runtime: Sendable {
     private let configPath: String
     private let workersOverride: Int?
-    private let queue = DispatchQueue(label: "switchyard.control")
-    private let state = Mutex<State>(State())
+    /// `run --admin ADDRESS`, applied over the config file's admin address.
+    private let adminOverride: String?
+    let queue = DispatchQueue(label: "switchyard.control")
+    let state = Mutex<State>(State())
     private let stopSignal = DispatchSemaphore(value: 0)
     private let health: HealthChecker
+    /// Pools template, guards and output files between discovery and routing (TemplateStage.swift).
+    let templateStage = TemplateStage()
     private let startedUnix = Date().timeIntervalSince1970
     /// Kept alive for the process's life. Written once by `run` before any signal can be
     /// delivered to them, never read: no synchronisation needed.
     private nonisolated(unsafe) var signalSources: [DispatchSourceSignal] = []
     /// Set once by `run` before signals are installed; read by the SIGUSR1 handler.
     private nonisolated(unsafe) var accessLogWriter: AccessLogWriter?
+    /// Set once by `run` before the first table is built and before the admin listener
+    /// starts; only read afterwards.
+    nonisolated(unsafe) var traffic: TrafficControl?
+    /// The admin bearer token's bytes, set once by `run` before the admin listener starts.
+    nonisolated(unsafe) var adminToken: [UInt8]?
+    /// Per-track counters over a sliding window, sampled every second (the canary gate).
+    let window = TrackWindow()
 
-    private struct State {
+    struct State {
         var config: SwitchyardConfig?
         var catalog = ServiceCatalog(services: [])
         var version: UInt64 = 0
@@ -43,14 +54,20 @@ public final class Runtime: Sendable {
         var server: ProxyServer?
         var provider: FileProvider?
         var stopping = false
+        /// Endpoint ids (`service/address:port`) drained through the admin API.
+        var drained: Set<String> = []
+        /// The traffic revision in the last published table, per service.
+        var applied: [String: Int64] = [:]
+        var adminAddress: String?
     }
 
     /// Called with the bound listener addresses once the proxy is listening.
     public typealias ReadyHandler = @Sendable ([SocketAddress]) -> Void
 
-    public init(configPath: String, workers: Int? = nil) {
+    public init(configPath: String, workers: Int? = nil, admin: String? = nil) {
         self.configPath = configPath
         self.workersOverride = workers
+        self.adminOverride = admin
         let rebuild = RebuildTrigger()
         self.health = HealthChecker(onChange: { rebuild.fire() })
         rebuild.target = self
@@ -61,8 +78,15 @@ public final class Runtime: Sendable {
         // Before anything is printed: a signal right after "listening" must be handled,
         // not kill the process with its default action.
         installSignals()
-        let config = try ConfigLoader.loadConfig(path: configPath)
-        let initialCatalog = Self.initialCatalog(config)
+        var config = try ConfigLoader.loadConfig(path: configPath)
+        if let adminOverride { try ConfigLoader.overrideAdmin(address: adminOverride, in: &config) }
+        adminToken = try Self.loadToken(config.admin)
+        traffic = try startTraffic(config)
+        let trafficControl = traffic
+        templateStage.configure(
+            config.templates, health: { [health] in Self.templateHealth(health.readings(), catalog: $0) },
+            traffic: { $0.applying(trafficControl?.states ?? [:]) })
+        let initialCatalog = templateStage.admit(Self.initialCatalog(config), running: ServiceCatalog(services: [])) ?? ServiceCatalog(services: [])
         health.update(targets: Self.healthTargets(initialCatalog))
         health.start()
         health.waitForFirstResults()
@@ -82,12 +106,16 @@ public final class Runtime: Sendable {
             $0.catalog = initialCatalog
             $0.version = 1
             $0.server = server
+            $0.applied = Self.revisions(initialCatalog, traffic?.states ?? [:])
         }
         server.start()
+        startWindowSampler()
         let addresses = server.boundAddresses.map(\.description).joined(separator: ", ")
         Log.info("switchyard listening on \(addresses) with \(server.workerCount) worker(s); \(describe(table))")
         let admin = try startAdmin(config)
         if let admin {
+            state.withLock { $0.adminAddress = "http://\(admin.address)" }
+            traffic?.reportSoon()
             FileHandle.standardOutput.write(Data("admin listening \(admin.address)\n".utf8))
             Log.info("admin API on http://\(admin.address)/ (status, metrics, dashboard)")
         }
@@ -97,6 +125,7 @@ public final class Runtime: Sendable {
         stopSignal.wait()
         Log.info("draining: no new connections; in-flight requests get \(config.proxy.drainTimeoutMs) ms")
         state.withLock { $0.provider?.stop() }
+        traffic?.stop()
         health.stop()
         state.withLock { $0.admin?.stop() }
         let clean = server.drain(timeoutMs: config.proxy.drainTimeoutMs)
@@ -159,24 +188,30 @@ public final class Runtime: Sendable {
         }
     }
 
-    private func apply(catalog: ServiceCatalog) {
+    /// Routes a discovered catalog if the template stage admits it; false when it does not.
+    @discardableResult
+    func apply(catalog discovered: ServiceCatalog, force: Bool = false) -> Bool {
+        guard let catalog = templateStage.admit(discovered, running: state.withLock { $0.catalog }, force: force) else { return false }
         let changed = state.withLock { state -> Bool in
             guard catalog != state.catalog else { return false }
             state.catalog = catalog
             return true
         }
-        guard changed else { return }
+        guard changed else { return true }
         health.update(targets: Self.healthTargets(catalog))
         republish(reason: "discovery")
+        return true
     }
 
     /// Rebuilds the routing table from the current config, catalog and health, and
     /// publishes it if it differs from the last one.
     func republish(reason: String) {
+        if reason == "health" || reason == "traffic" { templateStage.healthChanged() }
         let published: RoutingTable? = state.withLock { state in
             guard let config = state.config, let server = state.server else { return nil }
             state.version += 1
-            let table = makeTable(version: state.version, routes: config.routes, catalog: state.catalog)
+            let table = makeTable(version: state.version, routes: config.routes, catalog: state.catalog, drained: state.drained)
+            state.applied = Self.revisions(state.catalog, traffic?.states ?? [:])
             let summary = describe(table)
             if summary == state.lastSummary && reason == "health" {
                 // Same routing apart from weights (slow start): publish quietly.
@@ -184,9 +219,15 @@ public final class Runtime: Sendable {
                 return nil
             }
             state.lastSummary = summary
-            server.publish(table)
+            if reason == "traffic" {
+                // Flips and canary changes answer once every loop serves them.
+                server.publishAndWait(table)
+            } else {
+                server.publish(table)
+            }
             return table
         }
+        if reason != "health" { traffic?.reportSoon() }
         if let published {
             let message = "routing table v\(published.version) published (\(reason)): \(describe(published))"
             Log.info(message)
@@ -222,7 +263,8 @@ public final class Runtime: Sendable {
         return ObservedState(
             table: server.currentTable, metrics: server.collectMetrics(), health: health.readings(),
             providers: [snapshot.1], changes: snapshot.2, startedUnix: startedUnix, workers: server.workerCount,
-            accessLogDropped: accessLogWriter?.droppedBatches ?? 0)
+            accessLogDropped: accessLogWriter?.droppedBatches ?? 0,
+            store: traffic?.status, replicaID: traffic?.replicaID, traffic: traffic?.states ?? [:])
     }
 
     func handleAdmin(_ request: AdminRequest) -> AdminResponse {
@@ -238,14 +280,17 @@ public final class Runtime: Sendable {
         case ("GET", "/explain"):
             guard let server = state.withLock({ $0.server }) else { return AdminResponse(status: 503, text: "starting\n") }
             return .json(Explanation.explain(table: server.currentTable, query: request.query))
+        case (_, "/render"):
+            return handleRenderRequest(request)
         case ("GET", "/"), ("GET", "/dashboard"):
             return AdminResponse(status: 200, text: DashboardPage.html, contentType: "text/html; charset=utf-8")
         default:
-            return .json(["error": "no such endpoint: \(request.method) \(request.path)"], status: 404)
+            return handleTraffic(request) ?? .error(404, "no such endpoint: \(request.method) \(request.path)")
         }
     }
 
-    private func makeTable(version: UInt64, routes: [RouteConfig], catalog: ServiceCatalog) -> RoutingTable {
+    private func makeTable(version: UInt64, routes: [RouteConfig], catalog discovered: ServiceCatalog, drained: Set<String> = []) -> RoutingTable {
+        let catalog = discovered.applying(traffic?.states ?? [:]).draining(drained)
         let now = monotonicMilliseconds()
         let readings = health.readings(now: now)
         let policies = Dictionary(catalog.services.map { ($0.name, $0.health) }, uniquingKeysWith: { first, _ in first })
@@ -282,9 +327,10 @@ public final class Runtime: Sendable {
                 var applied = old
                 applied.routes = config.routes
                 applied.discovery = config.discovery
+                templateStage.configure(config.templates)
                 state.config = applied
                 state.version += 1
-                let table = makeTable(version: state.version, routes: applied.routes, catalog: state.catalog)
+                let table = makeTable(version: state.version, routes: applied.routes, catalog: state.catalog, drained: state.drained)
                 server.publish(table)
                 if old.discovery != config.discovery {
                     state.provider?.stop()

@@ -161,7 +161,7 @@ extension ConfigLoader {
     }
 
     private static func parseCanary(_ node: ConfigNode, instances: [InstanceDefinition], activeTrack: String?) throws(ConfigError) -> CanaryConfig {
-        let fields = try node.fields(allowed: ["track", "percent", "sticky"])
+        let fields = try node.fields(allowed: ["track", "percent", "sticky", "plan"])
         let trackNode = try fields.required("track", hint: "e.g. 'track: green'")
         let track = try trackNode.string(expected: "a track name like green")
         guard instances.contains(where: { $0.track == track }) else {
@@ -173,14 +173,16 @@ extension ConfigLoader {
         guard track != activeTrack else {
             throw trackNode.error("canary track '\(track)' is the active track; name another track")
         }
-        let percentNode = try fields.required("percent", hint: "e.g. 'percent: 10' or 'percent: 0.5'")
-        let text = try percentNode.text(expected: "a percentage like 10 or 0.5")
-        guard let value = Double(text), value >= 0, value <= 100 else {
-            throw percentNode.error("expected a percentage from 0 to 100, found '\(text)'")
-        }
-        let permille = Int((value * 10).rounded())
-        guard abs(Double(permille) / 10 - value) < 1e-9 else {
-            throw percentNode.error("'\(text)' is finer than 0.1 %; use at most one decimal")
+        let permille = try fields.optional("percent").map { node throws(ConfigError) in try permilleValue(node) } ?? 0
+        var plan = [50, 250, 500, 1000]
+        if let planNode = fields.optional("plan") {
+            plan = []
+            for step in try planNode.list() {
+                let value = try permilleValue(step)
+                guard value > (plan.last ?? 0) else { throw step.error("plan steps must rise, each above the one before (and above 0)") }
+                plan.append(value)
+            }
+            guard plan.last == 1000 else { throw planNode.error("a plan ends at 100 (the canary takes everything), e.g. [5, 25, 50, 100]") }
         }
         var sticky: StickySource?
         if let stickyNode = fields.optional("sticky") {
@@ -193,7 +195,20 @@ extension ConfigLoader {
                 throw stickyNode.error("expected cookie:NAME or header:NAME, found '\(source)'")
             }
         }
-        return CanaryConfig(track: track, permille: permille, sticky: sticky)
+        return CanaryConfig(track: track, permille: permille, sticky: sticky, plan: plan)
+    }
+
+    /// A percentage (0…100, at most one decimal) as tenths of a percent.
+    private static func permilleValue(_ node: ConfigNode) throws(ConfigError) -> Int {
+        let text = try node.text(expected: "a percentage like 10 or 0.5")
+        guard let value = Double(text), value >= 0, value <= 100 else {
+            throw node.error("expected a percentage from 0 to 100, found '\(text)'")
+        }
+        let permille = Int((value * 10).rounded())
+        guard abs(Double(permille) / 10 - value) < 1e-9 else {
+            throw node.error("'\(text)' is finer than 0.1 %; use at most one decimal")
+        }
+        return permille
     }
 
     private static func parseOverride(_ node: ConfigNode) throws(ConfigError) -> TrackOverride? {

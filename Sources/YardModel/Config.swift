@@ -18,6 +18,12 @@ public struct ProxySettings: Sendable, Equatable {
     public var upstreamIdleTimeoutMs = 60_000
     /// On SIGTERM: time in-flight requests get before the process exits anyway.
     public var drainTimeoutMs = 30_000
+    /// After a flip (or a drain, an ejection): how long a long-lived connection (a TCP
+    /// tunnel, an upgraded WebSocket) to an endpoint that takes no new connections may go
+    /// on before it is closed. 0: until it ends by itself.
+    public var flipDrainMs = 30_000
+    /// A TCP tunnel with no byte in either direction for this long is closed.
+    public var tunnelIdleTimeoutMs = 3_600_000
     /// Longest request line (method, target, version). 414 beyond it.
     public var maxRequestLineBytes = 8_192
     /// Largest request head (request line plus header fields). 431 beyond it.
@@ -32,8 +38,8 @@ public struct ProxySettings: Sendable, Equatable {
     public init() {}
 }
 
-/// What a listener speaks.
-public enum ListenerProtocol: String, Sendable, Equatable { case http }
+/// What a listener speaks: HTTP (routed by host and path), or raw TCP to one service.
+public enum ListenerProtocol: String, Sendable, Equatable { case http, tcp }
 
 /// A listening socket.
 public struct ListenerConfig: Sendable, Equatable {
@@ -46,12 +52,15 @@ public struct ListenerConfig: Sendable, Equatable {
     /// 0 picks a free port (tests).
     public var port: UInt16
     public var `protocol`: `Protocol`
+    /// For `tcp` listeners: the service every connection goes to.
+    public var service: String?
 
-    public init(name: String, host: String, port: UInt16, protocol: `Protocol` = .http) {
+    public init(name: String, host: String, port: UInt16, protocol: `Protocol` = .http, service: String? = nil) {
         self.name = name
         self.host = host
         self.port = port
         self.protocol = `protocol`
+        self.service = service
     }
 }
 
@@ -75,16 +84,48 @@ public enum DiscoveryConfig: Sendable, Equatable {
     case file(path: String)
 }
 
-/// The admin listener (a placeholder until the admin API lands).
+/// The admin listener: status, metrics, the dashboard, and the traffic writes.
 public struct AdminConfig: Sendable, Equatable {
     public var host: String
     public var port: UInt16
     public var enabled: Bool
+    /// A file holding the bearer token every write must carry (trailing whitespace is
+    /// ignored); nil: writes need no token, which is allowed on loopback only.
+    public var tokenFile: String?
 
-    public init(host: String = "127.0.0.1", port: UInt16 = 9901, enabled: Bool = false) {
+    public init(host: String = "127.0.0.1", port: UInt16 = 9901, enabled: Bool = false, tokenFile: String? = nil) {
         self.host = host
         self.port = port
         self.enabled = enabled
+        self.tokenFile = tokenFile
+    }
+
+    /// Whether the listener is reachable from this machine only.
+    public var isLoopback: Bool {
+        host == "::1" || host == "localhost" || host.hasPrefix("127.")
+    }
+}
+
+/// Where traffic states are kept and how this replica reports itself.
+public struct StateStoreConfig: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// One JSON file, atomically replaced (the default: `state.json` beside the config).
+        case file(path: String)
+        /// Keys under `prefix` in an etcd v3 cluster.
+        case etcd(endpoints: [String], prefix: String)
+        /// Keys under `prefix` in Consul's KV store.
+        case consul(address: String, prefix: String, token: String?)
+    }
+    public var kind: Kind
+    /// This replica's name in the store; nil: `HOSTNAME-PID`.
+    public var replicaID: String?
+    /// A replica whose report is older than this is not live.
+    public var replicaTTLSeconds: Int
+
+    public init(kind: Kind, replicaID: String? = nil, replicaTTLSeconds: Int = 10) {
+        self.kind = kind
+        self.replicaID = replicaID
+        self.replicaTTLSeconds = replicaTTLSeconds
     }
 }
 
@@ -100,6 +141,9 @@ public struct SwitchyardConfig: Sendable, Equatable {
     /// The file this was loaded from (for messages), or nil.
     public var sourcePath: String?
     public var accessLog = AccessLogConfig()
+    public var stateStore = StateStoreConfig(kind: .file(path: "state.json"))
+    /// The `templates:` section; nil when absent (discovery's catalog is routed as is).
+    public var templates: TemplatesConfig?
 
     public init(
         listeners: [ListenerConfig], routes: [RouteConfig], discovery: DiscoveryConfig,

@@ -26,7 +26,7 @@ public enum ConfigLoader {
         try parseConfig(text: text, path: path, directory: directory(of: path))
     }
 
-    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log"]
+    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log", "state_store", "templates"]
 
     private static func parseConfig(text: String, path: String, directory: String) throws(ConfigError) -> SwitchyardConfig {
         let root = try document(text: text, path: path, expecting: "keys like 'listeners' and 'routes'")
@@ -47,6 +47,12 @@ public enum ConfigLoader {
             listeners: listeners, routes: routes, discovery: discovery, admin: admin,
             workers: workers, proxy: proxy, sourcePath: path
         )
+        config.stateStore = try parseStateStore(fields.optional("state_store"), directory: directory)
+        if !config.admin.isLoopback, config.admin.enabled, config.admin.tokenFile == nil, let node = fields.optional("admin") {
+            throw node.error("the admin API binds \(config.admin.host), beyond loopback, without a token: set 'token_file:' (writes then need 'Authorization: Bearer TOKEN'), or bind 127.0.0.1")
+        }
+        if let file = config.admin.tokenFile { config.admin.tokenFile = resolve(file, against: directory) }
+        config.templates = try parseTemplates(fields.optional("templates"), directory: directory)
         if let logNode = fields.optional("access_log") {
             let logFields = try logNode.fields(allowed: ["enabled", "path"])
             config.accessLog.enabled = try logFields.optional("enabled")?.boolean() ?? true
@@ -73,7 +79,7 @@ public enum ConfigLoader {
         var nameLines: [String: Int?] = [:]
         var addressLines: [String: (name: String, line: Int?)] = [:]
         for (index, item) in items.enumerated() {
-            let fields = try item.fields(allowed: ["name", "address", "protocol"])
+            let fields = try item.fields(allowed: ["name", "address", "protocol", "service"])
             let name = try fields.optional("name")?.string(expected: "a listener name") ?? "listener-\(index)"
             if let previous = nameLines[name] {
                 let at = fields.optional("name") ?? item
@@ -92,11 +98,20 @@ public enum ConfigLoader {
             if let protoNode = fields.optional("protocol") {
                 let text = try protoNode.string(expected: "a protocol")
                 guard let known = ListenerProtocol(rawValue: text.lowercased()) else {
-                    throw protoNode.error("unsupported protocol '\(text)'; supported: http")
+                    throw protoNode.error("unsupported protocol '\(text)'; supported: http, tcp")
                 }
                 proto = known
             }
-            listeners.append(ListenerConfig(name: name, host: host, port: port, protocol: proto))
+            var service: String?
+            if let serviceNode = fields.optional("service") {
+                guard proto == .tcp else {
+                    throw serviceNode.error("'service' is for tcp listeners; an http listener routes with 'routes:'")
+                }
+                service = try serviceNode.string(expected: "a service name")
+            } else if proto == .tcp {
+                throw item.error("a tcp listener needs 'service:', the service its connections go to")
+            }
+            listeners.append(ListenerConfig(name: name, host: host, port: port, protocol: proto, service: service))
         }
         return listeners
     }
@@ -181,15 +196,69 @@ public enum ConfigLoader {
 
     private static func parseAdmin(_ node: ConfigNode?) throws(ConfigError) -> AdminConfig {
         guard let node else { return AdminConfig() }
-        let fields = try node.fields(allowed: ["address", "enabled"])
+        let fields = try node.fields(allowed: ["address", "enabled", "token_file"])
         let enabled = try fields.optional("enabled")?.boolean() ?? true
         var admin = AdminConfig(enabled: enabled)
+        admin.tokenFile = try fields.optional("token_file")?.string(expected: "a file holding the admin token")
         if let addressNode = fields.optional("address") {
             (admin.host, admin.port) = try listenAddress(addressNode)
         } else if enabled {
             _ = try fields.required("address", hint: "e.g. 'address: 127.0.0.1:9901', or 'enabled: false'")
         }
         return admin
+    }
+
+    /// `switchyard run --admin ADDRESS`: binds the admin listener there instead of the
+    /// config's address, with the same rule (beyond loopback only with a token file).
+    public static func overrideAdmin(address text: String, in config: inout SwitchyardConfig) throws(ConfigError) {
+        switch ConfigValues.parseListenAddress(text) {
+        case .success(let address):
+            config.admin.host = address.host
+            config.admin.port = address.port
+            config.admin.enabled = true
+        case .failure(let problem):
+            throw ConfigError(file: "--admin", line: nil, key: nil, message: problem.message)
+        }
+        if !config.admin.isLoopback && config.admin.tokenFile == nil {
+            throw ConfigError(file: "--admin", line: nil, key: nil, message: "the admin API would bind \(config.admin.host), beyond loopback, without a token: set admin.token_file in the config (writes then need 'Authorization: Bearer TOKEN'), or bind 127.0.0.1")
+        }
+    }
+
+    private static func parseStateStore(_ node: ConfigNode?, directory: String) throws(ConfigError) -> StateStoreConfig {
+        guard let node else { return StateStoreConfig(kind: .file(path: resolve("state.json", against: directory))) }
+        let fields = try node.fields(allowed: ["type", "path", "endpoints", "address", "prefix", "token", "replica_id", "replica_ttl"])
+        let type = try fields.optional("type")?.string(expected: "file, etcd or consul") ?? "file"
+        let prefix = try fields.optional("prefix")?.string(expected: "a key prefix like /switchyard/")
+        let kind: StateStoreConfig.Kind
+        switch type {
+        case "file":
+            let path = try fields.optional("path")?.string(expected: "a file path like state.json") ?? "state.json"
+            kind = .file(path: resolve(path, against: directory))
+        case "etcd":
+            let endpointsNode = try fields.required("endpoints", hint: "e.g. 'endpoints: [http://127.0.0.1:2379]'")
+            var endpoints: [String] = []
+            for item in try endpointsNode.list() {
+                let text = try item.string(expected: "an etcd client URL like http://127.0.0.1:2379")
+                guard text.hasPrefix("http://") else { throw item.error("'\(text)': an etcd endpoint is http://HOST:PORT") }
+                endpoints.append(text)
+            }
+            guard !endpoints.isEmpty else { throw endpointsNode.error("list at least one etcd endpoint") }
+            kind = .etcd(endpoints: endpoints, prefix: prefix ?? "/switchyard/")
+        case "consul":
+            let address = try fields.optional("address")?.string(expected: "Consul's HTTP address like http://127.0.0.1:8500") ?? "http://127.0.0.1:8500"
+            let token = try fields.optional("token")?.string(expected: "a Consul ACL token")
+            var keyPrefix = prefix ?? "switchyard/"
+            while keyPrefix.hasPrefix("/") { keyPrefix.removeFirst() }
+            kind = .consul(address: address, prefix: keyPrefix, token: token)
+        default:
+            throw (fields.optional("type") ?? node).error("unknown state store '\(type)'; use file, etcd or consul")
+        }
+        var config = StateStoreConfig(kind: kind)
+        config.replicaID = try fields.optional("replica_id")?.string(expected: "a replica name")
+        if let ttl = fields.optional("replica_ttl") {
+            config.replicaTTLSeconds = max(1, try ttl.durationMilliseconds() / 1000)
+        }
+        return config
     }
 
     private static func parseWorkers(_ node: ConfigNode?) throws(ConfigError) -> Int? {
@@ -207,10 +276,11 @@ public enum ConfigLoader {
             ("client_header", \.clientHeaderTimeoutMs), ("client_idle", \.clientIdleTimeoutMs),
             ("upstream_connect", \.upstreamConnectTimeoutMs), ("upstream_response", \.upstreamResponseTimeoutMs),
             ("upstream_idle", \.upstreamIdleTimeoutMs), ("drain", \.drainTimeoutMs),
+            ("flip_drain", \.flipDrainMs), ("tunnel_idle", \.tunnelIdleTimeoutMs),
         ]
         let fields = try node.fields(allowed: keys.map(\.0))
         for (key, field) in keys {
-            if let value = fields.optional(key) { proxy[keyPath: field] = try value.durationMilliseconds() }
+            if let value = fields.optional(key) { proxy[keyPath: field] = try value.durationMilliseconds(allowZero: key == "flip_drain") }
         }
     }
 

@@ -75,11 +75,15 @@ public struct CanaryConfig: Sendable, Equatable {
     /// goes to the canary when the point is below `permille`: raising the share only moves
     /// clients from stable to canary, lowering it only moves them back.
     public var sticky: StickySource?
+    /// The steps `canary step` walks through, in tenths of a percent, ascending, ending
+    /// at 1000 (the state store keeps its own copy once the canary is changed).
+    public var plan: [Int]
 
-    public init(track: String, permille: Int, sticky: StickySource? = nil) {
+    public init(track: String, permille: Int, sticky: StickySource? = nil, plan: [Int] = [50, 250, 500, 1000]) {
         self.track = track
         self.permille = permille
         self.sticky = sticky
+        self.plan = plan
     }
 }
 

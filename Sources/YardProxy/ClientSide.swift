@@ -142,9 +142,15 @@ extension Worker {
         case .untilClose:
             c.requestBodyDone = true
         }
-        if head.upgrade || head.method == .connect {
-            // Tunnels (WebSocket, CONNECT) arrive with the TLS/HTTP2 work; refuse cleanly now.
-            respondError(c, status: 501, reason: "upgrade and CONNECT are not supported yet")
+        if head.method == .connect {
+            respondError(c, status: 501, reason: "CONNECT is not supported")
+            return
+        }
+        // An upgrade (WebSocket) without a body is forwarded with its Upgrade header; a
+        // 101 answer turns the connection into a tunnel (TCPTunnel.swift).
+        c.upgradeRequested = head.upgrade
+        if head.upgrade && !c.requestBodyDone {
+            respondError(c, status: 501, reason: "an upgrade request with a body is not supported")
             return
         }
 
@@ -171,7 +177,7 @@ extension Worker {
         c.onCanary = false
         c.stickyPoint = service.canary?.sticky == nil ? -1 : stickyPoint(c, service: service)
         retryTokens = min(retryTokens + Double(service.retry.budgetPercent) / 100, 100)
-        guard let u = connectUpstream(for: c, service: service, fresh: false) else {
+        guard let u = connectUpstream(for: c, service: service, fresh: c.upgradeRequested) else {
             c.inBuf.consume(head.headLength)
             c.scanFrom = 0
             if !c.requestBodyDone { c.keepAlive = false }

@@ -9,6 +9,15 @@ import YardModel
 // them: no locks, no atomics. The worker holds the only strong references (its `clients` and
 // `upstreams` arrays, slot-indexed), and epoll carries an unretained, tagged pointer.
 
+/// A connection kept in one of the worker's slot-indexed arrays (its `slot` is its index).
+protocol Slotted: AnyObject {
+    var slot: Int { get set }
+}
+
+extension ClientConnection: Slotted {}
+extension UpstreamConnection: Slotted {}
+extension TunnelConnection: Slotted {}
+
 /// Where a client connection is in its request/response cycle.
 enum ClientPhase: UInt8 {
     /// Between requests, no byte of the next request yet (idle timeout applies).
@@ -94,6 +103,9 @@ final class ClientConnection {
     var hashKey: UInt64 = 0
     /// The client shut down its sending side after a complete request; answer, then close.
     var readClosed = false
+    /// The current request asks to switch protocols (WebSocket): a 101 turns the
+    /// connection into a tunnel.
+    var upgradeRequested = false
     /// Requests answered on this connection.
     var served = 0
     /// When the request head was complete (for logs of failures).
@@ -215,6 +227,9 @@ final class UpstreamConnection {
 final class UpstreamPool {
     let address: SocketAddress?
     var idle: [UpstreamConnection] = []
+    /// False while the endpoint takes no new request (its track is not served, it drains
+    /// or is ejected): connections are closed when their exchange ends instead of pooled.
+    var routable = true
 
     init(address: SocketAddress?) {
         self.address = address

@@ -29,6 +29,8 @@ extension Worker {
                 keep = false
             case .xForwardedProto, .xForwardedHost:
                 keep = false
+            case .upgrade:
+                keep = c.upgradeRequested
             default:
                 keep = !field.hopByHop
             }
@@ -53,6 +55,7 @@ extension Worker {
             }
         }
         out.append(c.peerText)
+        if c.upgradeRequested { out.append("\r\nConnection: upgrade") }
         out.append("\r\nX-Forwarded-Proto: http\r\n")
         if !host.isEmpty {
             out.append("X-Forwarded-Host: ")
@@ -76,11 +79,12 @@ extension Worker {
         } else {
             out.append(UnsafeRawBufferPointer(rebasing: base[0..<firstField]))
         }
+        let switching = head.status == 101
         var runStart = -1
         for i in 0..<head.headerCount {
             let field = u.fields[i]
             let start = Int(field.name.start)
-            if !field.hopByHop {
+            if !field.hopByHop || (switching && field.kind == .upgrade) {
                 if runStart < 0 { runStart = start }
             } else if runStart >= 0 {
                 out.append(UnsafeRawBufferPointer(rebasing: base[runStart..<start]))
@@ -90,7 +94,9 @@ extension Worker {
         if runStart >= 0 {
             out.append(UnsafeRawBufferPointer(rebasing: base[runStart..<(head.headLength - 2)]))
         }
-        if !head.isInterim {
+        if switching {
+            out.append("Connection: upgrade\r\n")
+        } else if !head.isInterim {
             if closeAfter {
                 out.append("Connection: close\r\n")
             } else if c.requestVersionMinor == 0 {

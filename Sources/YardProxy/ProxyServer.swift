@@ -33,6 +33,7 @@ public final class ProxyServer: Sendable {
     ) throws {
         let count = max(1, count)
         var perWorker = [[Int32]](repeating: [], count: count)
+        let services = listeners.map { $0.protocol == .tcp ? $0.service : nil }
         var bound: [SocketAddress] = []
         do {
             for listener in listeners {
@@ -55,7 +56,7 @@ public final class ProxyServer: Sendable {
         let gate = ConnectionGate(limit: settings.maxConnections)
         var made: [Worker] = []
         for w in 0..<count {
-            made.append(try Worker(id: w, listeners: perWorker[w], table: table, settings: settings, gate: gate,
+            made.append(try Worker(id: w, listeners: perWorker[w], listenerServices: services, table: table, settings: settings, gate: gate,
                                    onEndpointFailing: onEndpointFailing, accessLog: accessLog))
         }
         self.workers = made
@@ -83,6 +84,24 @@ public final class ProxyServer: Sendable {
         for worker in workers {
             worker.inbox.post { worker.adoptTable(table) }
         }
+    }
+
+    /// Publishes `table` and waits until every worker has adopted it (or `timeoutMs`
+    /// passed: then false). A flip answers after this, so "flipped" means new requests on
+    /// this replica already go to the new track.
+    @discardableResult
+    public func publishAndWait(_ table: RoutingTable, timeoutMs: Int = 1_000) -> Bool {
+        tableBox.withLock { $0 = table }
+        let adopted = DispatchSemaphore(value: 0)
+        for worker in workers {
+            worker.inbox.post {
+                worker.adoptTable(table)
+                adopted.signal()
+            }
+        }
+        let deadline = DispatchTime.now() + .milliseconds(timeoutMs)
+        for _ in workers where adopted.wait(timeout: deadline) == .timedOut { return false }
+        return true
     }
 
     /// Stops accepting and lets in-flight requests finish; returns once every worker has

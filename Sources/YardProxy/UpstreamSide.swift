@@ -90,7 +90,7 @@ extension Worker {
     /// when the pool is full, the endpoint left the table, or stray bytes arrived.
     func releaseToPool(_ u: UpstreamConnection) {
         let key = u.endpoint.poolKey
-        guard key < pools.count, let pool = pools[key], pool.idle.count < settings.maxIdlePerEndpoint,
+        guard key < pools.count, let pool = pools[key], pool.routable, pool.idle.count < settings.maxIdlePerEndpoint,
               u.inBuf.isEmpty, u.phase == .active else {
             closeUpstream(u)
             return
@@ -228,7 +228,16 @@ extension Worker {
                     break
                 }
                 if u.head.status == 101 {
-                    abortExchange(c, status: 502, reason: "\(u.endpoint.id) switched protocols without an upgrade request")
+                    guard c.upgradeRequested else {
+                        abortExchange(c, status: 502, reason: "\(u.endpoint.id) switched protocols without an upgrade request")
+                        return
+                    }
+                    writeResponseHead(c, u, closeAfter: false, into: &c.outBuf)
+                    u.inBuf.consume(u.head.headLength)
+                    metrics.response(u.endpoint.poolKey, status: 101, latencyMicros: (now - c.requestStart) &* 1_000)
+                    recordOutcome(u.endpoint, service: c.route?.service, failed: false)
+                    if accessLog != nil { endLogLine(c, status: 101, endpoint: u.endpoint) }
+                    becomeTunnel(c, u)
                     return
                 }
                 let interim = u.head.isInterim

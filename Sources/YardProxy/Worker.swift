@@ -48,6 +48,8 @@ final class Worker: @unchecked Sendable {
     let bufferSize = 32 * 1024
 
     var listeners: [Int32]
+    /// Per listener (same order): the service of a TCP listener, nil for HTTP.
+    let listenerServices: [String?]
     var table: RoutingTable
     /// Balancing state per service (indexed by `Service.index`).
     var balancers: [ServiceBalancer] = []
@@ -69,6 +71,7 @@ final class Worker: @unchecked Sendable {
 
     var clients: ContiguousArray<ClientConnection> = []
     var upstreams: ContiguousArray<UpstreamConnection> = []
+    var tunnels: ContiguousArray<TunnelConnection> = []
     /// HTTP/2 connections (their streams are `ClientConnection`s outside `clients`).
     var h2Connections: ContiguousArray<H2Connection> = []
     /// HTTP/2 connections with frames to send, flushed after each batch of events.
@@ -95,7 +98,7 @@ final class Worker: @unchecked Sendable {
     let events: UnsafeMutablePointer<epoll_event>
 
     init(
-        id: Int, listeners: [Int32], table: RoutingTable, settings: ProxySettings, gate: ConnectionGate,
+        id: Int, listeners: [Int32], listenerServices: [String?] = [], table: RoutingTable, settings: ProxySettings, gate: ConnectionGate,
         onEndpointFailing: @escaping @Sendable (String, Int) -> Void, accessLog: AccessLogWriter?
     ) throws(IOError) {
         self.id = id
@@ -118,6 +121,7 @@ final class Worker: @unchecked Sendable {
         h2Settings.maxHeaderListSize = max(settings.maxHeaderBytes, 16_384)
         self.h2Settings = h2Settings
         self.listeners = listeners
+        self.listenerServices = listenerServices + Array(repeating: nil, count: max(0, listeners.count - listenerServices.count))
         self.table = table
         self.events = .allocate(capacity: Int(Worker.eventCapacity))
         self.events.initialize(repeating: epoll_event(), count: Int(Worker.eventCapacity))
@@ -135,14 +139,17 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Tokens
 
-    /// epoll tokens: an object pointer with a tag in its low three bits (objects are
-    /// 16-byte aligned), or a small number for listeners and the inbox.
+    /// epoll tokens: an object pointer with a tag in its low bits (objects are 16-byte
+    /// aligned, so three bits are free), or a small number for listeners and the inbox.
     enum Token {
+        static let mask: UInt64 = 7
         static let clientTag: UInt64 = 0
         static let upstreamTag: UInt64 = 1
         static let listenerTag: UInt64 = 2
         static let inbox: UInt64 = 3
-        static let h2Tag: UInt64 = 4
+        static let tunnelClientTag: UInt64 = 4
+        static let tunnelUpstreamTag: UInt64 = 5
+        static let h2Tag: UInt64 = 6
 
         @inline(__always) static func client(_ c: ClientConnection) -> UInt64 {
             UInt64(UInt(bitPattern: Unmanaged.passUnretained(c).toOpaque()))
@@ -152,6 +159,12 @@ final class Worker: @unchecked Sendable {
         }
         @inline(__always) static func listener(_ index: Int) -> UInt64 {
             UInt64(index) << 3 | listenerTag
+        }
+        @inline(__always) static func tunnelClient(_ t: TunnelConnection) -> UInt64 {
+            UInt64(UInt(bitPattern: Unmanaged.passUnretained(t).toOpaque())) | tunnelClientTag
+        }
+        @inline(__always) static func tunnelUpstream(_ t: TunnelConnection) -> UInt64 {
+            UInt64(UInt(bitPattern: Unmanaged.passUnretained(t).toOpaque())) | tunnelUpstreamTag
         }
         @inline(__always) static func h2(_ h: H2Connection) -> UInt64 {
             UInt64(UInt(bitPattern: Unmanaged.passUnretained(h).toOpaque())) | h2Tag
@@ -170,19 +183,22 @@ final class Worker: @unchecked Sendable {
                 let event = events[i]
                 let token = event.data.u64
                 let flags = event.events
-                switch token & 7 {
+                switch token & Token.mask {
                 case Token.clientTag:
                     let c = Unmanaged<ClientConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token))!).takeUnretainedValue()
                     clientEvent(c, flags)
                 case Token.upstreamTag:
-                    let u = Unmanaged<UpstreamConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~7))!).takeUnretainedValue()
+                    let u = Unmanaged<UpstreamConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask))!).takeUnretainedValue()
                     upstreamEvent(u, flags)
                 case Token.listenerTag:
                     // A drain earlier in this batch may have closed the listeners.
                     let index = Int(token >> 3)
-                    if index < listeners.count { acceptConnections(listeners[index]) }
+                    if index < listeners.count { acceptConnections(index) }
+                case Token.tunnelClientTag, Token.tunnelUpstreamTag:
+                    let t = Unmanaged<TunnelConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask))!).takeUnretainedValue()
+                    tunnelEvent(t, upstreamSide: token & Token.mask == Token.tunnelUpstreamTag, flags)
                 case Token.h2Tag:
-                    let h = Unmanaged<H2Connection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~7))!).takeUnretainedValue()
+                    let h = Unmanaged<H2Connection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask))!).takeUnretainedValue()
                     h2Event(h, flags)
                 default:
                     for task in inbox.drain() { task() }
@@ -194,12 +210,14 @@ final class Worker: @unchecked Sendable {
                 nextTick = now + Worker.tickMs
                 if let accessLog { flushAccessLog(accessLog) }
                 expireTimeouts()
-                if draining && clients.isEmpty && h2Connections.isEmpty { stopped = true }
+                if !tunnels.isEmpty { expireTunnels() }
+                if draining && clients.isEmpty && tunnels.isEmpty && h2Connections.isEmpty { stopped = true }
             }
         }
         for h in h2Connections { closeH2(h) }
         for c in clients { closeClient(c) }
         for u in upstreams { closeUpstream(u) }
+        for t in tunnels { closeTunnel(t) }
         graveyard.removeAll()
         if let accessLog { flushAccessLog(accessLog) }
         finished.store(true, ordering: .releasing)
@@ -207,7 +225,9 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Accept
 
-    func acceptConnections(_ listenFD: Int32) {
+    func acceptConnections(_ index: Int) {
+        let listenFD = listeners[index]
+        let tunnelService = listenerServices[index]
         // Bounded batch so one busy listener cannot starve the other connections.
         for _ in 0..<64 {
             switch Socket.accept(listenFD) {
@@ -217,6 +237,10 @@ final class Worker: @unchecked Sendable {
                     continue
                 }
                 Socket.setNoDelay(fd)
+                if let tunnelService {
+                    acceptTunnel(fd, peer: peer, serviceName: tunnelService)
+                    continue
+                }
                 metrics.accepted &+= 1
                 let c = ClientConnection(fd: fd, peer: peer, maxHeaders: settings.maxHeaders, bufferSize: bufferSize)
                 c.slot = clients.count
@@ -252,13 +276,7 @@ final class Worker: @unchecked Sendable {
         epoll.remove(c.fd)
         Socket.close(c.fd)
         gate.leave()
-        let last = clients.count - 1
-        if c.slot != last {
-            let moved = clients[last]
-            moved.slot = c.slot
-            clients[c.slot] = moved
-        }
-        clients.removeLast()
+        removeSlot(c, from: &clients)
         graveyard.append(c)
     }
 
@@ -271,14 +289,21 @@ final class Worker: @unchecked Sendable {
         u.client = nil
         epoll.remove(u.fd)
         Socket.close(u.fd)
-        let last = upstreams.count - 1
-        if u.slot != last {
-            let moved = upstreams[last]
-            moved.slot = u.slot
-            upstreams[u.slot] = moved
-        }
-        upstreams.removeLast()
+        removeSlot(u, from: &upstreams)
         graveyard.append(u)
+    }
+
+    /// Removes `item` from its slot-indexed array in O(1): the last element takes its slot.
+    /// Generic, not existential: specialised per connection class.
+    @inline(__always)
+    func removeSlot<T: Slotted>(_ item: T, from array: inout ContiguousArray<T>) {
+        let last = array.count - 1
+        if item.slot != last {
+            let moved = array[last]
+            moved.slot = item.slot
+            array[item.slot] = moved
+        }
+        array.removeLast()
     }
 
     // MARK: Interest
@@ -409,8 +434,25 @@ final class Worker: @unchecked Sendable {
                 }
             }
         }
+        // Endpoints that take no new request (a flip left their track, drained, ejected)
+        // lose their idle connections now; busy ones close when their exchange ends.
+        // Requests pinned to such a track by the override header connect afresh: they are
+        // tests, and keeping pools warm for them would keep the old track's connections.
+        var routable = Set<Int>()
+        for service in newTable.services {
+            for endpoint in service.activeEndpoints { routable.insert(endpoint.poolKey) }
+            for endpoint in service.canaryEndpoints { routable.insert(endpoint.poolKey) }
+        }
+        if !tunnels.isEmpty { drainTunnels(routable: routable) }
         for key in pools.indices {
-            guard let pool = pools[key], !live.contains(key) else { continue }
+            guard let pool = pools[key] else { continue }
+            if live.contains(key) {
+                pool.routable = routable.contains(key)
+                if pool.routable { continue }
+                for u in pool.idle { closeUpstream(u) }
+                pool.idle.removeAll()
+                continue
+            }
             for u in pool.idle { closeUpstream(u) }
             pool.idle.removeAll()
             pools[key] = nil
@@ -423,7 +465,7 @@ final class Worker: @unchecked Sendable {
         guard !draining else { return }
         draining = true
         for (index, fd) in listeners.enumerated() {
-            acceptConnectionsBeforeClose(fd, index: index)
+            acceptConnectionsBeforeClose(index)
             epoll.remove(fd)
             Socket.close(fd)
         }
@@ -451,10 +493,10 @@ final class Worker: @unchecked Sendable {
 
     /// Connections already in this listener's queue were accepted by the kernel: serve them
     /// rather than reset them.
-    private func acceptConnectionsBeforeClose(_ fd: Int32, index: Int) {
+    private func acceptConnectionsBeforeClose(_ index: Int) {
         let wasDraining = draining
         draining = false
-        acceptConnections(fd)
+        acceptConnections(index)
         draining = wasDraining
     }
 }

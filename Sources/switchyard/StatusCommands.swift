@@ -137,11 +137,25 @@ struct StatusView: Decodable {
         var errors_5xx: UInt64
         var endpoints: [Endpoint]
     }
+    struct Change: Decodable {
+        var action: String
+        var who: String
+        var timeUnix: Double
+    }
     struct Service: Decodable {
         var name: String
         var active_track: String?
         var panic: Bool
         var tracks: [Track]
+        var revision: Int64?
+        var last_change: Change?
+    }
+    struct Store: Decodable {
+        var kind: String
+        var healthy: Bool
+        var error: String?
+        var unreachable_since_unix: Double?
+        var replica: String?
     }
     struct Provider: Decodable {
         var name: String
@@ -152,6 +166,8 @@ struct StatusView: Decodable {
     var uptime_seconds: Double
     var services: [Service]
     var providers: [Provider]
+    var state_store: Store?
+    var now_unix: Double?
 
     static func render(before: StatusView, after: StatusView, seconds: Double, only: String?) -> String {
         var rows = [["SERVICE", "TRACK", "SPLIT", "HEALTHY", "REQ/S", "ERR%", "REQUESTS"]]
@@ -185,6 +201,21 @@ struct StatusView: Decodable {
         }.joined(separator: "\n") + "\n"
         let providers = after.providers.map { "\($0.name) \($0.healthy ? "ok" : "FAILING: \($0.error ?? "?")")" }.joined(separator: ", ")
         text += "\nrouting table v\(after.table_version), up \(Int(after.uptime_seconds)) s; providers: \(providers); * = active track\n"
+        for service in after.services where only == nil || service.name == only {
+            let revision = service.revision ?? 0
+            let source = revision > 0 ? "revision \(revision)" : "from discovery (nothing stored)"
+            let last = service.last_change.map { "; last: \($0.action) by \($0.who)" } ?? ""
+            text += "\(service.name): traffic \(source)\(last)\n"
+        }
+        if let store = after.state_store {
+            let replica = store.replica.map { " (replica \($0))" } ?? ""
+            if store.healthy {
+                text += "state store: \(store.kind)\(replica) ok\n"
+            } else {
+                let since = store.unreachable_since_unix.map { " for \(Int((after.now_unix ?? $0) - $0)) s" } ?? ""
+                text += "state store: \(store.kind)\(replica) UNREACHABLE\(since): \(store.error ?? "?"); serving the last traffic state\n"
+            }
+        }
         return text
     }
 }

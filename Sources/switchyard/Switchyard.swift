@@ -12,7 +12,7 @@ struct Switchyard: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "An ingress proxy and load balancer for blue/green and canary releases.",
-        subcommands: [Run.self, Check.self, Status.self, Explain.self, Demo.self, Backend.self])
+        subcommands: [Run.self, Check.self, Render.self, Status.self, Flip.self, Canary.self, Explain.self, Demo.self, Backend.self])
 }
 
 /// Exits with a message on standard error (exit code 2: an error, not a refusal).
@@ -42,12 +42,15 @@ struct Run: ParsableCommand {
     @Option(help: "Event loops to run (default: the config's `workers`, else one per core).")
     var workers: Int?
 
+    @Option(help: "Bind the admin API here instead of the config's admin.address (beyond loopback only with admin.token_file).")
+    var admin: String?
+
     @Flag(help: "Log debug lines.")
     var verbose = false
 
     func run() throws {
         if verbose { Log.minimumLevel = .debug }
-        let runtime = Runtime(configPath: config, workers: workers)
+        let runtime = Runtime(configPath: config, workers: workers, admin: admin)
         do {
             let code = try runtime.run { addresses in
                 FileHandleWriter.stdout("listening " + addresses.map(\.description).joined(separator: " ") + "\n")
@@ -105,9 +108,15 @@ struct Backend: ParsableCommand {
     @Option(help: "Port (0 picks a free one; the chosen port is printed).")
     var port: UInt16 = 0
 
+    @Option(help: "Answer every Nth request with 500 (0: never), e.g. 20 for 5 %.")
+    var failEvery = 0
+
+    @Option(help: "Milliseconds to wait before every answer.")
+    var delayMs = 0
+
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
-        let backend = try DemoBackend(name: name, host: host, port: port)
+        let backend = try DemoBackend(name: name, host: host, port: port, failEvery: failEvery, delayMs: delayMs)
         backend.start()
         FileHandleWriter.stdout("listening \(host):\(backend.port)\n")
         let done = DispatchSemaphore(value: 0)
@@ -161,6 +170,8 @@ struct Demo: ParsableCommand {
         }
         let runtime = Runtime(configPath: config)
         let backendCount = backends.count
+        let cli = CommandLine.arguments.first ?? "switchyard"
+        let admin = loaded.admin.enabled ? "http://\(loaded.admin.host):\(loaded.admin.port)/" : "admin listener disabled"
         let code = try runtime.run { addresses in
             let listen = addresses.first.map { "http://\($0)" } ?? "http://127.0.0.1:8080"
             let tracks = catalog.services.map { service in
@@ -177,10 +188,15 @@ struct Demo: ParsableCommand {
               curl -s \(listen)/                      # answered by the active track, round-robin
               for i in 1 2 3 4; do curl -s \(listen)/; done
 
-            Flip to green (file discovery picks the change up within a second):
-              sed -i 's/active: blue/active: green/' \(servicesPath)
-            and back:
-              sed -i 's/active: green/active: blue/' \(servicesPath)
+            Flip to green on every replica, and back (the state store remembers it):
+              \(cli) flip shop --to green
+              \(cli) flip shop --to blue
+            Canary: 10 % of new requests to green, exact; then step it through 5, 25, 50, 100 %:
+              \(cli) canary set shop 10
+              \(cli) canary step shop --bake 10s --min-requests 20
+              \(cli) canary promote shop
+            See it: \(cli) status   (or the dashboard, \(admin))
+            Discovery: edit \(servicesPath); the change is live within a second.
 
             Ctrl-C drains in-flight requests and stops.
 

@@ -112,7 +112,8 @@ private struct Harness {
         #expect(await eventually { harness.recorder.snapshots.count == 1 })
 
         // A half-written rewrite: reported once, nothing delivered.
-        try harness.directory.write("services.yml", "services:\n  shop:\n    instances: [{address: 127.0.0.1, po")
+        // Replaced atomically: an in-place write could be polled while still empty.
+        try harness.directory.replaceAtomically("services.yml", "services:\n  shop:\n    instances: [{address: 127.0.0.1, po")
         #expect(await eventually { harness.recorder.errors.count == 1 })
         let error = try #require(harness.recorder.errors.first)
         #expect(error.file == harness.provider.path)

@@ -52,6 +52,8 @@ struct ProxySpec {
     var workers = 2
     var timeouts: [String: String] = ["client_header": "2s", "upstream_response": "5s", "drain": "10s"]
     var limits: [String: String] = [:]
+    /// Appended to the config as is (admin, state_store, ...).
+    var extraYAML = ""
 
     var yaml: String {
         var text = """
@@ -75,7 +77,7 @@ struct ProxySpec {
         if !limits.isEmpty {
             text += "limits:\n" + limits.sorted { $0.key < $1.key }.map { "  \($0.key): \($0.value)\n" }.joined()
         }
-        return text
+        return text + extraYAML
     }
 }
 

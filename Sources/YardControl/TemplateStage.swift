@@ -1,0 +1,289 @@
+// Between discovery and routing: renders the pools template, validates and guards the
+// result, and schedules the output files with quiescence. `Runtime.apply(catalog:)` asks
+// it what to route; a render that fails or is held back routes nothing new.
+
+import Dispatch
+import Foundation
+import Synchronization
+import YardHealth
+import YardIO
+import YardModel
+import YardTemplates
+
+/// The template stage of the control plane.
+///
+/// Without a `templates:` section it is a pass-through: the provider's catalog is routed
+/// as it is and nothing is rendered (the behaviour before templates existed).
+///
+/// Threading: `admit` runs on the control queue (the provider's callbacks). State lives
+/// behind one mutex. Output files are rendered and written on the stage's own serial
+/// queue, so a slow check or reload command never delays routing.
+public final class TemplateStage: Sendable {
+    private let outputQueue = DispatchQueue(label: "switchyard.templates.outputs")
+    private let state = Mutex<State>(State())
+
+    private struct State {
+        var config: TemplatesConfig?
+        /// The last catalog discovery delivered (what `POST /render` re-renders).
+        var lastDiscovered: ServiceCatalog?
+        /// The last catalog admitted for routing (what outputs render from).
+        var lastAdmitted: ServiceCatalog?
+        var held: [GuardViolation] = []
+        var lastError: String?
+        var renders = 0
+        var failures = 0
+        var heldBack = 0
+        var outputs: [String: OutputState] = [:]
+        /// Health of a catalog's endpoints, by `TemplateInput.healthKey`; read when rendering.
+        var health: @Sendable (ServiceCatalog) -> [String: String] = { _ in [:] }
+        /// Lays the state store's traffic states (active track, canary) over a catalog
+        /// before outputs render it, so an nginx upstream follows `switchyard flip`.
+        var traffic: @Sendable (ServiceCatalog) -> ServiceCatalog = { $0 }
+    }
+
+    private struct OutputState {
+        var quiescence: Quiescence
+        var lastOutcome: String?
+        var writes = 0
+    }
+
+    public init() {}
+
+    /// Takes a (re)loaded `templates:` section; nil turns the stage into a pass-through.
+    /// `health` gives the endpoints' health when a template renders; `traffic` the stored
+    /// traffic states laid over the catalog.
+    public func configure(
+        _ config: TemplatesConfig?, health: (@Sendable (ServiceCatalog) -> [String: String])? = nil,
+        traffic: (@Sendable (ServiceCatalog) -> ServiceCatalog)? = nil
+    ) {
+        state.withLock { state in
+            state.config = config
+            if let health { state.health = health }
+            if let traffic { state.traffic = traffic }
+            var outputs: [String: OutputState] = [:]
+            for output in config?.outputs ?? [] {
+                let quiescence = Quiescence(minMs: output.waitMinMs, maxMs: output.waitMaxMs)
+                var kept = state.outputs[output.destination] ?? OutputState(quiescence: quiescence)
+                if kept.quiescence.minMs != quiescence.minMs || kept.quiescence.maxMs != quiescence.maxMs {
+                    kept.quiescence = quiescence
+                }
+                outputs[output.destination] = kept
+            }
+            state.outputs = outputs
+        }
+    }
+
+    // MARK: Admission
+
+    /// What to route for a newly discovered catalog, or nil to keep the running table:
+    /// the pools render (when configured) must render and validate, and the change from
+    /// `running` must pass the guards unless `force`. Schedules the output files.
+    public func admit(_ discovered: ServiceCatalog, running: ServiceCatalog, force: Bool = false) -> ServiceCatalog? {
+        guard let config = state.withLock({ state -> TemplatesConfig? in
+            state.lastDiscovered = discovered
+            return state.config
+        }) else { return discovered }
+
+        var candidate = discovered
+        if let pools = config.pools {
+            do {
+                candidate = try PoolsRender.render(template: pools, input: input(discovered, config)).catalog
+            } catch {
+                let message = "\(error)"
+                Log.error("pools render failed, the running routing table stays: \(message)")
+                state.withLock {
+                    $0.failures += 1
+                    $0.lastError = message
+                }
+                return nil
+            }
+        }
+        let violations = force ? [] : Guards.check(running: running, candidate: candidate, policy: config.guards)
+        if !violations.isEmpty {
+            let reasons = violations.map(\.description).joined(separator: "; ")
+            Log.warning("render held back, the running routing table stays: \(reasons)")
+            state.withLock {
+                $0.held = violations
+                $0.heldBack += 1
+            }
+            return nil
+        }
+        state.withLock { state in
+            state.renders += 1
+            state.lastError = nil
+            state.held = []
+            state.lastAdmitted = candidate
+        }
+        if force { Log.warning("render applied with --force") }
+        scheduleOutputs()
+        return candidate
+    }
+
+    /// The last discovered catalog, for `POST /render` (re-render, or apply with force).
+    public var lastDiscovered: ServiceCatalog? { state.withLock { $0.lastDiscovered } }
+
+    /// Health or traffic changed: outputs render again (within their quiescence).
+    public func healthChanged() {
+        guard state.withLock({ $0.config != nil && $0.lastAdmitted != nil }) else { return }
+        scheduleOutputs()
+    }
+
+    // MARK: Outputs
+
+    private func scheduleOutputs() {
+        let now = Int(monotonicMilliseconds())
+        let due: [(String, Int)] = state.withLock { state in
+            state.outputs.keys.sorted().map { key in (key, state.outputs[key]!.quiescence.changed(nowMs: now)) }
+        }
+        for (destination, dueMs) in due {
+            outputQueue.asyncAfter(deadline: .now() + .milliseconds(max(0, dueMs - now))) { [weak self] in
+                self?.fireOutput(destination)
+            }
+        }
+    }
+
+    /// Renders and writes one output if its quiescence window has ended (earlier timers of
+    /// a burst find it not yet due and do nothing).
+    private func fireOutput(_ destination: String) {
+        let now = Int(monotonicMilliseconds())
+        let job: (OutputConfig, TemplatesConfig, ServiceCatalog)? = state.withLock { state in
+            guard let config = state.config, let catalog = state.lastAdmitted,
+                  let output = config.outputs.first(where: { $0.destination == destination }),
+                  state.outputs[destination]?.quiescence.fire(nowMs: now) == true else { return nil }
+            return (output, config, catalog)
+        }
+        guard let (output, config, catalog) = job else { return }
+        let outcome = Self.renderOutput(output, input: input(catalog, config))
+        state.withLock { state in
+            state.outputs[destination]?.lastOutcome = outcome.description
+            if case .file(.written) = outcome { state.outputs[destination]?.writes += 1 }
+        }
+    }
+
+    /// Renders `output`'s template and writes it; the outcome is logged.
+    static func renderOutput(_ output: OutputConfig, input: TemplateInput) -> RenderedOutcome {
+        let text: String
+        do {
+            text = try TemplateRenderer.render(file: output.template, input: input)
+        } catch {
+            Log.error("output \(output.destination) not written: \(error)")
+            return .templateFailed(error)
+        }
+        let outcome = OutputFile.write(text, output: output)
+        switch outcome {
+        case .unchanged: Log.debug("output \(output.destination): unchanged")
+        case .written(let reload?) where !reload.succeeded:
+            Log.error("output \(output.destination) written, but its reload command failed: \(reload.summary)")
+        case .written: Log.info("output \(output.destination) \(outcome)")
+        case .checkFailed, .writeFailed: Log.error("output \(output.destination): \(outcome)")
+        }
+        return .file(outcome)
+    }
+
+    /// An output's render result: the template failed, or what writing the file did.
+    enum RenderedOutcome: CustomStringConvertible {
+        case templateFailed(TemplateError)
+        case file(OutputOutcome)
+
+        var description: String {
+            switch self {
+            case .templateFailed(let error): "template failed: \(error)"
+            case .file(let outcome): outcome.description
+            }
+        }
+    }
+
+    private func input(_ catalog: ServiceCatalog, _ config: TemplatesConfig) -> TemplateInput {
+        let (health, traffic) = state.withLock { ($0.health, $0.traffic) }
+        let shifted = traffic(catalog)
+        return TemplateInput(catalog: shifted, health: health(shifted), environment: TemplateInput.environment(allowed: config.environment))
+    }
+
+    // MARK: Report
+
+    /// What the stage did last, for `GET /render` and `switchyard render`.
+    public struct Report: Sendable, Codable, Equatable {
+        public var configured: Bool
+        public var pools: String?
+        public var renders: Int
+        public var failures: Int
+        public var heldBack: Int
+        public var held: [String]
+        public var lastError: String?
+        public var outputs: [OutputReport]
+        /// Set by `POST /render`: whether that request changed what is routed.
+        public var applied: Bool?
+
+        enum CodingKeys: String, CodingKey {
+            case configured, pools, renders, failures, held, outputs, applied
+            case heldBack = "held_back"
+            case lastError = "last_error"
+        }
+    }
+
+    public struct OutputReport: Sendable, Codable, Equatable {
+        public var destination: String
+        public var writes: Int
+        public var lastOutcome: String?
+
+        enum CodingKeys: String, CodingKey {
+            case destination, writes
+            case lastOutcome = "last_outcome"
+        }
+    }
+
+    public func report() -> Report {
+        state.withLock { state in
+            Report(
+                configured: state.config != nil, pools: state.config?.pools, renders: state.renders,
+                failures: state.failures, heldBack: state.heldBack, held: state.held.map(\.description),
+                lastError: state.lastError,
+                outputs: state.outputs.keys.sorted().map { key in
+                    OutputReport(destination: key, writes: state.outputs[key]!.writes, lastOutcome: state.outputs[key]!.lastOutcome)
+                },
+                applied: nil)
+        }
+    }
+}
+
+// MARK: - Admin API
+
+extension Runtime {
+    /// `GET /render`: the stage's report. `POST /render`: render the last discovered
+    /// catalog again (a template file was edited); `POST /render?force=true` also applies
+    /// a render the guards held back.
+    func handleRenderRequest(_ request: AdminRequest) -> AdminResponse {
+        switch request.method {
+        case "GET":
+            return .json(templateStage.report())
+        case "POST":
+            let force = ["true", "1", "yes"].contains(request.query["force"]?.lowercased() ?? "")
+            // On the control queue, like the provider's snapshots: the re-render cannot
+            // interleave with a newer snapshot and route the older catalog after it.
+            let applied: Bool? = queue.sync {
+                guard let discovered = templateStage.lastDiscovered else { return nil }
+                return apply(catalog: discovered, force: force)
+            }
+            guard let applied else { return .json(["error": "nothing discovered yet"], status: 409) }
+            var report = templateStage.report()
+            report.applied = applied
+            return .json(report, status: applied || report.held.isEmpty && report.lastError == nil ? 200 : 409)
+        default:
+            return .json(["error": "use GET or POST /render"], status: 405)
+        }
+    }
+
+    /// Health for templates: "healthy", "unhealthy", "ejected" or "unknown" per endpoint.
+    static func templateHealth(_ readings: [HealthKey: HealthReading], catalog: ServiceCatalog) -> [String: String] {
+        var health: [String: String] = [:]
+        for service in catalog.services {
+            for instance in service.instances {
+                let key = HealthKey(service: service.name, endpointKey: PoolKeys.shared.key(address: instance.address, port: instance.port))
+                guard let reading = readings[key] else { continue }
+                health[TemplateInput.healthKey(service: service.name, address: instance.address, port: instance.port)] =
+                    reading.ejected ? "ejected" : reading.status.rawValue
+            }
+        }
+        return health
+    }
+}

@@ -1,0 +1,367 @@
+// The traffic half of the admin API: flips, canaries, gates, drains and replicas, on top
+// of `TrafficControl`, plus the runtime's wiring of the state store and the per-track
+// window. Every write needs the bearer token when one is configured (compared in
+// constant time); errors are JSON bodies with 400, 401, 404, 409, 412 or 503.
+
+import Foundation
+import YardIO
+import YardModel
+import YardProxy
+
+extension AdminResponse {
+    /// `{"error": message}` with `status`.
+    static func error(_ status: Int, _ message: String, extra: [String: String] = [:]) -> AdminResponse {
+        var body = extra
+        body["error"] = message
+        return .json(body, status: status)
+    }
+}
+
+// MARK: - Wiring
+
+extension Runtime {
+    /// Opens the configured state store and starts watching it (before the first table
+    /// is built, so that table already has the stored states).
+    func startTraffic(_ config: SwitchyardConfig) throws -> TrafficControl {
+        let store: TrafficStore
+        do {
+            store = try TrafficStores.make(config.stateStore)
+        } catch {
+            throw ConfigError(file: config.sourcePath ?? "config", line: nil, key: "state_store", message: error.description)
+        }
+        let replicaID = config.stateStore.replicaID ?? Self.defaultReplicaID()
+        let control = TrafficControl(
+            store: store, replicaID: replicaID, ttl: .seconds(config.stateStore.replicaTTLSeconds),
+            describeSelf: { [weak self] in
+                guard let self else { return (nil, [:], 0) }
+                return self.stateSnapshotForReport()
+            },
+            onChange: { [weak self] _ in self?.republish(reason: "traffic") })
+        control.start()
+        Log.info("state store: \(store.description); replica \(replicaID)")
+        return control
+    }
+
+    private func stateSnapshotForReport() -> (admin: String?, applied: [String: Int64], tableVersion: UInt64) {
+        state.withLock { ($0.adminAddress, $0.applied, $0.server?.currentTable.version ?? 0) }
+    }
+
+    static func defaultReplicaID() -> String {
+        var name = [CChar](repeating: 0, count: 256)
+        gethostname(&name, 255)
+        let host = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return "\(host.isEmpty ? "switchyard" : host)-\(getpid())"
+    }
+
+    /// The revision each discovered service's traffic comes from (0: discovery's own).
+    static func revisions(_ catalog: ServiceCatalog, _ states: [String: TrafficState]) -> [String: Int64] {
+        Dictionary(catalog.services.map { ($0.name, states[$0.name]?.revision ?? 0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Reads the admin token file; a configured file that cannot be read, or is empty,
+    /// stops startup (a write API silently left open would be worse).
+    static func loadToken(_ admin: AdminConfig) throws -> [UInt8]? {
+        guard let path = admin.tokenFile else { return nil }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigError(file: path, line: nil, key: "admin.token_file", message: "cannot read the admin token file")
+        }
+        let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty else {
+            throw ConfigError(file: path, line: nil, key: "admin.token_file", message: "the admin token file is empty")
+        }
+        return Array(token.utf8)
+    }
+
+    /// Samples per-track counters every second for the canary gate.
+    func startWindowSampler() {
+        Thread.detachNewThread { [weak self] in
+            while let self, !self.isStopping {
+                if let server = self.state.withLock({ $0.server }) {
+                    self.window.record(table: server.currentTable, metrics: server.collectMetrics(), timeUnix: Date().timeIntervalSince1970)
+                }
+                pause(milliseconds: 1000)
+            }
+        }
+    }
+
+    var isStopping: Bool { state.withLock { $0.stopping } }
+}
+
+extension ServiceCatalog {
+    /// The catalog with the instances whose endpoint id is in `ids` draining.
+    func draining(_ ids: Set<String>) -> ServiceCatalog {
+        guard !ids.isEmpty else { return self }
+        var copy = self
+        for s in copy.services.indices {
+            let name = copy.services[s].name
+            for i in copy.services[s].instances.indices {
+                let instance = copy.services[s].instances[i]
+                if ids.contains(endpointID(service: name, address: instance.address, port: instance.port)) {
+                    copy.services[s].instances[i].drain = true
+                }
+            }
+        }
+        return copy
+    }
+}
+
+/// `service/address:port`, as `Endpoint.id` spells it.
+func endpointID(service: String, address: String, port: UInt16) -> String {
+    "\(service)/\(address.contains(":") ? "[\(address)]" : address):\(port)"
+}
+
+// MARK: - Requests
+
+extension Runtime {
+    /// Answers the traffic routes, or nil when the path is not one of them.
+    func handleTraffic(_ request: AdminRequest) -> AdminResponse? {
+        let parts = request.path.split(separator: "/").map(String.init)
+        switch (request.method, parts.first) {
+        case ("GET", "replicas") where parts.count == 1:
+            return replicasAnswer()
+        case (_, "services") where parts.count >= 2:
+            let name = parts[1].removingPercentEncoding ?? parts[1]
+            let verb = parts.count > 2 ? parts[2] : nil
+            switch (request.method, verb) {
+            case ("GET", nil): return serviceAnswer(name)
+            case ("GET", "gate"): return gateAnswer(name, query: request.query)
+            case ("POST", "flip"), ("POST", "canary"):
+                if let refusal = authorize(request) { return refusal }
+                return change(name, verb: verb!, request: request)
+            case ("POST", _), ("PUT", _), ("DELETE", _):
+                if let refusal = authorize(request) { return refusal }
+                return .error(404, "no such action '\(verb ?? "")' for a service; use flip or canary")
+            default:
+                return nil
+            }
+        case ("POST", "endpoints") where parts.count == 3 && parts[2] == "drain":
+            if let refusal = authorize(request) { return refusal }
+            return drain(parts[1].removingPercentEncoding ?? parts[1], request: request)
+        default:
+            return nil
+        }
+    }
+
+    /// nil when the request may write; otherwise the 401.
+    private func authorize(_ request: AdminRequest) -> AdminResponse? {
+        guard let token = adminToken else { return nil }
+        let header = request.headers["authorization"] ?? ""
+        guard header.hasPrefix("Bearer "), constantTimeEqual(Array(header.dropFirst(7).utf8), token) else {
+            return .error(401, header.isEmpty
+                ? "this admin API needs a token for writes: send 'Authorization: Bearer TOKEN' (switchyard --token-file FILE)"
+                : "the token is not the configured one")
+        }
+        return nil
+    }
+
+    private func discovered(_ name: String) -> ServiceDefinition? {
+        state.withLock { $0.catalog.services.first { $0.name == name } }
+    }
+
+    // MARK: Writes
+
+    private struct ChangeBody: Decodable {
+        var to: String?
+        var action: String?
+        var percent: Double?
+        var track: String?
+        var revision: Int64?
+        var who: String?
+        var why: String?
+        var gate: GateBody?
+    }
+
+    struct GateBody: Decodable {
+        var max_error_rate_increase: Double?
+        var max_p99_increase_percent: Double?
+        var p99_floor_ms: Double?
+        var min_requests: UInt64?
+        var window_seconds: Double?
+
+        var policy: GatePolicy {
+            var policy = GatePolicy()
+            if let v = max_error_rate_increase { policy.maxErrorRateIncrease = v }
+            if let v = max_p99_increase_percent { policy.maxP99IncreasePercent = v }
+            if let v = p99_floor_ms { policy.p99FloorMs = v }
+            if let v = min_requests { policy.minRequests = v }
+            return policy
+        }
+    }
+
+    private func change(_ name: String, verb: String, request: AdminRequest) -> AdminResponse {
+        guard let traffic else { return .error(503, "starting") }
+        let body: ChangeBody
+        do {
+            body = request.body.isEmpty ? ChangeBody() : try JSONDecoder().decode(ChangeBody.self, from: Data(request.body))
+        } catch {
+            return .error(400, "the body is not the JSON this call takes: \(error)")
+        }
+        guard let service = discovered(name) else {
+            return .error(404, "no service '\(name)' is discovered")
+        }
+        let action: TrafficAction
+        if verb == "flip" {
+            action = .flip(to: body.to)
+        } else {
+            switch body.action ?? "" {
+            case "set":
+                guard let percent = body.percent, percent >= 0, percent <= 100 else {
+                    return .error(400, "canary set needs 'percent' from 0 to 100")
+                }
+                let permille = Int((percent * 10).rounded())
+                guard abs(Double(permille) / 10 - percent) < 1e-9 else { return .error(400, "\(percent) is finer than 0.1 %") }
+                action = .setCanary(track: body.track, permille: permille)
+            case "step": action = .step
+            case "promote": action = .promote
+            case "abort": action = .abort
+            default: return .error(400, "canary needs 'action': set, step, promote or abort")
+            }
+        }
+        // `step` goes on only if the canary's traffic since its last change holds the gate.
+        var verdict: GateVerdict?
+        if case .step = action, let gate = body.gate {
+            let current = traffic.effectiveState(service)
+            if let canaryTrack = current.canaryTrack, current.canaryPermille > 0, let stable = current.activeTrack {
+                let sinceChange = Date().timeIntervalSince1970 - (current.history.last?.timeUnix ?? 0)
+                let seconds = min(gate.window_seconds ?? 60, max(1, sinceChange))
+                let result = evaluateGate(name, canaryTrack: canaryTrack, stableTrack: stable, seconds: seconds, policy: gate.policy)
+                verdict = result
+                if !result.passed {
+                    return .json(GateRefusal(error: "the gate failed; canary \(canaryTrack) stays at \(formatPermille(current.canaryPermille))", gate: result, state: current), status: 412)
+                }
+            }
+        }
+        do {
+            let next = try traffic.perform(
+                action, service: service, expectedRevision: body.revision,
+                who: body.who ?? request.headers["x-switchyard-who"] ?? "admin-api", why: body.why ?? "")
+            recordChange("\(name) rev \(next.revision): \(next.history.last?.action ?? "changed") by \(next.history.last?.who ?? "?")")
+            return .json(ChangeAnswer(service: name, state: next, gate: verdict, replica: traffic.replicaID))
+        } catch {
+            switch error {
+            case .unknownService(let text): return .error(404, text)
+            case .invalid(let text): return .error(400, text)
+            case .storeUnavailable(let text): return .error(503, text)
+            case .conflict(let expected, let current):
+                return .json(ConflictAnswer(
+                    error: "stale revision: you expected \(expected), the store has \(current.revision) (\(current.history.last.map { "last change: \($0.action) by \($0.who)" } ?? "")); read it again and retry",
+                    state: current), status: 409)
+            }
+        }
+    }
+
+    private struct ChangeAnswer: Encodable {
+        var service: String
+        var state: TrafficState
+        var gate: GateVerdict?
+        var replica: String
+    }
+
+    private struct ConflictAnswer: Encodable {
+        var error: String
+        var state: TrafficState
+    }
+
+    private struct GateRefusal: Encodable {
+        var error: String
+        var gate: GateVerdict
+        var state: TrafficState
+    }
+
+    private func drain(_ id: String, request: AdminRequest) -> AdminResponse {
+        struct Body: Decodable { var drain: Bool? }
+        let body = (try? JSONDecoder().decode(Body.self, from: Data(request.body))) ?? Body()
+        let known = state.withLock { state in
+            state.catalog.services.contains { service in
+                service.instances.contains { endpointID(service: service.name, address: $0.address, port: $0.port) == id }
+            }
+        }
+        guard known else { return .error(404, "no endpoint '\(id)'; ids look like service/127.0.0.1:9101 (see /status)") }
+        let draining = body.drain ?? true
+        state.withLock { state in
+            if draining { state.drained.insert(id) } else { state.drained.remove(id) }
+        }
+        republish(reason: draining ? "drain \(id)" : "undrain \(id)")
+        return .json(["endpoint": id, "draining": draining ? "true" : "false"])
+    }
+
+    // MARK: Reads
+
+    private struct ServiceAnswer: Encodable {
+        var service: String
+        var state: TrafficState
+        /// "store" when the state store holds it, "discovery" otherwise.
+        var source: String
+        var tracks: [String]
+        var window: WindowDoc
+        var store: StoreStatus
+    }
+
+    private struct WindowDoc: Encodable {
+        var seconds: Double
+        var tracks: [String: TrackSummary]
+    }
+
+    private func serviceAnswer(_ name: String) -> AdminResponse {
+        guard let traffic, let service = discovered(name) else { return .error(404, "no service '\(name)' is discovered") }
+        let current = traffic.effectiveState(service)
+        let (tracks, covered) = window.stats(service: name, seconds: 60)
+        return .json(ServiceAnswer(
+            service: name, state: current, source: current.revision > 0 ? "store" : "discovery", tracks: service.tracks,
+            window: WindowDoc(seconds: covered, tracks: tracks.mapValues { TrackSummary($0, bucketBoundsMs: LatencyBuckets.upperBoundsMs) }),
+            store: traffic.status))
+    }
+
+    private func gateAnswer(_ name: String, query: [String: String]) -> AdminResponse {
+        guard let traffic, let service = discovered(name) else { return .error(404, "no service '\(name)' is discovered") }
+        let current = traffic.effectiveState(service)
+        guard let canaryTrack = query["canary"] ?? current.canaryTrack, let stable = query["stable"] ?? current.activeTrack else {
+            return .error(400, "service '\(name)' has no canary; name the tracks with ?canary=TRACK&stable=TRACK")
+        }
+        var policy = GatePolicy()
+        if let v = query["max_error_rate_increase"].flatMap(Double.init) { policy.maxErrorRateIncrease = v }
+        if let v = query["max_p99_increase_percent"].flatMap(Double.init) { policy.maxP99IncreasePercent = v }
+        if let v = query["p99_floor_ms"].flatMap(Double.init) { policy.p99FloorMs = v }
+        if let v = query["min_requests"].flatMap(UInt64.init) { policy.minRequests = v }
+        let seconds = query["window"].flatMap(Double.init) ?? 60
+        return .json(evaluateGate(name, canaryTrack: canaryTrack, stableTrack: stable, seconds: seconds, policy: policy))
+    }
+
+    private func evaluateGate(_ name: String, canaryTrack: String, stableTrack: String, seconds: Double, policy: GatePolicy) -> GateVerdict {
+        // A fresh sample, so the window ends now rather than up to a second ago.
+        if let server = state.withLock({ $0.server }) {
+            window.record(table: server.currentTable, metrics: server.collectMetrics(), timeUnix: Date().timeIntervalSince1970)
+        }
+        let (tracks, covered) = window.stats(service: name, seconds: seconds)
+        return policy.evaluate(
+            canary: tracks[canaryTrack] ?? TrackStats(), stable: tracks[stableTrack] ?? TrackStats(),
+            canaryTrack: canaryTrack, stableTrack: stableTrack, windowSeconds: covered,
+            bucketBoundsMs: LatencyBuckets.upperBoundsMs)
+    }
+
+    private struct ReplicasAnswer: Encodable {
+        var replica: String
+        var store: StoreStatus
+        var replicas: [ReplicaReport]
+        var error: String?
+    }
+
+    private func replicasAnswer() -> AdminResponse {
+        guard let traffic else { return .error(503, "starting") }
+        let (reports, error) = traffic.replicas()
+        return .json(ReplicasAnswer(replica: traffic.replicaID, store: traffic.status, replicas: reports, error: error))
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths, so a client
+/// cannot find the token byte by byte from response times.
+func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
+    let n = max(a.count, b.count)
+    for i in 0..<n {
+        let x = i < a.count ? a[i] : 0
+        let y = i < b.count ? b[i] : 0
+        difference |= x ^ y
+    }
+    return difference == 0 && a.count == b.count
+}

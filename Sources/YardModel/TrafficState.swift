@@ -1,0 +1,220 @@
+// The traffic state of a service — which track is active, which one is the canary and at
+// what share, the canary plan — and the operator's verbs on it: flip, canary set, step,
+// promote, abort. Pure values and functions: the state store persists them, the runtime
+// lays them over the discovered catalog, the admin API and the CLI drive them.
+
+// MARK: - State
+
+/// What the state store holds for one service.
+///
+/// `revision` increases by one with every change and is what a compare-and-set checks, so
+/// two operators cannot overwrite each other silently (the second gets a conflict).
+public struct TrafficState: Sendable, Equatable, Codable {
+    /// The track that gets new requests (nil: every instance, the service has no tracks).
+    public var activeTrack: String?
+    /// The canary track, or nil when there is none.
+    public var canaryTrack: String?
+    /// The canary's share in tenths of a percent (0…1000).
+    public var canaryPermille: Int
+    /// The canary's steps in tenths of a percent, ascending, ending at 1000.
+    public var plan: [Int]
+    /// 0 for a state that never was written (taken from discovery), then 1, 2, …
+    public var revision: Int64
+    /// The last changes, oldest first (at most `TrafficState.historyLimit`).
+    public var history: [TrafficChange]
+
+    public static let historyLimit = 20
+    /// 5 %, 25 %, 50 %, 100 %.
+    public static let defaultPlan = [50, 250, 500, 1000]
+
+    public init(
+        activeTrack: String?, canaryTrack: String? = nil, canaryPermille: Int = 0,
+        plan: [Int] = TrafficState.defaultPlan, revision: Int64 = 0, history: [TrafficChange] = []
+    ) {
+        self.activeTrack = activeTrack
+        self.canaryTrack = canaryTrack
+        self.canaryPermille = canaryPermille
+        self.plan = plan
+        self.revision = revision
+        self.history = history
+    }
+
+    /// The state a service has before anyone changed it: what discovery says.
+    public init(discovered service: ServiceDefinition) {
+        self.init(
+            activeTrack: service.activeTrack, canaryTrack: service.canary?.track,
+            canaryPermille: service.canary?.permille ?? 0, plan: service.canary?.plan ?? TrafficState.defaultPlan)
+    }
+
+    /// "blue", "blue + green 10%".
+    public var summary: String {
+        var text = activeTrack ?? "(all)"
+        if let canaryTrack { text += " + \(canaryTrack) \(formatPermille(canaryPermille))" }
+        return text
+    }
+}
+
+/// One entry of a service's change history: who changed what, when and why.
+public struct TrafficChange: Sendable, Equatable, Codable {
+    public var revision: Int64
+    public var timeUnix: Double
+    public var who: String
+    public var why: String
+    /// What changed, in words: "flip blue -> green", "canary green 5% -> 25%".
+    public var action: String
+
+    public init(revision: Int64, timeUnix: Double, who: String, why: String, action: String) {
+        self.revision = revision
+        self.timeUnix = timeUnix
+        self.who = who
+        self.why = why
+        self.action = action
+    }
+}
+
+/// "10%", "0.5%".
+public func formatPermille(_ permille: Int) -> String {
+    permille % 10 == 0 ? "\(permille / 10)%" : "\(permille / 10).\(permille % 10)%"
+}
+
+// MARK: - Verbs
+
+/// An operator's request to change a service's traffic.
+public enum TrafficAction: Sendable, Equatable {
+    /// Make `to` the active track; nil: the other track when the service has exactly two.
+    /// Clears the canary.
+    case flip(to: String?)
+    /// Put `track` (nil: the current or only other track) at `permille`.
+    case setCanary(track: String?, permille: Int)
+    /// The next step of the plan above the current share.
+    case step
+    /// The canary becomes the active track; the canary is cleared.
+    case promote
+    /// The canary goes to 0 % (its track stays named, so status shows what was aborted).
+    case abort
+}
+
+/// Why a traffic action was refused, for a 400 (or 404) answer.
+public struct TrafficError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension TrafficState {
+    /// The state after `action`, with the revision bumped and the change recorded; throws
+    /// when the action does not fit the service (unknown track, no canary, top of plan).
+    ///
+    /// - Parameter tracks: the tracks the service's instances have now (sorted).
+    public func applying(
+        _ action: TrafficAction, tracks: [String], who: String, why: String, timeUnix: Double
+    ) throws(TrafficError) -> TrafficState {
+        var next = self
+        let words: String
+        switch action {
+        case .flip(let requested):
+            let target: String
+            if let requested {
+                guard tracks.contains(requested) else {
+                    throw TrafficError("no instance has track '\(requested)'; tracks now: \(list(tracks))")
+                }
+                target = requested
+            } else {
+                let others = tracks.filter { $0 != activeTrack }
+                guard others.count == 1, let only = others.first else {
+                    throw TrafficError(others.isEmpty
+                        ? "there is no other track to flip to (tracks now: \(list(tracks)))"
+                        : "several tracks to flip to (\(list(others))); name one with --to")
+                }
+                target = only
+            }
+            words = "flip \(activeTrack ?? "(all)") -> \(target)"
+            next.activeTrack = target
+            next.canaryTrack = nil
+            next.canaryPermille = 0
+        case .setCanary(let requested, let permille):
+            guard (0...1000).contains(permille) else { throw TrafficError("a canary share is 0 to 100 %, not \(formatPermille(permille))") }
+            let track = try canaryTarget(requested, tracks: tracks)
+            words = "canary \(track) \(formatPermille(canaryTrack == track ? canaryPermille : 0)) -> \(formatPermille(permille))"
+            next.canaryTrack = track
+            next.canaryPermille = permille
+        case .step:
+            let track = try canaryTarget(nil, tracks: tracks)
+            let current = canaryTrack == track ? canaryPermille : 0
+            guard let step = plan.first(where: { $0 > current }) else {
+                throw TrafficError("canary \(track) is at \(formatPermille(current)), the top of its plan (\(plan.map(formatPermille).joined(separator: ", "))); promote it")
+            }
+            words = "canary \(track) \(formatPermille(current)) -> \(formatPermille(step))"
+            next.canaryTrack = track
+            next.canaryPermille = step
+        case .promote:
+            guard let canaryTrack else { throw TrafficError("there is no canary to promote") }
+            guard tracks.contains(canaryTrack) else { throw TrafficError("canary track '\(canaryTrack)' has no instance left") }
+            words = "promote \(canaryTrack) (was \(formatPermille(canaryPermille))); \(activeTrack ?? "(all)") -> \(canaryTrack)"
+            next.activeTrack = canaryTrack
+            next.canaryTrack = nil
+            next.canaryPermille = 0
+        case .abort:
+            guard let canaryTrack else { throw TrafficError("there is no canary to abort") }
+            words = "abort canary \(canaryTrack) \(formatPermille(canaryPermille)) -> 0%"
+            next.canaryPermille = 0
+        }
+        next.revision = revision + 1
+        next.history.append(TrafficChange(revision: next.revision, timeUnix: timeUnix, who: who, why: why, action: words))
+        if next.history.count > Self.historyLimit { next.history.removeFirst(next.history.count - Self.historyLimit) }
+        return next
+    }
+
+    private func canaryTarget(_ requested: String?, tracks: [String]) throws(TrafficError) -> String {
+        guard activeTrack != nil else {
+            throw TrafficError("a canary needs an active (stable) track to split from; flip to one first")
+        }
+        let track: String
+        if let requested {
+            track = requested
+        } else if let canaryTrack {
+            track = canaryTrack
+        } else {
+            let others = tracks.filter { $0 != activeTrack }
+            guard others.count == 1, let only = others.first else {
+                throw TrafficError(others.isEmpty
+                    ? "no track besides the active one '\(activeTrack ?? "")' to make a canary of"
+                    : "several candidate canary tracks (\(list(others))); name one with --track")
+            }
+            track = only
+        }
+        guard track != activeTrack else { throw TrafficError("'\(track)' is the active track; a canary must be another track") }
+        guard tracks.contains(track) else { throw TrafficError("no instance has track '\(track)'; tracks now: \(list(tracks))") }
+        return track
+    }
+
+    private func list(_ tracks: [String]) -> String { tracks.isEmpty ? "none" : tracks.joined(separator: ", ") }
+}
+
+// MARK: - Applying to discovery
+
+extension ServiceCatalog {
+    /// The catalog with each service's active track and canary taken from `states` where
+    /// one exists (the state store wins over discovery's `active:` and `canary:`); the
+    /// canary keeps discovery's stickiness setting.
+    public func applying(_ states: [String: TrafficState]) -> ServiceCatalog {
+        guard !states.isEmpty else { return self }
+        var copy = self
+        for index in copy.services.indices {
+            guard let state = states[copy.services[index].name], state.revision > 0 else { continue }
+            var service = copy.services[index]
+            service.activeTrack = state.activeTrack
+            if let track = state.canaryTrack {
+                service.canary = CanaryConfig(track: track, permille: state.canaryPermille, sticky: service.canary?.sticky, plan: state.plan)
+            } else {
+                service.canary = nil
+            }
+            copy.services[index] = service
+        }
+        return copy
+    }
+}
+
+extension ServiceDefinition {
+    /// The tracks its instances have, sorted.
+    public var tracks: [String] { Array(Set(instances.compactMap(\.track))).sorted() }
+}
