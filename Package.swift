@@ -23,6 +23,7 @@ let package = Package(
         // MARK: The data plane
         .target(name: "YardIO", dependencies: ["CYardLinux"]),
         .target(name: "YardHTTP", dependencies: ["YardIO"]),
+        .target(name: "YardTLS", dependencies: ["CYardOpenSSL", "YardIO"]),
         // HTTP/2 server sessions over memory (libnghttp2), independent of sockets and TLS.
         .target(
             name: "YardHTTP2", dependencies: ["CYardNghttp2", "YardIO"],
@@ -36,7 +37,7 @@ let package = Package(
         .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing"]),
         .target(
             name: "YardProxy",
-            dependencies: ["YardIO", "YardHTTP", "YardHTTP2", "YardModel", "YardBalancing"],
+            dependencies: ["YardIO", "YardHTTP", "YardHTTP2", "YardModel", "YardBalancing", "YardTLS"],
             // Connection state lives in loop-confined classes; dynamic exclusivity checks on
             // their stored properties cost ~2-3 % of the proxy's CPU under load (perf,
             // docs/ARCHITECTURE.md) and guard nothing a single-threaded loop can violate.
@@ -46,7 +47,7 @@ let package = Package(
         // MARK: The control plane
         .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO"]),
         .target(name: "YardTemplates", dependencies: ["YardModel", .product(name: "Stencil", package: "Stencil")]),
-        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardTemplates", "CYardOpenSSL", "CYardNghttp2"]),
+        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2"]),
         .executableTarget(
             name: "switchyard",
             dependencies: [
@@ -66,6 +67,7 @@ let package = Package(
         .testTarget(name: "YardControlTests", dependencies: ["YardControl", "YardModel", "YardTestSupport"]),
         .testTarget(name: "YardDiscoveryTests", dependencies: ["YardDiscovery", "YardTestSupport"]),
         .testTarget(name: "YardTemplatesTests", dependencies: ["YardTemplates", "YardModel", "YardTestSupport"], exclude: ["Golden"]),
+        .testTarget(name: "YardTLSTests", dependencies: ["YardTLS", "YardIO", "YardTestSupport", "CYardOpenSSL"]),
         .testTarget(name: "IntegrationTests", dependencies: ["YardTestSupport", "YardModel"]),
     ]
 )

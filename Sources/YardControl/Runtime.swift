@@ -53,6 +53,7 @@ public final class Runtime: Sendable {
         var admin: AdminServer?
         var server: ProxyServer?
         var provider: FileProvider?
+        var tls: TLSListeners?
         var stopping = false
         /// Endpoint ids (`service/address:port`) drained through the admin API.
         var drained: Set<String> = []
@@ -93,10 +94,11 @@ public final class Runtime: Sendable {
         let table = makeTable(version: 1, routes: config.routes, catalog: initialCatalog)
         let workers = workersOverride ?? config.workers ?? availableCPUs()
         let checker = health
+        let tls = try TLSListeners(config.listeners)
         let accessLog = config.accessLog.enabled ? try AccessLogWriter(path: config.accessLog.path) : nil
         accessLogWriter = accessLog
         let server = try ProxyServer(
-            listeners: config.listeners, table: table, settings: config.proxy, workers: workers,
+            listeners: config.listeners, tls: tls.contexts, table: table, settings: config.proxy, workers: workers,
             onEndpointFailing: { service, poolKey in
                 checker.reportFailures(HealthKey(service: service, endpointKey: poolKey))
             },
@@ -107,6 +109,7 @@ public final class Runtime: Sendable {
             $0.version = 1
             $0.server = server
             $0.applied = Self.revisions(initialCatalog, traffic?.states ?? [:])
+            $0.tls = tls.startTimers(config.listeners, server: server, queue: queue)
         }
         server.start()
         startWindowSampler()
@@ -321,10 +324,18 @@ public final class Runtime: Sendable {
             let config = try ConfigLoader.loadConfig(path: configPath)
             let table: RoutingTable? = state.withLock { state in
                 guard let old = state.config, let server = state.server else { return nil }
-                if old.listeners != config.listeners || old.proxy != config.proxy || old.workers != config.workers {
-                    Log.warning("listeners, workers, timeouts and limits apply at the next restart; routes and discovery apply now")
-                }
+                // Certificates (and a TLS listener's tls settings) apply now; the rest of a
+                // listener (address, TLS on or off) at the next restart.
+                state.tls?.reload(config.listeners, server: server)
                 var applied = old
+                for index in applied.listeners.indices where index < config.listeners.count
+                    && applied.listeners[index].name == config.listeners[index].name
+                    && applied.listeners[index].tls != nil && config.listeners[index].tls != nil {
+                    applied.listeners[index].tls = config.listeners[index].tls
+                }
+                if applied.listeners != config.listeners || old.proxy != config.proxy || old.workers != config.workers {
+                    Log.warning("listeners, workers, timeouts and limits apply at the next restart; routes, discovery and certificates apply now")
+                }
                 applied.routes = config.routes
                 applied.discovery = config.discovery
                 templateStage.configure(config.templates)

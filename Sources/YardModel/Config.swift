@@ -54,13 +54,19 @@ public struct ListenerConfig: Sendable, Equatable {
     public var `protocol`: `Protocol`
     /// For `tcp` listeners: the service every connection goes to.
     public var service: String?
+    /// TLS termination, nil for plain HTTP.
+    public var tls: ListenerTLSConfig?
 
-    public init(name: String, host: String, port: UInt16, protocol: `Protocol` = .http, service: String? = nil) {
+    public init(
+        name: String, host: String, port: UInt16, protocol: `Protocol` = .http, service: String? = nil,
+        tls: ListenerTLSConfig? = nil
+    ) {
         self.name = name
         self.host = host
         self.port = port
         self.protocol = `protocol`
         self.service = service
+        self.tls = tls
     }
 }
 

@@ -33,7 +33,7 @@ public enum ConfigLoader {
         let fields = try root.fields(allowed: rootKeys)
 
         let listenersNode = try fields.required("listeners", hint: "add at least one, e.g. '- {name: web, address: 127.0.0.1:8080}'")
-        let listeners = try parseListeners(listenersNode)
+        let listeners = try parseListeners(listenersNode, directory: directory)
         let routes = try parseRoutes(fields.optional("routes"))
         let discovery = try parseDiscovery(fields.optional("discovery"), directory: directory)
         let admin = try parseAdmin(fields.optional("admin"))
@@ -70,7 +70,7 @@ public enum ConfigLoader {
 
     // MARK: Listeners
 
-    private static func parseListeners(_ node: ConfigNode) throws(ConfigError) -> [ListenerConfig] {
+    private static func parseListeners(_ node: ConfigNode, directory: String) throws(ConfigError) -> [ListenerConfig] {
         let items = try node.list()
         guard !items.isEmpty else {
             throw node.error("at least one listener is required, e.g. '- {name: web, address: 127.0.0.1:8080}'")
@@ -79,7 +79,7 @@ public enum ConfigLoader {
         var nameLines: [String: Int?] = [:]
         var addressLines: [String: (name: String, line: Int?)] = [:]
         for (index, item) in items.enumerated() {
-            let fields = try item.fields(allowed: ["name", "address", "protocol", "service"])
+            let fields = try item.fields(allowed: ["name", "address", "protocol", "service", "tls"])
             let name = try fields.optional("name")?.string(expected: "a listener name") ?? "listener-\(index)"
             if let previous = nameLines[name] {
                 let at = fields.optional("name") ?? item
@@ -111,7 +111,10 @@ public enum ConfigLoader {
             } else if proto == .tcp {
                 throw item.error("a tcp listener needs 'service:', the service its connections go to")
             }
-            listeners.append(ListenerConfig(name: name, host: host, port: port, protocol: proto, service: service))
+            let tls = try fields.optional("tls").flatMap { node throws(ConfigError) in
+                node.isNull ? nil : try parseTLS(node, directory: directory)
+            }
+            listeners.append(ListenerConfig(name: name, host: host, port: port, protocol: proto, service: service, tls: tls))
         }
         return listeners
     }

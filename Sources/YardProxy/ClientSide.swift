@@ -13,7 +13,14 @@ extension Worker {
 
     func clientEvent(_ c: ClientConnection, _ flags: UInt32) {
         guard c.phase != .closed else { return }
-        if flags & Epoll.writable != 0 || (flags & (Epoll.hangup | Epoll.error) != 0 && !c.outBuf.isEmpty) {
+        if c.phase == .handshaking {
+            continueHandshake(c)
+            return
+        }
+        // `tlsWant`: a TLS write that needs input, or a TLS read that needs to send, goes
+        // on when the socket is ready in the other direction (always 0 on plain listeners).
+        if flags & Epoll.writable != 0 || (flags & (Epoll.hangup | Epoll.error) != 0 && !c.outBuf.isEmpty)
+            || (c.tlsWant & Epoll.readable != 0 && !c.outBuf.isEmpty) {
             guard flushClient(c) else { return }
             // Room was made: the upstream may relay more of the response it buffered.
             if let u = c.upstream, u.headDone, u.inBuf.readableBytes > 0 || u.eof {
@@ -21,7 +28,8 @@ extension Worker {
                 guard c.phase != .closed else { return }
             }
         }
-        if flags & (Epoll.readable | Epoll.hangup | Epoll.error) != 0 && c.phase != .closed {
+        if (flags & (Epoll.readable | Epoll.hangup | Epoll.error) != 0 || c.tlsWant & flags & Epoll.writable != 0)
+            && c.phase != .closed {
             readClient(c)
         }
         if c.phase != .closed { updateInterest(c) }
@@ -29,7 +37,7 @@ extension Worker {
     }
 
     /// Reads what the client sent and moves the exchange on.
-    private func readClient(_ c: ClientConnection) {
+    func readClient(_ c: ClientConnection) {
         if c.phase == .lingering {
             discardInput(c)
             return
@@ -43,7 +51,7 @@ extension Worker {
                 return
             }
         }
-        switch Socket.read(c.fd, into: &c.inBuf) {
+        switch receive(c) {
         case .bytes:
             advanceClient(c)
         case .wouldBlock:
@@ -81,7 +89,7 @@ extension Worker {
             processHead(c)
         case .forwarding:
             pumpRequestBody(c)
-        case .closingAfterFlush, .lingering, .closed:
+        case .handshaking, .closingAfterFlush, .lingering, .closed:
             return
         }
     }
@@ -90,8 +98,9 @@ extension Worker {
 
     func processHead(_ c: ClientConnection) {
         guard !c.inBuf.isEmpty else { return }
-        // h2c with prior knowledge: a new connection that opens with the HTTP/2 preface.
-        if c.served == 0 && c.phase == .idle && c.inBuf.readable[0] == UInt8(ascii: "P") && c.h2 == nil {
+        // h2c with prior knowledge: a new plaintext connection that opens with the HTTP/2
+        // preface. (Over TLS, HTTP/2 comes by ALPN "h2", with a TLS transport: not yet.)
+        if c.served == 0 && c.phase == .idle && c.inBuf.readable[0] == UInt8(ascii: "P") && c.h2 == nil && c.tls == nil {
             switch H2Preface.match(c.inBuf.readable) {
             case .complete: return switchToHTTP2(c)
             case .partial: return
@@ -149,6 +158,11 @@ extension Worker {
         // An upgrade (WebSocket) without a body is forwarded with its Upgrade header; a
         // 101 answer turns the connection into a tunnel (TCPTunnel.swift).
         c.upgradeRequested = head.upgrade
+        if head.upgrade && c.tls != nil {
+            // The tunnel splices sockets; over TLS the bytes must pass through OpenSSL.
+            respondError(c, status: 501, reason: "upgrades (WebSocket) over TLS are not supported yet; use a plain listener behind TLS")
+            return
+        }
         if head.upgrade && !c.requestBodyDone {
             respondError(c, status: 501, reason: "an upgrade request with a body is not supported")
             return
@@ -243,7 +257,7 @@ extension Worker {
     @discardableResult
     func flushClient(_ c: ClientConnection) -> Bool {
         while !c.outBuf.isEmpty {
-            switch Socket.flush(c.fd, &c.outBuf) {
+            switch send(c) {
             case .bytes:
                 continue
             case .wouldBlock:
@@ -269,6 +283,7 @@ extension Worker {
             closeClient(c)
             return
         }
+        if let tls = c.tls { _ = tls.shutdown() }
         Socket.shutdownWrite(c.fd)
         c.phase = .lingering
         c.inBuf.clear()
@@ -373,7 +388,7 @@ extension Worker {
 
     func clientTimedOut(_ c: ClientConnection) {
         switch c.phase {
-        case .idle:
+        case .idle, .handshaking:
             closeClient(c)
         case .readingHead:
             c.keepAlive = false

@@ -4,6 +4,7 @@ import Glibc
 import YardHTTP
 import YardIO
 import YardModel
+import YardTLS
 
 // Per-connection state. Both classes are confined to the worker (event loop) that created
 // them: no locks, no atomics. The worker holds the only strong references (its `clients` and
@@ -20,6 +21,8 @@ extension TunnelConnection: Slotted {}
 
 /// Where a client connection is in its request/response cycle.
 enum ClientPhase: UInt8 {
+    /// TLS handshake in progress (TLS listeners only; header timeout applies).
+    case handshaking
     /// Between requests, no byte of the next request yet (idle timeout applies).
     case idle
     /// Some bytes of a request head have arrived (header timeout applies).
@@ -43,6 +46,11 @@ final class ClientConnection {
     var interest: UInt32 = 0
     /// When the current timeout fires (monotonic ms), 0 for none.
     var deadline: Int64 = 0
+    /// TLS on this connection (nil on plain listeners: every I/O call branches on this).
+    var tls: TLSConnection?
+    /// Interest a TLS operation asked for beyond the usual (a read that must write, a
+    /// write that must read, or the handshake's next step).
+    var tlsWant: UInt32 = 0
 
     /// Bytes received and not yet consumed: the head being parsed, body bytes, pipelined requests.
     var inBuf: ByteBuffer

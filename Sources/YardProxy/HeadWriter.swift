@@ -56,7 +56,11 @@ extension Worker {
         }
         out.append(c.peerText)
         if c.upgradeRequested { out.append("\r\nConnection: upgrade") }
-        out.append("\r\nX-Forwarded-Proto: http\r\n")
+        if c.tls == nil {
+            out.append("\r\nX-Forwarded-Proto: http\r\n")
+        } else {
+            out.append("\r\nX-Forwarded-Proto: https\r\n")
+        }
         if !host.isEmpty {
             out.append("X-Forwarded-Host: ")
             out.append(host)

@@ -32,6 +32,10 @@ struct WorkerMetrics {
     /// request (400/408/414/431/501/505), 3 = 502, 4 = 504.
     var ownAnswers: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
     var accepted: UInt64 = 0
+    /// TLS handshakes completed, and those that failed (bad clients, scanners, timeouts
+    /// excluded).
+    var tlsHandshakes: UInt64 = 0
+    var tlsHandshakeFailures: UInt64 = 0
 
     init() {
         capacity = 16
@@ -80,7 +84,8 @@ struct WorkerMetrics {
         MetricsSnapshot(
             rows: Array(UnsafeBufferPointer(start: rows, count: capacity * Field.count)),
             ownAnswers: [ownAnswers.0, ownAnswers.1, ownAnswers.2, ownAnswers.3, ownAnswers.4],
-            accepted: accepted, openConnections: 0)
+            accepted: accepted, openConnections: 0, tlsHandshakes: tlsHandshakes,
+            tlsHandshakeFailures: tlsHandshakeFailures)
     }
 }
 
@@ -115,6 +120,8 @@ public struct MetricsSnapshot: Sendable {
     public var ownAnswers: [UInt64]
     public var accepted: UInt64
     public var openConnections: Int
+    public var tlsHandshakes: UInt64 = 0
+    public var tlsHandshakeFailures: UInt64 = 0
 
     static let empty = MetricsSnapshot(rows: [], ownAnswers: [0, 0, 0, 0, 0], accepted: 0, openConnections: 0)
 
@@ -124,6 +131,8 @@ public struct MetricsSnapshot: Sendable {
         for i in other.rows.indices { rows[i] &+= other.rows[i] }
         for i in 0..<5 { ownAnswers[i] &+= other.ownAnswers[i] }
         accepted &+= other.accepted
+        tlsHandshakes &+= other.tlsHandshakes
+        tlsHandshakeFailures &+= other.tlsHandshakeFailures
         openConnections += other.openConnections
     }
 

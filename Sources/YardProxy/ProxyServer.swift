@@ -5,6 +5,7 @@ import Foundation
 import Synchronization
 import YardIO
 import YardModel
+import YardTLS
 
 /// The data plane: N event loops (workers), each with its own SO_REUSEPORT listener per
 /// configured listener, serving HTTP/1.1 reverse proxying from the current routing table.
@@ -22,12 +23,17 @@ public final class ProxyServer: Sendable {
     /// when 0 was asked for).
     public let boundAddresses: [SocketAddress]
 
+    /// The ALPN protocols the data plane serves over TLS, in preference order. A TLS
+    /// listener offers only these (h2 joins when the HTTP/2 codec is plugged in), so a
+    /// client is never steered to a protocol no handler speaks.
+    public static let servedApplicationProtocols = ["http/1.1"]
+
     /// Binds every listener on every worker. Throws if an address cannot be bound.
     /// `onEndpointFailing` is called (from a worker thread, rarely) when a worker saw an
     /// endpoint fail `health.consecutive_failures` requests in a row: the control plane
     /// decides whether to eject it.
     public init(
-        listeners: [ListenerConfig], table: RoutingTable, settings: ProxySettings, workers count: Int,
+        listeners: [ListenerConfig], tls: [TLSServerContext?] = [], table: RoutingTable, settings: ProxySettings, workers count: Int,
         onEndpointFailing: @escaping @Sendable (_ service: String, _ poolKey: Int) -> Void = { _, _ in },
         accessLog: AccessLogWriter? = nil
     ) throws {
@@ -56,7 +62,7 @@ public final class ProxyServer: Sendable {
         let gate = ConnectionGate(limit: settings.maxConnections)
         var made: [Worker] = []
         for w in 0..<count {
-            made.append(try Worker(id: w, listeners: perWorker[w], listenerServices: services, table: table, settings: settings, gate: gate,
+            made.append(try Worker(id: w, listeners: perWorker[w], listenerServices: services, tls: tls, table: table, settings: settings, gate: gate,
                                    onEndpointFailing: onEndpointFailing, accessLog: accessLog))
         }
         self.workers = made
@@ -102,6 +108,16 @@ public final class ProxyServer: Sendable {
         let deadline = DispatchTime.now() + .milliseconds(timeoutMs)
         for _ in workers where adopted.wait(timeout: deadline) == .timedOut { return false }
         return true
+    }
+
+    /// Swaps the TLS context of listener `index` (in configuration order): handshakes from
+    /// now on use it; established connections keep the one they started with.
+    public func publishTLS(_ context: TLSServerContext, listener index: Int) {
+        for worker in workers {
+            worker.inbox.post {
+                if index < worker.listenerTLS.count { worker.listenerTLS[index] = context }
+            }
+        }
     }
 
     /// Stops accepting and lets in-flight requests finish; returns once every worker has

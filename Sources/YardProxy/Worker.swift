@@ -7,6 +7,7 @@ import YardHTTP
 import YardHTTP2
 import YardIO
 import YardModel
+import YardTLS
 
 /// Counts client connections across every worker, to enforce `maxConnections`.
 ///
@@ -50,6 +51,12 @@ final class Worker: @unchecked Sendable {
     var listeners: [Int32]
     /// Per listener (same order): the service of a TCP listener, nil for HTTP.
     let listenerServices: [String?]
+    /// TLS per listener (same index as `listeners`), nil for plain ones. Replaced on a
+    /// certificate reload; connections keep the context they started with.
+    var listenerTLS: [TLSServerContext?]
+    /// TLS connections whose decrypted input is buffered inside OpenSSL (their buffer was
+    /// full), so no epoll event will announce it: read again after the batch.
+    var tlsPendingReads: [ClientConnection] = []
     var table: RoutingTable
     /// Balancing state per service (indexed by `Service.index`).
     var balancers: [ServiceBalancer] = []
@@ -98,7 +105,7 @@ final class Worker: @unchecked Sendable {
     let events: UnsafeMutablePointer<epoll_event>
 
     init(
-        id: Int, listeners: [Int32], listenerServices: [String?] = [], table: RoutingTable, settings: ProxySettings, gate: ConnectionGate,
+        id: Int, listeners: [Int32], listenerServices: [String?] = [], tls: [TLSServerContext?], table: RoutingTable, settings: ProxySettings, gate: ConnectionGate,
         onEndpointFailing: @escaping @Sendable (String, Int) -> Void, accessLog: AccessLogWriter?
     ) throws(IOError) {
         self.id = id
@@ -122,6 +129,7 @@ final class Worker: @unchecked Sendable {
         self.h2Settings = h2Settings
         self.listeners = listeners
         self.listenerServices = listenerServices + Array(repeating: nil, count: max(0, listeners.count - listenerServices.count))
+        self.listenerTLS = tls + Array(repeating: nil, count: max(0, listeners.count - tls.count))
         self.table = table
         self.events = .allocate(capacity: Int(Worker.eventCapacity))
         self.events.initialize(repeating: epoll_event(), count: Int(Worker.eventCapacity))
@@ -204,6 +212,7 @@ final class Worker: @unchecked Sendable {
                     for task in inbox.drain() { task() }
                 }
             }
+            if !tlsPendingReads.isEmpty { readPendingTLS() }
             if !h2FlushQueue.isEmpty { flushQueuedH2() }
             if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
             if now >= nextTick {
@@ -228,6 +237,7 @@ final class Worker: @unchecked Sendable {
     func acceptConnections(_ index: Int) {
         let listenFD = listeners[index]
         let tunnelService = listenerServices[index]
+        let tls = listenerTLS[index]
         // Bounded batch so one busy listener cannot starve the other connections.
         for _ in 0..<64 {
             switch Socket.accept(listenFD) {
@@ -246,6 +256,15 @@ final class Worker: @unchecked Sendable {
                 c.slot = clients.count
                 clients.append(c)
                 c.deadline = now + Int64(settings.clientIdleTimeoutMs)
+                if let tls {
+                    guard let connection = TLSConnection(accepting: fd, context: tls) else {
+                        closeClient(c)
+                        continue
+                    }
+                    c.tls = connection
+                    c.phase = .handshaking
+                    c.deadline = now + Int64(settings.clientHeaderTimeoutMs)
+                }
                 c.interest = Epoll.readable
                 epoll.add(fd, events: c.interest, token: Token.client(c))
             case .wouldBlock:
@@ -316,8 +335,10 @@ final class Worker: @unchecked Sendable {
             streamProgressed(c, link)
             return
         }
-        var want: UInt32 = 0
-        if c.phase == .lingering {
+        var want: UInt32 = c.tlsWant
+        if c.phase == .handshaking {
+            // Only what the handshake asked for.
+        } else if c.phase == .lingering {
             want = Epoll.readable
         } else if !c.readClosed && c.phase != .closingAfterFlush && c.inBuf.writableBytes > 0 {
             want |= Epoll.readable
@@ -470,6 +491,7 @@ final class Worker: @unchecked Sendable {
             Socket.close(fd)
         }
         listeners.removeAll()
+        listenerTLS.removeAll()
         for pool in pools.compactMap({ $0 }) {
             for u in pool.idle { closeUpstream(u) }
         }

@@ -81,6 +81,7 @@ struct Check: ParsableCommand {
             let table = buildRoutingTable(version: 1, routes: loaded.routes, catalog: catalog)
             var lines = ["\(config): ok"]
             lines.append("  listeners: " + loaded.listeners.map { "\($0.name)=\($0.host):\($0.port)" }.joined(separator: ", "))
+            lines += try checkTLSListeners(loaded.listeners)
             for route in table.routes {
                 let host = route.host.map { String(decoding: $0, as: UTF8.self) } ?? "*"
                 let target = route.service.map { "\($0.name) (\($0.activeEndpoints.count) active of \($0.endpoints.count))" }

@@ -63,6 +63,39 @@ import Testing
         #expect(try ConfigLoader.loadConfig(text: text, path: "conf/switchyard.yml").discovery == .file(path: "conf/more/services.yml"))
         #expect(try ConfigLoader.loadConfig(text: text, path: "switchyard.yml").discovery == .file(path: "more/services.yml"))
     }
+
+    @Test func tlsListenerReadsCertificatesAgainstTheConfigFolderAndDefaultsToModernSettings() throws {
+        let text = """
+            listeners:
+              - name: web
+                address: 127.0.0.1:8443
+                tls:
+                  certificates:
+                    - {cert: certs/a.pem, key: certs/a.key}
+                    - {cert: /etc/b.pem, key: /etc/b.key, names: [b.test, "*.b.test"]}
+            """
+        let config = try ConfigLoader.loadConfig(text: text, path: "conf/switchyard.yml")
+        let tls = try #require(config.listeners[0].tls)
+        #expect(tls.certificates == [
+            ListenerTLSConfig.Certificate(cert: "conf/certs/a.pem", key: "conf/certs/a.key"),
+            ListenerTLSConfig.Certificate(cert: "/etc/b.pem", key: "/etc/b.key", names: ["b.test", "*.b.test"]),
+        ])
+        #expect(tls.certificates[1].origin == "conf/switchyard.yml:7 listeners[0].tls.certificates[1]")
+        #expect(tls.alpn == ["h2", "http/1.1"])
+        #expect(tls.minVersion == "1.2")
+        #expect(tls.ciphers == nil && tls.ciphersuites == nil)
+        #expect(tls.ticketRotationMs == 3_600_000)
+
+        let tuned = try ConfigLoader.loadConfig(text: text + """
+
+                  alpn: [http/1.1]
+                  min_version: TLSv1.3
+                  ciphers: ECDHE-ECDSA-AES128-GCM-SHA256
+                  session_ticket_rotation: 30m
+            """, path: "conf/switchyard.yml").listeners[0].tls
+        #expect(tuned?.alpn == ["http/1.1"] && tuned?.minVersion == "1.3")
+        #expect(tuned?.ciphers == "ECDHE-ECDSA-AES128-GCM-SHA256" && tuned?.ticketRotationMs == 1_800_000)
+    }
 }
 
 // MARK: - Errors
@@ -150,6 +183,27 @@ private let badConfigs: [BadConfig] = [
               text: good + "timeouts:\n  - 10s\n", line: 5, key: "timeouts", says: "expected a mapping"),
     BadConfig(name: "unsupported listener protocol",
               text: good + "    protocol: gopher\n", line: 4, key: "listeners[0].protocol", says: "supported: http"),
+    BadConfig(name: "tls without certificates",
+              text: good + "    tls: {alpn: [h2]}\n", line: 4, key: "listeners[0].tls.certificates",
+              says: "missing required key 'certificates'"),
+    BadConfig(name: "misspelt tls key",
+              text: good + "    tls:\n      certificate: [{cert: a.pem, key: a.key}]\n", line: 5, key: "listeners[0].tls.certificate",
+              says: "did you mean 'certificates'?"),
+    BadConfig(name: "certificate without its key",
+              text: good + "    tls:\n      certificates:\n        - {cert: a.pem}\n", line: 6, key: "listeners[0].tls.certificates[0].key",
+              says: "missing required key 'key'"),
+    BadConfig(name: "empty certificate list",
+              text: good + "    tls:\n      certificates: []\n", line: 5, key: "listeners[0].tls.certificates",
+              says: "at least one certificate is required"),
+    BadConfig(name: "unknown ALPN protocol",
+              text: good + "    tls:\n      certificates: [{cert: a.pem, key: a.key}]\n      alpn: [http1.1]\n", line: 6,
+              key: "listeners[0].tls.alpn[0]", says: "did you mean 'http/1.1'?"),
+    BadConfig(name: "TLS 1.1 as minimum",
+              text: good + "    tls:\n      certificates: [{cert: a.pem, key: a.key}]\n      min_version: '1.1'\n", line: 6,
+              key: "listeners[0].tls.min_version", says: "expected 1.2 or 1.3"),
+    BadConfig(name: "wildcard not in the first label",
+              text: good + "    tls:\n      certificates: [{cert: a.pem, key: a.key, names: [a.*.test]}]\n", line: 5,
+              key: "listeners[0].tls.certificates[0].names[0]", says: "wildcard may only be the whole first label"),
     BadConfig(name: "empty file",
               text: "# nothing here\n", line: nil, key: nil, says: "the file is empty"),
 ]

@@ -54,6 +54,8 @@ struct ProxySpec {
     var limits: [String: String] = [:]
     /// Appended to the config as is (admin, state_store, ...).
     var extraYAML = ""
+    /// YAML of the listener's `tls:` block (without the key), nil for plain HTTP.
+    var tls: String? = nil
 
     var yaml: String {
         var text = """
@@ -61,9 +63,12 @@ struct ProxySpec {
           - name: web
             address: 127.0.0.1:0
             protocol: http
-        routes:
 
         """
+        if let tls {
+            text += "    tls:\n" + tls.split(separator: "\n").map { "      \($0)\n" }.joined()
+        }
+        text += "routes:\n"
         for route in routes {
             text += "  - path: \(route.path)\n"
             if let host = route.host { text += "    host: \(host)\n" }

@@ -1,0 +1,47 @@
+internal import CYardOpenSSL
+
+/// TLS to upstreams: the peer's certificate is verified against a CA file (or the system
+/// store) and, per connection, against the name dialled (`TLSConnection(connecting:…)`).
+///
+/// Threading: built on the control plane, then shared read-only by every event loop
+/// (`@unchecked Sendable`: an `SSL_CTX` may be used by many threads once configured).
+public final class TLSClientContext: @unchecked Sendable {
+    let context: OpaquePointer
+    public let caFile: String?
+
+    /// - Parameters:
+    ///   - caFile: PEM file of trusted CAs; nil for the system's default store.
+    ///   - alpn: protocols to offer, in preference order (empty: no ALPN).
+    public init(caFile: String?, alpn: [String] = [], minimumVersion: TLSVersion = .tls12) throws(TLSError) {
+        ERR_clear_error()
+        guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw TLSError.fromQueue("creating a TLS client context") }
+        context = ctx
+        self.caFile = caFile
+        guard yard_SSL_CTX_set_min_proto_version(ctx, minimumVersion.openSSLValue) == 1 else {
+            throw TLSError.fromQueue("setting the minimum TLS version")
+        }
+        _ = SSL_CTX_set_options(ctx, yard_SSL_OP_client_defaults)
+        _ = yard_SSL_CTX_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
+        if let caFile {
+            guard SSL_CTX_load_verify_locations(ctx, caFile, nil) == 1 else {
+                throw TLSError.fromQueue("loading CA file \(caFile)")
+            }
+        } else if SSL_CTX_set_default_verify_paths(ctx) != 1 {
+            throw TLSError.fromQueue("loading the system CA store")
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+        if !alpn.isEmpty {
+            var wire: [UInt8] = []
+            for name in alpn where !name.isEmpty && name.utf8.count < 256 {
+                wire.append(UInt8(name.utf8.count))
+                wire.append(contentsOf: name.utf8)
+            }
+            // SSL_CTX_set_alpn_protos returns 0 on success, unlike most of OpenSSL.
+            guard SSL_CTX_set_alpn_protos(ctx, wire, UInt32(wire.count)) == 0 else {
+                throw TLSError.fromQueue("ALPN list \(alpn)")
+            }
+        }
+    }
+
+    deinit { SSL_CTX_free(context) }
+}
