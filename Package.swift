@@ -24,12 +24,20 @@ let package = Package(
         .target(name: "YardIO", dependencies: ["CYardLinux"]),
         .target(name: "YardHTTP", dependencies: ["YardIO"]),
         .target(name: "YardTLS", dependencies: ["CYardOpenSSL", "YardIO"]),
+        // HTTP/2 server sessions over memory (libnghttp2), independent of sockets and TLS.
+        .target(
+            name: "YardHTTP2", dependencies: ["CYardNghttp2", "YardIO"],
+            // The session is confined to one loop, like YardProxy's connections; dynamic
+            // exclusivity checks on its stored properties were ~2-3 % of the proxy's CPU
+            // under h2load (swift_beginAccess/AccessSet::insert in perf).
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
+        ),
         .target(name: "YardModel", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "YardBalancing"),
         .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing"]),
         .target(
             name: "YardProxy",
-            dependencies: ["YardIO", "YardHTTP", "YardModel", "YardBalancing", "YardTLS"],
+            dependencies: ["YardIO", "YardHTTP", "YardHTTP2", "YardModel", "YardBalancing", "YardTLS"],
             // Connection state lives in loop-confined classes; dynamic exclusivity checks on
             // their stored properties cost ~2-3 % of the proxy's CPU under load (perf,
             // docs/ARCHITECTURE.md) and guard nothing a single-threaded loop can violate.
@@ -51,6 +59,7 @@ let package = Package(
         // MARK: Tests
         .target(name: "YardTestSupport", dependencies: ["YardIO"], path: "Sources/YardTestSupport"),
         .testTarget(name: "YardHTTPTests", dependencies: ["YardHTTP", "YardIO"]),
+        .testTarget(name: "YardHTTP2Tests", dependencies: ["YardHTTP2", "YardIO", "CYardNghttp2"]),
         .testTarget(name: "YardBalancingTests", dependencies: ["YardBalancing"]),
         .testTarget(name: "YardHealthTests", dependencies: ["YardHealth", "YardModel"]),
         .testTarget(name: "YardModelTests", dependencies: ["YardModel", "YardDiscovery"]),

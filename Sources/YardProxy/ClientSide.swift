@@ -96,8 +96,17 @@ extension Worker {
 
     // MARK: Heads
 
-    private func processHead(_ c: ClientConnection) {
+    func processHead(_ c: ClientConnection) {
         guard !c.inBuf.isEmpty else { return }
+        // h2c with prior knowledge: a new plaintext connection that opens with the HTTP/2
+        // preface. (Over TLS, HTTP/2 comes by ALPN "h2", with a TLS transport: not yet.)
+        if c.served == 0 && c.phase == .idle && c.inBuf.readable[0] == UInt8(ascii: "P") && c.h2 == nil && c.tls == nil {
+            switch H2Preface.match(c.inBuf.readable) {
+            case .complete: return switchToHTTP2(c)
+            case .partial: return
+            case .no: break
+            }
+        }
         if c.phase == .idle {
             c.phase = .readingHead
             c.deadline = now + Int64(settings.clientHeaderTimeoutMs)
@@ -300,6 +309,7 @@ extension Worker {
     /// The connection stays open only when the request was fully read (no body pending),
     /// the client allows it, and the status does not imply broken framing.
     func respondError(_ c: ClientConnection, status: Int, reason: String) {
+        if c.h2 != nil { return h2RespondError(c, status: status, reason: reason) }
         let framingKnown = status == 404 || status == 502 || status == 503 || status == 504
         let close = !framingKnown || !c.keepAlive || !c.requestBodyDone || draining || c.readClosed
         Log.warning("\(status) to \(String(decoding: c.peerText, as: UTF8.self)): \(reason)")
@@ -334,6 +344,7 @@ extension Worker {
     /// Fails the exchange in progress: answers `status` if nothing of the response was sent
     /// yet, otherwise closes the client (its response cannot be completed).
     func abortExchange(_ c: ClientConnection, status: Int, reason: String) {
+        if c.h2 != nil { return h2AbortExchange(c, status: status, reason: reason) }
         releaseEndpoint(c)
         if let u = c.upstream {
             // The client's answer for this endpoint is our error (or a cut response).

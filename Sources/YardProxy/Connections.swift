@@ -118,17 +118,25 @@ final class ClientConnection {
     var served = 0
     /// When the request head was complete (for logs of failures).
     var requestStart: Int64 = 0
+    /// Set when this is a stream of an HTTP/2 connection (no socket of its own; H2Streams.swift).
+    var h2: H2StreamLink?
 
-    init(fd: Int32, peer: SocketAddress, maxHeaders: Int, bufferSize: Int) {
-        self.fd = fd
-        self.inBuf = ByteBuffer(capacity: bufferSize)
-        self.outBuf = ByteBuffer(capacity: bufferSize)
-        self.fields = .allocate(capacity: maxHeaders)
-        self.fields.initialize(repeating: .empty, count: maxHeaders)
-        self.peerText = Array(peer.ipText.utf8)
-        self.peerBytes = withUnsafeBytes(of: peer.storage) { raw in
+    convenience init(fd: Int32, peer: SocketAddress, maxHeaders: Int, bufferSize: Int) {
+        let peerBytes = withUnsafeBytes(of: peer.storage) { raw in
             peer.family == AF_INET6 ? Array(raw[8..<24]) : Array(raw[4..<8])
         }
+        self.init(fd: fd, peerText: Array(peer.ipText.utf8), peerBytes: peerBytes, maxHeaders: maxHeaders,
+                  bufferSize: bufferSize, outBufferSize: bufferSize)
+    }
+
+    init(fd: Int32, peerText: [UInt8], peerBytes: [UInt8], maxHeaders: Int, bufferSize: Int, outBufferSize: Int) {
+        self.fd = fd
+        self.inBuf = ByteBuffer(capacity: bufferSize)
+        self.outBuf = outBufferSize > 0 ? ByteBuffer(capacity: outBufferSize) : ByteBuffer()
+        self.fields = .allocate(capacity: maxHeaders)
+        self.fields.initialize(repeating: .empty, count: maxHeaders)
+        self.peerText = peerText
+        self.peerBytes = peerBytes
     }
 
     deinit {

@@ -207,6 +207,7 @@ extension Worker {
     /// buffer allows; finishes the exchange when the response is complete.
     func relayResponse(_ u: UpstreamConnection) {
         guard let c = u.client else { return }
+        if c.h2 != nil { return relayResponseToStream(u, c) }
         while !u.responseDone {
             if !u.headDone {
                 guard !u.inBuf.isEmpty else { break }

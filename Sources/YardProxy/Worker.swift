@@ -4,6 +4,7 @@ import Glibc
 import CYardLinux
 import Synchronization
 import YardHTTP
+import YardHTTP2
 import YardIO
 import YardModel
 import YardTLS
@@ -78,6 +79,11 @@ final class Worker: @unchecked Sendable {
     var clients: ContiguousArray<ClientConnection> = []
     var upstreams: ContiguousArray<UpstreamConnection> = []
     var tunnels: ContiguousArray<TunnelConnection> = []
+    /// HTTP/2 connections (their streams are `ClientConnection`s outside `clients`).
+    var h2Connections: ContiguousArray<H2Connection> = []
+    /// HTTP/2 connections with frames to send, flushed after each batch of events.
+    var h2FlushQueue: [H2Connection] = []
+    let h2Settings: H2Settings
     /// Connections closed during the current batch of events; released after it, because
     /// a later event of the same batch may still carry their (unretained) pointer.
     var graveyard: [AnyObject] = []
@@ -118,6 +124,9 @@ final class Worker: @unchecked Sendable {
             maxStartLine: 8_192,
             maxHeadBytes: max(settings.maxHeaderBytes, 65_536),
             maxHeaders: settings.maxHeaders)
+        var h2Settings = H2Settings()
+        h2Settings.maxHeaderListSize = max(settings.maxHeaderBytes, 16_384)
+        self.h2Settings = h2Settings
         self.listeners = listeners
         self.listenerServices = listenerServices + Array(repeating: nil, count: max(0, listeners.count - listenerServices.count))
         self.listenerTLS = tls + Array(repeating: nil, count: max(0, listeners.count - tls.count))
@@ -148,6 +157,7 @@ final class Worker: @unchecked Sendable {
         static let inbox: UInt64 = 3
         static let tunnelClientTag: UInt64 = 4
         static let tunnelUpstreamTag: UInt64 = 5
+        static let h2Tag: UInt64 = 6
 
         @inline(__always) static func client(_ c: ClientConnection) -> UInt64 {
             UInt64(UInt(bitPattern: Unmanaged.passUnretained(c).toOpaque()))
@@ -163,6 +173,9 @@ final class Worker: @unchecked Sendable {
         }
         @inline(__always) static func tunnelUpstream(_ t: TunnelConnection) -> UInt64 {
             UInt64(UInt(bitPattern: Unmanaged.passUnretained(t).toOpaque())) | tunnelUpstreamTag
+        }
+        @inline(__always) static func h2(_ h: H2Connection) -> UInt64 {
+            UInt64(UInt(bitPattern: Unmanaged.passUnretained(h).toOpaque())) | h2Tag
         }
     }
 
@@ -192,20 +205,25 @@ final class Worker: @unchecked Sendable {
                 case Token.tunnelClientTag, Token.tunnelUpstreamTag:
                     let t = Unmanaged<TunnelConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask))!).takeUnretainedValue()
                     tunnelEvent(t, upstreamSide: token & Token.mask == Token.tunnelUpstreamTag, flags)
+                case Token.h2Tag:
+                    let h = Unmanaged<H2Connection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask))!).takeUnretainedValue()
+                    h2Event(h, flags)
                 default:
                     for task in inbox.drain() { task() }
                 }
             }
             if !tlsPendingReads.isEmpty { readPendingTLS() }
+            if !h2FlushQueue.isEmpty { flushQueuedH2() }
             if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
             if now >= nextTick {
                 nextTick = now + Worker.tickMs
                 if let accessLog { flushAccessLog(accessLog) }
                 expireTimeouts()
                 if !tunnels.isEmpty { expireTunnels() }
-                if draining && clients.isEmpty && tunnels.isEmpty { stopped = true }
+                if draining && clients.isEmpty && tunnels.isEmpty && h2Connections.isEmpty { stopped = true }
             }
         }
+        for h in h2Connections { closeH2(h) }
         for c in clients { closeClient(c) }
         for u in upstreams { closeUpstream(u) }
         for t in tunnels { closeTunnel(t) }
@@ -264,6 +282,10 @@ final class Worker: @unchecked Sendable {
 
     func closeClient(_ c: ClientConnection) {
         guard c.phase != .closed else { return }
+        if c.h2 != nil {
+            abandonStream(c)
+            return
+        }
         releaseEndpoint(c)
         c.phase = .closed
         if let u = c.upstream {
@@ -309,6 +331,10 @@ final class Worker: @unchecked Sendable {
     /// is still reading, output while it has bytes queued.
     func updateInterest(_ c: ClientConnection) {
         guard c.phase != .closed else { return }
+        if let link = c.h2 {
+            streamProgressed(c, link)
+            return
+        }
         var want: UInt32 = c.tlsWant
         if c.phase == .handshaking {
             // Only what the handshake asked for.
@@ -357,6 +383,7 @@ final class Worker: @unchecked Sendable {
             }
             if i < upstreams.count && upstreams[i] === u { i += 1 }
         }
+        if !h2Connections.isEmpty { expireH2Timeouts() }
     }
 
     // MARK: Metrics
@@ -364,7 +391,7 @@ final class Worker: @unchecked Sendable {
     /// Copies this worker's counters (runs on the worker, through its inbox).
     func metricsSnapshot() -> MetricsSnapshot {
         var snapshot = metrics.snapshot()
-        snapshot.openConnections = clients.count
+        snapshot.openConnections = clients.count + h2Connections.count
         return snapshot
     }
 
@@ -468,6 +495,7 @@ final class Worker: @unchecked Sendable {
         for pool in pools.compactMap({ $0 }) {
             for u in pool.idle { closeUpstream(u) }
         }
+        for h in h2Connections { beginH2Shutdown(h) }
         var i = 0
         while i < clients.count {
             let c = clients[i]

@@ -1,0 +1,456 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+internal import CYardNghttp2
+import YardIO
+
+/// A server-side HTTP/2 session over memory: bytes in (`receive`), bytes out (`send`),
+/// events recorded in between, responses submitted by the owner.
+///
+/// Wraps one `nghttp2_session*`, freed in `deinit`. nghttp2 calls back into file-private
+/// `@convention(c)` thunks that unwrap the session from the user-data pointer and *record*
+/// what happened (`events`, header and DATA bytes copied into the session's stores); they
+/// never call back into nghttp2. The owner acts on the events after `receive` (or `send`)
+/// returned, which is when submitting, resuming and consuming are safe.
+///
+/// Flow control: automatic WINDOW_UPDATE is off. Request body bytes count against the
+/// stream's and the connection's windows until the owner calls `consume` for them (when it
+/// has forwarded them), so a slow upstream slows the client instead of filling memory.
+///
+/// Threading: confined to one event loop; not Sendable.
+public final class H2ServerSession {
+    let session: OpaquePointer
+    public let settings: H2Settings
+
+    // MARK: Recorded state
+    /// Events since the last `takeEvents`.
+    var events: [H2Event] = []
+    /// Header fields of the recorded request/trailer events.
+    public private(set) var fields: [H2Field] = []
+    public private(set) var headerBytes = ByteBuffer()
+    /// DATA payloads of the recorded `.data` events.
+    public private(set) var dataBytes = ByteBuffer()
+    /// The header block being received: where its fields start, its size so far.
+    var blockStart = 0
+    var blockSize = 0
+    var blockTooLarge = false
+
+    // MARK: Rapid-reset accounting
+    var resetWindowStart: Int64 = 0
+    var resetsInWindow = 0
+    /// The client reset streams faster than allowed; the session is ending.
+    public private(set) var floodDetected = false
+    var nowMs: Int64 = 0
+
+    // MARK: Bodies
+    var spareBodies: [H2ResponseBody] = []
+    /// Bodies whose trailers are due (the last DATA frame went out without END_STREAM).
+    var trailersDue: [H2ResponseBody] = []
+    let bodyCapacity: Int
+    var nv: UnsafeMutablePointer<nghttp2_nv>
+    var nvCapacity: Int
+
+    /// What feeding bytes to the session came to.
+    public enum ReceiveOutcome: Equatable, Sendable {
+        case ok
+        /// The connection did not start with the HTTP/2 client preface.
+        case badPreface
+        /// The peer broke the protocol or flooded the session; what is queued (GOAWAY) should
+        /// be sent, then the connection closed.
+        case protocolError(String)
+    }
+
+    public init(settings: H2Settings = H2Settings(), bodyCapacity: Int = 32 * 1024) {
+        self.settings = settings
+        self.bodyCapacity = bodyCapacity
+        nvCapacity = 64
+        nv = .allocate(capacity: nvCapacity)
+        var callbacks: OpaquePointer?
+        nghttp2_session_callbacks_new(&callbacks)
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, onBeginHeaders)
+        nghttp2_session_callbacks_set_on_header_callback(callbacks, onHeader)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameRecv)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunk)
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
+        var option: OpaquePointer?
+        nghttp2_option_new(&option)
+        nghttp2_option_set_no_auto_window_update(option, 1)
+        nghttp2_option_set_max_continuations(option, settings.maxContinuations)
+        // The library's own rapid-reset bucket stays as a backstop above the window count.
+        nghttp2_option_set_stream_reset_rate_limit(option, UInt64(settings.maxResetsPerWindow * 4), 33)
+        var made: OpaquePointer?
+        // Allocation failure inside nghttp2 (ENOMEM) is the only way this fails.
+        let rc = nghttp2_session_server_new2(&made, callbacks, nil, option)
+        nghttp2_option_del(option)
+        nghttp2_session_callbacks_del(callbacks)
+        precondition(rc == 0 && made != nil, "nghttp2_session_server_new2 failed: \(rc)")
+        session = made!
+        nghttp2_session_set_user_data(session, Unmanaged.passUnretained(self).toOpaque())
+        headerBytes = ByteBuffer(capacity: 4096)
+        dataBytes = ByteBuffer(capacity: 16 * 1024)
+        var entries = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(settings.initialWindowSize)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: UInt32(settings.maxHeaderListSize)),
+        ]
+        nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count)
+        if settings.connectionWindowSize > 65_535 {
+            nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, settings.connectionWindowSize)
+        }
+    }
+
+    deinit {
+        nghttp2_session_del(session)
+        headerBytes.deallocate()
+        dataBytes.deallocate()
+        nv.deallocate()
+    }
+
+    // MARK: Input
+
+    /// Feeds received bytes. Events are recorded (see `takeEvents`); the session may have
+    /// queued frames (SETTINGS ACK, WINDOW_UPDATE, GOAWAY) for `send`.
+    public func receive(_ bytes: UnsafeRawBufferPointer, nowMs: Int64) -> ReceiveOutcome {
+        self.nowMs = nowMs
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return .ok }
+        let rc = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
+        if rc < 0 {
+            if Int32(rc) == NGHTTP2_ERR_BAD_CLIENT_MAGIC.rawValue { return .badPreface }
+            return .protocolError((String(cString: nghttp2_strerror(Int32(rc)))))
+        }
+        if resetsInWindow > settings.maxResetsPerWindow && !floodDetected {
+            floodDetected = true
+            nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
+        }
+        return .ok
+    }
+
+    /// Moves the recorded events to `batch` (which is emptied first) and clears the stores
+    /// when they are no longer referenced: the caller reads fields and bytes of this batch
+    /// before the next `receive`.
+    public func takeEvents(into batch: inout [H2Event]) {
+        batch.removeAll(keepingCapacity: true)
+        swap(&batch, &events)
+    }
+
+    /// Forgets the header fields and DATA bytes of batches already handled.
+    public func clearStores() {
+        fields.removeAll(keepingCapacity: true)
+        headerBytes.clear()
+        dataBytes.clear()
+    }
+
+    public var hasEvents: Bool { !events.isEmpty }
+
+    /// One recorded field (cheaper than indexing `fields`, which hands out the array).
+    public func field(_ index: Int) -> H2Field { fields[index] }
+
+    public func name(_ field: H2Field) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: headerBytes.base! + Int(field.nameStart), count: Int(field.nameCount))
+    }
+
+    public func value(_ field: H2Field) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: headerBytes.base! + Int(field.valueStart), count: Int(field.valueCount))
+    }
+
+    public func data(_ range: Range<Int>) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: dataBytes.base! + range.lowerBound, count: range.count)
+    }
+
+    // MARK: Output
+
+    /// Appends the frames the session wants to send to `out`, up to about `limit` bytes
+    /// pending in `out` (the socket's backpressure). Returns false on a fatal error.
+    public func send(into out: inout ByteBuffer, limit: Int = 256 * 1024) -> Bool {
+        while out.readableBytes < limit {
+            var chunk: UnsafePointer<UInt8>?
+            let n = nghttp2_session_mem_send(session, &chunk)
+            if n < 0 { return false }
+            if n == 0 {
+                // Bodies whose last DATA went out without END_STREAM: their trailers now.
+                guard !trailersDue.isEmpty else { break }
+                let due = trailersDue
+                trailersDue.removeAll(keepingCapacity: true)
+                for body in due { submitTrailers(body) }
+                continue
+            }
+            _ = out.reserve(n)
+            out.append(UnsafeRawBufferPointer(start: chunk, count: n))
+        }
+        return true
+    }
+
+    /// Whether the session still reads or writes; when neither, the connection is done.
+    public var isActive: Bool {
+        nghttp2_session_want_read(session) != 0 || nghttp2_session_want_write(session) != 0
+    }
+
+    public var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
+
+    // MARK: Responses
+
+    /// A body buffer for `stream`'s response, to pass to `submitResponse`.
+    public func openBody(stream: Int32) -> H2ResponseBody {
+        let body = spareBodies.popLast() ?? H2ResponseBody(capacity: bodyCapacity)
+        body.reset(stream: stream)
+        return body
+    }
+
+    /// Gives a body back once its stream's `.closed` event was handled.
+    public func release(_ body: H2ResponseBody) {
+        body.stream = 0
+        if spareBodies.count < Int(settings.maxConcurrentStreams) { spareBodies.append(body) }
+    }
+
+    /// Submits a response head (`:status` first, then `headers`) and, with `body`, a data
+    /// provider that streams from it. Without a body the HEADERS frame ends the stream.
+    @discardableResult
+    public func submitResponse(stream: Int32, status: Int, headers: inout H2HeaderBlock, body: H2ResponseBody?) -> Bool {
+        // Three digits on the stack: no allocation per response.
+        let digits = UInt32(truncatingIfNeeded: min(max(status, 100), 999))
+        var text = (UInt8(48 + digits / 100), UInt8(48 + digits / 10 % 10), UInt8(48 + digits % 10))
+        return withUnsafeBytes(of: &text) { statusText in
+            withNV(headers: &headers, status: statusText) { nva, count in
+                if let body {
+                    var provider = yard_nghttp2_data_provider(Unmanaged.passUnretained(body).toOpaque(), readBody)
+                    return nghttp2_submit_response(session, stream, nva, count, &provider) == 0
+                }
+                return nghttp2_submit_response(session, stream, nva, count, nil) == 0
+            }
+        }
+    }
+
+    /// The owner appended to `body.buffer` or set `ended`: resumes a deferred stream.
+    public func bodyGrew(_ body: H2ResponseBody) {
+        guard body.deferred, body.stream != 0 else { return }
+        body.deferred = false
+        nghttp2_session_resume_data(session, body.stream)
+    }
+
+    /// Resets a stream (RST_STREAM with `code`, e.g. 2 INTERNAL_ERROR, 8 CANCEL).
+    public func resetStream(_ stream: Int32, code: UInt32) {
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, code)
+    }
+
+    /// Consumes `count` request-body bytes of `stream` (forwarded): the windows reopen.
+    public func consume(stream: Int32, count: Int) {
+        guard count > 0 else { return }
+        if nghttp2_session_consume(session, stream, count) != 0 {
+            // The stream is gone; its bytes still count against the connection window.
+            nghttp2_session_consume_connection(session, count)
+        }
+    }
+
+    /// Bytes the client lets us send on `stream` now (stream and connection windows).
+    public func sendWindow(stream: Int32) -> Int {
+        let streamWindow = Int(nghttp2_session_get_stream_remote_window_size(session, stream))
+        let connectionWindow = Int(nghttp2_session_get_remote_window_size(session))
+        return max(0, min(streamWindow, connectionWindow))
+    }
+
+    /// Whether the stream is still open in the session (not reset or closed).
+    public func isOpen(_ stream: Int32) -> Bool {
+        guard let s = nghttp2_session_find_stream(session, stream) else { return false }
+        return nghttp2_stream_get_state(s) != NGHTTP2_STREAM_STATE_CLOSED
+    }
+
+    // MARK: Ending
+
+    /// Graceful shutdown, step one: a GOAWAY announcing the end without refusing streams
+    /// already on their way (last-stream-id 2^31-1); `finishShutdown` follows.
+    public func announceShutdown() {
+        nghttp2_submit_shutdown_notice(session)
+    }
+
+    /// Graceful shutdown, step two: GOAWAY with the last stream processed; streams after it
+    /// are refused, streams up to it finish.
+    public func finishShutdown() {
+        let last = nghttp2_session_get_last_proc_stream_id(session)
+        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, NGHTTP2_NO_ERROR.rawValue, nil, 0)
+    }
+
+    /// Ends the session now with GOAWAY(`code`).
+    public func terminate(code: UInt32) {
+        nghttp2_session_terminate_session(session, code)
+    }
+
+    // MARK: Helpers
+
+    private func submitTrailers(_ body: H2ResponseBody) {
+        guard body.stream != 0 else { return }
+        _ = withNV(headers: &body.trailers, status: nil) { nva, count in
+            nghttp2_submit_trailer(session, body.stream, nva, count) == 0
+        }
+    }
+
+    /// Builds the nghttp2_nv array for `headers` (spans resolved now: the byte buffer no
+    /// longer moves) and calls `body` with it. nghttp2 copies the fields before returning.
+    private func withNV(headers: inout H2HeaderBlock, status: UnsafeRawBufferPointer?,
+                        _ body: (UnsafeMutablePointer<nghttp2_nv>, Int) -> Bool) -> Bool {
+        let needed = headers.spans.count + 1
+        if needed > nvCapacity {
+            nv.deallocate()
+            nvCapacity = max(needed, nvCapacity * 2)
+            nv = .allocate(capacity: nvCapacity)
+        }
+        var count = 0
+        let flags = UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
+        if let status {
+            let name = UnsafeMutableRawPointer(mutating: H2Names.status.utf8Start)
+            nv[0] = nghttp2_nv(name: name.assumingMemoryBound(to: UInt8.self),
+                               value: UnsafeMutableRawPointer(mutating: status.baseAddress!).assumingMemoryBound(to: UInt8.self),
+                               namelen: 7, valuelen: status.count, flags: flags)
+            count = 1
+        }
+        let base = headers.bytes.base
+        for span in headers.spans {
+            nv[count] = nghttp2_nv(name: (base! + span.name).assumingMemoryBound(to: UInt8.self),
+                                   value: (base! + span.value).assumingMemoryBound(to: UInt8.self),
+                                   namelen: span.nameCount, valuelen: span.valueCount, flags: flags)
+            count += 1
+        }
+        return body(nv, count)
+    }
+
+    // MARK: Recording (called from the thunks)
+
+    func recordHeader(stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
+        blockSize += name.count + value.count + 32
+        if blockSize > settings.maxHeaderListSize {
+            blockTooLarge = true
+            return false
+        }
+        _ = headerBytes.reserve(name.count + value.count)
+        let nameStart = headerBytes.writerIndex
+        headerBytes.append(name)
+        let valueStart = headerBytes.writerIndex
+        headerBytes.append(value)
+        fields.append(H2Field(nameStart: Int32(nameStart), nameCount: Int32(name.count),
+                              valueStart: Int32(valueStart), valueCount: Int32(value.count)))
+        return true
+    }
+
+    func dropBlock() {
+        fields.removeSubrange(blockStart...)
+    }
+
+    func recordReset() {
+        if nowMs - resetWindowStart >= settings.resetWindowMs {
+            resetWindowStart = nowMs
+            resetsInWindow = 0
+        }
+        resetsInWindow += 1
+    }
+
+    func recordData(stream: Int32, _ bytes: UnsafeRawBufferPointer) {
+        _ = dataBytes.reserve(bytes.count)
+        let start = dataBytes.writerIndex
+        dataBytes.append(bytes)
+        events.append(.data(stream: stream, bytes: start..<dataBytes.writerIndex))
+    }
+}
+
+enum H2Names {
+    static let status: StaticString = ":status"
+}
+
+// MARK: Thunks
+
+// Each unwraps the session from user data and records; none calls into nghttp2.
+
+@inline(__always)
+private func owner(_ userData: UnsafeMutableRawPointer?) -> H2ServerSession {
+    Unmanaged<H2ServerSession>.fromOpaque(userData!).takeUnretainedValue()
+}
+
+private let onBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, userData in
+    let s = owner(userData)
+    s.blockStart = s.fields.count
+    s.blockSize = 0
+    s.blockTooLarge = false
+    return 0
+}
+
+private let onHeader: nghttp2_on_header_callback = { _, frame, name, nameCount, value, valueCount, _, userData in
+    let s = owner(userData)
+    let stream = yard_nghttp2_frame_stream_id(frame)
+    if s.blockTooLarge { return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue }
+    let ok = s.recordHeader(stream: stream, name: UnsafeRawBufferPointer(start: name, count: nameCount),
+                            value: UnsafeRawBufferPointer(start: value, count: valueCount))
+    // Over the header list limit: nghttp2 resets this stream (the block is still decoded,
+    // keeping HPACK state in step) and drops what was recorded of it.
+    if !ok {
+        s.dropBlock()
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
+    }
+    return 0
+}
+
+private let onFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, userData in
+    let s = owner(userData)
+    let stream = yard_nghttp2_frame_stream_id(frame)
+    let flags = yard_nghttp2_frame_flags(frame)
+    let endStream = flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+    switch UInt32(yard_nghttp2_frame_type(frame)) {
+    case NGHTTP2_HEADERS.rawValue:
+        guard !s.blockTooLarge else { return 0 }
+        let fields = s.blockStart..<s.fields.count
+        if UInt32(yard_nghttp2_frame_headers_category(frame)) == NGHTTP2_HCAT_REQUEST.rawValue {
+            s.events.append(.request(stream: stream, fields: fields, endStream: endStream))
+        } else {
+            s.events.append(.trailers(stream: stream, fields: fields))
+        }
+    case NGHTTP2_DATA.rawValue:
+        if endStream { s.events.append(.endStream(stream: stream)) }
+    case NGHTTP2_RST_STREAM.rawValue:
+        s.recordReset()
+        s.events.append(.reset(stream: stream, code: yard_nghttp2_frame_rst_error_code(frame)))
+    case NGHTTP2_GOAWAY.rawValue:
+        s.events.append(.goaway(lastStream: yard_nghttp2_frame_goaway_last_stream_id(frame),
+                                code: yard_nghttp2_frame_goaway_error_code(frame)))
+    case NGHTTP2_SETTINGS.rawValue:
+        if flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { s.events.append(.settingsAck) }
+    case NGHTTP2_WINDOW_UPDATE.rawValue:
+        s.events.append(.windowUpdate(stream: stream))
+    default:
+        break
+    }
+    return 0
+}
+
+private let onDataChunk: nghttp2_on_data_chunk_recv_callback = { _, _, stream, data, count, userData in
+    owner(userData).recordData(stream: stream, UnsafeRawBufferPointer(start: data, count: count))
+    return 0
+}
+
+private let onStreamClose: nghttp2_on_stream_close_callback = { _, stream, code, userData in
+    owner(userData).events.append(.closed(stream: stream, code: code))
+    return 0
+}
+
+/// The data provider: copies from the stream's body buffer; DEFERRED while it is empty and
+/// more is to come; EOF at its end (without END_STREAM when trailers follow, which `send`
+/// submits after the library returns).
+private let readBody: nghttp2_data_source_read_callback = { _, stream, buf, length, dataFlags, source, userData in
+    let s = owner(userData)
+    let body = Unmanaged<H2ResponseBody>.fromOpaque(yard_nghttp2_data_source_ptr(source)!).takeUnretainedValue()
+    let n = min(length, body.buffer.readableBytes)
+    if n == 0 && !body.ended {
+        body.deferred = true
+        return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+    }
+    if n > 0 {
+        memcpy(buf!, body.buffer.base! + body.buffer.readerIndex, n)
+        body.buffer.consume(n)
+        if !body.ended { s.events.append(.bodyDrained(stream: stream)) }
+    }
+    if body.ended && body.buffer.isEmpty {
+        var f = UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue)
+        if body.trailers.count > 0 {
+            f |= UInt32(NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue)
+            s.trailersDue.append(body)
+        }
+        dataFlags!.pointee = f
+    }
+    return n
+}

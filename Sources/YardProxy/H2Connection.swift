@@ -1,0 +1,177 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import YardHTTP
+import YardHTTP2
+import YardIO
+
+// HTTP/2 downstream connections and their streams. Confined to the worker that accepted the
+// connection, like `ClientConnection`: no locks, unretained tagged pointers in epoll.
+
+// MARK: Transport
+
+/// How an HTTP/2 connection's bytes cross the wire: chosen once, when the connection is set
+/// up (plain socket for h2c; TLS records for h2 by ALPN). `H2ConnectionOver` is generic over
+/// it, so the calls are static inside the connection; the worker reaches them through one
+/// class method per read or flush, never an existential per byte or frame.
+protocol ByteTransport {
+    /// The socket, for epoll.
+    var fd: Int32 { get }
+    /// Reads into `buffer`'s free space (plaintext bytes).
+    mutating func read(into buffer: inout ByteBuffer) -> IOResult
+    /// Writes `buffer`'s readable bytes and consumes what was written.
+    mutating func flush(_ buffer: inout ByteBuffer) -> IOResult
+    /// Releases the transport's resources and closes the socket.
+    mutating func close()
+}
+
+/// A plain TCP socket: h2c with prior knowledge.
+struct PlainTransport: ByteTransport {
+    let fd: Int32
+
+    @inline(__always) mutating func read(into buffer: inout ByteBuffer) -> IOResult { Socket.read(fd, into: &buffer) }
+    @inline(__always) mutating func flush(_ buffer: inout ByteBuffer) -> IOResult { Socket.flush(fd, &buffer) }
+    mutating func close() { Socket.close(fd) }
+}
+
+// MARK: Connection
+
+/// One HTTP/2 client connection: the nghttp2 session, its streams, and its buffers.
+///
+/// Each stream is a `ClientConnection` without a socket (`h2` set), so routing, balancing,
+/// retries, upstream pools, metrics and access logs are the HTTP/1.1 path's own; only how
+/// the request arrives and the response leaves differs (H2Streams.swift). Stream objects
+/// are pooled per connection.
+///
+/// Threading: owned by one worker; `@unchecked`-free because it never leaves that thread.
+class H2Connection {
+    let session: H2ServerSession
+    /// Index in the worker's `h2Connections` array.
+    var slot = 0
+    var interest: UInt32 = 0
+    /// Idle (no open stream) or drain deadline, monotonic ms; 0 for none.
+    var deadline: Int64 = 0
+    var inBuf: ByteBuffer
+    var outBuf: ByteBuffer
+    var closed = false
+    /// Queued in the worker's list of connections to flush at the end of the event batch.
+    var flushQueued = false
+    /// Graceful stop: the announcing GOAWAY went out; the final one is due at `deadline`.
+    var shutdownAnnounced = false
+    var shutdownFinished = false
+
+    /// Open streams by id.
+    var streams: [Int32: ClientConnection] = [:]
+    var spareStreams: [ClientConnection] = []
+    /// Scratch for one batch of events.
+    var batch: [H2Event] = []
+    /// Scratch for response and trailer headers.
+    var headers = H2HeaderBlock()
+
+    let peerText: [UInt8]
+    let peerBytes: [UInt8]
+
+    init(session: H2ServerSession, peerText: [UInt8], peerBytes: [UInt8], bufferSize: Int) {
+        self.session = session
+        self.peerText = peerText
+        self.peerBytes = peerBytes
+        inBuf = ByteBuffer(capacity: bufferSize)
+        outBuf = ByteBuffer(capacity: bufferSize)
+        streams.reserveCapacity(Int(session.settings.maxConcurrentStreams))
+        batch.reserveCapacity(64)
+    }
+
+    deinit {
+        inBuf.deallocate()
+        outBuf.deallocate()
+    }
+
+    // Overridden by `H2ConnectionOver` with its transport's calls.
+    var fd: Int32 { -1 }
+    func readInput() -> IOResult { .failed(EBADF) }
+    func flushOutput() -> IOResult { .failed(EBADF) }
+    func closeTransport() {}
+}
+
+/// An HTTP/2 connection over a concrete transport.
+final class H2ConnectionOver<Transport: ByteTransport>: H2Connection {
+    var transport: Transport
+
+    init(transport: Transport, session: H2ServerSession, peerText: [UInt8], peerBytes: [UInt8], bufferSize: Int) {
+        self.transport = transport
+        super.init(session: session, peerText: peerText, peerBytes: peerBytes, bufferSize: bufferSize)
+    }
+
+    override var fd: Int32 { transport.fd }
+    override func readInput() -> IOResult { transport.read(into: &inBuf) }
+    override func flushOutput() -> IOResult { transport.flush(&outBuf) }
+    override func closeTransport() { transport.close() }
+}
+
+// MARK: Streams
+
+/// What a `ClientConnection` carries when it is an HTTP/2 stream.
+///
+/// Threading: owned by the connection's worker.
+final class H2StreamLink {
+    unowned(unsafe) let connection: H2Connection
+    var stream: Int32 = 0
+    /// The response body buffer, from `submitResponse` until the stream closes.
+    var body: H2ResponseBody?
+    /// The request head was synthesised with chunked framing (no content-length).
+    var chunked = false
+    /// The client ended the request (END_STREAM, or trailers).
+    var requestEnded = false
+    /// Request-body bytes received but not yet consumed (forwarded).
+    var unconsumed = 0
+    /// `c.inBuf.readableBytes` after the last append: what left since was forwarded.
+    var inLevel = 0
+    /// The response head was submitted.
+    var headSubmitted = false
+    /// Response framing from an HTTP/1.1 chunked body, turned into DATA and trailers.
+    var dechunker = Dechunker()
+    var trailerBytes = ByteBuffer()
+
+    init(connection: H2Connection) {
+        self.connection = connection
+    }
+
+    deinit { trailerBytes.deallocate() }
+
+    func reset(stream: Int32) {
+        self.stream = stream
+        body = nil
+        chunked = false
+        requestEnded = false
+        unconsumed = 0
+        inLevel = 0
+        headSubmitted = false
+        dechunker = Dechunker()
+        trailerBytes.clear()
+    }
+}
+
+extension ClientConnection {
+    /// Gets a stream object ready for a new stream (pooled ones keep their buffers).
+    func resetForStream() {
+        phase = .idle
+        deadline = 0
+        inBuf.clear()
+        outBuf.clear()
+        head = RequestHead()
+        scanFrom = 0
+        upstream = nil
+        route = nil
+        balancer = nil
+        balancerIndex = -1
+        logHead.clear()
+        logStartNanos = 0
+        bytesToClient = 0
+        readClosed = false
+        served = 0
+        responseStarted = false
+        requestBodyDone = true
+        lastEndpoint = nil
+        lastStatus = 0
+    }
+}

@@ -1,0 +1,300 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import YardHTTP
+import YardHTTP2
+import YardIO
+
+// The HTTP/2 connection half of the worker: switching a connection that opened with the
+// client preface to HTTP/2, reading and writing its frames, acting on its session's events,
+// idle timeouts and the graceful GOAWAY on drain. Streams are in H2Streams.swift.
+
+/// The HTTP/2 client connection preface (RFC 9113 §3.4).
+enum H2Preface {
+    static let bytes: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    /// Whether `buffer` starts like the preface: `.complete` when all 24 bytes match.
+    static func match(_ buffer: UnsafeRawBufferPointer) -> Match {
+        let n = min(buffer.count, bytes.count)
+        for i in 0..<n where buffer[i] != bytes[i] { return .no }
+        return n == bytes.count ? .complete : .partial
+    }
+
+    enum Match { case no, partial, complete }
+}
+
+extension Worker {
+    // MARK: Switching protocols
+
+    /// Hands a fresh connection whose first bytes are the HTTP/2 preface to an HTTP/2
+    /// connection (h2c with prior knowledge). The socket, its buffered bytes and its gate
+    /// slot move over; the HTTP/1.1 connection object is retired.
+    func switchToHTTP2(_ c: ClientConnection) {
+        let fd = c.fd
+        retireClient(c)
+        startHTTP2(transport: PlainTransport(fd: fd), peerText: c.peerText, peerBytes: c.peerBytes, received: c.inBuf.readable)
+    }
+
+    /// Serves HTTP/2 on an accepted connection that already holds a gate slot: h2c here,
+    /// and h2 over TLS once ALPN chose "h2" (the TLS transport then carries the records).
+    /// `received` are bytes already read from the transport (the preface, maybe more).
+    func startHTTP2<Transport: ByteTransport>(transport: Transport, peerText: [UInt8], peerBytes: [UInt8],
+                                              received: UnsafeRawBufferPointer) {
+        let h = H2ConnectionOver(transport: transport, session: H2ServerSession(settings: h2Settings, bodyCapacity: Worker.h2StreamBufferSize),
+                                 peerText: peerText, peerBytes: peerBytes, bufferSize: bufferSize)
+        _ = h.inBuf.reserve(received.count)
+        h.inBuf.append(received)
+        h.slot = h2Connections.count
+        h2Connections.append(h)
+        h.interest = Epoll.readable
+        epoll.modify(h.fd, events: h.interest, token: Token.h2(h))
+        h.deadline = now + Int64(settings.clientIdleTimeoutMs)
+        if draining { beginH2Shutdown(h) }
+        receiveH2(h)
+        queueH2Flush(h)
+    }
+
+    /// Removes an HTTP/1.1 connection object whose socket lives on elsewhere.
+    private func retireClient(_ c: ClientConnection) {
+        c.phase = .closed
+        let last = clients.count - 1
+        if c.slot != last {
+            let moved = clients[last]
+            moved.slot = c.slot
+            clients[c.slot] = moved
+        }
+        clients.removeLast()
+        graveyard.append(c)
+    }
+
+    // MARK: Events
+
+    func h2Event(_ h: H2Connection, _ flags: UInt32) {
+        guard !h.closed else { return }
+        if flags & Epoll.writable != 0 || (flags & (Epoll.hangup | Epoll.error) != 0 && !h.outBuf.isEmpty) {
+            guard writeH2(h) else { return }
+        }
+        if flags & (Epoll.readable | Epoll.hangup | Epoll.error) != 0 {
+            if h.inBuf.writableBytes == 0 { h.inBuf.compact() }
+            switch h.readInput() {
+            case .bytes:
+                receiveH2(h)
+            case .wouldBlock:
+                break
+            case .closed, .failed:
+                closeH2(h)
+                return
+            }
+        }
+        queueH2Flush(h)
+    }
+
+    /// Feeds what was read to the session and acts on what it recorded.
+    private func receiveH2(_ h: H2Connection) {
+        guard !h.inBuf.isEmpty else { return }
+        let outcome = h.session.receive(h.inBuf.readable, nowMs: now)
+        h.inBuf.clear()
+        switch outcome {
+        case .ok:
+            if h.session.floodDetected {
+                Log.warning("HTTP/2 client \(String(decoding: h.peerText, as: UTF8.self)) reset streams too fast; GOAWAY ENHANCE_YOUR_CALM")
+            }
+        case .badPreface:
+            closeH2(h)
+            return
+        case .protocolError(let reason):
+            Log.debug("HTTP/2 client \(String(decoding: h.peerText, as: UTF8.self)): \(reason)")
+        }
+        processH2Events(h)
+    }
+
+    /// Acts on the session's recorded events until there are none (acting may record more:
+    /// sending closes streams and drains bodies).
+    func processH2Events(_ h: H2Connection) {
+        while h.session.hasEvents && !h.closed {
+            h.session.takeEvents(into: &h.batch)
+            for event in h.batch {
+                guard !h.closed else { return }
+                switch event {
+                case .request(let stream, let fields, let endStream):
+                    // A stream the client already reset in the same read is not started.
+                    guard h.session.isOpen(stream) else { continue }
+                    startStream(h, stream: stream, fields: fields, endStream: endStream)
+                case .data(let stream, let bytes):
+                    streamData(h, stream: stream, bytes: bytes)
+                case .endStream(let stream):
+                    streamRequestEnded(h, stream: stream, trailers: nil)
+                case .trailers(let stream, let fields):
+                    streamRequestEnded(h, stream: stream, trailers: fields)
+                case .closed(let stream, _):
+                    streamClosed(h, stream: stream)
+                case .bodyDrained(let stream):
+                    if let c = h.streams[stream], let u = c.upstream { relayResponseToStream(u, c) }
+                case .windowUpdate(let stream):
+                    windowOpened(h, stream: stream)
+                case .goaway, .reset, .settingsAck:
+                    break
+                }
+            }
+        }
+        h.session.clearStores()
+        // The idle clock starts when the last stream ends; frames without streams (PING,
+        // SETTINGS) do not restart it, so a client cannot hold a connection by pinging.
+        if !h.shutdownAnnounced {
+            if !h.streams.isEmpty {
+                h.deadline = 0
+            } else if h.deadline == 0 {
+                h.deadline = now + Int64(settings.clientIdleTimeoutMs)
+            }
+        }
+    }
+
+    /// A window opened: streams whose response waits for it may take more from upstream.
+    private func windowOpened(_ h: H2Connection, stream: Int32) {
+        if stream != 0 {
+            if let c = h.streams[stream], let u = c.upstream { relayResponseToStream(u, c) }
+            return
+        }
+        for c in h.streams.values {
+            if let u = c.upstream, u.headDone { relayResponseToStream(u, c) }
+        }
+    }
+
+    // MARK: Output
+
+    /// Notes that `h` has frames to produce; the worker sends them after the current batch
+    /// of epoll events, so responses finishing in one batch share one write.
+    @inline(__always)
+    func queueH2Flush(_ h: H2Connection) {
+        guard !h.flushQueued, !h.closed else { return }
+        h.flushQueued = true
+        h2FlushQueue.append(h)
+    }
+
+    /// Sends what every queued connection has to send (run after each batch of events).
+    func flushQueuedH2() {
+        var i = 0
+        while i < h2FlushQueue.count {
+            let h = h2FlushQueue[i]
+            h.flushQueued = false
+            if !h.closed { flushH2(h) }
+            i += 1
+        }
+        h2FlushQueue.removeAll(keepingCapacity: true)
+    }
+
+    /// Produces frames into the output buffer and writes them; closes the connection when
+    /// the session is over and everything was written.
+    func flushH2(_ h: H2Connection) {
+        for _ in 0..<16 {
+            processH2Events(h)
+            guard !h.closed else { return }
+            guard h.session.send(into: &h.outBuf) else {
+                closeH2(h)
+                return
+            }
+            if !h.session.hasEvents { break }
+        }
+        guard writeH2(h) else { return }
+        if !h.session.isActive && h.outBuf.isEmpty {
+            closeH2(h)
+            return
+        }
+        updateInterest(h)
+    }
+
+    /// Writes the output buffer. Returns false if the connection was closed.
+    private func writeH2(_ h: H2Connection) -> Bool {
+        while !h.outBuf.isEmpty {
+            switch h.flushOutput() {
+            case .bytes:
+                continue
+            case .wouldBlock:
+                if h.outBuf.writableBytes < 16 * 1024 { h.outBuf.compact() }
+                return true
+            case .closed, .failed:
+                closeH2(h)
+                return false
+            }
+        }
+        h.outBuf.clear()
+        return true
+    }
+
+    /// Reads while the output is not backed up (a client that does not read its responses
+    /// does not get to send more requests); writes while output is pending.
+    func updateInterest(_ h: H2Connection) {
+        guard !h.closed else { return }
+        var want: UInt32 = 0
+        if h.outBuf.readableBytes < 256 * 1024 { want |= Epoll.readable }
+        if !h.outBuf.isEmpty { want |= Epoll.writable }
+        if want != h.interest {
+            h.interest = want
+            epoll.modify(h.fd, events: want, token: Token.h2(h))
+        }
+    }
+
+    // MARK: Ending
+
+    func closeH2(_ h: H2Connection) {
+        guard !h.closed else { return }
+        h.closed = true
+        for c in h.streams.values { abandonStream(c) }
+        h.streams.removeAll()
+        h.spareStreams.removeAll()
+        epoll.remove(h.fd)
+        h.closeTransport()
+        gate.leave()
+        let last = h2Connections.count - 1
+        if h.slot != last {
+            let moved = h2Connections[last]
+            moved.slot = h.slot
+            h2Connections[h.slot] = moved
+        }
+        h2Connections.removeLast()
+        graveyard.append(h)
+    }
+
+    /// Graceful stop, step one: GOAWAY(2^31-1) so the client stops opening streams; the
+    /// final GOAWAY (last stream processed) follows one round trip later, at the deadline.
+    func beginH2Shutdown(_ h: H2Connection) {
+        guard !h.shutdownAnnounced else { return }
+        h.shutdownAnnounced = true
+        h.session.announceShutdown()
+        h.deadline = now + 200
+        queueH2Flush(h)
+    }
+
+    func h2TimedOut(_ h: H2Connection) {
+        if h.shutdownAnnounced && !h.shutdownFinished {
+            h.shutdownFinished = true
+            h.session.finishShutdown()
+            // In-flight streams finish within the drain; an idle connection ends now.
+            h.deadline = now + Int64(settings.clientIdleTimeoutMs)
+            queueH2Flush(h)
+        } else if h.streams.isEmpty || h.shutdownFinished {
+            if !h.shutdownAnnounced {
+                // Idle: say goodbye properly.
+                h.shutdownAnnounced = true
+                h.shutdownFinished = true
+                h.session.finishShutdown()
+                h.deadline = now + Worker.lingerMs
+                queueH2Flush(h)
+            } else {
+                closeH2(h)
+            }
+        } else {
+            h.deadline = 0
+        }
+    }
+
+    func expireH2Timeouts() {
+        var i = 0
+        while i < h2Connections.count {
+            let h = h2Connections[i]
+            if h.deadline != 0 && now >= h.deadline { h2TimedOut(h) }
+            if i < h2Connections.count && h2Connections[i] === h { i += 1 }
+        }
+        if !h2FlushQueue.isEmpty { flushQueuedH2() }
+    }
+}

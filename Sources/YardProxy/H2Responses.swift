@@ -1,0 +1,178 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import YardHTTP
+import YardHTTP2
+import YardIO
+
+// Relaying an HTTP/1.1 upstream response into an HTTP/2 stream: the head becomes HEADERS
+// (hop-by-hop fields and Transfer-Encoding dropped, names lower-cased), the body goes into
+// the stream's body buffer (chunk framing removed, chunked trailers turned into HTTP/2
+// trailers), bounded by the client's flow-control window.
+
+extension Worker {
+    /// The stream's version of `relayResponse`: parses the head, submits it, and moves body
+    /// bytes as far as the stream's buffer and the client's window allow.
+    func relayResponseToStream(_ u: UpstreamConnection, _ c: ClientConnection) {
+        guard let link = c.h2, c.upstream === u else { return }
+        let h = link.connection
+        let s = h.session
+        defer {
+            if u.phase != .closed { updateInterest(u) }
+            queueH2Flush(h)
+        }
+        while !u.responseDone {
+            if !u.headDone {
+                guard !u.inBuf.isEmpty else { return }
+                let status = parseResponseHead(u.inBuf.readable, limits: responseLimits, requestMethod: c.requestMethod,
+                                               head: &u.head, fields: u.fields, scanFrom: &u.scanFrom)
+                switch status {
+                case .incomplete:
+                    if u.eof { h2AbortExchange(c, status: 502, reason: "\(u.endpoint.id) closed the connection mid-head") }
+                    return
+                case .invalid(let error):
+                    h2AbortExchange(c, status: 502, reason: "invalid response from \(u.endpoint.id): \(error.reason)")
+                    return
+                case .complete:
+                    break
+                }
+                if u.head.status == 101 {
+                    h2AbortExchange(c, status: 502, reason: "\(u.endpoint.id) switched protocols without an upgrade request")
+                    return
+                }
+                if u.head.isInterim {
+                    // 1xx: not relayed (HTTP/2 clients do not need 100-continue from us).
+                    u.inBuf.consume(u.head.headLength)
+                    u.scanFrom = 0
+                    u.head = ResponseHead()
+                    continue
+                }
+                u.headDone = true
+                metrics.response(u.endpoint.poolKey, status: u.head.status, latencyMicros: (now - c.requestStart) &* 1_000)
+                recordOutcome(u.endpoint, service: c.route?.service, failed: u.head.status >= 500)
+                if c.requestBodyDone { dropSentBytes(u) }
+                switch u.head.framing {
+                case .none:
+                    u.responseDone = true
+                case .contentLength(let length):
+                    u.responseRemaining = length
+                    u.responseDone = length == 0
+                case .chunked:
+                    u.responseChunked = true
+                case .untilClose:
+                    u.responseUntilClose = true
+                }
+                submitStreamHead(c, link, u, hasBody: !u.responseDone)
+                c.lastStatus = u.head.status
+                c.responseStarted = true
+                u.inBuf.consume(u.head.headLength)
+                u.scanFrom = 0
+                continue
+            }
+            guard let body = link.body else { break }
+            let available = u.inBuf.readableBytes
+            if available == 0 {
+                if u.eof && u.responseUntilClose { u.responseDone = true }
+                break
+            }
+            // Room in the stream's buffer, and no more than the client can take now: what
+            // the window does not allow stays upstream.
+            let room = bufferSize - body.buffer.readableBytes
+            let window = s.sendWindow(stream: link.stream) - body.buffer.readableBytes
+            var count = min(available, room, window)
+            if count <= 0 { break }
+            _ = body.buffer.reserve(count)
+            if u.responseChunked {
+                switch u.responseDecoder.consume(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count])) {
+                case .needMore:
+                    break
+                case .done(let consumed):
+                    count = consumed
+                    u.responseDone = true
+                case .invalid(let error):
+                    h2AbortExchange(c, status: 502, reason: "invalid chunked body from \(u.endpoint.id): \(error.reason)")
+                    return
+                }
+                dechunk(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]), link, into: body)
+            } else {
+                if !u.responseUntilClose {
+                    count = Int(min(Int64(count), u.responseRemaining))
+                    u.responseRemaining -= Int64(count)
+                    if u.responseRemaining == 0 { u.responseDone = true }
+                }
+                body.buffer.append(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]))
+            }
+            c.bytesToClient &+= count
+            u.inBuf.consume(count)
+            s.bodyGrew(body)
+        }
+        guard u.responseDone else {
+            if u.inBuf.writableBytes == 0 { u.inBuf.compact() }
+            return
+        }
+        if let body = link.body {
+            if !link.trailerBytes.isEmpty { parseTrailers(link, into: &body.trailers) }
+            body.ended = true
+            s.bodyGrew(body)
+        }
+        finishStreamExchange(c, u)
+    }
+
+    /// Submits the response head: `:status`, then the upstream's fields minus the ones
+    /// HTTP/2 forbids (connection-specific fields, Transfer-Encoding).
+    private func submitStreamHead(_ c: ClientConnection, _ link: H2StreamLink, _ u: UpstreamConnection, hasBody: Bool) {
+        let h = link.connection
+        let base = u.inBuf.readable
+        h.headers.removeAll()
+        for i in 0..<u.head.headerCount {
+            let field = u.fields[i]
+            if field.hopByHop || field.kind == .transferEncoding { continue }
+            h.headers.add(name: field.name.bytes(in: base), value: field.value.bytes(in: base))
+        }
+        let body = hasBody ? h.session.openBody(stream: link.stream) : nil
+        link.body = body
+        link.headSubmitted = true
+        if !h.session.submitResponse(stream: link.stream, status: u.head.status, headers: &h.headers, body: body) {
+            h.session.resetStream(link.stream, code: 2)
+        }
+    }
+
+    /// Moves the data of validated chunked bytes into the body buffer, trailers aside.
+    private func dechunk(_ bytes: UnsafeRawBufferPointer, _ link: H2StreamLink, into body: H2ResponseBody) {
+        var offset = 0
+        while offset < bytes.count {
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+            let (count, piece) = link.dechunker.next(rest)
+            if count == 0 { break }
+            switch piece {
+            case .data(let range):
+                body.buffer.append(UnsafeRawBufferPointer(rebasing: rest[range]))
+            case .trailer(let range):
+                if link.trailerBytes.reserve(range.count, limit: 64 * 1024) {
+                    link.trailerBytes.append(UnsafeRawBufferPointer(rebasing: rest[range]))
+                }
+            case .framing, .end:
+                break
+            }
+            offset += count
+        }
+    }
+
+    /// Turns trailer field lines ("name: value" CRLF) into HTTP/2 trailers.
+    private func parseTrailers(_ link: H2StreamLink, into trailers: inout H2HeaderBlock) {
+        let bytes = link.trailerBytes.readable
+        var lineStart = 0
+        for i in 0...bytes.count where i == bytes.count || bytes[i] == UInt8(ascii: "\n") {
+            var end = i
+            while end > lineStart && (bytes[end - 1] == 13 || bytes[end - 1] == 32 || bytes[end - 1] == 9) { end -= 1 }
+            if let colon = bytes[lineStart..<end].firstIndex(of: UInt8(ascii: ":")), colon > lineStart {
+                var valueStart = colon + 1
+                while valueStart < end && (bytes[valueStart] == 32 || bytes[valueStart] == 9) { valueStart += 1 }
+                trailers.add(name: UnsafeRawBufferPointer(rebasing: bytes[lineStart..<colon]),
+                             value: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<end]))
+            }
+            lineStart = i + 1
+        }
+        link.trailerBytes.clear()
+    }
+}

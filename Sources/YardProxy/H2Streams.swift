@@ -1,0 +1,300 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import YardHTTP
+import YardHTTP2
+import YardIO
+
+// HTTP/2 streams on the HTTP/1.1 machinery. A stream's request head is written out as an
+// HTTP/1.1 head into its `ClientConnection`'s input buffer and goes through the same parser,
+// router, balancer and upstream pools as any request; its body follows as the DATA arrives
+// (chunked when the client gave no content-length). The response is taken from the
+// upstream connection and submitted to the session: head as HEADERS, body through the
+// stream's body buffer (dechunked), trailers as trailers.
+//
+// Flow control both ways: DATA is consumed (window reopened) only as it leaves the stream's
+// buffer for the upstream, and response bytes are taken from the upstream only while the
+// client's window has room for them, so the upstream socket's own window holds the rest.
+
+extension Worker {
+    /// Initial size of a stream's request and response buffers. Up to 100 streams share a
+    /// connection, so they start small and grow (request: up to the window; response: up
+    /// to `bufferSize`) only for streams that carry bodies.
+    static let h2StreamBufferSize = 4_096
+
+    // MARK: Requests
+
+    /// Starts a stream: writes its head as HTTP/1.1 and dispatches it.
+    func startStream(_ h: H2Connection, stream: Int32, fields: Range<Int>, endStream: Bool) {
+        let c = h.spareStreams.popLast() ?? makeStream(h)
+        c.resetForStream()
+        let link = c.h2!
+        link.reset(stream: stream)
+        h.streams[stream] = c
+        let s = h.session
+
+        var method: UnsafeRawBufferPointer?
+        var path: UnsafeRawBufferPointer?
+        var authority: UnsafeRawBufferPointer?
+        var size = 64
+        var hasContentLength = false
+        var cookies = 0
+        for i in fields {
+            let field = s.field(i)
+            let name = s.name(field)
+            size += name.count + s.value(field).count + 4
+            guard name.first == UInt8(ascii: ":") else {
+                if equalsLower(name, "content-length") { hasContentLength = true }
+                if equalsLower(name, "cookie") { cookies += 1 }
+                continue
+            }
+            switch name.count {
+            case 5 where equalsLower(name, ":path"): path = s.value(field)
+            case 7 where equalsLower(name, ":method"): method = s.value(field)
+            case 10 where equalsLower(name, ":authority"): authority = s.value(field)
+            default: break
+            }
+        }
+        guard let method, let path else {
+            // CONNECT (no :path) and extended CONNECT are not supported yet.
+            h2RespondError(c, status: 501, reason: "HTTP/2 request without :path (CONNECT is not supported)")
+            return
+        }
+        _ = c.inBuf.reserve(size + 32)
+        c.inBuf.append(method)
+        c.inBuf.append(" ")
+        c.inBuf.append(path)
+        c.inBuf.append(" HTTP/1.1\r\n")
+        if let authority {
+            c.inBuf.append("Host: ")
+            c.inBuf.append(authority)
+            c.inBuf.append("\r\n")
+        }
+        var firstCookie = true
+        for i in fields {
+            let field = s.field(i)
+            let name = s.name(field)
+            if name.first == UInt8(ascii: ":") { continue }
+            if authority != nil && equalsLower(name, "host") { continue }
+            if cookies > 1 && equalsLower(name, "cookie") {
+                // HTTP/2 may split cookies into several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
+                c.inBuf.append(firstCookie ? "cookie: " : "; ")
+                c.inBuf.append(s.value(field))
+                firstCookie = false
+                continue
+            }
+            c.inBuf.append(name)
+            c.inBuf.append(": ")
+            c.inBuf.append(s.value(field))
+            c.inBuf.append("\r\n")
+        }
+        if !firstCookie { c.inBuf.append("\r\n") }
+        if !endStream && !hasContentLength {
+            link.chunked = true
+            c.inBuf.append("Transfer-Encoding: chunked\r\n")
+        }
+        c.inBuf.append("\r\n")
+        link.requestEnded = endStream
+        processHead(c)
+        link.inLevel = c.inBuf.readableBytes
+        if c.phase == .forwarding { streamForwarded(c, link) }
+    }
+
+    private func makeStream(_ h: H2Connection) -> ClientConnection {
+        let c = ClientConnection(fd: -1, peerText: h.peerText, peerBytes: h.peerBytes, maxHeaders: settings.maxHeaders,
+                                 bufferSize: Worker.h2StreamBufferSize, outBufferSize: 0)
+        c.h2 = H2StreamLink(connection: h)
+        return c
+    }
+
+    /// Request body bytes: into the stream's buffer (framed as the head said) and on upstream.
+    func streamData(_ h: H2Connection, stream: Int32, bytes: Range<Int>) {
+        guard let c = h.streams[stream], let link = c.h2, c.phase == .forwarding, c.upstream != nil else {
+            // Nobody forwards this body (answered already, or the stream is gone): discard,
+            // and give the window back.
+            h.session.consume(stream: stream, count: bytes.count)
+            return
+        }
+        streamForwarded(c, link)
+        let data = h.session.data(bytes)
+        _ = c.inBuf.reserve(data.count + 24)
+        if link.chunked {
+            appendHex(data.count, to: &c.inBuf)
+            c.inBuf.append("\r\n")
+            c.inBuf.append(data)
+            c.inBuf.append("\r\n")
+        } else {
+            c.inBuf.append(data)
+        }
+        link.unconsumed += data.count
+        link.inLevel = c.inBuf.readableBytes
+        pumpRequestBody(c)
+        streamForwarded(c, link)
+    }
+
+    /// The client ended the request, maybe with trailers (sent on as chunked trailers).
+    func streamRequestEnded(_ h: H2Connection, stream: Int32, trailers: Range<Int>?) {
+        guard let c = h.streams[stream], let link = c.h2 else { return }
+        link.requestEnded = true
+        guard link.chunked, c.phase == .forwarding, c.upstream != nil else { return }
+        streamForwarded(c, link)
+        _ = c.inBuf.reserve(16)
+        c.inBuf.append("0\r\n")
+        if let trailers {
+            for i in trailers {
+                let field = h.session.field(i)
+                let name = h.session.name(field), value = h.session.value(field)
+                _ = c.inBuf.reserve(name.count + value.count + 8)
+                c.inBuf.append(name)
+                c.inBuf.append(": ")
+                c.inBuf.append(value)
+                c.inBuf.append("\r\n")
+            }
+        }
+        _ = c.inBuf.reserve(2)
+        c.inBuf.append("\r\n")
+        link.inLevel = c.inBuf.readableBytes
+        pumpRequestBody(c)
+        streamForwarded(c, link)
+    }
+
+    /// Gives the client window back for what left the stream's buffer for the upstream.
+    func streamForwarded(_ c: ClientConnection, _ link: H2StreamLink) {
+        let level = c.inBuf.readableBytes
+        if link.unconsumed > 0 {
+            // Framing bytes make `moved` a slight over-count; an empty buffer settles it.
+            let moved = level == 0 ? link.unconsumed : min(link.unconsumed, link.inLevel - level)
+            if moved > 0 {
+                link.connection.session.consume(stream: link.stream, count: moved)
+                link.unconsumed -= moved
+            }
+        }
+        link.inLevel = level
+    }
+
+    /// After an upstream event for a stream's exchange: window accounting, and frames to send.
+    func streamProgressed(_ c: ClientConnection, _ link: H2StreamLink) {
+        if c.phase == .forwarding { streamForwarded(c, link) }
+        queueH2Flush(link.connection)
+    }
+
+    // MARK: Ends
+
+    /// The stream is closed in the session: end what is left of its exchange, recycle it.
+    func streamClosed(_ h: H2Connection, stream: Int32) {
+        guard let c = h.streams.removeValue(forKey: stream), let link = c.h2 else { return }
+        if c.phase != .closingAfterFlush { abandonStream(c) }
+        if let body = link.body { h.session.release(body) }
+        link.body = nil
+        if link.unconsumed > 0 {
+            h.session.consume(stream: stream, count: link.unconsumed)
+            link.unconsumed = 0
+        }
+        c.phase = .closed
+        if h.spareStreams.count < 16 { h.spareStreams.append(c) }
+    }
+
+    /// Drops a stream's exchange midway (the client reset it, or the connection ended).
+    func abandonStream(_ c: ClientConnection) {
+        releaseEndpoint(c)
+        if let u = c.upstream {
+            unbind(c, u)
+            closeUpstream(u)
+        }
+        if accessLog != nil && c.phase == .forwarding { endLogLine(c, status: c.lastStatus, endpoint: c.lastEndpoint) }
+        c.phase = .closed
+    }
+
+    /// The response was taken completely from the upstream: park or close it.
+    func finishStreamExchange(_ c: ClientConnection, _ u: UpstreamConnection) {
+        if accessLog != nil { endLogLine(c, status: u.head.status, endpoint: u.endpoint) }
+        releaseEndpoint(c)
+        unbind(c, u)
+        c.route = nil
+        c.served += 1
+        let reusable = u.head.keepAlive && !u.responseUntilClose && c.requestBodyDone && !draining
+        if reusable { releaseToPool(u) } else { closeUpstream(u) }
+        // The stream lives on until the session has sent everything and closes it.
+        c.phase = .closingAfterFlush
+    }
+
+    // MARK: Our own answers
+
+    /// The stream's version of `respondError`: the same short text, as an HTTP/2 response.
+    func h2RespondError(_ c: ClientConnection, status: Int, reason: String) {
+        guard let link = c.h2 else { return }
+        let h = link.connection
+        Log.warning("\(status) to \(String(decoding: c.peerText, as: UTF8.self)) (HTTP/2 stream \(link.stream)): \(reason)")
+        countOwnAnswer(status)
+        let text = ErrorResponse.bytes(status: status, close: false)
+        let all = UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
+        var bodyStart = 0
+        while bodyStart + 4 <= all.count && !(all[bodyStart] == 13 && all[bodyStart + 1] == 10 && all[bodyStart + 2] == 13 && all[bodyStart + 3] == 10) {
+            bodyStart += 1
+        }
+        let bodyText = UnsafeRawBufferPointer(rebasing: all[min(all.count, bodyStart + 4)...])
+        if !link.headSubmitted && h.session.isOpen(link.stream) {
+            h.headers.removeAll()
+            h.headers.add(name: "content-type", value: UnsafeRawBufferPointer(start: ("text/plain" as StaticString).utf8Start, count: 10))
+            h.headers.add(name: "content-length", decimal: bodyText.count)
+            let body = h.session.openBody(stream: link.stream)
+            _ = body.buffer.reserve(bodyText.count)
+            body.buffer.append(bodyText)
+            body.ended = true
+            link.body = body
+            link.headSubmitted = true
+            h.session.submitResponse(stream: link.stream, status: status, headers: &h.headers, body: body)
+        }
+        if accessLog != nil {
+            c.bytesToClient += bodyText.count
+            endLogLine(c, status: status, endpoint: c.lastEndpoint)
+        }
+        c.responseStarted = true
+        c.served += 1
+        c.route = nil
+        c.phase = .closingAfterFlush
+        queueH2Flush(h)
+    }
+
+    /// The stream's version of `abortExchange`: an error answer if nothing was sent yet,
+    /// else RST_STREAM(INTERNAL_ERROR).
+    func h2AbortExchange(_ c: ClientConnection, status: Int, reason: String) {
+        guard let link = c.h2 else { return }
+        releaseEndpoint(c)
+        if let u = c.upstream {
+            if !u.headDone { metrics.response(u.endpoint.poolKey, status: status, latencyMicros: (now - c.requestStart) &* 1_000) }
+            unbind(c, u)
+            closeUpstream(u)
+        }
+        guard c.responseStarted else {
+            h2RespondError(c, status: status, reason: reason)
+            return
+        }
+        if accessLog != nil { endLogLine(c, status: c.lastStatus, endpoint: c.lastEndpoint) }
+        Log.warning("resetting HTTP/2 stream \(link.stream) of \(String(decoding: c.peerText, as: UTF8.self)): \(reason)")
+        link.connection.session.resetStream(link.stream, code: 2)
+        c.phase = .closingAfterFlush
+        queueH2Flush(link.connection)
+    }
+
+    // MARK: Helpers
+
+    private func appendHex(_ value: Int, to out: inout ByteBuffer) {
+        var shift = 60
+        while shift > 0 && (value >> shift) & 0xF == 0 { shift -= 4 }
+        while shift >= 0 {
+            let digit = UInt8((value >> shift) & 0xF)
+            out.base!.storeBytes(of: digit < 10 ? 48 + digit : 87 + digit, toByteOffset: out.writerIndex, as: UInt8.self)
+            out.writerIndex += 1
+            shift -= 4
+        }
+    }
+}
+
+/// Whether `bytes` equal the lower-case ASCII `name` (HTTP/2 names arrive lower-case;
+/// nghttp2 refuses upper case).
+@inline(__always)
+func equalsLower(_ bytes: UnsafeRawBufferPointer, _ name: StaticString) -> Bool {
+    guard bytes.count == name.utf8CodeUnitCount else { return false }
+    return memcmp(bytes.baseAddress!, name.utf8Start, bytes.count) == 0
+}
