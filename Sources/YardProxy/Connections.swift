@@ -18,6 +18,7 @@ protocol Slotted: AnyObject {
 extension ClientConnection: Slotted {}
 extension UpstreamConnection: Slotted {}
 extension TunnelConnection: Slotted {}
+extension H2Connection: Slotted {}
 
 /// Where a client connection is in its request/response cycle.
 enum ClientPhase: UInt8 {

