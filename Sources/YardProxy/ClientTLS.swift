@@ -19,9 +19,11 @@ extension Worker {
         case .done:
             c.tlsWant = 0
             metrics.tlsHandshakes &+= 1
-            // Only protocols in `ProxyServer.servedApplicationProtocols` are offered, so
-            // ALPN can only have chosen HTTP/1.1 (or nothing). `tls.applicationProtocol`
-            // is where the HTTP/2 codec will branch off.
+            // ALPN chose h2: the connection becomes an HTTP/2 connection over TLS records.
+            if tls.applicationProtocol == .h2 {
+                switchToHTTP2(c, tls: tls)
+                return
+            }
             c.phase = .idle
             c.deadline = now + Int64(settings.clientIdleTimeoutMs)
             // The request may already have arrived behind the client's Finished.

@@ -49,6 +49,9 @@ final class ClientConnection {
     var deadline: Int64 = 0
     /// TLS on this connection (nil on plain listeners: every I/O call branches on this).
     var tls: TLSConnection?
+    /// The client reached us over TLS (directly, or as a stream of an h2 connection over
+    /// TLS): `X-Forwarded-Proto: https`.
+    var secure = false
     /// Interest a TLS operation asked for beyond the usual (a read that must write, a
     /// write that must read, or the handshake's next step).
     var tlsWant: UInt32 = 0

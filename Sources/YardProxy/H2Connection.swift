@@ -4,6 +4,7 @@ import Glibc
 import YardHTTP
 import YardHTTP2
 import YardIO
+import YardTLS
 
 // HTTP/2 downstream connections and their streams. Confined to the worker that accepted the
 // connection, like `ClientConnection`: no locks, unretained tagged pointers in epoll.
@@ -23,6 +24,45 @@ protocol ByteTransport {
     mutating func flush(_ buffer: inout ByteBuffer) -> IOResult
     /// Releases the transport's resources and closes the socket.
     mutating func close()
+}
+
+extension ByteTransport {
+    /// Plaintext the transport already holds that epoll will not announce (TLS records
+    /// decrypted ahead); read it after the buffer was emptied.
+    var hasBufferedInput: Bool { false }
+}
+
+/// TLS records: h2 chosen by ALPN. A read that OpenSSL answers with "wants to write" (or
+/// the reverse) waits for the next event, which the connection's flushes and reads bring
+/// soon; renegotiation is off, so that is only TLS 1.3 housekeeping.
+struct TLSTransport: ByteTransport {
+    let fd: Int32
+    let tls: TLSConnection
+
+    @inline(__always) mutating func read(into buffer: inout ByteBuffer) -> IOResult {
+        switch tls.read(into: &buffer) {
+        case .bytes(let n): return .bytes(n)
+        case .wantRead, .wantWrite: return .wouldBlock
+        case .closed: return .closed
+        case .failed: return .failed(EPROTO)
+        }
+    }
+
+    @inline(__always) mutating func flush(_ buffer: inout ByteBuffer) -> IOResult {
+        switch tls.flush(&buffer) {
+        case .bytes(let n): return .bytes(n)
+        case .wantRead, .wantWrite: return .wouldBlock
+        case .closed: return .closed
+        case .failed: return .failed(EPROTO)
+        }
+    }
+
+    var hasBufferedInput: Bool { tls.hasBufferedInput }
+
+    mutating func close() {
+        _ = tls.shutdown()
+        Socket.close(fd)
+    }
 }
 
 /// A plain TCP socket: h2c with prior knowledge.
@@ -70,6 +110,8 @@ class H2Connection {
 
     let peerText: [UInt8]
     let peerBytes: [UInt8]
+    /// Over TLS (ALPN h2): its streams forward `X-Forwarded-Proto: https`.
+    var secure = false
 
     init(session: H2ServerSession, peerText: [UInt8], peerBytes: [UInt8], bufferSize: Int) {
         self.session = session
@@ -91,6 +133,7 @@ class H2Connection {
     func readInput() -> IOResult { .failed(EBADF) }
     func flushOutput() -> IOResult { .failed(EBADF) }
     func closeTransport() {}
+    var hasBufferedInput: Bool { false }
 }
 
 /// An HTTP/2 connection over a concrete transport.
@@ -106,6 +149,7 @@ final class H2ConnectionOver<Transport: ByteTransport>: H2Connection {
     override func readInput() -> IOResult { transport.read(into: &inBuf) }
     override func flushOutput() -> IOResult { transport.flush(&outBuf) }
     override func closeTransport() { transport.close() }
+    override var hasBufferedInput: Bool { transport.hasBufferedInput }
 }
 
 // MARK: Streams

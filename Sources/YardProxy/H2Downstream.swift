@@ -4,6 +4,7 @@ import Glibc
 import YardHTTP
 import YardHTTP2
 import YardIO
+import YardTLS
 
 // The HTTP/2 connection half of the worker: switching a connection that opened with the
 // client preface to HTTP/2, reading and writing its frames, acting on its session's events,
@@ -35,13 +36,22 @@ extension Worker {
         startHTTP2(transport: PlainTransport(fd: fd), peerText: c.peerText, peerBytes: c.peerBytes, received: c.inBuf.readable)
     }
 
+    /// Hands a TLS connection whose ALPN chose "h2" to an HTTP/2 connection over its records.
+    func switchToHTTP2(_ c: ClientConnection, tls: TLSConnection) {
+        let fd = c.fd
+        retireClient(c)
+        startHTTP2(transport: TLSTransport(fd: fd, tls: tls), peerText: c.peerText, peerBytes: c.peerBytes,
+                   received: c.inBuf.readable, secure: true)
+    }
+
     /// Serves HTTP/2 on an accepted connection that already holds a gate slot: h2c here,
     /// and h2 over TLS once ALPN chose "h2" (the TLS transport then carries the records).
     /// `received` are bytes already read from the transport (the preface, maybe more).
     func startHTTP2<Transport: ByteTransport>(transport: Transport, peerText: [UInt8], peerBytes: [UInt8],
-                                              received: UnsafeRawBufferPointer) {
+                                              received: UnsafeRawBufferPointer, secure: Bool = false) {
         let h = H2ConnectionOver(transport: transport, session: H2ServerSession(settings: h2Settings, bodyCapacity: Worker.h2StreamBufferSize),
                                  peerText: peerText, peerBytes: peerBytes, bufferSize: bufferSize)
+        h.secure = secure
         _ = h.inBuf.reserve(received.count)
         h.inBuf.append(received)
         h.slot = h2Connections.count
@@ -69,16 +79,20 @@ extension Worker {
             guard writeH2(h) else { return }
         }
         if flags & (Epoll.readable | Epoll.hangup | Epoll.error) != 0 {
-            if h.inBuf.writableBytes == 0 { h.inBuf.compact() }
-            switch h.readInput() {
-            case .bytes:
-                receiveH2(h)
-            case .wouldBlock:
-                break
-            case .closed, .failed:
-                closeH2(h)
-                return
-            }
+            // Over TLS, OpenSSL may hold more decrypted input than the buffer took: epoll
+            // will not announce it, so read until it is gone (receiving empties the buffer).
+            repeat {
+                if h.inBuf.writableBytes == 0 { h.inBuf.compact() }
+                switch h.readInput() {
+                case .bytes:
+                    receiveH2(h)
+                case .wouldBlock:
+                    break
+                case .closed, .failed:
+                    closeH2(h)
+                    return
+                }
+            } while !h.closed && h.hasBufferedInput
         }
         queueH2Flush(h)
     }

@@ -104,6 +104,7 @@ extension Worker {
         let c = ClientConnection(fd: -1, peerText: h.peerText, peerBytes: h.peerBytes, maxHeaders: settings.maxHeaders,
                                  bufferSize: Worker.h2StreamBufferSize, outBufferSize: 0)
         c.h2 = H2StreamLink(connection: h)
+        c.secure = h.secure
         return c
     }
 

@@ -56,7 +56,7 @@ extension Worker {
         }
         out.append(c.peerText)
         if c.upgradeRequested { out.append("\r\nConnection: upgrade") }
-        if c.tls == nil {
+        if !c.secure {
             out.append("\r\nX-Forwarded-Proto: http\r\n")
         } else {
             out.append("\r\nX-Forwarded-Proto: https\r\n")

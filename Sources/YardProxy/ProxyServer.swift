@@ -24,9 +24,9 @@ public final class ProxyServer: Sendable {
     public let boundAddresses: [SocketAddress]
 
     /// The ALPN protocols the data plane serves over TLS, in preference order. A TLS
-    /// listener offers only these (h2 joins when the HTTP/2 codec is plugged in), so a
+    /// listener offers only these (h2 goes to the HTTP/2 codec over TLS records), so a
     /// client is never steered to a protocol no handler speaks.
-    public static let servedApplicationProtocols = ["http/1.1"]
+    public static let servedApplicationProtocols = ["h2", "http/1.1"]
 
     /// Binds every listener on every worker. Throws if an address cannot be bound.
     /// `onEndpointFailing` is called (from a worker thread, rarely) when a worker saw an

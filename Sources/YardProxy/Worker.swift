@@ -262,6 +262,7 @@ final class Worker: @unchecked Sendable {
                         continue
                     }
                     c.tls = connection
+                    c.secure = true
                     c.phase = .handshaking
                     c.deadline = now + Int64(settings.clientHeaderTimeoutMs)
                 }

@@ -69,7 +69,9 @@ final class TLSFixture {
     /// curl over TLS to `name` (resolved to 127.0.0.1), trusting the test CA.
     func curlTLS(_ name: String, paths: [String], extra: [String] = []) throws -> CurlResult {
         let urls = paths.map { "https://\(name):\(port)\($0)" }
-        return try curl(urls[0], ["--cacert", pki.caFile, "--resolve", "\(name):\(port):127.0.0.1"] + urls.dropFirst(),
+        // HTTP/1.1 on purpose: these tests are about the HTTP/1.1-over-TLS path (h2 by
+        // ALPN has its own test).
+        return try curl(urls[0], ["--http1.1", "--cacert", pki.caFile, "--resolve", "\(name):\(port):127.0.0.1"] + urls.dropFirst(),
                         extra: extra, dir: dir)
     }
 }
@@ -87,13 +89,44 @@ extension Integration {
         }
 
         @Test(.timeLimit(.minutes(1)))
-        func alpnNegotiatesHTTP1AndDoesNotOfferH2UntilAnH2HandlerExists() throws {
+        func alpnPicksH2FirstAndHTTP1ForClientsThatOnlySpeakIt() throws {
             let f = try TLSFixture("tls-alpn")
             let both = try f.sClient(["-servername", "a.test", "-alpn", "h2,http/1.1"])
-            #expect(both.stdout.contains("ALPN protocol: http/1.1"), "\(both.stdout.suffix(800))")
-            let h2Only = try f.sClient(["-servername", "a.test", "-alpn", "h2"])
-            #expect(h2Only.stdout.contains("No ALPN negotiated"), "\(h2Only.stdout.suffix(800))")
-            #expect(h2Only.stdout.contains("Verify return code: 0 (ok)"))
+            #expect(both.stdout.contains("ALPN protocol: h2"), "\(both.stdout.suffix(800))")
+            let http1 = try f.sClient(["-servername", "a.test", "-alpn", "http/1.1"])
+            #expect(http1.stdout.contains("ALPN protocol: http/1.1"), "\(http1.stdout.suffix(800))")
+            let other = try f.sClient(["-servername", "a.test", "-alpn", "spdy/3"])
+            #expect(other.stdout.contains("No ALPN negotiated"), "\(other.stdout.suffix(800))")
+            #expect(other.stdout.contains("Verify return code: 0 (ok)"))
+        }
+
+        /// h2 by ALPN: curl over TLS speaks HTTP/2, several requests share the connection,
+        /// a large body streams down and a chunked upload comes back byte for byte, and the
+        /// origin hears X-Forwarded-Proto: https.
+        @Test(.timeLimit(.minutes(1)))
+        func h2OverTLSByALPNServesRequestsAndBodies() throws {
+            let f = try TLSFixture("tls-h2")
+            let urls = ["/one", "/two", "/three"].map { "https://a.test:\(f.port)\($0)" }
+            let several = try curl(urls[0], ["--http2", "--cacert", f.pki.caFile, "--resolve", "a.test:\(f.port):127.0.0.1"] + urls.dropFirst(),
+                                   extra: ["%{http_version}", "%{num_connects}"], dir: f.dir)
+            #expect(several.exitStatus == 0, "\(several.stderr)")
+            let lines = ([String(several.httpStatus)] + several.written).filter { !$0.isEmpty && !$0.hasPrefix("hello") }
+            #expect(lines == ["200", "2", "1", "200", "2", "0", "200", "2", "0"], "h2 over TLS, one connection: \(lines)")
+            let down = try curl("https://a.test:\(f.port)/size/8388608", ["--http2", "--cacert", f.pki.caFile, "--resolve", "a.test:\(f.port):127.0.0.1"],
+                                extra: ["%{size_download}", "%{http_version}"], dir: f.dir)
+            #expect(down.httpStatus == 200 && down.written.filter { !$0.isEmpty } == ["8388608", "2"], "\(down.written) \(down.stderr)")
+            let upload = f.dir.file("upload.bin")
+            try Data((0..<(2 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }).write(to: URL(fileURLWithPath: upload))
+            let echoed = f.dir.file("echoed.bin")
+            let result = try runCommand("/usr/bin/curl", [
+                "-sS", "--http2", "--max-time", "50", "-o", echoed, "-w", "%{http_code} %{http_version}",
+                "--cacert", f.pki.caFile, "--resolve", "a.test:\(f.port):127.0.0.1",
+                "--data-binary", "@\(upload)", "https://a.test:\(f.port)/echo",
+            ], dir: f.dir, label: "curl-h2-echo", timeout: .seconds(55))
+            #expect(result.stdout == "200 2", "\(result.stdout) \(result.stderr)")
+            #expect(FileManager.default.contentsEqual(atPath: upload, andPath: echoed), "the body came back byte for byte")
+            let head = try curl("https://a.test:\(f.port)/headers", ["--http2", "--cacert", f.pki.caFile, "--resolve", "a.test:\(f.port):127.0.0.1"], dir: f.dir)
+            #expect(head.body.lowercased().contains("x-forwarded-proto: https"), "\(head.body)")
         }
 
         @Test(.timeLimit(.minutes(1)))
@@ -122,7 +155,7 @@ extension Integration {
             try Data((0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }).write(to: URL(fileURLWithPath: upload))
             let echoed = f.dir.file("echoed.bin")
             let result = try runCommand("/usr/bin/curl", [
-                "-sS", "--max-time", "50", "-o", echoed, "-w", "%{http_code}",
+                "-sS", "--http1.1", "--max-time", "50", "-o", echoed, "-w", "%{http_code}",
                 "--cacert", f.pki.caFile, "--resolve", "a.test:\(f.port):127.0.0.1",
                 "-H", "Transfer-Encoding: chunked", "--data-binary", "@\(upload)", "https://a.test:\(f.port)/echo",
             ], dir: f.dir, label: "curl-echo", timeout: .seconds(55))
