@@ -17,6 +17,51 @@ extension AdminResponse {
     }
 }
 
+// MARK: - Request bodies (shared with the CLI)
+
+/// The body of `POST /services/NAME/flip` and `/canary`; every field is optional.
+public struct TrafficChangeRequest: Codable, Sendable {
+    public var to: String?
+    public var action: String?
+    public var percent: Double?
+    public var track: String?
+    public var revision: Int64?
+    public var who: String?
+    public var why: String?
+    public var gate: GateRequest?
+
+    public init(to: String? = nil, action: String? = nil, revision: Int64? = nil, who: String? = nil, why: String? = nil) {
+        self.to = to
+        self.action = action
+        self.revision = revision
+        self.who = who
+        self.why = why
+    }
+}
+
+/// A gate in a request: what `canary step` checks before moving (nil fields: defaults).
+public struct GateRequest: Codable, Sendable {
+    public var max_error_rate_increase: Double?
+    public var max_p99_increase_percent: Double?
+    public var p99_floor_ms: Double?
+    public var min_requests: UInt64?
+    public var window_seconds: Double?
+
+    public init(min_requests: UInt64? = nil, window_seconds: Double? = nil) {
+        self.min_requests = min_requests
+        self.window_seconds = window_seconds
+    }
+
+    public var policy: GatePolicy {
+        var policy = GatePolicy()
+        if let v = max_error_rate_increase { policy.maxErrorRateIncrease = v }
+        if let v = max_p99_increase_percent { policy.maxP99IncreasePercent = v }
+        if let v = p99_floor_ms { policy.p99FloorMs = v }
+        if let v = min_requests { policy.minRequests = v }
+        return policy
+    }
+}
+
 // MARK: - Wiring
 
 extension Runtime {
@@ -160,39 +205,11 @@ extension Runtime {
 
     // MARK: Writes
 
-    private struct ChangeBody: Decodable {
-        var to: String?
-        var action: String?
-        var percent: Double?
-        var track: String?
-        var revision: Int64?
-        var who: String?
-        var why: String?
-        var gate: GateBody?
-    }
-
-    struct GateBody: Decodable {
-        var max_error_rate_increase: Double?
-        var max_p99_increase_percent: Double?
-        var p99_floor_ms: Double?
-        var min_requests: UInt64?
-        var window_seconds: Double?
-
-        var policy: GatePolicy {
-            var policy = GatePolicy()
-            if let v = max_error_rate_increase { policy.maxErrorRateIncrease = v }
-            if let v = max_p99_increase_percent { policy.maxP99IncreasePercent = v }
-            if let v = p99_floor_ms { policy.p99FloorMs = v }
-            if let v = min_requests { policy.minRequests = v }
-            return policy
-        }
-    }
-
     private func change(_ name: String, verb: String, request: AdminRequest) -> AdminResponse {
         guard let traffic else { return .error(503, "starting") }
-        let body: ChangeBody
+        let body: TrafficChangeRequest
         do {
-            body = request.body.isEmpty ? ChangeBody() : try JSONDecoder().decode(ChangeBody.self, from: Data(request.body))
+            body = request.body.isEmpty ? TrafficChangeRequest() : try JSONDecoder().decode(TrafficChangeRequest.self, from: Data(request.body))
         } catch {
             return .error(400, "the body is not the JSON this call takes: \(error)")
         }

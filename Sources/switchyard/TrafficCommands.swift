@@ -82,8 +82,7 @@ struct CanarySet: ParsableCommand {
 
     func run() throws {
         let client = options.makeClient()
-        var body = TrafficRequest(revision: revision, who: whoAmI(), why: why)
-        body.action = "set"
+        var body = TrafficRequest(action: "set", revision: revision, who: whoAmI(), why: why)
         body.percent = percent
         body.track = track
         let answer = client.write("/services/\(pathEscaped(service))/canary", body)
@@ -97,11 +96,7 @@ struct CanaryPromote: ParsableCommand {
     @Argument(help: "The service.") var service: String
     @Option(help: "Why, for the history.") var why = ""
 
-    func run() throws {
-        var body = TrafficRequest(who: whoAmI(), why: why)
-        body.action = "promote"
-        reportChange(options.makeClient().write("/services/\(pathEscaped(service))/canary", body), service: service, json: options.json)
-    }
+    func run() throws { sendCanaryAction("promote", service: service, why: why, options: options) }
 }
 
 struct CanaryAbort: ParsableCommand {
@@ -110,11 +105,13 @@ struct CanaryAbort: ParsableCommand {
     @Argument(help: "The service.") var service: String
     @Option(help: "Why, for the history.") var why = ""
 
-    func run() throws {
-        var body = TrafficRequest(who: whoAmI(), why: why)
-        body.action = "abort"
-        reportChange(options.makeClient().write("/services/\(pathEscaped(service))/canary", body), service: service, json: options.json)
-    }
+    func run() throws { sendCanaryAction("abort", service: service, why: why, options: options) }
+}
+
+/// A canary verb without arguments (promote, abort), reported like every change.
+private func sendCanaryAction(_ action: String, service: String, why: String, options: AdminOptions) {
+    let body = TrafficRequest(action: action, who: whoAmI(), why: why)
+    reportChange(options.makeClient().write("/services/\(pathEscaped(service))/canary", body), service: service, json: options.json)
 }
 
 struct CanaryStep: ParsableCommand {
@@ -142,12 +139,11 @@ struct CanaryStep: ParsableCommand {
 
     func run() throws {
         let client = options.makeClient()
-        var policy = GateBody(min_requests: minRequests, window_seconds: parseDuration(window))
+        var policy = GateRequest(min_requests: minRequests, window_seconds: parseDuration(window))
         for spec in gate { policy.apply(spec) }
         let bakeSeconds = parseDuration(bake)
 
-        var body = TrafficRequest(who: whoAmI(), why: why)
-        body.action = "step"
+        var body = TrafficRequest(action: "step", who: whoAmI(), why: why)
         body.gate = policy
         let answer = client.request("POST", "/services/\(pathEscaped(service))/canary", body: encodeJSON(body))
         if answer.status == 412 {
@@ -180,7 +176,7 @@ struct CanaryStep: ParsableCommand {
     }
 
     /// Waits `seconds`, printing progress, then asks for the gate over that time.
-    private func bakeAndJudge(_ client: CLIClient, canary: String, seconds: Double, policy: GateBody) -> GateVerdict {
+    private func bakeAndJudge(_ client: CLIClient, canary: String, seconds: Double, policy: GateRequest) -> GateVerdict {
         let started = Date()
         var lastPrint = -10.0
         while true {
@@ -200,7 +196,7 @@ struct CanaryStep: ParsableCommand {
         return decode(GateVerdict.self, answer)
     }
 
-    private func gateQuery(canary: String?, seconds: Double, policy: GateBody) -> String {
+    private func gateQuery(canary: String?, seconds: Double, policy: GateRequest) -> String {
         var query = "window=\(seconds)"
         if let v = policy.max_error_rate_increase { query += "&max_error_rate_increase=\(v)" }
         if let v = policy.max_p99_increase_percent { query += "&max_p99_increase_percent=\(v)" }
@@ -210,8 +206,7 @@ struct CanaryStep: ParsableCommand {
     }
 
     private func rollback(_ client: CLIClient) {
-        var body = TrafficRequest(who: whoAmI(), why: "gate failed (rollback-on-fail)")
-        body.action = "abort"
+        let body = TrafficRequest(action: "abort", who: whoAmI(), why: "gate failed (rollback-on-fail)")
         let answer = client.request("POST", "/services/\(pathEscaped(service))/canary", body: encodeJSON(body))
         if answer.status == 200, let changed = try? JSONDecoder().decode(ChangeView.self, from: Data(answer.body)) {
             if !options.json { say("rolled back: \(changed.state.summary) (revision \(changed.state.revision))") }
@@ -228,32 +223,9 @@ struct CanaryStep: ParsableCommand {
 
 // MARK: - Shared
 
-/// What the CLI sends for a traffic change.
-struct TrafficRequest: Encodable {
-    var to: String?
-    var action: String?
-    var percent: Double?
-    var track: String?
-    var revision: Int64?
-    var who: String?
-    var why: String?
-    var gate: GateBody?
+typealias TrafficRequest = TrafficChangeRequest
 
-    init(to: String? = nil, revision: Int64? = nil, who: String, why: String) {
-        self.to = to
-        self.revision = revision
-        self.who = who
-        self.why = why
-    }
-}
-
-struct GateBody: Codable {
-    var max_error_rate_increase: Double?
-    var max_p99_increase_percent: Double?
-    var p99_floor_ms: Double?
-    var min_requests: UInt64?
-    var window_seconds: Double?
-
+extension GateRequest {
     /// `errors=1%`, `p99=+50%`, `p99-floor=10ms`.
     mutating func apply(_ spec: String) {
         let parts = spec.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
