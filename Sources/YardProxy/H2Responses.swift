@@ -47,21 +47,7 @@ extension Worker {
                     u.head = ResponseHead()
                     continue
                 }
-                u.headDone = true
-                metrics.response(u.endpoint.poolKey, status: u.head.status, latencyMicros: (now - c.requestStart) &* 1_000)
-                recordOutcome(u.endpoint, service: c.route?.service, failed: u.head.status >= 500)
-                if c.requestBodyDone { dropSentBytes(u) }
-                switch u.head.framing {
-                case .none:
-                    u.responseDone = true
-                case .contentLength(let length):
-                    u.responseRemaining = length
-                    u.responseDone = length == 0
-                case .chunked:
-                    u.responseChunked = true
-                case .untilClose:
-                    u.responseUntilClose = true
-                }
+                startResponseBody(c, u)
                 submitStreamHead(c, link, u, hasBody: !u.responseDone)
                 c.lastStatus = u.head.status
                 c.responseStarted = true

@@ -255,21 +255,7 @@ extension Worker {
                     u.head = ResponseHead()
                     continue
                 }
-                u.headDone = true
-                metrics.response(u.endpoint.poolKey, status: u.head.status, latencyMicros: (now - c.requestStart) &* 1_000)
-                recordOutcome(u.endpoint, service: c.route?.service, failed: u.head.status >= 500)
-                if c.requestBodyDone { dropSentBytes(u) }
-                switch u.head.framing {
-                case .none:
-                    u.responseDone = true
-                case .contentLength(let length):
-                    u.responseRemaining = length
-                    u.responseDone = length == 0
-                case .chunked:
-                    u.responseChunked = true
-                case .untilClose:
-                    u.responseUntilClose = true
-                }
+                startResponseBody(c, u)
                 continue
             }
             let available = u.inBuf.readableBytes
@@ -312,6 +298,27 @@ extension Worker {
             return
         }
         if u.inBuf.writableBytes == 0 { u.inBuf.compact() }
+    }
+
+    /// A final response head was parsed: counts it, tells health how the endpoint did,
+    /// and sets up the body's framing. Shared by the HTTP/1.1 and HTTP/2 relays.
+    @inline(__always)
+    func startResponseBody(_ c: ClientConnection, _ u: UpstreamConnection) {
+        u.headDone = true
+        metrics.response(u.endpoint.poolKey, status: u.head.status, latencyMicros: (now - c.requestStart) &* 1_000)
+        recordOutcome(u.endpoint, service: c.route?.service, failed: u.head.status >= 500)
+        if c.requestBodyDone { dropSentBytes(u) }
+        switch u.head.framing {
+        case .none:
+            u.responseDone = true
+        case .contentLength(let length):
+            u.responseRemaining = length
+            u.responseDone = length == 0
+        case .chunked:
+            u.responseChunked = true
+        case .untilClose:
+            u.responseUntilClose = true
+        }
     }
 
     // MARK: Failures
