@@ -279,7 +279,7 @@ public final class Runtime: Sendable {
             service.instances.map { instance in
                 HealthTarget(
                     service: service.name,
-                    endpointKey: PoolKeys.shared.key(address: instance.address, port: instance.port),
+                    endpointKey: PoolKeys.shared.key(address: instance.address, port: instance.port, flavor: service.upstream.poolFlavor),
                     address: instance.address, port: instance.port, policy: service.health)
             }
         }

@@ -278,7 +278,7 @@ extension Runtime {
         var health: [String: String] = [:]
         for service in catalog.services {
             for instance in service.instances {
-                let key = HealthKey(service: service.name, endpointKey: PoolKeys.shared.key(address: instance.address, port: instance.port))
+                let key = HealthKey(service: service.name, endpointKey: PoolKeys.shared.key(address: instance.address, port: instance.port, flavor: service.upstream.poolFlavor))
                 guard let reading = readings[key] else { continue }
                 health[TemplateInput.healthKey(service: service.name, address: instance.address, port: instance.port)] =
                     reading.ejected ? "ejected" : reading.status.rawValue

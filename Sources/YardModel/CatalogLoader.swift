@@ -25,7 +25,7 @@ extension ConfigLoader {
         var services: [ServiceDefinition] = []
         for (name, node) in try servicesNode.entries() {
             try validateServiceName(name, at: node)
-            services.append(try parseService(name: name, node: node))
+            services.append(try parseService(name: name, node: node, directory: directory(of: path)))
         }
         return ServiceCatalog(services: services)
     }
@@ -42,8 +42,10 @@ extension ConfigLoader {
         }
     }
 
-    private static func parseService(name: String, node: ConfigNode) throws(ConfigError) -> ServiceDefinition {
-        let fields = try node.fields(allowed: ["active", "instances", "health", "balancer", "hash_on", "retries", "canary", "override", "routes"])
+    private static func parseService(name: String, node: ConfigNode, directory: String) throws(ConfigError) -> ServiceDefinition {
+        let fields = try node.fields(allowed: [
+            "active", "instances", "health", "balancer", "hash_on", "retries", "canary", "override", "routes", "upstream",
+        ])
         var instances: [InstanceDefinition] = []
         var seen: [String: Int?] = [:]
         for item in try fields.optional("instances")?.list() ?? [] {
@@ -90,6 +92,12 @@ extension ConfigLoader {
             definition.hashOn = .sourceAddress
         }
         if let retryNode = fields.optional("retries") { definition.retry = try parseRetry(retryNode) }
+        if let upstreamNode = fields.optional("upstream") {
+            definition.upstream = try parseUpstream(upstreamNode, directory: directory)
+            if definition.upstream.multiplexed && definition.health.kind == .http, let healthNode = fields.optional("health") {
+                throw healthNode.error("HTTP checks speak HTTP/1.1, which an HTTP/2-only (\(definition.upstream.protocol.rawValue)) endpoint does not answer; use 'type: tcp'")
+            }
+        }
         if let overrideNode = fields.optional("override") {
             definition.trackOverride = try parseOverride(overrideNode)
         }

@@ -218,6 +218,8 @@ public struct ServiceDefinition: Sendable, Equatable {
     /// `switchyard.rule.host`/`.path`, the file's `routes:`). They are added after the
     /// config file's routes; `RoutingTable` orders all routes by specificity.
     public var routes: [DiscoveredRoute] = []
+    /// How the endpoints are spoken to (HTTP/1.1 or HTTP/2, plain or TLS).
+    public var upstream = UpstreamTransport()
 
     public init(
         name: String, activeTrack: String? = nil, instances: [InstanceDefinition],

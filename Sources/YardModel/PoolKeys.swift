@@ -11,9 +11,10 @@ public final class PoolKeys: Sendable {
 
     public init() {}
 
-    /// The key for `address:port`, allocating the next integer the first time.
-    public func key(address: String, port: UInt16) -> Int {
-        let name = "\(address)|\(port)"
+    /// The key for `address:port` reached as `flavor` (`UpstreamTransport.poolFlavor`),
+    /// allocating the next integer the first time.
+    public func key(address: String, port: UInt16, flavor: String = "") -> Int {
+        let name = flavor.isEmpty ? "\(address)|\(port)" : "\(address)|\(port)|\(flavor)"
         return state.withLock { state in
             if let key = state.keys[name] { return key }
             let key = state.next

@@ -89,6 +89,8 @@ public final class Service: Sendable {
     /// canary key's, as bytes: the request path compares bytes and builds no array.
     public let hashKeyName: [UInt8]
     public let stickyKeyName: [UInt8]
+    /// How the endpoints are spoken to (HTTP/1.1 or HTTP/2, plain or TLS).
+    public let upstream: UpstreamTransport
     /// Each track's routable endpoints, for requests pinned by the override header.
     public let trackEndpoints: [(track: [UInt8], endpoints: [Endpoint])]
 
@@ -96,8 +98,9 @@ public final class Service: Sendable {
         name: String, index: Int, activeTrack: String?, endpoints: [Endpoint],
         balancer: BalancerKind = .roundRobin, hashOn: HashSource? = nil,
         retry: RetryPolicy = RetryPolicy(), health: HealthPolicy = HealthPolicy(),
-        canary: CanaryConfig? = nil, trackOverride: TrackOverride? = nil
+        canary: CanaryConfig? = nil, trackOverride: TrackOverride? = nil, upstream: UpstreamTransport = UpstreamTransport()
     ) {
+        self.upstream = upstream
         self.canary = canary
         self.trackOverride = trackOverride
         self.overrideHeader = Array((trackOverride?.header ?? "").lowercased().utf8)

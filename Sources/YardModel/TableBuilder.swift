@@ -48,7 +48,7 @@ private func buildService(
     health: (String, Int, Int) -> EndpointState?
 ) -> Service {
     let endpoints = definition.instances.map { instance in
-        let key = poolKeys.key(address: instance.address, port: instance.port)
+        let key = poolKeys.key(address: instance.address, port: instance.port, flavor: definition.upstream.poolFlavor)
         let state = health(definition.name, key, instance.weight)
         return Endpoint(
             poolKey: key, address: instance.address, port: instance.port, track: instance.track,
@@ -60,7 +60,7 @@ private func buildService(
     return Service(
         name: definition.name, index: index, activeTrack: definition.activeTrack, endpoints: endpoints,
         balancer: definition.balancer, hashOn: definition.hashOn, retry: definition.retry, health: definition.health,
-        canary: definition.canary, trackOverride: definition.trackOverride)
+        canary: definition.canary, trackOverride: definition.trackOverride, upstream: definition.upstream)
 }
 
 /// An endpoint's routing state as the health checker sees it, for `buildRoutingTable`.
