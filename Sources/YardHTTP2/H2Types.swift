@@ -33,11 +33,14 @@ public struct H2Settings: Sendable {
 /// Something the peer did, recorded by a callback while the session parsed input (or sent
 /// output), acted on by the owner after the call returned.
 public enum H2Event: Equatable, Sendable {
-    /// A request head: `fields` indexes `H2ServerSession.fields` (pseudo-headers first).
+    /// A request head: `fields` indexes `H2Session.fields` (pseudo-headers first).
     case request(stream: Int32, fields: Range<Int>, endStream: Bool)
-    /// Trailers of a request body; the request ends with them.
+    /// A response head (client sessions): `:status` first; 1xx heads come before the final one.
+    case response(stream: Int32, fields: Range<Int>, endStream: Bool)
+    /// Trailers of a request body (server) or a response body (client); the stream's
+    /// message ends with them.
     case trailers(stream: Int32, fields: Range<Int>)
-    /// Request body bytes: `bytes` indexes `H2ServerSession.dataBytes`.
+    /// Request body bytes: `bytes` indexes `H2Session.dataBytes`.
     case data(stream: Int32, bytes: Range<Int>)
     /// The request body ended (DATA with END_STREAM).
     case endStream(stream: Int32)
@@ -55,7 +58,7 @@ public enum H2Event: Equatable, Sendable {
     case bodyDrained(stream: Int32)
 }
 
-/// One header field: byte ranges in `H2ServerSession.headerBytes`.
+/// One header field: byte ranges in `H2Session.headerBytes`.
 public struct H2Field: Equatable, Sendable {
     public var nameStart: Int32
     public var nameCount: Int32
@@ -115,13 +118,13 @@ public struct H2HeaderBlock {
 
 /// The bytes of one stream's response body waiting for the peer's flow-control window.
 ///
-/// The owner appends to `buffer` and calls `H2ServerSession.bodyGrew`; the session's data
+/// The owner appends to `buffer` and calls `H2Session.bodyGrew`; the session's data
 /// provider takes from it (deferring the stream while it is empty and not ended). Pooled by
 /// the session: valid from `openBody` until the owner handles the stream's `.closed` event
 /// and calls `release`.
 ///
 /// Threading: owned by the session's loop.
-public final class H2ResponseBody {
+public final class H2StreamBody {
     public var buffer: ByteBuffer
     /// No more bytes will be appended (trailers, if any, are in `trailers`).
     public var ended = false

@@ -85,7 +85,7 @@ struct PlainTransport: ByteTransport {
 ///
 /// Threading: owned by one worker; `@unchecked`-free because it never leaves that thread.
 class H2Connection {
-    let session: H2ServerSession
+    let session: H2Session
     /// Index in the worker's `h2Connections` array.
     var slot = 0
     var interest: UInt32 = 0
@@ -113,7 +113,7 @@ class H2Connection {
     /// Over TLS (ALPN h2): its streams forward `X-Forwarded-Proto: https`.
     var secure = false
 
-    init(session: H2ServerSession, peerText: [UInt8], peerBytes: [UInt8], bufferSize: Int) {
+    init(session: H2Session, peerText: [UInt8], peerBytes: [UInt8], bufferSize: Int) {
         self.session = session
         self.peerText = peerText
         self.peerBytes = peerBytes
@@ -140,7 +140,7 @@ class H2Connection {
 final class H2ConnectionOver<Transport: ByteTransport>: H2Connection {
     var transport: Transport
 
-    init(transport: Transport, session: H2ServerSession, peerText: [UInt8], peerBytes: [UInt8], bufferSize: Int) {
+    init(transport: Transport, session: H2Session, peerText: [UInt8], peerBytes: [UInt8], bufferSize: Int) {
         self.transport = transport
         super.init(session: session, peerText: peerText, peerBytes: peerBytes, bufferSize: bufferSize)
     }
@@ -161,7 +161,7 @@ final class H2StreamLink {
     unowned(unsafe) let connection: H2Connection
     var stream: Int32 = 0
     /// The response body buffer, from `submitResponse` until the stream closes.
-    var body: H2ResponseBody?
+    var body: H2StreamBody?
     /// The request head was synthesised with chunked framing (no content-length).
     var chunked = false
     /// The client ended the request (END_STREAM, or trailers).

@@ -49,7 +49,7 @@ extension Worker {
     /// `received` are bytes already read from the transport (the preface, maybe more).
     func startHTTP2<Transport: ByteTransport>(transport: Transport, peerText: [UInt8], peerBytes: [UInt8],
                                               received: UnsafeRawBufferPointer, secure: Bool = false) {
-        let h = H2ConnectionOver(transport: transport, session: H2ServerSession(settings: h2Settings, bodyCapacity: Worker.h2StreamBufferSize),
+        let h = H2ConnectionOver(transport: transport, session: H2Session(settings: h2Settings, bodyCapacity: Worker.h2StreamBufferSize),
                                  peerText: peerText, peerBytes: peerBytes, bufferSize: bufferSize)
         h.secure = secure
         _ = h.inBuf.reserve(received.count)
@@ -140,7 +140,8 @@ extension Worker {
                     if let c = h.streams[stream], let u = c.upstream { relayResponseToStream(u, c) }
                 case .windowUpdate(let stream):
                     windowOpened(h, stream: stream)
-                case .goaway, .reset, .settingsAck:
+                case .goaway, .reset, .settingsAck, .response:
+                    // A server session records no response heads.
                     break
                 }
             }

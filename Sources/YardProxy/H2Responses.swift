@@ -124,7 +124,7 @@ extension Worker {
     }
 
     /// Moves the data of validated chunked bytes into the body buffer, trailers aside.
-    private func dechunk(_ bytes: UnsafeRawBufferPointer, _ link: H2StreamLink, into body: H2ResponseBody) {
+    private func dechunk(_ bytes: UnsafeRawBufferPointer, _ link: H2StreamLink, into body: H2StreamBody) {
         var offset = 0
         while offset < bytes.count {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])

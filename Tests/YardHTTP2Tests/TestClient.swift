@@ -1,4 +1,4 @@
-// An in-memory nghttp2 *client* session for driving `H2ServerSession` byte by byte: the
+// An in-memory nghttp2 *client* session for driving `H2Session` byte by byte: the
 // real library on both ends, no sockets.
 
 import CYardNghttp2
@@ -138,7 +138,7 @@ final class TestClient {
 
 /// Moves bytes both ways until neither side has anything to say; returns the server's events.
 @discardableResult
-func exchange(_ client: TestClient, _ server: H2ServerSession, now: Int64 = 0) -> [H2Event] {
+func exchange(_ client: TestClient, _ server: H2Session, now: Int64 = 0) -> [H2Event] {
     var all: [H2Event] = []
     var batch: [H2Event] = []
     for _ in 0..<64 {
@@ -159,6 +159,6 @@ func exchange(_ client: TestClient, _ server: H2ServerSession, now: Int64 = 0) -
 }
 
 /// The text of a recorded field.
-func text(_ server: H2ServerSession, _ field: H2Field) -> (String, String) {
+func text(_ server: H2Session, _ field: H2Field) -> (String, String) {
     (String(decoding: server.name(field), as: UTF8.self), String(decoding: server.value(field), as: UTF8.self))
 }

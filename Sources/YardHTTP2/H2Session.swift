@@ -4,8 +4,10 @@ import Glibc
 internal import CYardNghttp2
 import YardIO
 
-/// A server-side HTTP/2 session over memory: bytes in (`receive`), bytes out (`send`),
-/// events recorded in between, responses submitted by the owner.
+/// An HTTP/2 session over memory: bytes in (`receive`), bytes out (`send`), events recorded
+/// in between. As a server (`init(settings:bodyCapacity:)`) the owner submits responses to
+/// the requests it hears of; as a client (`init(clientSettings:bodyCapacity:)`, for
+/// upstream connections) it submits requests and hears of responses (H2ClientRequests.swift).
 ///
 /// Wraps one `nghttp2_session*`, freed in `deinit`. nghttp2 calls back into file-private
 /// `@convention(c)` thunks that unwrap the session from the user-data pointer and *record*
@@ -18,9 +20,11 @@ import YardIO
 /// has forwarded them), so a slow upstream slows the client instead of filling memory.
 ///
 /// Threading: confined to one event loop; not Sendable.
-public final class H2ServerSession {
+public final class H2Session {
     let session: OpaquePointer
     public let settings: H2Settings
+    /// This side opens the streams (an upstream connection).
+    public let isClient: Bool
 
     // MARK: Recorded state
     /// Events since the last `takeEvents`.
@@ -43,9 +47,9 @@ public final class H2ServerSession {
     var nowMs: Int64 = 0
 
     // MARK: Bodies
-    var spareBodies: [H2ResponseBody] = []
+    var spareBodies: [H2StreamBody] = []
     /// Bodies whose trailers are due (the last DATA frame went out without END_STREAM).
-    var trailersDue: [H2ResponseBody] = []
+    var trailersDue: [H2StreamBody] = []
     let bodyCapacity: Int
     var nv: UnsafeMutablePointer<nghttp2_nv>
     var nvCapacity: Int
@@ -60,9 +64,21 @@ public final class H2ServerSession {
         case protocolError(String)
     }
 
-    public init(settings: H2Settings = H2Settings(), bodyCapacity: Int = 32 * 1024) {
+    /// A server session: the client's preface is expected, requests arrive as `.request`.
+    public convenience init(settings: H2Settings = H2Settings(), bodyCapacity: Int = 32 * 1024) {
+        self.init(settings: settings, bodyCapacity: bodyCapacity, client: false)
+    }
+
+    /// A client session: sends the preface and SETTINGS (server push off) on the first
+    /// `send`; responses arrive as `.response`, request bodies go out from `H2StreamBody`s.
+    public convenience init(clientSettings: H2Settings, bodyCapacity: Int = 32 * 1024) {
+        self.init(settings: clientSettings, bodyCapacity: bodyCapacity, client: true)
+    }
+
+    private init(settings: H2Settings, bodyCapacity: Int, client: Bool) {
         self.settings = settings
         self.bodyCapacity = bodyCapacity
+        self.isClient = client
         nvCapacity = 64
         nv = .allocate(capacity: nvCapacity)
         var callbacks: OpaquePointer?
@@ -77,22 +93,27 @@ public final class H2ServerSession {
         nghttp2_option_set_no_auto_window_update(option, 1)
         nghttp2_option_set_max_continuations(option, settings.maxContinuations)
         // The library's own rapid-reset bucket stays as a backstop above the window count.
-        nghttp2_option_set_stream_reset_rate_limit(option, UInt64(settings.maxResetsPerWindow * 4), 33)
+        if !client { nghttp2_option_set_stream_reset_rate_limit(option, UInt64(settings.maxResetsPerWindow * 4), 33) }
         var made: OpaquePointer?
         // Allocation failure inside nghttp2 (ENOMEM) is the only way this fails.
-        let rc = nghttp2_session_server_new2(&made, callbacks, nil, option)
+        let rc = client ? nghttp2_session_client_new2(&made, callbacks, nil, option)
+            : nghttp2_session_server_new2(&made, callbacks, nil, option)
         nghttp2_option_del(option)
         nghttp2_session_callbacks_del(callbacks)
-        precondition(rc == 0 && made != nil, "nghttp2_session_server_new2 failed: \(rc)")
+        precondition(rc == 0 && made != nil, "nghttp2_session_new2 failed: \(rc)")
         session = made!
         nghttp2_session_set_user_data(session, Unmanaged.passUnretained(self).toOpaque())
         headerBytes = ByteBuffer(capacity: 4096)
         dataBytes = ByteBuffer(capacity: 16 * 1024)
         var entries = [
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(settings.initialWindowSize)),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: UInt32(settings.maxHeaderListSize)),
         ]
+        if client {
+            entries.append(nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0))
+        } else {
+            entries.append(nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams))
+        }
         nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count)
         if settings.connectionWindowSize > 65_535 {
             nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, settings.connectionWindowSize)
@@ -118,7 +139,7 @@ public final class H2ServerSession {
             if Int32(rc) == NGHTTP2_ERR_BAD_CLIENT_MAGIC.rawValue { return .badPreface }
             return .protocolError((String(cString: nghttp2_strerror(Int32(rc)))))
         }
-        if resetsInWindow > settings.maxResetsPerWindow && !floodDetected {
+        if resetsInWindow > settings.maxResetsPerWindow && !floodDetected && !isClient {
             floodDetected = true
             nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
         }
@@ -190,14 +211,14 @@ public final class H2ServerSession {
     // MARK: Responses
 
     /// A body buffer for `stream`'s response, to pass to `submitResponse`.
-    public func openBody(stream: Int32) -> H2ResponseBody {
-        let body = spareBodies.popLast() ?? H2ResponseBody(capacity: bodyCapacity)
+    public func openBody(stream: Int32) -> H2StreamBody {
+        let body = spareBodies.popLast() ?? H2StreamBody(capacity: bodyCapacity)
         body.reset(stream: stream)
         return body
     }
 
     /// Gives a body back once its stream's `.closed` event was handled.
-    public func release(_ body: H2ResponseBody) {
+    public func release(_ body: H2StreamBody) {
         body.stream = 0
         if spareBodies.count < Int(settings.maxConcurrentStreams) { spareBodies.append(body) }
     }
@@ -205,7 +226,7 @@ public final class H2ServerSession {
     /// Submits a response head (`:status` first, then `headers`) and, with `body`, a data
     /// provider that streams from it. Without a body the HEADERS frame ends the stream.
     @discardableResult
-    public func submitResponse(stream: Int32, status: Int, headers: inout H2HeaderBlock, body: H2ResponseBody?) -> Bool {
+    public func submitResponse(stream: Int32, status: Int, headers: inout H2HeaderBlock, body: H2StreamBody?) -> Bool {
         // Three digits on the stack: no allocation per response.
         let digits = UInt32(truncatingIfNeeded: min(max(status, 100), 999))
         var text = (UInt8(48 + digits / 100), UInt8(48 + digits / 10 % 10), UInt8(48 + digits % 10))
@@ -220,8 +241,38 @@ public final class H2ServerSession {
         }
     }
 
+    // MARK: Requests (client sessions)
+
+    /// Submits a request: `headers` holds the pseudo-headers (`:method`, `:scheme`,
+    /// `:authority`, `:path`) first, then the fields. With `body`, its buffer streams as
+    /// DATA (`ended` and `trailers` as for responses); without, HEADERS ends the stream.
+    /// Returns the stream id, or nil when the session takes no new stream (ids used up,
+    /// GOAWAY received): the owner opens another connection.
+    public func submitRequest(headers: inout H2HeaderBlock, body: H2StreamBody?) -> Int32? {
+        let id: Int32 = withNV(headers: &headers, status: nil) { nva, count in
+            if let body {
+                var provider = yard_nghttp2_data_provider(Unmanaged.passUnretained(body).toOpaque(), readBody)
+                return nghttp2_submit_request(session, nil, nva, count, &provider, nil)
+            }
+            return nghttp2_submit_request(session, nil, nva, count, nil, nil)
+        }
+        guard id > 0 else { return nil }
+        body?.stream = id
+        return id
+    }
+
+    /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS (unbounded until its SETTINGS arrive).
+    public var peerMaxConcurrentStreams: Int {
+        Int(nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS))
+    }
+
+    /// The peer sent GOAWAY, or ids ran out: no new stream can be opened on this session.
+    public var acceptsNewStreams: Bool {
+        nghttp2_session_check_request_allowed(session) != 0
+    }
+
     /// The owner appended to `body.buffer` or set `ended`: resumes a deferred stream.
-    public func bodyGrew(_ body: H2ResponseBody) {
+    public func bodyGrew(_ body: H2StreamBody) {
         guard body.deferred, body.stream != 0 else { return }
         body.deferred = false
         nghttp2_session_resume_data(session, body.stream)
@@ -276,7 +327,7 @@ public final class H2ServerSession {
 
     // MARK: Helpers
 
-    private func submitTrailers(_ body: H2ResponseBody) {
+    private func submitTrailers(_ body: H2StreamBody) {
         guard body.stream != 0 else { return }
         _ = withNV(headers: &body.trailers, status: nil) { nva, count in
             nghttp2_submit_trailer(session, body.stream, nva, count) == 0
@@ -285,8 +336,8 @@ public final class H2ServerSession {
 
     /// Builds the nghttp2_nv array for `headers` (spans resolved now: the byte buffer no
     /// longer moves) and calls `body` with it. nghttp2 copies the fields before returning.
-    private func withNV(headers: inout H2HeaderBlock, status: UnsafeRawBufferPointer?,
-                        _ body: (UnsafeMutablePointer<nghttp2_nv>, Int) -> Bool) -> Bool {
+    private func withNV<Result>(headers: inout H2HeaderBlock, status: UnsafeRawBufferPointer?,
+                                _ body: (UnsafeMutablePointer<nghttp2_nv>, Int) -> Result) -> Result {
         let needed = headers.spans.count + 1
         if needed > nvCapacity {
             nv.deallocate()
@@ -330,6 +381,13 @@ public final class H2ServerSession {
         return true
     }
 
+    /// Whether a received block starts with `:status` (a response head, not trailers).
+    func blockHasStatus(_ fields: Range<Int>) -> Bool {
+        guard let first = fields.first else { return false }
+        let name = self.name(self.fields[first])
+        return name.count == 7 && memcmp(name.baseAddress!, H2Names.status.utf8Start, 7) == 0
+    }
+
     func dropBlock() {
         fields.removeSubrange(blockStart...)
     }
@@ -359,8 +417,8 @@ enum H2Names {
 // Each unwraps the session from user data and records; none calls into nghttp2.
 
 @inline(__always)
-private func owner(_ userData: UnsafeMutableRawPointer?) -> H2ServerSession {
-    Unmanaged<H2ServerSession>.fromOpaque(userData!).takeUnretainedValue()
+private func owner(_ userData: UnsafeMutableRawPointer?) -> H2Session {
+    Unmanaged<H2Session>.fromOpaque(userData!).takeUnretainedValue()
 }
 
 private let onBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, userData in
@@ -395,8 +453,12 @@ private let onFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, userData i
     case NGHTTP2_HEADERS.rawValue:
         guard !s.blockTooLarge else { return 0 }
         let fields = s.blockStart..<s.fields.count
-        if UInt32(yard_nghttp2_frame_headers_category(frame)) == NGHTTP2_HCAT_REQUEST.rawValue {
+        let category = UInt32(yard_nghttp2_frame_headers_category(frame))
+        if category == NGHTTP2_HCAT_REQUEST.rawValue {
             s.events.append(.request(stream: stream, fields: fields, endStream: endStream))
+        } else if s.isClient && (category == NGHTTP2_HCAT_RESPONSE.rawValue || s.blockHasStatus(fields)) {
+            // The first HEADERS, or the final one after 1xx (nghttp2 files it under HEADERS).
+            s.events.append(.response(stream: stream, fields: fields, endStream: endStream))
         } else {
             s.events.append(.trailers(stream: stream, fields: fields))
         }
@@ -433,7 +495,7 @@ private let onStreamClose: nghttp2_on_stream_close_callback = { _, stream, code,
 /// submits after the library returns).
 private let readBody: nghttp2_data_source_read_callback = { _, stream, buf, length, dataFlags, source, userData in
     let s = owner(userData)
-    let body = Unmanaged<H2ResponseBody>.fromOpaque(yard_nghttp2_data_source_ptr(source)!).takeUnretainedValue()
+    let body = Unmanaged<H2StreamBody>.fromOpaque(yard_nghttp2_data_source_ptr(source)!).takeUnretainedValue()
     let n = min(length, body.buffer.readableBytes)
     if n == 0 && !body.ended {
         body.deferred = true

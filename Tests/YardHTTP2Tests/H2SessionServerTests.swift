@@ -7,7 +7,7 @@ import Testing
 import YardIO
 @testable import YardHTTP2
 
-@Suite struct H2ServerSessionTests {
+@Suite struct H2SessionTests {
     // MARK: Requests
 
     @Test func requestHeadArrivesWithPseudoHeadersAtEverySplitPoint() {
@@ -15,7 +15,7 @@ import YardIO
         client.request(method: "GET", path: "/items?id=7", authority: "shop.test", headers: [("x-trace", "abc")])
         let bytes = client.output()
         for split in 0...bytes.count {
-            let server = H2ServerSession()
+            let server = H2Session()
             var events: [H2Event] = []
             var batch: [H2Event] = []
             for part in [bytes[0..<split], bytes[split...]] {
@@ -44,7 +44,7 @@ import YardIO
         client.request(method: "POST", path: "/p", headers: [("content-length", "\(body.count)")], body: body)
         let bytes = client.output()
         for split in 0...bytes.count {
-            let server = H2ServerSession()
+            let server = H2Session()
             var received: [UInt8] = []
             var ended = false
             var batch: [H2Event] = []
@@ -63,7 +63,7 @@ import YardIO
 
     @Test func requestBodyWindowReopensOnlyAsTheOwnerConsumes() {
         let client = TestClient()
-        let server = H2ServerSession()
+        let server = H2Session()
         let body = [UInt8](repeating: 0x61, count: 200_000)
         let stream = client.request(method: "POST", path: "/up", body: body)
         var got = 0
@@ -84,7 +84,7 @@ import YardIO
 
     @Test func responseBodyIsDeferredWhileEmptyAndResumedWhenItGrows() {
         let client = TestClient()
-        let server = H2ServerSession()
+        let server = H2Session()
         let stream = client.request()
         exchange(client, server)
         let body = server.openBody(stream: stream)
@@ -112,7 +112,7 @@ import YardIO
 
     @Test func trailersFollowTheLastDataFrame() {
         let client = TestClient()
-        let server = H2ServerSession()
+        let server = H2Session()
         let stream = client.request()
         exchange(client, server)
         let body = server.openBody(stream: stream)
@@ -133,7 +133,7 @@ import YardIO
 
     @Test func aTinyClientWindowLimitsWhatIsSentUntilTheClientOpensIt() {
         let client = TestClient(windowSize: 10, autoWindowUpdate: false)
-        let server = H2ServerSession()
+        let server = H2Session()
         let stream = client.request()
         exchange(client, server)
         let body = server.openBody(stream: stream)
@@ -158,7 +158,7 @@ import YardIO
     @Test func streamsBeyondTheConcurrencyLimitAreRefused() {
         var settings = H2Settings()
         settings.maxConcurrentStreams = 2
-        let server = H2ServerSession(settings: settings)
+        let server = H2Session(settings: settings)
         // Hand-made frames: an nghttp2 client would queue the extra streams itself.
         var bytes = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
         bytes += frame(0x4, 0, stream: 0, []) + frame(0x4, 0x1, stream: 0, []) // SETTINGS, ACK
@@ -181,7 +181,7 @@ import YardIO
         var settings = H2Settings()
         settings.maxHeaderListSize = 1_000
         let client = TestClient()
-        let server = H2ServerSession(settings: settings)
+        let server = H2Session(settings: settings)
         let big = client.request(headers: [("x-big", String(repeating: "v", count: 2_000))])
         let small = client.request(path: "/small")
         let events = exchange(client, server)
@@ -195,7 +195,7 @@ import YardIO
         var settings = H2Settings()
         settings.maxResetsPerWindow = 50
         let client = TestClient()
-        let server = H2ServerSession(settings: settings)
+        let server = H2Session(settings: settings)
         exchange(client, server)
         for _ in 0..<60 {
             let id = client.request()
@@ -213,7 +213,7 @@ import YardIO
         var settings = H2Settings()
         settings.maxResetsPerWindow = 50
         let client = TestClient()
-        let server = H2ServerSession(settings: settings)
+        let server = H2Session(settings: settings)
         exchange(client, server)
         for second in 0..<4 {
             for _ in 0..<30 {
@@ -231,7 +231,7 @@ import YardIO
 
     @Test func aContinuationFloodIsAProtocolError() {
         let client = TestClient()
-        let server = H2ServerSession()
+        let server = H2Session()
         var bytes = client.output() // preface and SETTINGS
         // HEADERS without END_HEADERS, then 50 CONTINUATION frames on stream 1.
         bytes += frame(0x1, 0x1, stream: 1, [0x82]) // :method GET (indexed), END_STREAM, no END_HEADERS
@@ -244,7 +244,7 @@ import YardIO
     }
 
     @Test func aConnectionThatDoesNotStartWithThePrefaceIsRefused() {
-        let server = H2ServerSession()
+        let server = H2Session()
         let bytes = Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
         #expect(bytes.withUnsafeBytes { server.receive($0, nowMs: 0) } == .badPreface)
     }
@@ -253,7 +253,7 @@ import YardIO
 
     @Test func gracefulShutdownAnnouncesThenNamesTheLastStream() {
         let client = TestClient()
-        let server = H2ServerSession()
+        let server = H2Session()
         let stream = client.request()
         exchange(client, server)
         server.announceShutdown()
