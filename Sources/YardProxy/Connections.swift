@@ -199,6 +199,9 @@ final class UpstreamConnection {
     var eof = false
     /// Bytes of response received for this exchange (0 means a failure may be retried).
     var responseBytes = 0
+    /// Set when this exchange is a stream of an upstream HTTP/2 connection (no socket of
+    /// its own; H2UpstreamStreams.swift).
+    var h2: H2UpstreamStream?
 
     init(fd: Int32, endpoint: Endpoint, connecting: Bool, maxHeaders: Int, bufferSize: Int) {
         self.fd = fd
@@ -242,6 +245,8 @@ final class UpstreamPool {
     /// False while the endpoint takes no new request (its track is not served, it drains
     /// or is ejected): connections are closed when their exchange ends instead of pooled.
     var routable = true
+    /// HTTP/2 connections to the endpoint (services with `upstream.protocol: h2c`/`h2`).
+    var h2: [H2UpstreamConnection] = []
 
     init(address: SocketAddress?) {
         self.address = address

@@ -79,7 +79,7 @@ extension Worker {
                     h2AbortExchange(c, status: 502, reason: "invalid chunked body from \(u.endpoint.id): \(error.reason)")
                     return
                 }
-                dechunk(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]), link, into: body)
+                H2Framing.dechunk(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]), &link.dechunker, trailers: &link.trailerBytes, into: body)
             } else {
                 if !u.responseUntilClose {
                     count = Int(min(Int64(count), u.responseRemaining))
@@ -97,7 +97,7 @@ extension Worker {
             return
         }
         if let body = link.body {
-            if !link.trailerBytes.isEmpty { parseTrailers(link, into: &body.trailers) }
+            if !link.trailerBytes.isEmpty { H2Framing.takeTrailers(&link.trailerBytes, into: &body.trailers) }
             body.ended = true
             s.bodyGrew(body)
         }
@@ -122,20 +122,26 @@ extension Worker {
             h.session.resetStream(link.stream, code: 2)
         }
     }
+}
 
-    /// Moves the data of validated chunked bytes into the body buffer, trailers aside.
-    private func dechunk(_ bytes: UnsafeRawBufferPointer, _ link: H2StreamLink, into body: H2StreamBody) {
+/// HTTP/1.1 chunked framing to HTTP/2 DATA and trailers, both ways through the proxy:
+/// responses from HTTP/1.1 upstreams to HTTP/2 clients, requests to HTTP/2 upstreams.
+enum H2Framing {
+    /// Moves the data of validated chunked bytes into the body buffer (which has room for
+    /// all of `bytes`), trailer lines aside into `trailers`.
+    static func dechunk(_ bytes: UnsafeRawBufferPointer, _ dechunker: inout Dechunker, trailers: inout ByteBuffer,
+                        into body: H2StreamBody) {
         var offset = 0
         while offset < bytes.count {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
-            let (count, piece) = link.dechunker.next(rest)
+            let (count, piece) = dechunker.next(rest)
             if count == 0 { break }
             switch piece {
             case .data(let range):
                 body.buffer.append(UnsafeRawBufferPointer(rebasing: rest[range]))
             case .trailer(let range):
-                if link.trailerBytes.reserve(range.count, limit: 64 * 1024) {
-                    link.trailerBytes.append(UnsafeRawBufferPointer(rebasing: rest[range]))
+                if trailers.reserve(range.count, limit: 64 * 1024) {
+                    trailers.append(UnsafeRawBufferPointer(rebasing: rest[range]))
                 }
             case .framing, .end:
                 break
@@ -144,9 +150,9 @@ extension Worker {
         }
     }
 
-    /// Turns trailer field lines ("name: value" CRLF) into HTTP/2 trailers.
-    private func parseTrailers(_ link: H2StreamLink, into trailers: inout H2HeaderBlock) {
-        let bytes = link.trailerBytes.readable
+    /// Turns trailer field lines ("name: value" CRLF) into HTTP/2 trailers, and empties `lines`.
+    static func takeTrailers(_ lines: inout ByteBuffer, into trailers: inout H2HeaderBlock) {
+        let bytes = lines.readable
         var lineStart = 0
         for i in 0...bytes.count where i == bytes.count || bytes[i] == UInt8(ascii: "\n") {
             var end = i
@@ -159,6 +165,6 @@ extension Worker {
             }
             lineStart = i + 1
         }
-        link.trailerBytes.clear()
+        lines.clear()
     }
 }

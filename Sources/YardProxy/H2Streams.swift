@@ -280,7 +280,7 @@ extension Worker {
 
     // MARK: Helpers
 
-    private func appendHex(_ value: Int, to out: inout ByteBuffer) {
+    func appendHex(_ value: Int, to out: inout ByteBuffer) {
         var shift = 60
         while shift > 0 && (value >> shift) & 0xF == 0 { shift -= 4 }
         while shift >= 0 {

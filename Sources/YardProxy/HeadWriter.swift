@@ -18,6 +18,7 @@ extension Worker {
         out.append(UnsafeRawBufferPointer(rebasing: base[lineStart..<firstField]))
 
         var sawForwardedFor = false
+        var teTrailers = false
         var runStart = -1
         for i in 0..<head.headerCount {
             let field = c.fields[i]
@@ -31,6 +32,13 @@ extension Worker {
                 keep = false
             case .upgrade:
                 keep = c.upgradeRequested
+            case .te:
+                // Hop-by-hop, but "TE: trailers" is how a gRPC client says it reads trailers:
+                // an HTTP/2 upstream gets it (H2UpstreamStreams.swift keeps only that value).
+                keep = false
+                if field.value.count == 8, c.route?.service?.upstream.multiplexed == true {
+                    teTrailers = zip(field.value.bytes(in: base), "trailers".utf8).allSatisfy { $0 | 0x20 == $1 }
+                }
             default:
                 keep = !field.hopByHop
             }
@@ -66,6 +74,7 @@ extension Worker {
             out.append(host)
             out.append("\r\n")
         }
+        if teTrailers { out.append("TE: trailers\r\n") }
         out.append("Via: 1.1 switchyard\r\n\r\n")
     }
 

@@ -27,6 +27,11 @@ extension Worker {
                 Log.warning("endpoint \(endpoint.id) has no usable address")
                 continue
             }
+            if service.upstream.multiplexed {
+                guard let u = openH2Stream(for: c, endpoint: endpoint, pool: pool, address: address, service: service) else { continue }
+                bind(c, u)
+                return u
+            }
             if !fresh, let u = takeIdle(pool) {
                 u.phase = .active
                 u.reused = true
@@ -89,6 +94,11 @@ extension Worker {
     /// Parks a connection whose exchange ended cleanly in its endpoint's pool, or closes it
     /// when the pool is full, the endpoint left the table, or stray bytes arrived.
     func releaseToPool(_ u: UpstreamConnection) {
+        if u.h2 != nil {
+            // A stream ends with its exchange; its connection stays for the next.
+            closeUpstream(u)
+            return
+        }
         let key = u.endpoint.poolKey
         guard key < pools.count, let pool = pools[key], pool.routable, pool.idle.count < settings.maxIdlePerEndpoint,
               u.inBuf.isEmpty, u.phase == .active else {
@@ -138,6 +148,7 @@ extension Worker {
     /// Sends queued request bytes. Returns false if the connection failed (and was handled).
     @discardableResult
     func flushUpstream(_ u: UpstreamConnection) -> Bool {
+        if u.h2 != nil { return sendH2Request(u) }
         while u.sentIndex < u.outBuf.writerIndex {
             let pending = UnsafeRawBufferPointer(start: u.outBuf.base! + u.sentIndex, count: u.outBuf.writerIndex - u.sentIndex)
             switch Socket.write(u.fd, pending) {
@@ -337,14 +348,17 @@ extension Worker {
         // A pooled connection the upstream had already closed: the request never reached
         // it, so an idempotent one is replayed without counting as a retry.
         let staleReuse = u.reused && nothingReceived && u.replayable && c.requestMethod.isIdempotent && c.retries == 0
-        if !staleReuse { recordOutcome(u.endpoint, service: service, failed: true) }
+        // An HTTP/2 upstream refused the stream (or it came after its GOAWAY): the server
+        // did not process it, so any request is replayed, counting as a connect attempt.
+        let refused = u.h2?.refused == true && nothingReceived && u.replayable
+        if !staleReuse && !refused { recordOutcome(u.endpoint, service: service, failed: true) }
         if connectFailed { metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.connectFailures) }
         // Failed before any response byte: an idempotent request may be tried once more
         // (within the budget); a non-idempotent one whose bytes reached the upstream never is.
-        let idempotentRetry = !connectFailed && !staleReuse && nothingReceived && u.replayable
+        let idempotentRetry = !connectFailed && !staleReuse && !refused && nothingReceived && u.replayable
             && c.requestMethod.isIdempotent && c.requestBodyDone
             && c.retries < (service?.retry.attempts ?? 0) && spendRetry()
-        if nothingReceived && (connectFailed || staleReuse || idempotentRetry), let service {
+        if nothingReceived && (connectFailed || staleReuse || refused || idempotentRetry), let service {
             if idempotentRetry { c.retries += 1 }
             let failedKey = u.endpoint.poolKey
             unbind(c, u)

@@ -83,6 +83,10 @@ final class Worker: @unchecked Sendable {
     var h2Connections: ContiguousArray<H2Connection> = []
     /// HTTP/2 connections with frames to send, flushed after each batch of events.
     var h2FlushQueue: [H2Connection] = []
+    /// HTTP/2 connections to upstreams (their exchanges are `UpstreamConnection`s in
+    /// `upstreams` without a socket), and those with frames to send after the batch.
+    var h2Upstreams: ContiguousArray<H2UpstreamConnection> = []
+    var h2UpstreamFlushQueue: [H2UpstreamConnection] = []
     let h2Settings: H2Settings
     /// Connections closed during the current batch of events; released after it, because
     /// a later event of the same batch may still carry their (unretained) pointer.
@@ -158,6 +162,7 @@ final class Worker: @unchecked Sendable {
         static let tunnelClientTag: UInt64 = 4
         static let tunnelUpstreamTag: UInt64 = 5
         static let h2Tag: UInt64 = 6
+        static let h2UpstreamTag: UInt64 = 7
 
         @inline(__always) static func client(_ c: ClientConnection) -> UInt64 {
             UInt64(UInt(bitPattern: Unmanaged.passUnretained(c).toOpaque()))
@@ -176,6 +181,9 @@ final class Worker: @unchecked Sendable {
         }
         @inline(__always) static func h2(_ h: H2Connection) -> UInt64 {
             UInt64(UInt(bitPattern: Unmanaged.passUnretained(h).toOpaque())) | h2Tag
+        }
+        @inline(__always) static func h2Upstream(_ h: H2UpstreamConnection) -> UInt64 {
+            UInt64(UInt(bitPattern: Unmanaged.passUnretained(h).toOpaque())) | h2UpstreamTag
         }
     }
 
@@ -208,12 +216,16 @@ final class Worker: @unchecked Sendable {
                 case Token.h2Tag:
                     let h = Unmanaged<H2Connection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask))!).takeUnretainedValue()
                     h2Event(h, flags)
+                case Token.h2UpstreamTag:
+                    let h = Unmanaged<H2UpstreamConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask))!).takeUnretainedValue()
+                    h2UpstreamEvent(h, flags)
                 default:
                     for task in inbox.drain() { task() }
                 }
             }
             if !tlsPendingReads.isEmpty { readPendingTLS() }
             if !h2FlushQueue.isEmpty { flushQueuedH2() }
+            if !h2UpstreamFlushQueue.isEmpty { flushQueuedH2Upstreams() }
             if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
             if now >= nextTick {
                 nextTick = now + Worker.tickMs
@@ -226,6 +238,7 @@ final class Worker: @unchecked Sendable {
         for h in h2Connections { closeH2(h) }
         for c in clients { closeClient(c) }
         for u in upstreams { closeUpstream(u) }
+        for h in h2Upstreams { closeH2Upstream(h) }
         for t in tunnels { closeTunnel(t) }
         graveyard.removeAll()
         if let accessLog { flushAccessLog(accessLog) }
@@ -302,6 +315,10 @@ final class Worker: @unchecked Sendable {
 
     func closeUpstream(_ u: UpstreamConnection) {
         guard u.phase != .closed else { return }
+        if let link = u.h2 {
+            closeH2Stream(u, link)
+            return
+        }
         if u.phase == .idle, let pool = pools[u.endpoint.poolKey], let index = pool.idle.firstIndex(where: { $0 === u }) {
             pool.idle.remove(at: index)
         }
@@ -353,6 +370,10 @@ final class Worker: @unchecked Sendable {
 
     func updateInterest(_ u: UpstreamConnection) {
         guard u.phase != .closed else { return }
+        if u.h2 != nil {
+            settleH2Stream(u)
+            return
+        }
         var want: UInt32 = 0
         if u.inBuf.writableBytes > 0 { want |= Epoll.readable }
         if u.phase == .connecting || u.sentIndex < u.outBuf.writerIndex { want |= Epoll.writable }
@@ -385,6 +406,7 @@ final class Worker: @unchecked Sendable {
             if i < upstreams.count && upstreams[i] === u { i += 1 }
         }
         if !h2Connections.isEmpty { expireH2Timeouts() }
+        if !h2Upstreams.isEmpty { expireH2UpstreamTimeouts() }
     }
 
     // MARK: Metrics
@@ -473,10 +495,12 @@ final class Worker: @unchecked Sendable {
                 if pool.routable { continue }
                 for u in pool.idle { closeUpstream(u) }
                 pool.idle.removeAll()
+                for h in pool.h2 { retireH2Upstream(h) }
                 continue
             }
             for u in pool.idle { closeUpstream(u) }
             pool.idle.removeAll()
+            for h in pool.h2 { retireH2Upstream(h) }
             pools[key] = nil
         }
     }
@@ -495,6 +519,7 @@ final class Worker: @unchecked Sendable {
         listenerTLS.removeAll()
         for pool in pools.compactMap({ $0 }) {
             for u in pool.idle { closeUpstream(u) }
+            for h in pool.h2 { retireH2Upstream(h) }
         }
         for h in h2Connections { beginH2Shutdown(h) }
         var i = 0
