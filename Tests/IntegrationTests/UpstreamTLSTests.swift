@@ -230,6 +230,27 @@ extension Integration {
         }
 
         @Test(.timeLimit(.minutes(1)))
+        func aServiceWhoseNewCAFileDoesNotLoadKeepsServingWithTheCAItHad() throws {
+            let (dir, pki, origin) = try TLSOrigin.signed("upstream-tls-keepca")
+            defer { origin.stop() }
+            let proxy = try UpstreamTLSProxy(services: "services:\n" + tlsService("shop", port: origin.port, tls: trusting(pki)),
+                                             routes: [RouteSpec(service: "shop")], dir: dir)
+            defer { proxy.stop() }
+            #expect(try proxy.get("/").map(\.status) == [200])
+
+            try dir.write("garbage.pem", "not a certificate\n")
+            let broken = "{ca_file: \(dir.file("garbage.pem")), server_name: api.internal}"
+            let before = proxy.log.components(separatedBy: "published (discovery)").count
+            try dir.write("services.yml", "services:\n" + tlsService("shop", port: origin.port, tls: broken))
+            try waitFor("the proxy to publish the rewritten services file", timeout: .seconds(5)) {
+                proxy.log.components(separatedBy: "published (discovery)").count > before
+            }
+            #expect(proxy.log.contains("service shop: upstream TLS: ca_file \(dir.file("garbage.pem")) does not load"))
+            #expect(proxy.log.contains("the previous CA keeps serving"))
+            #expect(try proxy.get("/", count: 3).map(\.status) == [200, 200, 200], "\(proxy.log.suffix(1500))")
+        }
+
+        @Test(.timeLimit(.minutes(1)))
         func healthChecksSpeakTLSAndAnUntrustedOriginIsUnhealthy() throws {
             let (dir, pki, origin) = try TLSOrigin.signed("upstream-tls-health")
             let strangers = try TestCertificates()
