@@ -51,9 +51,14 @@ final class TLSOrigin {
     }
 
     /// Request lines the origin received (checks included).
-    var requestLines: Set<String> {
+    var requestLines: Set<String> { Set(requests) }
+
+    /// Requests the origin received so far.
+    var requestCount: Int { requests.count }
+
+    private var requests: [String] {
         let text = (try? String(contentsOfFile: requestLog, encoding: .utf8)) ?? ""
-        return Set(text.split(separator: "\n").map(String.init))
+        return text.split(separator: "\n").map(String.init)
     }
 
     func stop() { child.stop() }
@@ -125,6 +130,25 @@ extension Integration {
             #expect(origin.connections.total == 1)
             #expect(try proxy.metric("switchyard_upstream_tls_handshakes_total{result=\"full\"}") == 1)
             #expect(try proxy.metric("switchyard_upstream_tls_handshakes_total{result=\"failed\"}") == 0)
+        }
+
+        @Test(.timeLimit(.minutes(1)))
+        func http2ClientStreamsReachTheTLSOriginOverPooledHTTP1Connections() throws {
+            let (dir, pki, origin) = try TLSOrigin.signed("upstream-tls-h2c")
+            defer { origin.stop() }
+            let services = "services:\n" + tlsService("shop", port: origin.port, tls: trusting(pki))
+            let proxy = try UpstreamTLSProxy(services: services, routes: [RouteSpec(service: "shop")], dir: dir)
+            defer { proxy.stop() }
+            // One stream per client connection (curl's h2c reuse is not what this is about):
+            // the streams' exchanges share one pooled upstream TLS connection.
+            for _ in 0..<3 {
+                let result = try curl("http://127.0.0.1:\(proxy.port)/", ["--http2-prior-knowledge"], extra: ["%{http_version}"], dir: dir)
+                #expect(result.httpStatus == 200, "\(result.stderr) \(proxy.log.suffix(1500))")
+                #expect(result.written.first == "2")
+                #expect(result.body.hasPrefix("hello from leaf"))
+            }
+            #expect(origin.requestCount == 3)
+            #expect(origin.connections.total == 1)
         }
 
         @Test(.timeLimit(.minutes(1)))
