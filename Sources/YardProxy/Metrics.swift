@@ -36,8 +36,9 @@ struct WorkerMetrics {
     /// excluded).
     var tlsHandshakes: UInt64 = 0
     var tlsHandshakeFailures: UInt64 = 0
-    /// TLS handshakes with upstreams: completed (of which resumed), and failed (refused,
-    /// unverified, timed out before the handshake ended are not counted here).
+    /// TLS handshakes with upstreams: completed (of which resumed), and failed (the
+    /// endpoint refused, or its certificate did not verify; a handshake the connect
+    /// timeout cut short is not counted here, only as the endpoint's connect failure).
     var upstreamTLSHandshakes: UInt64 = 0
     var upstreamTLSResumed: UInt64 = 0
     var upstreamTLSFailures: UInt64 = 0
