@@ -34,7 +34,7 @@ let package = Package(
         ),
         .target(name: "YardModel", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "YardBalancing"),
-        .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing"]),
+        .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing", "YardTLS"]),
         .target(
             name: "YardProxy",
             dependencies: ["YardIO", "YardHTTP", "YardHTTP2", "YardModel", "YardBalancing", "YardTLS"],

@@ -162,6 +162,12 @@ enum PrometheusText {
         family("switchyard_tls_handshakes_total", "counter", "TLS handshakes by outcome.")
         sample("switchyard_tls_handshakes_total", [("result", "ok")], "\(state.metrics.tlsHandshakes)")
         sample("switchyard_tls_handshakes_total", [("result", "failed")], "\(state.metrics.tlsHandshakeFailures)")
+        family("switchyard_upstream_tls_handshakes_total", "counter",
+               "TLS handshakes with upstream endpoints: full, resumed (from a session ticket), failed (refused or unverified).")
+        let upstreamTLS = state.metrics
+        sample("switchyard_upstream_tls_handshakes_total", [("result", "full")], "\(upstreamTLS.upstreamTLSHandshakes &- upstreamTLS.upstreamTLSResumed)")
+        sample("switchyard_upstream_tls_handshakes_total", [("result", "resumed")], "\(upstreamTLS.upstreamTLSResumed)")
+        sample("switchyard_upstream_tls_handshakes_total", [("result", "failed")], "\(upstreamTLS.upstreamTLSFailures)")
         family("switchyard_workers", "gauge", "Event loops serving traffic.")
         sample("switchyard_workers", [], "\(state.workers)")
         family("process_resident_memory_bytes", "gauge", "Resident memory of the process.")

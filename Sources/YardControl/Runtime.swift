@@ -280,7 +280,7 @@ public final class Runtime: Sendable {
                 HealthTarget(
                     service: service.name,
                     endpointKey: PoolKeys.shared.key(address: instance.address, port: instance.port, flavor: service.upstream.poolFlavor),
-                    address: instance.address, port: instance.port, policy: service.health)
+                    address: instance.address, port: instance.port, policy: service.health, transport: service.upstream)
             }
         }
     }

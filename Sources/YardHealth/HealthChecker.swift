@@ -6,6 +6,7 @@ import Synchronization
 import YardBalancing
 import YardIO
 import YardModel
+import YardTLS
 
 /// An endpoint of a service, as the health checker tracks it.
 public struct HealthTarget: Sendable, Equatable {
@@ -15,13 +16,18 @@ public struct HealthTarget: Sendable, Equatable {
     public var address: String
     public var port: UInt16
     public var policy: HealthPolicy
+    /// How the endpoint is spoken to: with `tls`, a check is a verified TLS handshake
+    /// first (the `tcp` check too), then the HTTP request over it.
+    public var transport: UpstreamTransport
 
-    public init(service: String, endpointKey: Int, address: String, port: UInt16, policy: HealthPolicy) {
+    public init(service: String, endpointKey: Int, address: String, port: UInt16, policy: HealthPolicy,
+                transport: UpstreamTransport = UpstreamTransport()) {
         self.service = service
         self.endpointKey = endpointKey
         self.address = address
         self.port = port
         self.policy = policy
+        self.transport = transport
     }
 }
 
@@ -78,6 +84,8 @@ public final class HealthChecker: Sendable {
     private let state = Mutex<State>(State())
     private let tickQueue = DispatchQueue(label: "switchyard.health")
     private let probeQueue = DispatchQueue(label: "switchyard.health.probes", attributes: .concurrent)
+    /// Client contexts for checks of TLS endpoints (one per CA file, verification, ALPN).
+    private let tlsContexts = TLSClientContextCache()
     private let onChange: @Sendable () -> Void
 
     /// `onChange` is called (on the checker's queue) whenever routing should be rebuilt.
@@ -221,9 +229,22 @@ public final class HealthChecker: Sendable {
         if changed { onChange() }
         for (key, target) in due {
             probeQueue.async { [weak self] in
-                guard let address = SocketAddress(host: target.address, port: target.port) else { return }
-                let outcome = HealthProbe.run(address: address, policy: target.policy)
-                self?.record(key, outcome: outcome)
+                guard let self, let address = SocketAddress(host: target.address, port: target.port) else { return }
+                let outcome: HealthProbe.Outcome
+                if let tls = target.transport.tls {
+                    let key = TLSClientContextCache.Key(caFile: tls.caFile, verify: tls.verify,
+                                                        alpn: target.transport.protocol == .h2 ? ["h2"] : ["http/1.1"])
+                    do {
+                        let context = try self.tlsContexts.context(for: key)
+                        outcome = HealthProbe.run(address: address, policy: target.policy,
+                                                  tls: HealthProbe.TLS(context: context, serverName: tls.serverName ?? target.address))
+                    } catch {
+                        outcome = HealthProbe.Outcome(passed: false, reason: "TLS: \(error)")
+                    }
+                } else {
+                    outcome = HealthProbe.run(address: address, policy: target.policy)
+                }
+                self.record(key, outcome: outcome)
             }
         }
     }

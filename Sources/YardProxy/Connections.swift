@@ -182,6 +182,17 @@ final class UpstreamConnection {
     var replayable = true
     /// This connection came from the pool (it served an earlier request).
     var reused = false
+    /// TLS to the endpoint (nil for plain services: every I/O call branches on this).
+    /// UpstreamTLS.swift has the handshake and the reads and writes through it.
+    var tls: TLSConnection?
+    /// Interest a TLS operation asked for beyond the usual (a read that must write, a
+    /// write that must read, or the handshake's next step).
+    var tlsWant: UInt32 = 0
+    /// TCP is up and the TLS handshake is in progress (the phase stays `.connecting`, so
+    /// the connect timeout bounds both, and a failure is a connect failure).
+    var handshaking = false
+    /// This connection's TLS session was offered to its pool for resumption.
+    var sessionKept = false
 
     let fields: UnsafeMutablePointer<HeaderField>
     var head = ResponseHead()
@@ -247,6 +258,10 @@ final class UpstreamPool {
     var routable = true
     /// HTTP/2 connections to the endpoint (services with `upstream.protocol: h2c`/`h2`).
     var h2: [H2UpstreamConnection] = []
+    /// The last TLS session with this endpoint, offered by new connections for resumption.
+    var tlsSession: TLSSession?
+    /// The last TLS failure logged for this endpoint (logged once, not per request).
+    var tlsProblem: String?
 
     init(address: SocketAddress?) {
         self.address = address

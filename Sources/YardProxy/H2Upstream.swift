@@ -162,9 +162,18 @@ extension Worker {
         }
         let session = H2Session(clientSettings: h2UpstreamSettings, bodyCapacity: Worker.h2StreamBufferSize)
         let h: H2UpstreamConnection
-        if let tlsSettings = service.upstream.tls {
-            guard let tls = makeUpstreamTLS(fd: fd, endpoint: endpoint, tls: tlsSettings, alpn: .h2) else {
+        if service.upstream.tls != nil {
+            let tls: TLSConnection
+            do throws(TLSError) {
+                guard let context = upstreamTLS.context(for: service) else {
+                    throw TLSError("TLS to \(endpoint.id)", reason: "no CA loaded for service \(service.name) (see the error at its table's publication)")
+                }
+                tls = try UpstreamTLSContexts.connection(fd: fd, endpoint: endpoint, service: service, context: context,
+                                                         resuming: pool.tlsSession)
+            } catch {
                 Socket.close(fd)
+                noteTLSProblem(pool, "TLS to \(endpoint.id): \(error)")
+                metrics.upstreamTLSFailures &+= 1
                 metrics.add(endpoint.poolKey, WorkerMetrics.Field.connectFailures)
                 recordOutcome(endpoint, service: service, failed: true)
                 return nil
@@ -208,8 +217,15 @@ extension Worker {
 
     private func continueH2UpstreamHandshake(_ h: H2UpstreamConnection) {
         guard let tls = h.tls else { return }
+        let pool = h.endpoint.poolKey < pools.count ? pools[h.endpoint.poolKey] : nil
         switch tls.handshake() {
         case .done:
+            metrics.upstreamTLSHandshakes &+= 1
+            if tls.resumed { metrics.upstreamTLSResumed &+= 1 }
+            if let pool, pool.tlsProblem != nil {
+                pool.tlsProblem = nil
+                Log.info("TLS to \(h.endpoint.id) works again (\(tls.protocolVersion))")
+            }
             guard tls.alpn == "h2" else {
                 failH2Upstream(h, reason: "\(h.endpoint.id) did not choose h2 by ALPN (\(tls.alpn ?? "no ALPN")); it is configured as protocol h2",
                                connectFailed: true)
@@ -221,9 +237,13 @@ extension Worker {
         case .wantWrite:
             setH2UpstreamInterest(h, Epoll.readable | Epoll.writable)
         case .closed:
-            failH2Upstream(h, reason: "\(h.endpoint.id) closed the connection during the TLS handshake", connectFailed: true)
+            metrics.upstreamTLSFailures &+= 1
+            if let pool { noteTLSProblem(pool, "TLS handshake with \(h.endpoint.id): the endpoint closed the connection (does it speak TLS?)") }
+            failH2Upstream(h, reason: "TLS handshake with \(h.endpoint.id) failed: closed by the endpoint", connectFailed: true)
         case .failed(let error):
-            failH2Upstream(h, reason: "TLS handshake with \(h.endpoint.id) failed: \(error)", connectFailed: true)
+            metrics.upstreamTLSFailures &+= 1
+            if let pool { noteTLSProblem(pool, "TLS handshake with \(h.endpoint.id) failed: \(error.reason.isEmpty ? error.description : error.reason)") }
+            failH2Upstream(h, reason: "TLS handshake with \(h.endpoint.id) failed", connectFailed: true)
         }
     }
 
@@ -440,14 +460,15 @@ extension Worker {
     /// caller (`failH2Upstream`) or already ended.
     func closeH2Upstream(_ h: H2UpstreamConnection) {
         guard h.phase != .closed else { return }
+        let pool = h.endpoint.poolKey < pools.count ? pools[h.endpoint.poolKey] : nil
+        // The next connection to the endpoint resumes this one's TLS session (by now a
+        // TLS 1.3 ticket has arrived).
+        if h.phase == .ready, let tls = h.tls, let session = tls.resumableSession { pool?.tlsSession = session }
         h.phase = .closed
         epoll.remove(h.fd)
         h.closeTransport()
         removeSlot(h, from: &h2Upstreams)
-        if h.endpoint.poolKey < pools.count, let pool = pools[h.endpoint.poolKey],
-           let index = pool.h2.firstIndex(where: { $0 === h }) {
-            pool.h2.remove(at: index)
-        }
+        if let pool, let index = pool.h2.firstIndex(where: { $0 === h }) { pool.h2.remove(at: index) }
         h.streams.removeAll()
         h.waiting.removeAll()
         graveyard.append(h)

@@ -36,6 +36,12 @@ struct WorkerMetrics {
     /// excluded).
     var tlsHandshakes: UInt64 = 0
     var tlsHandshakeFailures: UInt64 = 0
+    /// TLS handshakes with upstreams: completed (of which resumed), and failed (the
+    /// endpoint refused, or its certificate did not verify; a handshake the connect
+    /// timeout cut short is not counted here, only as the endpoint's connect failure).
+    var upstreamTLSHandshakes: UInt64 = 0
+    var upstreamTLSResumed: UInt64 = 0
+    var upstreamTLSFailures: UInt64 = 0
 
     init() {
         capacity = 16
@@ -85,7 +91,8 @@ struct WorkerMetrics {
             rows: Array(UnsafeBufferPointer(start: rows, count: capacity * Field.count)),
             ownAnswers: [ownAnswers.0, ownAnswers.1, ownAnswers.2, ownAnswers.3, ownAnswers.4],
             accepted: accepted, openConnections: 0, tlsHandshakes: tlsHandshakes,
-            tlsHandshakeFailures: tlsHandshakeFailures)
+            tlsHandshakeFailures: tlsHandshakeFailures, upstreamTLSHandshakes: upstreamTLSHandshakes,
+            upstreamTLSResumed: upstreamTLSResumed, upstreamTLSFailures: upstreamTLSFailures)
     }
 }
 
@@ -122,6 +129,9 @@ public struct MetricsSnapshot: Sendable {
     public var openConnections: Int
     public var tlsHandshakes: UInt64 = 0
     public var tlsHandshakeFailures: UInt64 = 0
+    public var upstreamTLSHandshakes: UInt64 = 0
+    public var upstreamTLSResumed: UInt64 = 0
+    public var upstreamTLSFailures: UInt64 = 0
 
     static let empty = MetricsSnapshot(rows: [], ownAnswers: [0, 0, 0, 0, 0], accepted: 0, openConnections: 0)
 
@@ -133,6 +143,9 @@ public struct MetricsSnapshot: Sendable {
         accepted &+= other.accepted
         tlsHandshakes &+= other.tlsHandshakes
         tlsHandshakeFailures &+= other.tlsHandshakeFailures
+        upstreamTLSHandshakes &+= other.upstreamTLSHandshakes
+        upstreamTLSResumed &+= other.upstreamTLSResumed
+        upstreamTLSFailures &+= other.upstreamTLSFailures
         openConnections += other.openConnections
     }
 

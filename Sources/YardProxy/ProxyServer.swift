@@ -17,6 +17,12 @@ public final class ProxyServer: Sendable {
     private let workers: [Worker]
     private let threads = Mutex<[Thread]>([])
     private let tableBox: Mutex<RoutingTable>
+    /// Upstream TLS: contexts shared by every table that needs the same trust, and the
+    /// contexts of the table published last (with the problems already logged).
+    private let upstreamTLSCache = TLSClientContextCache()
+    private let upstreamTLSBox: Mutex<(contexts: UpstreamTLSContexts, logged: Set<String>)>
+    /// Services served by TCP listeners (relayed as bytes: upstream TLS does not apply).
+    private let tcpServices: Set<String>
     /// Each worker's last counters, for scrapes a worker is too busy to answer in time.
     private let lastSnapshots = Mutex<[Int: MetricsSnapshot]>([:])
     /// The addresses the listeners are bound to, in configuration order (ports resolved
@@ -60,14 +66,18 @@ public final class ProxyServer: Sendable {
             throw error
         }
         let gate = ConnectionGate(limit: settings.maxConnections)
+        tcpServices = Set(services.compactMap { $0 })
+        let contexts = UpstreamTLSContexts.build(for: table, cache: upstreamTLSCache, previous: nil)
+        upstreamTLSBox = Mutex((contexts, []))
         var made: [Worker] = []
         for w in 0..<count {
             made.append(try Worker(id: w, listeners: perWorker[w], listenerServices: services, tls: tls, table: table, settings: settings, gate: gate,
-                                   onEndpointFailing: onEndpointFailing, accessLog: accessLog))
+                                   onEndpointFailing: onEndpointFailing, accessLog: accessLog, upstreamTLS: contexts))
         }
         self.workers = made
         self.boundAddresses = bound
         self.tableBox = Mutex(table)
+        _ = logUpstreamTLSProblems(contexts, table: table)
     }
 
     /// Starts one thread per worker.
@@ -86,9 +96,13 @@ public final class ProxyServer: Sendable {
     /// Publishes a new routing table to every worker. Requests in flight finish on the
     /// endpoints they already have.
     public func publish(_ table: RoutingTable) {
+        let contexts = upstreamContexts(for: table)
         tableBox.withLock { $0 = table }
         for worker in workers {
-            worker.inbox.post { worker.adoptTable(table) }
+            worker.inbox.post {
+                worker.upstreamTLS = contexts
+                worker.adoptTable(table)
+            }
         }
     }
 
@@ -97,10 +111,12 @@ public final class ProxyServer: Sendable {
     /// this replica already go to the new track.
     @discardableResult
     public func publishAndWait(_ table: RoutingTable, timeoutMs: Int = 1_000) -> Bool {
+        let contexts = upstreamContexts(for: table)
         tableBox.withLock { $0 = table }
         let adopted = DispatchSemaphore(value: 0)
         for worker in workers {
             worker.inbox.post {
+                worker.upstreamTLS = contexts
                 worker.adoptTable(table)
                 adopted.signal()
             }
@@ -109,6 +125,37 @@ public final class ProxyServer: Sendable {
         for _ in workers where adopted.wait(timeout: deadline) == .timedOut { return false }
         return true
     }
+
+    // MARK: Upstream TLS
+
+    /// The client contexts `table` needs (built from the shared cache; a CA file that does
+    /// not load keeps the previous table's context for its service), with each new problem
+    /// logged once.
+    private func upstreamContexts(for table: RoutingTable) -> UpstreamTLSContexts {
+        let contexts = upstreamTLSBox.withLock { box in
+            let built = UpstreamTLSContexts.build(for: table, cache: upstreamTLSCache, previous: box.contexts)
+            box.contexts = built
+            return built
+        }
+        let logged = logUpstreamTLSProblems(contexts, table: table)
+        upstreamTLSBox.withLock { $0.logged = logged }
+        return contexts
+    }
+
+    /// Logs the problems of `contexts` not logged for the previous table; returns them all.
+    private func logUpstreamTLSProblems(_ contexts: UpstreamTLSContexts, table: RoutingTable) -> Set<String> {
+        var problems = contexts.problems
+        for service in table.services where service.upstream.tls != nil && tcpServices.contains(service.name) {
+            problems.append("service \(service.name): upstream TLS applies to HTTP listeners; its TCP listener relays bytes as they come (TLS passthrough)")
+        }
+        let before = upstreamTLSBox.withLock { $0.logged }
+        for problem in problems where !before.contains(problem) { Log.error(problem) }
+        return Set(problems)
+    }
+
+    /// The client contexts of the table published last (the ones the workers use), for
+    /// the control plane and tests.
+    public var currentUpstreamTLS: UpstreamTLSContexts { upstreamTLSBox.withLock { $0.contexts } }
 
     /// Swaps the TLS context of listener `index` (in configuration order): handshakes from
     /// now on use it; established connections keep the one they started with.

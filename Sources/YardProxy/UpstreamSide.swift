@@ -53,6 +53,9 @@ extension Worker {
                 recordOutcome(endpoint, service: service, failed: true)
                 continue
             }
+            if service.upstream.tls != nil {
+                guard attachUpstreamTLS(u, service: service, pool: pool) else { continue }
+            }
             u.slot = upstreams.count
             upstreams.append(u)
             u.interest = Epoll.readable | Epoll.writable
@@ -101,10 +104,11 @@ extension Worker {
         }
         let key = u.endpoint.poolKey
         guard key < pools.count, let pool = pools[key], pool.routable, pool.idle.count < settings.maxIdlePerEndpoint,
-              u.inBuf.isEmpty, u.phase == .active else {
+              u.inBuf.isEmpty, u.phase == .active, u.tls?.hasBufferedInput != true else {
             closeUpstream(u)
             return
         }
+        if u.tls != nil { keepTLSSession(u, pool) }
         u.resetExchange()
         u.phase = .idle
         u.deadline = now + Int64(settings.upstreamIdleTimeoutMs)
@@ -114,8 +118,11 @@ extension Worker {
 
     // MARK: Events
 
-    func upstreamEvent(_ u: UpstreamConnection, _ flags: UInt32) {
+    func upstreamEvent(_ u: UpstreamConnection, _ events: UInt32) {
         guard u.phase != .closed else { return }
+        // TLS: a read that wanted to write, or a write that wanted to read, goes on when
+        // the socket allows the other direction.
+        let flags = u.tls == nil ? events : tlsEventFlags(u, events)
         let c = u.client
         defer {
             if u.phase != .closed { updateInterest(u) }
@@ -123,15 +130,22 @@ extension Worker {
         }
         if u.phase == .idle {
             // A pooled connection has nothing to say: the upstream closed it (or misbehaved).
-            closeUpstream(u)
+            // Over TLS it may still send session tickets, which are not a reason to close.
+            if u.tls == nil || !idleTLSRecordsOnly(u) { closeUpstream(u) }
             return
         }
         if u.phase == .connecting {
-            guard flags & (Epoll.writable | Epoll.error | Epoll.hangup) != 0 else { return }
-            let err = Socket.pendingError(u.fd)
-            if err != 0 {
-                upstreamFailed(u, reason: "connect to \(u.endpoint.id): \(IOError(call: "connect", errno: err))")
-                return
+            if !u.handshaking {
+                guard flags & (Epoll.writable | Epoll.error | Epoll.hangup) != 0 else { return }
+                let err = Socket.pendingError(u.fd)
+                if err != 0 {
+                    upstreamFailed(u, reason: "connect to \(u.endpoint.id): \(IOError(call: "connect", errno: err))")
+                    return
+                }
+                u.handshaking = u.tls != nil
+            }
+            if u.handshaking {
+                guard continueUpstreamHandshake(u) else { return }
             }
             u.phase = .active
             u.deadline = now + responseTimeout(u.client?.route?.service)
@@ -151,7 +165,7 @@ extension Worker {
         if u.h2 != nil { return sendH2Request(u) }
         while u.sentIndex < u.outBuf.writerIndex {
             let pending = UnsafeRawBufferPointer(start: u.outBuf.base! + u.sentIndex, count: u.outBuf.writerIndex - u.sentIndex)
-            switch Socket.write(u.fd, pending) {
+            switch sendUpstream(u, pending) {
             case .bytes(let n):
                 u.sentIndex += n
                 metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.bytesOut, UInt64(n))
@@ -187,7 +201,7 @@ extension Worker {
                 if u.inBuf.writableBytes == 0 { return }
             }
         }
-        switch Socket.read(u.fd, into: &u.inBuf) {
+        switch receiveUpstream(u) {
         case .bytes(let n):
             u.responseBytes += n
             metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.bytesIn, UInt64(n))
@@ -241,6 +255,10 @@ extension Worker {
                 if u.head.status == 101 {
                     guard c.upgradeRequested else {
                         abortExchange(c, status: 502, reason: "\(u.endpoint.id) switched protocols without an upgrade request")
+                        return
+                    }
+                    guard u.tls == nil else {
+                        abortExchange(c, status: 502, reason: "\(u.endpoint.id) accepted an upgrade, but tunnels to TLS upstreams are not supported")
                         return
                     }
                     writeResponseHead(c, u, closeAfter: false, into: &c.outBuf)
@@ -386,7 +404,8 @@ extension Worker {
         case .idle:
             closeUpstream(u)
         case .connecting:
-            upstreamFailed(u, reason: "connect to \(u.endpoint.id) timed out after \(settings.upstreamConnectTimeoutMs) ms")
+            let step = u.handshaking ? "TLS handshake with" : "connect to"
+            upstreamFailed(u, reason: "\(step) \(u.endpoint.id) timed out after \(settings.upstreamConnectTimeoutMs) ms")
         case .active:
             if let c = u.client {
                 let service = c.route?.service

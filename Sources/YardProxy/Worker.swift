@@ -57,6 +57,11 @@ final class Worker: @unchecked Sendable {
     /// TLS connections whose decrypted input is buffered inside OpenSSL (their buffer was
     /// full), so no epoll event will announce it: read again after the batch.
     var tlsPendingReads: [ClientConnection] = []
+    /// The same for upstream connections (UpstreamTLS.swift).
+    var tlsPendingUpstreamReads: [UpstreamConnection] = []
+    /// Client contexts of the services with upstream TLS, for the current `table`
+    /// (replaced with it: both are posted together).
+    var upstreamTLS: UpstreamTLSContexts
     var table: RoutingTable
     /// Balancing state per service (indexed by `Service.index`).
     var balancers: [ServiceBalancer] = []
@@ -110,9 +115,11 @@ final class Worker: @unchecked Sendable {
 
     init(
         id: Int, listeners: [Int32], listenerServices: [String?] = [], tls: [TLSServerContext?], table: RoutingTable, settings: ProxySettings, gate: ConnectionGate,
-        onEndpointFailing: @escaping @Sendable (String, Int) -> Void, accessLog: AccessLogWriter?
+        onEndpointFailing: @escaping @Sendable (String, Int) -> Void, accessLog: AccessLogWriter?,
+        upstreamTLS: UpstreamTLSContexts = .none
     ) throws(IOError) {
         self.id = id
+        self.upstreamTLS = upstreamTLS
         self.accessLog = accessLog
         if accessLog != nil { logBuffer = ByteBuffer(capacity: 64 * 1024) }
         self.onEndpointFailing = onEndpointFailing
@@ -224,6 +231,7 @@ final class Worker: @unchecked Sendable {
                 }
             }
             if !tlsPendingReads.isEmpty { readPendingTLS() }
+            if !tlsPendingUpstreamReads.isEmpty { readPendingUpstreamTLS() }
             if !h2FlushQueue.isEmpty { flushQueuedH2() }
             if !h2UpstreamFlushQueue.isEmpty { flushQueuedH2Upstreams() }
             if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
@@ -322,6 +330,7 @@ final class Worker: @unchecked Sendable {
         if u.phase == .idle, let pool = pools[u.endpoint.poolKey], let index = pool.idle.firstIndex(where: { $0 === u }) {
             pool.idle.remove(at: index)
         }
+        if u.tls != nil { endUpstreamTLS(u) }
         u.phase = .closed
         u.client = nil
         epoll.remove(u.fd)
@@ -374,9 +383,13 @@ final class Worker: @unchecked Sendable {
             settleH2Stream(u)
             return
         }
-        var want: UInt32 = 0
-        if u.inBuf.writableBytes > 0 { want |= Epoll.readable }
-        if u.phase == .connecting || u.sentIndex < u.outBuf.writerIndex { want |= Epoll.writable }
+        var want: UInt32 = u.tlsWant
+        if u.handshaking {
+            // Only what the TLS handshake asked for.
+        } else {
+            if u.inBuf.writableBytes > 0 { want |= Epoll.readable }
+            if u.phase == .connecting || u.sentIndex < u.outBuf.writerIndex { want |= Epoll.writable }
+        }
         if want != u.interest {
             u.interest = want
             epoll.modify(u.fd, events: want, token: Token.upstream(u))

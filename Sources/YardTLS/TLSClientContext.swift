@@ -8,28 +8,36 @@ internal import CYardOpenSSL
 public final class TLSClientContext: @unchecked Sendable {
     let context: OpaquePointer
     public let caFile: String?
+    /// The peer's certificate is checked (chain and name); false only for tests.
+    public let verify: Bool
 
     /// - Parameters:
     ///   - caFile: PEM file of trusted CAs; nil for the system's default store.
     ///   - alpn: protocols to offer, in preference order (empty: no ALPN).
-    public init(caFile: String?, alpn: [String] = [], minimumVersion: TLSVersion = .tls12) throws(TLSError) {
+    ///   - verify: false accepts any certificate (no CA is loaded, no name checked).
+    public init(caFile: String?, alpn: [String] = [], verify: Bool = true, minimumVersion: TLSVersion = .tls12) throws(TLSError) {
         ERR_clear_error()
         guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw TLSError.fromQueue("creating a TLS client context") }
         context = ctx
         self.caFile = caFile
+        self.verify = verify
         guard yard_SSL_CTX_set_min_proto_version(ctx, minimumVersion.openSSLValue) == 1 else {
             throw TLSError.fromQueue("setting the minimum TLS version")
         }
         _ = SSL_CTX_set_options(ctx, yard_SSL_OP_client_defaults)
         _ = yard_SSL_CTX_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
-        if let caFile {
-            guard SSL_CTX_load_verify_locations(ctx, caFile, nil) == 1 else {
-                throw TLSError.fromQueue("loading CA file \(caFile)")
+        if !verify {
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)
+        } else {
+            if let caFile {
+                guard SSL_CTX_load_verify_locations(ctx, caFile, nil) == 1 else {
+                    throw TLSError.fromQueue("loading CA file \(caFile)")
+                }
+            } else if SSL_CTX_set_default_verify_paths(ctx) != 1 {
+                throw TLSError.fromQueue("loading the system CA store")
             }
-        } else if SSL_CTX_set_default_verify_paths(ctx) != 1 {
-            throw TLSError.fromQueue("loading the system CA store")
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
         }
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
         if !alpn.isEmpty {
             var wire: [UInt8] = []
             for name in alpn where !name.isEmpty && name.utf8.count < 256 {
@@ -44,4 +52,16 @@ public final class TLSClientContext: @unchecked Sendable {
     }
 
     deinit { SSL_CTX_free(context) }
+}
+
+/// A TLS session a client may resume on its next connection to the same server (a
+/// ticket), saving the full handshake's public-key operations.
+///
+/// Threading: confined to the event loop that got it (one per endpoint pool).
+public final class TLSSession {
+    let session: OpaquePointer
+
+    init(_ session: OpaquePointer) { self.session = session }
+
+    deinit { SSL_SESSION_free(session) }
 }

@@ -34,14 +34,17 @@ public final class TLSConnection {
 
     /// Client side over connected (or connecting) `fd`, sending SNI `serverName` and
     /// verifying the peer's certificate for that name (or IP address) against the
-    /// context's CA file.
-    public init(connecting fd: Int32, context: TLSClientContext, serverName: String) throws(TLSError) {
+    /// context's CA file. An IP address is checked against the certificate's IP entries
+    /// and sent without SNI (RFC 6066 allows only host names there). `resuming`: a session
+    /// from an earlier connection to the same server, offered for resumption.
+    public init(connecting fd: Int32, context: TLSClientContext, serverName: String, resuming session: TLSSession? = nil) throws(TLSError) {
         ERR_clear_error()
         guard let ssl = SSL_new(context.context) else { throw TLSError.fromQueue("creating a TLS connection") }
         self.ssl = ssl
         self.owner = context
         guard SSL_set_fd(ssl, fd) == 1 else { throw TLSError.fromQueue("attaching TLS to the socket") }
         SSL_set_connect_state(ssl)
+        if let session { _ = SSL_set_session(ssl, session.session) }
         if isIPAddress(serverName) {
             guard X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), serverName) == 1 else {
                 throw TLSError.fromQueue("verifying IP address \(serverName)")
@@ -145,6 +148,18 @@ public final class TLSConnection {
 
     /// The session was resumed (from a ticket) rather than negotiated in full.
     public var resumed: Bool { SSL_session_reused(ssl) == 1 }
+
+    /// The session to offer on a later connection to the same server, nil until one is
+    /// resumable (with TLS 1.3 the ticket arrives after the handshake, with the first
+    /// records read).
+    public var resumableSession: TLSSession? {
+        guard let session = SSL_get1_session(ssl) else { return nil }
+        guard SSL_SESSION_is_resumable(session) == 1 else {
+            SSL_SESSION_free(session)
+            return nil
+        }
+        return TLSSession(session)
+    }
 
     /// "TLSv1.3", "TLSv1.2".
     public var protocolVersion: String { String(cString: SSL_get_version(ssl)) }

@@ -39,7 +39,7 @@ public final class TestCertificates: Sendable {
     }
 
     /// Issues another certificate from the CA (`file`.pem / `file`.key), e.g. to replace a
-    /// served one and test reloads.
+    /// served one and test reloads. A name of digits and dots is an IP address entry.
     @discardableResult
     public func issue(file: String, names: [String], rsa: Bool = false) throws -> Pair {
         try Self.issue(in: directory, file: file, names: names, rsa: rsa)
@@ -58,7 +58,7 @@ public final class TestCertificates: Sendable {
         let keyArguments = rsa ? ["-newkey", "rsa:2048"] : ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
         try openssl(["req"] + keyArguments + ["-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=\(names[0])"], in: directory)
         let extensions = try directory.write("\(file).ext", """
-            subjectAltName=\(names.map { "DNS:\($0)" }.joined(separator: ","))
+            subjectAltName=\(names.map { $0.allSatisfy { $0.isNumber || $0 == "." } ? "IP:\($0)" : "DNS:\($0)" }.joined(separator: ","))
             basicConstraints=CA:FALSE
             keyUsage=critical,digitalSignature,keyEncipherment
             extendedKeyUsage=serverAuth
