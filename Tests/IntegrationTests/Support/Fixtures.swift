@@ -17,6 +17,8 @@ struct ServiceSpec {
     var name: String
     var active: String? = nil
     var instances: [InstanceSpec]
+    /// Appended to the service's block as is, indented under it (e.g. "upstream: {protocol: h2c}").
+    var extraYAML = ""
 }
 
 /// The YAML of a services file for the file provider.
@@ -25,6 +27,7 @@ func servicesYAML(_ services: [ServiceSpec]) -> String {
     for service in services {
         text += "  \(service.name):\n"
         if let active = service.active { text += "    active: \(active)\n" }
+        for line in service.extraYAML.split(separator: "\n") { text += "    \(line)\n" }
         if service.instances.isEmpty {
             text += "    instances: []\n"
             continue
