@@ -82,7 +82,10 @@ struct Check: ParsableCommand {
             lines += try checkTLSListeners(loaded.listeners)
             for route in table.routes {
                 let host = route.host.map { String(decoding: $0, as: UTF8.self) } ?? "*"
-                let target = route.service.map { "\($0.name) (\($0.activeEndpoints.count) active of \($0.endpoints.count))" }
+                let target = route.service.map { service in
+                    let transport = service.upstream.protocol == .http1 ? (service.upstream.tls == nil ? "" : ", https") : ", \(service.upstream.protocol.rawValue)"
+                    return "\(service.name) (\(service.activeEndpoints.count) active of \(service.endpoints.count)\(transport))"
+                }
                     ?? "\(route.serviceName) (not discovered: requests get 503)"
                 lines.append("  route \(host)\(String(decoding: route.pathPrefix, as: UTF8.self)) -> \(target)")
             }
