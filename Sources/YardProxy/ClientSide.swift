@@ -156,13 +156,8 @@ extension Worker {
             return
         }
         // An upgrade (WebSocket) without a body is forwarded with its Upgrade header; a
-        // 101 answer turns the connection into a tunnel (TCPTunnel.swift).
+        // 101 answer turns the connection into a tunnel (TCPTunnel.swift; over TLS, TLSTunnel.swift).
         c.upgradeRequested = head.upgrade
-        if head.upgrade && c.tls != nil {
-            // The tunnel splices sockets; over TLS the bytes must pass through OpenSSL.
-            respondError(c, status: 501, reason: "upgrades (WebSocket) over TLS are not supported yet; use a plain listener behind TLS")
-            return
-        }
         if head.upgrade && !c.requestBodyDone {
             respondError(c, status: 501, reason: "an upgrade request with a body is not supported")
             return

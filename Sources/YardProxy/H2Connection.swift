@@ -30,34 +30,54 @@ extension ByteTransport {
     /// Plaintext the transport already holds that epoll will not announce (TLS records
     /// decrypted ahead); read it after the buffer was emptied.
     var hasBufferedInput: Bool { false }
+    /// Interest beyond the usual that the last read or write asked for: writable for a
+    /// read that must write first, readable for a write that must read first.
+    var want: UInt32 { 0 }
 }
 
-/// TLS records: h2 chosen by ALPN. A read that OpenSSL answers with "wants to write" (or
-/// the reverse) waits for the next event, which the connection's flushes and reads bring
-/// soon; renegotiation is off, so that is only TLS 1.3 housekeeping.
+/// TLS records: h2 chosen by ALPN. A read that OpenSSL answers with "wants to write" is
+/// retried when the socket is writable, a write that "wants to read" when it is readable
+/// (`want`); renegotiation is off, so both are only TLS 1.3 housekeeping (tickets, key
+/// updates) meeting a full or empty socket.
 struct TLSTransport: ByteTransport {
     let fd: Int32
     let tls: TLSConnection
+    private var readWant: UInt32 = 0
+    private var writeWant: UInt32 = 0
+
+    init(fd: Int32, tls: TLSConnection) {
+        self.fd = fd
+        self.tls = tls
+    }
 
     @inline(__always) mutating func read(into buffer: inout ByteBuffer) -> IOResult {
+        readWant = 0
         switch tls.read(into: &buffer) {
         case .bytes(let n): return .bytes(n)
-        case .wantRead, .wantWrite: return .wouldBlock
+        case .wantRead: return .wouldBlock
+        case .wantWrite:
+            readWant = Epoll.writable
+            return .wouldBlock
         case .closed: return .closed
         case .failed: return .failed(EPROTO)
         }
     }
 
     @inline(__always) mutating func flush(_ buffer: inout ByteBuffer) -> IOResult {
+        writeWant = 0
         switch tls.flush(&buffer) {
         case .bytes(let n): return .bytes(n)
-        case .wantRead, .wantWrite: return .wouldBlock
+        case .wantWrite: return .wouldBlock
+        case .wantRead:
+            writeWant = Epoll.readable
+            return .wouldBlock
         case .closed: return .closed
         case .failed: return .failed(EPROTO)
         }
     }
 
     var hasBufferedInput: Bool { tls.hasBufferedInput }
+    var want: UInt32 { readWant | writeWant }
 
     mutating func close() {
         _ = tls.shutdown()
@@ -134,6 +154,8 @@ class H2Connection {
     func flushOutput() -> IOResult { .failed(EBADF) }
     func closeTransport() {}
     var hasBufferedInput: Bool { false }
+    /// The transport's `want` after its last read or flush (0 on plain sockets).
+    var transportWant: UInt32 = 0
 }
 
 /// An HTTP/2 connection over a concrete transport.
@@ -146,8 +168,16 @@ final class H2ConnectionOver<Transport: ByteTransport>: H2Connection {
     }
 
     override var fd: Int32 { transport.fd }
-    override func readInput() -> IOResult { transport.read(into: &inBuf) }
-    override func flushOutput() -> IOResult { transport.flush(&outBuf) }
+    override func readInput() -> IOResult {
+        let result = transport.read(into: &inBuf)
+        transportWant = transport.want
+        return result
+    }
+    override func flushOutput() -> IOResult {
+        let result = transport.flush(&outBuf)
+        transportWant = transport.want
+        return result
+    }
     override func closeTransport() { transport.close() }
     override var hasBufferedInput: Bool { transport.hasBufferedInput }
 }

@@ -40,15 +40,22 @@ extension Worker {
     func switchToHTTP2(_ c: ClientConnection, tls: TLSConnection) {
         let fd = c.fd
         retireClient(c)
-        startHTTP2(transport: TLSTransport(fd: fd, tls: tls), peerText: c.peerText, peerBytes: c.peerBytes,
+        let h = startHTTP2(transport: TLSTransport(fd: fd, tls: tls), peerText: c.peerText, peerBytes: c.peerBytes,
                    received: c.inBuf.readable, secure: true)
+        // The preface may have arrived with the client's Finished, already inside OpenSSL
+        // (read-ahead): no epoll event will announce it.
+        if tls.hasBufferedInput, let h, !h.closed {
+            readH2(h)
+            queueH2Flush(h)
+        }
     }
 
     /// Serves HTTP/2 on an accepted connection that already holds a gate slot: h2c here,
     /// and h2 over TLS once ALPN chose "h2" (the TLS transport then carries the records).
     /// `received` are bytes already read from the transport (the preface, maybe more).
+    @discardableResult
     func startHTTP2<Transport: ByteTransport>(transport: Transport, peerText: [UInt8], peerBytes: [UInt8],
-                                              received: UnsafeRawBufferPointer, secure: Bool = false) {
+                                              received: UnsafeRawBufferPointer, secure: Bool = false) -> H2Connection? {
         let h = H2ConnectionOver(transport: transport, session: H2Session(settings: h2Settings, bodyCapacity: Worker.h2StreamBufferSize),
                                  peerText: peerText, peerBytes: peerBytes, bufferSize: bufferSize)
         h.secure = secure
@@ -62,6 +69,7 @@ extension Worker {
         if draining { beginH2Shutdown(h) }
         receiveH2(h)
         queueH2Flush(h)
+        return h
     }
 
     /// Removes an HTTP/1.1 connection object whose socket lives on elsewhere.
@@ -75,26 +83,39 @@ extension Worker {
 
     func h2Event(_ h: H2Connection, _ flags: UInt32) {
         guard !h.closed else { return }
-        if flags & Epoll.writable != 0 || (flags & (Epoll.hangup | Epoll.error) != 0 && !h.outBuf.isEmpty) {
+        // `transportWant` (TLS only): a write that must read goes on when readable, a read
+        // that must write when writable.
+        let want = h.transportWant
+        if flags & Epoll.writable != 0 || (flags & (Epoll.hangup | Epoll.error) != 0 && !h.outBuf.isEmpty)
+            || (want & flags & Epoll.readable != 0 && !h.outBuf.isEmpty) {
             guard writeH2(h) else { return }
         }
-        if flags & (Epoll.readable | Epoll.hangup | Epoll.error) != 0 {
-            // Over TLS, OpenSSL may hold more decrypted input than the buffer took: epoll
-            // will not announce it, so read until it is gone (receiving empties the buffer).
-            repeat {
-                if h.inBuf.writableBytes == 0 { h.inBuf.compact() }
-                switch h.readInput() {
-                case .bytes:
-                    receiveH2(h)
-                case .wouldBlock:
-                    break
-                case .closed, .failed:
-                    closeH2(h)
-                    return
-                }
-            } while !h.closed && h.hasBufferedInput
+        if flags & (Epoll.readable | Epoll.hangup | Epoll.error) != 0 || want & flags & Epoll.writable != 0 {
+            readH2(h)
+            guard !h.closed else { return }
         }
         queueH2Flush(h)
+    }
+
+    /// Reads and feeds the session until the transport has nothing more. Over TLS, OpenSSL
+    /// may hold more decrypted input than the buffer took, which epoll will not announce:
+    /// read on while a read filled the buffer and OpenSSL still holds bytes. A read that
+    /// gets nothing ends the loop even if OpenSSL holds a partial record (the rest of it
+    /// comes from the socket, which epoll announces), so a slow client cannot make it spin.
+    func readH2(_ h: H2Connection) {
+        while !h.closed {
+            if h.inBuf.writableBytes == 0 { h.inBuf.compact() }
+            switch h.readInput() {
+            case .bytes:
+                receiveH2(h)
+                if !h.hasBufferedInput { return }
+            case .wouldBlock:
+                return
+            case .closed, .failed:
+                closeH2(h)
+                return
+            }
+        }
     }
 
     /// Feeds what was read to the session and acts on what it recorded.
@@ -234,7 +255,7 @@ extension Worker {
     /// does not get to send more requests); writes while output is pending.
     func updateInterest(_ h: H2Connection) {
         guard !h.closed else { return }
-        var want: UInt32 = 0
+        var want: UInt32 = h.transportWant
         if h.outBuf.readableBytes < 256 * 1024 { want |= Epoll.readable }
         if !h.outBuf.isEmpty { want |= Epoll.writable }
         if want != h.interest {

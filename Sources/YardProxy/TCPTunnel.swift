@@ -59,6 +59,9 @@ final class TunnelConnection {
     let sourceHash: UInt64
     /// The connection's track, decided at its first attempt (retries stay on it).
     var onCanary: Bool?
+    /// An upgrade on a TLS client connection: bytes move through user space and OpenSSL
+    /// (TLSTunnel.swift) instead of the pipes. Nil for plain tunnels.
+    var tlsSide: TLSTunnelBuffers?
 
     init(clientFD: Int32, service: Service, sourceHash: UInt64) {
         self.clientFD = clientFD
@@ -185,7 +188,16 @@ extension Worker {
             return
         }
         let t = TunnelConnection(clientFD: c.fd, service: service, sourceHash: 0)
-        guard makePipes(&t.up), makePipes(&t.down) else {
+        if let tls = c.tls {
+            // Bytes OpenSSL decrypted ahead stay in it: the first pump reads them.
+            let b = TLSTunnelBuffers(tls: tls)
+            _ = b.down.reserve(c.outBuf.readableBytes + u.inBuf.readableBytes)
+            b.down.append(c.outBuf.readable)
+            b.down.append(u.inBuf.readable)
+            _ = b.up.reserve(c.inBuf.readableBytes)
+            b.up.append(c.inBuf.readable)
+            t.tlsSide = b
+        } else if !makePipes(&t.up) || !makePipes(&t.down) {
             closePipes(t)
             abortExchange(c, status: 502, reason: "cannot create pipes for the upgraded connection (errno \(yard_errno()))")
             return
@@ -195,8 +207,10 @@ extension Worker {
         t.connecting = false
         t.balancer = c.balancer
         t.balancerIndex = c.balancerIndex
-        t.down.pending = Array(c.outBuf.readable) + Array(u.inBuf.readable)
-        t.up.pending = Array(c.inBuf.readable)
+        if t.tlsSide == nil {
+            t.down.pending = Array(c.outBuf.readable) + Array(u.inBuf.readable)
+            t.up.pending = Array(c.inBuf.readable)
+        }
         t.deadline = now + Int64(settings.tunnelIdleTimeoutMs)
         // Detach both connections without closing their sockets: the tunnel owns them now.
         // They stay in the graveyard until the batch ends, marked closed, so a later event
@@ -247,6 +261,16 @@ extension Worker {
     func pumpTunnel(_ t: TunnelConnection) {
         guard !t.closed, !t.connecting else { return }
         var moved = 0
+        if let b = t.tlsSide {
+            let ok = pumpTLSTunnel(t, b, moved: &moved)
+            if moved > 0 { t.deadline = now + Int64(settings.tunnelIdleTimeoutMs) }
+            guard ok, !(t.up.done && t.down.done) else {
+                closeTunnel(t)
+                return
+            }
+            updateTLSTunnelInterest(t, b)
+            return
+        }
         let upOK = move(&t.up, from: t.clientFD, to: t.upstreamFD, moved: &moved)
         let downOK = move(&t.down, from: t.upstreamFD, to: t.clientFD, moved: &moved)
         if moved > 0 { t.deadline = now + Int64(settings.tunnelIdleTimeoutMs) }
@@ -319,6 +343,11 @@ extension Worker {
         if t.down.blocked { client |= Epoll.writable }
         if !t.down.sourceEOF && t.down.inPipe < Worker.pipeCapacity { upstream |= Epoll.readable }
         if t.up.blocked { upstream |= Epoll.writable }
+        setTunnelInterest(t, client: client, upstream: upstream)
+    }
+
+    /// Registers the interest of both sides (skipping unchanged ones).
+    func setTunnelInterest(_ t: TunnelConnection, client: UInt32, upstream: UInt32) {
         if client != t.clientInterest {
             t.clientInterest = client
             epoll.modify(t.clientFD, events: client, token: Token.tunnelClient(t))
