@@ -114,6 +114,9 @@ public enum ConfigLoader {
             let tls = try fields.optional("tls").flatMap { node throws(ConfigError) in
                 node.isNull ? nil : try parseTLS(node, directory: directory)
             }
+            if proto == .tcp, tls != nil, let tlsNode = fields.optional("tls") {
+                throw tlsNode.error("'tls' is not supported on a tcp listener (it forwards bytes untouched); terminate TLS on an http listener, or remove 'tls:' to pass TLS through to the service")
+            }
             listeners.append(ListenerConfig(name: name, host: host, port: port, protocol: proto, service: service, tls: tls))
         }
         return listeners

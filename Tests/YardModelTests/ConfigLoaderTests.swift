@@ -284,3 +284,20 @@ private let badConfigs: [BadConfig] = [
         #expect(Suggestion.closest(to: "tls", among: keys) == nil)
     }
 }
+
+@Suite struct ConfigLoaderRefusesTLSOnTCPListeners {
+    @Test func aTCPListenerWithATLSBlockIsRefusedWithWhatToDoInstead() {
+        let yaml = """
+            listeners:
+              - name: db
+                address: 127.0.0.1:5432
+                protocol: tcp
+                service: postgres
+                tls:
+                  certificates: [{cert: a.pem, key: a.key}]
+            """
+        guard let error = configError({ () throws(ConfigError) in try ConfigLoader.loadConfig(text: yaml, path: "conf/s.yml") }) else { return }
+        #expect(error.message.contains("not supported on a tcp listener"))
+        #expect(error.key?.hasSuffix("tls") == true)
+    }
+}
