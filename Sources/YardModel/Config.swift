@@ -8,8 +8,12 @@ public struct ProxySettings: Sendable, Equatable {
     /// Time a client has to send a complete request head (from its first byte, or from
     /// the end of the previous response on a keep-alive connection). 408 after it.
     public var clientHeaderTimeoutMs = 10_000
-    /// Time a keep-alive client connection may sit idle between requests.
+    /// Time a keep-alive client connection may sit idle between requests. Also bounds an
+    /// HTTP/2 stream (or connection) that makes no progress.
     public var clientIdleTimeoutMs = 60_000
+    /// Longest wait between two reads of a request body (HTTP/1.1 and HTTP/2). 408 after it,
+    /// and the upstream connection is closed, not pooled.
+    public var clientBodyTimeoutMs = 60_000
     /// Time to establish an upstream TCP connection. 502 (and a retry elsewhere) after it.
     public var upstreamConnectTimeoutMs = 5_000
     /// Time between sending a request and the upstream's response head. 504 after it.
@@ -34,6 +38,17 @@ public struct ProxySettings: Sendable, Equatable {
     public var maxConnections = 10_000
     /// Most idle keep-alive upstream connections kept per endpoint, per event loop.
     public var maxIdlePerEndpoint = 64
+    /// Slowest average request-body rate accepted once `minBodyRateGraceMs` has passed since
+    /// the body began, in bytes per second; 0: no minimum. 408 below it.
+    public var minBodyRate = 1_024
+    /// How long a body may take before `minBodyRate` applies.
+    public var minBodyRateGraceMs = 10_000
+    /// Most client connections from one source address (per process); 0: no limit. Further
+    /// ones are accepted, counted and closed.
+    public var maxConnectionsPerClient = 0
+    /// Peers whose `Forwarded`/`X-Forwarded-*` fields are kept and extended; from any other
+    /// client those fields are replaced. Empty: no peer is trusted.
+    public var trustedProxies: [Network] = []
 
     public init() {}
 }

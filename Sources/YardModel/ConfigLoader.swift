@@ -26,7 +26,7 @@ public enum ConfigLoader {
         try parseConfig(text: text, path: path, directory: directory(of: path))
     }
 
-    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log", "state_store", "templates"]
+    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log", "state_store", "templates", "trusted_proxies"]
 
     private static func parseConfig(text: String, path: String, directory: String) throws(ConfigError) -> SwitchyardConfig {
         let root = try document(text: text, path: path, expecting: "keys like 'listeners' and 'routes'")
@@ -42,6 +42,7 @@ public enum ConfigLoader {
         try parseTimeouts(fields.optional("timeouts"), into: &proxy)
         try parseLimits(fields.optional("limits"), into: &proxy)
         try parseUpstream(fields.optional("upstream"), into: &proxy)
+        proxy.trustedProxies = try parseNetworks(fields.optional("trusted_proxies"))
 
         var config = SwitchyardConfig(
             listeners: listeners, routes: routes, discovery: discovery, admin: admin,
@@ -266,6 +267,7 @@ public enum ConfigLoader {
         guard let node else { return }
         let keys: [(String, WritableKeyPath<ProxySettings, Int>)] = [
             ("client_header", \.clientHeaderTimeoutMs), ("client_idle", \.clientIdleTimeoutMs),
+            ("client_body", \.clientBodyTimeoutMs),
             ("upstream_connect", \.upstreamConnectTimeoutMs), ("upstream_response", \.upstreamResponseTimeoutMs),
             ("upstream_idle", \.upstreamIdleTimeoutMs), ("drain", \.drainTimeoutMs),
             ("flip_drain", \.flipDrainMs), ("tunnel_idle", \.tunnelIdleTimeoutMs),
@@ -276,11 +278,37 @@ public enum ConfigLoader {
         }
     }
 
+    /// `trusted_proxies: [10.0.0.0/8, "::1"]`: CIDRs or bare addresses.
+    private static func parseNetworks(_ node: ConfigNode?) throws(ConfigError) -> [Network] {
+        guard let node, !node.isNull else { return [] }
+        var networks: [Network] = []
+        for item in try node.list() {
+            let text = try item.string(expected: "a network like 10.0.0.0/8 or an address")
+            guard let network = ConfigValues.parseNetwork(text) else {
+                throw item.error("'\(text)' is not a network; write a CIDR like 10.0.0.0/8 or fd00::/8, or an address")
+            }
+            networks.append(network)
+        }
+        return networks
+    }
+
     private static func parseLimits(_ node: ConfigNode?, into proxy: inout ProxySettings) throws(ConfigError) {
         guard let node else { return }
-        let fields = try node.fields(allowed: ["max_connections", "max_request_line", "max_header_bytes", "max_headers"])
+        let fields = try node.fields(allowed: [
+            "max_connections", "max_request_line", "max_header_bytes", "max_headers",
+            "max_connections_per_client", "min_body_rate", "min_body_rate_after",
+        ])
         if let value = fields.optional("max_connections") {
             proxy.maxConnections = try value.integer(in: 1...1_000_000)
+        }
+        if let value = fields.optional("max_connections_per_client") {
+            proxy.maxConnectionsPerClient = try value.integer(in: 0...1_000_000)
+        }
+        if let value = fields.optional("min_body_rate") {
+            proxy.minBodyRate = try value.bytes(in: 0...1_073_741_824)
+        }
+        if let value = fields.optional("min_body_rate_after") {
+            proxy.minBodyRateGraceMs = try value.durationMilliseconds(allowZero: true)
         }
         if let value = fields.optional("max_request_line") {
             proxy.maxRequestLineBytes = try value.bytes(in: 64...1_048_576)

@@ -165,19 +165,20 @@ extension Substring {
 extension ConfigValues {
     /// Parses `10.0.0.0/8`, `::1/128`, or a bare address (a /32 or /128).
     static func parseNetwork(_ text: String) -> Network? {
-        let parts = text.split(separator: "/", maxSplits: 1).map(String.init)
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard let first = parts.first, !first.isEmpty else { return nil }
         var v4 = in_addr()
         var v6 = in6_addr()
         var bytes: [UInt8]
-        if inet_pton(AF_INET, parts[0], &v4) == 1 {
+        if inet_pton(AF_INET, first, &v4) == 1 {
             bytes = withUnsafeBytes(of: v4) { Array($0) }
-        } else if inet_pton(AF_INET6, parts[0], &v6) == 1 {
+        } else if inet_pton(AF_INET6, first, &v6) == 1 {
             bytes = withUnsafeBytes(of: v6) { Array($0) }
         } else {
             return nil
         }
         let maximum = bytes.count * 8
-        let prefix = parts.count == 2 ? Int(parts[1]) : maximum
+        let prefix = parts.count == 2 ? parseInteger(parts[1]) : maximum
         guard let prefix, (0...maximum).contains(prefix) else { return nil }
         return Network(bytes: bytes, prefix: prefix)
     }
