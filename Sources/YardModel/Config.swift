@@ -36,7 +36,10 @@ public struct ProxySettings: Sendable, Equatable {
     public var maxHeaders = 100
     /// Most client connections per process; further ones are accepted and closed.
     public var maxConnections = 10_000
-    /// Most idle keep-alive upstream connections kept per endpoint, per event loop.
+    /// Idle keep-alive upstream connections kept per endpoint, per event loop, at least: a
+    /// pool keeps more while the recent peak of concurrent exchanges to the endpoint needs
+    /// them (so steady load does not churn connections); idle ones expire after
+    /// `upstreamIdleTimeoutMs`.
     public var maxIdlePerEndpoint = 64
     /// Slowest average request-body rate accepted once `minBodyRateGraceMs` has passed since
     /// the body began, in bytes per second; 0: no minimum. 408 below it.

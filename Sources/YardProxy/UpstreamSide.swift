@@ -85,6 +85,7 @@ extension Worker {
         u.client = c
         c.lastEndpoint = u.endpoint
         metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.active)
+        if u.h2 == nil, u.endpoint.poolKey < pools.count, let pool = pools[u.endpoint.poolKey] { pool.exchangeStarted(now: now) }
     }
 
     /// Ends the pairing of a client's exchange with its upstream connection.
@@ -92,6 +93,9 @@ extension Worker {
         c.upstream = nil
         u.client = nil
         metrics.subtract(u.endpoint.poolKey, WorkerMetrics.Field.active)
+        // A pool replaced while the exchange ran (the endpoint left and came back) never
+        // counted it: saturate at zero.
+        if u.h2 == nil, u.endpoint.poolKey < pools.count, let pool = pools[u.endpoint.poolKey], pool.busy > 0 { pool.busy -= 1 }
     }
 
     /// Parks a connection whose exchange ended cleanly in its endpoint's pool, or closes it
@@ -103,7 +107,7 @@ extension Worker {
             return
         }
         let key = u.endpoint.poolKey
-        guard key < pools.count, let pool = pools[key], pool.routable, pool.idle.count < settings.maxIdlePerEndpoint,
+        guard key < pools.count, let pool = pools[key], pool.routable, pool.hasRoomForIdle(floor: settings.maxIdlePerEndpoint),
               u.inBuf.isEmpty, u.phase == .active, u.tls?.hasBufferedInput != true else {
             closeUpstream(u)
             return
