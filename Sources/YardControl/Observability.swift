@@ -152,6 +152,13 @@ enum PrometheusText {
             family(name, type, help)
             for provider in state.providers { sample(name, [("provider", provider.name)], value(provider)) }
         }
+        family("switchyard_discovery_rejected_total", "counter",
+               "Workloads left out of a provider's snapshot because a value broke the discovery rules, by field.")
+        for provider in state.providers {
+            for (reason, count) in provider.rejected.sorted(by: { $0.key < $1.key }) {
+                sample("switchyard_discovery_rejected_total", [("provider", provider.name), ("reason", reason)], "\(count)")
+            }
+        }
         family("switchyard_access_log_dropped_batches_total", "counter", "Access-log batches dropped because the writer fell behind.")
         sample("switchyard_access_log_dropped_batches_total", [], "\(state.accessLogDropped)")
 

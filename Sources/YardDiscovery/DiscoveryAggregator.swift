@@ -66,10 +66,18 @@ public final class DiscoveryAggregator: Sendable {
     public func callbacks(for name: String) -> ProviderCallbacks {
         ProviderCallbacks(
             onSnapshot: { [weak self] catalog in self?.receive(provider: name, catalog: catalog) },
-            onStatus: { [weak self] condition in self?.receive(provider: name, condition: condition) })
+            onStatus: { [weak self] condition in self?.receive(provider: name, condition: condition) },
+            onRejected: { [weak self] problems in self?.receive(provider: name, rejected: problems) })
     }
 
-    private func receive(provider: String, catalog: ServiceCatalog) {
+    /// Every snapshot passes `DiscoveredValues.screen` here, whatever its provider did
+    /// already: what breaks the rules is dropped, logged and counted, and the rest of the
+    /// snapshot is used.
+    private func receive(provider: String, catalog unscreened: ServiceCatalog) {
+        let (catalog, rejections) = DiscoveredValues.screen(unscreened)
+        if !rejections.isEmpty {
+            receive(provider: provider, rejected: rejections.map { DiscoveredValues.Problem(field: $0.problem.field, message: $0.description) })
+        }
         let now = clock(), wall = wallClock()
         let (action, recovered, first) = state.withLock { shared in
             let wasHealthy = shared.statuses[provider]?.healthy ?? true
@@ -81,6 +89,15 @@ public final class DiscoveryAggregator: Sendable {
         if first { firstReport.signal() }
         if let recovered { queue.async { self.onStatusChange(recovered, .healthy) } }
         perform(action)
+    }
+
+    private func receive(provider: String, rejected problems: [DiscoveredValues.Problem]) {
+        state.withLock { shared in
+            shared.statuses[provider, default: ProviderStatus(name: provider, source: "")].recordRejected(problems)
+        }
+        for problem in problems {
+            Log.warning("discovery provider '\(provider)': left out (\(problem.field)): \(problem.message)")
+        }
     }
 
     private func receive(provider: String, condition: ProviderCondition) {

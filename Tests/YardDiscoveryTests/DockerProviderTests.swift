@@ -71,8 +71,8 @@ import YardTestSupport
         #expect(catalog.services.map(\.name) == ["api", "web"])
         #expect(catalog.services[0].instances.map(\.port) == [9000])
         #expect(problems.count == 2)
-        #expect(problems.contains { $0.contains("container badweight") && $0.contains("switchyard.weight 'heavy'") })
-        #expect(problems.contains { $0.contains("container noport") && $0.contains("switchyard.port") })
+        #expect(problems.contains { $0.description.contains("container badweight") && $0.description.contains("switchyard.weight 'heavy'") })
+        #expect(problems.contains { $0.description.contains("container noport") && $0.description.contains("switchyard.port") })
     }
 
     @Test func garbageJSONIsRefusedWithTheRequestAndThePathThatFailed() {
