@@ -153,10 +153,31 @@ public final class TemplateStage: Sendable {
             return (output, config, catalog)
         }
         guard let (output, config, catalog) = job else { return }
-        let outcome = Self.renderOutput(output, input: input(catalog, config))
+        record(destination, Self.renderOutput(output, input: input(catalog, config)))
+    }
+
+    /// Renders every output now, past its quiescence, so `POST /render` answers with this
+    /// render's outcome (not the previous one's). Runs on the output queue, like the timers.
+    public func renderOutputsNow() {
+        outputQueue.sync {
+            let job = state.withLock { ($0.config, $0.lastAdmitted) }
+            guard let config = job.0, let catalog = job.1 else { return }
+            for output in config.outputs {
+                record(output.destination, Self.renderOutput(output, input: input(catalog, config)))
+            }
+        }
+    }
+
+    /// Keeps an output's outcome for the report; a failed template, check, write or reload
+    /// counts as a failure and is the report's last error.
+    private func record(_ destination: String, _ outcome: RenderedOutcome) {
         state.withLock { state in
             state.outputs[destination]?.lastOutcome = outcome.description
             if case .file(.written) = outcome { state.outputs[destination]?.writes += 1 }
+            if outcome.failed {
+                state.failures += 1
+                state.lastError = "output \(destination): \(outcome)"
+            }
         }
     }
 
@@ -184,6 +205,14 @@ public final class TemplateStage: Sendable {
     enum RenderedOutcome: CustomStringConvertible {
         case templateFailed(TemplateError)
         case file(OutputOutcome)
+
+        var failed: Bool {
+            switch self {
+            case .templateFailed, .file(.checkFailed), .file(.writeFailed): true
+            case .file(.written(let reload?)): !reload.succeeded
+            case .file: false
+            }
+        }
 
         var description: String {
             switch self {
@@ -265,6 +294,7 @@ extension Runtime {
                 return apply(catalog: discovered, force: force)
             }
             guard let applied else { return .json(["error": "nothing discovered yet"], status: 409) }
+            templateStage.renderOutputsNow()
             var report = templateStage.report()
             report.applied = applied
             return .json(report, status: applied || report.held.isEmpty && report.lastError == nil ? 200 : 409)
