@@ -340,9 +340,24 @@ struct StatusDocument: Codable {
                         weight: endpoint.weight, effectiveWeight: endpoint.effectiveWeight,
                         requests: m.requests, errors5xx: m.responsesByClass[4], activeRequests: max(0, m.active))
                 }
-                let active = service.activeTrack == nil || service.activeTrack == track
                 let canaryShare = Double(service.canaryPermille) / 10
-                let share = service.canary?.track == track ? canaryShare : active ? 100 - canaryShare : 0
+                let active: Bool
+                let share: Double
+                if service.canary?.track == track && canaryShare > 0 {
+                    active = false
+                    share = canaryShare
+                } else if let activeTrack = service.activeTrack {
+                    active = activeTrack == track
+                    share = active ? 100 - canaryShare : 0
+                } else {
+                    // No active track: every endpoint serves, by weight; a track is "the
+                    // active one" only when it is the only one.
+                    active = order.count == 1
+                    let serving = service.activeEndpoints.filter { $0.track != service.canary?.track || canaryShare == 0 }
+                    let total = serving.reduce(0) { $0 + $1.effectiveWeight }
+                    let mine = serving.filter { ($0.track ?? "default") == track }.reduce(0) { $0 + $1.effectiveWeight }
+                    share = total > 0 ? ((100 - canaryShare) * Double(mine) / Double(total)).rounded(toPlaces: 1) : 0
+                }
                 return TrackDoc(
                     name: track, active: active, sharePercent: share,
                     requests: endpoints.reduce(0) { $0 + $1.requests }, errors5xx: endpoints.reduce(0) { $0 + $1.errors5xx },

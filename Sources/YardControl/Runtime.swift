@@ -288,7 +288,8 @@ public final class Runtime: Sendable {
     /// SIGHUP: reload the config file; an invalid file is rejected and the running config stays.
     private func reloadConfig() {
         do {
-            let config = try ConfigLoader.loadConfig(path: configPath)
+            var config = try ConfigLoader.loadConfig(path: configPath)
+            if let adminOverride { try ConfigLoader.overrideAdmin(address: adminOverride, in: &config) }
             let table: RoutingTable? = state.withLock { state in
                 guard let old = state.config, let server = state.server else { return nil }
                 // Certificates (and a TLS listener's tls settings) apply now; the rest of a
@@ -300,8 +301,9 @@ public final class Runtime: Sendable {
                     && applied.listeners[index].tls != nil && config.listeners[index].tls != nil {
                     applied.listeners[index].tls = config.listeners[index].tls
                 }
-                if applied.listeners != config.listeners || old.proxy != config.proxy || old.workers != config.workers {
-                    Log.warning("listeners, workers, timeouts and limits apply at the next restart; routes, discovery and certificates apply now")
+                let restart = Self.keysApplyingAtRestart(running: applied, reloaded: config)
+                if !restart.isEmpty {
+                    Log.warning("config reload: \(restart.joined(separator: ", ")) changed and apply at the next restart (the running values stay); routes, discovery, templates and certificates apply now")
                 }
                 applied.routes = config.routes
                 applied.discovery = config.discovery
@@ -331,6 +333,19 @@ public final class Runtime: Sendable {
         } catch {
             Log.error("config reload rejected: \(error); the running config stays")
         }
+    }
+
+    /// The config keys that differ between the running config and a reloaded one but that
+    /// SIGHUP does not apply, by their names in the file.
+    static func keysApplyingAtRestart(running: SwitchyardConfig, reloaded: SwitchyardConfig) -> [String] {
+        var keys: [String] = []
+        if running.listeners != reloaded.listeners { keys.append("listeners") }
+        if running.workers != reloaded.workers { keys.append("workers") }
+        if running.proxy != reloaded.proxy { keys.append("timeouts/limits/upstream/trusted_proxies") }
+        if running.admin != reloaded.admin { keys.append("admin") }
+        if running.stateStore != reloaded.stateStore { keys.append("state_store") }
+        if running.accessLog != reloaded.accessLog { keys.append("access_log") }
+        return keys
     }
 
     // MARK: Signals

@@ -184,7 +184,32 @@ public final class TemplateStage: Sendable {
         }
         guard let (output, config, catalog, reloadPending) = job else { return }
         let outcome = Self.renderOutput(output, input: input(catalog, config), reloadPending: reloadPending)
-        let retryAfter: (delayMs: Int64, generation: Int)? = state.withLock { state in
+        scheduleReloadRetry(destination, record(destination, outcome))
+    }
+
+    /// Renders every output now, past its quiescence, so `POST /render` answers with this
+    /// render's outcome (not the previous one's). Runs on the output queue, like the timers.
+    public func renderOutputsNow() {
+        outputQueue.sync {
+            let job = state.withLock { ($0.config, $0.lastAdmitted, $0.outputs) }
+            guard let config = job.0, let catalog = job.1 else { return }
+            for output in config.outputs {
+                let reloadPending = job.2[output.destination]?.reloadFailing ?? false
+                let outcome = Self.renderOutput(output, input: input(catalog, config), reloadPending: reloadPending)
+                scheduleReloadRetry(output.destination, record(output.destination, outcome))
+            }
+        }
+    }
+
+    /// Keeps an output's outcome for the report (a failed template, check, write or reload
+    /// counts as a failure and is the report's last error), and says when a failing reload
+    /// is to be retried.
+    private func record(_ destination: String, _ outcome: RenderedOutcome) -> (delayMs: Int64, generation: Int)? {
+        state.withLock { state in
+            if outcome.failed {
+                state.failures += 1
+                state.lastError = "output \(destination): \(outcome)"
+            }
             guard var current = state.outputs[destination] else { return nil }
             defer { state.outputs[destination] = current }
             current.lastOutcome = outcome.description
@@ -214,11 +239,13 @@ public final class TemplateStage: Sendable {
             current.retryGeneration += 1
             return (current.backoff.nextDelayMs(), current.retryGeneration)
         }
-        if let retryAfter {
-            Log.warning("output \(destination): reload retried in \(retryAfter.delayMs) ms")
-            outputQueue.asyncAfter(deadline: .now() + .milliseconds(Int(retryAfter.delayMs))) { [weak self] in
-                self?.fireOutput(destination, retry: retryAfter.generation)
-            }
+    }
+
+    private func scheduleReloadRetry(_ destination: String, _ retryAfter: (delayMs: Int64, generation: Int)?) {
+        guard let retryAfter else { return }
+        Log.warning("output \(destination): reload retried in \(retryAfter.delayMs) ms")
+        outputQueue.asyncAfter(deadline: .now() + .milliseconds(Int(retryAfter.delayMs))) { [weak self] in
+            self?.fireOutput(destination, retry: retryAfter.generation)
         }
     }
 
@@ -249,6 +276,14 @@ public final class TemplateStage: Sendable {
     enum RenderedOutcome: CustomStringConvertible {
         case templateFailed(TemplateError)
         case file(OutputOutcome)
+
+        var failed: Bool {
+            switch self {
+            case .templateFailed, .file(.checkFailed), .file(.writeFailed): true
+            case .file(.written(let reload?)): !reload.succeeded
+            case .file: false
+            }
+        }
 
         var description: String {
             switch self {
@@ -341,6 +376,7 @@ extension Runtime {
                 return apply(catalog: discovered, force: force)
             }
             guard let applied else { return .json(["error": "nothing discovered yet"], status: 409) }
+            templateStage.renderOutputsNow()
             var report = templateStage.report()
             report.applied = applied
             return .json(report, status: applied || report.held.isEmpty && report.lastError == nil ? 200 : 409)

@@ -259,6 +259,7 @@ extension Runtime {
             case .unknownService(let text): return .error(404, text)
             case .invalid(let text): return .error(400, text)
             case .storeUnavailable(let text): return .error(503, text)
+            case .refused(let text): return .error(409, text)
             case .conflict(let expected, let current):
                 return .json(ConflictAnswer(
                     error: "stale revision: you expected \(expected), the store has \(current.revision) (\(current.history.last.map { "last change: \($0.action) by \($0.who)" } ?? "")); read it again and retry",

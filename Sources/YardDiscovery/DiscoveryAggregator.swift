@@ -108,7 +108,9 @@ public final class DiscoveryAggregator: Sendable {
             status.record(condition, nowUnix: wall)
             shared.statuses[provider] = status
             let first = condition != .healthy && shared.reported.insert(provider).inserted
-            return (status, first, condition != .healthy || !wasHealthy)
+            // Reported (and logged) once per outage: the first failure and the recovery;
+            // the retries in between only count (`status.errors`).
+            return (status, first, (condition == .healthy) != wasHealthy)
         }
         if first { firstReport.signal() }
         if changed { queue.async { self.onStatusChange(status, condition) } }

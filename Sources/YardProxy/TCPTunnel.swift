@@ -146,8 +146,9 @@ extension Worker {
         let top = balancers[service.index]
         var balancer = top
         if t.onCanary == nil {
-            let permille = service.canaryPermille
-            t.onCanary = top.canaryState != nil && (permille >= 1000 || (permille > 0 && top.split.pick() == 1))
+            // A tunnel carries no header: the canary share (or the active track's absence) decides.
+            t.onCanary = top.canaryState != nil
+                && top.split.decide(override: .absent, stickyPoint: -1, activeHasEndpoints: !top.endpoints.isEmpty).track == .canary
         }
         if let canary = top.canaryState, !canary.endpoints.isEmpty, t.onCanary == true || top.endpoints.isEmpty {
             balancer = canary
