@@ -28,7 +28,8 @@ public struct AdminClient: Sendable {
     public func request(_ method: String, _ path: String, body: [UInt8] = []) throws -> Response {
         var headers: [(String, String)] = []
         if let token { headers.append(("Authorization", "Bearer \(token)")) }
-        if !body.isEmpty { headers.append(("Content-Type", "application/json")) }
+        // The admin API takes writes as JSON only (a browser form cannot send that type).
+        if method != "GET" && method != "HEAD" { headers.append(("Content-Type", "application/json")) }
         let client = ControlHTTPClient(target: target, timeout: .seconds(timeoutSeconds), headers: headers)
         do {
             let response = try client.send(method, path, body: body)

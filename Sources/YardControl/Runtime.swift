@@ -38,8 +38,9 @@ public final class Runtime: Sendable {
     /// Set once by `run` before the first table is built and before the admin listener
     /// starts; only read afterwards.
     nonisolated(unsafe) var traffic: TrafficControl?
-    /// The admin bearer token's bytes, set once by `run` before the admin listener starts.
-    nonisolated(unsafe) var adminToken: [UInt8]?
+    /// The admin tokens (nil: writes need none); set by `run` before the admin listener
+    /// starts, replaced on SIGHUP, read by admin connection threads.
+    let adminTokens = Mutex<AdminTokens?>(nil)
     /// Per-track counters over a sliding window, sampled every second (the canary gate).
     let window = TrackWindow()
 
@@ -80,7 +81,8 @@ public final class Runtime: Sendable {
         installSignals()
         var config = try ConfigLoader.loadConfig(path: configPath)
         if let adminOverride { try ConfigLoader.overrideAdmin(address: adminOverride, in: &config) }
-        adminToken = try Self.loadToken(config.admin)
+        let tokens = try Self.loadTokens(config.admin)
+        adminTokens.withLock { $0 = tokens }
         traffic = try startTraffic(config)
         let trafficControl = traffic
         templateStage.configure(
@@ -217,9 +219,13 @@ public final class Runtime: Sendable {
 
     private func startAdmin(_ config: SwitchyardConfig) throws -> AdminServer? {
         guard config.admin.enabled else { return nil }
-        let admin = try AdminServer(host: config.admin.host, port: config.admin.port) { [weak self] request in
-            self?.handleAdmin(request) ?? AdminResponse(status: 500, text: "shutting down\n")
-        }
+        let admin = try AdminServer(
+            host: config.admin.host, port: config.admin.port, allowedHosts: config.admin.allowedHosts,
+            maxConnections: config.admin.maxConnections,
+            tokens: { [weak self] in self?.adminTokens.withLock { $0 } },
+            handler: { [weak self] request in
+                self?.handleAdmin(request) ?? AdminResponse(status: 500, text: "shutting down\n")
+            })
         admin.start()
         state.withLock { $0.admin = admin }
         return admin
@@ -285,8 +291,10 @@ public final class Runtime: Sendable {
         }
     }
 
-    /// SIGHUP: reload the config file; an invalid file is rejected and the running config stays.
+    /// SIGHUP: reload the config file; an invalid file is rejected and the running config
+    /// stays. The admin token file is read again either way.
     private func reloadConfig() {
+        reloadAdminTokens()
         do {
             var config = try ConfigLoader.loadConfig(path: configPath)
             if let adminOverride { try ConfigLoader.overrideAdmin(address: adminOverride, in: &config) }
