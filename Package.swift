@@ -2,6 +2,21 @@
 // Tools version 6.0: every target compiles in Swift 6 language mode (complete strict concurrency).
 import PackageDescription
 
+// MARK: Build identity (`switchyard --version`, the switchyard_build_info metric)
+// The commit and build date compiled into CYardBuildInfo: SWITCHYARD_COMMIT and
+// SWITCHYARD_BUILD_DATE when set (image builds pass them; .git is not in their context),
+// else this checkout's commit ("-dirty" with uncommitted changes) and build_info.c's compile
+// time; "unknown" outside git. C, because Swift's -D flags carry no values.
+func buildInfoText(_ text: String?) -> String? {
+    let kept = String((text ?? "").unicodeScalars.filter { $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "-.:+_".unicodeScalars.contains($0)) }.prefix(64))
+    return kept.isEmpty ? nil : kept
+}
+let buildCommit = buildInfoText(Context.environment["SWITCHYARD_COMMIT"])
+    ?? buildInfoText(Context.gitInformation.map { $0.currentCommit + ($0.hasUncommittedChanges ? "-dirty" : "") })
+    ?? "unknown"
+let buildInfoDefines: [CSetting] = [.define("YARD_BUILD_COMMIT", to: "\"\(buildCommit)\"")]
+    + (buildInfoText(Context.environment["SWITCHYARD_BUILD_DATE"]).map { [.define("YARD_BUILD_DATE", to: "\"\($0)\"")] } ?? [])
+
 let package = Package(
     name: "Switchyard",
     platforms: [.macOS(.v15)],
@@ -45,9 +60,10 @@ let package = Package(
         ),
 
         // MARK: The control plane
+        .target(name: "CYardBuildInfo", cSettings: buildInfoDefines),
         .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO", "YardBalancing"]),
         .target(name: "YardTemplates", dependencies: ["YardModel", .product(name: "Stencil", package: "Stencil")]),
-        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2"]),
+        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2", "CYardBuildInfo"]),
         .executableTarget(
             name: "switchyard",
             dependencies: [

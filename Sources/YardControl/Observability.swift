@@ -177,6 +177,8 @@ enum PrometheusText {
         sample("switchyard_upstream_tls_handshakes_total", [("result", "failed")], "\(upstreamTLS.upstreamTLSFailures)")
         family("switchyard_workers", "gauge", "Event loops serving traffic.")
         sample("switchyard_workers", [], "\(state.workers)")
+        family("switchyard_build_info", "gauge", "Always 1: the labels name the build (switchyard --version) and the TLS and HTTP/2 libraries in use.")
+        sample("switchyard_build_info", [("version", BuildInfo.version), ("commit", BuildInfo.commit), ("openssl", BuildInfo.openSSL), ("nghttp2", BuildInfo.nghttp2)], "1")
         family("process_resident_memory_bytes", "gauge", "Resident memory of the process.")
         sample("process_resident_memory_bytes", [], "\(ProcessStats.residentBytes())")
         family("process_cpu_seconds_total", "counter", "CPU time of the process (user and system).")

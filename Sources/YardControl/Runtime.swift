@@ -127,9 +127,11 @@ public final class Runtime: Sendable {
             Log.info("admin API on http://\(admin.address)/ (status, metrics, dashboard)")
         }
         onReady?(server.boundAddresses)
+        SystemdNotify.notify(.ready)
         discovery.connect { [weak self] catalog in self?.apply(catalog: catalog) }
 
         stopSignal.wait()
+        SystemdNotify.notify(.stopping)
         Log.info("draining: no new connections; in-flight requests get \(config.proxy.drainTimeoutMs) ms")
         state.withLock { $0.discovery?.stop() }
         traffic?.stop()
@@ -294,6 +296,8 @@ public final class Runtime: Sendable {
     /// SIGHUP: reload the config file; an invalid file is rejected and the running config
     /// stays. The admin token file is read again either way.
     private func reloadConfig() {
+        SystemdNotify.notify(.reloading)
+        defer { SystemdNotify.notify(.ready) }
         reloadAdminTokens()
         do {
             var config = try ConfigLoader.loadConfig(path: configPath)

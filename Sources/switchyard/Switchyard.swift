@@ -13,6 +13,7 @@ struct Switchyard: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "An ingress proxy and load balancer for blue/green and canary releases.",
+        version: BuildInfo.versionText,
         subcommands: [Run.self, Check.self, Render.self, Status.self, Flip.self, Canary.self, Explain.self, Demo.self, Backend.self])
 }
 
