@@ -32,6 +32,9 @@ public final class DiscoveryAggregator: Sendable {
         var timerGeneration = 0
         /// Merge warnings last logged: logged again only when they change.
         var loggedWarnings: [String] = []
+        /// Each provider's rejections in its last snapshot: a rejection is logged and
+        /// counted when it appears, not again with every snapshot that still has it.
+        var screened: [String: Set<String>] = [:]
     }
 
     /// - Parameters:
@@ -75,8 +78,13 @@ public final class DiscoveryAggregator: Sendable {
     /// snapshot is used.
     private func receive(provider: String, catalog unscreened: ServiceCatalog) {
         let (catalog, rejections) = DiscoveredValues.screen(unscreened)
-        if !rejections.isEmpty {
-            receive(provider: provider, rejected: rejections.map { DiscoveredValues.Problem(field: $0.problem.field, message: $0.description) })
+        let appeared = state.withLock { shared in
+            let before = shared.screened[provider] ?? []
+            shared.screened[provider] = Set(rejections.map(\.description))
+            return rejections.filter { !before.contains($0.description) }
+        }
+        if !appeared.isEmpty {
+            receive(provider: provider, rejected: appeared.map { DiscoveredValues.Problem(field: $0.problem.field, message: $0.description) })
         }
         let now = clock(), wall = wallClock()
         let (action, recovered, first) = state.withLock { shared in
