@@ -55,6 +55,13 @@ final class DiscoveryStage: Sendable {
             },
             onStatusChange: { status, condition in
                 onProblem(Self.report(status, condition))
+            },
+            onRejected: { provider, problems in
+                for problem in problems {
+                    let line = "discovery provider '\(provider)' left out a workload (\(problem.field)): \(problem.message)"
+                    Log.warning(line)
+                    onProblem(line)
+                }
             })
         let aggregator = aggregator
         providers = config.providers.map { Self.makeProvider($0, callbacks: aggregator.callbacks(for: $0.name)) }
