@@ -58,6 +58,13 @@ final class DiscoveryStage: Sendable {
             onStatusChange: { [outages] status, condition in
                 let failures = outages.record(status, condition)
                 onProblem(Self.report(status, condition, failures: failures))
+            },
+            onRejected: { provider, problems in
+                for problem in problems {
+                    let line = "discovery provider '\(provider)' left out a workload (\(problem.field)): \(problem.message)"
+                    Log.warning(line)
+                    onProblem(line)
+                }
             })
         let aggregator = aggregator
         providers = config.providers.map { Self.makeProvider($0, callbacks: aggregator.callbacks(for: $0.name)) }

@@ -198,6 +198,8 @@ final class ProviderRun: @unchecked Sendable {
         guard !stopped else { condition.unlock(); return }
         let deliver = catalog != lastDelivered || failedSinceDelivery
         let problemsChanged = problems != lastProblems
+        // Counted once per appearance, not again with every later change.
+        let rejected = problems.filter { !lastProblems.contains($0) }.compactMap(\.rejection)
         lastDelivered = catalog
         lastProblems = problems
         failedSinceDelivery = false
@@ -207,8 +209,7 @@ final class ProviderRun: @unchecked Sendable {
             queue.async { [weak self] in
                 guard let self, !self.isStopped else { return }
                 if deliver { callbacks.onSnapshot(catalog) }
-                let rejected = problems.compactMap(\.rejection)
-                if !rejected.isEmpty && problemsChanged { callbacks.onRejected(rejected) }
+                if !rejected.isEmpty { callbacks.onRejected(rejected) }
                 if !problems.isEmpty && (deliver || problemsChanged) {
                     callbacks.onStatus(.failing(problems.map(\.description).joined(separator: "; ")))
                 } else if problemsChanged && !deliver {

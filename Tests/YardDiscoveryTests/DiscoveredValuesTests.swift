@@ -153,8 +153,34 @@ let injectedTrack = "blue;\n}\nserver { listen 80; location / { return 200 owned
         #expect(applied.get()?.services.first?.instances.map(\.address) == ["10.0.0.1"])
         #expect(aggregator.statuses[0].rejected == ["track": 1])
         #expect(aggregator.statuses[0].lastRejected?.contains("10.0.0.2:80") == true)
+        // The same snapshot again (a DNS poll): the rejection is not counted twice.
+        callbacks.onSnapshot(ServiceCatalog(services: [ServiceDefinition(name: "web", activeTrack: nil, instances: [
+            InstanceDefinition(address: "10.0.0.1", port: 80, track: "blue"),
+            InstanceDefinition(address: "10.0.0.2", port: 80, track: injectedTrack),
+        ])]))
+        #expect(aggregator.statuses[0].rejected == ["track": 1])
         callbacks.onRejected([DiscoveredValues.Problem(field: "address", message: "container x: address ...")])
         #expect(aggregator.statuses[0].rejected == ["track": 1, "address": 1])
+    }
+}
+
+@Suite struct RejectionReports {
+    @Test func aProviderReportsEachRejectionOnceWhenItAppearsNotWithEveryLaterChange() throws {
+        let reported = Mutex<[String]>([])
+        let run = ProviderRun(name: "docker", callbacks: ProviderCallbacks(
+            onSnapshot: { _ in }, onStatus: { _ in },
+            onRejected: { problems in reported.withLock { $0 += problems.map(\.field) } }))
+        defer { run.stop() }
+        let track = LabelProblem("container a: track name ...", field: "track")
+        let address = LabelProblem("container b: address ...", field: "address")
+        let noPort = LabelProblem("container c: no switchyard.port label")
+        let empty = ServiceCatalog(services: [])
+        run.publish(empty, problems: [track])
+        run.publish(empty, problems: [track, address, noPort])
+        run.publish(ServiceCatalog(services: [ServiceDefinition(name: "web", activeTrack: nil, instances: [])]), problems: [track, address])
+        try waitUntil("both rejections reported", deadline: .seconds(5)) { reported.withLock { $0.count } >= 2 }
+        run.stop()
+        #expect(reported.withLock { $0 } == ["track", "address"])
     }
 }
 

@@ -129,8 +129,9 @@ struct DockerProviderTests {
         #expect(web.instances.first?.track == "blue")
         #expect(web.instances.first?.id == id)
         #expect(web.routes == [DiscoveredRoute(pathPrefix: "/shop")])
-        // The instance is real: the container answers on the host network.
-        #expect(try httpGet(port: port).text == "web-1\n")
+        // The instance is real: the container answers on the host network (its httpd may
+        // bind a moment after the engine reports it running).
+        try waitUntil("web-1's httpd answers", deadline: .seconds(5)) { (try? httpGet(port: port))?.text == "web-1\n" }
 
         let stoppedAt = ContinuousClock.now
         try engine.stop(id)
