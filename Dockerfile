@@ -13,7 +13,8 @@
 # Build arguments: SWIFT_IMAGE (the toolchain image), SWITCHYARD_COMMIT and
 # SWITCHYARD_BUILD_DATE (shown by `switchyard --version`; .git is not sent to the build).
 
-ARG SWIFT_IMAGE=docker.io/library/swift:6.2-bookworm
+# The toolchain the project is built and tested with (Swift 6.3).
+ARG SWIFT_IMAGE=docker.io/library/swift:6.3-bookworm
 
 # MARK: build
 FROM ${SWIFT_IMAGE} AS build
@@ -21,9 +22,6 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends libssl-dev libnghttp2-dev pkg-config busybox-static libcap2-bin ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Dependencies first, so a source change does not fetch them again.
-COPY Package.swift ./
-RUN swift package resolve
 COPY . .
 ARG SWITCHYARD_COMMIT=unknown
 ARG SWITCHYARD_BUILD_DATE=

@@ -3,19 +3,20 @@
 import PackageDescription
 
 // MARK: Build identity (`switchyard --version`, the switchyard_build_info metric)
-// The commit and build date compiled into CYardBuildInfo: SWITCHYARD_COMMIT and
-// SWITCHYARD_BUILD_DATE when set (image builds pass them; .git is not in their context),
-// else this checkout's commit ("-dirty" with uncommitted changes) and build_info.c's compile
-// time; "unknown" outside git. C, because Swift's -D flags carry no values.
-func buildInfoText(_ text: String?) -> String? {
-    let kept = String((text ?? "").unicodeScalars.filter { $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "-.:+_".unicodeScalars.contains($0)) }.prefix(64))
+// SWITCHYARD_COMMIT and SWITCHYARD_BUILD_DATE, when set, are compiled into CYardBuildInfo
+// (C, because Swift's -D flags carry no values); scripts/test and scripts/image set the
+// commit from git. Otherwise the commit is "unknown" and the date is build_info.c's compile
+// time. Not Context.gitInformation: SwiftPM caches the evaluated manifest by its text and
+// environment, so the commit it gives stays the one of the first build (swiftlang/
+// swift-package-manager#8202); an environment variable is part of that cache key.
+func buildInfoText(_ name: String) -> String? {
+    let text = Context.environment[name] ?? ""
+    let kept = String(text.unicodeScalars.filter { $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "-.:+_".unicodeScalars.contains($0)) }.prefix(64))
     return kept.isEmpty ? nil : kept
 }
-let buildCommit = buildInfoText(Context.environment["SWITCHYARD_COMMIT"])
-    ?? buildInfoText(Context.gitInformation.map { $0.currentCommit + ($0.hasUncommittedChanges ? "-dirty" : "") })
-    ?? "unknown"
-let buildInfoDefines: [CSetting] = [.define("YARD_BUILD_COMMIT", to: "\"\(buildCommit)\"")]
-    + (buildInfoText(Context.environment["SWITCHYARD_BUILD_DATE"]).map { [.define("YARD_BUILD_DATE", to: "\"\($0)\"")] } ?? [])
+let buildInfoDefines: [CSetting] = [("YARD_BUILD_COMMIT", "SWITCHYARD_COMMIT"), ("YARD_BUILD_DATE", "SWITCHYARD_BUILD_DATE")].compactMap { define, variable in
+    buildInfoText(variable).map { .define(define, to: "\"\($0)\"") }
+}
 
 let package = Package(
     name: "Switchyard",

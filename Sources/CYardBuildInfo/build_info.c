@@ -1,7 +1,7 @@
 #include "yard_build_info.h"
 
-/* Package.swift defines YARD_BUILD_COMMIT always, and YARD_BUILD_DATE when
-   SWITCHYARD_BUILD_DATE is set; these fallbacks keep any other build working. */
+/* Package.swift defines YARD_BUILD_COMMIT and YARD_BUILD_DATE when SWITCHYARD_COMMIT and
+   SWITCHYARD_BUILD_DATE are set; these fallbacks serve a plain `swift build`. */
 #ifndef YARD_BUILD_COMMIT
 #define YARD_BUILD_COMMIT "unknown"
 #endif
@@ -11,7 +11,7 @@ const char *yard_build_commit(void) { return YARD_BUILD_COMMIT; }
 #ifdef YARD_BUILD_DATE
 const char *yard_build_date(void) { return YARD_BUILD_DATE; }
 #else
-/* The time this file was compiled (it is recompiled whenever the commit changes), from
+/* The time this file was compiled (again whenever the commit given changes), from
    __DATE__ ("Dec  7 2026") and __TIME__ ("03:10:00") rearranged to 2026-12-07T03:10:00. */
 static const char *month_number(const char *date) {
     static const char names[] = "JanFebMarAprMayJunJulAugSepOctNovDec";

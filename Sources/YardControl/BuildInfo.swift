@@ -8,11 +8,11 @@ internal import CYardOpenSSL
 /// What this binary is: its version, the commit and time it was built from, and the
 /// OpenSSL and nghttp2 it runs with (`switchyard --version`, `switchyard_build_info`).
 ///
-/// The commit and date are compiled into the CYardBuildInfo target by Package.swift:
-/// `SWITCHYARD_COMMIT` / `SWITCHYARD_BUILD_DATE` from the environment when set (the image
-/// build passes them), else the checkout's git commit and the time build_info.c was compiled;
-/// "unknown" outside a git checkout. The library versions are read at run time, since the
-/// shared libraries on the host may be newer than the headers the binary was built against.
+/// The commit and date are compiled into the CYardBuildInfo target from `SWITCHYARD_COMMIT`
+/// and `SWITCHYARD_BUILD_DATE` (Package.swift; scripts/test and scripts/image set them);
+/// a plain `swift build` says "unknown" and the time build_info.c was compiled. The library
+/// versions are read at run time: the shared libraries on the host may be newer than the
+/// headers the binary was built against.
 ///
 /// Threading: immutable values; any thread.
 public enum BuildInfo {
