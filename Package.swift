@@ -88,3 +88,18 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: ["YardTestSupport", "YardModel"]),
     ]
 )
+
+// MARK: Fuzzing
+// The libFuzzer targets exist only when scripts/fuzz builds them (SWITCHYARD_FUZZ=1, with
+// -sanitize=fuzzer,address into .build-fuzz): they cannot link without libFuzzer, and
+// `swift build` / scripts/test never see them.
+if Context.environment["SWITCHYARD_FUZZ"] == "1" {
+    package.targets += [
+        .systemLibrary(name: "CYardFuzz", path: "Fuzz/CYardFuzz"),
+        .executableTarget(
+            name: "SwitchyardFuzz",
+            dependencies: ["CYardFuzz", "YardHTTP", "YardHTTP2", "YardIO", "YardModel", "YardDiscovery"],
+            path: "Fuzz/SwitchyardFuzz"
+        ),
+    ]
+}

@@ -109,6 +109,13 @@ public struct ControlHTTPClient: Sendable {
     public var timeout: Duration
     /// Added to every request (e.g. `Authorization`).
     public var headers: [(String, String)]
+    /// The largest response body `send` and `readAll` accept, and the longest line
+    /// `nextLine` buffers: a server (or something posing as one) cannot make the process
+    /// hold more. Bigger answers are an error naming the cap.
+    public var maxBodyBytes = ControlHTTPClient.defaultMaxBodyBytes
+
+    /// 64 MiB: far above any catalog, key range or event line Switchyard reads.
+    public static let defaultMaxBodyBytes = 64 << 20
 
     public init(target: ControlHTTPTarget, timeout: Duration = .seconds(5), headers: [(String, String)] = []) {
         self.target = target
@@ -123,8 +130,7 @@ public struct ControlHTTPClient: Sendable {
     ) throws(ControlHTTPError) -> ControlHTTPResponse {
         let deadline = Deadline(after: timeout ?? self.timeout)
         let stream = try open(method, path, headers: extra, body: body, deadline: deadline)
-        var body: [UInt8] = []
-        while let chunk = try stream.nextChunk(deadline: deadline) { body.append(contentsOf: chunk) }
+        let body = try stream.readAll(deadline: deadline)
         return ControlHTTPResponse(status: stream.status, headers: stream.headers, body: body)
     }
 
@@ -140,7 +146,7 @@ public struct ControlHTTPClient: Sendable {
         _ method: String, _ path: String, headers extra: [(String, String)], body: [UInt8], deadline: Deadline
     ) throws(ControlHTTPError) -> ControlHTTPStream {
         let fd = try connectSocket(deadline: deadline)
-        let stream = ControlHTTPStream(fd: fd, target: target)
+        let stream = ControlHTTPStream(fd: fd, target: target, maxBodyBytes: maxBodyBytes)
         do {
             var head = "\(method) \(path) HTTP/1.1\r\nHost: \(target.hostHeader)\r\nConnection: close\r\nUser-Agent: switchyard\r\n"
             for (name, value) in headers + extra { head += "\(name): \(value)\r\n" }
@@ -247,6 +253,8 @@ public struct ControlHTTPClient: Sendable {
 public final class ControlHTTPStream: Sendable {
     public let target: ControlHTTPTarget
     private let fd: Int32
+    /// The cap on a whole body (`readAll`) and on one line (`nextLine`).
+    private let maxBodyBytes: Int
     private let cancelled = Atomic<Bool>(false)
     /// Reader-thread state (head, decoder, buffered bytes). Only the reader touches it;
     /// `cancel` never does.
@@ -272,9 +280,10 @@ public final class ControlHTTPStream: Sendable {
 
     private enum ChunkState { case size, data(Int), dataEnd, trailers }
 
-    init(fd: Int32, target: ControlHTTPTarget) {
+    init(fd: Int32, target: ControlHTTPTarget, maxBodyBytes: Int) {
         self.fd = fd
         self.target = target
+        self.maxBodyBytes = maxBodyBytes
     }
 
     deinit { Glibc.close(fd) }
@@ -305,17 +314,29 @@ public final class ControlHTTPStream: Sendable {
                 defer { reader.lines.removeAll() }
                 return reader.lines
             }
+            guard chunk.count <= maxBodyBytes - reader.lines.count else { throw overCap("a line") }
             reader.lines.append(contentsOf: chunk)
         }
     }
 
     /// The rest of the body.
     public func readAll(timeout: Duration) throws(ControlHTTPError) -> [UInt8] {
-        let deadline = Deadline(after: timeout)
+        try readAll(deadline: Deadline(after: timeout))
+    }
+
+    func readAll(deadline: Deadline) throws(ControlHTTPError) -> [UInt8] {
         var body = reader.lines
         reader.lines.removeAll()
-        while let chunk = try nextChunk(deadline: deadline) { body.append(contentsOf: chunk) }
+        while let chunk = try nextChunk(deadline: deadline) {
+            guard chunk.count <= maxBodyBytes - body.count else { throw overCap("the response body") }
+            body.append(contentsOf: chunk)
+        }
         return body
+    }
+
+    private func overCap(_ what: String) -> ControlHTTPError {
+        let cap = maxBodyBytes % (1 << 20) == 0 ? "\(maxBodyBytes >> 20) MiB" : "\(maxBodyBytes)-byte"
+        return ControlHTTPError("\(target): \(what) is over the \(cap) cap (ControlHTTPClient.maxBodyBytes)")
     }
 
     // MARK: Internals
@@ -373,13 +394,50 @@ public final class ControlHTTPStream: Sendable {
         let transferEncoding = parsed.first { $0.name == "transfer-encoding" }?.value.lowercased()
         if transferEncoding?.contains("chunked") == true {
             reader.framing = .chunked(.size)
-        } else if let length = parsed.first(where: { $0.name == "content-length" }).flatMap({ Int($0.value) }) {
+        } else if let length = try contentLength(parsed) {
+            guard length <= maxBodyBytes else { throw overCap("the response body (Content-Length: \(length))") }
             reader.framing = .length(length)
         } else if code == 204 || code == 304 || (100..<200).contains(code) {
             reader.framing = .length(0)
         } else {
             reader.framing = .untilClose
         }
+    }
+
+    /// The Content-Length of `fields`, nil without one. Every value (fields and comma-separated
+    /// list members) must be the same run of 1 to 18 digits (RFC 9110 §8.6): a negative,
+    /// signed, huge or conflicting length is an error, never a guess.
+    private func contentLength(_ fields: [(name: String, value: String)]) throws(ControlHTTPError) -> Int? {
+        var length: Int?
+        for field in fields where field.name == "content-length" {
+            for member in field.value.split(separator: ",", omittingEmptySubsequences: false) {
+                let text = member.trimmingSpaces()
+                guard let value = Self.digits(text, radix: 10, maxCount: 18), length == nil || length == value else {
+                    throw ControlHTTPError("\(target): bad Content-Length '\(field.value)'")
+                }
+                length = value
+            }
+        }
+        return length
+    }
+
+    /// `text` as a number if it is 1 to `maxCount` digits in `radix` (10 or 16) and nothing
+    /// else: no sign, no space, no prefix.
+    static func digits(_ text: String, radix: Int, maxCount: Int) -> Int? {
+        let utf8 = text.utf8
+        guard !utf8.isEmpty, utf8.count <= maxCount else { return nil }
+        var value = 0
+        for byte in utf8 {
+            let digit: Int
+            switch byte {
+            case 0x30...0x39: digit = Int(byte - 0x30)
+            case 0x41...0x46 where radix == 16: digit = Int(byte - 0x41 + 10)
+            case 0x61...0x66 where radix == 16: digit = Int(byte - 0x61 + 10)
+            default: return nil
+            }
+            value = value * radix + digit
+        }
+        return value
     }
 
     /// The next piece of decoded body, or nil at its end.
@@ -418,7 +476,7 @@ public final class ControlHTTPStream: Sendable {
                 guard let lineEnd = crlf(from: reader.start) else { return nil }
                 let text = String(decoding: reader.buffer[reader.start..<lineEnd], as: UTF8.self)
                 let sizeText = text.split(separator: ";").first.map(String.init)?.trimmingSpaces() ?? ""
-                guard let size = Int(sizeText, radix: 16), size >= 0 else { throw ControlHTTPError("\(target): bad chunk size '\(text)'") }
+                guard let size = Self.digits(sizeText, radix: 16, maxCount: 15) else { throw ControlHTTPError("\(target): bad chunk size '\(text)'") }
                 reader.start = lineEnd + 2
                 reader.framing = .chunked(size == 0 ? .trailers : .data(size))
                 return try decodeBuffered()
@@ -498,15 +556,22 @@ struct Deadline: Sendable {
     init(at: UInt64?) { self.at = at }
 
     init(after duration: Duration) {
+        // Saturating: a huge timeout is "a very long time", not an overflow trap.
         let (seconds, attoseconds) = duration.components
-        self.at = Self.now() + UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
+        let whole = UInt64(max(0, seconds)).multipliedReportingOverflow(by: 1_000_000_000)
+        let fraction = UInt64(max(0, attoseconds) / 1_000_000_000)
+        let after = whole.partialValue.addingReportingOverflow(fraction)
+        let at = Self.now().addingReportingOverflow(after.partialValue)
+        self.at = whole.overflow || after.overflow || at.overflow ? UInt64.max : at.partialValue
     }
 
     /// Milliseconds left for poll(2): -1 when there is no deadline, 0 when it passed.
     var pollTimeout: Int32 {
         guard let at else { return -1 }
         let now = Self.now()
-        return now >= at ? 0 : Int32(min(UInt64(Int32.max), (at - now + 999_999) / 1_000_000))
+        guard now < at else { return 0 }
+        let left = at - now
+        return Int32(min(UInt64(Int32.max), left / 1_000_000 + (left % 1_000_000 == 0 ? 0 : 1)))
     }
 
     static func now() -> UInt64 {

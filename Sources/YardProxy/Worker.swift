@@ -448,15 +448,9 @@ final class Worker: @unchecked Sendable {
     /// service's `consecutive_failures` is reported to the control plane (which ejects).
     func recordOutcome(_ endpoint: Endpoint, service: Service?, failed: Bool) {
         let key = endpoint.poolKey
-        guard key < failureStreak.count else { return }
-        if !failed {
-            if failureStreak[key] != 0 { failureStreak[key] = 0 }
-            return
-        }
-        failureStreak[key] += 1
-        guard let service, service.health.consecutiveFailures > 0,
-              failureStreak[key] >= Int32(service.health.consecutiveFailures) else { return }
-        failureStreak[key] = 0
+        guard key < failureStreak.count,
+              PassiveFailureStreak.record(&failureStreak[key], failed: failed, threshold: service?.health.consecutiveFailures ?? 0),
+              let service else { return }
         onEndpointFailing(service.name, key)
     }
 

@@ -154,3 +154,27 @@ func eject(_ health: inout EndpointHealth, policy: HealthPolicy, now: Int64) -> 
 func endEjection(_ health: inout EndpointHealth, now: Int64) -> Bool {
     health.endEjectionIfDue(now: now)
 }
+
+@Suite struct PassiveFailureStreakTests {
+    @Test func aStreakWithPassiveEjectionOffSaturatesInsteadOfOverflowing() {
+        var streak = Int32.max - 1
+        for _ in 0..<3 { #expect(!PassiveFailureStreak.record(&streak, failed: true, threshold: 0)) }
+        #expect(streak == Int32.max)
+    }
+
+    @Test func aStreakReportsAtTheThresholdAndStartsAgain() {
+        var streak: Int32 = 0
+        #expect(!PassiveFailureStreak.record(&streak, failed: true, threshold: 3))
+        #expect(!PassiveFailureStreak.record(&streak, failed: true, threshold: 3))
+        #expect(PassiveFailureStreak.record(&streak, failed: true, threshold: 3))
+        #expect(streak == 0)
+        #expect(!PassiveFailureStreak.record(&streak, failed: true, threshold: 3))
+        #expect(!PassiveFailureStreak.record(&streak, failed: false, threshold: 3))
+        #expect(streak == 0, "a success ends the streak")
+    }
+
+    @Test func aThresholdBeyondInt32StillCountsWithoutTrapping() {
+        var streak = Int32.max
+        #expect(PassiveFailureStreak.record(&streak, failed: true, threshold: Int.max))
+    }
+}
