@@ -3,9 +3,10 @@
 
     bench/idle-clients.py HOST PORT N CLOSE_FILE DEADLINE_S
 
-Opens N HTTP/1.1 connections to HOST:PORT (at most 256 connecting at once), sends one
+Opens N HTTP/1.1 connections to HOST:PORT (at most 512 connecting at once), sends one
 keep-alive `GET /` on each and reads its whole response (Content-Length bodies), then keeps
-them open and idle. Prints `ready OK FAILED` once every connection is idle or failed; then
+them open and idle. Prints `ready OK FAILED SECONDS` once every connection is idle or failed
+(SECONDS: how long that took; the first connection has been idle about that long); then
 waits until CLOSE_FILE exists, closes every connection and prints `closed DROPPED` (how many
 the proxy had closed while they were idle). Bounded: whatever happens, every connection is
 closed and the process exits DEADLINE_S seconds after it started.
@@ -48,15 +49,16 @@ async def one_request(host, port, connections, semaphore):
 
 async def main():
     host, port, count, close_file, deadline_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
-    deadline = time.monotonic() + deadline_s
+    started = time.monotonic()
+    deadline = started + deadline_s
     connections = []
-    semaphore = asyncio.Semaphore(256)
+    semaphore = asyncio.Semaphore(512)
     tasks = [asyncio.ensure_future(one_request(host, port, connections, semaphore)) for _ in range(count)]
     done, pending = await asyncio.wait(tasks, timeout=max(1.0, deadline - time.monotonic()))
     for task in pending:
         task.cancel()
     ok = sum(1 for t in done if not t.cancelled() and t.exception() is None and t.result())
-    print(f"ready {ok} {count - ok}", flush=True)
+    print(f"ready {ok} {count - ok} {time.monotonic() - started:.1f}", flush=True)
     while not os.path.exists(close_file) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     dropped = sum(1 for reader, _ in connections if reader.at_eof())
