@@ -36,9 +36,14 @@ def title(scenario):
     return TITLES.get(scenario, scenario)
 
 
+def measured(row):
+    """A row whose window completed requests (a stalled proxy's row is shown but not compared)."""
+    return (num(row["req_per_s"]) or 0) > 0
+
+
 def best(rows, key, highest):
-    """The peer row with the best value of key, or None."""
-    candidates = [r for r in rows if num(r[key]) is not None]
+    """The measured peer row with the best value of key, or None."""
+    candidates = [r for r in rows if measured(r) and num(r[key]) is not None]
     if not candidates:
         return None
     return (max if highest else min)(candidates, key=lambda r: num(r[key]))
@@ -58,6 +63,10 @@ def load_table(results, lines):
             r["p50_ms"], r["p99_ms"], r["cpu_s"],
             f"{per_cpu:,.0f}" if per_cpu is not None else r["req_per_cpu_s"],
             r["peak_rss_mib"], r["errors"], r["upstream_conns"], r["upstream_conns_per_s"]))
+    stalled = [f"{title(r['scenario'])}: {r['proxy']}" for r in rows if not measured(r)]
+    if stalled:
+        lines += ["", "No request completed in the window (stalled; not compared below, run it again): "
+                  + "; ".join(stalled) + "."]
 
     scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
     by = {(r["scenario"], r["proxy"]): r for r in rows}
@@ -66,7 +75,7 @@ def load_table(results, lines):
     for scenario in scenarios:
         mine = by.get((scenario, "switchyard"))
         peers = [by[(scenario, p)] for p in PEERS if (scenario, p) in by]
-        if not mine or not peers:
+        if not mine or not measured(mine) or not peers:
             continue
         fast = best(peers, "req_per_cpu_s", highest=True)
         quick = best(peers, "p99_ms", highest=False)
@@ -95,7 +104,7 @@ def load_table(results, lines):
                                 f"{ratio(other['req_per_cpu_s'], mine['req_per_cpu_s'])} | {ratio(other['p99_ms'], mine['p99_ms'])} |")
         for peer in PEERS:
             theirs = by.get((scenario, peer))
-            if theirs:
+            if theirs and measured(theirs) and measured(mine):
                 per_peer.append(f"| {title(scenario)} | {peer} | "
                                 f"{ratio(mine['req_per_cpu_s'], theirs['req_per_cpu_s'])} | {ratio(mine['p99_ms'], theirs['p99_ms'])} |")
     if per_peer:
