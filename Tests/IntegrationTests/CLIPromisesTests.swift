@@ -199,6 +199,43 @@ extension Integration {
             #expect(leftovers.isEmpty, "no candidate or wrapper left behind: \(leftovers)")
         }
 
+        /// `POST /render` answers with this render's outcome (not the previous one's), and
+        /// a failed check counts in `failures` of `GET /render`.
+        @Test(.timeLimit(.minutes(1)))
+        func postRenderReportsThisRenderAndAFailedCheckCounts() throws {
+            let dir = try ScratchDir("cli-render-report")
+            let blue = try Backend.demo("blue-1", dir: dir)
+            defer { blue.stop() }
+            try dir.write("out.stencil", "{% for service in services %}{{ service.name }}{% endfor %}\n")
+            try dir.write("services.yml", blueGreenServices(blue: [blue.port], green: []))
+            var spec = ProxySpec(workers: 1)
+            spec.extraYAML = """
+                admin:
+                  address: 127.0.0.1:0
+                templates:
+                  outputs:
+                    - template: out.stencil
+                      destination: out.txt
+                      check: test ! -e refuse
+                      wait: {min: 5s, max: 10s}
+
+                """
+            let proxy = try TrafficProxy(dir: dir, configText: spec.yaml)
+            defer { proxy.stop() }
+            let first = try proxy.adminPost("/render", "")
+            #expect(first.status == 200, "\(first.body)")
+            #expect(first.body.contains("written"), "this render's outcome, not the quiescence's later one: \(first.body)")
+
+            try dir.write("refuse", "")
+            try dir.write("out.stencil", "changed {% for service in services %}{{ service.name }}{% endfor %}\n")
+            let refused = try proxy.adminPost("/render", "")
+            #expect(refused.body.contains("check failed"), "\(refused.body)")
+            let report = try proxy.adminJSON("/render")
+            #expect((report["failures"] as? Int ?? 0) >= 1, "\(report)")
+            #expect((report["last_error"] as? String ?? "").contains("check failed"), "\(report)")
+            #expect(dir.read("out.txt").hasPrefix("shop"), "the old file stays")
+        }
+
         @Test(.timeLimit(.minutes(1)))
         func sighupNamesEveryKeyItCannotApply() throws {
             let dir = try ScratchDir("cli-sighup")
