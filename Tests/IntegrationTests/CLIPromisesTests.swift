@@ -57,6 +57,12 @@ extension Integration {
             #expect(step.stderr.contains("top of its plan"), "\(step.stderr)")
             #expect(!step.stderr.contains("DecodingError") && !step.stderr.contains("{\""), "the message, not the JSON: \(step.stderr)")
 
+            // Durations and intervals from the command line never trap the CLI.
+            for arguments in [["canary", "step", "shop", "--bake", "inf"], ["canary", "step", "shop", "--bake", "1e300s"], ["status", "--interval", "nan"]] {
+                let result = try proxy.cli(arguments)
+                #expect(result.status == 0 || result.status == 1 || result.status == 2, "\(arguments): \(result.status.map(String.init) ?? "killed") \(result.stderr)")
+            }
+
             // Any other error answer: its message, exit 2.
             let unknown = try proxy.cli(["flip", "nosuch", "--to", "green"])
             #expect(unknown.status == 2)
