@@ -74,8 +74,11 @@ extension Integration {
         func clientCommandsFindTheAdminAPIFromConfigOrEnvironmentAndSayConnectionRefused() throws {
             let dir = try ScratchDir("cli-admin-address")
             let blue = try Backend.demo("blue-1", dir: dir)
-            defer { blue.stop() }
-            let proxy = try TrafficProxy(dir: dir, services: blueGreenServices(blue: [blue.port], green: []))
+            let green = try Backend.demo("green-1", dir: dir)
+            defer { blue.stop(); green.stop() }
+            try dir.write("token", "s3cret-token\n")
+            let proxy = try TrafficProxy(dir: dir, services: blueGreenServices(blue: [blue.port], green: [green.port]),
+                                         adminExtra: "  token_file: token\n")
             defer { proxy.stop() }
             try dir.write("client.yml", """
                 listeners:
@@ -83,15 +86,29 @@ extension Integration {
                 discovery: {provider: file, file: services.yml}
                 admin:
                   address: 127.0.0.1:\(proxy.adminPort)
+                  token_file: token
 
                 """)
             let bin = SwitchyardBinary.path
             let byConfig = try runCommand(bin, ["status", "--config", dir.file("client.yml"), "--interval", "0"], dir: dir, label: "by-config")
             #expect(byConfig.status == 0, "\(byConfig.stderr)")
             #expect(byConfig.stdout.contains("blue *"), "\(byConfig.stdout)")
+            #expect(!byConfig.stderr.contains("token"), "a read needs no token: \(byConfig.stderr)")
             let byEnv = try runCommand("/usr/bin/env", ["SWITCHYARD_ADMIN=127.0.0.1:\(proxy.adminPort)", bin, "status", "--interval", "0"], dir: dir, label: "by-env")
             #expect(byEnv.status == 0, "\(byEnv.stderr)")
             #expect(byEnv.stdout.contains("blue *"), "\(byEnv.stdout)")
+
+            // Writes: the token from the config's token_file, or from the environment.
+            let flipByConfig = try runCommand(bin, ["flip", "shop", "--to", "green", "--config", dir.file("client.yml")], dir: dir, label: "flip-config")
+            #expect(flipByConfig.status == 0, "\(flipByConfig.stderr)")
+            let flipByEnv = try runCommand("/usr/bin/env", ["SWITCHYARD_ADMIN=\(proxy.adminURL)", "SWITCHYARD_TOKEN=s3cret-token", bin, "flip", "shop", "--to", "blue"],
+                                           dir: dir, label: "flip-env")
+            #expect(flipByEnv.status == 0, "\(flipByEnv.stderr)")
+            let flipByEnvFile = try runCommand("/usr/bin/env", ["SWITCHYARD_ADMIN=\(proxy.adminURL)", "SWITCHYARD_TOKEN_FILE=\(dir.file("token"))", bin, "flip", "shop", "--to", "green"],
+                                               dir: dir, label: "flip-env-file")
+            #expect(flipByEnvFile.status == 0, "\(flipByEnvFile.stderr)")
+            let noToken = try runCommand("/usr/bin/env", ["SWITCHYARD_ADMIN=\(proxy.adminURL)", bin, "flip", "shop", "--to", "blue"], dir: dir, label: "flip-none")
+            #expect(noToken.status == 2 && noToken.stderr.contains("needs a token"), "\(noToken.stderr)")
 
             let closed = try closedPort()
             let refused = try runCommand(bin, ["status", "--admin", "http://127.0.0.1:\(closed)"], dir: dir, label: "refused")
