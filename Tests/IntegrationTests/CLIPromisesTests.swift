@@ -77,6 +77,7 @@ extension Integration {
             let green = try Backend.demo("green-1", dir: dir)
             defer { blue.stop(); green.stop() }
             try dir.write("token", "s3cret-token\n")
+            #expect(chmod(dir.file("token"), 0o600) == 0)  // owner-only: newer replicas refuse a readable token file
             let proxy = try TrafficProxy(dir: dir, services: blueGreenServices(blue: [blue.port], green: [green.port]),
                                          adminExtra: "  token_file: token\n")
             defer { proxy.stop() }
