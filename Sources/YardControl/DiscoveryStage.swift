@@ -151,7 +151,8 @@ final class DiscoveryStage: Sendable {
             Log.error(line)
             return line
         case .healthy:
-            let line = "discovery provider '\(status.name)' healthy again after \(failures) failed attempt(s)"
+            let last = failures > 0 ? status.lastError.map { " (the last: \($0))" } ?? "" : ""
+            let line = "discovery provider '\(status.name)' healthy again after \(failures) failed attempt(s)\(last)"
             Log.info(line)
             return line
         }

@@ -83,13 +83,15 @@ struct Status: ParsableCommand {
             return
         }
         var second = first
-        if interval > 0 {
-            usleep(UInt32(min(max(interval, 0), 60) * 1_000_000))
+        // At most a minute; NaN or infinity (ArgumentParser reads them) would trap UInt32().
+        let seconds = interval.isFinite ? min(max(interval, 0), 60) : 0
+        if seconds > 0 {
+            usleep(UInt32(seconds * 1_000_000))
             second = client.checked(client.request("GET", "/status"))
         }
         let before = decode(StatusView.self, first)
         let after = decode(StatusView.self, second)
-        FileHandleWriter.stdout(StatusView.render(before: before, after: after, seconds: interval, only: service))
+        FileHandleWriter.stdout(StatusView.render(before: before, after: after, seconds: seconds, only: service))
     }
 }
 

@@ -348,14 +348,16 @@ func pathEscaped(_ text: String) -> String {
     text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? text
 }
 
-/// `500ms`, `30s`, `2m`, `1h`, or bare seconds; exits 2 on anything else.
+/// `500ms`, `30s`, `2m`, `1h`, or bare seconds, up to a year; exits 2 on anything else
+/// (`inf`, `nan` and huge values too: they would trap where seconds become an Int).
 func parseDuration(_ text: String) -> Double {
     let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+    let year = 366.0 * 86_400
     for (suffix, scale) in units where text.hasSuffix(suffix) {
-        if let value = Double(text.dropLast(suffix.count)), value >= 0 { return value * scale }
+        if let value = Double(text.dropLast(suffix.count)), value >= 0, value * scale <= year { return value * scale }
     }
-    if let value = Double(text), value >= 0 { return value }
-    fail("'\(text)' is not a duration; write 500ms, 30s, 2m or 1h")
+    if let value = Double(text), value >= 0, value <= year { return value }
+    fail("'\(text)' is not a duration up to a year; write 500ms, 30s, 2m or 1h")
 }
 
 /// A gate verdict as a small table.

@@ -57,6 +57,12 @@ extension Integration {
             #expect(step.stderr.contains("top of its plan"), "\(step.stderr)")
             #expect(!step.stderr.contains("DecodingError") && !step.stderr.contains("{\""), "the message, not the JSON: \(step.stderr)")
 
+            // Durations and intervals from the command line never trap the CLI.
+            for arguments in [["canary", "step", "shop", "--bake", "inf"], ["canary", "step", "shop", "--bake", "1e300s"], ["status", "--interval", "nan"]] {
+                let result = try proxy.cli(arguments)
+                #expect(result.status == 0 || result.status == 1 || result.status == 2, "\(arguments): \(result.status.map(String.init) ?? "killed") \(result.stderr)")
+            }
+
             // Any other error answer: its message, exit 2.
             let unknown = try proxy.cli(["flip", "nosuch", "--to", "green"])
             #expect(unknown.status == 2)
@@ -68,8 +74,12 @@ extension Integration {
         func clientCommandsFindTheAdminAPIFromConfigOrEnvironmentAndSayConnectionRefused() throws {
             let dir = try ScratchDir("cli-admin-address")
             let blue = try Backend.demo("blue-1", dir: dir)
-            defer { blue.stop() }
-            let proxy = try TrafficProxy(dir: dir, services: blueGreenServices(blue: [blue.port], green: []))
+            let green = try Backend.demo("green-1", dir: dir)
+            defer { blue.stop(); green.stop() }
+            try dir.write("token", "s3cret-token\n")
+            #expect(chmod(dir.file("token"), 0o600) == 0)  // owner-only: newer replicas refuse a readable token file
+            let proxy = try TrafficProxy(dir: dir, services: blueGreenServices(blue: [blue.port], green: [green.port]),
+                                         adminExtra: "  token_file: token\n")
             defer { proxy.stop() }
             try dir.write("client.yml", """
                 listeners:
@@ -77,15 +87,29 @@ extension Integration {
                 discovery: {provider: file, file: services.yml}
                 admin:
                   address: 127.0.0.1:\(proxy.adminPort)
+                  token_file: token
 
                 """)
             let bin = SwitchyardBinary.path
             let byConfig = try runCommand(bin, ["status", "--config", dir.file("client.yml"), "--interval", "0"], dir: dir, label: "by-config")
             #expect(byConfig.status == 0, "\(byConfig.stderr)")
             #expect(byConfig.stdout.contains("blue *"), "\(byConfig.stdout)")
+            #expect(!byConfig.stderr.contains("token"), "a read needs no token: \(byConfig.stderr)")
             let byEnv = try runCommand("/usr/bin/env", ["SWITCHYARD_ADMIN=127.0.0.1:\(proxy.adminPort)", bin, "status", "--interval", "0"], dir: dir, label: "by-env")
             #expect(byEnv.status == 0, "\(byEnv.stderr)")
             #expect(byEnv.stdout.contains("blue *"), "\(byEnv.stdout)")
+
+            // Writes: the token from the config's token_file, or from the environment.
+            let flipByConfig = try runCommand(bin, ["flip", "shop", "--to", "green", "--config", dir.file("client.yml")], dir: dir, label: "flip-config")
+            #expect(flipByConfig.status == 0, "\(flipByConfig.stderr)")
+            let flipByEnv = try runCommand("/usr/bin/env", ["SWITCHYARD_ADMIN=\(proxy.adminURL)", "SWITCHYARD_TOKEN=s3cret-token", bin, "flip", "shop", "--to", "blue"],
+                                           dir: dir, label: "flip-env")
+            #expect(flipByEnv.status == 0, "\(flipByEnv.stderr)")
+            let flipByEnvFile = try runCommand("/usr/bin/env", ["SWITCHYARD_ADMIN=\(proxy.adminURL)", "SWITCHYARD_TOKEN_FILE=\(dir.file("token"))", bin, "flip", "shop", "--to", "green"],
+                                               dir: dir, label: "flip-env-file")
+            #expect(flipByEnvFile.status == 0, "\(flipByEnvFile.stderr)")
+            let noToken = try runCommand("/usr/bin/env", ["SWITCHYARD_ADMIN=\(proxy.adminURL)", bin, "flip", "shop", "--to", "blue"], dir: dir, label: "flip-none")
+            #expect(noToken.status == 2 && noToken.stderr.contains("needs a token"), "\(noToken.stderr)")
 
             let closed = try closedPort()
             let refused = try runCommand(bin, ["status", "--admin", "http://127.0.0.1:\(closed)"], dir: dir, label: "refused")
@@ -197,6 +221,43 @@ extension Integration {
             #expect(dir.read("nginx/conf/upstream.conf") == written, "the good file stays")
             let leftovers = try FileManager.default.contentsOfDirectory(atPath: "\(prefix)/conf").filter { $0.hasPrefix(".") }
             #expect(leftovers.isEmpty, "no candidate or wrapper left behind: \(leftovers)")
+        }
+
+        /// `POST /render` answers with this render's outcome (not the previous one's), and
+        /// a failed check counts in `failures` of `GET /render`.
+        @Test(.timeLimit(.minutes(1)))
+        func postRenderReportsThisRenderAndAFailedCheckCounts() throws {
+            let dir = try ScratchDir("cli-render-report")
+            let blue = try Backend.demo("blue-1", dir: dir)
+            defer { blue.stop() }
+            try dir.write("out.stencil", "{% for service in services %}{{ service.name }}{% endfor %}\n")
+            try dir.write("services.yml", blueGreenServices(blue: [blue.port], green: []))
+            var spec = ProxySpec(workers: 1)
+            spec.extraYAML = """
+                admin:
+                  address: 127.0.0.1:0
+                templates:
+                  outputs:
+                    - template: out.stencil
+                      destination: out.txt
+                      check: test ! -e refuse
+                      wait: {min: 5s, max: 10s}
+
+                """
+            let proxy = try TrafficProxy(dir: dir, configText: spec.yaml)
+            defer { proxy.stop() }
+            let first = try proxy.adminPost("/render", "")
+            #expect(first.status == 200, "\(first.body)")
+            #expect(first.body.contains("written"), "this render's outcome, not the quiescence's later one: \(first.body)")
+
+            try dir.write("refuse", "")
+            try dir.write("out.stencil", "changed {% for service in services %}{{ service.name }}{% endfor %}\n")
+            let refused = try proxy.adminPost("/render", "")
+            #expect(refused.body.contains("check failed"), "\(refused.body)")
+            let report = try proxy.adminJSON("/render")
+            #expect((report["failures"] as? Int ?? 0) >= 1, "\(report)")
+            #expect((report["last_error"] as? String ?? "").contains("check failed"), "\(report)")
+            #expect(dir.read("out.txt").hasPrefix("shop"), "the old file stays")
         }
 
         @Test(.timeLimit(.minutes(1)))
