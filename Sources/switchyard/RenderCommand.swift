@@ -141,11 +141,13 @@ struct Render: ParsableCommand {
     }
 
     private func adminClient(_ loaded: SwitchyardConfig) -> AdminClient? {
-        if let admin { return try? AdminClient(url: admin) }
+        // `POST /render?force=true` is a write: it carries the config's admin token, if any.
+        let token = AdminClient.firstToken(inFile: loaded.admin.tokenFile)
+        if let admin { return try? AdminClient(url: admin, token: token) }
         guard loaded.admin.enabled else { return nil }
         let host = loaded.admin.host == "0.0.0.0" ? "127.0.0.1" : loaded.admin.host == "::" ? "::1" : loaded.admin.host
         let text = host.contains(":") ? "[\(host)]:\(loaded.admin.port)" : "\(host):\(loaded.admin.port)"
-        return try? AdminClient(url: "http://\(text)")
+        return try? AdminClient(url: "http://\(text)", token: token)
     }
 }
 
