@@ -66,6 +66,9 @@ extension Integration {
             #expect(window.status == 400 && window.body.contains("window"), "\(window)")
             let huge = try rawExchange(port: proxy.adminPort, "POST /render HTTP/1.1\r\nHost: localhost:\(proxy.adminPort)\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n", method: "POST")
             #expect(huge.status == 413)
+            let endless = try RawConnection(port: proxy.adminPort)
+            try endless.send("GET /" + String(repeating: "a", count: 40_000))  // all read before the 414, so no reset
+            #expect(try endless.readResponse().status == 414)
             #expect(proxy.child.isRunning)
             #expect(try proxy.backend() == "blue-1")
         }
