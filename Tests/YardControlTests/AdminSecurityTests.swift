@@ -138,6 +138,8 @@ struct HarnessFailure: Error, CustomStringConvertible {
         #expect(admit("POST", headers: ["host": "127.0.0.1:9901", "content-type": "application/x-www-form-urlencoded"]) == 415)
         #expect(admit("POST", headers: ["host": "127.0.0.1:9901", "origin": "null", "content-type": "application/json"]) == 403)
         #expect(admit("POST", headers: ["host": "127.0.0.1:9901", "origin": "http://localhost:9901", "content-type": "application/json; charset=utf-8"], body: "{}") == nil)
+        #expect(admit("POST", headers: ["host": "127.0.0.1:9901", "sec-fetch-site": "cross-site", "content-type": "application/json"]) == 403)
+        #expect(admit("POST", headers: ["host": "127.0.0.1:9901", "sec-fetch-site": "same-origin", "content-type": "application/json"]) == nil)
         // `curl -X POST` without a body sends no Content-Type: not a browser form.
         #expect(admit("POST", headers: ["host": "127.0.0.1:9901"]) == nil)
     }
