@@ -1,3 +1,4 @@
+import Foundation
 import YardDiscovery
 
 /// A blocking HTTP/1.1 client for the CLI to reach a replica's admin API.
@@ -17,6 +18,14 @@ public struct AdminClient: Sendable {
             throw AdminClientError("cannot parse admin URL '\(url)': \(error.description); expected http://IP:PORT")
         }
         self.token = token
+    }
+
+    /// The first token of an admin token file (either format), for a CLI command that
+    /// finds the file in the config; nil when it cannot be read or parsed.
+    public static func firstToken(inFile path: String?) -> String? {
+        guard let path, let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let tokens = try? AdminTokens(parsing: text), let first = tokens.entries.first else { return nil }
+        return String(decoding: first.token, as: UTF8.self)
     }
 
     public struct Response: Sendable {

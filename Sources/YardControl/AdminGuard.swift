@@ -134,6 +134,11 @@ public struct AdminGuard: Sendable {
         if let origin = request.headers["origin"], !acceptsOrigin(origin) {
             return .error(403, "writes from a page of another origin ('\(printable(origin))') are refused")
         }
+        // Browsers also say where a request comes from; only the admin's own page or the
+        // user typing it ("none") may write.
+        if let site = request.headers["sec-fetch-site"]?.lowercased(), site != "same-origin", site != "none" {
+            return .error(403, "writes from a page of another site (Sec-Fetch-Site: \(printable(site))) are refused")
+        }
         let contentType = request.headers["content-type"]
         let mediaType = contentType?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
         if mediaType != "application/json", contentType != nil || !request.body.isEmpty {

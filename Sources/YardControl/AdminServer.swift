@@ -169,13 +169,12 @@ public final class AdminServer: Sendable {
                     }
                     return
                 }
-                // Parse again only when it can change the answer: the body is all in, or a
-                // head that may now be complete (it ends with a line feed).
-                if let needed {
-                    if pending.count >= needed { parsed = pending.withUnsafeBytes { AdminRequestParser.parse($0) } }
-                } else if pending[before...].contains(UInt8(ascii: "\n")) {
-                    parsed = pending.withUnsafeBytes { AdminRequestParser.parse($0) }
-                }
+                // Parse again only when it can change the answer: the body is all in, a head
+                // that may now be complete (a line feed arrived), or one over the head limit
+                // (refused then, so `pending` never grows past it without a line feed).
+                let reparse = needed.map { pending.count >= $0 }
+                    ?? (pending[before...].contains(UInt8(ascii: "\n")) || pending.count > AdminRequestParser.limits.maxHeadBytes)
+                if reparse { parsed = pending.withUnsafeBytes { AdminRequestParser.parse($0) } }
             }
             switch parsed {
             case .incomplete:
@@ -196,7 +195,7 @@ public final class AdminServer: Sendable {
     /// Waits for bytes until `deadline` (monotonic ms) and appends what arrives.
     private func receive(_ fd: Int32, into pending: inout [UInt8], deadline: Int64) -> Received {
         // A head over the parser's limit is refused by the parser; a body over 1 MiB never
-        // gets here (413 on its Content-Length): so `pending` stays under ~1.1 MiB.
+        // gets here (413 on its Content-Length): so `pending` stays under ~1.1 MiB plus a read.
         while true {
             let remaining = deadline - monotonicMilliseconds()
             guard remaining > 0 else { return .timedOut }

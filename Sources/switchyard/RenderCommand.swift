@@ -147,8 +147,8 @@ struct Render: ParsableCommand {
     }
 
     private func adminClient(_ loaded: SwitchyardConfig) -> AdminClient? {
-        let token = loaded.admin.tokenFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        // `POST /render?force=true` is a write: it carries the config's admin token, if any.
+        let token = AdminClient.firstToken(inFile: loaded.admin.tokenFile)
         if let admin { return try? AdminClient(url: admin, token: token) }
         guard loaded.admin.enabled else { return nil }
         return try? AdminClient(url: adminURL(loaded.admin), token: token)

@@ -66,6 +66,9 @@ extension Integration {
             #expect(window.status == 400 && window.body.contains("window"), "\(window)")
             let huge = try rawExchange(port: proxy.adminPort, "POST /render HTTP/1.1\r\nHost: localhost:\(proxy.adminPort)\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n", method: "POST")
             #expect(huge.status == 413)
+            let endless = try RawConnection(port: proxy.adminPort)
+            try endless.send("GET /" + String(repeating: "a", count: 40_000))  // all read before the 414, so no reset
+            #expect(try endless.readResponse().status == 414)
             #expect(proxy.child.isRunning)
             #expect(try proxy.backend() == "blue-1")
         }
@@ -109,6 +112,37 @@ extension Integration {
             #expect(try proxy.backend() == "green-1")
             let log = proxy.child.stderrText
             #expect(!log.contains("ci-token-1") && !log.contains("ops-token-2"))
+        }
+
+        /// A render the guards held back is applied by `POST /render?force=true` only with
+        /// the token (it used to skip the check); `switchyard render --force` sends the
+        /// config's token.
+        @Test(.timeLimit(.minutes(1)))
+        func renderForceNeedsTheTokenLikeEveryWrite() throws {
+            let dir = try ScratchDir("admin-render-force")
+            let a = try Backend.demo("a", dir: dir)
+            defer { a.stop() }
+            try Self.writeToken(dir, "ci:render-token-cccc\n")
+            try dir.write("pools.yml.stencil", try shippedTemplate("pools.yml.stencil"))
+            try dir.write("services.yml", servicesYAML([ServiceSpec(name: "shop", instances: [.init(port: a.port)])]))
+            let config = templatedConfigYAML(templates: "  pools: pools.yml.stencil\n")
+                .replacingOccurrences(of: "admin: {address: 127.0.0.1:0}", with: "admin: {address: 127.0.0.1:0, token_file: token}")
+            try dir.write("switchyard.yml", config)
+            let (proxy, port, adminPort) = try startProxyWithAdmin(dir: dir)
+            defer { proxy.stop() }
+            let url = "http://127.0.0.1:\(port)"
+            #expect(try backendsAnswering(2, at: url, dir: dir) == ["a", "a"])
+            try dir.write("services.yml", servicesYAML([ServiceSpec(name: "shop", instances: [])]))
+            try waitFor("the guard to hold the render back", timeout: .seconds(10)) { proxy.stderrText.contains("render held back") }
+
+            let bare = try rawExchange(port: adminPort, "POST /render?force=true HTTP/1.1\r\nHost: 127.0.0.1:\(adminPort)\r\nConnection: close\r\n\r\n", method: "POST")
+            #expect(bare.status == 401)
+            #expect(try backendsAnswering(2, at: url, dir: dir) == ["a", "a"], "the held render stays held")
+            #expect(!proxy.stderrText.contains("render applied with --force"))
+
+            let forced = try runCommand(SwitchyardBinary.path, ["render", "--config", dir.file("switchyard.yml"), "--force", "--admin", "http://127.0.0.1:\(adminPort)"], dir: dir, label: "render-force")
+            #expect(forced.status == 0, "\(forced.stdout) \(forced.stderr)")
+            try waitFor("the forced empty pool to answer 503", timeout: .seconds(5)) { try curl(url + "/", dir: dir).httpStatus == 503 }
         }
 
         /// DNS rebinding and CSRF: a Host naming another site is 421; a `text/plain` form

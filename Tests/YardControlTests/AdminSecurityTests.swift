@@ -65,6 +65,15 @@ struct HarnessFailure: Error, CustomStringConvertible {
         #expect(refusal("POST /render HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n") == 411)
     }
 
+    /// A head without a line feed is refused once it passes the limit, so a reader that
+    /// parses again only on a line feed or past the limit never buffers more.
+    @Test func aLongHeadWithoutALineFeedIsRefusedPastTheLimit() {
+        let line = "GET /" + String(repeating: "a", count: AdminRequestParser.limits.maxHeadBytes + 1)
+        #expect(refusal(line) == 414)
+        let header = "GET / HTTP/1.1\r\nHost: localhost\r\nX: " + String(repeating: "a", count: AdminRequestParser.limits.maxHeadBytes)
+        #expect(refusal(header) == 431)
+    }
+
     @Test func aDoorHeaderSentTwiceIsRefused() {
         #expect(refusal("GET / HTTP/1.1\r\nHost: localhost\r\nOrigin: a\r\nOrigin: b\r\n\r\n") == 400)
         #expect(refusal("POST /render HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n") == 400)
@@ -129,6 +138,8 @@ struct HarnessFailure: Error, CustomStringConvertible {
         #expect(admit("POST", headers: ["host": "127.0.0.1:9901", "content-type": "application/x-www-form-urlencoded"]) == 415)
         #expect(admit("POST", headers: ["host": "127.0.0.1:9901", "origin": "null", "content-type": "application/json"]) == 403)
         #expect(admit("POST", headers: ["host": "127.0.0.1:9901", "origin": "http://localhost:9901", "content-type": "application/json; charset=utf-8"], body: "{}") == nil)
+        #expect(admit("POST", headers: ["host": "127.0.0.1:9901", "sec-fetch-site": "cross-site", "content-type": "application/json"]) == 403)
+        #expect(admit("POST", headers: ["host": "127.0.0.1:9901", "sec-fetch-site": "same-origin", "content-type": "application/json"]) == nil)
         // `curl -X POST` without a body sends no Content-Type: not a browser form.
         #expect(admit("POST", headers: ["host": "127.0.0.1:9901"]) == nil)
     }
