@@ -99,7 +99,7 @@ extension Worker {
 
     /// Starts timing a request body: `client_body` between reads, `min_body_rate` on average
     /// once `min_body_rate_after` has passed.
-    private func startBodyClock(_ c: ClientConnection) {
+    func startBodyClock(_ c: ClientConnection) {
         c.bodyStart = now
         c.bodyLastRead = now
         c.bodyBytes = 0
@@ -120,7 +120,7 @@ extension Worker {
     /// Time the proxy itself does not read (the upstream is still connecting, or not taking
     /// what was sent; the client waits for `100 Continue`) is not the client's: the clock
     /// starts again.
-    private func checkBodyProgress(_ c: ClientConnection) {
+    func checkBodyProgress(_ c: ClientConnection) {
         let blocked: Bool
         if let u = c.upstream {
             blocked = u.phase == .connecting || u.sentIndex < u.outBuf.writerIndex || c.inBuf.writableBytes == 0

@@ -112,5 +112,37 @@ extension Integration {
             #expect(line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0 >= 1, "\(line ?? "no per_client sample")")
             #expect(held.count == 2)
         }
+
+        /// A short slowhttptest run (the long one with the shipped timeouts is
+        /// scripts/slow-clients): slowloris and slow-body connections are all cut by the
+        /// proxy before slowhttptest's time limit, while a probe keeps getting 200s.
+        @Test(.timeLimit(.minutes(1)))
+        func slowhttptestConnectionsAreCutWhileOtherClientsAreServed() throws {
+            let spec = ProxySpec(workers: 2, timeouts: ["client_header": "2s", "client_body": "2s", "upstream_response": "5s", "drain": "5s"],
+                                 limits: ["min_body_rate": "1000", "min_body_rate_after": "2s"])
+            try withDemoProxy("slow-httptest", spec: spec) { proxy in
+                for (mode, path) in [("-H", "/"), ("-B", "/echo")] {
+                    let attack = try ChildProcess("/usr/bin/slowhttptest",
+                                                  [mode, "-c", "100", "-r", "100", "-i", "5", "-x", "10", "-s", "8192", "-p", "2", "-l", "20",
+                                                   "-u", "http://127.0.0.1:\(proxy.port)\(path)"],
+                                                  dir: proxy.dir, label: "slowhttptest\(mode)")
+                    defer { attack.stop() }
+                    var probes = 0
+                    var served = 0
+                    let start = ContinuousClock.now
+                    while attack.isRunning && ContinuousClock.now - start < .seconds(25) {
+                        probes += 1
+                        if (try? rawExchange(port: proxy.port, "GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n", timeout: .seconds(2)).status) == 200 {
+                            served += 1
+                        }
+                        pause(.milliseconds(100))
+                    }
+                    #expect(attack.waitExit(timeout: .seconds(5)) != nil, "slowhttptest \(mode) still running")
+                    let output = attack.stdoutText + attack.stderrText
+                    #expect(output.contains("No open connections left"), "slowhttptest \(mode): \(output.suffix(600))")
+                    #expect(probes > 5 && served == probes, "\(served) of \(probes) probes answered 200 during slowhttptest \(mode)")
+                }
+            }
+        }
     }
 }
