@@ -141,7 +141,7 @@ extension Worker {
         let elapsed = now &- c.bodyStart
         if settings.minBodyRate > 0, elapsed >= Int64(settings.minBodyRateGraceMs) {
             let (expected, overflow) = Int64(settings.minBodyRate).multipliedReportingOverflow(by: elapsed)
-            if overflow || c.bodyBytes &* 1_000 < expected {
+            if overflow || c.bodyBytes < expected / 1_000 {
                 metrics.slowBodies &+= 1
                 abortExchange(c, status: 408, reason: "request body: \(c.bodyBytes) bytes in \(elapsed) ms, under limits.min_body_rate")
                 return
