@@ -321,10 +321,15 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    /// Whether a peer's forwarding fields are trusted (`trusted_proxies`).
+    /// Whether a peer's forwarding fields are trusted (`trusted_proxies`). An IPv4-mapped
+    /// IPv6 address (a v4 client of a `::` listener) is checked as the IPv4 address it is.
     func isTrustedProxy(_ address: [UInt8]) -> Bool {
         guard !settings.trustedProxies.isEmpty else { return false }
-        return address.withUnsafeBytes { raw in settings.trustedProxies.contains { $0.contains(raw) } }
+        return address.withUnsafeBytes { raw in
+            let mapped = raw.count == 16 && raw[0..<10].allSatisfy { $0 == 0 } && raw[10] == 0xFF && raw[11] == 0xFF
+            let checked = mapped ? UnsafeRawBufferPointer(rebasing: raw[12..<16]) : raw
+            return settings.trustedProxies.contains { $0.contains(checked) || (mapped && $0.contains(raw)) }
+        }
     }
 
     // MARK: Closing

@@ -147,6 +147,35 @@ import YardIO
         #expect(String(decoding: bytes[4..<6], as: UTF8.self) == "/b")
         #expect(String(decoding: bytes[11...], as: UTF8.self) == "?x=/../ HTTP/1.1")
     }
+
+    @Test func normalizingAnyPathNeverTrapsOnlyShortensAndIsIdempotent() {
+        // Paths from the bytes that matter to the rule, seeded so a failure reproduces.
+        let alphabet = Array("/./../%2e%2E%2f%5c%41%zz%4%00a\\b?".utf8)
+        var state: UInt64 = 0x5eed
+        func next() -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int(truncatingIfNeeded: state >> 33)
+        }
+        for _ in 0..<20_000 {
+            var path: [UInt8] = [UInt8(ascii: "/")]
+            for _ in 0..<(next() % 24) { path.append(alphabet[next() % alphabet.count]) }
+            let original = path
+            let outcome = path.withUnsafeMutableBufferPointer { normalizeRequestPath($0.baseAddress!, start: 0, count: $0.count) }
+            guard case .rewritten(let count) = outcome else {
+                if case .unchanged = outcome { #expect(path == original) }
+                continue
+            }
+            #expect(count > 0 && count < original.count, "\(String(decoding: original, as: UTF8.self))")
+            let normal = Array(path[0..<count])
+            let text = String(decoding: normal, as: UTF8.self)
+            #expect(normal.first == UInt8(ascii: "/"))
+            #expect(!text.contains("//") && !text.contains("/./") && !text.contains("/../") && !text.hasSuffix("/.") && !text.hasSuffix("/.."),
+                    "\(String(decoding: original, as: UTF8.self)) became \(text)")
+            var again = normal
+            let second = again.withUnsafeMutableBufferPointer { normalizeRequestPath($0.baseAddress!, start: 0, count: $0.count) }
+            #expect(second == .unchanged, "\(text) normalized again: \(second)")
+        }
+    }
 }
 
 /// What `appendUpgradeWithoutH2C` writes for an Upgrade value.
