@@ -166,6 +166,16 @@ enum PrometheusText {
         sample("switchyard_connections_open", [], "\(state.metrics.openConnections)")
         family("switchyard_connections_accepted_total", "counter", "Client connections accepted.")
         sample("switchyard_connections_accepted_total", [], "\(state.metrics.accepted)")
+        family("switchyard_client_connections_refused_total", "counter",
+               "Client connections accepted and closed at once: over limits.max_connections, or over limits.max_connections_per_client for their address.")
+        sample("switchyard_client_connections_refused_total", [("reason", "max_connections")], "\(state.metrics.refusedOverLimit)")
+        sample("switchyard_client_connections_refused_total", [("reason", "per_client")], "\(state.metrics.refusedPerClient)")
+        family("switchyard_client_slow_bodies_total", "counter",
+               "Request bodies cut with 408: no byte for timeouts.client_body, or slower than limits.min_body_rate.")
+        sample("switchyard_client_slow_bodies_total", [], "\(state.metrics.slowBodies)")
+        family("switchyard_upstream_truncated_responses_total", "counter",
+               "Close-delimited responses from TLS upstreams that ended without close_notify (cut short; the client connection was closed without a clean end).")
+        sample("switchyard_upstream_truncated_responses_total", [], "\(state.metrics.truncatedResponses)")
         family("switchyard_tls_handshakes_total", "counter", "TLS handshakes by outcome.")
         sample("switchyard_tls_handshakes_total", [("result", "ok")], "\(state.metrics.tlsHandshakes)")
         sample("switchyard_tls_handshakes_total", [("result", "failed")], "\(state.metrics.tlsHandshakeFailures)")

@@ -69,6 +69,15 @@ final class ClientConnection {
     let peerText: [UInt8]
     /// The client's IP address bytes (4 or 16), for source-network checks.
     let peerBytes: [UInt8]
+    /// The peer is in `trusted_proxies`: its Forwarded/X-Forwarded-* fields are kept and
+    /// extended rather than replaced.
+    var trustedPeer = false
+    /// The client's place in `max_connections_per_client` (PerClientLimit.swift); handed
+    /// on when the connection becomes a tunnel or an HTTP/2 connection.
+    var perClientTicket: PerClientTicket?
+    /// Close without a clean end (no TLS close_notify): the response was cut short, and
+    /// the client must not take what it got for the whole.
+    var abortiveClose = false
 
     // MARK: The exchange in progress
     var upstream: UpstreamConnection?
@@ -81,6 +90,13 @@ final class ClientConnection {
     var requestDecoder = ChunkedDecoder()
     var requestRemaining: Int64 = 0
     var requestBodyDone = true
+    /// The request's path was normalized in place (`normalizeRequestPath`): the request
+    /// line is rebuilt when forwarded.
+    var pathRewritten = false
+    /// Request body progress (monotonic ms and bytes), for `client_body` and `min_body_rate`.
+    var bodyStart: Int64 = 0
+    var bodyLastRead: Int64 = 0
+    var bodyBytes: Int64 = 0
     /// Some byte of the response (or our own answer) was queued for the client: no retry,
     /// and a failure from now on can only close the connection.
     var responseStarted = false
