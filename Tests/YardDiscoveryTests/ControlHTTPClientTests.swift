@@ -26,7 +26,8 @@ private final class CannedServer: Sendable {
         Thread.detachNewThread {
             while true {
                 let client = accept(fd, nil, nil)
-                guard client >= 0 else { return }
+                // Closed here, not in stop(): the number cannot be reused under this loop.
+                guard client >= 0 else { close(fd); return }
                 var head: [UInt8] = []
                 var byte: UInt8 = 0
                 while !head.suffix(4).elementsEqual([13, 10, 13, 10]), recv(client, &byte, 1, 0) == 1 { head.append(byte) }
@@ -41,8 +42,8 @@ private final class CannedServer: Sendable {
         }
     }
 
-    /// Stops accepting (the accept thread returns).
-    func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+    /// Stops accepting: the accept thread returns and closes the socket.
+    func stop() { shutdown(fd, Int32(SHUT_RDWR)) }
 }
 
 private func answer(_ response: String, maxBodyBytes: Int = ControlHTTPClient.defaultMaxBodyBytes) throws -> Result<ControlHTTPResponse, ControlHTTPError> {
