@@ -20,6 +20,9 @@ int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 ssize_t splice(int fd_in, long long *off_in, int fd_out, long long *off_out, size_t len, unsigned int flags);
 /* pipe2 (O_NONBLOCK | O_CLOEXEC in one call) is _GNU_SOURCE too: the TCP tunnels' splice pipes. */
 int pipe2(int pipefd[2], int flags);
+/* <malloc.h> is not in Swift's Glibc module: a worker returns freed heap pages to the system
+   after a burst of connections ends (glibc keeps them otherwise). */
+int malloc_trim(size_t pad);
 
 #ifndef SPLICE_F_MOVE
 #define SPLICE_F_MOVE 1

@@ -38,6 +38,8 @@ public final class H2Session {
     var blockStart = 0
     var blockSize = 0
     var blockTooLarge = false
+    /// A header block has begun and its frame has not been received whole yet.
+    var blockOpen = false
 
     // MARK: Rapid-reset accounting
     var resetWindowStart: Int64 = 0
@@ -195,9 +197,28 @@ public final class H2Session {
 
     /// Forgets the header fields and DATA bytes of batches already handled.
     public func clearStores() {
-        fields.removeAll(keepingCapacity: true)
-        headerBytes.clear()
         dataBytes.clear()
+        // A header block whose frames straddle two reads is still being received: keep the
+        // fields it recorded (moved to the front, offsets rebased), or its end would find
+        // `blockStart` past the fields (a trap found by the h2-server fuzz target).
+        guard blockOpen, blockStart < fields.count else {
+            fields.removeAll(keepingCapacity: true)
+            headerBytes.clear()
+            blockStart = 0
+            return
+        }
+        let shift = Int(fields[blockStart].nameStart)
+        let kept = headerBytes.writerIndex - shift
+        if let base = headerBytes.base, kept > 0 { memmove(base, base + shift, kept) }
+        headerBytes.readerIndex = 0
+        headerBytes.writerIndex = max(0, kept)
+        fields.removeSubrange(0..<blockStart)
+        let delta = Int32(truncatingIfNeeded: shift)
+        for i in fields.indices {
+            fields[i].nameStart -= delta
+            fields[i].valueStart -= delta
+        }
+        blockStart = 0
     }
 
     public var hasEvents: Bool { !events.isEmpty }
@@ -432,7 +453,7 @@ public final class H2Session {
     }
 
     func dropBlock() {
-        fields.removeSubrange(blockStart...)
+        if blockStart < fields.count { fields.removeSubrange(blockStart...) }
     }
 
     func recordReset() {
@@ -527,6 +548,7 @@ private let onBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, user
     s.blockStart = s.fields.count
     s.blockSize = 0
     s.blockTooLarge = false
+    s.blockOpen = true
     return 0
 }
 
@@ -554,8 +576,9 @@ private let onFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, userData i
     let endStream = flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
     switch UInt32(yard_nghttp2_frame_type(frame)) {
     case NGHTTP2_HEADERS.rawValue:
+        s.blockOpen = false
         guard !s.blockTooLarge else { return 0 }
-        let fields = s.blockStart..<s.fields.count
+        let fields = min(s.blockStart, s.fields.count)..<s.fields.count
         let category = UInt32(yard_nghttp2_frame_headers_category(frame))
         if category == NGHTTP2_HCAT_REQUEST.rawValue {
             s.events.append(.request(stream: stream, fields: fields, endStream: endStream))

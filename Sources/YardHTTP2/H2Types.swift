@@ -111,7 +111,8 @@ public struct H2HeaderBlock {
         add(name: name, value: digits.readable)
     }
 
-    mutating func deallocate() { bytes.deallocate() }
+    /// Frees the block's bytes; the owner (a connection) calls it once, from its deinit.
+    public mutating func deallocate() { bytes.deallocate() }
 }
 
 // MARK: Response bodies

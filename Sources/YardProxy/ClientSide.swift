@@ -13,6 +13,8 @@ extension Worker {
 
     func clientEvent(_ c: ClientConnection, _ flags: UInt32) {
         guard c.phase != .closed else { return }
+        unparkBuffers(c)
+        defer { parkBuffersIfIdle(c) }
         if c.phase == .handshaking {
             continueHandshake(c)
             return

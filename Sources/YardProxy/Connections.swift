@@ -60,8 +60,11 @@ final class ClientConnection {
     var inBuf: ByteBuffer
     /// Bytes to send to the client: response heads, body pieces, our own answers.
     var outBuf: ByteBuffer
-    /// Header-field storage for the request parser (`maxHeaders` entries, allocated once).
-    let fields: UnsafeMutablePointer<HeaderField>
+    /// Header-field storage for the request parser (`maxHeaders` entries).
+    var fields: UnsafeMutablePointer<HeaderField>
+    /// The connection is idle and its buffers and field array are in the worker's pool
+    /// (`inBuf`/`outBuf` unallocated, `fields` the pool's placeholder): ClientBufferPool.swift.
+    var buffersParked = false
     var head = RequestHead()
     var scanFrom = 0
 
@@ -163,7 +166,7 @@ final class ClientConnection {
         inBuf.deallocate()
         outBuf.deallocate()
         logHead.deallocate()
-        fields.deallocate()
+        if !buffersParked { fields.deallocate() }
     }
 }
 

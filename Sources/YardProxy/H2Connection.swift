@@ -162,6 +162,7 @@ class H2Connection {
     deinit {
         inBuf.deallocate()
         outBuf.deallocate()
+        headers.deallocate()
     }
 
     // Overridden by `H2ConnectionOver` with its transport's calls.

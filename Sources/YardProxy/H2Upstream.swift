@@ -79,6 +79,7 @@ class H2UpstreamConnection {
     deinit {
         inBuf.deallocate()
         outBuf.deallocate()
+        headers.deallocate()
     }
 
     /// Open plus waiting exchanges: how loaded the connection is.

@@ -130,7 +130,10 @@ extension Worker {
         let c = u.client
         defer {
             if u.phase != .closed { updateInterest(u) }
-            if let c, c.phase != .closed { updateInterest(c) }
+            if let c, c.phase != .closed {
+                parkBuffersIfIdle(c)
+                updateInterest(c)
+            }
         }
         if u.phase == .idle {
             // A pooled connection has nothing to say: the upstream closed it (or misbehaved).

@@ -53,6 +53,8 @@ final class Worker: @unchecked Sendable {
     let responseLimits: HTTPLimits
     /// Read/write buffer size per connection side.
     let bufferSize = 32 * 1024
+    /// Buffers and field arrays of idle client connections (ClientBufferPool.swift).
+    var bufferPool: ClientBufferPool
 
     var listeners: [Int32]
     /// Per listener (same order): the service of a TCP listener, nil for HTTP.
@@ -105,6 +107,10 @@ final class Worker: @unchecked Sendable {
 
     var now: Int64 = monotonicMilliseconds()
     var nextTick: Int64 = 0
+    /// Most client connections seen (sampled per tick) since the heap was last trimmed, and
+    /// when that was: a burst that ended gives its memory back (`trimHeapAfterBurst`).
+    var peakClientsSinceTrim = 0
+    var lastHeapTrim: Int64 = 0
     var draining = false
     var stopped = false
     /// Set by the worker when it has exited its loop.
@@ -133,6 +139,7 @@ final class Worker: @unchecked Sendable {
         self.inbox = try LoopInbox()
         self.gate = gate
         self.settings = settings
+        self.bufferPool = ClientBufferPool(bufferSize: 32 * 1024, maxHeaders: settings.maxHeaders)
         self.limits = HTTPLimits(
             maxStartLine: settings.maxRequestLineBytes,
             maxHeadBytes: settings.maxHeaderBytes,
@@ -160,6 +167,7 @@ final class Worker: @unchecked Sendable {
     deinit {
         events.deallocate()
         logBuffer.deallocate()
+        bufferPool.releaseAll()
     }
 
     // MARK: Tokens
@@ -246,6 +254,7 @@ final class Worker: @unchecked Sendable {
                 if let accessLog { flushAccessLog(accessLog) }
                 expireTimeouts()
                 if !tunnels.isEmpty { expireTunnels() }
+                trimHeapAfterBurst()
                 if draining && clients.isEmpty && tunnels.isEmpty && h2Connections.isEmpty { stopped = true }
             }
         }
@@ -400,7 +409,7 @@ final class Worker: @unchecked Sendable {
             // Only what the handshake asked for.
         } else if c.phase == .lingering {
             want = Epoll.readable
-        } else if !c.readClosed && c.phase != .closingAfterFlush && c.inBuf.writableBytes > 0 {
+        } else if !c.readClosed && c.phase != .closingAfterFlush && (c.inBuf.writableBytes > 0 || c.buffersParked) {
             want |= Epoll.readable
         }
         if !c.outBuf.isEmpty { want |= Epoll.writable }

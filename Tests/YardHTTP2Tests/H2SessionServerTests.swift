@@ -38,6 +38,37 @@ import YardIO
         }
     }
 
+    /// The owner clears the session's stores after every read: a header block that
+    /// straddles two reads keeps the fields it recorded before the split (this trapped,
+    /// `blockStart` past the cleared fields, found by the h2-server fuzz target).
+    @Test func aHeaderBlockSplitAcrossReadsSurvivesTheStoresBeingCleared() {
+        let client = TestClient()
+        client.request(method: "GET", path: "/items?id=7", authority: "shop.test",
+                       headers: [("x-trace", "abc"), ("x-long", String(repeating: "v", count: 300))])
+        let bytes = client.output()
+        for split in 0...bytes.count {
+            let server = H2Session()
+            var pairs: [(String, String)] = []
+            var requests = 0
+            var batch: [H2Event] = []
+            for part in [bytes[0..<split], bytes[split...]] {
+                Array(part).withUnsafeBytes { #expect(server.receive($0, nowMs: 0) == .ok) }
+                server.takeEvents(into: &batch)
+                for e in batch {
+                    if case .request(_, let fields, _) = e {
+                        requests += 1
+                        pairs = fields.map { text(server, server.fields[$0]) }
+                    }
+                }
+                server.clearStores()
+            }
+            #expect(requests == 1, "split at \(split)")
+            #expect(pairs.first { $0.0 == ":path" }?.1 == "/items?id=7", "split at \(split)")
+            #expect(pairs.first { $0.0 == "x-trace" }?.1 == "abc", "split at \(split)")
+            #expect(pairs.first { $0.0 == "x-long" }?.1.count == 300, "split at \(split)")
+        }
+    }
+
     @Test func requestBodyArrivesAsDataThenEndStreamAtEverySplitPoint() {
         let client = TestClient()
         let body = Array("hello, upstream".utf8)

@@ -239,3 +239,18 @@ func residentBytes(pid: Int32) -> Int? {
 func openDescriptors(pid: Int32) -> Int {
     (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
 }
+
+/// Runs `body` with the test process's descriptor limit raised to at least `count` (the
+/// proxies it starts inherit it), and puts the old limit back afterwards: Foundation's
+/// `Process.run` in later tests misbehaved (a crash in its memmove) once the limit had
+/// been left raised.
+func withDescriptorLimit<T>(atLeast count: Int, _ body: () throws -> T) rethrows -> T {
+    var old = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &old)
+    guard old.rlim_cur < rlim_t(count) else { return try body() }
+    var raised = old
+    raised.rlim_cur = min(rlim_t(count), old.rlim_max)
+    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised)
+    defer { setrlimit(Int32(RLIMIT_NOFILE.rawValue), &old) }
+    return try body()
+}
