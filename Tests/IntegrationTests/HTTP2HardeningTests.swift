@@ -127,6 +127,18 @@ extension Integration {
             try stillServes(proxy)
         }
 
+        @Test(.timeLimit(.minutes(1)))
+        func aRequestBodyStreamingBesideAnAnswerIsTheUpstreamsToPace() throws {
+            let proxy = try startProxy(timeouts: ["client_body": "30s", "upstream_response": "30s"],
+                                       limits: ["min_body_rate": "1024", "min_body_rate_after": "1s"])
+            defer { proxy.stop(); backend.stop() }
+            // /echo answers at once and echoes as the body comes (a bidirectional stream, as
+            // gRPC does): 3 bytes/s for 5 s is not cut.
+            let result = try runH2Edge("trickle-body", port: proxy.port, ["0.3", "5", "/echo"], dir: dir)
+            let seen = fields(result.stdout)
+            #expect(seen["status"] == "200" && seen["reset"] == "None", "\(result.stdout) \(result.stderr)")
+        }
+
         // MARK: Memory bounded by the windows
 
         @Test(.timeLimit(.minutes(2)))
