@@ -3,11 +3,11 @@ import YardHTTP2
 import YardIO
 
 // How long an HTTP/2 stream may wait on its client. A stream waits on the client while it
-// receives the request body (`timeouts.client_body` between DATA frames, and an average of
-// at least `limits.min_body_rate` once `limits.min_body_rate_after` has passed) and once it
-// is answered, until the client has read the answer and ended its side
-// (`timeouts.client_idle` without progress). While it waits on the upstream, the upstream's
-// timeouts apply instead.
+// receives the request body before any answer began (`timeouts.client_body` between DATA
+// frames, and an average of at least `limits.min_body_rate` once `limits.min_body_rate_after`
+// has passed) and once it is answered, until the client has read the answer and ended its
+// side (`timeouts.client_idle` without progress). While it waits on the upstream, or the
+// upstream's answer streams while the request does (gRPC), the upstream's timeouts apply.
 //
 // Each stream keeps its own deadline; the connection keeps the earliest (lazily: deadlines
 // only move later, so a stale earlier one just means a scan that finds nothing due). Progress
@@ -72,7 +72,9 @@ extension Worker {
             h.session.resetStream(link.stream, code: 8)
             return true
         }
-        guard c.phase == .forwarding, !link.requestEnded else {
+        // Once the upstream answered, the exchange is the upstream's to pace (a gRPC
+        // bidirectional stream sends when it has something to say): its timeouts apply.
+        guard c.phase == .forwarding, !link.requestEnded, !c.responseStarted else {
             link.deadline = 0
             return false
         }

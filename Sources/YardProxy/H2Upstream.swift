@@ -310,12 +310,23 @@ extension Worker {
     func processH2UpstreamEvents(_ h: H2UpstreamConnection) {
         while h.session.hasEvents && h.phase != .closed {
             h.session.takeEvents(into: &h.batch)
-            for event in h.batch {
+            let batch = h.batch
+            var i = 0
+            while i < batch.count {
+                let event = batch[i]
+                i += 1
                 guard h.phase != .closed else { return }
                 switch event {
                 case .response(let stream, let fields, let endStream):
                     if let u = h.streams[stream] { h2ResponseHead(u, fields: fields, endStream: endStream) }
-                case .data(let stream, let bytes):
+                case .data(let stream, var bytes):
+                    // The stream's next DATA frames of this read, adjacent in the store, go on
+                    // as one piece: one chunk when the response is chunked, not one per frame
+                    // (a server sending 1-byte frames would cost six bytes per byte).
+                    while i < batch.count, case .data(stream, let next) = batch[i], next.lowerBound == bytes.upperBound {
+                        bytes = bytes.lowerBound..<next.upperBound
+                        i += 1
+                    }
                     if let u = h.streams[stream] {
                         h2ResponseData(u, h.session.data(bytes))
                     } else {

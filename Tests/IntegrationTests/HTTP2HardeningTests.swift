@@ -127,6 +127,18 @@ extension Integration {
             try stillServes(proxy)
         }
 
+        @Test(.timeLimit(.minutes(1)))
+        func aRequestBodyStreamingBesideAnAnswerIsTheUpstreamsToPace() throws {
+            let proxy = try startProxy(timeouts: ["client_body": "30s", "upstream_response": "30s"],
+                                       limits: ["min_body_rate": "1024", "min_body_rate_after": "1s"])
+            defer { proxy.stop(); backend.stop() }
+            // /echo answers at once and echoes as the body comes (a bidirectional stream, as
+            // gRPC does): 3 bytes/s for 5 s is not cut.
+            let result = try runH2Edge("trickle-body", port: proxy.port, ["0.3", "5", "/echo"], dir: dir)
+            let seen = fields(result.stdout)
+            #expect(seen["status"] == "200" && seen["reset"] == "None", "\(result.stdout) \(result.stderr)")
+        }
+
         // MARK: Memory bounded by the windows
 
         @Test(.timeLimit(.minutes(2)))
@@ -174,6 +186,31 @@ extension Integration {
             #expect(peak < 64 << 20, "RSS peaked at \(peak >> 20) MiB")
         }
 
+        @Test(.timeLimit(.minutes(2)))
+        func oneByteDataFramesFromAnH2cOriginArriveIntactWithoutAChunkEach() throws {
+            try Data(dripOriginSource.utf8).write(to: URL(fileURLWithPath: dir.file("drip-origin.py")))
+            let origin = try ChildProcess("/usr/bin/env", ["python3", dir.file("drip-origin.py")], dir: dir, label: "drip-origin")
+            defer { origin.stop() }
+            let originPort = try origin.waitForListeningPort()
+            let proxy = try RunningProxy(ProxySpec(workers: 1), services: [
+                ServiceSpec(name: "shop", instances: [.init(port: originPort)], extraYAML: "upstream: {protocol: h2c}"),
+            ], dir: dir)
+            defer { proxy.stop(); backend.stop() }
+            // 60,000 DATA frames of one byte, no content-length: chunked to an HTTP/1.1 client.
+            let count = 60_000
+            let expected = Data((0..<count).map { UInt8($0 % 251) })
+            let body = try runCommand("/usr/bin/curl", ["-sS", "--http1.1", "-o", dir.file("drip.bin"), proxy.url + "/drip/\(count)"],
+                                      dir: dir, label: "drip")
+            #expect(body.status == 0, "\(body.stderr)")
+            #expect((try? Data(contentsOf: URL(fileURLWithPath: dir.file("drip.bin")))) == expected)
+            // The framing as sent: the frames of one read share a chunk (before: a chunk
+            // header and CRLF around every byte, six times the body).
+            let raw = try runCommand("/usr/bin/curl", ["-sS", "--http1.1", "--raw", "-o", dir.file("drip.raw"), proxy.url + "/drip/\(count)"],
+                                     dir: dir, label: "drip-raw")
+            let rawSize = (try? Data(contentsOf: URL(fileURLWithPath: dir.file("drip.raw"))).count) ?? .max
+            #expect(raw.status == 0 && rawSize < count * 2, "raw chunked body of \(rawSize) bytes for \(count)")
+        }
+
         // MARK: MadeYouReset (CVE-2025-8671)
 
         @Test(.timeLimit(.minutes(1)))
@@ -200,4 +237,47 @@ s.listen(0)
 print("listening 127.0.0.1:%d" % s.getsockname()[1], flush=True)
 while True:
     time.sleep(60)
+"""#
+
+/// An h2c origin (Python `h2`) that answers `/drip/N` with N DATA frames of one byte each
+/// (byte k is k % 251), no content-length, as fast as the proxy's window allows.
+private let dripOriginSource = #"""
+import socket, threading
+import h2.config, h2.connection, h2.events
+
+def serve(c):
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+    conn.initiate_connection()
+    c.sendall(conn.data_to_send())
+    pending = {}
+    while True:
+        data = c.recv(65536)
+        if not data:
+            return
+        for e in conn.receive_data(data):
+            if isinstance(e, h2.events.RequestReceived):
+                n = int(dict(e.headers)[":path"].rsplit("/", 1)[-1])
+                conn.send_headers(e.stream_id, [(":status", "200"), ("content-type", "application/octet-stream")])
+                pending[e.stream_id] = [0, n]
+            if isinstance(e, h2.events.StreamReset):
+                pending.pop(e.stream_id, None)
+        for sid in list(pending):
+            sent, n = pending[sid]
+            window = min(conn.local_flow_control_window(sid), n - sent)
+            for k in range(sent, sent + window):
+                conn.send_data(sid, bytes([k % 251]))
+            pending[sid][0] = sent + window
+            if sent + window == n:
+                conn.end_stream(sid)
+                del pending[sid]
+        c.sendall(conn.data_to_send())
+
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0))
+s.listen(64)
+print("listening 127.0.0.1:%d" % s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
 """#

@@ -325,8 +325,8 @@ elif CASE == "trickle-body":
     interval, wait = float(ARGS[0]), float(ARGS[1])
     s = connect()
     conn = client(s)
-    # Not /echo: the demo backend answers it before the body ends.
-    conn.send_headers(1, headers("/upload", "POST"), end_stream=False)
+    # By default not /echo: the demo backend answers that before the body ends.
+    conn.send_headers(1, headers(ARGS[2] if len(ARGS) > 2 else "/upload", "POST"), end_stream=False)
     s.sendall(conn.data_to_send())
     s.settimeout(0.05)
     start, status, reset, last = time.time(), None, None, 0.0
