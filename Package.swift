@@ -2,6 +2,22 @@
 // Tools version 6.0: every target compiles in Swift 6 language mode (complete strict concurrency).
 import PackageDescription
 
+// MARK: Build identity (`switchyard --version`, the switchyard_build_info metric)
+// SWITCHYARD_COMMIT and SWITCHYARD_BUILD_DATE, when set, are compiled into CYardBuildInfo
+// (C, because Swift's -D flags carry no values); scripts/test and scripts/image set the
+// commit from git. Otherwise the commit is "unknown" and the date is build_info.c's compile
+// time. Not Context.gitInformation: SwiftPM caches the evaluated manifest by its text and
+// environment, so the commit it gives stays the one of the first build (swiftlang/
+// swift-package-manager#8202); an environment variable is part of that cache key.
+func buildInfoText(_ name: String) -> String? {
+    let text = Context.environment[name] ?? ""
+    let kept = String(text.unicodeScalars.filter { $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "-.:+_".unicodeScalars.contains($0)) }.prefix(64))
+    return kept.isEmpty ? nil : kept
+}
+let buildInfoDefines: [CSetting] = [("YARD_BUILD_COMMIT", "SWITCHYARD_COMMIT"), ("YARD_BUILD_DATE", "SWITCHYARD_BUILD_DATE")].compactMap { define, variable in
+    buildInfoText(variable).map { .define(define, to: "\"\($0)\"") }
+}
+
 let package = Package(
     name: "Switchyard",
     platforms: [.macOS(.v15)],
@@ -45,9 +61,10 @@ let package = Package(
         ),
 
         // MARK: The control plane
+        .target(name: "CYardBuildInfo", cSettings: buildInfoDefines),
         .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO", "YardBalancing"]),
         .target(name: "YardTemplates", dependencies: ["YardModel", .product(name: "Stencil", package: "Stencil")]),
-        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2"]),
+        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2", "CYardBuildInfo"]),
         .executableTarget(
             name: "switchyard",
             dependencies: [

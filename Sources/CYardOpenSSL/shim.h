@@ -27,6 +27,10 @@ static inline int yard_BIO_pending(BIO *bio) { return (int)BIO_pending(bio); }
 
 /* SSL_CTX_set_mode is a macro over SSL_CTX_ctrl. */
 static inline long yard_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
+/* SSL_CTX_set1_groups_list is a macro over SSL_CTX_ctrl. */
+static inline long yard_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list) {
+    return SSL_CTX_set1_groups_list(ctx, list);
+}
 /* SSL_CTX_set_read_ahead is a macro over SSL_CTX_ctrl. */
 static inline long yard_SSL_CTX_set_read_ahead(SSL_CTX *ctx, int yes) { return SSL_CTX_set_read_ahead(ctx, yes); }
 /* SSL_CTX_set_max_proto_version is a macro over SSL_CTX_ctrl. */
@@ -69,8 +73,10 @@ static inline const ASN1_IA5STRING *yard_GENERAL_NAME_dns(const GENERAL_NAME *na
    compression (CRIME), and the server's cipher order. */
 static const uint64_t yard_SSL_OP_server_defaults = SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF
     | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE;
-/* The client's options: the same minus the cipher order (the server decides). */
-static const uint64_t yard_SSL_OP_client_defaults = SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF
-    | SSL_OP_NO_COMPRESSION;
+/* The client's options: the same minus the cipher order (the server decides), and minus
+   IGNORE_UNEXPECTED_EOF: an upstream's EOF without close_notify must stay visible, because a
+   response body delimited by the close is then possibly truncated (TLSConnection reports it
+   as a close with `endedWithoutCloseNotify`). */
+static const uint64_t yard_SSL_OP_client_defaults = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION;
 
 #endif

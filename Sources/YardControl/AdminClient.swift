@@ -1,3 +1,4 @@
+import Foundation
 import YardDiscovery
 
 /// A blocking HTTP/1.1 client for the CLI to reach a replica's admin API.
@@ -19,6 +20,14 @@ public struct AdminClient: Sendable {
         self.token = token
     }
 
+    /// The first token of an admin token file (either format), for a CLI command that
+    /// finds the file in the config; nil when it cannot be read or parsed.
+    public static func firstToken(inFile path: String?) -> String? {
+        guard let path, let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let tokens = try? AdminTokens(parsing: text), let first = tokens.entries.first else { return nil }
+        return String(decoding: first.token, as: UTF8.self)
+    }
+
     public struct Response: Sendable {
         public var status: Int
         public var body: [UInt8]
@@ -28,7 +37,8 @@ public struct AdminClient: Sendable {
     public func request(_ method: String, _ path: String, body: [UInt8] = []) throws -> Response {
         var headers: [(String, String)] = []
         if let token { headers.append(("Authorization", "Bearer \(token)")) }
-        if !body.isEmpty { headers.append(("Content-Type", "application/json")) }
+        // The admin API takes writes as JSON only (a browser form cannot send that type).
+        if method != "GET" && method != "HEAD" { headers.append(("Content-Type", "application/json")) }
         let client = ControlHTTPClient(target: target, timeout: .seconds(timeoutSeconds), headers: headers)
         do {
             let response = try client.send(method, path, body: body)

@@ -11,8 +11,24 @@ public struct AdminRequest: Sendable {
     public var method: String
     public var path: String
     public var query: [String: String]
+    /// Lowercased names; a name sent twice keeps its last value (Host, Origin,
+    /// Content-Type, Authorization and Content-Length sent twice are refused).
     public var headers: [String: String]
     public var body: [UInt8]
+    /// The body decoded for the routes that take JSON (`AdminRequestParser.decodeBody`).
+    public var json: AdminBody = .none
+    /// Whether the client lets the connection stay open after the answer.
+    public var keepAlive = true
+    /// The name of the token the request carried (set by `AdminGuard` for writes).
+    public var tokenName: String?
+
+    public init(method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:], body: [UInt8] = []) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+    }
 }
 
 /// An answer of the admin API.
@@ -39,18 +55,34 @@ public struct AdminResponse: Sendable {
     }
 }
 
-/// The admin listener: a small HTTP/1.1 server for status, metrics and the dashboard.
+/// The admin listener: a small HTTP/1.1 server for status, metrics, the dashboard and
+/// the traffic writes.
 ///
-/// Control plane, not the request path: blocking sockets, a thread per connection, and
-/// Switchyard's own strict request parser (`YardHTTP`). Threading: `handler` is called on
-/// connection threads concurrently and must be thread-safe.
+/// Control plane, not the request path: blocking sockets and a thread per connection, but
+/// at most `maxConnections` of them (the rest are answered 503 and closed at once), each
+/// request read within `requestDeadlineMs` as a whole (a client dripping bytes is cut
+/// then, not kept alive by each byte), bodies up to 1 MiB. So no number of slow admin
+/// clients can use up the process's threads or file descriptors.
+///
+/// Every request passes `AdminGuard` before the handler. Threading: `handler` is called
+/// on connection threads concurrently and must be thread-safe; `tokens` likewise.
 public final class AdminServer: Sendable {
     public let address: SocketAddress
+    public let maxConnections: Int
+    /// The time to receive a whole request (head and body), from its first wait on.
+    public let requestDeadlineMs: Int64
     private let listenFD: Int32
+    private let doorman: AdminGuard
+    private let tokens: @Sendable () -> AdminTokens?
     private let handler: @Sendable (AdminRequest) -> AdminResponse
     private let stopped = Atomic<Bool>(false)
+    private let active = Atomic<Int>(0)
 
-    public init(host: String, port: UInt16, handler: @escaping @Sendable (AdminRequest) -> AdminResponse) throws {
+    public init(
+        host: String, port: UInt16, allowedHosts: [String] = [], maxConnections: Int = 64, requestDeadlineMs: Int64 = 10_000,
+        tokens: @escaping @Sendable () -> AdminTokens? = { nil },
+        handler: @escaping @Sendable (AdminRequest) -> AdminResponse
+    ) throws {
         guard let address = SocketAddress(host: host, port: port) else {
             throw AdminError.badAddress("\(host):\(port)")
         }
@@ -58,8 +90,15 @@ public final class AdminServer: Sendable {
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         self.listenFD = fd
         self.address = try Socket.localAddress(fd)
+        self.maxConnections = max(1, maxConnections)
+        self.requestDeadlineMs = requestDeadlineMs
+        self.doorman = AdminGuard(boundHost: host, port: self.address.port, allowedHosts: allowedHosts)
+        self.tokens = tokens
         self.handler = handler
     }
+
+    /// Connections being served now.
+    public var activeConnections: Int { active.load(ordering: .relaxed) }
 
     public func start() {
         let thread = Thread { [self] in acceptLoop() }
@@ -77,85 +116,107 @@ public final class AdminServer: Sendable {
         while !stopped.load(ordering: .acquiring) {
             let fd = accept(listenFD, nil, nil)
             if fd < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                return
+                switch errno {
+                case EINTR, ECONNABORTED, EPROTO:
+                    continue
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                    // Out of descriptors or memory (perhaps the data plane's doing): the
+                    // connection waits in the backlog; try again shortly rather than quit.
+                    usleep(50_000)
+                    continue
+                default:
+                    return
+                }
             }
-            var timeout = timeval(tv_sec: 10, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            guard active.wrappingAdd(1, ordering: .acquiringAndReleasing).newValue <= maxConnections else {
+                active.wrappingSubtract(1, ordering: .acquiringAndReleasing)
+                refuseBusy(fd)
+                continue
+            }
             let thread = Thread { [self] in
                 serve(fd)
                 close(fd)
+                active.wrappingSubtract(1, ordering: .acquiringAndReleasing)
             }
             thread.stackSize = 512 * 1024
             thread.start()
         }
     }
 
+    /// Answers 503 without waiting (the socket buffer takes it or it is lost) and closes.
+    private func refuseBusy(_ fd: Int32) {
+        let body = "too many admin connections at once; retry later\n"
+        let text = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        _ = text.utf8CString.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count - 1, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        close(fd)
+    }
+
     private func serve(_ fd: Int32) {
-        let limits = HTTPLimits(maxStartLine: 8_192, maxHeadBytes: 32_768, maxHeaders: 100)
-        var buffer = ByteBuffer(capacity: 65_536)
-        defer { buffer.deallocate() }
-        let fields = UnsafeMutablePointer<HeaderField>.allocate(capacity: limits.maxHeaders)
-        fields.initialize(repeating: .empty, count: limits.maxHeaders)
-        defer { fields.deallocate() }
+        var pending: [UInt8] = []
         while true {
-            var head = RequestHead()
-            var scanFrom = 0
-            var status: ParseStatus = .incomplete
-            while true {
-                status = parseRequestHead(buffer.readable, limits: limits, head: &head, fields: fields, scanFrom: &scanFrom)
-                guard status == .incomplete else { break }
-                guard buffer.reserve(4096, limit: 65_536), fill(fd, &buffer) else { return }
-            }
-            guard status == .complete else {
-                if case .invalid(let error) = status {
-                    send(fd, AdminResponse(status: error.status, text: "bad request: \(error.reason)\n"), keepAlive: false)
-                }
-                return
-            }
-            let base = buffer.readable
-            func text(_ span: ByteSpan) -> String { String(decoding: span.bytes(in: base), as: UTF8.self) }
-            var headers: [String: String] = [:]
-            for i in 0..<head.headerCount {
-                headers[text(fields[i].name).lowercased()] = text(fields[i].value)
-            }
-            let target = text(head.targetSpan)
-            let keepAlive = head.keepAlive
-            let framing = head.framing
-            buffer.consume(head.headLength)
-            var body: [UInt8] = []
-            switch framing {
-            case .contentLength(let length):
-                guard length <= 1 << 20 else {
-                    send(fd, AdminResponse(status: 413, text: "request body over 1 MiB\n"), keepAlive: false)
+            let deadline = monotonicMilliseconds() + requestDeadlineMs
+            var parsed = pending.withUnsafeBytes { AdminRequestParser.parse($0) }
+            while case .incomplete(let needed) = parsed {
+                let before = pending.count
+                switch receive(fd, into: &pending, deadline: deadline) {
+                case .received:
+                    break
+                case .closed:
+                    return
+                case .timedOut:
+                    if !pending.isEmpty {
+                        send(fd, .error(408, "the request did not arrive within \(requestDeadlineMs / 1000) s"), keepAlive: false)
+                    }
                     return
                 }
-                while buffer.readableBytes < Int(length) {
-                    guard buffer.reserve(4096, limit: 2 << 20), fill(fd, &buffer) else { return }
-                }
-                body = Array(UnsafeRawBufferPointer(rebasing: buffer.readable[0..<Int(length)]))
-                buffer.consume(Int(length))
-            case .chunked:
-                send(fd, AdminResponse(status: 411, text: "send a Content-Length\n"), keepAlive: false)
-                return
-            case .none, .untilClose:
-                break
+                // Parse again only when it can change the answer: the body is all in, a head
+                // that may now be complete (a line feed arrived), or one over the head limit
+                // (refused then, so `pending` never grows past it without a line feed).
+                let reparse = needed.map { pending.count >= $0 }
+                    ?? (pending[before...].contains(UInt8(ascii: "\n")) || pending.count > AdminRequestParser.limits.maxHeadBytes)
+                if reparse { parsed = pending.withUnsafeBytes { AdminRequestParser.parse($0) } }
             }
-            let (path, query) = Self.split(target)
-            let request = AdminRequest(method: text(head.methodSpan), path: path, query: query, headers: headers, body: body)
-            let response = handler(request)
-            guard send(fd, response, keepAlive: keepAlive), keepAlive else { return }
+            switch parsed {
+            case .incomplete:
+                return
+            case .refused(let response):
+                send(fd, response, keepAlive: false)
+                return
+            case .request(var request, let consumed):
+                pending.removeFirst(min(consumed, pending.count))
+                let response = doorman.admit(&request, tokens: tokens()) ?? handler(request)
+                guard send(fd, response, keepAlive: request.keepAlive), request.keepAlive else { return }
+            }
         }
     }
 
-    private func fill(_ fd: Int32, _ buffer: inout ByteBuffer) -> Bool {
-        let n = recv(fd, buffer.base! + buffer.writerIndex, buffer.writableBytes, 0)
-        guard n > 0 else { return false }
-        buffer.writerIndex += n
-        return true
+    private enum Received { case received, closed, timedOut }
+
+    /// Waits for bytes until `deadline` (monotonic ms) and appends what arrives.
+    private func receive(_ fd: Int32, into pending: inout [UInt8], deadline: Int64) -> Received {
+        // A head over the parser's limit is refused by the parser; a body over 1 MiB never
+        // gets here (413 on its Content-Length): so `pending` stays under ~1.1 MiB plus a read.
+        while true {
+            let remaining = deadline - monotonicMilliseconds()
+            guard remaining > 0 else { return .timedOut }
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&poller, 1, Int32(clamping: remaining))
+            if ready < 0 {
+                if errno == EINTR { continue }
+                return .closed
+            }
+            if ready == 0 { return .timedOut }
+            var chunk = [UInt8](repeating: 0, count: 16_384)
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { return .closed }
+            pending.append(contentsOf: chunk[..<n])
+            return .received
+        }
     }
 
+    /// Writes the response; false when the client is gone or takes longer than the
+    /// deadline to read it.
     @discardableResult
     private func send(_ fd: Int32, _ response: AdminResponse, keepAlive: Bool) -> Bool {
         var head = "HTTP/1.1 \(response.status) \(Self.reason(response.status))\r\n"
@@ -164,25 +225,21 @@ public final class AdminServer: Sendable {
         if !keepAlive { head += "Connection: close\r\n" }
         head += "\r\n"
         let bytes = Array(head.utf8) + response.body
+        let deadline = monotonicMilliseconds() + requestDeadlineMs
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            let remaining = deadline - monotonicMilliseconds()
+            guard remaining > 0 else { return false }
+            var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            let ready = poll(&poller, 1, Int32(clamping: remaining))
+            if ready < 0, errno == EINTR { continue }
+            guard ready > 0 else { return false }
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            if n < 0, errno == EINTR || errno == EAGAIN { continue }
             if n <= 0 { return false }
             offset += n
         }
         return true
-    }
-
-    static func split(_ target: String) -> (String, [String: String]) {
-        guard let q = target.firstIndex(of: "?") else { return (target, [:]) }
-        var query: [String: String] = [:]
-        for pair in target[target.index(after: q)...].split(separator: "&") {
-            let kv = pair.split(separator: "=", maxSplits: 1)
-            let key = String(kv[0]).removingPercentEncoding ?? String(kv[0])
-            let value = kv.count == 2 ? (String(kv[1]).removingPercentEncoding ?? String(kv[1])) : ""
-            query[key] = value
-        }
-        return (String(target[..<q]), query)
     }
 
     static func reason(_ status: Int) -> String {
@@ -195,7 +252,13 @@ public final class AdminServer: Sendable {
         case 405: return "Method Not Allowed"
         case 409: return "Conflict"
         case 411: return "Length Required"
+        case 403: return "Forbidden"
+        case 408: return "Request Timeout"
         case 413: return "Content Too Large"
+        case 415: return "Unsupported Media Type"
+        case 421: return "Misdirected Request"
+        case 431: return "Request Header Fields Too Large"
+        case 503: return "Service Unavailable"
         case 500: return "Internal Server Error"
         default: return "Status"
         }

@@ -22,6 +22,8 @@ import Synchronization
 ///   larger than 1 MiB, in which case the response is chunked
 /// - `/headers`: the raw request head as received
 /// - `/close`: answers with `Connection: close`, then closes
+/// - `/connections`: how many connections this backend has accepted so far (a proxy's
+///   upstream connection reuse shows here)
 ///
 /// Every response carries `X-Backend: <name>` and `X-Backend-Port: <port>`.
 ///
@@ -39,6 +41,9 @@ public final class DemoBackend: Sendable {
     /// Milliseconds added to every answer: a slow canary.
     public let delayMs: Int
     private let served = Atomic<Int>(0)
+    private let accepted = Atomic<Int>(0)
+    /// Connections accepted since start.
+    public var acceptedConnections: Int { accepted.load(ordering: .relaxed) }
 
     private let listenFD: Int32
     /// Signalled once by the accept thread when it has left `accept` for good, so that
@@ -145,6 +150,7 @@ public final class DemoBackend: Sendable {
                 Glibc.close(fd)
                 return
             }
+            accepted.wrappingAdd(1, ordering: .relaxed)
             Thread.detachNewThread { [self] in
                 DemoConnection(fd: fd, backend: self).serve()
                 state.withLock { state in
@@ -333,6 +339,8 @@ private final class DemoConnection {
         case "close":
             _ = sendSimple(status: 200, text: hello, keepAlive: false, headOnly: headOnly, version10: request.isHTTP10)
             return false
+        case "connections":
+            return sendSimple(status: 200, text: "\(backend.acceptedConnections)\n", keepAlive: request.keepAlive, headOnly: headOnly, version10: request.isHTTP10)
         case "slow":
             let ms = min(max(request.queryInt("ms") ?? 0, 0), 600_000)
             let until = DispatchTime.now().uptimeNanoseconds + UInt64(ms) * 1_000_000

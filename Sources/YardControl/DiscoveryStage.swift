@@ -22,6 +22,7 @@ final class DiscoveryStage: Sendable {
     private let aggregator: DiscoveryAggregator
     private let providers: [any DiscoveryProvider]
     private let delivery = Delivery()
+    private let outages = OutageCounter()
 
     /// The connected handler and a catalog waiting for it. A class so the aggregator's
     /// callback, built before `self` exists, can share it. The lock is never held while
@@ -41,6 +42,7 @@ final class DiscoveryStage: Sendable {
     init(config: DiscoveryConfig, queue: DispatchQueue, onProblem: @escaping @Sendable (String) -> Void) {
         self.config = config
         let delivery = delivery
+        let outages = outages
         aggregator = DiscoveryAggregator(
             providers: config.providers.map { ($0.name, Self.source(of: $0)) },
             quiescence: Quiescence(minMs: Int64(config.quiescenceMinMs), maxMs: Int64(config.quiescenceMaxMs)),
@@ -53,8 +55,16 @@ final class DiscoveryStage: Sendable {
                 }
                 handler?(catalog)
             },
-            onStatusChange: { status, condition in
-                onProblem(Self.report(status, condition))
+            onStatusChange: { [outages] status, condition in
+                let failures = outages.record(status, condition)
+                onProblem(Self.report(status, condition, failures: failures))
+            },
+            onRejected: { provider, problems in
+                for problem in problems {
+                    let line = "discovery provider '\(provider)' left out a workload (\(problem.field)): \(problem.message)"
+                    Log.warning(line)
+                    onProblem(line)
+                }
             })
         let aggregator = aggregator
         providers = config.providers.map { Self.makeProvider($0, callbacks: aggregator.callbacks(for: $0.name)) }
@@ -133,16 +143,40 @@ final class DiscoveryStage: Sendable {
     // MARK: Reporting
 
     /// Logs a provider's failure or recovery and returns the line for recent changes.
-    private static func report(_ status: ProviderStatus, _ condition: ProviderCondition) -> String {
+    /// `failures`: the failed attempts of the outage that just ended (at a recovery).
+    private static func report(_ status: ProviderStatus, _ condition: ProviderCondition, failures: Int) -> String {
         switch condition {
         case .failing(let message):
-            let line = "discovery provider '\(status.name)' (\(status.source)) failing: \(message); its last snapshot keeps serving"
+            let line = "discovery provider '\(status.name)' (\(status.source)) failing: \(message); its last snapshot keeps serving (retries are counted, not logged, until it recovers)"
             Log.error(line)
             return line
         case .healthy:
-            let line = "discovery provider '\(status.name)' healthy again"
+            let last = failures > 0 ? status.lastError.map { " (the last: \($0))" } ?? "" : ""
+            let line = "discovery provider '\(status.name)' healthy again after \(failures) failed attempt(s)\(last)"
             Log.info(line)
             return line
+        }
+    }
+}
+
+/// The error count of each provider at the start of its outage, so a recovery line can say
+/// how many attempts failed (the aggregator reports only the first failure and the recovery).
+///
+/// Threading: called on the aggregator's queue; the mutex makes it safe from any.
+final class OutageCounter: Sendable {
+    private let startErrors = Mutex<[String: Int]>([:])
+
+    /// Records a reported change; returns the failed attempts of the outage a recovery ends.
+    func record(_ status: ProviderStatus, _ condition: ProviderCondition) -> Int {
+        startErrors.withLock { start in
+            switch condition {
+            case .failing:
+                if start[status.name] == nil { start[status.name] = status.errors - 1 }
+                return 0
+            case .healthy:
+                let before = start.removeValue(forKey: status.name) ?? status.errors
+                return max(0, status.errors - before)
+            }
         }
     }
 }

@@ -1,28 +1,72 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import YardBalancing
 import YardModel
 
 /// `switchyard explain`: which route, service, track and endpoints a request would get,
-/// and why. Pure: reads a routing table.
+/// and why. Pure: reads a routing table and runs the same `TrafficSplit` the request path
+/// runs (override header, sticky key, canary share), so its answer is what curl gets.
 struct Explanation: Codable {
     var host: String
     var path: String
     var route: String?
     var service: String?
     var activeTrack: String?
+    /// The track this request goes to, and the rule that decided (`TrafficSplit.Rule.name`).
+    var track: String?
+    var rule: String?
     var balancer: String?
     var candidates: [String]
     var answer: String
     var reasons: [String]
 
     enum CodingKeys: String, CodingKey {
-        case host, path, route, service, balancer, candidates, answer, reasons
+        case host, path, route, service, track, rule, balancer, candidates, answer, reasons
         case activeTrack = "active_track"
     }
 
+    /// The request a query describes: `host`, `path`, `header` (one `Name: value`),
+    /// `headers` (several, one per line) and `client` (the client's IP, default 127.0.0.1).
+    struct Request {
+        var host: String
+        var path: String
+        var headers: [(name: String, value: String)]
+        var client: String
+
+        init(query: [String: String]) {
+            host = query["host"] ?? ""
+            path = query["path"].map { $0.isEmpty ? "/" : $0 } ?? "/"
+            let lines = (query["headers"].map { $0.split(separator: "\n").map(String.init) } ?? []) + (query["header"].map { [$0] } ?? [])
+            headers = lines.compactMap { line -> (name: String, value: String)? in
+                guard let colon = line.firstIndex(of: ":") else { return nil }
+                let name = trimmed(line[..<colon])
+                let value = trimmed(line[line.index(after: colon)...])
+                return name.isEmpty ? nil : (name, value)
+            }
+            client = query["client"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
+        }
+
+        func header(_ name: String) -> String? {
+            headers.first { $0.name.lowercased() == name.lowercased() }?.value
+        }
+
+        func cookie(_ name: String) -> String? {
+            guard let cookies = header("cookie") else { return nil }
+            for pair in cookies.split(separator: ";") {
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                if parts.count == 2, trimmed(parts[0]) == name { return trimmed(parts[1]) }
+            }
+            return nil
+        }
+    }
+
     static func explain(table: RoutingTable, query: [String: String]) -> Explanation {
-        let host = query["host"] ?? ""
-        let path = query["path"].map { $0.isEmpty ? "/" : $0 } ?? "/"
-        var result = Explanation(host: host, path: path, route: nil, service: nil, activeTrack: nil, balancer: nil,
-                                 candidates: [], answer: "", reasons: [])
+        let request = Request(query: query)
+        let host = request.host
+        let path = request.path
+        var result = Explanation(host: host, path: path, route: nil, service: nil, activeTrack: nil, track: nil, rule: nil,
+                                 balancer: nil, candidates: [], answer: "", reasons: [])
         let hostBytes = Array(host.utf8)
         let pathBytes = Array((path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path).utf8)
         let route = hostBytes.withUnsafeBytes { h in pathBytes.withUnsafeBytes { p in table.route(host: h, path: p) } }
@@ -32,8 +76,9 @@ struct Explanation: Codable {
             return result
         }
         let routeHost = route.host.map { String(decoding: $0, as: UTF8.self) } ?? "*"
-        result.route = "\(routeHost)\(String(decoding: route.pathPrefix, as: UTF8.self))"
-        result.reasons.append("route \(result.route!) matched (\(route.host == nil ? "any host" : "host \(routeHost)"), path prefix \(String(decoding: route.pathPrefix, as: UTF8.self)))")
+        let routeName = "\(routeHost)\(String(decoding: route.pathPrefix, as: UTF8.self))"
+        result.route = routeName
+        result.reasons.append("route \(routeName) matched (\(route.host == nil ? "any host" : "host \(routeHost)"), path prefix \(String(decoding: route.pathPrefix, as: UTF8.self)))")
         result.service = route.serviceName
         guard let service = route.service else {
             result.answer = "503 service not discovered"
@@ -42,10 +87,58 @@ struct Explanation: Codable {
         }
         result.activeTrack = service.activeTrack
         result.balancer = service.balancer.rawValue
-        result.reasons.append(service.activeTrack.map { "track '\($0)' is active" } ?? "the service has no tracks: every endpoint serves")
-        for endpoint in service.endpoints {
-            let inTrack = service.activeTrack == nil || endpoint.track == service.activeTrack
-            if !inTrack { continue }
+        result.reasons.append(service.activeTrack.map { "track '\($0)' is active" } ?? "the service has no active track: every endpoint serves")
+
+        // MARK: The track, by the request path's rules
+        let override = overrideRequest(service, request: request, reasons: &result.reasons)
+        let sticky = stickyPoint(service, request: request)
+        var split = TrafficSplit(canaryPermille: service.canaryPermille)
+        let decision = split.decide(override: override, stickyPoint: sticky, activeHasEndpoints: !service.activeEndpoints.isEmpty)
+        result.rule = decision.rule.name
+        let canaryTrack = service.canary?.track ?? "canary"
+        let endpoints: [Endpoint]
+        switch decision.track {
+        case .pinned(let index):
+            let name = String(decoding: service.trackEndpoints[index].track, as: UTF8.self)
+            result.track = name
+            endpoints = service.trackEndpoints[index].endpoints
+            result.reasons.append("the override header pins track '\(name)'; the canary split is not consulted")
+        case .canary:
+            result.track = canaryTrack
+            endpoints = service.canaryEndpoints
+        case .active:
+            result.track = service.activeTrack
+            endpoints = service.activeEndpoints
+        }
+        let share = formatPermille(service.canaryPermille)
+        switch decision.rule {
+        case .overrideHeader: break
+        case .noCanary:
+            if let canary = service.canary {
+                result.reasons.append(canary.permille == 0 ? "canary '\(canary.track)' is at 0 %: every request goes to the active track"
+                    : "canary '\(canary.track)' has no routable endpoint: every request goes to the active track")
+            }
+        case .canaryAtFull:
+            result.reasons.append("canary '\(canaryTrack)' is at 100 %: every request goes to it")
+        case .activeTrackEmpty:
+            result.reasons.append("the active track has no routable endpoint: the canary '\(canaryTrack)' serves")
+        case .stickyKey(let point):
+            result.reasons.append("the sticky key puts this client at point \(point) of 1000; the canary '\(canaryTrack)' takes points below \(service.canaryPermille) (\(share)), so this client goes to \(decision.track == .canary ? "the canary" : "the active track") every time")
+        case .canaryShare:
+            let stable = service.activeTrack ?? "the active track"
+            result.track = "\(stable) or \(canaryTrack)"
+            result.reasons.append("canary '\(canaryTrack)' takes exactly \(share) of requests without a sticky key (smooth split over every 1000): this request goes to '\(stable)' or '\(canaryTrack)'")
+        }
+
+        // MARK: The endpoints
+        let considered: [Endpoint]
+        if case .canaryShare = decision.rule {
+            considered = service.activeEndpoints + service.canaryEndpoints
+        } else {
+            considered = endpoints
+        }
+        let tracks = Set(considered.map(\.track))
+        for endpoint in service.endpoints where tracks.contains(endpoint.track) || (considered.isEmpty && endpoint.track == result.track) {
             if endpoint.draining {
                 result.reasons.append("\(endpoint.id) is draining")
             } else if endpoint.ejected {
@@ -54,13 +147,60 @@ struct Explanation: Codable {
                 result.reasons.append("\(endpoint.id) is \(endpoint.health)")
             }
         }
-        result.candidates = service.activeEndpoints.map { "\($0.id) weight \(Double($0.effectiveWeight) / 100)" }
-        if service.activeEndpoints.isEmpty {
+        result.candidates = considered.map { "\($0.id)\($0.track.map { " (\($0))" } ?? "") weight \(Double($0.effectiveWeight) / 100)" }
+        if considered.isEmpty {
             result.answer = "503 no endpoint"
+        } else if case .pinned = decision.track {
+            result.answer = "forwarded to one of \(considered.count) endpoint(s) of track '\(result.track ?? "")' (rotation)"
         } else {
-            result.answer = "forwarded by \(service.balancer.rawValue) to one of \(service.activeEndpoints.count) endpoint(s)"
+            result.answer = "forwarded by \(service.balancer.rawValue) to one of \(considered.count) endpoint(s)"
+                + (result.track.map { " of \($0)" } ?? "")
             if service.panicking { result.reasons.append("panic mode: no endpoint is healthy, all are used") }
         }
         return result
     }
+
+    /// What the request's override header asks for, as the request path computes it.
+    private static func overrideRequest(_ service: Service, request: Request, reasons: inout [String]) -> TrafficSplit.Override {
+        guard let rule = service.trackOverride, service.trackEndpoints.count > 1,
+              let value = request.header(rule.header), !value.isEmpty else { return .absent }
+        guard let index = service.trackEndpoints.firstIndex(where: { String(decoding: $0.track, as: UTF8.self) == value }) else {
+            reasons.append("header \(rule.header): \(value) names no track of '\(service.name)'; ignored")
+            return .unknownTrack
+        }
+        if !rule.allow.isEmpty {
+            let allowed = addressBytes(request.client).map { bytes in bytes.withUnsafeBytes { peer in rule.allow.contains { $0.contains(peer) } } } ?? false
+            guard allowed else {
+                reasons.append("header \(rule.header): \(value) ignored: client \(request.client) is not in the override's allow list (pass --client ADDRESS to explain another client)")
+                return .notAllowed
+            }
+        }
+        return .track(index)
+    }
+
+    /// The request's sticky point, or -1 (the request path's `stickyPoint`).
+    private static func stickyPoint(_ service: Service, request: Request) -> Int {
+        guard let sticky = service.canary?.sticky, service.canaryPermille > 0 else { return -1 }
+        let key: String?
+        switch sticky {
+        case .header(let name): key = request.header(name)
+        case .cookie(let name): key = request.cookie(name)
+        }
+        guard let key, !key.isEmpty else { return -1 }
+        return TrafficSplit.stickyPoint(key: key)
+    }
+
+    /// An IPv4 or IPv6 literal as 4 or 16 bytes.
+    private static func addressBytes(_ text: String) -> [UInt8]? {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, text, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
+        return nil
+    }
+}
+
+/// `text` without leading and trailing spaces and tabs.
+private func trimmed(_ text: Substring) -> String {
+    String(text.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
 }

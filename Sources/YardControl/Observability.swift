@@ -152,6 +152,13 @@ enum PrometheusText {
             family(name, type, help)
             for provider in state.providers { sample(name, [("provider", provider.name)], value(provider)) }
         }
+        family("switchyard_discovery_rejected_total", "counter",
+               "Workloads left out of a provider's snapshot because a value broke the discovery rules, by field.")
+        for provider in state.providers {
+            for (reason, count) in provider.rejected.sorted(by: { $0.key < $1.key }) {
+                sample("switchyard_discovery_rejected_total", [("provider", provider.name), ("reason", reason)], "\(count)")
+            }
+        }
         family("switchyard_access_log_dropped_batches_total", "counter", "Access-log batches dropped because the writer fell behind.")
         sample("switchyard_access_log_dropped_batches_total", [], "\(state.accessLogDropped)")
 
@@ -159,6 +166,16 @@ enum PrometheusText {
         sample("switchyard_connections_open", [], "\(state.metrics.openConnections)")
         family("switchyard_connections_accepted_total", "counter", "Client connections accepted.")
         sample("switchyard_connections_accepted_total", [], "\(state.metrics.accepted)")
+        family("switchyard_client_connections_refused_total", "counter",
+               "Client connections accepted and closed at once: over limits.max_connections, or over limits.max_connections_per_client for their address.")
+        sample("switchyard_client_connections_refused_total", [("reason", "max_connections")], "\(state.metrics.refusedOverLimit)")
+        sample("switchyard_client_connections_refused_total", [("reason", "per_client")], "\(state.metrics.refusedPerClient)")
+        family("switchyard_client_slow_bodies_total", "counter",
+               "Request bodies cut with 408: no byte for timeouts.client_body, or slower than limits.min_body_rate.")
+        sample("switchyard_client_slow_bodies_total", [], "\(state.metrics.slowBodies)")
+        family("switchyard_upstream_truncated_responses_total", "counter",
+               "Close-delimited responses from TLS upstreams that ended without close_notify (cut short; the client connection was closed without a clean end).")
+        sample("switchyard_upstream_truncated_responses_total", [], "\(state.metrics.truncatedResponses)")
         family("switchyard_tls_handshakes_total", "counter", "TLS handshakes by outcome.")
         sample("switchyard_tls_handshakes_total", [("result", "ok")], "\(state.metrics.tlsHandshakes)")
         sample("switchyard_tls_handshakes_total", [("result", "failed")], "\(state.metrics.tlsHandshakeFailures)")
@@ -170,6 +187,8 @@ enum PrometheusText {
         sample("switchyard_upstream_tls_handshakes_total", [("result", "failed")], "\(upstreamTLS.upstreamTLSFailures)")
         family("switchyard_workers", "gauge", "Event loops serving traffic.")
         sample("switchyard_workers", [], "\(state.workers)")
+        family("switchyard_build_info", "gauge", "Always 1: the labels name the build (switchyard --version) and the TLS and HTTP/2 libraries in use.")
+        sample("switchyard_build_info", [("version", BuildInfo.version), ("commit", BuildInfo.commit), ("openssl", BuildInfo.openSSL), ("nghttp2", BuildInfo.nghttp2)], "1")
         family("process_resident_memory_bytes", "gauge", "Resident memory of the process.")
         sample("process_resident_memory_bytes", [], "\(ProcessStats.residentBytes())")
         family("process_cpu_seconds_total", "counter", "CPU time of the process (user and system).")
@@ -333,9 +352,24 @@ struct StatusDocument: Codable {
                         weight: endpoint.weight, effectiveWeight: endpoint.effectiveWeight,
                         requests: m.requests, errors5xx: m.responsesByClass[4], activeRequests: max(0, m.active))
                 }
-                let active = service.activeTrack == nil || service.activeTrack == track
                 let canaryShare = Double(service.canaryPermille) / 10
-                let share = service.canary?.track == track ? canaryShare : active ? 100 - canaryShare : 0
+                let active: Bool
+                let share: Double
+                if service.canary?.track == track && canaryShare > 0 {
+                    active = false
+                    share = canaryShare
+                } else if let activeTrack = service.activeTrack {
+                    active = activeTrack == track
+                    share = active ? 100 - canaryShare : 0
+                } else {
+                    // No active track: every endpoint serves, by weight; a track is "the
+                    // active one" only when it is the only one.
+                    active = order.count == 1
+                    let serving = service.activeEndpoints.filter { $0.track != service.canary?.track || canaryShare == 0 }
+                    let total = serving.reduce(0) { $0 + $1.effectiveWeight }
+                    let mine = serving.filter { ($0.track ?? "default") == track }.reduce(0) { $0 + $1.effectiveWeight }
+                    share = total > 0 ? ((100 - canaryShare) * Double(mine) / Double(total)).rounded(toPlaces: 1) : 0
+                }
                 return TrackDoc(
                     name: track, active: active, sharePercent: share,
                     requests: endpoints.reduce(0) { $0 + $1.requests }, errors5xx: endpoints.reduce(0) { $0 + $1.errors5xx },

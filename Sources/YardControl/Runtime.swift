@@ -38,8 +38,9 @@ public final class Runtime: Sendable {
     /// Set once by `run` before the first table is built and before the admin listener
     /// starts; only read afterwards.
     nonisolated(unsafe) var traffic: TrafficControl?
-    /// The admin bearer token's bytes, set once by `run` before the admin listener starts.
-    nonisolated(unsafe) var adminToken: [UInt8]?
+    /// The admin tokens (nil: writes need none); set by `run` before the admin listener
+    /// starts, replaced on SIGHUP, read by admin connection threads.
+    let adminTokens = Mutex<AdminTokens?>(nil)
     /// Per-track counters over a sliding window, sampled every second (the canary gate).
     let window = TrackWindow()
 
@@ -80,7 +81,8 @@ public final class Runtime: Sendable {
         installSignals()
         var config = try ConfigLoader.loadConfig(path: configPath)
         if let adminOverride { try ConfigLoader.overrideAdmin(address: adminOverride, in: &config) }
-        adminToken = try Self.loadToken(config.admin)
+        let tokens = try Self.loadTokens(config.admin)
+        adminTokens.withLock { $0 = tokens }
         traffic = try startTraffic(config)
         let trafficControl = traffic
         templateStage.configure(
@@ -125,9 +127,11 @@ public final class Runtime: Sendable {
             Log.info("admin API on http://\(admin.address)/ (status, metrics, dashboard)")
         }
         onReady?(server.boundAddresses)
+        SystemdNotify.notify(.ready)
         discovery.connect { [weak self] catalog in self?.apply(catalog: catalog) }
 
         stopSignal.wait()
+        SystemdNotify.notify(.stopping)
         Log.info("draining: no new connections; in-flight requests get \(config.proxy.drainTimeoutMs) ms")
         state.withLock { $0.discovery?.stop() }
         traffic?.stop()
@@ -217,9 +221,13 @@ public final class Runtime: Sendable {
 
     private func startAdmin(_ config: SwitchyardConfig) throws -> AdminServer? {
         guard config.admin.enabled else { return nil }
-        let admin = try AdminServer(host: config.admin.host, port: config.admin.port) { [weak self] request in
-            self?.handleAdmin(request) ?? AdminResponse(status: 500, text: "shutting down\n")
-        }
+        let admin = try AdminServer(
+            host: config.admin.host, port: config.admin.port, allowedHosts: config.admin.allowedHosts,
+            maxConnections: config.admin.maxConnections,
+            tokens: { [weak self] in self?.adminTokens.withLock { $0 } },
+            handler: { [weak self] request in
+                self?.handleAdmin(request) ?? AdminResponse(status: 500, text: "shutting down\n")
+            })
         admin.start()
         state.withLock { $0.admin = admin }
         return admin
@@ -285,10 +293,15 @@ public final class Runtime: Sendable {
         }
     }
 
-    /// SIGHUP: reload the config file; an invalid file is rejected and the running config stays.
+    /// SIGHUP: reload the config file; an invalid file is rejected and the running config
+    /// stays. The admin token file is read again either way.
     private func reloadConfig() {
+        SystemdNotify.notify(.reloading)
+        defer { SystemdNotify.notify(.ready) }
+        reloadAdminTokens()
         do {
-            let config = try ConfigLoader.loadConfig(path: configPath)
+            var config = try ConfigLoader.loadConfig(path: configPath)
+            if let adminOverride { try ConfigLoader.overrideAdmin(address: adminOverride, in: &config) }
             let table: RoutingTable? = state.withLock { state in
                 guard let old = state.config, let server = state.server else { return nil }
                 // Certificates (and a TLS listener's tls settings) apply now; the rest of a
@@ -300,8 +313,9 @@ public final class Runtime: Sendable {
                     && applied.listeners[index].tls != nil && config.listeners[index].tls != nil {
                     applied.listeners[index].tls = config.listeners[index].tls
                 }
-                if applied.listeners != config.listeners || old.proxy != config.proxy || old.workers != config.workers {
-                    Log.warning("listeners, workers, timeouts and limits apply at the next restart; routes, discovery and certificates apply now")
+                let restart = Self.keysApplyingAtRestart(running: applied, reloaded: config)
+                if !restart.isEmpty {
+                    Log.warning("config reload: \(restart.joined(separator: ", ")) changed and apply at the next restart (the running values stay); routes, discovery, templates and certificates apply now")
                 }
                 applied.routes = config.routes
                 applied.discovery = config.discovery
@@ -331,6 +345,19 @@ public final class Runtime: Sendable {
         } catch {
             Log.error("config reload rejected: \(error); the running config stays")
         }
+    }
+
+    /// The config keys that differ between the running config and a reloaded one but that
+    /// SIGHUP does not apply, by their names in the file.
+    static func keysApplyingAtRestart(running: SwitchyardConfig, reloaded: SwitchyardConfig) -> [String] {
+        var keys: [String] = []
+        if running.listeners != reloaded.listeners { keys.append("listeners") }
+        if running.workers != reloaded.workers { keys.append("workers") }
+        if running.proxy != reloaded.proxy { keys.append("timeouts/limits/upstream/trusted_proxies") }
+        if running.admin != reloaded.admin { keys.append("admin") }
+        if running.stateStore != reloaded.stateStore { keys.append("state_store") }
+        if running.accessLog != reloaded.accessLog { keys.append("access_log") }
+        return keys
     }
 
     // MARK: Signals

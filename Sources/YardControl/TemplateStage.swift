@@ -5,6 +5,7 @@
 import Dispatch
 import Foundation
 import Synchronization
+import struct YardDiscovery.Backoff
 import YardHealth
 import YardIO
 import YardModel
@@ -15,12 +16,19 @@ import YardTemplates
 /// Without a `templates:` section it is a pass-through: the provider's catalog is routed
 /// as it is and nothing is rendered (the behaviour before templates existed).
 ///
+/// An output whose reload command failed is retried with `Backoff` (re-rendered, and
+/// reloaded even when the text is unchanged) until a reload succeeds: the file on disk
+/// is newer than what the program runs, and nothing else would bring them together if
+/// discovery goes quiet.
+///
 /// Threading: `admit` runs on the control queue (the provider's callbacks). State lives
 /// behind one mutex. Output files are rendered and written on the stage's own serial
 /// queue, so a slow check or reload command never delays routing.
 public final class TemplateStage: Sendable {
     private let outputQueue = DispatchQueue(label: "switchyard.templates.outputs")
     private let state = Mutex<State>(State())
+    /// The schedule of reload retries each output starts from.
+    private let reloadBackoff: Backoff
 
     private struct State {
         var config: TemplatesConfig?
@@ -45,9 +53,25 @@ public final class TemplateStage: Sendable {
         var quiescence: Quiescence
         var lastOutcome: String?
         var writes = 0
+        /// The last reload failed: the next render reloads even an unchanged file, and a
+        /// retry is scheduled.
+        var reloadFailing = false
+        /// Reload attempts that failed, in all.
+        var reloadFailures = 0
+        /// Consecutive failed attempts of the current outage.
+        var failedAttempts = 0
+        /// The last failed reload's summary; kept after recovery for the report.
+        var lastReloadError: String?
+        var backoff: Backoff
+        /// Bumped per scheduled retry; an older retry's timer does nothing.
+        var retryGeneration = 0
     }
 
-    public init() {}
+    /// - Parameter reloadBackoff: the wait between attempts after a failed reload
+    ///   (exponential with full jitter, reset by a success).
+    public init(reloadBackoff: Backoff = Backoff(initialMs: 1_000, maximumMs: 60_000, floorMs: 200, seed: 0x7E1)) {
+        self.reloadBackoff = reloadBackoff
+    }
 
     /// Takes a (re)loaded `templates:` section; nil turns the stage into a pass-through.
     /// `health` gives the endpoints' health when a template renders; `traffic` the stored
@@ -63,7 +87,7 @@ public final class TemplateStage: Sendable {
             var outputs: [String: OutputState] = [:]
             for output in config?.outputs ?? [] {
                 let quiescence = Quiescence(minMs: output.waitMinMs, maxMs: output.waitMaxMs)
-                var kept = state.outputs[output.destination] ?? OutputState(quiescence: quiescence)
+                var kept = state.outputs[output.destination] ?? OutputState(quiescence: quiescence, backoff: reloadBackoff)
                 if kept.quiescence.minMs != quiescence.minMs || kept.quiescence.maxMs != quiescence.maxMs {
                     kept.quiescence = quiescence
                 }
@@ -143,25 +167,91 @@ public final class TemplateStage: Sendable {
     }
 
     /// Renders and writes one output if its quiescence window has ended (earlier timers of
-    /// a burst find it not yet due and do nothing).
-    private func fireOutput(_ destination: String) {
+    /// a burst find it not yet due and do nothing), or, for a reload `retry`, if that
+    /// retry is still the latest one scheduled and the reload still failing.
+    private func fireOutput(_ destination: String, retry: Int? = nil) {
         let now = Int(monotonicMilliseconds())
-        let job: (OutputConfig, TemplatesConfig, ServiceCatalog)? = state.withLock { state in
+        let job: (OutputConfig, TemplatesConfig, ServiceCatalog, Bool)? = state.withLock { state in
             guard let config = state.config, let catalog = state.lastAdmitted,
                   let output = config.outputs.first(where: { $0.destination == destination }),
-                  state.outputs[destination]?.quiescence.fire(nowMs: now) == true else { return nil }
-            return (output, config, catalog)
+                  let current = state.outputs[destination] else { return nil }
+            if let retry {
+                guard current.reloadFailing, current.retryGeneration == retry else { return nil }
+            } else {
+                guard state.outputs[destination]?.quiescence.fire(nowMs: now) == true else { return nil }
+            }
+            return (output, config, catalog, current.reloadFailing)
         }
-        guard let (output, config, catalog) = job else { return }
-        let outcome = Self.renderOutput(output, input: input(catalog, config))
-        state.withLock { state in
-            state.outputs[destination]?.lastOutcome = outcome.description
-            if case .file(.written) = outcome { state.outputs[destination]?.writes += 1 }
+        guard let (output, config, catalog, reloadPending) = job else { return }
+        let outcome = Self.renderOutput(output, input: input(catalog, config), reloadPending: reloadPending)
+        scheduleReloadRetry(destination, record(destination, outcome))
+    }
+
+    /// Renders every output now, past its quiescence, so `POST /render` answers with this
+    /// render's outcome (not the previous one's). Runs on the output queue, like the timers.
+    public func renderOutputsNow() {
+        outputQueue.sync {
+            let job = state.withLock { ($0.config, $0.lastAdmitted, $0.outputs) }
+            guard let config = job.0, let catalog = job.1 else { return }
+            for output in config.outputs {
+                let reloadPending = job.2[output.destination]?.reloadFailing ?? false
+                let outcome = Self.renderOutput(output, input: input(catalog, config), reloadPending: reloadPending)
+                scheduleReloadRetry(output.destination, record(output.destination, outcome))
+            }
         }
     }
 
-    /// Renders `output`'s template and writes it; the outcome is logged.
-    static func renderOutput(_ output: OutputConfig, input: TemplateInput) -> RenderedOutcome {
+    /// Keeps an output's outcome for the report (a failed template, check, write or reload
+    /// counts as a failure and is the report's last error), and says when a failing reload
+    /// is to be retried.
+    private func record(_ destination: String, _ outcome: RenderedOutcome) -> (delayMs: Int64, generation: Int)? {
+        state.withLock { state in
+            if outcome.failed {
+                state.failures += 1
+                state.lastError = "output \(destination): \(outcome)"
+            }
+            guard var current = state.outputs[destination] else { return nil }
+            defer { state.outputs[destination] = current }
+            current.lastOutcome = outcome.description
+            let file: OutputOutcome? = if case .file(let file) = outcome { file } else { nil }
+            if case .written? = file { current.writes += 1 }
+            guard let reload = file?.reload else {
+                // No reload ran (the template or the check failed): a pending one is
+                // still owed, so keep retrying.
+                guard current.reloadFailing else { return nil }
+                current.retryGeneration += 1
+                return (current.backoff.nextDelayMs(), current.retryGeneration)
+            }
+            if reload.succeeded {
+                if current.reloadFailing {
+                    Log.info("output \(destination): reload succeeded after \(current.failedAttempts) failed attempt(s)")
+                    current.lastOutcome = "\(outcome); recovered after \(current.failedAttempts) failed reload(s)"
+                }
+                current.reloadFailing = false
+                current.failedAttempts = 0
+                current.backoff.reset()
+                return nil
+            }
+            current.reloadFailing = true
+            current.reloadFailures += 1
+            current.failedAttempts += 1
+            current.lastReloadError = reload.summary
+            current.retryGeneration += 1
+            return (current.backoff.nextDelayMs(), current.retryGeneration)
+        }
+    }
+
+    private func scheduleReloadRetry(_ destination: String, _ retryAfter: (delayMs: Int64, generation: Int)?) {
+        guard let retryAfter else { return }
+        Log.warning("output \(destination): reload retried in \(retryAfter.delayMs) ms")
+        outputQueue.asyncAfter(deadline: .now() + .milliseconds(Int(retryAfter.delayMs))) { [weak self] in
+            self?.fireOutput(destination, retry: retryAfter.generation)
+        }
+    }
+
+    /// Renders `output`'s template and writes it (reloading an unchanged file when
+    /// `reloadPending`); the outcome is logged.
+    static func renderOutput(_ output: OutputConfig, input: TemplateInput, reloadPending: Bool = false) -> RenderedOutcome {
         let text: String
         do {
             text = try TemplateRenderer.render(file: output.template, input: input)
@@ -169,12 +259,14 @@ public final class TemplateStage: Sendable {
             Log.error("output \(output.destination) not written: \(error)")
             return .templateFailed(error)
         }
-        let outcome = OutputFile.write(text, output: output)
+        let outcome = OutputFile.write(text, output: output, reloadPending: reloadPending)
         switch outcome {
         case .unchanged: Log.debug("output \(output.destination): unchanged")
         case .written(let reload?) where !reload.succeeded:
             Log.error("output \(output.destination) written, but its reload command failed: \(reload.summary)")
-        case .written: Log.info("output \(output.destination) \(outcome)")
+        case .reloadRetried(let reload) where !reload.succeeded:
+            Log.error("output \(output.destination): its reload command failed again: \(reload.summary)")
+        case .written, .reloadRetried: Log.info("output \(output.destination) \(outcome)")
         case .checkFailed, .writeFailed: Log.error("output \(output.destination): \(outcome)")
         }
         return .file(outcome)
@@ -184,6 +276,14 @@ public final class TemplateStage: Sendable {
     enum RenderedOutcome: CustomStringConvertible {
         case templateFailed(TemplateError)
         case file(OutputOutcome)
+
+        var failed: Bool {
+            switch self {
+            case .templateFailed, .file(.checkFailed), .file(.writeFailed): true
+            case .file(.written(let reload?)): !reload.succeeded
+            case .file: false
+            }
+        }
 
         var description: String {
             switch self {
@@ -225,10 +325,19 @@ public final class TemplateStage: Sendable {
         public var destination: String
         public var writes: Int
         public var lastOutcome: String?
+        /// The last reload failed and is being retried.
+        public var reloadFailing: Bool
+        /// Reload attempts that failed, in all.
+        public var reloadFailures: Int
+        /// The last failed reload's output (kept after recovery).
+        public var lastReloadError: String?
 
         enum CodingKeys: String, CodingKey {
             case destination, writes
             case lastOutcome = "last_outcome"
+            case reloadFailing = "reload_failing"
+            case reloadFailures = "reload_failures"
+            case lastReloadError = "last_reload_error"
         }
     }
 
@@ -238,8 +347,10 @@ public final class TemplateStage: Sendable {
                 configured: state.config != nil, pools: state.config?.pools, renders: state.renders,
                 failures: state.failures, heldBack: state.heldBack, held: state.held.map(\.description),
                 lastError: state.lastError,
-                outputs: state.outputs.keys.sorted().map { key in
-                    OutputReport(destination: key, writes: state.outputs[key]!.writes, lastOutcome: state.outputs[key]!.lastOutcome)
+                outputs: state.outputs.sorted { $0.key < $1.key }.map { key, output in
+                    OutputReport(
+                        destination: key, writes: output.writes, lastOutcome: output.lastOutcome, reloadFailing: output.reloadFailing,
+                        reloadFailures: output.reloadFailures, lastReloadError: output.lastReloadError)
                 },
                 applied: nil)
         }
@@ -265,6 +376,7 @@ extension Runtime {
                 return apply(catalog: discovered, force: force)
             }
             guard let applied else { return .json(["error": "nothing discovered yet"], status: 409) }
+            templateStage.renderOutputsNow()
             var report = templateStage.report()
             report.applied = applied
             return .json(report, status: applied || report.held.isEmpty && report.lastError == nil ? 200 : 409)

@@ -1,7 +1,8 @@
 // The traffic half of the admin API: flips, canaries, gates, drains and replicas, on top
 // of `TrafficControl`, plus the runtime's wiring of the state store and the per-track
-// window. Every write needs the bearer token when one is configured (compared in
-// constant time); errors are JSON bodies with 400, 401, 404, 409, 412 or 503.
+// window. Every write needs the bearer token when one is configured (`AdminGuard` checks
+// it, and every other door, before these handlers run); errors are JSON bodies with 400,
+// 404, 409, 412 or 503.
 
 import Foundation
 import YardIO
@@ -50,6 +51,41 @@ public struct GateRequest: Codable, Sendable {
     public init(min_requests: UInt64? = nil, window_seconds: Double? = nil) {
         self.min_requests = min_requests
         self.window_seconds = window_seconds
+    }
+
+    /// The gate from `GET /services/NAME/gate`'s query (`window` is the window's seconds);
+    /// a value that is not a number, or out of range, is refused naming the parameter.
+    init(query: [String: String]) throws(AdminRequestError) {
+        func number(_ key: String) throws(AdminRequestError) -> Double? {
+            guard let text = query[key] else { return nil }
+            guard let value = Double(text) else { throw AdminRequestError(400, "'\(key)' must be a number, not '\(text.prefix(40))'") }
+            return value
+        }
+        max_error_rate_increase = try number("max_error_rate_increase")
+        max_p99_increase_percent = try number("max_p99_increase_percent")
+        p99_floor_ms = try number("p99_floor_ms")
+        window_seconds = try number("window")
+        if let text = query["min_requests"] {
+            guard let value = UInt64(text) else { throw AdminRequestError(400, "'min_requests' must be a whole number ≥ 0, not '\(text.prefix(40))'") }
+            min_requests = value
+        }
+        if let problem = invalidField { throw AdminRequestError(400, problem) }
+    }
+
+    /// Why a field is out of range (nil: all are usable): every number finite, the
+    /// thresholds from 0 to 1e6, the window from 1 s to a day.
+    public var invalidField: String? {
+        let thresholds: [(String, Double?)] = [
+            ("max_error_rate_increase", max_error_rate_increase), ("max_p99_increase_percent", max_p99_increase_percent),
+            ("p99_floor_ms", p99_floor_ms),
+        ]
+        for (name, value) in thresholds {
+            if let value, !(value.isFinite && value >= 0 && value <= 1e6) { return "'\(name)' must be a number from 0 to 1000000, not \(value)" }
+        }
+        if let window = window_seconds, !(window.isFinite && window >= 1 && window <= 86_400) {
+            return "'window' must be from 1 to 86400 seconds, not \(window)"
+        }
+        return nil
     }
 
     public var policy: GatePolicy {
@@ -103,18 +139,32 @@ extension Runtime {
         Dictionary(catalog.services.map { ($0.name, states[$0.name]?.revision ?? 0) }, uniquingKeysWith: { first, _ in first })
     }
 
-    /// Reads the admin token file; a configured file that cannot be read, or is empty,
-    /// stops startup (a write API silently left open would be worse).
-    static func loadToken(_ admin: AdminConfig) throws -> [UInt8]? {
+    /// Reads the admin token file; a configured file that cannot be read, is empty, is
+    /// malformed or may be read by others stops startup (a write API silently left open
+    /// would be worse).
+    static func loadTokens(_ admin: AdminConfig) throws -> AdminTokens? {
         guard let path = admin.tokenFile else { return nil }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ConfigError(file: path, line: nil, key: "admin.token_file", message: "cannot read the admin token file")
+        do throws(AdminTokenFileError) {
+            return try AdminTokens.load(path: path)
+        } catch {
+            throw ConfigError(file: path, line: nil, key: "admin.token_file", message: error.message)
         }
-        let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !token.isEmpty else {
-            throw ConfigError(file: path, line: nil, key: "admin.token_file", message: "the admin token file is empty")
+    }
+
+    /// SIGHUP: reads the token file again. A changed token takes effect now; a file that
+    /// is now bad keeps the tokens in force, and the log says why.
+    func reloadAdminTokens() {
+        guard let path = state.withLock({ $0.config?.admin.tokenFile }) else { return }
+        do throws(AdminTokenFileError) {
+            let tokens = try AdminTokens.load(path: path)
+            let changed = adminTokens.withLock { current in
+                defer { current = tokens }
+                return current != tokens
+            }
+            if changed { Log.info("admin tokens reloaded from \(path): \(tokens.names.joined(separator: ", "))") }
+        } catch {
+            Log.error("admin token file not reloaded, the tokens in force stay: \(error.message)")
         }
-        return Array(token.utf8)
     }
 
     /// Samples per-track counters every second for the canary gate.
@@ -170,33 +220,18 @@ extension Runtime {
             switch (request.method, verb) {
             case ("GET", nil): return serviceAnswer(name)
             case ("GET", "gate"): return gateAnswer(name, query: request.query)
-            case ("POST", "flip"), ("POST", "canary"):
-                if let refusal = authorize(request) { return refusal }
-                return change(name, verb: verb!, request: request)
+            case ("POST", "flip"?), ("POST", "canary"?):
+                return change(name, verb: verb ?? "", request: request)
             case ("POST", _), ("PUT", _), ("DELETE", _):
-                if let refusal = authorize(request) { return refusal }
                 return .error(404, "no such action '\(verb ?? "")' for a service; use flip or canary")
             default:
                 return nil
             }
         case ("POST", "endpoints") where parts.count == 3 && parts[2] == "drain":
-            if let refusal = authorize(request) { return refusal }
             return drain(parts[1].removingPercentEncoding ?? parts[1], request: request)
         default:
             return nil
         }
-    }
-
-    /// nil when the request may write; otherwise the 401.
-    private func authorize(_ request: AdminRequest) -> AdminResponse? {
-        guard let token = adminToken else { return nil }
-        let header = request.headers["authorization"] ?? ""
-        guard header.hasPrefix("Bearer "), constantTimeEqual(Array(header.dropFirst(7).utf8), token) else {
-            return .error(401, header.isEmpty
-                ? "this admin API needs a token for writes: send 'Authorization: Bearer TOKEN' (switchyard --token-file FILE)"
-                : "the token is not the configured one")
-        }
-        return nil
     }
 
     private func discovered(_ name: String) -> ServiceDefinition? {
@@ -208,10 +243,10 @@ extension Runtime {
     private func change(_ name: String, verb: String, request: AdminRequest) -> AdminResponse {
         guard let traffic else { return .error(503, "starting") }
         let body: TrafficChangeRequest
-        do {
-            body = request.body.isEmpty ? TrafficChangeRequest() : try JSONDecoder().decode(TrafficChangeRequest.self, from: Data(request.body))
-        } catch {
-            return .error(400, "the body is not the JSON this call takes: \(error)")
+        switch request.json {
+        case .trafficChange(let decoded): body = decoded
+        case .invalid(let message): return .error(400, message)
+        case .none, .drain: body = TrafficChangeRequest()
         }
         guard let service = discovered(name) else {
             return .error(404, "no service '\(name)' is discovered")
@@ -240,6 +275,7 @@ extension Runtime {
             let current = traffic.effectiveState(service)
             if let canaryTrack = current.canaryTrack, current.canaryPermille > 0, let stable = current.activeTrack {
                 let sinceChange = Date().timeIntervalSince1970 - (current.history.last?.timeUnix ?? 0)
+                if let refusal = gate.invalidField { return .error(400, refusal) }
                 let seconds = min(gate.window_seconds ?? 60, max(1, sinceChange))
                 let result = evaluateGate(name, canaryTrack: canaryTrack, stableTrack: stable, seconds: seconds, policy: gate.policy)
                 verdict = result
@@ -251,7 +287,7 @@ extension Runtime {
         do {
             let next = try traffic.perform(
                 action, service: service, expectedRevision: body.revision,
-                who: body.who ?? request.headers["x-switchyard-who"] ?? "admin-api", why: body.why ?? "")
+                who: recordedWho(tokenName: request.tokenName, sent: body.who ?? request.headers["x-switchyard-who"]), why: body.why ?? "")
             recordChange("\(name) rev \(next.revision): \(next.history.last?.action ?? "changed") by \(next.history.last?.who ?? "?")")
             return .json(ChangeAnswer(service: name, state: next, gate: verdict, replica: traffic.replicaID))
         } catch {
@@ -259,6 +295,7 @@ extension Runtime {
             case .unknownService(let text): return .error(404, text)
             case .invalid(let text): return .error(400, text)
             case .storeUnavailable(let text): return .error(503, text)
+            case .refused(let text): return .error(409, text)
             case .conflict(let expected, let current):
                 return .json(ConflictAnswer(
                     error: "stale revision: you expected \(expected), the store has \(current.revision) (\(current.history.last.map { "last change: \($0.action) by \($0.who)" } ?? "")); read it again and retry",
@@ -286,8 +323,12 @@ extension Runtime {
     }
 
     private func drain(_ id: String, request: AdminRequest) -> AdminResponse {
-        struct Body: Decodable { var drain: Bool? }
-        let body = (try? JSONDecoder().decode(Body.self, from: Data(request.body))) ?? Body()
+        let body: DrainRequest
+        switch request.json {
+        case .drain(let decoded): body = decoded
+        case .invalid(let message): return .error(400, message)
+        case .none, .trafficChange: body = DrainRequest()
+        }
         let known = state.withLock { state in
             state.catalog.services.contains { service in
                 service.instances.contains { endpointID(service: service.name, address: $0.address, port: $0.port) == id }
@@ -335,12 +376,14 @@ extension Runtime {
         guard let canaryTrack = query["canary"] ?? current.canaryTrack, let stable = query["stable"] ?? current.activeTrack else {
             return .error(400, "service '\(name)' has no canary; name the tracks with ?canary=TRACK&stable=TRACK")
         }
-        var policy = GatePolicy()
-        if let v = query["max_error_rate_increase"].flatMap(Double.init) { policy.maxErrorRateIncrease = v }
-        if let v = query["max_p99_increase_percent"].flatMap(Double.init) { policy.maxP99IncreasePercent = v }
-        if let v = query["p99_floor_ms"].flatMap(Double.init) { policy.p99FloorMs = v }
-        if let v = query["min_requests"].flatMap(UInt64.init) { policy.minRequests = v }
-        let seconds = query["window"].flatMap(Double.init) ?? 60
+        let gate: GateRequest
+        do throws(AdminRequestError) {
+            gate = try GateRequest(query: query)
+        } catch {
+            return .error(400, error.message)
+        }
+        let policy = gate.policy
+        let seconds = gate.window_seconds ?? 60
         return .json(evaluateGate(name, canaryTrack: canaryTrack, stableTrack: stable, seconds: seconds, policy: policy))
     }
 

@@ -38,6 +38,9 @@ public enum TrafficFailure: Error, Sendable, Equatable {
     case conflict(expected: Int64, current: TrafficState)
     /// The store could not be written; nothing changed (503).
     case storeUnavailable(String)
+    /// The action fits the service but not its state now: a step with the canary at the
+    /// top of its plan (409, a refusal like a stale revision: the CLI exits 1).
+    case refused(String)
 }
 
 /// Keeps this replica's traffic states in step with the store.
@@ -122,6 +125,10 @@ public final class TrafficControl: Sendable {
         do {
             next = try current.applying(action, tracks: service.tracks, who: who, why: why, timeUnix: Date().timeIntervalSince1970)
         } catch {
+            if case .step = action, let canary = current.canaryTrack,
+               !current.plan.contains(where: { $0 > current.canaryPermille }), service.tracks.contains(canary) {
+                throw .refused(error.description)
+            }
             throw .invalid(error.description)
         }
         let outcome: StoreWrite

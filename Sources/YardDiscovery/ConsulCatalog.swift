@@ -59,9 +59,9 @@ enum ConsulCatalog {
     /// instance's labels, so `switchyard.rule.host`, `switchyard.rule.path` and
     /// `switchyard.health.path` work as on containers. A critical entry is kept unless
     /// the query asked for passing ones only: Switchyard's own checks then decide.
-    static func instances(_ entries: [ConsulHealthEntry], service name: String) -> (items: [LabeledInstance], problems: [String]) {
+    static func instances(_ entries: [ConsulHealthEntry], service name: String) -> (items: [LabeledInstance], problems: [LabelProblem]) {
         var items: [LabeledInstance] = []
-        var problems: [String] = []
+        var problems: [LabelProblem] = []
         for entry in entries {
             let service = entry.service
             let owner = "Consul service \(name) instance \(service.id) on node \(entry.node.node)"
@@ -87,7 +87,7 @@ enum ConsulCatalog {
             switch result {
             case .success(let item?): items.append(item)
             case .success(nil): break
-            case .failure(let problem): problems.append(problem.description)
+            case .failure(let problem): problems.append(problem)
             }
         }
         return (items, problems)

@@ -92,7 +92,7 @@ public final class ConsulProvider: DiscoveryProvider {
         var generation: Int
         /// nil until the first answer.
         var items: [LabeledInstance]?
-        var problems: [String] = []
+        var problems: [LabelProblem] = []
     }
 
     public init(name: String = "consul", options: Options, callbacks: ProviderCallbacks) {

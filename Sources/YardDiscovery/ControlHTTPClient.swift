@@ -183,13 +183,15 @@ public struct ControlHTTPClient: Sendable {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, address.length) }
             }
             if result == 0 || errno == EINPROGRESS {
-                if result == 0 || (waitFor(fd, events: Int16(POLLOUT), deadline: deadline) && Socket.pendingError(fd) == 0) {
-                    return fd
-                }
-                let pending = Socket.pendingError(fd)
-                lastError = pending == 0 ? "timed out" : String(cString: strerror(pending))
+                if result == 0 { return fd }
+                // SO_ERROR is cleared by reading it: read it once (a refusal read twice
+                // looked like a timeout).
+                let ready = waitFor(fd, events: Int16(POLLOUT), deadline: deadline)
+                let pending = ready ? Socket.pendingError(fd) : 0
+                if ready && pending == 0 { return fd }
+                lastError = ready ? String(cString: strerror(pending)).lowercased() : "timed out"
             } else {
-                lastError = String(cString: strerror(errno))
+                lastError = String(cString: strerror(errno)).lowercased()
             }
             Glibc.close(fd)
         }

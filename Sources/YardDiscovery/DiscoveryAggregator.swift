@@ -21,6 +21,7 @@ public final class DiscoveryAggregator: Sendable {
     private let wallClock: @Sendable () -> Double
     private let onApply: @Sendable (ServiceCatalog) -> Void
     private let onStatusChange: @Sendable (ProviderStatus, ProviderCondition) -> Void
+    private let onRejected: @Sendable (_ provider: String, [DiscoveredValues.Problem]) -> Void
     /// Signalled on every first report of a provider (for `waitForFirstReports`).
     private let firstReport = DispatchSemaphore(value: 0)
 
@@ -32,6 +33,9 @@ public final class DiscoveryAggregator: Sendable {
         var timerGeneration = 0
         /// Merge warnings last logged: logged again only when they change.
         var loggedWarnings: [String] = []
+        /// Each provider's rejections in its last snapshot: a rejection is logged and
+        /// counted when it appears, not again with every snapshot that still has it.
+        var screened: [String: Set<String>] = [:]
     }
 
     /// - Parameters:
@@ -43,12 +47,16 @@ public final class DiscoveryAggregator: Sendable {
     ///   - onApply: receives each merged catalog that differs from the last.
     ///   - onStatusChange: receives a provider's status after a failure or a recovery
     ///     (not after every healthy snapshot), with what the provider said.
+    ///   - onRejected: receives the workloads a provider's snapshot left out (or the
+    ///     screen dropped) for breaking `DiscoveredValues`' rules, once when they appear;
+    ///     they are already counted in the provider's status.
     public init(
         providers: [(name: String, source: String)], quiescence: Quiescence, queue: DispatchQueue,
         clock: @escaping @Sendable () -> Int64 = { monotonicMilliseconds() },
         wallClock: @escaping @Sendable () -> Double = { wallClockSeconds() },
         onApply: @escaping @Sendable (ServiceCatalog) -> Void,
-        onStatusChange: @escaping @Sendable (ProviderStatus, ProviderCondition) -> Void = { _, _ in }
+        onStatusChange: @escaping @Sendable (ProviderStatus, ProviderCondition) -> Void = { _, _ in },
+        onRejected: @escaping @Sendable (_ provider: String, [DiscoveredValues.Problem]) -> Void = { _, _ in }
     ) {
         var statuses: [String: ProviderStatus] = [:]
         for provider in providers { statuses[provider.name] = ProviderStatus(name: provider.name, source: provider.source) }
@@ -58,6 +66,7 @@ public final class DiscoveryAggregator: Sendable {
         self.wallClock = wallClock
         self.onApply = onApply
         self.onStatusChange = onStatusChange
+        self.onRejected = onRejected
     }
 
     // MARK: Provider side
@@ -66,10 +75,23 @@ public final class DiscoveryAggregator: Sendable {
     public func callbacks(for name: String) -> ProviderCallbacks {
         ProviderCallbacks(
             onSnapshot: { [weak self] catalog in self?.receive(provider: name, catalog: catalog) },
-            onStatus: { [weak self] condition in self?.receive(provider: name, condition: condition) })
+            onStatus: { [weak self] condition in self?.receive(provider: name, condition: condition) },
+            onRejected: { [weak self] problems in self?.receive(provider: name, rejected: problems) })
     }
 
-    private func receive(provider: String, catalog: ServiceCatalog) {
+    /// Every snapshot passes `DiscoveredValues.screen` here, whatever its provider did
+    /// already: what breaks the rules is dropped, logged and counted, and the rest of the
+    /// snapshot is used.
+    private func receive(provider: String, catalog unscreened: ServiceCatalog) {
+        let (catalog, rejections) = DiscoveredValues.screen(unscreened)
+        let appeared = state.withLock { shared in
+            let before = shared.screened[provider] ?? []
+            shared.screened[provider] = Set(rejections.map(\.description))
+            return rejections.filter { !before.contains($0.description) }
+        }
+        if !appeared.isEmpty {
+            receive(provider: provider, rejected: appeared.map { DiscoveredValues.Problem(field: $0.problem.field, message: $0.description) })
+        }
         let now = clock(), wall = wallClock()
         let (action, recovered, first) = state.withLock { shared in
             let wasHealthy = shared.statuses[provider]?.healthy ?? true
@@ -83,6 +105,13 @@ public final class DiscoveryAggregator: Sendable {
         perform(action)
     }
 
+    private func receive(provider: String, rejected problems: [DiscoveredValues.Problem]) {
+        state.withLock { shared in
+            shared.statuses[provider, default: ProviderStatus(name: provider, source: "")].recordRejected(problems)
+        }
+        queue.async { self.onRejected(provider, problems) }
+    }
+
     private func receive(provider: String, condition: ProviderCondition) {
         let wall = wallClock()
         let (status, first, changed) = state.withLock { shared -> (ProviderStatus, Bool, Bool) in
@@ -91,7 +120,9 @@ public final class DiscoveryAggregator: Sendable {
             status.record(condition, nowUnix: wall)
             shared.statuses[provider] = status
             let first = condition != .healthy && shared.reported.insert(provider).inserted
-            return (status, first, condition != .healthy || !wasHealthy)
+            // Reported (and logged) once per outage: the first failure and the recovery;
+            // the retries in between only count (`status.errors`).
+            return (status, first, (condition == .healthy) != wasHealthy)
         }
         if first { firstReport.signal() }
         if changed { queue.async { self.onStatusChange(status, condition) } }

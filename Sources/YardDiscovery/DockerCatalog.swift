@@ -120,9 +120,9 @@ enum DockerCatalog {
     /// `unhealthy` or `health: starting` (they join once healthy), and `leaving` ones.
     static func catalog(
         _ containers: [DockerContainer], mapping: DockerMapping, leaving: Set<String> = []
-    ) -> (catalog: ServiceCatalog, problems: [String]) {
+    ) -> (catalog: ServiceCatalog, problems: [LabelProblem]) {
         var items: [LabeledInstance] = []
-        var problems: [String] = []
+        var problems: [LabelProblem] = []
         for container in containers.sorted(by: { $0.id < $1.id }) {
             guard let labels = container.labels, labels[SwitchyardLabels.service] != nil else { continue }
             guard container.state == nil || container.state == "running", !leaving.contains(container.id) else { continue }
@@ -136,7 +136,7 @@ enum DockerCatalog {
             switch result {
             case .success(let item?): items.append(item)
             case .success(nil): break
-            case .failure(let problem): problems.append(problem.description)
+            case .failure(let problem): problems.append(problem)
             }
         }
         return (LabeledCatalog.assemble(items), problems)

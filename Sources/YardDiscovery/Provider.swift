@@ -55,13 +55,19 @@ public struct ProviderCallbacks: Sendable {
     public var onSnapshot: @Sendable (ServiceCatalog) -> Void
     /// The provider's health changed, or it failed again (each failure is reported).
     public var onStatus: @Sendable (ProviderCondition) -> Void
+    /// Workloads left out of the snapshot because a value broke `DiscoveredValues`'
+    /// rules (a track holding a newline, an address that is no address), each with the
+    /// field and a message naming the workload. Reported when the set changes.
+    public var onRejected: @Sendable ([DiscoveredValues.Problem]) -> Void
 
     public init(
         onSnapshot: @escaping @Sendable (ServiceCatalog) -> Void,
-        onStatus: @escaping @Sendable (ProviderCondition) -> Void
+        onStatus: @escaping @Sendable (ProviderCondition) -> Void,
+        onRejected: @escaping @Sendable ([DiscoveredValues.Problem]) -> Void = { _ in }
     ) {
         self.onSnapshot = onSnapshot
         self.onStatus = onStatus
+        self.onRejected = onRejected
     }
 
     /// Callbacks that do nothing (tests, and providers built before their consumer).
@@ -101,6 +107,11 @@ public struct ProviderStatus: Sendable, Codable, Equatable {
     /// The last failure's message; kept after recovery so an operator can see what it was.
     /// Encoded as `error` (the name status, the CLI and the dashboard already read).
     public var lastError: String?
+    /// Workloads dropped because a value broke `DiscoveredValues`' rules, by field
+    /// (`track`, `address`, ...): the metrics' `switchyard_discovery_rejected_total`.
+    public var rejected: [String: Int] = [:]
+    /// The last rejection's message (naming the workload and the field).
+    public var lastRejected: String?
 
     public init(
         name: String, source: String, healthy: Bool = true, staleSinceUnix: Double? = nil,
@@ -121,6 +132,29 @@ public struct ProviderStatus: Sendable, Codable, Equatable {
         case lastError = "error"
         case staleSinceUnix = "stale_since_unix"
         case lastUpdateUnix = "last_update_unix"
+        case rejected
+        case lastRejected = "last_rejected"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        source = try container.decode(String.self, forKey: .source)
+        healthy = try container.decode(Bool.self, forKey: .healthy)
+        staleSinceUnix = try container.decodeIfPresent(Double.self, forKey: .staleSinceUnix)
+        lastUpdateUnix = try container.decodeIfPresent(Double.self, forKey: .lastUpdateUnix)
+        updates = try container.decode(Int.self, forKey: .updates)
+        errors = try container.decode(Int.self, forKey: .errors)
+        lastError = try container.decodeIfPresent(String.self, forKey: .lastError)
+        // Absent in a status from a version without validation.
+        rejected = try container.decodeIfPresent([String: Int].self, forKey: .rejected) ?? [:]
+        lastRejected = try container.decodeIfPresent(String.self, forKey: .lastRejected)
+    }
+
+    /// Workloads were dropped for breaking the value rules.
+    public mutating func recordRejected(_ problems: [DiscoveredValues.Problem]) {
+        for problem in problems { rejected[problem.field, default: 0] &+= 1 }
+        if let last = problems.last { lastRejected = last.message }
     }
 
     /// A snapshot arrived at `nowUnix`: healthy, not stale.

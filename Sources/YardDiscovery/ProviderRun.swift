@@ -31,7 +31,7 @@ final class ProviderRun: @unchecked Sendable {
     private var poked = false
     private var streamUp = false
     private var lastDelivered: ServiceCatalog?
-    private var lastProblems: [String] = []
+    private var lastProblems: [LabelProblem] = []
     private var failedSinceDelivery = false
     private var streams: [ObjectIdentifier: ControlHTTPStream] = [:]
 
@@ -191,12 +191,15 @@ final class ProviderRun: @unchecked Sendable {
 
     // MARK: Delivery
 
-    /// Delivers `catalog` (if new, or after a failure), then reports `problems`.
-    func publish(_ catalog: ServiceCatalog, problems: [String] = []) {
+    /// Delivers `catalog` (if new, or after a failure), then reports `problems`: the
+    /// ones that broke a rule as rejections (counted), all of them as one `.failing`.
+    func publish(_ catalog: ServiceCatalog, problems: [LabelProblem] = []) {
         condition.lock()
         guard !stopped else { condition.unlock(); return }
         let deliver = catalog != lastDelivered || failedSinceDelivery
         let problemsChanged = problems != lastProblems
+        // Counted once per appearance, not again with every later change.
+        let rejected = problems.filter { !lastProblems.contains($0) }.compactMap(\.rejection)
         lastDelivered = catalog
         lastProblems = problems
         failedSinceDelivery = false
@@ -206,8 +209,9 @@ final class ProviderRun: @unchecked Sendable {
             queue.async { [weak self] in
                 guard let self, !self.isStopped else { return }
                 if deliver { callbacks.onSnapshot(catalog) }
+                if !rejected.isEmpty { callbacks.onRejected(rejected) }
                 if !problems.isEmpty && (deliver || problemsChanged) {
-                    callbacks.onStatus(.failing(problems.joined(separator: "; ")))
+                    callbacks.onStatus(.failing(problems.map(\.description).joined(separator: "; ")))
                 } else if problemsChanged && !deliver {
                     callbacks.onStatus(.healthy)
                 }

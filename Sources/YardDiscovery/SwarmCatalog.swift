@@ -131,12 +131,12 @@ enum SwarmCatalog {
     ///   task's only attachment other than `ingress`.
     static func catalog(
         services: [SwarmService], tasks: [SwarmTask], nodes: [SwarmNode], network: String?
-    ) -> (catalog: ServiceCatalog, problems: [String]) {
+    ) -> (catalog: ServiceCatalog, problems: [LabelProblem]) {
         let downNodes = Set(nodes.filter { $0.status?.state == "down" }.map(\.id))
         var tasksByService: [String: [SwarmTask]] = [:]
         for task in tasks { tasksByService[task.serviceID, default: []].append(task) }
         var items: [LabeledInstance] = []
-        var problems: [String] = []
+        var problems: [LabelProblem] = []
         for service in services.sorted(by: { $0.spec.name < $1.spec.name }) {
             var labels = service.spec.taskTemplate?.containerSpec?.labels ?? [:]
             for (key, value) in service.spec.labels ?? [:] { labels[key] = value }
@@ -156,7 +156,9 @@ enum SwarmCatalog {
                 case .success(let item?): items.append(item)
                 case .success(nil): break
                 case .failure(let problem):
-                    problems.append(problem.description + (network.map { " (network '\($0)')" } ?? ""))
+                    var problem = problem
+                    if let network { problem.description += " (network '\(network)')" }
+                    problems.append(problem)
                 }
             }
         }

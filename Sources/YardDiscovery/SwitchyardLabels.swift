@@ -42,17 +42,18 @@ public enum SwitchyardLabels {
         serviceName: String? = nil, id: String? = nil, tags: [String] = []
     ) -> Result<LabeledInstance?, LabelProblem> {
         guard let name = labels[service].map(trimmed) ?? serviceName else { return .success(nil) }
-        guard isServiceName(name) else {
-            return .failure(LabelProblem("\(owner): \(service) '\(name)' may only use letters, digits, '-', '_' and '.'"))
+        guard DiscoveredValues.isName(name) else {
+            return .failure(LabelProblem("\(owner): \(service) '\(DiscoveredValues.shown(name, quoted: false))' may only use letters, digits, '-', '_' and '.'", field: "service"))
         }
         guard let address = labels[Self.address].map(trimmed) ?? address, !address.isEmpty else {
             return .failure(LabelProblem("\(owner): no address to reach it (no IP on the configured network); set \(Self.address) or attach it to the network"))
         }
+        if let problem = DiscoveredValues.checkAddress(address) { return .failure(LabelProblem(owner, problem)) }
 
         let chosenPort: UInt16
         if let text = labels[port].map(trimmed) {
             guard let value = UInt16(text), value > 0 else {
-                return .failure(LabelProblem("\(owner): \(port) '\(text)' is not a port number (1-65535)"))
+                return .failure(LabelProblem("\(owner): \(port) '\(DiscoveredValues.shown(text, quoted: false))' is not a port number (1-65535)", field: "port"))
             }
             chosenPort = value
         } else if let defaultPort, defaultPort > 0 {
@@ -64,28 +65,35 @@ public enum SwitchyardLabels {
         var weight = 1
         if let text = labels[Self.weight].map(trimmed) {
             guard let value = Int(text), (0...10_000).contains(value) else {
-                return .failure(LabelProblem("\(owner): \(Self.weight) '\(text)' is not a whole number from 0 to 10000"))
+                return .failure(LabelProblem("\(owner): \(Self.weight) '\(DiscoveredValues.shown(text, quoted: false))' is not a whole number from 0 to 10000", field: "weight"))
             }
             weight = value
         }
 
         let trackName = labels[track].map(trimmed).flatMap { $0.isEmpty ? nil : $0 }
+        if let trackName, let problem = DiscoveredValues.checkName(trackName, field: "track") { return .failure(LabelProblem(owner, problem)) }
         var route: DiscoveredRoute?
         let host = labels[ruleHost].map(trimmed).flatMap { $0.isEmpty ? nil : $0.lowercased() }
         let path = labels[rulePath].map(trimmed).flatMap { $0.isEmpty ? nil : $0 }
         if let path, !path.hasPrefix("/") {
-            return .failure(LabelProblem("\(owner): \(rulePath) '\(path)' must start with '/'"))
+            return .failure(LabelProblem("\(owner): \(rulePath) '\(DiscoveredValues.shown(path, quoted: false))' must start with '/'", field: "route"))
+        }
+        if let problem = path.flatMap({ DiscoveredValues.checkPath($0, field: "route") }) ?? host.flatMap({ DiscoveredValues.checkRouteHost($0) }) {
+            return .failure(LabelProblem(owner, problem))
         }
         if host != nil || path != nil { route = DiscoveredRoute(host: host, pathPrefix: path ?? "/") }
         let health = labels[healthPath].map(trimmed).flatMap { $0.isEmpty ? nil : $0 }
         if let health, !health.hasPrefix("/") {
-            return .failure(LabelProblem("\(owner): \(healthPath) '\(health)' must start with '/'"))
+            return .failure(LabelProblem("\(owner): \(healthPath) '\(DiscoveredValues.shown(health, quoted: false))' must start with '/'", field: "health_path"))
         }
+        if let problem = health.flatMap({ DiscoveredValues.checkPath($0, field: "health_path") }) { return .failure(LabelProblem(owner, problem)) }
 
         let instance = InstanceDefinition(
             address: address, port: chosenPort, track: trackName, weight: weight, labels: labels, tags: tags, id: id
         )
         let activeTrack = labels[active].map(trimmed).flatMap { $0.isEmpty ? nil : $0 }
+        if let activeTrack, let problem = DiscoveredValues.checkName(activeTrack, field: "track") { return .failure(LabelProblem(owner, problem)) }
+        if let problem = DiscoveredValues.check(instance) { return .failure(LabelProblem(owner, problem)) }
         return .success(LabeledInstance(service: name, instance: instance, route: route, healthPath: health, activeTrack: activeTrack))
     }
 
@@ -96,18 +104,28 @@ public enum SwitchyardLabels {
         return String(view)
     }
 
-    private static func isServiceName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                || byte == 0x2D || byte == 0x5F || byte == 0x2E
-        }
-    }
 }
 
 /// A malformed label (or tag), as a message that names the workload and the label.
 public struct LabelProblem: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    /// The field a value failed `DiscoveredValues`' rules for (the metrics' `reason`);
+    /// nil for a workload that is incomplete rather than invalid (no address, no port).
+    public var field: String?
+    public init(_ description: String, field: String? = nil) {
+        self.description = description
+        self.field = field
+    }
+
+    /// `problem`, said of `owner`.
+    public init(_ owner: String, _ problem: DiscoveredValues.Problem) {
+        self.init("\(owner): \(problem.message)", field: problem.field)
+    }
+
+    /// The rejection to count, when a value broke the rules.
+    public var rejection: DiscoveredValues.Problem? {
+        field.map { DiscoveredValues.Problem(field: $0, message: description) }
+    }
 }
 
 /// One workload read through its labels: the service it joins and how.

@@ -21,6 +21,7 @@ let asciiQuestion: UInt8 = 0x3F
 let asciiAt: UInt8 = 0x40
 let asciiStar: UInt8 = 0x2A
 let asciiDot: UInt8 = 0x2E
+let asciiPercent: UInt8 = 0x25
 
 // MARK: Classes
 

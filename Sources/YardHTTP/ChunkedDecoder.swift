@@ -27,6 +27,13 @@ public enum ChunkedProgress: Equatable, Sendable {
 /// is capped at `maxChunkSizeLine` bytes and the trailer section (with the final CRLF) at
 /// `maxTrailerBytes`.
 ///
+/// For request bodies (`refusingForbiddenTrailers`), a trailer field that must not be a
+/// trailer (RFC 9110 §6.5.1: framing, routing, authentication, request modifiers, content
+/// description, hop-by-hop and forwarding fields; `isForbiddenInTrailers`) makes the body
+/// invalid: the proxy forwards trailers verbatim, so a `Content-Length` or `Host` in them
+/// would reach a backend that might merge them into the head. The proxy answers 400 and
+/// closes the upstream connection before the message is complete.
+///
 /// Errors have status 400; the proxy answers 502 when the body came from an upstream.
 ///
 /// Threading: a value owned by one connection; `consume` is called from that connection's loop.
@@ -51,9 +58,14 @@ public struct ChunkedDecoder: Sendable {
     private var trailerBytes = 0
     private var failure = HTTPParseError(status: 400, reason: "invalid chunked encoding")
     private let maxTrailerBytes: Int
+    private let refusesForbiddenTrailers: Bool
+    /// The current trailer field's name so far, lower-cased, packed 8 bytes a word (names
+    /// longer than 24 bytes are not kept: no forbidden name is that long).
+    private var name: TrailerName = TrailerName()
 
-    public init(maxTrailerBytes: Int = 32_768) {
+    public init(maxTrailerBytes: Int = 32_768, refusingForbiddenTrailers: Bool = false) {
         self.maxTrailerBytes = maxTrailerBytes
+        self.refusesForbiddenTrailers = refusingForbiddenTrailers
     }
 
     /// Whether the last chunk and trailers have been seen.
@@ -190,13 +202,21 @@ public struct ChunkedDecoder: Sendable {
         // trailer-section = *( field-line CRLF ), then the final CRLF.
         case .trailerLineStart:
             if b == asciiCR { state = .finalLF }
-            else if isTokenByte(b) { state = .trailerName }
+            else if isTokenByte(b) {
+                state = .trailerName
+                name = TrailerName()
+                name.add(b)
+            }
             else if isWhitespace(b) { return fail("obsolete line folding in trailer section") }
             else { return fail("invalid character in trailer field name") }
         case .trailerName:
-            if b == asciiColon { state = .trailerValue }
+            if b == asciiColon {
+                if refusesForbiddenTrailers && name.isForbiddenInTrailers { return fail("field not allowed in a trailer section") }
+                state = .trailerValue
+            }
             else if isWhitespace(b) { return fail("whitespace between trailer field name and colon") }
             else if !isTokenByte(b) { return fail("invalid character in trailer field name") }
+            else { name.add(b) }
         case .trailerValue:
             if b == asciiCR { state = .trailerLF }
             else if !(isVisibleOrObsText(b) || isWhitespace(b)) { return fail("control character in trailer field value") }
@@ -216,5 +236,58 @@ public struct ChunkedDecoder: Sendable {
         failure = HTTPParseError(status: 400, reason: reason)
         state = .failed
         return .invalid(failure)
+    }
+}
+
+// MARK: Trailer field names
+
+/// A field name being read a byte at a time (it may be split across reads), lower-cased and
+/// packed into three words, to be compared once complete.
+struct TrailerName: Sendable, Equatable {
+    var w0: UInt64 = 0
+    var w1: UInt64 = 0
+    var w2: UInt64 = 0
+    var length = 0
+
+    static let capacity = 24
+
+    @inline(__always) mutating func add(_ byte: UInt8) {
+        defer { length &+= 1 }
+        guard length < Self.capacity else { return }
+        let lower = UInt64(byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte)
+        let shift = UInt64((length & 7) * 8)
+        switch length >> 3 {
+        case 0: w0 |= lower << shift
+        case 1: w1 |= lower << shift
+        default: w2 |= lower << shift
+        }
+    }
+
+    init() {}
+
+    init(_ text: StaticString) {
+        text.withUTF8Buffer { for b in $0 { add(b) } }
+    }
+
+    /// Fields a sender must not put in a trailer section, or that a recipient must not
+    /// merge into the head (RFC 9110 §6.5.1, §7.6.1): message framing, routing, request
+    /// modifiers (controls, conditionals, range), authentication, content description and
+    /// response control data, hop-by-hop fields, and what the proxy itself writes.
+    static let forbidden: [TrailerName] = forbiddenNames.map { TrailerName($0) }
+
+    private static let forbiddenNames: [StaticString] = [
+        "content-length", "transfer-encoding", "host", "connection", "keep-alive", "proxy-connection", "te",
+        "trailer", "upgrade", "http2-settings", "expect", "max-forwards", "cache-control", "pragma", "range",
+        "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range", "authorization",
+        "proxy-authorization", "proxy-authenticate", "www-authenticate", "cookie", "set-cookie", "content-type",
+        "content-encoding", "content-range", "content-location", "content-language", "age", "expires", "date",
+        "location", "retry-after", "vary", "forwarded", "x-forwarded-for", "x-forwarded-host",
+        "x-forwarded-proto", "via",
+    ]
+
+    var isForbiddenInTrailers: Bool {
+        guard length <= Self.capacity else { return false }
+        for entry in Self.forbidden where entry == self { return true }
+        return false
     }
 }

@@ -1,3 +1,5 @@
+import YardIO
+
 // Parsing and validating the field lines of a complete head (shared by requests and responses).
 //
 // Runs once per head, after `scanHead` found its end, so every loop here can rely on the head
@@ -21,8 +23,13 @@ struct FieldFacts {
     var connectionClose = false
     var connectionKeepAlive = false
     var connectionUpgrade = false
+    /// An Upgrade field names a protocol other than `h2c`.
     var hasUpgrade = false
+    var upgradeListsH2C = false
     var expectContinue = false
+    /// Content-Length fields seen, and whether one of them was a list (`5, 5`).
+    var contentLengthFields = 0
+    var contentLengthList = false
 }
 
 /// Largest Content-Length accepted (2^62): far above any real body, and sums of two stay in Int64.
@@ -116,7 +123,10 @@ private func note(_ kind: HeaderKind, _ value: ByteSpan, _ p: UnsafePointer<UInt
             else if bytesEqualFolded(p, start, count, "upgrade") { facts.connectionUpgrade = true }
         }
     case .upgrade:
-        facts.hasUpgrade = true
+        var protocols = ListElements(p, value)
+        while let (start, count) = protocols.next() {
+            if bytesEqualFolded(p, start, count, "h2c") { facts.upgradeListsH2C = true } else { facts.hasUpgrade = true }
+        }
     case .expect:
         if bytesEqualFolded(p, Int(value.start), Int(value.count), "100-continue") { facts.expectContinue = true }
     default:
@@ -130,7 +140,9 @@ private func note(_ kind: HeaderKind, _ value: ByteSpan, _ p: UnsafePointer<UInt
 private func noteContentLength(_ value: ByteSpan, _ p: UnsafePointer<UInt8>, _ facts: inout FieldFacts) -> HTTPParseError? {
     var elements = ListElements(p, value)
     var sawOne = false
+    facts.contentLengthFields &+= 1
     while let (start, count) = elements.next() {
+        if sawOne { facts.contentLengthList = true }
         sawOne = true
         var n: Int64 = 0
         for j in start ..< start &+ count {
@@ -189,4 +201,25 @@ private func markFieldsNamedByConnection(_ p: UnsafePointer<UInt8>, _ fields: Un
             }
         }
     }
+}
+
+// MARK: Rewriting
+
+/// Appends `Upgrade: ` and the protocols of `value` (an Upgrade field's value) other than
+/// `h2c`, then CRLF; nothing when no other protocol is listed. `h2c` through a proxy would
+/// let a client talk HTTP/2 to the backend on a connection the proxy treats as HTTP/1.1.
+///
+/// Threading: a pure function of its arguments.
+public func appendUpgradeWithoutH2C(_ value: UnsafeRawBufferPointer, into out: inout ByteBuffer) {
+    guard let base = value.baseAddress, value.count > 0 else { return }
+    let p = base.assumingMemoryBound(to: UInt8.self)
+    var protocols = ListElements(p, ByteSpan(start: 0, count: value.count))
+    var first = true
+    while let (start, count) = protocols.next() {
+        if bytesEqualFolded(p, start, count, "h2c") { continue }
+        out.append(first ? "Upgrade: " : ", ")
+        out.append(UnsafeRawBufferPointer(start: p + start, count: count))
+        first = false
+    }
+    if !first { out.append("\r\n") }
 }

@@ -48,6 +48,8 @@ public enum HeaderKind: UInt8, Sendable {
     case xForwardedHost
     case forwarded
     case via
+    /// `HTTP2-Settings`: only meaningful with `Upgrade: h2c`, which the proxy never forwards.
+    case http2Settings
 }
 
 /// One header field: name and value (value without leading/trailing whitespace).
@@ -162,8 +164,21 @@ public struct RequestHead: Equatable, Sendable {
     public var keepAlive: Bool = true
     /// `Expect: 100-continue` was sent.
     public var expectContinue: Bool = false
-    /// An `Upgrade` header was sent and the Connection header lists `upgrade`.
+    /// An `Upgrade` header naming a protocol other than `h2c` was sent and the Connection
+    /// header lists `upgrade`. (`h2c` is never an upgrade through the proxy: forwarding it
+    /// would let a client speak HTTP/2 to the backend past the proxy's checks.)
     public var upgrade: Bool = false
+    /// The Upgrade field lists `h2c`: it must be removed from what is forwarded.
+    public var upgradeListsH2C: Bool = false
+    /// Content-Length came as several fields or as a list of (identical) values: forward one
+    /// normalized `Content-Length` field instead (RFC 9112 §6.3).
+    public var contentLengthNeedsRewrite: Bool = false
+    /// The target is in absolute form (`http://a.example/x`): `hostSpan` is its authority,
+    /// and the request goes upstream in origin form with that authority as its Host.
+    public var absoluteForm: Bool = false
+    /// Where the query (`?...`) starts in the target, or the target's end when there is
+    /// none; the path before it may be normalized (`normalizeRequestPath`), the query never.
+    public var queryStart: Int32 = 0
 
     public init() {}
 }

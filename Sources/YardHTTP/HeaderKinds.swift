@@ -27,7 +27,8 @@ extension HeaderKind {
             if bytesEqualFolded(p, start, 10, "connection") { return .connection }
             return bytesEqualFolded(p, start, 10, "keep-alive") ? .keepAlive : .other
         case 14:
-            return bytesEqualFolded(p, start, 14, "content-length") ? .contentLength : .other
+            if bytesEqualFolded(p, start, 14, "content-length") { return .contentLength }
+            return bytesEqualFolded(p, start, 14, "http2-settings") ? .http2Settings : .other
         case 15:
             return bytesEqualFolded(p, start, 15, "x-forwarded-for") ? .xForwardedFor : .other
         case 16:
@@ -44,7 +45,7 @@ extension HeaderKind {
     /// Hop-by-hop by definition (RFC 9110 §7.6.1), whatever the Connection header says.
     @inline(__always) var isAlwaysHopByHop: Bool {
         switch self {
-        case .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade: return true
+        case .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade, .http2Settings: return true
         default: return false
         }
     }

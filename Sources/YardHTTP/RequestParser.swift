@@ -87,6 +87,8 @@ private func parseRequest(
     head.keepAlive = http11 ? !facts.connectionClose : facts.connectionKeepAlive && !facts.connectionClose
     head.expectContinue = http11 && facts.expectContinue
     head.upgrade = http11 && facts.hasUpgrade && facts.connectionUpgrade
+    head.upgradeListsH2C = facts.upgradeListsH2C
+    head.contentLengthNeedsRewrite = facts.contentLengthFields > 1 || facts.contentLengthList
     return nil
 }
 
@@ -107,6 +109,7 @@ private func parseRequestLine(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: In
         return HTTPParseError(status: 400, reason: i == end ? "missing HTTP version" : "invalid character in request target")
     }
     head.targetSpan = ByteSpan(start: targetStart, count: i &- targetStart)
+    head.queryStart = Int32(truncatingIfNeeded: i)
     i &+= 1
 
     switch parseVersion(p, i, end) {
@@ -177,6 +180,7 @@ private func parseTarget(_ p: UnsafePointer<UInt8>, _ start: Int, _ target: Byte
     }
     if p[start] == asciiSlash {
         head.pathSpan = ByteSpan(start: start, count: pathLength(p, start, end))
+        head.queryStart = head.pathSpan.start &+ head.pathSpan.count
         return nil
     }
     if p[start] == asciiStar, target.count == 1 {
@@ -208,6 +212,8 @@ private func parseAbsoluteForm(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: I
     guard isHost(p, head.hostSpan) else { return HTTPParseError(status: 400, reason: "invalid authority in request target") }
     // A missing path leaves an empty span (meaning `/`): no `/` byte exists to point at.
     head.pathSpan = ByteSpan(start: i, count: i < end && p[i] == asciiSlash ? pathLength(p, i, end) : 0)
+    head.queryStart = head.pathSpan.start &+ head.pathSpan.count
+    head.absoluteForm = true
     return nil
 }
 

@@ -42,14 +42,34 @@ public final class H2Session {
     // MARK: Rapid-reset accounting
     var resetWindowStart: Int64 = 0
     var resetsInWindow = 0
-    /// The client reset streams faster than allowed; the session is ending.
+    /// The client reset streams faster than allowed, or made the proxy reset them
+    /// ("MadeYouReset"); the session is ending.
     public private(set) var floodDetected = false
     var nowMs: Int64 = 0
+
+    // MARK: Stream-id order (RFC 9113 §5.1.1)
+    /// The highest stream id a client HEADERS frame named.
+    var highestClientStream: Int32 = 0
+    /// A HEADERS frame on a stream id not above `highestClientStream` whose fate is not
+    /// known yet: trailers on an open stream (nghttp2 then begins a header block for it),
+    /// or a stream id used again, which nghttp2 ignores (0: none).
+    var reusedStreamCandidate: Int32 = 0
+    /// The candidate's frame is decided by the end of the `mem_recv` call that began it
+    /// (no padding or priority field to read first).
+    var candidateDecidedInCall = false
+    /// The client named a stream id it may no longer use; the session is ending.
+    public private(set) var streamIdReused = false
+    /// The last streams this side reset (a ring): a client may still send trailers on them,
+    /// not having seen the RST_STREAM yet, and is not at fault for it.
+    var sentResets: (Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32) = (0, 0, 0, 0, 0, 0, 0, 0)
+    var sentResetNext = 0
 
     // MARK: Bodies
     var spareBodies: [H2StreamBody] = []
     /// Bodies whose trailers are due (the last DATA frame went out without END_STREAM).
     var trailersDue: [H2StreamBody] = []
+    /// Streams whose body went out completely and which are to be reset (`resetWhenSent`).
+    var resetsDue: [Int32] = []
     let bodyCapacity: Int
     var nv: UnsafeMutablePointer<nghttp2_nv>
     var nvCapacity: Int
@@ -88,6 +108,10 @@ public final class H2Session {
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameRecv)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunk)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
+        if !client {
+            nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, onBeginFrame)
+            nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, onFrameSend)
+        }
         var option: OpaquePointer?
         nghttp2_option_new(&option)
         nghttp2_option_set_no_auto_window_update(option, 1)
@@ -137,13 +161,28 @@ public final class H2Session {
         let rc = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
         if rc < 0 {
             if Int32(rc) == NGHTTP2_ERR_BAD_CLIENT_MAGIC.rawValue { return .badPreface }
+            // Fatal for the session (a CONTINUATION flood, a flood of frames the session
+            // must answer): nghttp2 queued nothing, so say why before closing.
+            let flood = Int32(rc) == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS.rawValue || Int32(rc) == NGHTTP2_ERR_FLOODED.rawValue
+            terminate(code: flood ? NGHTTP2_ENHANCE_YOUR_CALM.rawValue : NGHTTP2_PROTOCOL_ERROR.rawValue)
             return .protocolError((String(cString: nghttp2_strerror(Int32(rc)))))
         }
+        if reusedStreamCandidate != 0 && candidateDecidedInCall { decideReusedStreamCandidate() }
+        if streamIdReused {
+            terminate(code: NGHTTP2_PROTOCOL_ERROR.rawValue)
+            return .protocolError("a HEADERS frame named a stream id already used")
+        }
+        checkResetFlood()
+        return .ok
+    }
+
+    /// Ends the session with GOAWAY(ENHANCE_YOUR_CALM) once the resets counted in the window
+    /// (the client's own and those it provoked) pass the limit.
+    func checkResetFlood() {
         if resetsInWindow > settings.maxResetsPerWindow && !floodDetected && !isClient {
             floodDetected = true
             nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
         }
-        return .ok
     }
 
     /// Moves the recorded events to `batch` (which is emptied first) and clears the stores
@@ -189,14 +228,18 @@ public final class H2Session {
             if n < 0 { return false }
             if n == 0 {
                 // Bodies whose last DATA went out without END_STREAM: their trailers now.
-                guard !trailersDue.isEmpty else { break }
+                guard !trailersDue.isEmpty || !resetsDue.isEmpty else { break }
                 let due = trailersDue
                 trailersDue.removeAll(keepingCapacity: true)
                 for body in due { submitTrailers(body) }
+                for stream in resetsDue { resetStream(stream, code: NGHTTP2_NO_ERROR.rawValue) }
+                resetsDue.removeAll(keepingCapacity: true)
                 continue
             }
             _ = out.reserve(n)
             out.append(UnsafeRawBufferPointer(start: chunk, count: n))
+            // Resets provoked by the client count when they go out (`onFrameSend`).
+            if !floodDetected && resetsInWindow > settings.maxResetsPerWindow { checkResetFlood() }
         }
         return true
     }
@@ -400,6 +443,47 @@ public final class H2Session {
         resetsInWindow += 1
     }
 
+    /// A HEADERS frame begins: a stream id above every one the client used opens a stream;
+    /// one not above is a candidate for reuse until nghttp2 shows what it made of it.
+    func beginHeadersFrame(stream: Int32, flags: UInt8) {
+        guard stream & 1 == 1 else { return }
+        if stream > highestClientStream {
+            highestClientStream = stream
+            return
+        }
+        reusedStreamCandidate = stream
+        let fieldsFirst = UInt8(NGHTTP2_FLAG_PADDED.rawValue | NGHTTP2_FLAG_PRIORITY.rawValue)
+        candidateDecidedInCall = flags & fieldsFirst == 0
+    }
+
+    /// nghttp2 began no header block for the candidate: it ignored the frame, so the
+    /// stream is closed. Only a stream this side reset may still see trailers in flight.
+    func decideReusedStreamCandidate() {
+        let stream = reusedStreamCandidate
+        reusedStreamCandidate = 0
+        if !recentlyReset(stream) { streamIdReused = true }
+    }
+
+    func recentlyReset(_ stream: Int32) -> Bool {
+        withUnsafeBytes(of: &sentResets) { ring in
+            ring.bindMemory(to: Int32.self).contains(stream)
+        }
+    }
+
+    /// A RST_STREAM went out: remembered for trailers in flight, and counted toward the
+    /// rapid-reset limit unless it was this side's own decision (INTERNAL_ERROR: the upstream
+    /// failed; CANCEL and NO_ERROR: a timeout or an early answer), so a client that provokes
+    /// resets by breaking the protocol on streams is limited like one that sends them.
+    func recordSentReset(stream: Int32, code: UInt32) {
+        withUnsafeMutableBytes(of: &sentResets) { ring in
+            ring.storeBytes(of: stream, toByteOffset: sentResetNext * 4, as: Int32.self)
+        }
+        sentResetNext = (sentResetNext + 1) & 7
+        if code != NGHTTP2_NO_ERROR.rawValue && code != NGHTTP2_INTERNAL_ERROR.rawValue && code != NGHTTP2_CANCEL.rawValue {
+            recordReset()
+        }
+    }
+
     func recordData(stream: Int32, _ bytes: UnsafeRawBufferPointer) {
         _ = dataBytes.reserve(bytes.count)
         let start = dataBytes.writerIndex
@@ -421,8 +505,25 @@ private func owner(_ userData: UnsafeMutableRawPointer?) -> H2Session {
     Unmanaged<H2Session>.fromOpaque(userData!).takeUnretainedValue()
 }
 
+private let onBeginFrame: nghttp2_on_begin_frame_callback = { _, hd, userData in
+    let s = owner(userData)
+    if s.reusedStreamCandidate != 0 { s.decideReusedStreamCandidate() }
+    if let hd, hd.pointee.type == UInt8(NGHTTP2_HEADERS.rawValue) {
+        s.beginHeadersFrame(stream: hd.pointee.stream_id, flags: hd.pointee.flags)
+    }
+    return 0
+}
+
+private let onFrameSend: nghttp2_on_frame_send_callback = { _, frame, userData in
+    if UInt32(yard_nghttp2_frame_type(frame)) == NGHTTP2_RST_STREAM.rawValue {
+        owner(userData).recordSentReset(stream: yard_nghttp2_frame_stream_id(frame), code: yard_nghttp2_frame_rst_error_code(frame))
+    }
+    return 0
+}
+
 private let onBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, userData in
     let s = owner(userData)
+    if s.reusedStreamCandidate == yard_nghttp2_frame_stream_id(frame) { s.reusedStreamCandidate = 0 }
     s.blockStart = s.fields.count
     s.blockSize = 0
     s.blockTooLarge = false
@@ -439,6 +540,8 @@ private let onHeader: nghttp2_on_header_callback = { _, frame, name, nameCount, 
     // keeping HPACK state in step) and drops what was recorded of it.
     if !ok {
         s.dropBlock()
+        // nghttp2 answers with RST_STREAM(INTERNAL_ERROR): a reset the client provoked.
+        if !s.isClient { s.recordReset() }
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
     }
     return 0
@@ -511,6 +614,8 @@ private let readBody: nghttp2_data_source_read_callback = { _, stream, buf, leng
         if body.trailers.count > 0 {
             f |= UInt32(NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue)
             s.trailersDue.append(body)
+        } else if body.resetWhenSent {
+            s.resetsDue.append(stream)
         }
         dataFlags!.pointee = f
     }

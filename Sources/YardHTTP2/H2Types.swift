@@ -135,6 +135,10 @@ public final class H2StreamBody {
     var deferred = false
     /// The last DATA frame was produced without END_STREAM; the trailers are due.
     var trailersDue = false
+    /// Once the body has gone out, RST_STREAM(NO_ERROR) follows: the answer was given
+    /// before the client finished its request, and the rest of it is not wanted
+    /// (RFC 9113 §8.1).
+    public var resetWhenSent = false
 
     init(capacity: Int) {
         buffer = ByteBuffer(capacity: capacity)
@@ -151,6 +155,7 @@ public final class H2StreamBody {
         ended = false
         deferred = false
         trailersDue = false
+        resetWhenSent = false
         trailers.removeAll()
     }
 }

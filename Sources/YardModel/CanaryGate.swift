@@ -145,11 +145,19 @@ extension GatePolicy {
     }
 }
 
+/// `12%`, `12.35%`: two decimals at most. Any Double prints (a non-finite or huge value
+/// as Swift spells it), so a gate given extreme numbers still explains itself.
 func percent(_ value: Double) -> String {
-    let rounded = (value * 100).rounded() / 100
-    return rounded == rounded.rounded() ? "\(Int(rounded))%" : "\(rounded)%"
+    "\(wholeOrDecimal((value * 100).rounded() / 100))%"
 }
 
 func ms(_ value: Double) -> String {
-    value >= 1e9 ? "> 10 s" : (value == value.rounded() ? "\(Int(value)) ms" : "\(value) ms")
+    value >= 1e9 ? "> 10 s" : "\(wholeOrDecimal(value)) ms"
+}
+
+/// `value` without a fraction when it is a whole number that fits an Int; otherwise the
+/// Double's own text (`inf`, `nan`, `1e+300`).
+private func wholeOrDecimal(_ value: Double) -> String {
+    if value.isFinite, value == value.rounded(), let whole = Int(exactly: value) { return "\(whole)" }
+    return "\(value)"
 }

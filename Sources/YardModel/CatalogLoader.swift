@@ -33,12 +33,8 @@ extension ConfigLoader {
     // MARK: Services
 
     private static func validateServiceName(_ name: String, at node: ConfigNode) throws(ConfigError) {
-        let valid = !name.isEmpty && name.unicodeScalars.allSatisfy { scalar in
-            ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar)
-                || "-_.".unicodeScalars.contains(scalar)
-        }
-        guard valid else {
-            throw node.error("service name '\(name)' may only use letters, digits, '-', '_' and '.'")
+        guard DiscoveredValues.isName(name) else {
+            throw node.error("service name \(DiscoveredValues.shown(name)) may only use letters, digits, '-', '_' and '.' (at most \(DiscoveredValues.maxNameLength))")
         }
     }
 
@@ -126,13 +122,21 @@ extension ConfigLoader {
             }
             policy.kind = kind
         }
-        if let v = fields.optional("method") { policy.method = try v.string(expected: "an HTTP method like GET") }
+        if let v = fields.optional("method") {
+            policy.method = try v.string(expected: "an HTTP method like GET")
+            guard DiscoveredValues.isName(policy.method) else { throw v.error("\(DiscoveredValues.shown(policy.method)) is not an HTTP method like GET") }
+        }
         if let v = fields.optional("path") {
             let path = try v.string(expected: "a path like /healthz")
             guard path.hasPrefix("/") else { throw v.error("the check path must start with '/', found '\(path)'") }
+            if let problem = DiscoveredValues.checkPath(path, field: "health_path") { throw v.error(problem.message) }
             policy.path = path
         }
-        if let v = fields.optional("host") { policy.host = try v.string(expected: "a Host header value") }
+        if let v = fields.optional("host") {
+            let host = try v.string(expected: "a Host header value")
+            if let problem = DiscoveredValues.checkText(host, field: "health", what: "health host") { throw v.error(problem.message) }
+            policy.host = host
+        }
         if let v = fields.optional("expect") {
             let text = try v.text(expected: "a status or range like 200-399")
             let parts = text.split(separator: "-").map { Int($0.filter { $0 != " " }) }
@@ -268,19 +272,29 @@ extension ConfigLoader {
         var track: String?
         if let trackNode = fields.optional("track") {
             track = try trackNode.string(expected: "a track name like blue or green")
+            if let problem = DiscoveredValues.checkName(track ?? "", field: "track") { throw trackNode.error(problem.message) }
         }
         let weight = try fields.optional("weight")?.integer(in: 0...1_000, expected: "a weight (0 takes no new requests)") ?? 1
 
         var labels: [String: String] = [:]
         for (key, value) in try fields.optional("labels")?.entries() ?? [] {
-            labels[key] = try value.text(expected: "a label value")
+            let text = try value.text(expected: "a label value")
+            if let problem = DiscoveredValues.checkText(key, field: "label", what: "label key")
+                ?? DiscoveredValues.checkText(text, field: "label", what: "label \(DiscoveredValues.shown(key))") {
+                throw value.error(problem.message)
+            }
+            labels[key] = text
         }
         let drain = try fields.optional("drain")?.boolean() ?? false
         var tags: [String] = []
         for tagNode in try fields.optional("tags")?.list() ?? [] {
-            tags.append(try tagNode.text(expected: "a tag"))
+            let tag = try tagNode.text(expected: "a tag")
+            if let problem = DiscoveredValues.checkText(tag, field: "tag", what: "tag") { throw tagNode.error(problem.message) }
+            tags.append(tag)
         }
-        let id = try fields.optional("id")?.text(expected: "an instance id")
+        let idNode = fields.optional("id")
+        let id = try idNode?.text(expected: "an instance id")
+        if let idNode, let problem = DiscoveredValues.checkText(id ?? "", field: "id", what: "instance id") { throw idNode.error(problem.message) }
         return InstanceDefinition(
             address: address, port: UInt16(port), track: track, weight: weight, labels: labels, drain: drain,
             tags: tags, id: id)
@@ -293,6 +307,9 @@ extension ConfigLoader {
         let path = try fields.optional("path")?.string(expected: "a path prefix like /api") ?? "/"
         guard path.hasPrefix("/") else {
             throw node.error("route path '\(path)' must start with '/'")
+        }
+        if let problem = DiscoveredValues.checkPath(path, field: "route") ?? host.flatMap({ DiscoveredValues.checkRouteHost($0) }) {
+            throw node.error(problem.message)
         }
         return DiscoveredRoute(host: host?.lowercased(), pathPrefix: path)
     }

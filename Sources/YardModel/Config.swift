@@ -36,7 +36,10 @@ public struct ProxySettings: Sendable, Equatable {
     public var maxHeaders = 100
     /// Most client connections per process; further ones are accepted and closed.
     public var maxConnections = 10_000
-    /// Most idle keep-alive upstream connections kept per endpoint, per event loop.
+    /// Idle keep-alive upstream connections kept per endpoint, per event loop, at least: a
+    /// pool keeps more while the recent peak of concurrent exchanges to the endpoint needs
+    /// them (so steady load does not churn connections); idle ones expire after
+    /// `upstreamIdleTimeoutMs`.
     public var maxIdlePerEndpoint = 64
     /// Slowest average request-body rate accepted once `minBodyRateGraceMs` has passed since
     /// the body began, in bytes per second; 0: no minimum. 408 below it.
@@ -103,9 +106,15 @@ public struct AdminConfig: Sendable, Equatable {
     public var host: String
     public var port: UInt16
     public var enabled: Bool
-    /// A file holding the bearer token every write must carry (trailing whitespace is
-    /// ignored); nil: writes need no token, which is allowed on loopback only.
+    /// A file holding the bearer tokens writes must carry: `NAME:TOKEN` lines, or one bare
+    /// token line (named "admin"); only its owner may read it (mode & 0o077 == 0). nil:
+    /// writes need no token, which is allowed on loopback only.
     public var tokenFile: String?
+    /// Host names (or `name:port`) the admin API answers to besides localhost, 127.0.0.1,
+    /// [::1] and its bound address; any other Host gets 421 (DNS rebinding).
+    public var allowedHosts: [String] = []
+    /// Admin connections served at once; beyond it a connection gets 503 and is closed.
+    public var maxConnections = 64
 
     public init(host: String = "127.0.0.1", port: UInt16 = 9901, enabled: Bool = false, tokenFile: String? = nil) {
         self.host = host

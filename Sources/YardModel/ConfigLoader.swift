@@ -189,10 +189,22 @@ public enum ConfigLoader {
 
     private static func parseAdmin(_ node: ConfigNode?) throws(ConfigError) -> AdminConfig {
         guard let node else { return AdminConfig() }
-        let fields = try node.fields(allowed: ["address", "enabled", "token_file"])
+        let fields = try node.fields(allowed: ["address", "enabled", "token_file", "allowed_hosts", "max_connections"])
         let enabled = try fields.optional("enabled")?.boolean() ?? true
         var admin = AdminConfig(enabled: enabled)
         admin.tokenFile = try fields.optional("token_file")?.string(expected: "a file holding the admin token")
+        if let hosts = fields.optional("allowed_hosts") {
+            for item in try hosts.list() {
+                let name = try item.string(expected: "a host name the admin API answers to, e.g. 'switchyard.internal'")
+                guard name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "/") }) else {
+                    throw item.error("'\(name)' is not a host name (letters, digits, dots, dashes, an optional ':port')")
+                }
+                admin.allowedHosts.append(name.lowercased())
+            }
+        }
+        if let limit = fields.optional("max_connections") {
+            admin.maxConnections = try limit.integer(in: 1...4_096, expected: "the most admin connections served at once (default 64)")
+        }
         if let addressNode = fields.optional("address") {
             (admin.host, admin.port) = try listenAddress(addressNode)
         } else if enabled {

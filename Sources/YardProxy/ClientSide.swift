@@ -53,6 +53,7 @@ extension Worker {
         }
         switch receive(c) {
         case .bytes:
+            if c.phase == .forwarding { c.bodyLastRead = now }
             advanceClient(c)
         case .wouldBlock:
             return
@@ -94,6 +95,61 @@ extension Worker {
         }
     }
 
+    // MARK: Slow bodies
+
+    /// Starts timing a request body: `client_body` between reads, `min_body_rate` on average
+    /// once `min_body_rate_after` has passed.
+    func startBodyClock(_ c: ClientConnection) {
+        c.bodyStart = now
+        c.bodyLastRead = now
+        c.bodyBytes = 0
+        c.deadline = nextBodyCheck(c)
+    }
+
+    private func nextBodyCheck(_ c: ClientConnection) -> Int64 {
+        let silence = c.bodyLastRead &+ Int64(settings.clientBodyTimeoutMs)
+        guard settings.minBodyRate > 0 else { return silence }
+        let graceEnd = c.bodyStart &+ Int64(settings.minBodyRateGraceMs)
+        return min(silence, max(graceEnd, now &+ 1_000))
+    }
+
+    /// The body's deadline passed: 408 when the client is the one holding it up (silent for
+    /// `client_body`, or slower than `min_body_rate`); the upstream connection is closed
+    /// with the exchange, never pooled.
+    ///
+    /// Time the proxy itself does not read (the upstream is still connecting, or not taking
+    /// what was sent; the client waits for `100 Continue`) is not the client's: the clock
+    /// starts again.
+    func checkBodyProgress(_ c: ClientConnection) {
+        let blocked: Bool
+        if let u = c.upstream {
+            blocked = u.phase == .connecting || u.sentIndex < u.outBuf.writerIndex || c.inBuf.writableBytes == 0
+                || (c.head.expectContinue && !c.responseStarted)
+        } else {
+            blocked = false
+        }
+        if blocked {
+            startBodyClock(c)
+            return
+        }
+        let silent = now &- c.bodyLastRead
+        if silent >= Int64(settings.clientBodyTimeoutMs) {
+            metrics.slowBodies &+= 1
+            abortExchange(c, status: 408, reason: "request body: no byte for \(silent) ms (timeouts.client_body)")
+            return
+        }
+        let elapsed = now &- c.bodyStart
+        if settings.minBodyRate > 0, elapsed >= Int64(settings.minBodyRateGraceMs) {
+            let (expected, overflow) = Int64(settings.minBodyRate).multipliedReportingOverflow(by: elapsed)
+            if overflow || c.bodyBytes < expected / 1_000 {
+                metrics.slowBodies &+= 1
+                abortExchange(c, status: 408, reason: "request body: \(c.bodyBytes) bytes in \(elapsed) ms, under limits.min_body_rate")
+                return
+            }
+        }
+        c.deadline = nextBodyCheck(c)
+    }
+
     // MARK: Heads
 
     func processHead(_ c: ClientConnection) {
@@ -109,7 +165,9 @@ extension Worker {
         }
         if c.phase == .idle {
             c.phase = .readingHead
-            c.deadline = now + Int64(settings.clientHeaderTimeoutMs)
+            // A keep-alive connection's next head gets the header timeout from its first
+            // byte; a new connection keeps the one it got at accept.
+            if c.served > 0 || c.deadline == 0 { c.deadline = now + Int64(settings.clientHeaderTimeoutMs) }
         }
         let status = parseRequestHead(c.inBuf.readable, limits: limits, head: &c.head, fields: c.fields, scanFrom: &c.scanFrom)
         switch status {
@@ -146,7 +204,7 @@ extension Worker {
             c.requestBodyDone = length == 0
         case .chunked:
             c.requestChunked = true
-            c.requestDecoder = ChunkedDecoder()
+            c.requestDecoder = ChunkedDecoder(refusingForbiddenTrailers: true)
             c.requestBodyDone = false
         case .untilClose:
             c.requestBodyDone = true
@@ -154,6 +212,22 @@ extension Worker {
         if head.method == .connect {
             respondError(c, status: 501, reason: "CONNECT is not supported")
             return
+        }
+        // Dot segments, escapes and repeated slashes are resolved before routing, so the
+        // route and the backend see the same path (PathNormalizer.swift has the rule).
+        c.pathRewritten = false
+        if head.pathSpan.count > 1, let raw = c.inBuf.base {
+            let p = (raw + c.inBuf.readerIndex).assumingMemoryBound(to: UInt8.self)
+            switch normalizeRequestPath(p, start: Int(head.pathSpan.start), count: Int(head.pathSpan.count)) {
+            case .unchanged:
+                break
+            case .rewritten(let count):
+                c.head.pathSpan.count = Int32(truncatingIfNeeded: count)
+                c.pathRewritten = true
+            case .invalid(let error):
+                respondError(c, status: error.status, reason: "\(error.reason)")
+                return
+            }
         }
         // An upgrade (WebSocket) without a body is forwarded with its Upgrade header; a
         // 101 answer turns the connection into a tunnel (TCPTunnel.swift; over TLS, TLSTunnel.swift).
@@ -163,7 +237,7 @@ extension Worker {
             return
         }
 
-        var path = head.pathSpan.bytes(in: base)
+        var path = c.head.pathSpan.bytes(in: base)
         if path.isEmpty { path = ErrorText.slash }
         guard let route = table.route(host: head.hostSpan.bytes(in: base), path: path) else {
             respondError(c, status: 404, reason: "no route")
@@ -179,6 +253,7 @@ extension Worker {
         }
         c.phase = .forwarding
         c.deadline = 0
+        if !c.requestBodyDone { startBodyClock(c) }
         c.retries = 0
         c.triedEndpoints = 0
         c.hashKey = service.balancer == .consistentHash ? requestHash(c, source: service.hashOn ?? .sourceAddress) : 0
@@ -237,6 +312,7 @@ extension Worker {
             }
             u.outBuf.append(UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count]))
             c.inBuf.consume(count)
+            c.bodyBytes &+= Int64(count)
             u.deadline = now + (u.phase == .connecting ? Int64(settings.upstreamConnectTimeoutMs) : responseTimeout(c.route?.service))
             guard u.phase == .active else { break }
             guard flushUpstream(u) else { return }
@@ -275,6 +351,11 @@ extension Worker {
     /// short while, and close on the client's EOF or the deadline (nginx's lingering close).
     private func startLingering(_ c: ClientConnection) {
         if c.readClosed {
+            closeClient(c)
+            return
+        }
+        if c.abortiveClose {
+            // No close_notify, no lingering: the client must see a cut, not an end.
             closeClient(c)
             return
         }
@@ -392,7 +473,13 @@ extension Worker {
         case .closingAfterFlush, .lingering:
             // The client does not read its answer, or lingering is over.
             closeClient(c)
-        case .forwarding, .closed:
+        case .forwarding:
+            if c.requestBodyDone || c.h2 != nil {
+                c.deadline = 0
+            } else {
+                checkBodyProgress(c)
+            }
+        case .closed:
             c.deadline = 0
         }
     }

@@ -24,8 +24,8 @@ extension Worker {
                 switchToHTTP2(c, tls: tls)
                 return
             }
+            // The header timeout from accept goes on (Worker.acceptConnections).
             c.phase = .idle
-            c.deadline = now + Int64(settings.clientIdleTimeoutMs)
             // The request may already have arrived behind the client's Finished.
             readClient(c)
             if c.phase != .closed { updateInterest(c) }

@@ -69,6 +69,15 @@ final class ClientConnection {
     let peerText: [UInt8]
     /// The client's IP address bytes (4 or 16), for source-network checks.
     let peerBytes: [UInt8]
+    /// The peer is in `trusted_proxies`: its Forwarded/X-Forwarded-* fields are kept and
+    /// extended rather than replaced.
+    var trustedPeer = false
+    /// The client's place in `max_connections_per_client` (PerClientLimit.swift); handed
+    /// on when the connection becomes a tunnel or an HTTP/2 connection.
+    var perClientTicket: PerClientTicket?
+    /// Close without a clean end (no TLS close_notify): the response was cut short, and
+    /// the client must not take what it got for the whole.
+    var abortiveClose = false
 
     // MARK: The exchange in progress
     var upstream: UpstreamConnection?
@@ -81,6 +90,13 @@ final class ClientConnection {
     var requestDecoder = ChunkedDecoder()
     var requestRemaining: Int64 = 0
     var requestBodyDone = true
+    /// The request's path was normalized in place (`normalizeRequestPath`): the request
+    /// line is rebuilt when forwarded.
+    var pathRewritten = false
+    /// Request body progress (monotonic ms and bytes), for `client_body` and `min_body_rate`.
+    var bodyStart: Int64 = 0
+    var bodyLastRead: Int64 = 0
+    var bodyBytes: Int64 = 0
     /// Some byte of the response (or our own answer) was queued for the client: no retry,
     /// and a failure from now on can only close the connection.
     var responseStarted = false
@@ -253,6 +269,15 @@ final class UpstreamConnection {
 final class UpstreamPool {
     let address: SocketAddress?
     var idle: [UpstreamConnection] = []
+    /// HTTP/1.1 connections bound to an exchange right now.
+    var busy = 0
+    /// Most `busy` seen in the current and the previous sizing window: the pool keeps as many
+    /// connections as the recent peak of concurrent exchanges needs, so steady load reuses
+    /// connections instead of closing and reopening them (idle ones past the peak expire
+    /// by the idle timeout).
+    var peakBusy = 0
+    var previousPeakBusy = 0
+    var peakWindowStart: Int64 = 0
     /// False while the endpoint takes no new request (its track is not served, it drains
     /// or is ejected): connections are closed when their exchange ends instead of pooled.
     var routable = true
@@ -265,5 +290,29 @@ final class UpstreamPool {
 
     init(address: SocketAddress?) {
         self.address = address
+    }
+
+    /// A sizing window: long enough to span a burst's gaps, short enough that a pool sized for
+    /// yesterday's peak stops parking connections soon after the load falls.
+    static let peakWindowMs: Int64 = 10_000
+
+    /// Counts an exchange taking a connection, and rolls the peak window.
+    @inline(__always)
+    func exchangeStarted(now: Int64) {
+        busy &+= 1
+        if now &- peakWindowStart >= Self.peakWindowMs {
+            previousPeakBusy = peakBusy
+            peakBusy = busy
+            peakWindowStart = now
+        } else if busy > peakBusy {
+            peakBusy = busy
+        }
+    }
+
+    /// Whether a connection whose exchange just ended may be parked: the pool holds at most
+    /// `floor` idle connections, or as many as the recent peak of concurrent exchanges.
+    @inline(__always)
+    func hasRoomForIdle(floor: Int) -> Bool {
+        idle.count &+ busy < max(floor, max(peakBusy, previousPeakBusy))
     }
 }

@@ -22,6 +22,10 @@ protocol ByteTransport {
     mutating func read(into buffer: inout ByteBuffer) -> IOResult
     /// Writes `buffer`'s readable bytes and consumes what was written.
     mutating func flush(_ buffer: inout ByteBuffer) -> IOResult
+    /// Ends the sending direction (TLS close_notify, then FIN) while input may still be read
+    /// and discarded: a close with unread input would send RST and could destroy the
+    /// GOAWAY that says why before the client reads it.
+    mutating func finishWriting()
     /// Releases the transport's resources and closes the socket.
     mutating func close()
 }
@@ -79,6 +83,11 @@ struct TLSTransport: ByteTransport {
     var hasBufferedInput: Bool { tls.hasBufferedInput }
     var want: UInt32 { readWant | writeWant }
 
+    mutating func finishWriting() {
+        _ = tls.shutdown()
+        Socket.shutdownWrite(fd)
+    }
+
     mutating func close() {
         _ = tls.shutdown()
         Socket.close(fd)
@@ -91,6 +100,7 @@ struct PlainTransport: ByteTransport {
 
     @inline(__always) mutating func read(into buffer: inout ByteBuffer) -> IOResult { Socket.read(fd, into: &buffer) }
     @inline(__always) mutating func flush(_ buffer: inout ByteBuffer) -> IOResult { Socket.flush(fd, &buffer) }
+    mutating func finishWriting() { Socket.shutdownWrite(fd) }
     mutating func close() { Socket.close(fd) }
 }
 
@@ -119,6 +129,12 @@ class H2Connection {
     /// Graceful stop: the announcing GOAWAY went out; the final one is due at `deadline`.
     var shutdownAnnounced = false
     var shutdownFinished = false
+    /// The session ended and its last frames went out: input is read and discarded until
+    /// the client closes or `deadline` (linger) passes.
+    var lingering = false
+    /// The earliest stream deadline (`H2StreamLink.deadline`), or earlier: streams are
+    /// checked when it passes (0: none). Deadlines only move later, so it is kept lazily.
+    var nextStreamCheck: Int64 = 0
 
     /// Open streams by id.
     var streams: [Int32: ClientConnection] = [:]
@@ -153,6 +169,7 @@ class H2Connection {
     func readInput() -> IOResult { .failed(EBADF) }
     func flushOutput() -> IOResult { .failed(EBADF) }
     func closeTransport() {}
+    func finishWriting() {}
     var hasBufferedInput: Bool { false }
     /// The transport's `want` after its last read or flush (0 on plain sockets).
     var transportWant: UInt32 = 0
@@ -179,6 +196,7 @@ final class H2ConnectionOver<Transport: ByteTransport>: H2Connection {
         return result
     }
     override func closeTransport() { transport.close() }
+    override func finishWriting() { transport.finishWriting() }
     override var hasBufferedInput: Bool { transport.hasBufferedInput }
 }
 
@@ -205,12 +223,31 @@ final class H2StreamLink {
     /// Response framing from an HTTP/1.1 chunked body, turned into DATA and trailers.
     var dechunker = Dechunker()
     var trailerBytes = ByteBuffer()
+    /// Payload of a chunked request body received but not framed into `c.inBuf` yet: it
+    /// goes as one chunk once the buffer has emptied, so a client sending 1-byte DATA frames
+    /// makes the proxy hold no more than its window twice over, not six times (chunk
+    /// framing per frame).
+    var staged = ByteBuffer()
+
+    // MARK: Waiting on the client
+    /// When this stream gives up on the client, monotonic ms (0: it waits on the upstream).
+    /// Checked by the connection's stream scan; may be earlier than the real deadline.
+    var deadline: Int64 = 0
+    /// The client's last progress on this stream: request DATA while the body is forwarded,
+    /// response bytes it made room for.
+    var lastProgressMs: Int64 = 0
+    /// When the request body began, and its bytes so far: its average rate.
+    var bodyStartMs: Int64 = 0
+    var bodyBytes = 0
 
     init(connection: H2Connection) {
         self.connection = connection
     }
 
-    deinit { trailerBytes.deallocate() }
+    deinit {
+        trailerBytes.deallocate()
+        staged.deallocate()
+    }
 
     func reset(stream: Int32) {
         self.stream = stream
@@ -222,6 +259,11 @@ final class H2StreamLink {
         headSubmitted = false
         dechunker = Dechunker()
         trailerBytes.clear()
+        staged.clear()
+        deadline = 0
+        lastProgressMs = 0
+        bodyStartMs = 0
+        bodyBytes = 0
     }
 }
 

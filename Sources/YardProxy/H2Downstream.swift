@@ -107,6 +107,11 @@ extension Worker {
             if h.inBuf.writableBytes == 0 { h.inBuf.compact() }
             switch h.readInput() {
             case .bytes:
+                if h.lingering {
+                    // The session is over: what still arrives is read only to be dropped.
+                    h.inBuf.clear()
+                    continue
+                }
                 receiveH2(h)
                 if !h.hasBufferedInput { return }
             case .wouldBlock:
@@ -132,7 +137,8 @@ extension Worker {
             closeH2(h)
             return
         case .protocolError(let reason):
-            Log.debug("HTTP/2 client \(String(decoding: h.peerText, as: UTF8.self)): \(reason)")
+            // The session queued GOAWAY and reads no more; the connection closes once it is out.
+            Log.info("HTTP/2 client \(String(decoding: h.peerText, as: UTF8.self)): \(reason); GOAWAY")
         }
         processH2Events(h)
     }
@@ -158,7 +164,9 @@ extension Worker {
                 case .closed(let stream, _):
                     streamClosed(h, stream: stream)
                 case .bodyDrained(let stream):
-                    if let c = h.streams[stream], let u = c.upstream { relayResponseToStream(u, c) }
+                    guard let c = h.streams[stream] else { continue }
+                    c.h2?.lastProgressMs = now
+                    if let u = c.upstream { relayResponseToStream(u, c) }
                 case .windowUpdate(let stream):
                     windowOpened(h, stream: stream)
                 case .goaway, .reset, .settingsAck, .response:
@@ -182,7 +190,9 @@ extension Worker {
     /// A window opened: streams whose response waits for it may take more from upstream.
     private func windowOpened(_ h: H2Connection, stream: Int32) {
         if stream != 0 {
-            if let c = h.streams[stream], let u = c.upstream { relayResponseToStream(u, c) }
+            guard let c = h.streams[stream] else { return }
+            c.h2?.lastProgressMs = now
+            if let u = c.upstream { relayResponseToStream(u, c) }
             return
         }
         for c in h.streams.values {
@@ -226,11 +236,23 @@ extension Worker {
             if !h.session.hasEvents { break }
         }
         guard writeH2(h) else { return }
-        if !h.session.isActive && h.outBuf.isEmpty {
-            closeH2(h)
-            return
+        if !h.session.isActive && h.outBuf.isEmpty && !h.lingering {
+            lingerH2(h)
         }
         updateInterest(h)
+    }
+
+    /// The session is over and its last frames (GOAWAY) are written: ends the sending side
+    /// and drops input until the client closes, for at most `lingerMs`. Closing at once
+    /// with unread input would make the kernel send RST, which can destroy the GOAWAY
+    /// before the client reads it.
+    private func lingerH2(_ h: H2Connection) {
+        h.lingering = true
+        h.shutdownAnnounced = true
+        h.shutdownFinished = true
+        h.finishWriting()
+        h.deadline = now + Worker.lingerMs
+        h.nextStreamCheck = 0
     }
 
     /// Writes the output buffer. Returns false if the connection was closed.
@@ -290,7 +312,9 @@ extension Worker {
     }
 
     func h2TimedOut(_ h: H2Connection) {
-        if h.shutdownAnnounced && !h.shutdownFinished {
+        if h.lingering {
+            closeH2(h)
+        } else if h.shutdownAnnounced && !h.shutdownFinished {
             h.shutdownFinished = true
             h.session.finishShutdown()
             // In-flight streams finish within the drain; an idle connection ends now.
@@ -317,6 +341,7 @@ extension Worker {
         while i < h2Connections.count {
             let h = h2Connections[i]
             if h.deadline != 0 && now >= h.deadline { h2TimedOut(h) }
+            if !h.closed && h.nextStreamCheck != 0 && now >= h.nextStreamCheck { checkStreamDeadlines(h) }
             if i < h2Connections.count && h2Connections[i] === h { i += 1 }
         }
         if !h2FlushQueue.isEmpty { flushQueuedH2() }

@@ -95,6 +95,14 @@ extension Worker {
         }
         c.inBuf.append("\r\n")
         link.requestEnded = endStream
+        if !endStream {
+            // The body's clock: `timeouts.client_body` between DATA, `limits.min_body_rate`.
+            link.bodyStartMs = now
+            link.lastProgressMs = now
+            var deadline = now + Int64(settings.clientBodyTimeoutMs)
+            if settings.minBodyRate > 0 { deadline = min(deadline, now + max(Int64(settings.minBodyRateGraceMs), 1_000)) }
+            setStreamDeadline(link, deadline)
+        }
         processHead(c)
         link.inLevel = c.inBuf.readableBytes
         if c.phase == .forwarding { streamForwarded(c, link) }
@@ -118,18 +126,19 @@ extension Worker {
         }
         streamForwarded(c, link)
         let data = h.session.data(bytes)
-        _ = c.inBuf.reserve(data.count + 24)
-        if link.chunked {
-            appendHex(data.count, to: &c.inBuf)
-            c.inBuf.append("\r\n")
-            c.inBuf.append(data)
-            c.inBuf.append("\r\n")
-        } else {
-            c.inBuf.append(data)
-        }
+        link.lastProgressMs = now
+        link.bodyBytes &+= data.count
         link.unconsumed += data.count
-        link.inLevel = c.inBuf.readableBytes
-        pumpRequestBody(c)
+        if link.chunked {
+            // Staged, and framed as one chunk when the buffer has room (`streamForwarded`).
+            _ = link.staged.reserve(data.count)
+            link.staged.append(data)
+        } else {
+            _ = c.inBuf.reserve(data.count)
+            c.inBuf.append(data)
+            link.inLevel = c.inBuf.readableBytes
+            pumpRequestBody(c)
+        }
         streamForwarded(c, link)
     }
 
@@ -137,8 +146,13 @@ extension Worker {
     func streamRequestEnded(_ h: H2Connection, stream: Int32, trailers: Range<Int>?) {
         guard let c = h.streams[stream], let link = c.h2 else { return }
         link.requestEnded = true
+        if c.phase == .forwarding {
+            // Now the stream waits on the upstream, whose timeouts take over.
+            link.deadline = 0
+        }
         guard link.chunked, c.phase == .forwarding, c.upstream != nil else { return }
         streamForwarded(c, link)
+        if !link.staged.isEmpty { frameStaged(c, link) }
         _ = c.inBuf.reserve(16)
         c.inBuf.append("0\r\n")
         if let trailers {
@@ -159,18 +173,42 @@ extension Worker {
         streamForwarded(c, link)
     }
 
-    /// Gives the client window back for what left the stream's buffer for the upstream.
+    /// Gives the client window back for what left the stream's buffer for the upstream, and
+    /// frames the staged body bytes once that buffer is empty.
     func streamForwarded(_ c: ClientConnection, _ link: H2StreamLink) {
+        accountForwarded(c, link)
+        guard !link.staged.isEmpty, c.inBuf.isEmpty, c.phase == .forwarding, c.upstream != nil else { return }
+        frameStaged(c, link)
+        pumpRequestBody(c)
+        accountForwarded(c, link)
+    }
+
+    private func accountForwarded(_ c: ClientConnection, _ link: H2StreamLink) {
         let level = c.inBuf.readableBytes
-        if link.unconsumed > 0 {
-            // Framing bytes make `moved` a slight over-count; an empty buffer settles it.
-            let moved = level == 0 ? link.unconsumed : min(link.unconsumed, link.inLevel - level)
+        // Payload in `c.inBuf` not consumed yet (the staged bytes have not entered it).
+        let inBuffer = link.unconsumed - link.staged.readableBytes
+        if inBuffer > 0 {
+            // The chunk framing makes `moved` an over-count of a few bytes per chunk; an
+            // empty buffer settles it.
+            let moved = level == 0 ? inBuffer : min(inBuffer, link.inLevel - level)
             if moved > 0 {
                 link.connection.session.consume(stream: link.stream, count: moved)
                 link.unconsumed -= moved
             }
         }
         link.inLevel = level
+    }
+
+    /// Moves the staged request-body bytes into the stream's buffer as one chunk.
+    private func frameStaged(_ c: ClientConnection, _ link: H2StreamLink) {
+        let count = link.staged.readableBytes
+        _ = c.inBuf.reserve(count + 24)
+        appendHex(count, to: &c.inBuf)
+        c.inBuf.append("\r\n")
+        c.inBuf.append(link.staged.readable)
+        c.inBuf.append("\r\n")
+        link.staged.clear()
+        link.inLevel = c.inBuf.readableBytes
     }
 
     /// After an upstream event for a stream's exchange: window accounting, and frames to send.
@@ -217,6 +255,7 @@ extension Worker {
         if reusable { releaseToPool(u) } else { closeUpstream(u) }
         // The stream lives on until the session has sent everything and closes it.
         c.phase = .closingAfterFlush
+        if let link = c.h2 { awaitClient(link) }
     }
 
     // MARK: Our own answers
@@ -254,6 +293,7 @@ extension Worker {
         c.served += 1
         c.route = nil
         c.phase = .closingAfterFlush
+        awaitClient(link)
         queueH2Flush(h)
     }
 
@@ -275,6 +315,7 @@ extension Worker {
         Log.warning("resetting HTTP/2 stream \(link.stream) of \(String(decoding: c.peerText, as: UTF8.self)): \(reason)")
         link.connection.session.resetStream(link.stream, code: 2)
         c.phase = .closingAfterFlush
+        awaitClient(link)
         queueH2Flush(link.connection)
     }
 

@@ -5,33 +5,61 @@ import YardIO
 // from the received head (one memcpy for a typical request); only dropped fields break a run.
 
 extension Worker {
-    /// Writes the request head to send upstream: the request line as received, the fields
-    /// minus hop-by-hop ones and the client's X-Forwarded-Proto/-Host, then
-    /// X-Forwarded-For (client's list plus the client address), X-Forwarded-Proto,
-    /// X-Forwarded-Host and Via.
+    /// Writes the request head to send upstream: the request line (rebuilt in origin form
+    /// when the path was normalized or the target was absolute), the fields minus
+    /// hop-by-hop ones (`Upgrade: h2c` and `HTTP2-Settings` included), one normalized
+    /// Content-Length when the client repeated it, the target's authority as Host for an
+    /// absolute-form target, then X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and Via.
+    ///
+    /// Forwarding fields: from a peer in `trusted_proxies`, the client's X-Forwarded-For is
+    /// extended and its Forwarded, X-Forwarded-Proto and X-Forwarded-Host are kept; from any
+    /// other peer all four are dropped and replaced by what the proxy saw.
     func writeRequestHead(_ c: ClientConnection, base: UnsafeRawBufferPointer, into out: inout ByteBuffer) {
         let head = c.head
         let host = head.hostSpan.bytes(in: base)
-        _ = out.reserve(head.headLength + 160 + c.peerText.count + 2 * host.count)
+        _ = out.reserve(head.headLength + 192 + c.peerText.count + 3 * host.count)
         let lineStart = Int(head.methodSpan.start)
         let firstField = head.headerCount > 0 ? Int(c.fields[0].name.start) : head.headLength - 2
-        out.append(UnsafeRawBufferPointer(rebasing: base[lineStart..<firstField]))
+        if head.absoluteForm || c.pathRewritten {
+            // Origin form: method, the (normalized) path, then the query and version as sent.
+            out.append(UnsafeRawBufferPointer(rebasing: base[lineStart..<Int(head.targetSpan.start)]))
+            if head.pathSpan.count > 0 { out.append(head.pathSpan.bytes(in: base)) } else { out.append("/") }
+            out.append(UnsafeRawBufferPointer(rebasing: base[Int(head.queryStart)..<firstField]))
+        } else {
+            out.append(UnsafeRawBufferPointer(rebasing: base[lineStart..<firstField]))
+        }
 
+        let trusted = c.trustedPeer
         var sawForwardedFor = false
+        var sawForwardedProto = false
+        var sawForwardedHost = false
         var teTrailers = false
         var runStart = -1
         for i in 0..<head.headerCount {
             let field = c.fields[i]
             let start = Int(field.name.start)
             let keep: Bool
+            var rewriteUpgrade = false
             switch field.kind {
             case .xForwardedFor:
                 sawForwardedFor = true
                 keep = false
-            case .xForwardedProto, .xForwardedHost:
-                keep = false
+            case .xForwardedProto:
+                sawForwardedProto = trusted
+                keep = trusted
+            case .xForwardedHost:
+                sawForwardedHost = trusted
+                keep = trusted
+            case .forwarded:
+                keep = trusted
             case .upgrade:
-                keep = c.upgradeRequested
+                // A list naming h2c is rewritten without it (below).
+                keep = c.upgradeRequested && !head.upgradeListsH2C
+                rewriteUpgrade = c.upgradeRequested && head.upgradeListsH2C
+            case .contentLength:
+                keep = !head.contentLengthNeedsRewrite
+            case .host:
+                keep = !head.absoluteForm
             case .te:
                 // Hop-by-hop, but "TE: trailers" is how a gRPC client says it reads trailers:
                 // an HTTP/2 upstream gets it (H2UpstreamStreams.swift keeps only that value).
@@ -48,13 +76,24 @@ extension Worker {
                 out.append(UnsafeRawBufferPointer(rebasing: base[runStart..<start]))
                 runStart = -1
             }
+            if rewriteUpgrade { appendUpgradeWithoutH2C(field.value.bytes(in: base), into: &out) }
         }
         if runStart >= 0 {
             out.append(UnsafeRawBufferPointer(rebasing: base[runStart..<(head.headLength - 2)]))
         }
+        if head.absoluteForm {
+            out.append("Host: ")
+            out.append(host)
+            out.append("\r\n")
+        }
+        if head.contentLengthNeedsRewrite {
+            out.append("Content-Length: ")
+            if case .contentLength(let length) = head.framing { out.appendDecimal(Int(length)) } else { out.append("0") }
+            out.append("\r\n")
+        }
 
         out.append("X-Forwarded-For: ")
-        if sawForwardedFor {
+        if sawForwardedFor && trusted {
             for i in 0..<head.headerCount where c.fields[i].kind == .xForwardedFor {
                 let value = c.fields[i].value.bytes(in: base)
                 if value.isEmpty { continue }
@@ -64,12 +103,14 @@ extension Worker {
         }
         out.append(c.peerText)
         if c.upgradeRequested { out.append("\r\nConnection: upgrade") }
-        if !c.secure {
+        if sawForwardedProto {
+            out.append("\r\n")
+        } else if !c.secure {
             out.append("\r\nX-Forwarded-Proto: http\r\n")
         } else {
             out.append("\r\nX-Forwarded-Proto: https\r\n")
         }
-        if !host.isEmpty {
+        if !host.isEmpty && !sawForwardedHost {
             out.append("X-Forwarded-Host: ")
             out.append(host)
             out.append("\r\n")

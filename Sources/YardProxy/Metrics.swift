@@ -42,6 +42,15 @@ struct WorkerMetrics {
     var upstreamTLSHandshakes: UInt64 = 0
     var upstreamTLSResumed: UInt64 = 0
     var upstreamTLSFailures: UInt64 = 0
+    /// Client connections accepted and closed at once: over `max_connections`, or over
+    /// `max_connections_per_client` for their source address.
+    var refusedOverLimit: UInt64 = 0
+    var refusedPerClient: UInt64 = 0
+    /// Request bodies cut with 408: no byte for `client_body`, or slower than `min_body_rate`.
+    var slowBodies: UInt64 = 0
+    /// Close-delimited responses from TLS upstreams that ended without close_notify: cut
+    /// short, the client connection closed without a clean end.
+    var truncatedResponses: UInt64 = 0
 
     init() {
         capacity = 16
@@ -92,7 +101,9 @@ struct WorkerMetrics {
             ownAnswers: [ownAnswers.0, ownAnswers.1, ownAnswers.2, ownAnswers.3, ownAnswers.4],
             accepted: accepted, openConnections: 0, tlsHandshakes: tlsHandshakes,
             tlsHandshakeFailures: tlsHandshakeFailures, upstreamTLSHandshakes: upstreamTLSHandshakes,
-            upstreamTLSResumed: upstreamTLSResumed, upstreamTLSFailures: upstreamTLSFailures)
+            upstreamTLSResumed: upstreamTLSResumed, upstreamTLSFailures: upstreamTLSFailures,
+            refusedOverLimit: refusedOverLimit, refusedPerClient: refusedPerClient, slowBodies: slowBodies,
+            truncatedResponses: truncatedResponses)
     }
 }
 
@@ -132,6 +143,10 @@ public struct MetricsSnapshot: Sendable {
     public var upstreamTLSHandshakes: UInt64 = 0
     public var upstreamTLSResumed: UInt64 = 0
     public var upstreamTLSFailures: UInt64 = 0
+    public var refusedOverLimit: UInt64 = 0
+    public var refusedPerClient: UInt64 = 0
+    public var slowBodies: UInt64 = 0
+    public var truncatedResponses: UInt64 = 0
 
     static let empty = MetricsSnapshot(rows: [], ownAnswers: [0, 0, 0, 0, 0], accepted: 0, openConnections: 0)
 
@@ -146,6 +161,10 @@ public struct MetricsSnapshot: Sendable {
         upstreamTLSHandshakes &+= other.upstreamTLSHandshakes
         upstreamTLSResumed &+= other.upstreamTLSResumed
         upstreamTLSFailures &+= other.upstreamTLSFailures
+        refusedOverLimit &+= other.refusedOverLimit
+        refusedPerClient &+= other.refusedPerClient
+        slowBodies &+= other.slowBodies
+        truncatedResponses &+= other.truncatedResponses
         openConnections += other.openConnections
     }
 

@@ -65,7 +65,7 @@ public final class ProxyServer: Sendable {
             for fds in perWorker { for fd in fds { Socket.close(fd) } }
             throw error
         }
-        let gate = ConnectionGate(limit: settings.maxConnections)
+        let gate = ConnectionGate(limit: settings.maxConnections, perClient: settings.maxConnectionsPerClient)
         tcpServices = Set(services.compactMap { $0 })
         let contexts = UpstreamTLSContexts.build(for: table, cache: upstreamTLSCache, previous: nil)
         upstreamTLSBox = Mutex((contexts, []))

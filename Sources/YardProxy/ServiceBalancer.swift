@@ -24,10 +24,8 @@ final class ServiceBalancer {
     var leastConnections = LeastConnections(weights: [])
     var p2c = PowerOfTwoChoicesEWMA(weights: [])
     var maglev: MaglevTable?
-    /// The stable/canary split: smooth weighted selection over (1000 − p, p), so the
-    /// canary's share is exact over every window of 1000 requests and independent of how
-    /// many replicas each track has.
-    var split = SmoothWeightedRoundRobin(weights: [])
+    /// The track decision (override, sticky key, canary share); see `TrafficSplit`.
+    var split = TrafficSplit(canaryPermille: 0)
     /// Balancing state over the canary track's endpoints, when the service has a canary.
     var canaryState: ServiceBalancer?
 
@@ -63,13 +61,14 @@ final class ServiceBalancer {
     private func installCanary(_ service: Service) {
         let permille = service.canaryPermille
         if permille > 0 {
-            if split.weights != [1000 - permille, permille] { split = SmoothWeightedRoundRobin(weights: [1000 - permille, permille]) }
+            split.update(canaryPermille: permille)
             if let canaryState, canaryState.canCarry(to: service) {
                 canaryState.carry(to: service)
             } else {
                 canaryState = ServiceBalancer(service: service, canary: true)
             }
         } else {
+            split.update(canaryPermille: 0)
             canaryState = nil
         }
     }
@@ -162,19 +161,23 @@ extension Worker {
             c.balancerIndex = -1
             return endpoints[c.attempts % endpoints.count]
         }
-        if c.overrideTrack >= 0 && c.overrideTrack < service.trackEndpoints.count {
+        let top = balancers[service.index]
+        let pinned = c.overrideTrack >= 0 && c.overrideTrack < service.trackEndpoints.count
+        // The track is chosen once per request; retries stay on it.
+        if !c.trackDecided {
+            c.trackDecided = true
+            let decision = top.split.decide(
+                override: pinned ? .track(c.overrideTrack) : .absent, stickyPoint: c.stickyPoint,
+                activeHasEndpoints: !top.endpoints.isEmpty)
+            c.onCanary = decision.track == .canary
+        }
+        if pinned {
             // Pinned by the override header: rotate over that track's endpoints.
             let endpoints = service.trackEndpoints[c.overrideTrack].endpoints
             guard !endpoints.isEmpty else { return nil }
             overrideRotation &+= 1
             c.balancerIndex = -1
             return endpoints[overrideRotation % endpoints.count]
-        }
-        let top = balancers[service.index]
-        // The track is chosen once per request; retries stay on it.
-        if !c.trackDecided {
-            c.trackDecided = true
-            c.onCanary = chooseCanary(top, service: service, client: c)
         }
         var balancer = top
         if c.onCanary, let canary = top.canaryState, !canary.endpoints.isEmpty {
@@ -194,16 +197,6 @@ extension Worker {
         c.balancer = balancer
         c.balancerIndex = index
         return endpoints[index]
-    }
-
-    /// Whether this request goes to the canary: by the client's sticky point when the
-    /// canary is sticky and the request carries the key, else by the exact smooth split.
-    private func chooseCanary(_ top: ServiceBalancer, service: Service, client c: ClientConnection) -> Bool {
-        let permille = service.canaryPermille
-        guard permille > 0, top.canaryState != nil else { return false }
-        if permille >= 1000 { return true }
-        if c.stickyPoint >= 0 { return c.stickyPoint < permille }
-        return top.split.pick() == 1
     }
 
     /// The track named by the service's override header (index into
@@ -237,8 +230,7 @@ extension Worker {
             key = headerValue(c, named: HeaderName.cookie, base: base).flatMap { cookieValue($0, named: service.stickyKeyName) }
         }
         guard let key, !key.isEmpty else { return -1 }
-        // A fixed seed: every replica (and every restart) puts a client at the same point.
-        return Int(HashKey.hash(key, seed: 0x5357_4954_4348) % 1000)
+        return TrafficSplit.stickyPoint(key: key)
     }
 
     /// Ends the client's claim on its endpoint (least-connections counts, latency for EWMA).

@@ -37,6 +37,9 @@ struct TunnelDirection {
 /// connection classes; epoll carries its pointer tagged for the client or upstream side.
 final class TunnelConnection {
     let clientFD: Int32
+    /// The client's place in `max_connections_per_client` (PerClientLimit.swift), held
+    /// as long as this tunnel.
+    var perClientTicket: PerClientTicket?
     var upstreamFD: Int32 = -1
     var slot = 0
     var endpoint: Endpoint?
@@ -76,7 +79,7 @@ extension Worker {
     // MARK: Accept
 
     /// A new connection on a TCP listener for `serviceName`.
-    func acceptTunnel(_ fd: Int32, peer: SocketAddress, serviceName: String) {
+    func acceptTunnel(_ fd: Int32, peer: SocketAddress, serviceName: String, ticket: PerClientTicket? = nil) {
         guard let service = table.services.first(where: { $0.name == serviceName }) else {
             Log.warning("tcp listener for '\(serviceName)': no such service is discovered; connection closed")
             Socket.close(fd)
@@ -85,6 +88,7 @@ extension Worker {
         }
         let hash = Array(peer.ipText.utf8).withUnsafeBytes { HashKey.hash($0) }
         let t = TunnelConnection(clientFD: fd, service: service, sourceHash: hash)
+        t.perClientTicket = ticket
         guard makePipes(&t.up), makePipes(&t.down) else {
             Log.error("tcp tunnel: cannot create pipes (errno \(yard_errno())); connection closed")
             closePipes(t)
@@ -146,8 +150,9 @@ extension Worker {
         let top = balancers[service.index]
         var balancer = top
         if t.onCanary == nil {
-            let permille = service.canaryPermille
-            t.onCanary = top.canaryState != nil && (permille >= 1000 || (permille > 0 && top.split.pick() == 1))
+            // A tunnel carries no header: the canary share (or the active track's absence) decides.
+            t.onCanary = top.canaryState != nil
+                && top.split.decide(override: .absent, stickyPoint: -1, activeHasEndpoints: !top.endpoints.isEmpty).track == .canary
         }
         if let canary = top.canaryState, !canary.endpoints.isEmpty, t.onCanary == true || top.endpoints.isEmpty {
             balancer = canary
@@ -188,6 +193,7 @@ extension Worker {
             return
         }
         let t = TunnelConnection(clientFD: c.fd, service: service, sourceHash: 0)
+        t.perClientTicket = c.perClientTicket
         if let tls = c.tls {
             // Bytes OpenSSL decrypted ahead stay in it: the first pump reads them.
             let b = TLSTunnelBuffers(tls: tls)

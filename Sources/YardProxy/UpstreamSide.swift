@@ -85,6 +85,7 @@ extension Worker {
         u.client = c
         c.lastEndpoint = u.endpoint
         metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.active)
+        if u.h2 == nil, u.endpoint.poolKey < pools.count, let pool = pools[u.endpoint.poolKey] { pool.exchangeStarted(now: now) }
     }
 
     /// Ends the pairing of a client's exchange with its upstream connection.
@@ -92,6 +93,9 @@ extension Worker {
         c.upstream = nil
         u.client = nil
         metrics.subtract(u.endpoint.poolKey, WorkerMetrics.Field.active)
+        // A pool replaced while the exchange ran (the endpoint left and came back) never
+        // counted it: saturate at zero.
+        if u.h2 == nil, u.endpoint.poolKey < pools.count, let pool = pools[u.endpoint.poolKey], pool.busy > 0 { pool.busy -= 1 }
     }
 
     /// Parks a connection whose exchange ended cleanly in its endpoint's pool, or closes it
@@ -103,7 +107,7 @@ extension Worker {
             return
         }
         let key = u.endpoint.poolKey
-        guard key < pools.count, let pool = pools[key], pool.routable, pool.idle.count < settings.maxIdlePerEndpoint,
+        guard key < pools.count, let pool = pools[key], pool.routable, pool.hasRoomForIdle(floor: settings.maxIdlePerEndpoint),
               u.inBuf.isEmpty, u.phase == .active, u.tls?.hasBufferedInput != true else {
             closeUpstream(u)
             return
@@ -228,6 +232,17 @@ extension Worker {
 
     // MARK: Relaying the response
 
+    /// A close-delimited body from a TLS upstream ended without close_notify: it may be
+    /// truncated, so the client gets what arrived and then a cut (no Connection: close
+    /// ending, no close_notify), never a clean end. Logged and counted.
+    private func responseTruncated(_ c: ClientConnection, _ u: UpstreamConnection) {
+        metrics.truncatedResponses &+= 1
+        recordOutcome(u.endpoint, service: c.route?.service, failed: true)
+        Log.warning("response from \(u.endpoint.id) ended without TLS close_notify: possibly truncated; closing the client connection without a clean end")
+        c.abortiveClose = true
+        abortExchange(c, status: 502, reason: "response from \(u.endpoint.id) truncated (no TLS close_notify)")
+    }
+
     /// Parses the response head and moves body bytes to the client, as far as the client's
     /// buffer allows; finishes the exchange when the response is complete.
     func relayResponse(_ u: UpstreamConnection) {
@@ -289,7 +304,14 @@ extension Worker {
             }
             let available = u.inBuf.readableBytes
             if available == 0 {
-                if u.eof && u.responseUntilClose { u.responseDone = true }
+                if u.eof && u.responseUntilClose {
+                    if u.tls?.endedWithoutCloseNotify == true {
+                        // Without close_notify the close does not prove the body complete.
+                        responseTruncated(c, u)
+                        return
+                    }
+                    u.responseDone = true
+                }
                 break
             }
             if c.outBuf.writableBytes < available { c.outBuf.compact() }

@@ -9,14 +9,20 @@ import YardIO
 import YardModel
 import YardTLS
 
-/// Counts client connections across every worker, to enforce `maxConnections`.
+/// Counts client connections across every worker, to enforce `maxConnections` (and, with
+/// `perClient`, `maxConnectionsPerClient`).
 ///
 /// Threading: any worker; an atomic touched once per accept and once per close.
 final class ConnectionGate: Sendable {
     let limit: Int
     let open = Atomic<Int>(0)
+    /// Per source address, nil when `max_connections_per_client` is 0 (off).
+    let perClient: PerClientLimit?
 
-    init(limit: Int) { self.limit = limit }
+    init(limit: Int, perClient: Int = 0) {
+        self.limit = limit
+        self.perClient = perClient > 0 ? PerClientLimit(limit: perClient) : nil
+    }
 
     func tryEnter() -> Bool {
         let now = open.wrappingAdd(1, ordering: .relaxed).newValue
@@ -264,19 +270,35 @@ final class Worker: @unchecked Sendable {
             switch Socket.accept(listenFD) {
             case .accepted(let fd, let peer):
                 guard !draining, gate.tryEnter() else {
+                    if !draining { metrics.refusedOverLimit &+= 1 }
                     Socket.close(fd)
                     continue
                 }
+                var ticket: PerClientTicket?
+                if let perClient = gate.perClient {
+                    ticket = perClient.enter(peer)
+                    if ticket == nil {
+                        metrics.refusedPerClient &+= 1
+                        Socket.close(fd)
+                        gate.leave()
+                        continue
+                    }
+                }
                 Socket.setNoDelay(fd)
                 if let tunnelService {
-                    acceptTunnel(fd, peer: peer, serviceName: tunnelService)
+                    acceptTunnel(fd, peer: peer, serviceName: tunnelService, ticket: ticket)
                     continue
                 }
                 metrics.accepted &+= 1
                 let c = ClientConnection(fd: fd, peer: peer, maxHeaders: settings.maxHeaders, bufferSize: bufferSize)
+                c.perClientTicket = ticket
+                c.trustedPeer = isTrustedProxy(c.peerBytes)
                 c.slot = clients.count
                 clients.append(c)
-                c.deadline = now + Int64(settings.clientIdleTimeoutMs)
+                // Until its first request head is complete, a new connection gets the header
+                // timeout from accept (TLS handshake included), not the idle timeout: a
+                // connection that never sends a byte is not a keep-alive connection.
+                c.deadline = now + Int64(settings.clientHeaderTimeoutMs)
                 if let tls {
                     guard let connection = TLSConnection(accepting: fd, context: tls) else {
                         closeClient(c)
@@ -285,7 +307,6 @@ final class Worker: @unchecked Sendable {
                     c.tls = connection
                     c.secure = true
                     c.phase = .handshaking
-                    c.deadline = now + Int64(settings.clientHeaderTimeoutMs)
                 }
                 c.interest = Epoll.readable
                 epoll.add(fd, events: c.interest, token: Token.client(c))
@@ -297,6 +318,17 @@ final class Worker: @unchecked Sendable {
                 }
                 return
             }
+        }
+    }
+
+    /// Whether a peer's forwarding fields are trusted (`trusted_proxies`). An IPv4-mapped
+    /// IPv6 address (a v4 client of a `::` listener) is checked as the IPv4 address it is.
+    func isTrustedProxy(_ address: [UInt8]) -> Bool {
+        guard !settings.trustedProxies.isEmpty else { return false }
+        return address.withUnsafeBytes { raw in
+            let mapped = raw.count == 16 && raw[0..<10].allSatisfy { $0 == 0 } && raw[10] == 0xFF && raw[11] == 0xFF
+            let checked = mapped ? UnsafeRawBufferPointer(rebasing: raw[12..<16]) : raw
+            return settings.trustedProxies.contains { $0.contains(checked) || (mapped && $0.contains(raw)) }
         }
     }
 
@@ -317,6 +349,7 @@ final class Worker: @unchecked Sendable {
         epoll.remove(c.fd)
         Socket.close(c.fd)
         gate.leave()
+        c.perClientTicket = nil
         removeSlot(c, from: &clients)
         graveyard.append(c)
     }

@@ -24,6 +24,9 @@ public final class TLSClientContext: @unchecked Sendable {
         guard yard_SSL_CTX_set_min_proto_version(ctx, minimumVersion.openSSLValue) == 1 else {
             throw TLSError.fromQueue("setting the minimum TLS version")
         }
+        // Without SSL_OP_IGNORE_UNEXPECTED_EOF: an upstream's EOF without close_notify is
+        // reported (`TLSConnection.endedWithoutCloseNotify`), because it may cut short a body
+        // delimited by the close.
         _ = SSL_CTX_set_options(ctx, yard_SSL_OP_client_defaults)
         _ = yard_SSL_CTX_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
         if !verify {

@@ -76,6 +76,11 @@ public final class TLSConnection {
         return step(rc, "TLS shutdown")
     }
 
+    /// The peer closed the connection without close_notify: whatever it sent last may have
+    /// been cut short (matters for a body delimited by the close). Set with `.closed` from
+    /// `read`, on contexts that report it (TLSClientContext).
+    public private(set) var endedWithoutCloseNotify = false
+
     /// Decrypts into `buffer`'s free space: every record OpenSSL already holds, as far as
     /// the room goes, then stops (so data is never left behind in OpenSSL unseen by epoll,
     /// unless the buffer filled up: see `hasBufferedInput`).
@@ -91,8 +96,12 @@ public final class TLSConnection {
                 continue
             }
             // Bytes read come first; a close or failure behind them is reported next call
-            // (OpenSSL keeps returning it).
-            if total > 0 { break }
+            // (OpenSSL keeps returning it, but not its error queue: note an EOF without
+            // close_notify now).
+            if total > 0 {
+                if SSL_get_error(ssl, n) == SSL_ERROR_SSL && isUnexpectedEOF() { endedWithoutCloseNotify = true }
+                break
+            }
             return ioResult(n, "TLS read")
         }
         return total > 0 ? .bytes(total) : .wantRead
@@ -191,6 +200,12 @@ public final class TLSConnection {
 
     private enum Blocked { case wantRead, wantWrite, closed, failed(TLSError) }
 
+    /// The error OpenSSL queued is the peer's EOF without close_notify.
+    private func isUnexpectedEOF() -> Bool {
+        let first = ERR_peek_error()
+        return ERR_GET_LIB(first) == ERR_LIB_SSL && ERR_GET_REASON(first) == SSL_R_UNEXPECTED_EOF_WHILE_READING
+    }
+
     private func classify(_ rc: Int32, _ operation: String) -> Blocked {
         let code = SSL_get_error(ssl, rc)
         switch code {
@@ -206,6 +221,13 @@ public final class TLSConnection {
             if queued.isEmpty && (err == 0 || err == ECONNRESET || err == EPIPE) { return .closed }
             return .failed(TLSError(operation, reason: queued.isEmpty ? String(cString: strerror(err)) : queued))
         default:
+            // The peer closed TCP without close_notify (reported only where the context does
+            // not set SSL_OP_IGNORE_UNEXPECTED_EOF: upstream connections).
+            if endedWithoutCloseNotify || isUnexpectedEOF() {
+                ERR_clear_error()
+                endedWithoutCloseNotify = true
+                return .closed
+            }
             var error = TLSError.fromQueue(operation)
             let verify = SSL_get_verify_result(ssl)
             if verify != X509_V_OK, let text = X509_verify_cert_error_string(verify) {

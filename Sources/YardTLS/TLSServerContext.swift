@@ -99,6 +99,9 @@ public final class TLSServerContext: @unchecked Sendable {
         }
     }
 
+    /// The key exchange groups a TLS listener accepts (Mozilla intermediate).
+    public static let groups = "X25519:prime256v1:secp384r1"
+
     private static func configureProtocol(_ ctx: OpaquePointer, _ configuration: TLSServerConfiguration) throws(TLSError) {
         guard yard_SSL_CTX_set_min_proto_version(ctx, configuration.minimumVersion.openSSLValue) == 1 else {
             throw TLSError.fromQueue("setting the minimum TLS version")
@@ -108,6 +111,11 @@ public final class TLSServerContext: @unchecked Sendable {
         }
         if let suites = configuration.ciphersuites, SSL_CTX_set_ciphersuites(ctx, suites) != 1 {
             throw TLSError.fromQueue("TLS 1.3 ciphersuites '\(suites)'")
+        }
+        // Key exchange groups of Mozilla's "intermediate" profile, in preference order: not
+        // OpenSSL's default list, which also offers X448, secp521r1 and the ffdhe groups.
+        guard yard_SSL_CTX_set1_groups_list(ctx, TLSServerContext.groups) == 1 else {
+            throw TLSError.fromQueue("key exchange groups '\(TLSServerContext.groups)'")
         }
         _ = SSL_CTX_set_options(ctx, yard_SSL_OP_server_defaults)
         // Partial writes: a large response goes out record by record as the socket takes

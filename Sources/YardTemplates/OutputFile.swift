@@ -19,6 +19,9 @@ public enum OutputOutcome: Sendable, Equatable, CustomStringConvertible {
     case checkFailed(CommandResult)
     /// The file could not be written; the old file is untouched.
     case writeFailed(String)
+    /// The file already holds this text, but its last reload failed: the reload command
+    /// ran again (its result).
+    case reloadRetried(CommandResult)
 
     public var description: String {
         switch self {
@@ -28,6 +31,17 @@ public enum OutputOutcome: Sendable, Equatable, CustomStringConvertible {
         case .written(nil): "written"
         case .checkFailed(let result): "check failed (\(result.summary)); the old file stays"
         case .writeFailed(let message): "write failed (\(message)); the old file stays"
+        case .reloadRetried(let result) where !result.succeeded: "unchanged; reload failed again (\(result.summary))"
+        case .reloadRetried: "unchanged; reloaded"
+        }
+    }
+
+    /// The reload command's result, when one ran.
+    public var reload: CommandResult? {
+        switch self {
+        case .written(let reload): reload
+        case .reloadRetried(let result): result
+        case .unchanged, .checkFailed, .writeFailed: nil
         }
     }
 }
@@ -45,10 +59,14 @@ public enum OutputFile {
     /// The check command's placeholder for the candidate's path (shell-quoted when replaced).
     public static let pathPlaceholder = "{{path}}"
 
-    public static func write(_ text: String, output: OutputConfig) -> OutputOutcome {
+    /// Writes `text` to `output`'s destination (checked, atomically) and reloads.
+    /// `reloadPending`: the last reload of this output failed, so an unchanged file is
+    /// reloaded anyway (the running program may still hold an older file).
+    public static func write(_ text: String, output: OutputConfig, reloadPending: Bool = false) -> OutputOutcome {
         let destination = output.destination
         if let current = FileManager.default.contents(atPath: destination), current == Data(text.utf8) {
-            return .unchanged
+            guard reloadPending, let reload = output.reload else { return .unchanged }
+            return .reloadRetried(runReload(reload, output: output))
         }
         let candidate: String
         switch writeCandidate(text, next: destination, mode: output.mode) {
@@ -72,8 +90,11 @@ public enum OutputFile {
         }
         syncDirectory(of: destination)
         guard let reload = output.reload else { return .written(reload: nil) }
-        return .written(reload: CommandRunner.run(
-            reload, environment: ["SWITCHYARD_DESTINATION": destination], timeoutMs: output.commandTimeoutMs))
+        return .written(reload: runReload(reload, output: output))
+    }
+
+    private static func runReload(_ command: String, output: OutputConfig) -> CommandResult {
+        CommandRunner.run(command, environment: ["SWITCHYARD_DESTINATION": output.destination], timeoutMs: output.commandTimeoutMs)
     }
 
     // MARK: Files

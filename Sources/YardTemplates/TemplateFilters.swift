@@ -1,5 +1,5 @@
 // The filters templates use beyond Stencil's own: healthy, by_track, by_label, by_tag,
-// sorted, joined, pluck, yaml, slug. Each is a pure function of its input, registered on a
+// sorted, joined, pluck, yaml, slug, nginx_quote, haproxy_quote. Each is a pure function of its input, registered on a
 // Stencil `Extension`; a wrong argument is a `TemplateSyntaxError`, which the renderer
 // reports with the template's file and line.
 
@@ -44,6 +44,8 @@ enum TemplateFilters {
             return items.compactMap { $0[key] }
         }
         ext.registerFilter("yaml") { value in yamlScalar(value) }
+        ext.registerFilter("nginx_quote") { value in nginxQuoted(value) }
+        ext.registerFilter("haproxy_quote") { value in haproxyQuoted(value) }
         ext.registerFilter("slug") { value in
             String(describe(value ?? "").map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." ? $0 : "-" })
         }
@@ -96,23 +98,68 @@ enum TemplateFilters {
         case nil: return "\"\""
         default: break
         }
-        var text = "\""
-        for scalar in describe(value!).unicodeScalars {
+        return doubleQuoted(describe(value ?? ""), escaping: [:], control: hexEscape)
+    }
+
+    // MARK: Quoting for other programs' configuration
+
+    /// Whether `text` can stand bare as one nginx or HAProxy word: letters, digits and
+    /// `_ . : - [ ] /` only (names, addresses, `[::1]:80`, simple paths).
+    static func isBareWord(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: ":") || byte == UInt8(ascii: "-")
+                || byte == UInt8(ascii: "[") || byte == UInt8(ascii: "]") || byte == UInt8(ascii: "/")
+        }
+    }
+
+    /// A value as exactly one nginx configuration word: bare when it is a plain word,
+    /// else double-quoted with nginx's escapes (`\"`, `\\`, `\n`, `\r`, `\t`), so a
+    /// newline, `;`, `{` or `}` inside it stays inside the word. nginx has no escape for
+    /// other control characters: they become `?`. A `$` stays as it is (nginx has no
+    /// escape for it either): do not insert values into directives that expand
+    /// variables; discovery already refuses `$` in names, addresses and paths.
+    static func nginxQuoted(_ value: Any?) -> String {
+        let text = value.map(describe) ?? ""
+        return isBareWord(text) ? text : doubleQuoted(text, escaping: [:], control: { _ in "?" })
+    }
+
+    /// A value as exactly one HAProxy configuration word: bare when it is a plain word,
+    /// else in HAProxy's weak (double) quotes with its escapes: `\"`, `\\`, `\$` (no
+    /// environment expansion), `\n`, `\r`, `\t` and `\xNN` for other control characters.
+    static func haproxyQuoted(_ value: Any?) -> String {
+        let text = value.map(describe) ?? ""
+        return isBareWord(text) ? text : doubleQuoted(text, escaping: ["$": "\\$"], control: hexEscape)
+    }
+
+    /// `text` in double quotes with C-style escapes for `"`, `\\`, newline, tab and
+    /// carriage return, `escaping`'s own, and `control` for other control characters
+    /// (C0 and DEL).
+    static func doubleQuoted(_ text: String, escaping: [Unicode.Scalar: String], control: (Unicode.Scalar) -> String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
             switch scalar {
-            case "\"": text += "\\\""
-            case "\\": text += "\\\\"
-            case "\n": text += "\\n"
-            case "\t": text += "\\t"
-            case "\r": text += "\\r"
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case "\r": out += "\\r"
             default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    text += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
+                if let escaped = escaping[scalar] {
+                    out += escaped
+                } else if scalar.value < 0x20 || scalar.value == 0x7F {
+                    out += control(scalar)
                 } else {
-                    text.unicodeScalars.append(scalar)
+                    out.unicodeScalars.append(scalar)
                 }
             }
         }
-        return text + "\""
+        return out + "\""
+    }
+
+    /// `\xNN` for a control character.
+    static func hexEscape(_ scalar: Unicode.Scalar) -> String {
+        "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
     }
 
     // MARK: Helpers

@@ -136,6 +136,10 @@ public final class PodmanEngine: Sendable {
         }
     }
 
+    /// The podman command line with this engine's storage flags, and the environment it
+    /// needs: for scripts that run podman themselves (`PODMAN=... scripts/image`).
+    public var commandLine: (arguments: [String], environment: [String: String]) { (podman, environment) }
+
     /// Runs `podman ARGS` with this engine's storage; returns standard output, trimmed.
     @discardableResult
     public func podman(_ arguments: [String], deadline: Deadline = .seconds(30)) throws -> String {

@@ -52,6 +52,11 @@ struct Render: ParsableCommand {
             throw ExitCode(forceRunning(client))
         }
         let running = RunningReplica.fetch(client)
+        // The traffic state (active track, canary) outputs render with: the running
+        // replica's, else the configured state store's; never services.yml's alone when a
+        // flip is stored, so this render writes what the replica would.
+        let traffic = TrafficSource.read(loaded, client: running == nil ? nil : client, services: discovered)
+        FileHandleWriter.stdout("traffic state: \(traffic.source)\n")
         let templates = loaded.templates ?? TemplatesConfig()
         if loaded.templates == nil {
             FileHandleWriter.stdout("\(config) has no templates: section; the provider's catalog is routed as it is.\n")
@@ -72,6 +77,7 @@ struct Render: ParsableCommand {
                 failed = true
             }
         }
+        routed = routed.applying(traffic.states)
         if !failed {
             failed = !reportPools(routed, running: running, guards: templates.guards) && !dryRun
         }
@@ -141,11 +147,54 @@ struct Render: ParsableCommand {
     }
 
     private func adminClient(_ loaded: SwitchyardConfig) -> AdminClient? {
-        if let admin { return try? AdminClient(url: admin) }
+        // `POST /render?force=true` is a write: it carries the config's admin token, if any.
+        let token = AdminClient.firstToken(inFile: loaded.admin.tokenFile)
+        if let admin { return try? AdminClient(url: admin, token: token) }
         guard loaded.admin.enabled else { return nil }
-        let host = loaded.admin.host == "0.0.0.0" ? "127.0.0.1" : loaded.admin.host == "::" ? "::1" : loaded.admin.host
-        let text = host.contains(":") ? "[\(host)]:\(loaded.admin.port)" : "\(host):\(loaded.admin.port)"
-        return try? AdminClient(url: "http://\(text)")
+        return try? AdminClient(url: adminURL(loaded.admin), token: token)
+    }
+}
+
+// MARK: - Traffic state
+
+/// Where `render` took the traffic states from, and the states.
+struct TrafficSource {
+    var states: [String: TrafficState]
+    var source: String
+
+    /// The running replica's states (`GET /services/NAME`), else the configured state
+    /// store's; with neither, discovery's (services.yml) and says so.
+    static func read(_ config: SwitchyardConfig, client: AdminClient?, services: ServiceCatalog) -> TrafficSource {
+        if let client {
+            var states: [String: TrafficState] = [:]
+            var reached = true
+            for service in services.services {
+                guard let answer = try? client.request("GET", "/services/\(pathEscaped(service.name))") else { reached = false; break }
+                guard answer.status == 200, let view = try? JSONDecoder().decode(ServiceView.self, from: Data(answer.body)) else { continue }
+                states[service.name] = view.state
+            }
+            if reached {
+                let stored = states.values.filter { $0.revision > 0 }.count
+                return TrafficSource(states: states, source: "from the running replica at \(client.target) (\(stored) service(s) with a stored state)")
+            }
+        }
+        let store: TrafficStore
+        do {
+            store = try TrafficStores.make(config.stateStore)
+        } catch {
+            return TrafficSource(states: [:], source: "from discovery only: the state store cannot be opened (\(error)); a stored flip or canary is not in this render")
+        }
+        do {
+            let snapshot = try store.load()
+            return TrafficSource(states: snapshot.states, source: "from the state store (\(store.description)); no running replica answered")
+        } catch {
+            return TrafficSource(states: [:], source: "from discovery only: the state store (\(store.description)) is unreachable (\(error)); a stored flip or canary is not in this render")
+        }
+    }
+
+    /// The part of `GET /services/NAME` this reads.
+    private struct ServiceView: Decodable {
+        var state: TrafficState
     }
 }
 

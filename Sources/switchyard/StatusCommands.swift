@@ -4,28 +4,63 @@ import Glibc
 import ArgumentParser
 import Foundation
 import YardControl
+import YardModel
 
 /// Options every command that talks to a running replica shares.
+///
+/// The admin API is, in order: `--admin`, `$SWITCHYARD_ADMIN`, the `--config` file's
+/// `admin.address`, `http://127.0.0.1:9901`. The token: `--token-file`, `$SWITCHYARD_TOKEN`,
+/// `$SWITCHYARD_TOKEN_FILE`, the `--config` file's `admin.token_file`.
 struct AdminOptions: ParsableArguments {
-    @Option(help: "The replica's admin API.")
-    var admin = "http://127.0.0.1:9901"
+    @Option(help: "The replica's admin API (default: $SWITCHYARD_ADMIN, else the --config file's admin.address, else http://127.0.0.1:9901).")
+    var admin: String?
 
-    @Option(help: "A file holding the admin bearer token (for writes).")
+    @Option(name: .shortAndLong, help: "Read the admin address and token file from this config file.")
+    var config: String?
+
+    @Option(help: "A file holding the admin bearer token for writes (default: $SWITCHYARD_TOKEN, $SWITCHYARD_TOKEN_FILE, the --config file's admin.token_file).")
     var tokenFile: String?
 
     @Flag(help: "Print JSON for machines instead of text for people.")
     var json = false
 
     func client() throws -> AdminClient {
+        let env = ProcessInfo.processInfo.environment
+        func nonEmpty(_ key: String) -> String? { env[key].flatMap { $0.isEmpty ? nil : $0 } }
+        var loaded: SwitchyardConfig?
+        if let config {
+            do { loaded = try ConfigLoader.loadConfig(path: config) } catch { fail("\(error)") }
+        }
+        var url = defaultAdminURL
+        if let admin {
+            url = admin
+        } else if let fromEnv = nonEmpty("SWITCHYARD_ADMIN") {
+            url = fromEnv
+        } else if let loaded, let config {
+            guard loaded.admin.enabled else { fail("\(config) has no admin: section; pass --admin URL") }
+            url = adminURL(loaded.admin)
+        }
+        if !url.contains("://") { url = "http://" + url }
         var token: String?
-        if let tokenFile {
-            guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
-                fail("cannot read the token file \(tokenFile)")
+        if let path = tokenFile ?? (nonEmpty("SWITCHYARD_TOKEN") == nil ? nonEmpty("SWITCHYARD_TOKEN_FILE") ?? loaded?.admin.tokenFile : nil) {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                fail("cannot read the token file \(path)")
             }
             token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        } else if let fromEnv = nonEmpty("SWITCHYARD_TOKEN") {
+            token = fromEnv.trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        return try AdminClient(url: admin, token: token)
+        return try AdminClient(url: url, token: token)
     }
+}
+
+let defaultAdminURL = "http://127.0.0.1:9901"
+
+/// The URL a client on this machine reaches a config's admin listener at (a wildcard
+/// address is reached over loopback).
+func adminURL(_ admin: AdminConfig) -> String {
+    let host = admin.host == "0.0.0.0" ? "127.0.0.1" : admin.host == "::" ? "::1" : admin.host
+    return host.contains(":") ? "http://[\(host)]:\(admin.port)" : "http://\(host):\(admin.port)"
 }
 
 struct Status: ParsableCommand {
@@ -41,26 +76,22 @@ struct Status: ParsableCommand {
     var interval: Double = 1
 
     func run() throws {
-        let client: AdminClient
-        do { client = try options.client() } catch { fail("\(error)") }
-        do {
-            let first = try client.request("GET", "/status")
-            guard first.status == 200 else { fail("admin API answered \(first.status): \(first.text)") }
-            if options.json {
-                FileHandleWriter.stdout(first.text + "\n")
-                return
-            }
-            var second = first
-            if interval > 0 {
-                usleep(UInt32(interval * 1_000_000))
-                second = try client.request("GET", "/status")
-            }
-            let before = try JSONDecoder().decode(StatusView.self, from: Data(first.body))
-            let after = try JSONDecoder().decode(StatusView.self, from: Data(second.body))
-            FileHandleWriter.stdout(StatusView.render(before: before, after: after, seconds: interval, only: service))
-        } catch let error as AdminClientError {
-            fail(error.description)
+        let client = options.makeClient()
+        let first = client.checked(client.request("GET", "/status"))
+        if options.json {
+            FileHandleWriter.stdout(first.text + "\n")
+            return
         }
+        var second = first
+        // At most a minute; NaN or infinity (ArgumentParser reads them) would trap UInt32().
+        let seconds = interval.isFinite ? min(max(interval, 0), 60) : 0
+        if seconds > 0 {
+            usleep(UInt32(seconds * 1_000_000))
+            second = client.checked(client.request("GET", "/status"))
+        }
+        let before = decode(StatusView.self, first)
+        let after = decode(StatusView.self, second)
+        FileHandleWriter.stdout(StatusView.render(before: before, after: after, seconds: seconds, only: service))
     }
 }
 
@@ -76,36 +107,35 @@ struct Explain: ParsableCommand {
     @Option(help: "The request's path.")
     var path = "/"
 
-    @Option(help: "A request header, K:V (repeatable).")
+    @Option(help: "A request header, K:V (repeatable), e.g. X-Switchyard-Track:green or Cookie:user=42.")
     var header: [String] = []
 
+    @Option(help: "The client's IP address (for an override header limited to some networks).")
+    var client: String?
+
     func run() throws {
-        let client: AdminClient
-        do { client = try options.client() } catch { fail("\(error)") }
+        let admin = options.makeClient()
         func encode(_ text: String) -> String {
             text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~/"))) ?? text
         }
         var query = "host=\(encode(host))&path=\(encode(path))"
-        for h in header { query += "&header=\(encode(h))" }
-        do {
-            let answer = try client.request("GET", "/explain?\(query)")
-            guard answer.status == 200 else { fail("admin API answered \(answer.status): \(answer.text)") }
-            if options.json {
-                FileHandleWriter.stdout(answer.text + "\n")
-                return
-            }
-            let view = try JSONDecoder().decode(ExplainView.self, from: Data(answer.body))
-            var lines = ["request   host '\(view.host)' path '\(view.path)'"]
-            lines.append("route     \(view.route ?? "none")")
-            lines.append("service   \(view.service ?? "-")" + (view.active_track.map { "  (active track \($0))" } ?? ""))
-            lines.append("answer    \(view.answer)")
-            for candidate in view.candidates { lines.append("  candidate \(candidate)") }
-            lines.append("why:")
-            for reason in view.reasons { lines.append("  - \(reason)") }
-            FileHandleWriter.stdout(lines.joined(separator: "\n") + "\n")
-        } catch let error as AdminClientError {
-            fail(error.description)
+        if !header.isEmpty { query += "&headers=\(encode(header.joined(separator: "\n")))" }
+        if let client { query += "&client=\(encode(client))" }
+        let answer = admin.checked(admin.request("GET", "/explain?\(query)"))
+        if options.json {
+            FileHandleWriter.stdout(answer.text + "\n")
+            return
         }
+        let view = decode(ExplainView.self, answer)
+        var lines = ["request   host '\(view.host)' path '\(view.path)'"]
+        lines.append("route     \(view.route ?? "none")")
+        lines.append("service   \(view.service ?? "-")" + (view.active_track.map { "  (active track \($0))" } ?? ""))
+        if let track = view.track { lines.append("track     \(track)" + (view.rule.map { "  (decided by \($0))" } ?? "")) }
+        lines.append("answer    \(view.answer)")
+        for candidate in view.candidates { lines.append("  candidate \(candidate)") }
+        lines.append("why:")
+        for reason in view.reasons { lines.append("  - \(reason)") }
+        FileHandleWriter.stdout(lines.joined(separator: "\n") + "\n")
     }
 }
 
@@ -115,6 +145,8 @@ struct ExplainView: Decodable {
     var route: String?
     var service: String?
     var active_track: String?
+    var track: String?
+    var rule: String?
     var candidates: [String]
     var answer: String
     var reasons: [String]
@@ -213,7 +245,8 @@ struct StatusView: Decodable {
             let revision = service.revision ?? 0
             let source = revision > 0 ? "revision \(revision)" : "from discovery (nothing stored)"
             let last = service.last_change.map { "; last: \($0.action) by \($0.who)" } ?? ""
-            text += "\(service.name): traffic \(source)\(last)\n"
+            let noActive = service.active_track == nil && service.tracks.count > 1 ? "; no active track: every endpoint serves, by weight" : ""
+            text += "\(service.name): traffic \(source)\(last)\(noActive)\n"
         }
         if let store = after.state_store {
             let replica = store.replica.map { " (replica \($0))" } ?? ""

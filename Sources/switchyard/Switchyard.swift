@@ -13,6 +13,7 @@ struct Switchyard: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "An ingress proxy and load balancer for blue/green and canary releases.",
+        version: BuildInfo.versionText,
         subcommands: [Run.self, Check.self, Render.self, Status.self, Flip.self, Canary.self, Explain.self, Demo.self, Backend.self])
 }
 
@@ -172,8 +173,10 @@ struct Demo: ParsableCommand {
         }
         let runtime = Runtime(configPath: config)
         let backendCount = backends.count
-        let cli = CommandLine.arguments.first ?? "switchyard"
-        let admin = loaded.admin.enabled ? "http://\(loaded.admin.host):\(loaded.admin.port)/" : "admin listener disabled"
+        // The printed commands reach this demo's admin API, wherever the config puts it.
+        let adminTarget = loaded.admin.enabled && adminURL(loaded.admin) != defaultAdminURL ? " --admin \(adminURL(loaded.admin))" : ""
+        let cli = (CommandLine.arguments.first ?? "switchyard")
+        let admin = loaded.admin.enabled ? adminURL(loaded.admin) + "/" : "admin listener disabled"
         let code = try runtime.run { addresses in
             let listen = addresses.first.map { "http://\($0)" } ?? "http://127.0.0.1:8080"
             let tracks = catalog.services.map { service in
@@ -191,13 +194,13 @@ struct Demo: ParsableCommand {
               for i in 1 2 3 4; do curl -s \(listen)/; done
 
             Flip to green on every replica, and back (the state store remembers it):
-              \(cli) flip shop --to green
-              \(cli) flip shop --to blue
+              \(cli) flip shop --to green\(adminTarget)
+              \(cli) flip shop --to blue\(adminTarget)
             Canary: 10 % of new requests to green, exact; then step it through 5, 25, 50, 100 %:
-              \(cli) canary set shop 10
-              \(cli) canary step shop --bake 10s --min-requests 20
-              \(cli) canary promote shop
-            See it: \(cli) status   (or the dashboard, \(admin))
+              \(cli) canary set shop 10\(adminTarget)
+              \(cli) canary step shop --bake 10s --min-requests 20\(adminTarget)
+              \(cli) canary promote shop\(adminTarget)
+            See it: \(cli) status\(adminTarget)   (or the dashboard, \(admin))
             Discovery: edit \(servicesPath); the change is live within a second.
 
             Ctrl-C drains in-flight requests and stops.

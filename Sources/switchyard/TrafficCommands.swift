@@ -155,7 +155,7 @@ struct CanaryStep: ParsableCommand {
             if rollbackOnFail { rollback(client) }
             throw ExitCode(1)
         }
-        let changed = decodeChange(answer, json: options.json)
+        let changed = decodeChange(client.checked(answer), json: options.json)
         if !options.json {
             say("\(service): \(changed.state.history.last?.action ?? "stepped") (revision \(changed.state.revision))")
         }
@@ -191,8 +191,7 @@ struct CanaryStep: ParsableCommand {
             }
             usleep(100_000)
         }
-        let answer = client.request("GET", gateQuery(canary: nil, seconds: seconds, policy: policy))
-        guard answer.status == 200 else { fail("gate check: admin API answered \(answer.status): \(answer.text)") }
+        let answer = client.checked(client.request("GET", gateQuery(canary: nil, seconds: seconds, policy: policy)))
         return decode(GateVerdict.self, answer)
     }
 
@@ -274,16 +273,23 @@ struct CLIClient {
         }
     }
 
-    /// A write whose refusals (409 stale revision) exit 1 and whose errors exit 2.
+    /// A write whose refusals exit 1 and whose errors exit 2 (see `checked`).
     func write<T: Encodable>(_ path: String, _ body: T) -> AdminClient.Response {
-        let answer = request("POST", path, body: encodeJSON(body))
+        checked(request("POST", path, body: encodeJSON(body)))
+    }
+
+    /// The answer when it is a 200; otherwise its error message on standard error and the
+    /// documented exit code: 1 for a refusal (409: stale revision, canary at the top of its
+    /// plan; 412: gate failed), 2 for anything else (invalid request, unknown service,
+    /// store unreachable, no token).
+    func checked(_ answer: AdminClient.Response) -> AdminClient.Response {
         switch answer.status {
         case 200: return answer
-        case 409:
+        case 409, 412:
             FileHandleWriter.stderr("switchyard: refused: \(errorText(answer))\n")
             Foundation.exit(1)
         default:
-            fail("\(answer.status): \(errorText(answer))")
+            fail("\(errorText(answer)) (admin API answered \(answer.status))")
         }
     }
 }
@@ -298,8 +304,10 @@ extension AdminOptions {
     }
 }
 
+/// The message of an error answer: its JSON `error`, else its text.
 func errorText(_ answer: AdminClient.Response) -> String {
-    (try? JSONDecoder().decode(ErrorView.self, from: Data(answer.body)))?.error ?? answer.text
+    (try? JSONDecoder().decode(ErrorView.self, from: Data(answer.body)))?.error
+        ?? answer.text.trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
 func decode<T: Decodable>(_ type: T.Type, _ answer: AdminClient.Response) -> T {
@@ -340,14 +348,16 @@ func pathEscaped(_ text: String) -> String {
     text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? text
 }
 
-/// `500ms`, `30s`, `2m`, `1h`, or bare seconds; exits 2 on anything else.
+/// `500ms`, `30s`, `2m`, `1h`, or bare seconds, up to a year; exits 2 on anything else
+/// (`inf`, `nan` and huge values too: they would trap where seconds become an Int).
 func parseDuration(_ text: String) -> Double {
     let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+    let year = 366.0 * 86_400
     for (suffix, scale) in units where text.hasSuffix(suffix) {
-        if let value = Double(text.dropLast(suffix.count)), value >= 0 { return value * scale }
+        if let value = Double(text.dropLast(suffix.count)), value >= 0, value * scale <= year { return value * scale }
     }
-    if let value = Double(text), value >= 0 { return value }
-    fail("'\(text)' is not a duration; write 500ms, 30s, 2m or 1h")
+    if let value = Double(text), value >= 0, value <= year { return value }
+    fail("'\(text)' is not a duration up to a year; write 500ms, 30s, 2m or 1h")
 }
 
 /// A gate verdict as a small table.
@@ -387,8 +397,7 @@ func waitForReplicas(_ client: CLIClient, service: String, revision: Int64, time
     let started = Date()
     var lastPrint = -10.0
     while true {
-        let answer = client.request("GET", "/replicas")
-        guard answer.status == 200 else { fail("replicas: admin API answered \(answer.status): \(errorText(answer))") }
+        let answer = client.checked(client.request("GET", "/replicas"))
         let view = decode(ReplicasView.self, answer)
         let lagging = view.replicas.filter { ($0.applied[service] ?? 0) < revision }
         let elapsed = Date().timeIntervalSince(started)
@@ -421,7 +430,7 @@ func waitForDrain(_ client: CLIClient, service: String, track: String, timeout: 
     let started = Date()
     var lastPrint = -10.0
     while true {
-        let answer = client.request("GET", "/status")
+        let answer = client.checked(client.request("GET", "/status"))
         let view = decode(InFlightView.self, answer)
         let inFlight = view.services.first { $0.name == service }?.tracks.first { $0.name == track }?
             .endpoints.reduce(0) { $0 + $1.active_requests } ?? 0

@@ -106,7 +106,9 @@ extension Integration {
             // Under load: the agent is killed, stays down 2 s, and comes back.
             try outageUnderLoad(provider: "consul", proxy: proxy, port: port, dir: dir, connections: 16,
                                 kill: { consul.kill() }, restart: { try consul.restart() })
-            // The failure named the provider and what failed.
+            // The outage is logged once when it starts and once when it ends; the recovery
+            // line names the last failure (the refused connects while the agent was down).
+            try waitFor("the recovery line", timeout: .seconds(5)) { proxy.stderrText.contains("discovery provider 'consul' healthy again") }
             #expect(proxy.stderrText.contains("cannot connect to \(consul.url)"), "\(proxy.stderrText.suffix(2000))")
 
             // After the restart, the provider converges: a change made now reaches traffic.

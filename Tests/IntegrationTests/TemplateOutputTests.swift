@@ -57,7 +57,7 @@ extension Integration {
             // A template that renders a broken nginx config: `nginx -t` refuses it.
             let good = dir.read("nginx/conf/upstream.conf")
             let broken = try shippedTemplate("nginx-upstream.conf.stencil")
-                .replacingOccurrences(of: "upstream {{ service.name }} {", with: "upstream {{ service.name }} {\n    server_bogus_directive on;")
+                .replacingOccurrences(of: "upstream {{ service.name|nginx_quote }} {", with: "upstream {{ service.name|nginx_quote }} {\n    server_bogus_directive on;")
             try dir.write("nginx-upstream.conf.stencil", broken)
             let answer = try curl("http://127.0.0.1:\(adminPort)/render", ["-X", "POST"], dir: dir)
             #expect(answer.httpStatus == 200, "\(answer.body)")

@@ -61,7 +61,7 @@ final class TrafficProxy {
 
     /// GET on the admin API, parsed as JSON.
     func adminJSON(_ path: String) throws -> [String: Any] {
-        let response = try rawExchange(port: adminPort, "GET \(path) HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        let response = try rawExchange(port: adminPort, "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(adminPort)\r\nConnection: close\r\n\r\n")
         guard let json = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else {
             throw HarnessError("admin \(path) answered \(response.status): \(String(decoding: response.body, as: UTF8.self).prefix(300))")
         }
@@ -70,7 +70,7 @@ final class TrafficProxy {
 
     /// A POST on the admin API with an optional bearer token: status and body.
     func adminPost(_ path: String, _ body: String, token: String? = nil) throws -> (status: Int, body: String) {
-        var head = "POST \(path) HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
+        var head = "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(adminPort)\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
         if let token { head += "Authorization: Bearer \(token)\r\n" }
         let response = try rawExchange(port: adminPort, head + "\r\n" + body)
         return (response.status, String(decoding: response.body, as: UTF8.self))

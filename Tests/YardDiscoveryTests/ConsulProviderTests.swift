@@ -47,8 +47,8 @@ import YardTestSupport
         #expect(items[0].route == DiscoveredRoute(host: "shop.example", pathPrefix: "/"))
         #expect(items[0].healthPath == "/ready")
         #expect(problems.count == 1)
-        #expect(problems[0].contains("Consul service web instance b on node n1"))
-        #expect(problems[0].contains("switchyard.weight 'lots'"))
+        #expect(problems[0].description.contains("Consul service web instance b on node n1"))
+        #expect(problems[0].description.contains("switchyard.weight 'lots'"))
     }
 
     @Test func theIndexResetsToZeroWhenItGoesBackwardsAndZeroCountsAsOne() {

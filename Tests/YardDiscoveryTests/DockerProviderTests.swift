@@ -71,8 +71,8 @@ import YardTestSupport
         #expect(catalog.services.map(\.name) == ["api", "web"])
         #expect(catalog.services[0].instances.map(\.port) == [9000])
         #expect(problems.count == 2)
-        #expect(problems.contains { $0.contains("container badweight") && $0.contains("switchyard.weight 'heavy'") })
-        #expect(problems.contains { $0.contains("container noport") && $0.contains("switchyard.port") })
+        #expect(problems.contains { $0.description.contains("container badweight") && $0.description.contains("switchyard.weight 'heavy'") })
+        #expect(problems.contains { $0.description.contains("container noport") && $0.description.contains("switchyard.port") })
     }
 
     @Test func garbageJSONIsRefusedWithTheRequestAndThePathThatFailed() {
@@ -129,8 +129,9 @@ struct DockerProviderTests {
         #expect(web.instances.first?.track == "blue")
         #expect(web.instances.first?.id == id)
         #expect(web.routes == [DiscoveredRoute(pathPrefix: "/shop")])
-        // The instance is real: the container answers on the host network.
-        #expect(try httpGet(port: port).text == "web-1\n")
+        // The instance is real: the container answers on the host network (its httpd may
+        // bind a moment after the engine reports it running).
+        try waitUntil("web-1's httpd answers", deadline: .seconds(5)) { (try? httpGet(port: port))?.text == "web-1\n" }
 
         let stoppedAt = ContinuousClock.now
         try engine.stop(id)

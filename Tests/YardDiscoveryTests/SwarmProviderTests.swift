@@ -73,8 +73,8 @@ import YardTestSupport
         let (catalog, problems) = SwarmCatalog.catalog(services: services, tasks: tasks, nodes: [], network: "app")
         #expect(catalog.services.isEmpty)
         #expect(problems.count == 1)
-        #expect(problems.first?.contains("task web.1") == true)
-        #expect(problems.first?.contains("network 'app'") == true)
+        #expect(problems.first?.description.contains("task web.1") == true)
+        #expect(problems.first?.description.contains("network 'app'") == true)
     }
 }
 

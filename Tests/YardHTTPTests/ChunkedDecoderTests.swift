@@ -14,8 +14,8 @@ enum ChunkedOutcome: Equatable {
 }
 
 /// Feeds `all` to a fresh decoder in pieces that end at each of `cuts` (ascending, last = count).
-func decodeChunked(_ all: [UInt8], cuts: [Int], maxTrailerBytes: Int = 32_768) -> ChunkedOutcome {
-    var decoder = ChunkedDecoder(maxTrailerBytes: maxTrailerBytes)
+func decodeChunked(_ all: [UInt8], cuts: [Int], maxTrailerBytes: Int = 32_768, request: Bool = false) -> ChunkedOutcome {
+    var decoder = ChunkedDecoder(maxTrailerBytes: maxTrailerBytes, refusingForbiddenTrailers: request)
     var start = 0
     return all.withUnsafeBytes { buffer in
         for cut in cuts {
@@ -32,15 +32,15 @@ func decodeChunked(_ all: [UInt8], cuts: [Int], maxTrailerBytes: Int = 32_768) -
 /// Decodes `text` one-shot, split in two at every point, and byte by byte; expects the same
 /// outcome each way and returns it.
 @discardableResult
-func decodeChunkedAtEverySplit(_ text: String, maxTrailerBytes: Int = 32_768,
+func decodeChunkedAtEverySplit(_ text: String, maxTrailerBytes: Int = 32_768, request: Bool = false,
                                sourceLocation: SourceLocation = #_sourceLocation) -> ChunkedOutcome {
     let all = bytes(text)
-    let oneShot = decodeChunked(all, cuts: [all.count], maxTrailerBytes: maxTrailerBytes)
+    let oneShot = decodeChunked(all, cuts: [all.count], maxTrailerBytes: maxTrailerBytes, request: request)
     for split in 0 ... all.count {
-        let outcome = decodeChunked(all, cuts: [split, all.count], maxTrailerBytes: maxTrailerBytes)
+        let outcome = decodeChunked(all, cuts: [split, all.count], maxTrailerBytes: maxTrailerBytes, request: request)
         #expect(outcome == oneShot, "split at \(split)", sourceLocation: sourceLocation)
     }
-    let dripped = decodeChunked(all, cuts: Array(0 ... all.count), maxTrailerBytes: maxTrailerBytes)
+    let dripped = decodeChunked(all, cuts: Array(0 ... all.count), maxTrailerBytes: maxTrailerBytes, request: request)
     #expect(dripped == oneShot, "byte at a time", sourceLocation: sourceLocation)
     return oneShot
 }

@@ -124,6 +124,17 @@ final class RunningProxy {
     }
 }
 
+/// Runs `body` against a proxy (`spec`) in front of one demo backend, service `shop`, in a
+/// new scratch directory; stops both after.
+func withDemoProxy(_ label: String, spec: ProxySpec = ProxySpec(workers: 1), _ body: (RunningProxy) throws -> Void) throws {
+    let dir = try ScratchDir(label)
+    let backend = try Backend.demo("shop", dir: dir)
+    defer { backend.stop() }
+    let proxy = try RunningProxy(spec, services: [ServiceSpec(name: "shop", instances: [.init(port: backend.port)])], dir: dir)
+    defer { proxy.stop() }
+    try body(proxy)
+}
+
 /// Starts `switchyard run` on `dir/switchyard.yml` (which must enable the admin listener on
 /// port 0) and waits for both the proxy's and the admin listener's ports.
 func startProxyWithAdmin(dir: ScratchDir) throws -> (child: ChildProcess, port: UInt16, adminPort: UInt16) {

@@ -71,6 +71,16 @@ def events_until(sock, conn, done, deadline=10):
             return seen, False
     return seen, False
 
+def goaway_code(raw):
+    # The error code of the last GOAWAY in raw frames, None without one.
+    i, code = 0, None
+    while i + 9 <= len(raw):
+        n = int.from_bytes(raw[i:i + 3], "big")
+        if raw[i + 3] == 7 and i + 17 <= len(raw):
+            code = int.from_bytes(raw[i + 13:i + 17], "big")
+        i += 9 + n
+    return code
+
 def goaway(seen):
     return next((e for e in seen if isinstance(e, h2.events.ConnectionTerminated)), None)
 
@@ -104,13 +114,7 @@ elif CASE == "oversized-frame":
             raw += data
     except (ConnectionResetError, socket.timeout):
         pass
-    i, code = 0, None
-    while i + 9 <= len(raw):
-        n = int.from_bytes(raw[i:i + 3], "big")
-        if raw[i + 3] == 7:
-            code = int.from_bytes(raw[i + 13:i + 17], "big")
-        i += 9 + n
-    print("goaway", code)
+    print("goaway", goaway_code(raw))
 
 elif CASE == "stream-limit":
     s = connect()
@@ -230,4 +234,240 @@ elif CASE == "drain":
             ended = True
         i += 9 + n
     print("status", status, "goaways", codes, "ended", ended)
+
+elif CASE == "conn-error":
+    # A connection error RFC 9113 requires, provoked with raw frames after the handshake;
+    # prints the GOAWAY code, whether the proxy closed the connection, and the bytes sent.
+    import hpack, threading
+    kind = ARGS[0]
+    s = connect()
+    conn = client(s)
+    events_until(s, conn, lambda seen: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in seen))
+    block = hpack.Encoder().encode(headers("/"))
+    state = {"raw": b"", "closed": False}
+    def reader():
+        s.settimeout(20)
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                state["raw"] += data
+        except (ConnectionResetError, socket.timeout, OSError):
+            pass
+        state["closed"] = True
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    sent = 0
+    s.settimeout(10)
+    try:
+        if kind == "lower-stream-id":
+            out = frame(1, 5, 5, block) + frame(1, 5, 3, block)
+            s.sendall(out)
+            sent += len(out)
+        elif kind == "big-headers":
+            big = hpack.Encoder().encode(headers("/") + [("x-big", "a" * 20000)], huffman=False)
+            out = frame(1, 5, 1, big)
+            s.sendall(out)
+            sent += len(out)
+        elif kind == "continuation-flood":
+            s.sendall(frame(1, 1, 1, block))  # END_STREAM, no END_HEADERS
+            piece = frame(9, 0, 1, b"\x86" * 16384) * 64  # about 1 MiB of CONTINUATION frames
+            for _ in range(64):  # 64 MiB
+                if state["closed"]:
+                    break
+                s.sendall(piece)
+                sent += len(piece)
+    except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError):
+        pass
+    t.join(15)
+    print("goaway", goaway_code(state["raw"]), "closed", state["closed"], "sent", sent)
+
+elif CASE == "answered-unended":
+    # N connections with M streams each: every request answered, none ended by the client
+    # (no END_STREAM). Holds them and reports when the proxy closed each connection.
+    import select
+    n, m, wait = int(ARGS[0]), int(ARGS[1]), float(ARGS[2])
+    socks, conns, answered = [], [], 0
+    for _ in range(n):
+        s = connect()
+        conn = client(s)
+        for _ in range(m):
+            sid = conn.get_next_available_stream_id()
+            # content-length 0: the backend answers at once; END_STREAM never comes.
+            conn.send_headers(sid, headers("/") + [("content-length", "0")], end_stream=False)
+        s.sendall(conn.data_to_send())
+        seen, _ = events_until(s, conn, lambda seen: sum(isinstance(e, h2.events.StreamEnded) for e in seen) >= m)
+        answered += sum(isinstance(e, h2.events.StreamEnded) for e in seen)
+        socks.append(s)
+        conns.append(conn)
+    print("answered", answered, flush=True)
+    start, open_socks, resets = time.time(), set(socks), 0
+    while open_socks and time.time() - start < wait:
+        ready, _, _ = select.select(list(open_socks), [], [], 0.2)
+        for s in ready:
+            try:
+                data = s.recv(65536)
+            except (ConnectionResetError, OSError):
+                data = b""
+            if not data:
+                open_socks.discard(s)
+                continue
+            try:
+                resets += sum(isinstance(e, h2.events.StreamReset) for e in conns[socks.index(s)].receive_data(data))
+            except h2.exceptions.ProtocolError:
+                pass
+    print("closed", n - len(open_socks), "of", n, "resets", resets, "after", round(time.time() - start, 1))
+
+elif CASE == "trickle-body":
+    # A request body dripped one byte every INTERVAL seconds for at most WAIT seconds:
+    # prints the status the proxy answered (if any), the reset code, and when.
+    interval, wait = float(ARGS[0]), float(ARGS[1])
+    s = connect()
+    conn = client(s)
+    # Not /echo: the demo backend answers it before the body ends.
+    conn.send_headers(1, headers("/upload", "POST"), end_stream=False)
+    s.sendall(conn.data_to_send())
+    s.settimeout(0.05)
+    start, status, reset, last = time.time(), None, None, 0.0
+    while time.time() - start < wait and reset is None:
+        now = time.time() - start
+        if now - last >= interval and status is None:
+            last = now
+            try:
+                conn.send_data(1, b"x")
+                s.sendall(conn.data_to_send())
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, BrokenPipeError):
+                pass
+        try:
+            data = s.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        for e in conn.receive_data(data):
+            if isinstance(e, h2.events.ResponseReceived):
+                status = dict(e.headers).get(":status")
+            if isinstance(e, h2.events.StreamReset):
+                reset = int(e.error_code)
+        out = conn.data_to_send()
+        if out:
+            s.sendall(out)
+    print("status", status, "reset", reset, "after", round(time.time() - start, 1))
+
+elif CASE == "drip-requests":
+    # N connections, M streams each: POST bodies without content-length, sent as 1-byte
+    # DATA frames for SECONDS, as fast as the proxy's windows let them (WINDOW_UPDATEs
+    # followed by hand). Prints "done PAYLOAD", then holds the connections for HOLD seconds.
+    import hpack, select
+    n, m, path, seconds, hold = int(ARGS[0]), int(ARGS[1]), ARGS[2], float(ARGS[3]), float(ARGS[4])
+    one = {}
+    peers = []
+    for _ in range(n):
+        s = connect()
+        conn = client(s)
+        events_until(s, conn, lambda seen: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in seen))
+        encoder = hpack.Encoder()
+        s.sendall(b"".join(frame(1, 4, 1 + 2 * i, encoder.encode(headers(path, "POST"))) for i in range(m)))
+        peers.append({"sock": s, "conn": conn.outbound_flow_control_window, "pending": b"",
+                      "streams": {1 + 2 * i: conn.remote_settings.initial_window_size for i in range(m)}})
+    payload, end = 0, time.time() + seconds
+    while time.time() < end:
+        moved = False
+        for p in peers:
+            while select.select([p["sock"]], [], [], 0)[0]:
+                data = p["sock"].recv(65536)
+                if not data:
+                    break
+                p["pending"] += data
+            buf = p["pending"]
+            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[0:3], "big"):
+                size = int.from_bytes(buf[0:3], "big")
+                if buf[3] == 8:
+                    sid = int.from_bytes(buf[5:9], "big") & 0x7fffffff
+                    grant = int.from_bytes(buf[9:13], "big") & 0x7fffffff
+                    if sid == 0:
+                        p["conn"] += grant
+                    elif sid in p["streams"]:
+                        p["streams"][sid] += grant
+                buf = buf[9 + size:]
+            p["pending"] = buf
+            for sid in p["streams"]:
+                k = min(p["streams"][sid], p["conn"], 4096)
+                if k <= 0:
+                    continue
+                if sid not in one:
+                    one[sid] = frame(0, 0, sid, b"x")
+                p["sock"].sendall(one[sid] * k)
+                p["streams"][sid] -= k
+                p["conn"] -= k
+                payload += k
+                moved = True
+        if not moved:
+            time.sleep(0.01)
+    print("done", payload, flush=True)
+    time.sleep(hold)
+
+elif CASE == "unread-downloads":
+    # N connections, M streams each, downloading PATH and never reading the socket nor
+    # opening a window. Prints when the requests are out, then holds.
+    n, m, path = int(ARGS[0]), int(ARGS[1]), ARGS[2]
+    socks = []
+    for _ in range(n):
+        s = connect()
+        conn = client(s)
+        for i in range(m):
+            conn.send_headers(conn.get_next_available_stream_id(), headers(path), end_stream=True)
+        s.sendall(conn.data_to_send())
+        socks.append(s)
+    print("sent", flush=True)
+    time.sleep(float(ARGS[3]))
+
+elif CASE == "provoked-resets":
+    # Opens streams and makes the proxy reset each (a WINDOW_UPDATE that overflows the
+    # stream's window: RST_STREAM FLOW_CONTROL_ERROR), one after the other (the next once
+    # the reset arrived, so the client stays under the stream limit), until GOAWAY.
+    count = int(ARGS[0])
+    s = connect()
+    conn = client(s)
+    events_until(s, conn, lambda seen: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in seen))
+    import hpack
+    encoder = hpack.Encoder()
+    s.settimeout(5)
+    pending, sent, resets, code = b"", 0, 0, None
+    def frames():
+        global pending
+        while True:
+            while len(pending) >= 9 and len(pending) >= 9 + int.from_bytes(pending[0:3], "big"):
+                n = int.from_bytes(pending[0:3], "big")
+                kind, sid, payload = pending[3], int.from_bytes(pending[5:9], "big") & 0x7fffffff, pending[9:9 + n]
+                pending = pending[9 + n:]
+                yield kind, sid, payload
+            try:
+                data = s.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                data = b""
+            if not data:
+                return
+            pending += data
+    reader = frames()
+    try:
+        for i in range(count):
+            sid = 1 + 2 * i
+            s.sendall(frame(1, 5, sid, encoder.encode(headers("/slow?ms=2000"))) + frame(8, 0, sid, (0x7fffffff).to_bytes(4, "big")))
+            sent += 1
+            for kind, fsid, payload in reader:
+                if kind == 3:
+                    resets += 1
+                if kind == 7:
+                    code = int.from_bytes(payload[4:8], "big")
+                if kind == 7 or (kind == 3 and fsid == sid):
+                    break
+            if code is not None:
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    print("goaway", code, "after", sent, "resets", resets)
 """#

@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import YardIO
+
+/// The service manager's readiness protocol (sd_notify(3)) without libsystemd: one datagram
+/// per state change on the unix socket named by `$NOTIFY_SOCKET`.
+///
+/// systemd sets `$NOTIFY_SOCKET` for a `Type=notify` unit (conf/systemd/switchyard.service);
+/// anywhere else it is unset and every call does nothing. A name starting with `@` is a
+/// Linux abstract socket (the `@` stands for the leading NUL byte).
+///
+/// Threading: stateless; any thread may call. Each message opens, sends on and closes its
+/// own socket (a handful per process lifetime, never on the request path).
+public enum SystemdNotify {
+    /// The states Runtime reports.
+    public enum Message: Sendable, Equatable {
+        /// Listeners and the admin API are bound; startup or a reload is done.
+        case ready
+        /// A SIGHUP reload begins; `READY=1` follows when it is applied or rejected.
+        case reloading
+        /// Draining began (SIGTERM/SIGINT).
+        case stopping
+
+        /// The datagram's text. `RELOADING=1` carries the monotonic time systemd ≥ 253
+        /// requires to match it with the reload it asked for.
+        public var text: String {
+            switch self {
+            case .ready: return "READY=1"
+            case .reloading: return "RELOADING=1\nMONOTONIC_USEC=\(Self.monotonicMicroseconds())"
+            case .stopping: return "STOPPING=1"
+            }
+        }
+
+        private static func monotonicMicroseconds() -> UInt64 {
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            return UInt64(max(0, now.tv_sec)) &* 1_000_000 &+ UInt64(max(0, now.tv_nsec) / 1000)
+        }
+    }
+
+    /// Why a message could not be sent (logged, never fatal: the proxy serves regardless).
+    public enum Failure: Error, Equatable, CustomStringConvertible {
+        /// Neither `/path` nor `@abstract`, or longer than a unix socket address holds.
+        case badAddress(String)
+        case send(IOError)
+
+        public var description: String {
+            switch self {
+            case .badAddress(let address):
+                return "NOTIFY_SOCKET=\(address) is not a usable unix socket address (an absolute path or @abstract name, at most 107 bytes)"
+            case .send(let error):
+                return "notify socket: \(error)"
+            }
+        }
+    }
+
+    /// Sends `message` to `$NOTIFY_SOCKET` if it is set; a failure is logged, never thrown.
+    public static func notify(_ message: Message) {
+        guard let address = getenv("NOTIFY_SOCKET").map({ String(cString: $0) }), !address.isEmpty else { return }
+        do {
+            try send(message.text, to: address)
+        } catch {
+            Log.warning("systemd notification \(message) not sent: \(error)")
+        }
+    }
+
+    /// Sends `text` as one datagram to the unix socket `address` (`/path` or `@abstract`).
+    public static func send(_ text: String, to address: String) throws(Failure) {
+        guard let (unix, length) = unixAddress(address) else { throw .badAddress(address) }
+        var socketAddress = unix
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .send(IOError(call: "socket", errno: errno)) }
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        do {
+            try syscall("sendto") {
+                bytes.withUnsafeBytes { buffer in
+                    withUnsafePointer(to: &socketAddress) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                            sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL), $0, length)
+                        }
+                    }
+                }
+            }
+        } catch {
+            throw .send(error)
+        }
+    }
+
+    /// `sockaddr_un` for `/path` or `@abstract`, with the length to pass (an abstract name's
+    /// length is exact: its bytes after the NUL are part of the name). Nil if unusable.
+    static func unixAddress(_ address: String) -> (sockaddr_un, socklen_t)? {
+        var bytes = Array(address.utf8)
+        guard let first = bytes.first, first == UInt8(ascii: "/") || first == UInt8(ascii: "@") else { return nil }
+        let abstract = first == UInt8(ascii: "@")
+        if abstract { bytes[0] = 0 }
+        var result = sockaddr_un()
+        result.sun_family = sa_family_t(AF_UNIX)
+        let capacity = MemoryLayout.size(ofValue: result.sun_path)
+        // A path needs room for its terminating NUL; an abstract name does not.
+        guard bytes.count <= (abstract ? capacity : capacity - 1), !bytes.dropFirst().contains(0) else { return nil }
+        withUnsafeMutableBytes(of: &result.sun_path) { path in
+            for (index, byte) in bytes.enumerated() { path[index] = byte }
+        }
+        let pathOffset = MemoryLayout<sockaddr_un>.offset(of: \.sun_path) ?? 2
+        return (result, socklen_t(pathOffset + bytes.count + (abstract ? 0 : 1)))
+    }
+}

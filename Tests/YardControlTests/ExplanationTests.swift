@@ -1,0 +1,83 @@
+// explain as values: a routing table and a request in, the track and the rule that decided out.
+
+import Testing
+@testable import YardControl
+import YardModel
+
+@Suite struct ExplainRunsTheRequestPathsSplit {
+    static func table(canary: String, override: String = "") throws -> RoutingTable {
+        let services = """
+            services:
+              shop:
+                active: blue
+                health: {type: none}
+            \(canary)\(override)    instances:
+                  - {address: 127.0.0.1, port: 9101, track: blue}
+                  - {address: 127.0.0.1, port: 9201, track: green}
+
+            """
+        let catalog = try ConfigLoader.loadCatalog(text: services, path: "services.yml")
+        return buildRoutingTable(version: 1, routes: [RouteConfig(host: nil, pathPrefix: "/", service: "shop")], catalog: catalog)
+    }
+
+    static let tenPercent = "    canary: {track: green, percent: 10, sticky: 'cookie:user'}\n"
+
+    @Test func withoutACanaryTheActiveTrackServesByTheNoCanaryRule() throws {
+        let result = Explanation.explain(table: try Self.table(canary: ""), query: ["host": "shop", "path": "/"])
+        #expect(result.track == "blue")
+        #expect(result.rule == "no_canary")
+        #expect(result.answer == "forwarded by round_robin to one of 1 endpoint(s) of blue")
+    }
+
+    @Test func theOverrideHeaderPinsItsTrack() throws {
+        let result = Explanation.explain(table: try Self.table(canary: Self.tenPercent), query: ["host": "shop", "header": "x-switchyard-track: green"])
+        #expect(result.track == "green")
+        #expect(result.rule == "override_header")
+    }
+
+    @Test func anOverrideFromANetworkNotAllowedIsIgnoredAndSaysWhy() throws {
+        let table = try Self.table(canary: "", override: "    override: {allow: [10.0.0.0/8]}\n")
+        let refused = Explanation.explain(table: table, query: ["header": "X-Switchyard-Track: green", "client": "192.168.1.5"])
+        #expect(refused.track == "blue")
+        #expect(refused.reasons.contains { $0.contains("not in the override's allow list") })
+        let allowed = Explanation.explain(table: table, query: ["header": "X-Switchyard-Track: green", "client": "10.1.2.3"])
+        #expect(allowed.track == "green")
+    }
+
+    @Test func anUnknownTrackInTheHeaderIsIgnoredAndNamed() throws {
+        let result = Explanation.explain(table: try Self.table(canary: ""), query: ["header": "X-Switchyard-Track: purple"])
+        #expect(result.track == "blue")
+        #expect(result.reasons.contains { $0.contains("names no track") })
+    }
+
+    @Test func theStickyCookieDecidesAndTheTrackFollowsItsPoint() throws {
+        let table = try Self.table(canary: Self.tenPercent)
+        var seen: Set<String> = []
+        for user in 0..<200 {
+            let result = Explanation.explain(table: table, query: ["headers": "Cookie: a=b; user=\(user)"])
+            #expect(result.rule == "sticky_key")
+            seen.insert(result.track ?? "")
+        }
+        #expect(seen == ["blue", "green"], "about 10 % of 200 users land on the canary")
+    }
+
+    @Test func withoutAStickyKeyTheShareDecidesAndBothTracksAreCandidates() throws {
+        let result = Explanation.explain(table: try Self.table(canary: Self.tenPercent), query: [:])
+        #expect(result.rule == "canary_share")
+        #expect(result.candidates.count == 2)
+    }
+
+    @Test func aCanaryAtOneHundredPercentTakesEverything() throws {
+        let table = try Self.table(canary: "    canary: {track: green, percent: 100}\n")
+        let result = Explanation.explain(table: table, query: [:])
+        #expect(result.track == "green")
+        #expect(result.rule == "canary_at_100_percent")
+    }
+
+    @Test func noRouteAnswers404WithoutATrack() throws {
+        let empty = buildRoutingTable(version: 1, routes: [], catalog: ServiceCatalog(services: []))
+        let result = Explanation.explain(table: empty, query: ["host": "x"])
+        #expect(result.answer == "404 no route")
+        #expect(result.track == nil && result.rule == nil)
+    }
+}
