@@ -98,7 +98,7 @@ if Context.environment["SWITCHYARD_FUZZ"] == "1" {
         .systemLibrary(name: "CYardFuzz", path: "Fuzz/CYardFuzz"),
         .executableTarget(
             name: "SwitchyardFuzz",
-            dependencies: ["CYardFuzz", "YardHTTP", "YardHTTP2", "YardIO", "YardModel", "YardDiscovery"],
+            dependencies: ["CYardFuzz", "YardHTTP", "YardHTTP2", "YardIO", "YardModel", "YardDiscovery", "YardControl"],
             path: "Fuzz/SwitchyardFuzz"
         ),
     ]

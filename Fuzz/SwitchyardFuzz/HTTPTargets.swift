@@ -6,16 +6,7 @@ enum HTTPTargets {
     /// The whole input, then the same input in two pieces (the first byte picks the split)
     /// through the resumable scan: both must agree.
     static func request(_ bytes: UnsafeRawBufferPointer) {
-        parseRequest(bytes, limits: HTTPLimits())
-    }
-
-    /// What AdminServer does with a request head (its limits; the query and JSON body
-    /// parsing live in YardControl).
-    static func adminRequest(_ bytes: UnsafeRawBufferPointer) {
-        parseRequest(bytes, limits: HTTPLimits(maxStartLine: 8_192, maxHeadBytes: 32_768, maxHeaders: 100))
-    }
-
-    private static func parseRequest(_ bytes: UnsafeRawBufferPointer, limits: HTTPLimits) {
+        let limits = HTTPLimits()
         let fields = UnsafeMutablePointer<HeaderField>.allocate(capacity: limits.maxHeaders)
         fields.initialize(repeating: .empty, count: limits.maxHeaders)
         defer { fields.deallocate() }

@@ -62,7 +62,7 @@ struct FuzzTarget: Sendable {
         FuzzTarget(name: "chunked", summary: "chunked body validation (ChunkedDecoder) then splitting (Dechunker)", run: HTTPTargets.chunked),
         FuzzTarget(name: "h2-server", summary: "HTTP/2 server session (H2Session) fed raw frames after the preface", run: H2Target.server),
         FuzzTarget(name: "dns", summary: "DNS response decoder (DNSMessage.decode)", run: DiscoveryTargets.dns),
-        FuzzTarget(name: "admin-request", summary: "admin API request head (parseRequestHead with the admin's limits)", run: HTTPTargets.adminRequest),
+        FuzzTarget(name: "admin-request", summary: "admin API requests (AdminRequestParser.parse): head, query, headers, JSON bodies", run: AdminTarget.request),
         FuzzTarget(name: "config", summary: "switchyard.yml loader (ConfigLoader.loadConfig(text:))", run: ModelTargets.config),
         FuzzTarget(name: "catalog", summary: "services.yml loader (ConfigLoader.loadCatalog(text:))", run: ModelTargets.catalog),
         FuzzTarget(name: "docker", summary: "Docker /containers/json and /events decoding and mapping (DockerCatalog)", run: DiscoveryTargets.docker),
