@@ -193,6 +193,11 @@ public struct ResponseHead: Equatable, Sendable {
     public var framing: BodyFraming = .none
     /// Whether the upstream allows the connection to be reused after this response.
     public var keepAlive: Bool = true
+    /// The Content-Length value (also on a HEAD or 304 response, where it frames nothing),
+    /// -1 when there is none.
+    public var contentLength: Int64 = -1
+    /// Content-Length came repeated (identical values): forward it as one field.
+    public var contentLengthNeedsRewrite: Bool = false
 
     public init() {}
 

@@ -70,6 +70,8 @@ private func parseResponse(
         if facts.chunkedCount > 1 { return HTTPParseError(status: 502, reason: "chunked applied more than once") }
     }
     head.keepAlive = http11 ? !facts.connectionClose : facts.connectionKeepAlive && !facts.connectionClose
+    head.contentLength = facts.contentLength
+    head.contentLengthNeedsRewrite = facts.contentLengthFields > 1 || facts.contentLengthList
 
     let status = head.status
     if requestMethod == .head || status < 200 || status == 204 || status == 304 {

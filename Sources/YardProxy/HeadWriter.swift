@@ -120,12 +120,12 @@ extension Worker {
     }
 
     /// Writes the response head to send to the client: the status line (as HTTP/1.1), the
-    /// fields minus hop-by-hop ones, and `Connection: close` when the client connection ends
+    /// fields minus hop-by-hop ones (a repeated Content-Length as one field), and `Connection: close` when the client connection ends
     /// after this response (or `keep-alive` for an HTTP/1.0 client that keeps it).
     func writeResponseHead(_ c: ClientConnection, _ u: UpstreamConnection, closeAfter: Bool, into out: inout ByteBuffer) {
         let base = u.inBuf.readable
         let head = u.head
-        _ = out.reserve(head.headLength + 32)
+        _ = out.reserve(head.headLength + 72)
         let firstField = head.headerCount > 0 ? Int(u.fields[0].name.start) : head.headLength - 2
         if head.versionMinor == 0 {
             out.append("HTTP/1.1")
@@ -134,11 +134,12 @@ extension Worker {
             out.append(UnsafeRawBufferPointer(rebasing: base[0..<firstField]))
         }
         let switching = head.status == 101
+        let rewriteLength = head.contentLengthNeedsRewrite
         var runStart = -1
         for i in 0..<head.headerCount {
             let field = u.fields[i]
             let start = Int(field.name.start)
-            if !field.hopByHop || (switching && field.kind == .upgrade) {
+            if (!field.hopByHop || (switching && field.kind == .upgrade)) && !(rewriteLength && field.kind == .contentLength) {
                 if runStart < 0 { runStart = start }
             } else if runStart >= 0 {
                 out.append(UnsafeRawBufferPointer(rebasing: base[runStart..<start]))
@@ -147,6 +148,12 @@ extension Worker {
         }
         if runStart >= 0 {
             out.append(UnsafeRawBufferPointer(rebasing: base[runStart..<(head.headLength - 2)]))
+        }
+        if rewriteLength {
+            // Repeated identical Content-Length fields (RFC 9112 §6.3): one goes on.
+            out.append("Content-Length: ")
+            out.appendDecimal(Int(head.contentLength))
+            out.append("\r\n")
         }
         if switching {
             out.append("Connection: upgrade\r\n")

@@ -34,6 +34,24 @@ extension Integration {
         }
 
         @Test(.timeLimit(.minutes(1)))
+        func aResponseWithRepeatedContentLengthReachesTheClientWithOne() throws {
+            let dir = try ScratchDir("steer-response-cl")
+            let origin = try Backend.recording("origin", dir: dir)
+            defer { origin.stop() }
+            let proxy = try RunningProxy(ProxySpec(workers: 1), services: [ServiceSpec(name: "shop", instances: [.init(port: origin.port)])], dir: dir)
+            defer { proxy.stop() }
+            let connection = try RawConnection(port: proxy.port)
+            try connection.send("GET /repeated-length HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            let response = try connection.readResponse()
+            #expect(response.status == 200)
+            #expect(response.headers.filter { $0.name.lowercased() == "content-length" }.map(\.value) == ["\(response.body.count)"],
+                    "\(response.headers)")
+            // The keep-alive connection is still in step: a second exchange works.
+            try connection.send("GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            #expect(try connection.readResponse().status == 200)
+        }
+
+        @Test(.timeLimit(.minutes(1)))
         func h2cUpgradeAndHTTP2SettingsNeverReachTheBackend() throws {
             try withDemoProxy("steer-h2c") { proxy in
                 let response = try rawExchange(port: proxy.port,

@@ -175,7 +175,8 @@ final class Backend {
         return try Backend(name: name, child: child, requestLog: nil)
     }
 
-    /// The Python recording origin: answers `hello from NAME (PORT)` (and `/echo`), and
+    /// The Python recording origin: answers `hello from NAME (PORT)` (and `/echo`; and
+/// `/repeated-length` with Content-Length sent twice), and
     /// appends every request line it receives to a log the test can read.
     static func recording(_ name: String, dir: ScratchDir) throws -> Backend {
         let script = dir.file("recording-origin.py")
@@ -248,7 +249,11 @@ class Handler(socketserver.StreamRequestHandler):
             answer = body
         else:
             answer = b"hello from %s (%d)\n" % (NAME.encode(), self.server.server_address[1])
-        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Backend: %s\r\nContent-Length: %d\r\n\r\n" % (NAME.encode(), len(answer)) + answer)
+        # /repeated-length: the Content-Length field twice (identical), as some servers send it.
+        length = b"Content-Length: %d\r\n" % len(answer)
+        if target.startswith(b"/repeated-length"):
+            length += length
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Backend: %s\r\n%s\r\n" % (NAME.encode(), length) + answer)
         return b"close" not in headers.get(b"connection", b"").lower()
 
 class Server(socketserver.ThreadingTCPServer):

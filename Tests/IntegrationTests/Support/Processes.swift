@@ -134,8 +134,11 @@ final class ChildProcess {
 
     var pid: Int32 { process.processIdentifier }
     var isRunning: Bool { process.isRunning }
-    var stdoutText: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
-    var stderrText: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+    /// What the process wrote so far, decoded leniently: a client like `openssl s_client`
+    /// copies whatever bytes the server sent (HTTP/2 frames) into its output, and one byte
+    /// that is not UTF-8 must not make the whole text vanish.
+    var stdoutText: String { FileManager.default.contents(atPath: stdoutPath).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+    var stderrText: String { FileManager.default.contents(atPath: stderrPath).map { String(decoding: $0, as: UTF8.self) } ?? "" }
 
     func signal(_ number: Int32) { if process.isRunning { kill(pid, number) } }
 
