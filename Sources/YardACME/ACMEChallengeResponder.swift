@@ -9,10 +9,12 @@ import Synchronization
 /// else → 404. For `switchyard acme issue` and tests, until the proxy's own HTTP listeners
 /// answer challenges from the shared store.
 ///
-/// One connection at a time on its own thread, each bounded (8 KiB of head, 5 s), which
-/// is enough for a CA's few validation requests. Threading: `publish`/`withdraw` may be
-/// called from any thread (the table sits behind a mutex); `stop()` (or deinit) ends the
-/// thread and closes the socket.
+/// An accept thread hands each connection to a short-lived thread of its own (at most
+/// `maximumConnections` at once; more are closed at once), each bounded to 8 KiB of head
+/// and 5 s in all: on a public port 80, silent or slow connections must not hold up the
+/// CA's validation request. Threading: `publish`/`withdraw` may be called from any thread
+/// (the table sits behind a mutex); `stop()` (or deinit) ends the accept thread and
+/// closes the socket (connection threads end within their 5 s).
 public final class ACMEChallengeResponder: ACMEHTTP01Solver, Sendable {
     public static let pathPrefix = "/.well-known/acme-challenge/"
 
@@ -24,6 +26,9 @@ public final class ACMEChallengeResponder: ACMEHTTP01Solver, Sendable {
     private let finished = Atomic<Bool>(false)
     /// Requests answered (any status), for tests and logs.
     private let served = Atomic<Int>(0)
+    private let connections = Atomic<Int>(0)
+    public static let maximumConnections = 32
+    static let connectionDeadline: Duration = .seconds(5)
 
     /// Listens on `address`:`port` (IPv4; "0.0.0.0" for every interface, the CA's view).
     public init(address: String = "127.0.0.1", port: UInt16) throws(ACMEError) {
@@ -87,19 +92,35 @@ public final class ACMEChallengeResponder: ACMEHTTP01Solver, Sendable {
             let client = accept(listener, nil, nil)
             guard client >= 0 else { continue }
             _ = fcntl(client, F_SETFD, FD_CLOEXEC)
-            answer(client)
-            close(client)
+            guard connections.add(1, ordering: .relaxed).newValue <= Self.maximumConnections else {
+                connections.subtract(1, ordering: .relaxed)
+                close(client)
+                continue
+            }
+            let connection = Thread { [self] in
+                answer(client)
+                close(client)
+                connections.subtract(1, ordering: .relaxed)
+            }
+            connection.name = "acme-http-01-conn"
+            connection.start()
         }
     }
 
     private func answer(_ client: Int32) {
+        let deadline = ContinuousClock.now.advanced(by: Self.connectionDeadline)
         var interval = timeval(tv_sec: 5, tv_usec: 0)
-        _ = setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &interval, socklen_t(MemoryLayout<timeval>.size))
         _ = setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &interval, socklen_t(MemoryLayout<timeval>.size))
         var head: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 2048)
         while ACMEHTTPResponse.find([13, 10, 13, 10], in: head, from: 0) == nil {
             guard head.count < 8192 else { return reply(client, status: "431 Request Header Fields Too Large", body: "") }
+            // The whole head within the deadline: a byte every few seconds does not extend it.
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { return }
+            var poller = pollfd(fd: client, events: Int16(POLLIN), revents: 0)
+            let milliseconds = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+            guard poll(&poller, 1, milliseconds) > 0 else { return }
             let count = recv(client, &chunk, chunk.count, 0)
             if count < 0, errno == EINTR { continue }
             guard count > 0 else { return }

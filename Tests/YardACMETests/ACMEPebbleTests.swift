@@ -116,6 +116,18 @@ import YardTestSupport
         #expect(!isListening(port: responder.port))
     }
 
+    @Test func silentConnectionsDoNotHoldUpTheCAsRequest() throws {
+        let responder = try ACMEChallengeResponder(port: 0)
+        responder.publish(token: "abc", keyAuthorization: "abc.thumb")
+        // Anyone on the Internet can connect to port 80 and say nothing (slowloris).
+        let idle = try (0..<4).map { _ in try HTTPConnection(port: responder.port) }
+        let started = ContinuousClock.now
+        let response = try httpGet(port: responder.port, path: ACMEChallengeResponder.pathPrefix + "abc", timeout: .seconds(3))
+        #expect(response.status == 200 && response.text == "abc.thumb")
+        #expect(ContinuousClock.now - started < .seconds(1))
+        _ = idle
+    }
+
     /// The error `body` throws, or nil if it succeeds.
     private func failure(_ body: () throws(ACMEError) -> Void) -> ACMEError? {
         do {
