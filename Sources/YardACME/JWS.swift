@@ -100,7 +100,8 @@ enum ECDSASignature {
 
     /// The DER form of R || S (for verifying with OpenSSL in tests).
     static func der(fromRaw raw: [UInt8]) -> [UInt8]? {
-        guard raw.count % 2 == 0, !raw.isEmpty else { return nil }
+        // Up to P-384's 48-byte halves: every DER length below then fits the short form.
+        guard raw.count % 2 == 0, !raw.isEmpty, raw.count <= 96 else { return nil }
         func integer(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
             var trimmed = Array(bytes.drop { $0 == 0 })
             if trimmed.isEmpty { trimmed = [0] }
@@ -109,7 +110,6 @@ enum ECDSASignature {
         }
         let half = raw.count / 2
         let body = integer(raw[..<half]) + integer(raw[half...])
-        guard body.count < 0x80 else { return nil }
         return [0x30, UInt8(body.count)] + body
     }
 }

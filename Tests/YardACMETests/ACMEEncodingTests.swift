@@ -99,6 +99,7 @@ import Testing
                               [0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00],
                               [0x30, 0x25, 0x02, 0x21] + [UInt8](repeating: 0x7F, count: 33) + [0x02, 0x00]]
         for der in bad { #expect(ECDSASignature.raw(fromDER: der) == nil, "\(der)") }
+        for raw in [[], [1], [UInt8](repeating: 0xFF, count: 1000)] { #expect(ECDSASignature.der(fromRaw: raw) == nil) }
     }
 
     // MARK: Problems
