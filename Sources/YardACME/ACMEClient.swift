@@ -59,9 +59,7 @@ public final class ACMEClient {
         if let directory { return directory }
         let response = try http.send("GET", directoryURL, accept: "application/json")
         guard response.status == 200 else {
-            throw ACMEError.server(operation: "GET directory \(directoryURL)", status: response.status,
-                                   problem: ACMEProblem.parse(response.body, status: response.status)
-                                       ?? ACMEProblem(type: "about:blank", detail: "HTTP \(response.status)", status: response.status))
+            throw ACMEError.server(operation: "GET directory \(directoryURL)", status: response.status, problem: ACMEProblem(response: response))
         }
         let loaded = try ACMEDirectory.decode(ACMEDirectory.self, from: response.body, operation: "GET directory \(directoryURL)")
         directory = loaded
@@ -98,8 +96,7 @@ public final class ACMEClient {
             let response = try http.send("POST", target, body: Array(body.utf8), accept: accept)
             if let fresh = response.header("replay-nonce"), !fresh.isEmpty { nonce = fresh }
             if response.status < 400 { return response }
-            let problem = ACMEProblem.parse(response.body, status: response.status)
-                ?? ACMEProblem(type: "about:blank", detail: "HTTP \(response.status) without a problem document", status: response.status)
+            let problem = ACMEProblem(response: response)
             if problem.isBadNonce, attempt == 1 {
                 log("\(operation): the CA refused the nonce; retrying once with a fresh one")
                 continue

@@ -13,13 +13,26 @@ public struct ACMEProblem: Sendable, Equatable, CustomStringConvertible {
     /// The identifier a subproblem is about (`dns` value), when the server names one.
     public var identifier: String?
     public var subproblems: [ACMEProblem]
+    /// How long the CA asked the client to wait (`Retry-After` in seconds on the response,
+    /// RFC 8555 §6.6: rate limits, 503), for whoever schedules the next attempt.
+    public var retryAfter: Duration?
 
-    public init(type: String, detail: String = "", status: Int? = nil, identifier: String? = nil, subproblems: [ACMEProblem] = []) {
+    public init(type: String, detail: String = "", status: Int? = nil, identifier: String? = nil, subproblems: [ACMEProblem] = [],
+                retryAfter: Duration? = nil) {
         self.type = type
         self.detail = detail
         self.status = status
         self.identifier = identifier
         self.subproblems = subproblems
+        self.retryAfter = retryAfter
+    }
+
+    /// The problem an error response carries: its problem document, or (a proxy's HTML
+    /// page, an empty body) one that says the status; with the response's `Retry-After`.
+    public init(response: ACMEHTTPResponse) {
+        self = ACMEProblem.parse(response.body, status: response.status)
+            ?? ACMEProblem(type: "about:blank", detail: "HTTP \(response.status) without a problem document", status: response.status)
+        retryAfter = ACMEPolling.retryAfter(response.header("retry-after"))
     }
 
     /// The ACME error name without its namespace (`badNonce`, `rateLimited`), or the whole
@@ -35,6 +48,7 @@ public struct ACMEProblem: Sendable, Equatable, CustomStringConvertible {
         var text = detail.isEmpty ? code : "\(code): \(detail)"
         if let identifier { text = "\(identifier): \(text)" }
         if !subproblems.isEmpty { text += " (" + subproblems.map(\.description).joined(separator: "; ") + ")" }
+        if let retryAfter { text += " (retry after \(retryAfter.components.seconds) s)" }
         return text
     }
 

@@ -74,11 +74,16 @@ extension ACMEDirectory {
 /// used). Pure.
 public enum ACMEPolling {
     public static func delay(retryAfter: String?, fallback: Duration, maximum: Duration) -> Duration {
-        guard let text = retryAfter?.trimmingSpaces(), !text.isEmpty, text.utf8.count <= 9,
+        min(self.retryAfter(retryAfter) ?? fallback, maximum)
+    }
+
+    /// A `Retry-After` of delay-seconds; nil when absent, an HTTP-date, or not a number.
+    public static func retryAfter(_ header: String?) -> Duration? {
+        guard let text = header?.trimmingSpaces(), !text.isEmpty, text.utf8.count <= 9,
               text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let seconds = Int(text) else {
-            return min(fallback, maximum)
+            return nil
         }
-        return min(.seconds(seconds), maximum)
+        return .seconds(seconds)
     }
 }
 

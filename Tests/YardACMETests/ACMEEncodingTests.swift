@@ -133,6 +133,17 @@ import Testing
         #expect(odd?.type == "x" && odd?.status == 500)
     }
 
+    @Test func aRateLimitAnswerKeepsItsRetryAfterForTheScheduler() throws {
+        let body = #"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many certs"}"#
+        let head = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3600\r\nContent-Length: \(body.utf8.count)\r\n\r\n"
+        let response = try ACMEHTTPResponse.parse(Self.bytes(head + body), maximumBody: 1000)
+        let problem = ACMEProblem(response: response)
+        #expect(problem.isRateLimited && problem.status == 429 && problem.retryAfter == .seconds(3600))
+        #expect(problem.description == "rateLimited: too many certs (retry after 3600 s)")
+        let html = ACMEProblem(response: ACMEHTTPResponse(status: 502, headers: [], body: Self.bytes("<html>bad gateway</html>")))
+        #expect(html.type == "about:blank" && html.status == 502 && html.retryAfter == nil)
+    }
+
     @Test func errorsCarryTheProblemDocument() {
         let problem = ACMEProblem(type: "urn:ietf:params:acme:error:unauthorized", detail: "wrong key authorization")
         let error = ACMEError.server(operation: "finalize", status: 403, problem: problem)
