@@ -64,11 +64,13 @@ let package = Package(
         .target(name: "CYardBuildInfo", cSettings: buildInfoDefines),
         .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO", "YardBalancing"]),
         .target(name: "YardTemplates", dependencies: ["YardModel", .product(name: "Stencil", package: "Stencil")]),
+        // ACME (RFC 8555) certificates: the client, its JWS and CSR crypto, a blocking HTTPS client.
+        .target(name: "YardACME", dependencies: ["CYardOpenSSL", "YardModel"]),
         .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2", "CYardBuildInfo"]),
         .executableTarget(
             name: "switchyard",
             dependencies: [
-                "YardControl", "YardProxy", "YardModel", "YardDiscovery", "YardTemplates", "YardIO",
+                "YardControl", "YardProxy", "YardModel", "YardDiscovery", "YardTemplates", "YardIO", "YardACME",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -85,6 +87,7 @@ let package = Package(
         .testTarget(name: "YardDiscoveryTests", dependencies: ["YardDiscovery", "YardModel", "YardTestSupport"]),
         .testTarget(name: "YardTemplatesTests", dependencies: ["YardTemplates", "YardModel", "YardTestSupport"], exclude: ["Golden"]),
         .testTarget(name: "YardTLSTests", dependencies: ["YardTLS", "YardIO", "YardTestSupport", "CYardOpenSSL"]),
+        .testTarget(name: "YardACMETests", dependencies: ["YardACME", "YardTestSupport", "CYardOpenSSL"]),
         .testTarget(name: "IntegrationTests", dependencies: ["YardTestSupport", "YardModel"]),
     ]
 )
