@@ -158,6 +158,8 @@ extension TrafficState {
             words = "abort canary \(canaryTrack) \(formatPermille(canaryPermille)) -> 0%"
             next.canaryPermille = 0
         }
+        // A store that holds the largest revision cannot be stepped past it: refuse, do not trap.
+        guard revision < Int64.max else { throw TrafficError("revision \(revision) is the largest a state can have; reset the service's stored state") }
         next.revision = revision + 1
         next.history.append(TrafficChange(revision: next.revision, timeUnix: timeUnix, who: who, why: why, action: words))
         if next.history.count > Self.historyLimit { next.history.removeFirst(next.history.count - Self.historyLimit) }

@@ -226,7 +226,7 @@ struct RunningReplica {
                     address: endpoint.address, port: endpoint.port, track: endpoint.track, weight: endpoint.weight, draining: endpoint.draining)
             }
             let canary = service.canary.map { canary in
-                "\(canary.track) \(canary.percent == canary.percent.rounded() ? String(Int(canary.percent)) : String(canary.percent))%"
+                "\(canary.track) \(canary.percent == canary.percent.rounded() ? canary.percent.wholeText : String(canary.percent))%"
             }
             return PoolsSummary.Service(name: service.name, activeTrack: service.activeTrack, canary: canary, endpoints: endpoints)
         }

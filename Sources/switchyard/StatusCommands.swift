@@ -236,11 +236,11 @@ struct StatusView: Decodable {
             guard !provider.healthy else { return "\(provider.name) ok" }
             var stale = ""
             if let now = after.now_unix, let since = provider.stale_since_unix {
-                stale = " (stale \(Int(max(0, now - since))) s, serving its last snapshot)"
+                stale = " (stale \(max(0, now - since).wholeText) s, serving its last snapshot)"
             }
             return "\(provider.name) FAILING\(stale): \(provider.error ?? "?")"
         }.joined(separator: ", ")
-        text += "\nrouting table v\(after.table_version), up \(Int(after.uptime_seconds)) s; providers: \(providers); * = active track\n"
+        text += "\nrouting table v\(after.table_version), up \(after.uptime_seconds.wholeText) s; providers: \(providers); * = active track\n"
         for service in after.services where only == nil || service.name == only {
             let revision = service.revision ?? 0
             let source = revision > 0 ? "revision \(revision)" : "from discovery (nothing stored)"
@@ -253,7 +253,7 @@ struct StatusView: Decodable {
             if store.healthy {
                 text += "state store: \(store.kind)\(replica) ok\n"
             } else {
-                let since = store.unreachable_since_unix.map { " for \(Int((after.now_unix ?? $0) - $0)) s" } ?? ""
+                let since = store.unreachable_since_unix.map { " for \(((after.now_unix ?? $0) - $0).wholeText) s" } ?? ""
                 text += "state store: \(store.kind)\(replica) UNREACHABLE\(since): \(store.error ?? "?"); serving the last traffic state\n"
             }
         }

@@ -364,7 +364,7 @@ func parseDuration(_ text: String) -> Double {
 func renderGate(_ verdict: GateVerdict) -> String {
     func p99(_ value: Double?) -> String {
         guard let value else { return "-" }
-        return value >= 1e9 ? "> 10 s" : (value < 1 ? "\(value) ms" : "\(Int(value)) ms")
+        return value >= 1e9 ? "> 10 s" : (value < 1 ? "\(value) ms" : "\(value.wholeText) ms")
     }
     func row(_ name: String, _ s: TrackSummary) -> String {
         name.padding(toLength: 20, withPad: " ", startingAt: 0)

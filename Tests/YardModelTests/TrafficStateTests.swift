@@ -18,6 +18,13 @@ import YardModel
         #expect(try apply(flipped, .flip(to: nil)).activeTrack == "blue")
     }
 
+    /// A store may hold any revision (another writer, a hand edit): the largest one is
+    /// refused with a message, never stepped past with a trap.
+    @Test func aStateAtTheLargestRevisionIsRefusedNotTrapped() {
+        let last = TrafficState(activeTrack: "blue", revision: Int64.max)
+        #expect(throws: TrafficError.self) { try apply(last, .flip(to: "green")) }
+    }
+
     @Test func flipClearsTheCanary() throws {
         let canary = try apply(blue, .setCanary(track: nil, permille: 100))
         let flipped = try apply(canary, .flip(to: "green"))
