@@ -1,4 +1,5 @@
 import YardDiscovery
+import YardControlHTTP
 
 /// A blocking HTTP/1.1 client for the CLI to reach a replica's admin API.
 ///

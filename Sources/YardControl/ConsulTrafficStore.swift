@@ -7,6 +7,7 @@
 import Foundation
 import YardDiscovery
 import YardModel
+import YardControlHTTP
 
 /// Traffic states in Consul KV. Threading: stateless apart from constants; any thread.
 public struct ConsulTrafficStore: TrafficStore {

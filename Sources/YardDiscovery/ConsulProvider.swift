@@ -5,6 +5,7 @@
 import Foundation
 import Synchronization
 import YardModel
+import YardControlHTTP
 
 /// Watches a Consul agent and pushes complete catalogs of the chosen services.
 ///

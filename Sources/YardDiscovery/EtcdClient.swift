@@ -10,6 +10,7 @@
 
 import Foundation
 import Synchronization
+import YardControlHTTP
 
 // MARK: - Values
 

@@ -3,6 +3,7 @@ import Testing
 @testable import YardDiscovery
 import YardModel
 import YardTestSupport
+import YardControlHTTP
 
 // MARK: - Health entries to instances, and the index rules (pure)
 
