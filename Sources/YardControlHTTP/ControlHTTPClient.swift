@@ -102,7 +102,7 @@ public struct ControlHTTPClient: Sendable {
         do {
             connection = try TLSConnection(connecting: fd, context: config.context, serverName: config.files.serverName ?? host)
         } catch {
-            throw ControlHTTPError("\(target): \(error)")
+            throw ControlHTTPError("\(target): \(describeTLSFailure(error))")
         }
         while true {
             switch connection.handshake() {
@@ -114,7 +114,7 @@ public struct ControlHTTPClient: Sendable {
             case .closed:
                 throw ControlHTTPError("\(target): closed the connection during the TLS handshake (is it serving TLS?)")
             case .failed(let error):
-                throw ControlHTTPError("\(target): \(error)")
+                throw ControlHTTPError("\(target): \(describeTLSFailure(error))")
             }
         }
     }

@@ -135,7 +135,7 @@ public final class ControlHTTPStream: Sendable {
                 case .wantRead: guard waitFor(fd, events: Int16(POLLIN), deadline: deadline) else { throw ControlHTTPError("\(target): timed out sending the request") }
                 case .wantWrite: guard waitFor(fd, events: Int16(POLLOUT), deadline: deadline) else { throw ControlHTTPError("\(target): timed out sending the request") }
                 case .closed: throw ControlHTTPError("\(target): closed the connection while the request was sent")
-                case .failed(let error): throw ControlHTTPError("\(target): \(error)")
+                case .failed(let error): throw ControlHTTPError("\(target): \(describeTLSFailure(error))")
                 }
                 continue
             }
@@ -327,7 +327,7 @@ public final class ControlHTTPStream: Sendable {
                 try wait(Int16(POLLOUT), deadline: deadline)
             case .failed(let error):
                 if isCancelled { throw ControlHTTPError("\(target): cancelled") }
-                throw ControlHTTPError("\(target): \(error)")
+                throw ControlHTTPError("\(target): \(describeTLSFailure(error))")
             }
         }
     }

@@ -54,3 +54,15 @@ public final class ControlTLS: Sendable {
         files.isEmpty ? nil : try ControlTLS(files)
     }
 }
+
+/// A TLS failure with what an operator should check, when OpenSSL's reason says it.
+func describeTLSFailure(_ error: TLSError) -> String {
+    let text = error.description
+    if text.contains("alert bad certificate") || text.contains("certificate required") || text.contains("alert unknown ca") {
+        return "\(text) (the server refused the client certificate: none was given, or its CA is not one the server trusts; check cert_file and key_file)"
+    }
+    if text.contains("certificate verify failed") {
+        return "\(text) (the server's certificate is not trusted or does not name this host; check ca_file)"
+    }
+    return text
+}
