@@ -52,6 +52,29 @@ extension Integration {
             #expect(bad.stderr.contains("provider registry: TLS") && bad.stderr.contains("garbage.pem"), "\(bad.stderr)")
         }
 
+        /// A port another process holds: run exits naming the listener and its address.
+        @Test(.timeLimit(.minutes(1)))
+        func aTakenPortNamesTheListenerAndItsAddress() throws {
+            let dir = try ScratchDir("taken-port")
+            let holder = try Backend.demo("holder", dir: dir)
+            defer { holder.stop() }
+            try dir.write("services.yml", servicesYAML([ServiceSpec(name: "shop", instances: [.init(port: 9101)])]))
+            try dir.write("switchyard.yml", """
+                listeners:
+                  - name: public-web
+                    address: 127.0.0.1:\(holder.port)
+                routes:
+                  - path: /
+                    service: shop
+                discovery: {provider: file, file: services.yml}
+
+                """)
+            let result = try runCommand(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "run", timeout: .seconds(20))
+            #expect(result.status != 0 && result.status != nil)
+            #expect(result.stderr.contains("listener 'public-web' cannot listen on 127.0.0.1:\(holder.port)"), "\(result.stderr)")
+            #expect(result.stderr.contains("Address already in use"), "\(result.stderr)")
+        }
+
         @Test(.timeLimit(.minutes(1)))
         func brokenConfigFailsNamingFileAndLine() throws {
             let dir = try ScratchDir("check-broken")
