@@ -134,8 +134,8 @@ public final class ControlHTTPStream: Sendable {
                 case .bytes(let n): offset += n
                 case .wantRead: guard waitFor(fd, events: Int16(POLLIN), deadline: deadline) else { throw ControlHTTPError("\(target): timed out sending the request") }
                 case .wantWrite: guard waitFor(fd, events: Int16(POLLOUT), deadline: deadline) else { throw ControlHTTPError("\(target): timed out sending the request") }
-                case .closed: throw ControlHTTPError("\(target): closed the connection while the request was sent")
-                case .failed(let error): throw ControlHTTPError("\(target): \(describeTLSFailure(error))")
+                case .closed: throw tlsWriteFailure(tls, nil)
+                case .failed(let error): throw tlsWriteFailure(tls, error)
                 }
                 continue
             }
@@ -147,6 +147,19 @@ public final class ControlHTTPStream: Sendable {
             }
             throw ControlHTTPError("\(target): send failed: \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// Why a TLS write failed. With TLS 1.3 a server that refuses the client certificate
+    /// says so in an alert after the client's handshake is done, so the first write may
+    /// only see the connection go: the alert, if it arrived, is the better reason.
+    private func tlsWriteFailure(_ tls: TLSConnection, _ error: TLSError?) -> ControlHTTPError {
+        var scratch = ByteBuffer(capacity: 4_096)
+        defer { scratch.deallocate() }
+        if case .failed(let alert) = tls.read(into: &scratch) {
+            return ControlHTTPError("\(target): \(describeTLSFailure(alert))")
+        }
+        if let error { return ControlHTTPError("\(target): \(describeTLSFailure(error))") }
+        return ControlHTTPError("\(target): closed the connection while the request was sent")
     }
 
     // MARK: The head
