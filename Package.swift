@@ -62,15 +62,17 @@ let package = Package(
 
         // MARK: The control plane
         .target(name: "CYardBuildInfo", cSettings: buildInfoDefines),
-        .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO", "YardBalancing"]),
+        // The HTTP/1.1 client for etcd, Consul, Docker and the admin API (YardHTTP's parsers, YardTLS).
+        .target(name: "YardControlHTTP", dependencies: ["YardIO", "YardHTTP", "YardTLS"]),
+        .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO", "YardBalancing", "YardControlHTTP"]),
         .target(name: "YardTemplates", dependencies: ["YardModel", .product(name: "Stencil", package: "Stencil")]),
         // ACME (RFC 8555) certificates: the client, its JWS and CSR crypto, a blocking HTTPS client.
         .target(name: "YardACME", dependencies: ["CYardOpenSSL", "YardModel"]),
-        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2", "CYardBuildInfo"]),
+        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardControlHTTP", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2", "CYardBuildInfo"]),
         .executableTarget(
             name: "switchyard",
             dependencies: [
-                "YardControl", "YardProxy", "YardModel", "YardDiscovery", "YardTemplates", "YardIO", "YardACME",
+                "YardControl", "YardControlHTTP", "YardProxy", "YardModel", "YardDiscovery", "YardTemplates", "YardIO", "YardACME",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -83,8 +85,9 @@ let package = Package(
         .testTarget(name: "YardHealthTests", dependencies: ["YardHealth", "YardModel"]),
         .testTarget(name: "YardModelTests", dependencies: ["YardModel", "YardDiscovery"]),
         .testTarget(name: "YardIOTests", dependencies: ["YardIO", "CYardOpenSSL", "CYardNghttp2"]),
-        .testTarget(name: "YardControlTests", dependencies: ["YardControl", "YardModel", "YardTestSupport"]),
-        .testTarget(name: "YardDiscoveryTests", dependencies: ["YardDiscovery", "YardModel", "YardTestSupport"]),
+        .testTarget(name: "YardControlTests", dependencies: ["YardControl", "YardControlHTTP", "YardModel", "YardTestSupport"]),
+        .testTarget(name: "YardControlHTTPTests", dependencies: ["YardControlHTTP", "YardTestSupport"]),
+        .testTarget(name: "YardDiscoveryTests", dependencies: ["YardDiscovery", "YardControlHTTP", "YardModel", "YardTestSupport"]),
         .testTarget(name: "YardTemplatesTests", dependencies: ["YardTemplates", "YardModel", "YardTestSupport"], exclude: ["Golden"]),
         .testTarget(name: "YardTLSTests", dependencies: ["YardTLS", "YardIO", "YardTestSupport", "CYardOpenSSL"]),
         .testTarget(name: "YardACMETests", dependencies: ["YardACME", "YardTestSupport", "CYardOpenSSL"]),

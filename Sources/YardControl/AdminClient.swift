@@ -1,5 +1,6 @@
 import Foundation
 import YardDiscovery
+import YardControlHTTP
 
 /// A blocking HTTP/1.1 client for the CLI to reach a replica's admin API.
 ///

@@ -86,7 +86,12 @@ public final class AdminServer: Sendable {
         guard let address = SocketAddress(host: host, port: port) else {
             throw AdminError.badAddress("\(host):\(port)")
         }
-        let fd = try Socket.listen(on: address, reusePort: false, backlog: 128)
+        let fd: Int32
+        do {
+            fd = try Socket.listen(on: address, reusePort: false, backlog: 128)
+        } catch {
+            throw AdminError.cannotListen(address: "\(host):\(port)", error)
+        }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         self.listenFD = fd
         self.address = try Socket.localAddress(fd)
@@ -268,10 +273,13 @@ public final class AdminServer: Sendable {
 /// Errors starting the admin listener.
 public enum AdminError: Error, CustomStringConvertible {
     case badAddress(String)
+    /// Binding or listening failed (the port is taken, or needs privileges).
+    case cannotListen(address: String, IOError)
 
     public var description: String {
         switch self {
         case .badAddress(let text): return "cannot listen on '\(text)' for the admin API: expected an IP literal and a port"
+        case .cannotListen(let address, let error): return "the admin API cannot listen on \(address): \(error)"
         }
     }
 }

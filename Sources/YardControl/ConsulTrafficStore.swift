@@ -7,17 +7,21 @@
 import Foundation
 import YardDiscovery
 import YardModel
+import YardControlHTTP
 
 /// Traffic states in Consul KV. Threading: stateless apart from constants; any thread.
 public struct ConsulTrafficStore: TrafficStore {
     private let client: ControlHTTPClient
     private let prefix: String
 
-    public init(address: String, prefix: String, token: String?) throws(StoreError) {
+    /// `access`: TLS files, and the token as `token`, `token_file` or `token_env` (read now;
+    /// `token` is the inline one, kept for callers that have no access options).
+    public init(address: String, prefix: String, token: String?, access: StoreAccessConfig = StoreAccessConfig()) throws(StoreError) {
         do {
             var headers: [(String, String)] = []
-            if let token { headers.append(("X-Consul-Token", token)) }
-            client = ControlHTTPClient(target: try ControlHTTPTarget(url: address), timeout: .seconds(5), headers: headers)
+            if let token = try access.consulToken() ?? token { headers.append(("X-Consul-Token", token)) }
+            client = ControlHTTPClient(
+                target: try ControlHTTPTarget(url: address), timeout: .seconds(5), headers: headers, tls: try access.loadTLS())
         } catch {
             throw StoreError("consul: \(error.description)")
         }

@@ -16,9 +16,9 @@ public final class EtcdTrafficStore: TrafficStore {
     private let prefix: String
     private let lease = Mutex<Int64>(0)
 
-    public init(endpoints: [String], prefix: String) throws(StoreError) {
+    public init(endpoints: [String], prefix: String, access: StoreAccessConfig = StoreAccessConfig()) throws(StoreError) {
         do {
-            client = try EtcdClient(endpoints: endpoints, timeout: .seconds(3))
+            client = try EtcdClient(endpoints: endpoints, timeout: .seconds(3), access: access)
         } catch {
             throw StoreError(error.description)
         }

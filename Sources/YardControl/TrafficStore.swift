@@ -121,9 +121,9 @@ public enum TrafficStores {
         case .file(let path):
             return FileTrafficStore(path: path)
         case .etcd(let endpoints, let prefix):
-            return try EtcdTrafficStore(endpoints: endpoints, prefix: prefix)
+            return try EtcdTrafficStore(endpoints: endpoints, prefix: prefix, access: config.access)
         case .consul(let address, let prefix, let token):
-            return try ConsulTrafficStore(address: address, prefix: prefix, token: token)
+            return try ConsulTrafficStore(address: address, prefix: prefix, token: token, access: config.access)
         }
     }
 }

@@ -5,6 +5,7 @@
 import Foundation
 import Synchronization
 import YardModel
+import YardControlHTTP
 
 /// Watches a Consul agent and pushes complete catalogs of the chosen services.
 ///
@@ -41,6 +42,11 @@ public final class ConsulProvider: DiscoveryProvider {
         public var datacenter: String?
         /// Sent as `X-Consul-Token`.
         public var token: String?
+        /// For an `https://` endpoint: the CA and client certificate (nil: system CAs).
+        public var tls: ControlTLS?
+        /// Set when the options could not be prepared (a TLS or token file that does not
+        /// load): the provider reports it as failing and does not start.
+        public var setupProblem: String?
         /// How long Consul may hold a blocking query (it adds up to wait/16 of jitter).
         public var wait: Duration
         /// The floor between the starts of two queries of one watch.
@@ -102,11 +108,15 @@ public final class ConsulProvider: DiscoveryProvider {
         var headers: [(String, String)] = []
         if let token = options.token { headers.append(("X-Consul-Token", token)) }
         let blockingTimeout = options.wait + options.wait / 16 + options.requestTimeout
-        self.client = ControlHTTPClient(target: options.endpoint, timeout: blockingTimeout, headers: headers)
+        self.client = ControlHTTPClient(target: options.endpoint, timeout: blockingTimeout, headers: headers, tls: options.tls)
     }
 
     public func start() {
         guard run.begin() else { return }
+        if let problem = options.setupProblem {
+            run.fail(problem)
+            return
+        }
         if let fixed = options.services {
             let generations = state.withLock { table in
                 table.namesKnown = true
@@ -227,14 +237,20 @@ public final class ConsulProvider: DiscoveryProvider {
 
 extension ConsulProvider {
     /// A provider for a `{type: consul, ...}` entry (validated by the config loader).
-    /// A `token_env` is read from the environment now; an unset variable means no token.
+    /// A `token_env` or `token_file` is read now; an unset variable means no token. TLS
+    /// files load now too; one that fails makes the provider report it as failing.
     public convenience init(name: String, config: ConsulSourceConfig, callbacks: ProviderCallbacks) {
-        let token = config.tokenEnvironment.flatMap { ProcessInfo.processInfo.environment[$0] } ?? config.token
-        self.init(name: name, options: Options(
+        var options = Options(
             endpoint: ControlHTTPTarget(validated: config.address), services: config.services,
-            passingOnly: config.passingOnly, datacenter: config.datacenter, token: token,
+            passingOnly: config.passingOnly, datacenter: config.datacenter,
             wait: .milliseconds(config.waitMs), minimumInterval: .milliseconds(config.minimumIntervalMs),
-            requestTimeout: .milliseconds(config.timeoutMs)
-        ), callbacks: callbacks)
+            requestTimeout: .milliseconds(config.timeoutMs))
+        do throws(ControlHTTPError) {
+            options.token = try config.access.consulToken()
+            options.tls = try config.access.loadTLS()
+        } catch {
+            options.setupProblem = "consul \(config.address): \(error.description)"
+        }
+        self.init(name: name, options: options, callbacks: callbacks)
     }
 }

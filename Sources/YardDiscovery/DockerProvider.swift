@@ -5,6 +5,7 @@
 import Foundation
 import Synchronization
 import YardModel
+import YardControlHTTP
 
 /// Watches a Docker engine and pushes complete catalogs of its labelled containers.
 ///

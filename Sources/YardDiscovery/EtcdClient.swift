@@ -10,6 +10,8 @@
 
 import Foundation
 import Synchronization
+import YardModel
+import YardControlHTTP
 
 // MARK: - Values
 
@@ -68,22 +70,52 @@ public struct EtcdError: Error, Sendable, CustomStringConvertible, Equatable {
 
 // MARK: - Client
 
+/// A user name and password for etcd's v3 authentication.
+public struct EtcdCredentials: Sendable, Equatable {
+    public var username: String
+    public var password: String
+
+    public init(username: String, password: String) {
+        self.username = username
+        self.password = password
+    }
+}
+
 /// Talks to an etcd cluster through any of its members.
 ///
+/// With credentials, the first request authenticates (`/v3/auth/authenticate`) and every
+/// request carries the token; an answer saying the token is invalid (expired, or the
+/// member restarted) makes it authenticate again and retry once.
+///
 /// Threading: safe to use from several threads; each call opens its own connection. The
-/// member that answered last is tried first next time (an atomic index).
+/// member that answered last is tried first next time (an atomic index); the auth token
+/// sits behind a mutex.
 public final class EtcdClient: Sendable {
     public let endpoints: [ControlHTTPTarget]
     private let timeout: Duration
     private let preferred = Atomic<Int>(0)
+    private let tls: ControlTLS?
+    private let credentials: EtcdCredentials?
+    private let authToken = Mutex<String?>(nil)
 
-    /// - Parameter endpoints: member client URLs (`http://127.0.0.1:2379`).
-    public init(endpoints: [String], timeout: Duration = .seconds(3)) throws(ControlHTTPError) {
+    /// - Parameters:
+    ///   - endpoints: member client URLs (`http://127.0.0.1:2379`, `https://10.0.0.5:2379`).
+    ///   - tls: for `https://` members: the CA and client certificate (nil: system CAs).
+    ///   - credentials: etcd user and password when the cluster has auth enabled.
+    public init(endpoints: [String], timeout: Duration = .seconds(3), tls: ControlTLS? = nil, credentials: EtcdCredentials? = nil) throws(ControlHTTPError) {
         guard !endpoints.isEmpty else { throw ControlHTTPError("etcd: no endpoints configured") }
         var targets: [ControlHTTPTarget] = []
         for endpoint in endpoints { targets.append(try ControlHTTPTarget(url: endpoint)) }
         self.endpoints = targets
         self.timeout = timeout
+        self.tls = tls
+        self.credentials = credentials
+    }
+
+    /// A client for configured endpoints and access options (TLS files load now).
+    public convenience init(endpoints: [String], timeout: Duration, access: StoreAccessConfig) throws(ControlHTTPError) {
+        let credentials = access.username.map { EtcdCredentials(username: $0, password: access.password ?? "") }
+        try self.init(endpoints: endpoints, timeout: timeout, tls: try access.loadTLS(), credentials: credentials)
     }
 
     // MARK: KV
@@ -172,17 +204,20 @@ public final class EtcdClient: Sendable {
         if prefix { create["range_end"] = base64(Self.rangeEnd(key)) }
         if startRevision > 0 { create["start_revision"] = String(startRevision) }
         let body = Self.encode(["create_request": create])
+        let auth = try authHeaders()
         var lastError = "no endpoint tried"
         for target in orderedEndpoints() {
-            let client = ControlHTTPClient(target: target, timeout: timeout)
+            let client = ControlHTTPClient(target: target, timeout: timeout, tls: tls)
             do {
                 let stream = try client.openStream(
-                    "POST", "/v3/watch", headers: [("Content-Type", "application/json"), ("Grpc-Metadata-hasleader", "true")],
+                    "POST", "/v3/watch", headers: [("Content-Type", "application/json"), ("Grpc-Metadata-hasleader", "true")] + auth,
                     body: body)
                 guard stream.status == 200 else {
                     let text = (try? stream.readAll(timeout: .seconds(1))).map { String(decoding: $0, as: UTF8.self) } ?? ""
                     stream.cancel()
                     lastError = "\(target) answered \(stream.status) \(text.prefix(200))"
+                    // The next watch authenticates again.
+                    if Self.isInvalidToken(text) { authToken.withLock { $0 = nil } }
                     continue
                 }
                 remember(target)
@@ -205,15 +240,51 @@ public final class EtcdClient: Sendable {
         if let index = endpoints.firstIndex(of: target) { preferred.store(index, ordering: .relaxed) }
     }
 
-    /// POSTs to each member in turn until one answers; 4xx answers are final.
+    // MARK: Authentication
+
+    /// The `Authorization` header for the next request: the token, authenticating first when
+    /// there is none yet. Empty without credentials.
+    private func authHeaders() throws(EtcdError) -> [(String, String)] {
+        guard let credentials else { return [] }
+        if let token = authToken.withLock({ $0 }) { return [("Authorization", token)] }
+        let json: [String: Any]
+        do {
+            json = try post("/v3/auth/authenticate", ["name": credentials.username, "password": credentials.password], headers: [])
+        } catch {
+            throw EtcdError(kind: error.kind, description: "etcd: authenticating as '\(credentials.username)' failed: \(error.description)")
+        }
+        guard let token = json["token"] as? String, !token.isEmpty else {
+            throw EtcdError(kind: .badResponse, description: "etcd: authenticating as '\(credentials.username)' answered without a token")
+        }
+        authToken.withLock { $0 = token }
+        return [("Authorization", token)]
+    }
+
+    /// Whether an answer says the token is no longer valid (expired, revoked, or issued by a
+    /// member that restarted); not a wrong password.
+    private static func isInvalidToken(_ text: String) -> Bool {
+        text.contains("invalid auth token") || text.contains("user name is empty")
+    }
+
+    /// POSTs with the auth token; an invalid-token answer re-authenticates and retries once.
     private func call(_ path: String, _ body: [String: Any]) throws(EtcdError) -> [String: Any] {
+        do {
+            return try post(path, body, headers: try authHeaders())
+        } catch where credentials != nil && error.kind == .rejected && Self.isInvalidToken(error.description) {
+            authToken.withLock { $0 = nil }
+            return try post(path, body, headers: try authHeaders())
+        }
+    }
+
+    /// POSTs to each member in turn until one answers; 4xx answers are final.
+    private func post(_ path: String, _ body: [String: Any], headers: [(String, String)]) throws(EtcdError) -> [String: Any] {
         let bytes = Self.encode(body)
         var lastError = "no endpoint tried"
         for target in orderedEndpoints() {
-            let client = ControlHTTPClient(target: target, timeout: timeout)
+            let client = ControlHTTPClient(target: target, timeout: timeout, tls: tls)
             let response: ControlHTTPResponse
             do {
-                response = try client.send("POST", path, headers: [("Content-Type", "application/json")], body: bytes)
+                response = try client.send("POST", path, headers: [("Content-Type", "application/json")] + headers, body: bytes)
             } catch {
                 lastError = error.description
                 continue

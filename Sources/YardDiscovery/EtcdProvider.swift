@@ -81,7 +81,7 @@ public final class EtcdProvider: DiscoveryProvider {
     private func run() {
         let client: EtcdClient
         do {
-            client = try EtcdClient(endpoints: config.endpoints, timeout: .milliseconds(config.requestTimeoutMs))
+            client = try EtcdClient(endpoints: config.endpoints, timeout: .milliseconds(config.requestTimeoutMs), access: config.access)
         } catch {
             callbacks.onStatus(.failing("etcd endpoints: \(error.description)"))
             return

@@ -2,6 +2,7 @@
 // the Docker, Swarm and Consul providers' "garbage JSON" reports.
 
 import Foundation
+import YardControlHTTP
 
 /// JSON decoding for control-plane answers, with errors that name the request and the
 /// JSON path that did not parse (`GET /containers/json: at [2].Labels: expected an

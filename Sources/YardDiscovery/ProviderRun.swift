@@ -5,6 +5,7 @@
 import Dispatch
 import Foundation
 import YardModel
+import YardControlHTTP
 
 /// One provider's run: its stop flag, its wake-ups, and its callbacks.
 ///

@@ -4,6 +4,7 @@
 import Foundation
 import Synchronization
 import YardModel
+import YardControlHTTP
 
 /// Watches a Swarm manager and pushes complete catalogs of its labelled services' tasks.
 ///

@@ -140,6 +140,8 @@ public struct StateStoreConfig: Sendable, Equatable {
         case consul(address: String, prefix: String, token: String?)
     }
     public var kind: Kind
+    /// etcd and Consul: TLS files and credentials (the Consul token is also in `kind`).
+    public var access = StoreAccessConfig()
     /// This replica's name in the store; nil: `HOSTNAME-PID`.
     public var replicaID: String?
     /// A replica whose report is older than this is not live.

@@ -231,8 +231,13 @@ public enum ConfigLoader {
 
     private static func parseStateStore(_ node: ConfigNode?, directory: String) throws(ConfigError) -> StateStoreConfig {
         guard let node else { return StateStoreConfig(kind: .file(path: resolve("state.json", against: directory))) }
-        let fields = try node.fields(allowed: ["type", "path", "endpoints", "address", "prefix", "token", "replica_id", "replica_ttl"])
-        let type = try fields.optional("type")?.string(expected: "file, etcd or consul") ?? "file"
+        let common = ["type", "path", "endpoints", "address", "prefix", "replica_id", "replica_ttl"]
+        let anyStore = common + StoreAccessConfig.optionNames(.etcd) + StoreAccessConfig.optionNames(.consul)
+        let type = try node.fields(allowed: anyStore).optional("type")?.string(expected: "file, etcd or consul") ?? "file"
+        // The access options of the other store are errors (`token` on etcd, `username` on Consul).
+        let access: [String] = type == "etcd" ? StoreAccessConfig.optionNames(.etcd) : type == "consul" ? StoreAccessConfig.optionNames(.consul) : []
+        let fields = try node.fields(allowed: common + access)
+        var storeAccess = StoreAccessConfig()
         let prefix = try fields.optional("prefix")?.string(expected: "a key prefix like /switchyard/")
         let kind: StateStoreConfig.Kind
         switch type {
@@ -242,23 +247,28 @@ public enum ConfigLoader {
         case "etcd":
             let endpointsNode = try fields.required("endpoints", hint: "e.g. 'endpoints: [http://127.0.0.1:2379]'")
             var endpoints: [String] = []
+            var urls: [(text: String, node: ConfigNode)] = []
             for item in try endpointsNode.list() {
                 let text = try item.string(expected: "an etcd client URL like http://127.0.0.1:2379")
-                guard text.hasPrefix("http://") else { throw item.error("'\(text)': an etcd endpoint is http://HOST:PORT") }
+                guard text.hasPrefix("http://") || text.hasPrefix("https://") else { throw item.error("'\(text)': an etcd endpoint is http://HOST:PORT or https://HOST:PORT") }
                 endpoints.append(text)
+                urls.append((text, item))
             }
             guard !endpoints.isEmpty else { throw endpointsNode.error("list at least one etcd endpoint") }
             kind = .etcd(endpoints: endpoints, prefix: prefix ?? "/switchyard/")
+            storeAccess = try StoreAccessConfig.parse(fields, kind: .etcd, urls: urls, directory: directory)
         case "consul":
-            let address = try fields.optional("address")?.string(expected: "Consul's HTTP address like http://127.0.0.1:8500") ?? "http://127.0.0.1:8500"
-            let token = try fields.optional("token")?.string(expected: "a Consul ACL token")
+            let address = try fields.optional("address").map { node throws(ConfigError) in try consulAddress(node) } ?? "http://127.0.0.1:8500"
+            storeAccess = try StoreAccessConfig.parse(
+                fields, kind: .consul, urls: [(address, fields.optional("address") ?? node)], directory: directory)
             var keyPrefix = prefix ?? "switchyard/"
             while keyPrefix.hasPrefix("/") { keyPrefix.removeFirst() }
-            kind = .consul(address: address, prefix: keyPrefix, token: token)
+            kind = .consul(address: address, prefix: keyPrefix, token: storeAccess.token)
         default:
             throw (fields.optional("type") ?? node).error("unknown state store '\(type)'; use file, etcd or consul")
         }
         var config = StateStoreConfig(kind: kind)
+        config.access = storeAccess
         config.replicaID = try fields.optional("replica_id")?.string(expected: "a replica name")
         if let ttl = fields.optional("replica_ttl") {
             config.replicaTTLSeconds = max(1, try ttl.durationMilliseconds() / 1000)

@@ -52,17 +52,15 @@ public struct SwarmSourceConfig: Sendable, Equatable {
 
 /// Consul's catalog and health, followed with blocking queries.
 public struct ConsulSourceConfig: Sendable, Equatable {
-    /// The agent's HTTP API, `http://host:port`.
+    /// The agent's HTTP API, `http://host:port` or `https://host:port`.
     public var address: String
+    /// TLS files and the ACL token (`token`, `token_file`, `token_env`).
+    public var access = StoreAccessConfig()
     /// The services to follow; nil follows all (`services: all`).
     public var services: [String]?
     /// Only instances whose checks all pass.
     public var passingOnly: Bool
     public var datacenter: String?
-    /// The ACL token, or the name of the environment variable holding it (preferred:
-    /// the config file then holds no secret).
-    public var token: String?
-    public var tokenEnvironment: String?
     /// The blocking queries' `wait`.
     public var waitMs: Int
     /// The floor between two queries of one watch.
@@ -71,15 +69,14 @@ public struct ConsulSourceConfig: Sendable, Equatable {
 
     public init(
         address: String = "http://127.0.0.1:8500", services: [String]? = nil, passingOnly: Bool = true,
-        datacenter: String? = nil, token: String? = nil, tokenEnvironment: String? = nil, waitMs: Int = 60_000,
+        datacenter: String? = nil, access: StoreAccessConfig = StoreAccessConfig(), waitMs: Int = 60_000,
         minimumIntervalMs: Int = 200, timeoutMs: Int = 5_000
     ) {
         self.address = address
         self.services = services
         self.passingOnly = passingOnly
         self.datacenter = datacenter
-        self.token = token
-        self.tokenEnvironment = tokenEnvironment
+        self.access = access
         self.waitMs = waitMs
         self.minimumIntervalMs = minimumIntervalMs
         self.timeoutMs = timeoutMs

@@ -49,21 +49,16 @@ extension ConfigLoader {
 
     // MARK: Consul
 
-    static func parseConsulSource(_ node: ConfigNode) throws(ConfigError) -> ConsulSourceConfig {
+    static func parseConsulSource(_ node: ConfigNode, directory: String) throws(ConfigError) -> ConsulSourceConfig {
         let fields = try node.fields(allowed: [
-            "type", "name", "address", "services", "passing_only", "datacenter", "token", "token_env", "wait", "min_interval", "timeout",
-        ])
+            "type", "name", "address", "services", "passing_only", "datacenter", "wait", "min_interval", "timeout",
+        ] + StoreAccessConfig.optionNames(.consul))
         var config = ConsulSourceConfig()
         if let addressNode = fields.optional("address") {
-            var text = try addressNode.string(expected: "an address like http://127.0.0.1:8500")
-            if !text.contains("://") { text = "http://" + text }
-            let hostPort = String(text.dropFirst(7).prefix { $0 != "/" })
-            guard text.hasPrefix("http://"), isHostPort(hostPort) else {
-                let hint = text.hasPrefix("https://") ? "TLS to Consul is not supported yet; " : ""
-                throw addressNode.error("'\(text)' is not a Consul address; \(hint)write http://HOST:PORT, like http://127.0.0.1:8500")
-            }
-            config.address = "http://" + hostPort
+            config.address = try consulAddress(addressNode)
         }
+        config.access = try StoreAccessConfig.parse(
+            fields, kind: .consul, urls: [(config.address, fields.optional("address") ?? node)], directory: directory)
         if let servicesNode = fields.optional("services") {
             if case .scalar = servicesNode.node {
                 let word = try servicesNode.string(expected: "'all' or a list of service names")
@@ -84,11 +79,6 @@ extension ConfigLoader {
         }
         if let passing = fields.optional("passing_only") { config.passingOnly = try passing.boolean() }
         config.datacenter = try fields.optional("datacenter")?.string(expected: "a datacenter name like dc1")
-        config.token = try fields.optional("token")?.string(expected: "an ACL token")
-        config.tokenEnvironment = try fields.optional("token_env")?.string(expected: "an environment variable name like CONSUL_HTTP_TOKEN")
-        if let token = fields.optional("token"), config.tokenEnvironment != nil {
-            throw token.error("give 'token' or 'token_env', not both")
-        }
         if let wait = fields.optional("wait") {
             config.waitMs = try wait.durationMilliseconds()
             guard config.waitMs >= 1_000, config.waitMs <= 600_000 else {
@@ -98,6 +88,19 @@ extension ConfigLoader {
         if let floor = fields.optional("min_interval") { config.minimumIntervalMs = try floor.durationMilliseconds() }
         if let timeout = fields.optional("timeout") { config.timeoutMs = try timeout.durationMilliseconds() }
         return config
+    }
+
+    /// Consul's HTTP address: `http://HOST:PORT`, `https://HOST:PORT` or `HOST:PORT` (http),
+    /// normalised to scheme and authority.
+    static func consulAddress(_ node: ConfigNode) throws(ConfigError) -> String {
+        var text = try node.string(expected: "an address like http://127.0.0.1:8500")
+        if !text.contains("://") { text = "http://" + text }
+        let scheme = text.hasPrefix("https://") ? "https://" : "http://"
+        let hostPort = String(text.dropFirst(scheme.count).prefix { $0 != "/" })
+        guard text.hasPrefix(scheme), isHostPort(hostPort) else {
+            throw node.error("'\(text)' is not a Consul address; write http://HOST:PORT or https://HOST:PORT, like http://127.0.0.1:8500")
+        }
+        return scheme + hostPort
     }
 
     /// `host:port` or `[v6]:port` with a host of name characters and a port 1-65535.

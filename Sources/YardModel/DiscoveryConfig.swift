@@ -90,8 +90,11 @@ public struct FileSourceConfig: Sendable, Equatable {
 
 /// etcd v3 through its JSON gateway: keys under `prefix` (layout in docs/discovery.md).
 public struct EtcdSourceConfig: Sendable, Equatable {
-    /// `http://host:port` of each member; tried in order, the next on failure.
+    /// `http://host:port` or `https://host:port` of each member; tried in order, the next
+    /// on failure.
     public var endpoints: [String]
+    /// TLS files and username/password.
+    public var access = StoreAccessConfig()
     /// Ends with `/`; default `/switchyard/`.
     public var prefix: String
     /// Per request (range); a watch has no timeout, but notices a lost leader.

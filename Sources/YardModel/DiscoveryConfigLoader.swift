@@ -69,11 +69,11 @@ extension ConfigLoader {
             let source: ProviderSource
             switch type {
             case "file": source = .file(try parseFileSource(item, directory: directory))
-            case "etcd": source = .etcd(try parseEtcdSource(item))
+            case "etcd": source = .etcd(try parseEtcdSource(item, directory: directory))
             case "dns": source = .dns(try parseDNSSource(item))
             case "docker": source = .docker(try parseDockerSource(item))
             case "swarm": source = .swarm(try parseSwarmSource(item))
-            case "consul": source = .consul(try parseConsulSource(item))
+            case "consul": source = .consul(try parseConsulSource(item, directory: directory))
             default:
                 let near = Suggestion.closest(to: type, among: providerTypes).map { " (did you mean '\($0)'?)" } ?? ""
                 throw typeNode.error("unsupported provider type '\(type)'\(near); this build supports: \(providerTypes.joined(separator: ", "))")
@@ -100,6 +100,20 @@ extension ConfigLoader {
 
     // MARK: Providers
 
+    /// An etcd member URL, `http://HOST:PORT` or `https://HOST:PORT` with an IP address (or
+    /// `localhost`), normalised to scheme and authority.
+    static func etcdEndpoint(_ text: String, _ item: ConfigNode) throws(ConfigError) -> String {
+        let scheme = text.hasPrefix("https://") ? "https://" : "http://"
+        guard text.hasPrefix(scheme) else { throw item.error("'\(text)' is not an http:// or https:// URL; write http://HOST:PORT or https://HOST:PORT") }
+        let hostPort = String(text.dropFirst(scheme.count).prefix { $0 != "/" })
+        guard case .success(let address) = ConfigValues.parseListenAddress(hostPort), ConfigValues.isIPLiteral(address.host) || address.host == "localhost",
+              !ConfigValues.isUnspecifiedAddress(address.host)
+        else {
+            throw item.error("'\(text)' needs an IP address and a port, like \(scheme)127.0.0.1:2379")
+        }
+        return scheme + hostPort
+    }
+
     private static func parseFileSource(_ node: ConfigNode, directory: String) throws(ConfigError) -> FileSourceConfig {
         let fields = try node.fields(allowed: ["type", "name", "file", "poll"])
         let file = try fields.required("file", hint: "e.g. 'file: services.yml'").string(expected: "a file path like services.yml")
@@ -108,27 +122,20 @@ extension ConfigLoader {
         return config
     }
 
-    private static func parseEtcdSource(_ node: ConfigNode) throws(ConfigError) -> EtcdSourceConfig {
-        let fields = try node.fields(allowed: ["type", "name", "endpoints", "prefix", "timeout"])
+    private static func parseEtcdSource(_ node: ConfigNode, directory: String) throws(ConfigError) -> EtcdSourceConfig {
+        let fields = try node.fields(allowed: ["type", "name", "endpoints", "prefix", "timeout"] + StoreAccessConfig.optionNames(.etcd))
         let endpointsNode = try fields.required("endpoints", hint: "e.g. 'endpoints: [http://127.0.0.1:2379]'")
         var endpoints: [String] = []
+        var urls: [(text: String, node: ConfigNode)] = []
         let items = endpointsNode.isNull ? [] : (try? endpointsNode.list()) ?? [endpointsNode]
         for item in items {
             let text = try item.string(expected: "a URL like http://127.0.0.1:2379")
-            guard text.hasPrefix("http://") else {
-                let hint = text.hasPrefix("https://") ? "TLS to etcd is not supported yet; " : ""
-                throw item.error("'\(text)' is not an http:// URL; \(hint)write http://HOST:PORT")
-            }
-            let hostPort = String(text.dropFirst("http://".count).prefix { $0 != "/" })
-            guard case .success(let address) = ConfigValues.parseListenAddress(hostPort), ConfigValues.isIPLiteral(address.host) || address.host == "localhost",
-                  !ConfigValues.isUnspecifiedAddress(address.host)
-            else {
-                throw item.error("'\(text)' needs an IP address and a port, like http://127.0.0.1:2379")
-            }
-            endpoints.append("http://" + hostPort)
+            endpoints.append(try etcdEndpoint(text, item))
+            urls.append((text, item))
         }
         guard !endpoints.isEmpty else { throw endpointsNode.error("at least one endpoint is required, e.g. [http://127.0.0.1:2379]") }
         var config = EtcdSourceConfig(endpoints: endpoints)
+        config.access = try StoreAccessConfig.parse(fields, kind: .etcd, urls: urls, directory: directory)
         if let prefixNode = fields.optional("prefix") {
             var prefix = try prefixNode.string(expected: "a key prefix like /switchyard/")
             guard prefix.hasPrefix("/") else { throw prefixNode.error("prefix '\(prefix)' must start with '/'") }

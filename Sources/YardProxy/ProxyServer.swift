@@ -53,7 +53,12 @@ public final class ProxyServer: Sendable {
                     throw ProxyError.badAddress("\(listener.host):\(listener.port)")
                 }
                 for w in 0..<count {
-                    let fd = try Socket.listen(on: address, reusePort: true)
+                    let fd: Int32
+                    do {
+                        fd = try Socket.listen(on: address, reusePort: true)
+                    } catch {
+                        throw ProxyError.cannotListen(listener: listener.name, address: "\(listener.host):\(listener.port)", error)
+                    }
                     if w == 0 {
                         address = try Socket.localAddress(fd)
                         bound.append(address)
@@ -219,10 +224,16 @@ public final class ProxyServer: Sendable {
 /// Errors starting the data plane.
 public enum ProxyError: Error, CustomStringConvertible {
     case badAddress(String)
+    /// Binding or listening failed (the port is taken, or needs privileges).
+    case cannotListen(listener: String, address: String, IOError)
 
     public var description: String {
         switch self {
         case .badAddress(let text): return "cannot listen on '\(text)': expected an IP literal and a port"
+        case .cannotListen(let listener, let address, let error):
+            let hint = error.errno == EADDRINUSE ? "; another process (or another listener here) holds the port"
+                : error.errno == EACCES ? "; ports below 1024 need CAP_NET_BIND_SERVICE" : ""
+            return "listener '\(listener)' cannot listen on \(address): \(error)\(hint)"
         }
     }
 }

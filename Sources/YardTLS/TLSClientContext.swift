@@ -15,7 +15,13 @@ public final class TLSClientContext: @unchecked Sendable {
     ///   - caFile: PEM file of trusted CAs; nil for the system's default store.
     ///   - alpn: protocols to offer, in preference order (empty: no ALPN).
     ///   - verify: false accepts any certificate (no CA is loaded, no name checked).
-    public init(caFile: String?, alpn: [String] = [], verify: Bool = true, minimumVersion: TLSVersion = .tls12) throws(TLSError) {
+    ///   - certificateFile, keyFile: a client certificate (PEM chain) and its private key,
+    ///     for servers that ask for one (etcd's `--client-cert-auth`, Consul's
+    ///     `verify_incoming`); both or neither.
+    public init(
+        caFile: String?, alpn: [String] = [], verify: Bool = true, minimumVersion: TLSVersion = .tls12,
+        certificateFile: String? = nil, keyFile: String? = nil
+    ) throws(TLSError) {
         ERR_clear_error()
         guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw TLSError.fromQueue("creating a TLS client context") }
         context = ctx
@@ -40,6 +46,18 @@ public final class TLSClientContext: @unchecked Sendable {
                 throw TLSError.fromQueue("loading the system CA store")
             }
             SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+        }
+        if let certificateFile {
+            guard SSL_CTX_use_certificate_chain_file(ctx, certificateFile) == 1 else {
+                throw TLSError.fromQueue("loading client certificate \(certificateFile)")
+            }
+            let key = keyFile ?? certificateFile
+            guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 else {
+                throw TLSError.fromQueue("loading client key \(key)")
+            }
+            guard SSL_CTX_check_private_key(ctx) == 1 else {
+                throw TLSError.fromQueue("client key \(key) does not match certificate \(certificateFile)")
+            }
         }
         if !alpn.isEmpty {
             var wire: [UInt8] = []

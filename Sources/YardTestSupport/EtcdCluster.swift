@@ -14,10 +14,27 @@ public final class EtcdCluster: Sendable {
         public let name: String
         public let clientPort: UInt16
         public let peerPort: UInt16
-        public var clientURL: String { "http://127.0.0.1:\(clientPort)" }
+        public let secure: Bool
+        public var clientURL: String { "\(secure ? "https" : "http")://127.0.0.1:\(clientPort)" }
+    }
+
+    /// Client-facing TLS: etcd serves `https://` with `server` and, with `client`, requires
+    /// a client certificate signed by `caFile` (`--client-cert-auth`); `client` is also what
+    /// the health check presents.
+    public struct TLS: Sendable {
+        public var caFile: String
+        public var server: TestCertificates.Pair
+        public var client: TestCertificates.Pair?
+
+        public init(caFile: String, server: TestCertificates.Pair, client: TestCertificates.Pair?) {
+            self.caFile = caFile
+            self.server = server
+            self.client = client
+        }
     }
 
     public let members: [Member]
+    public let tls: TLS?
     private let directory: TempDir
     private let processes: Mutex<[ProcessRunner?]>
 
@@ -25,16 +42,17 @@ public final class EtcdCluster: Sendable {
     public var endpoints: [String] { members.map(\.clientURL) }
 
     /// Starts `size` members and waits until each reports healthy.
-    public init(size: Int = 1, deadline: Deadline = .seconds(20)) throws {
+    public init(size: Int = 1, tls: TLS? = nil, deadline: Deadline = .seconds(20)) throws {
         guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
             throw TestSupportError("etcd is not installed at \(Self.binary) (scripts/install-deps installs etcd-server)")
         }
         directory = try TempDir(prefix: "switchyard-etcd")
         var members: [Member] = []
         for index in 1...size {
-            members.append(Member(name: "m\(index)", clientPort: try freePort(), peerPort: try freePort()))
+            members.append(Member(name: "m\(index)", clientPort: try freePort(), peerPort: try freePort(), secure: tls != nil))
         }
         self.members = members
+        self.tls = tls
         processes = Mutex(Array(repeating: nil, count: size))
         for index in members.indices { try start(index) }
         try waitHealthy(deadline: deadline)
@@ -78,7 +96,12 @@ public final class EtcdCluster: Sendable {
         let cluster = members.map { "\($0.name)=http://127.0.0.1:\($0.peerPort)" }.joined(separator: ",")
         let dataDir = directory.file("\(member.name).data")
         let isNew = !FileManager.default.fileExists(atPath: dataDir)
-        let runner = try ProcessRunner(Self.binary, arguments: [
+        var security: [String] = []
+        if let tls {
+            security = ["--cert-file", tls.server.certificate, "--key-file", tls.server.key, "--trusted-ca-file", tls.caFile]
+            if tls.client != nil { security.append("--client-cert-auth") }
+        }
+        let runner = try ProcessRunner(Self.binary, arguments: security + [
             "--name", member.name, "--data-dir", dataDir,
             "--listen-client-urls", member.clientURL, "--advertise-client-urls", member.clientURL,
             "--listen-peer-urls", "http://127.0.0.1:\(member.peerPort)",
@@ -98,11 +121,27 @@ public final class EtcdCluster: Sendable {
                 if let process = processes.withLock({ $0[index] }), !process.isRunning {
                     throw TestSupportError("etcd member \(member.name) exited: \(process.outputSummary)")
                 }
+                if tls != nil { return try etcdctl(["endpoint", "health"], endpoint: index).status == .exited(0) }
                 guard let reply = try? rawExchange(port: member.clientPort, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout: .seconds(1)) else {
                     return false
                 }
                 return reply.text.contains("\"health\":\"true\"")
             }
         }
+    }
+
+    /// Runs `etcdctl` against member `endpoint` (with the cluster's CA and client
+    /// certificate when it serves TLS); `user` is `name:password` once auth is enabled.
+    public func etcdctl(_ arguments: [String], endpoint: Int = 0, user: String? = nil) throws -> (status: ProcessRunner.ExitStatus, output: String) {
+        var options = ["--endpoints", members[endpoint].clientURL, "--dial-timeout", "2s", "--command-timeout", "3s"]
+        if let tls {
+            options += ["--cacert", tls.caFile]
+            if let client = tls.client { options += ["--cert", client.certificate, "--key", client.key] }
+        }
+        if let user { options += ["--user", user] }
+        let runner = try ProcessRunner("/usr/bin/etcdctl", arguments: options + arguments, environment: ["ETCDCTL_API": "3"])
+        defer { runner.stop() }
+        let status = try runner.waitForExit(deadline: .seconds(10))
+        return (status, runner.stdout + runner.stderr)
     }
 }

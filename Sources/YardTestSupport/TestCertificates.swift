@@ -40,9 +40,11 @@ public final class TestCertificates: Sendable {
 
     /// Issues another certificate from the CA (`file`.pem / `file`.key), e.g. to replace a
     /// served one and test reloads. A name of digits and dots is an IP address entry.
+    /// `client`: the certificate may also authenticate a client (extendedKeyUsage
+    /// clientAuth), for servers that require client certificates.
     @discardableResult
-    public func issue(file: String, names: [String], rsa: Bool = false) throws -> Pair {
-        try Self.issue(in: directory, file: file, names: names, rsa: rsa)
+    public func issue(file: String, names: [String], rsa: Bool = false, client: Bool = false) throws -> Pair {
+        try Self.issue(in: directory, file: file, names: names, rsa: rsa, client: client)
     }
 
     /// The SHA-256 fingerprint of a certificate file, as `openssl x509 -fingerprint` prints it.
@@ -51,7 +53,7 @@ public final class TestCertificates: Sendable {
         return out.split(separator: "=").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
     }
 
-    private static func issue(in directory: TempDir, file: String, names: [String], rsa: Bool) throws -> Pair {
+    private static func issue(in directory: TempDir, file: String, names: [String], rsa: Bool, client: Bool = false) throws -> Pair {
         let key = directory.file("\(file).key")
         let csr = directory.file("\(file).csr")
         let certificate = directory.file("\(file).pem")
@@ -61,7 +63,7 @@ public final class TestCertificates: Sendable {
             subjectAltName=\(names.map { $0.allSatisfy { $0.isNumber || $0 == "." } ? "IP:\($0)" : "DNS:\($0)" }.joined(separator: ","))
             basicConstraints=CA:FALSE
             keyUsage=critical,digitalSignature,keyEncipherment
-            extendedKeyUsage=serverAuth
+            extendedKeyUsage=serverAuth\(client ? ",clientAuth" : "")
             crlDistributionPoints=URI:http://127.0.0.1:9/switchyard-test-ca.crl
 
             """)

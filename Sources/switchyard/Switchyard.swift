@@ -81,6 +81,11 @@ struct Check: ParsableCommand {
             var lines = ["\(config): ok"] + notes
             lines.append("  listeners: " + loaded.listeners.map { "\($0.name)=\($0.host):\($0.port)" }.joined(separator: ", "))
             lines += try checkTLSListeners(loaded.listeners)
+            let tlsFiles = checkTLSFiles(loaded, services: table.routes.compactMap(\.service))
+            guard tlsFiles.failures.isEmpty else {
+                throw CheckFailure("\(config): TLS files that do not load:\n" + tlsFiles.failures.map { "  \($0)" }.joined(separator: "\n"))
+            }
+            lines += tlsFiles.lines
             for route in table.routes {
                 let host = route.host.map { String(decoding: $0, as: UTF8.self) } ?? "*"
                 let target = route.service.map { service in
@@ -96,6 +101,12 @@ struct Check: ParsableCommand {
             throw ExitCode(1)
         }
     }
+}
+
+/// What `check` found wrong, already worded for the operator.
+struct CheckFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }
 
 struct Backend: ParsableCommand {

@@ -62,6 +62,7 @@ from consul_state import AGENT_ADDRESS, AGENT_NODE, DATACENTER, ApiError, State,
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     state = None  # set by main
+    token = None  # --token: the ACL token every /v1/ request must carry
 
     def log_message(self, *args):
         pass
@@ -95,6 +96,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(500, "No path to datacenter")
             if not path.startswith("/v1/"):
                 raise ApiError(404, "Not found")
+            if self.token is not None and self.headers.get("X-Consul-Token") != self.token:
+                raise ApiError(403, "ACL not found")
             self.route(method, path[len("/v1/"):])
         except ApiError as e:
             self.send(e.status, e.message.encode(), content_type="text/plain; charset=utf-8")
@@ -331,9 +334,22 @@ def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--data", help="save the state here after every write; load it at start")
     parser.add_argument("--reap-ms", type=int, default=200, help="TTL/deregister timer period")
+    parser.add_argument("--token", help="require this X-Consul-Token on /v1/ (else 403 ACL not found)")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM) ...")
+    parser.add_argument("--tls-key", help="... and key")
+    parser.add_argument("--tls-client-ca", help="require a client certificate signed by this CA")
     args = parser.parse_args()
     Handler.state = State(args.data)
+    Handler.token = args.token
     server = Server(("127.0.0.1", args.port), Handler)
+    if args.tls_cert:
+        import ssl
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_client_ca:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(args.tls_client_ca)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     st = Handler.state
 
     def reaper():

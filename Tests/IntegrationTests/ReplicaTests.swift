@@ -66,6 +66,51 @@ extension Integration {
             #expect(try two.backend() == "blue-1")
         }
 
+        /// etcd over TLS with --client-cert-auth (certificates made here with openssl) as
+        /// both the state store and the discovery provider: instances arrive through the
+        /// TLS watch, a flip goes through the TLS store; a config without the client
+        /// certificate does not start, and says why.
+        @Test(.timeLimit(.minutes(2)))
+        func aTLSEtcdWithClientCertificatesIsTheStoreAndTheProvider() throws {
+            let dir = try ScratchDir("replicas-tls")
+            let blue = try Backend.demo("blue-1", dir: dir)
+            let green = try Backend.demo("green-1", dir: dir)
+            defer { blue.stop(); green.stop() }
+            let certificates = try TestCertificates()
+            let server = try certificates.issue(file: "etcd-server", names: ["127.0.0.1"], client: true)
+            let client = try certificates.issue(file: "etcd-client", names: ["switchyard"], client: true)
+            let etcd = try EtcdCluster(size: 1, tls: .init(caFile: certificates.caFile, server: server, client: client))
+            for (id, port, track) in [("b1", blue.port, "blue"), ("g1", green.port, "green")] {
+                let put = try etcd.etcdctl(["put", "/sy/services/shop/instances/\(id)", "{\"address\": \"127.0.0.1\", \"port\": \(port), \"track\": \"\(track)\"}"])
+                try #require(put.status == .exited(0), "\(put.output)")
+            }
+            let settings = try etcd.etcdctl(["put", "/sy/services/shop/settings", "{\"active\": \"blue\", \"health\": {\"type\": \"none\"}}"])
+            try #require(settings.status == .exited(0), "\(settings.output)")
+            let access = "ca_file: \(certificates.caFile), cert_file: \(client.certificate), key_file: \(client.key)"
+            var spec = ProxySpec(workers: 1)
+            spec.extraYAML = "admin:\n  address: 127.0.0.1:0\nstate_store: {type: etcd, endpoints: [\(etcd.endpoints[0])], prefix: /sy-state/, \(access)}\n"
+            let config = spec.yaml.replacingOccurrences(
+                of: "discovery:\n  provider: file\n  file: services.yml\n",
+                with: "discovery:\n  providers:\n    - {type: etcd, endpoints: [\(etcd.endpoints[0])], prefix: /sy/, \(access)}\n")
+            let proxy = try TrafficProxy(dir: dir, configText: config, label: "tls")
+            defer { proxy.stop() }
+            try waitFor("the instances from the TLS watch", timeout: .seconds(10)) { (try? proxy.backend()) == "blue-1" }
+            let flip = try proxy.cli(["flip", "shop", "--to", "green", "--wait", "--wait-timeout", "10s"])
+            #expect(flip.status == 0, "\(flip.stdout) \(flip.stderr)")
+            #expect(try proxy.backend() == "green-1")
+            let stored = try etcd.etcdctl(["get", "/sy-state/traffic/shop", "--print-value-only"])
+            #expect(stored.output.contains("green"), "\(stored.output)")
+
+            // Without the client certificate the store refuses this replica, and status says why.
+            let bare = config.replacingOccurrences(of: ", cert_file: \(client.certificate), key_file: \(client.key)", with: "")
+            let refused = try TrafficProxy(dir: dir, configText: bare, label: "bare")
+            defer { refused.stop() }
+            try waitFor("the refused store in /status", timeout: .seconds(10)) {
+                let store = (try refused.adminJSON("/status"))["state_store"] as? [String: Any]
+                return (store?["error"] as? String)?.contains("the server refused the client certificate") == true
+            }
+        }
+
         /// The same agreement through Consul KV (Tests/Fixtures/consul_emulator.py: no
         /// Consul agent can run here).
         @Test(.timeLimit(.minutes(1)))

@@ -98,6 +98,38 @@ struct TrafficStoreContract {
         #expect(throws: StoreError.self) { try store.load() }
     }
 
+    /// The Consul store over TLS with a client certificate, its ACL token read from a
+    /// file: the emulator (Tests/Fixtures/consul_emulator.py --tls-* --token) refuses a
+    /// client without the certificate and a client without the token.
+    @Test func consulStoreOverTLSWithATokenFile() throws {
+        let certificates = try TestCertificates()
+        let server = try certificates.issue(file: "consul-server", names: ["127.0.0.1"])
+        let client = try certificates.issue(file: "consul-client", names: ["switchyard"], client: true)
+        let emulator = try EmulatorProcess(script: "consul_emulator.py", arguments: [
+            "--token", "acl-secret", "--tls-cert", server.certificate, "--tls-key", server.key, "--tls-client-ca", certificates.caFile,
+        ])
+        let tokenFile = try certificates.directory.write("consul.token", "acl-secret\n")
+        let address = "https://127.0.0.1:\(emulator.port)"
+        let access = StoreAccessConfig(caFile: certificates.caFile, certFile: client.certificate, keyFile: client.key, tokenFile: tokenFile)
+        let store = try ConsulTrafficStore(address: address, prefix: "switchyard/", token: nil, access: access)
+        try first(store)
+        try noticesAnotherWriter(store)
+
+        var noCertificate = access
+        (noCertificate.certFile, noCertificate.keyFile) = (nil, nil)
+        let refused = #expect(throws: StoreError.self) {
+            try ConsulTrafficStore(address: address, prefix: "switchyard/", token: nil, access: noCertificate).load()
+        }
+        #expect(refused?.description.contains("the server refused the client certificate") == true, "\(refused?.description ?? "")")
+
+        var noToken = access
+        noToken.tokenFile = nil
+        let denied = #expect(throws: StoreError.self) {
+            try ConsulTrafficStore(address: address, prefix: "switchyard/", token: nil, access: noToken).load()
+        }
+        #expect(denied?.description.contains("ACL not found") == true, "\(denied?.description ?? "")")
+    }
+
     @Test func etcdStoreThatCannotBeReachedSaysSo() throws {
         let store = try EtcdTrafficStore(endpoints: ["http://127.0.0.1:\(try freePort())"], prefix: "/x/")
         #expect(throws: StoreError.self) { try store.load() }

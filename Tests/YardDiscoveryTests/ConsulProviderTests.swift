@@ -3,6 +3,7 @@ import Testing
 @testable import YardDiscovery
 import YardModel
 import YardTestSupport
+import YardControlHTTP
 
 // MARK: - Health entries to instances, and the index rules (pure)
 
@@ -246,5 +247,45 @@ struct ConsulProviderTests {
         guard let object = try? JSONSerialization.jsonObject(with: Data(stats.utf8)) as? [String: Any],
               let requests = object["requests"] as? [String: Int] else { return nil }
         return requests[path] ?? 0
+    }
+}
+
+// MARK: - TLS and the ACL token
+
+/// The Consul provider, built from its config as `run` builds it, against the emulator
+/// serving HTTPS with client certificates required and an ACL token required.
+@Suite(.timeLimit(.minutes(1)))
+struct ConsulProviderOverTLS {
+    @Test func aClientCertificateAndATokenFileReachTheCatalogAndABadTokenFileIsNamed() throws {
+        let certificates = try TestCertificates()
+        let server = try certificates.issue(file: "consul-server", names: ["127.0.0.1"])
+        let client = try certificates.issue(file: "consul-client", names: ["switchyard"], client: true)
+        let emulator = try EmulatorProcess(script: "consul_emulator.py", arguments: [
+            "--token", "acl-secret", "--tls-cert", server.certificate, "--tls-key", server.key, "--tls-client-ca", certificates.caFile,
+        ])
+        let files = ControlTLSFiles(caFile: certificates.caFile, certFile: client.certificate, keyFile: client.key)
+        let admin = ControlHTTPClient(target: .https(host: "127.0.0.1", port: emulator.port), headers: [("X-Consul-Token", "acl-secret")], tls: try ControlTLS(files))
+        let registered = try admin.send("PUT", "/v1/catalog/register", body: Array("""
+            {"Node":"n1","Address":"127.0.0.1","Service":{"ID":"web-1","Service":"web","Port":8081},
+             "Check":{"CheckID":"service:web-1","Name":"app","Status":"passing","ServiceID":"web-1"}}
+            """.utf8))
+        try #require(registered.status == 200, "\(registered.status) \(registered.text)")
+
+        let tokenFile = try certificates.directory.write("consul.token", "acl-secret\n")
+        var config = ConsulSourceConfig(address: "https://127.0.0.1:\(emulator.port)", services: ["web"], waitMs: 5_000)
+        config.access = StoreAccessConfig(caFile: certificates.caFile, certFile: client.certificate, keyFile: client.key, tokenFile: tokenFile)
+        let recorder = TimedRecorder()
+        let consul = ConsulProvider(name: "consul", config: config, callbacks: recorder.callbacks)
+        consul.start()
+        defer { consul.stop() }
+        try recorder.waitForSnapshot("web-1 over TLS") { _ in recorder.endpoints("web") == ["127.0.0.1:8081"] }
+
+        config.access.tokenFile = certificates.directory.file("missing.token")
+        let failing = TimedRecorder()
+        let broken = ConsulProvider(name: "consul", config: config, callbacks: failing.callbacks)
+        broken.start()
+        defer { broken.stop() }
+        try waitUntil("the token file failure", deadline: .seconds(5)) { !failing.failures.isEmpty }
+        #expect(failing.failures[0].contains("token_file \(certificates.directory.file("missing.token"))"), "\(failing.failures)")
     }
 }

@@ -3,6 +3,7 @@ import Testing
 @testable import YardDiscovery
 import YardModel
 import YardTestSupport
+import YardControlHTTP
 
 // MARK: - Labels to catalog (pure)
 

@@ -4,6 +4,7 @@ import Testing
 import YardIO
 import YardModel
 import YardTestSupport
+import YardControlHTTP
 
 // MARK: - Helpers
 

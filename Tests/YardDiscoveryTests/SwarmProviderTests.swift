@@ -3,6 +3,7 @@ import Testing
 @testable import YardDiscovery
 import YardModel
 import YardTestSupport
+import YardControlHTTP
 
 // MARK: - Services and tasks to catalog (pure)
 

@@ -33,7 +33,7 @@ private func providers(_ discovery: String) throws(ConfigError) -> [ProviderConf
         #expect(list[1].source == .swarm(SwarmSourceConfig(endpoint: "unix:///var/run/docker.sock", network: "app_net", refreshIntervalMs: 250)))
         #expect(list[2].source == .consul(ConsulSourceConfig(
             address: "http://127.0.0.1:8500", services: ["web", "api"], passingOnly: false, datacenter: "dc2",
-            tokenEnvironment: "CONSUL_HTTP_TOKEN", waitMs: 30_000, minimumIntervalMs: 500)))
+            access: StoreAccessConfig(tokenEnvironment: "CONSUL_HTTP_TOKEN"), waitMs: 30_000, minimumIntervalMs: 500)))
     }
 
     @Test func defaultsAreTheLocalSocketTheLocalAgentAllServicesAndPassingOnly() throws {
@@ -78,7 +78,7 @@ private let badEntries: [BadConfig] = [
               key: "discovery.providers[0].wait", says: "from 1s to 10m"),
     BadConfig(name: "consul token and token_env together",
               text: header + "discovery:\n  providers:\n    - {type: consul, token: abc, token_env: T}\n", line: 6,
-              key: "discovery.providers[0].token", says: "not both"),
+              key: "discovery.providers[0].token_env", says: "give one of token, token_file and token_env"),
     BadConfig(name: "consul passing_only not a boolean",
               text: header + "discovery:\n  providers:\n    - {type: consul, passing_only: maybe}\n", line: 6,
               key: "discovery.providers[0].passing_only", says: "expected true or false"),

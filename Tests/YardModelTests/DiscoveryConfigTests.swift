@@ -80,7 +80,7 @@ private let bad: [BadConfig] = [
               key: "discovery.providers[0].prefx", says: "did you mean 'prefix'?"),
     BadConfig(name: "etcd endpoint without scheme",
               text: listener + "discovery:\n  providers:\n    - {type: etcd, endpoints: [127.0.0.1:2379]}\n", line: 6,
-              key: "discovery.providers[0].endpoints[0]", says: "is not an http:// URL"),
+              key: "discovery.providers[0].endpoints[0]", says: "is not an http:// or https:// URL"),
     BadConfig(name: "dns server given as a name",
               text: listener + "discovery:\n  providers:\n    - {type: dns, server: resolver.local, services: {web: {name: tasks.web, port: 80}}}\n", line: 6,
               key: "discovery.providers[0].server", says: "is not a resolver address"),
