@@ -1,6 +1,7 @@
 // A refused connection is reported as refused, not as a timeout (etcd stopped, no admin API).
 
 import Testing
+import YardControlHTTP
 import YardDiscovery
 import YardTestSupport
 
