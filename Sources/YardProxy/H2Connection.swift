@@ -148,6 +148,9 @@ class H2Connection {
     let peerBytes: [UInt8]
     /// Over TLS (ALPN h2): its streams forward `X-Forwarded-Proto: https`.
     var secure = false
+    /// The connection's place in `limits.max_connections_per_client`, carried over from the
+    /// HTTP/1.1 connection it started as (released when this connection closes).
+    var perClientTicket: PerClientTicket?
 
     init(session: H2Session, peerText: [UInt8], peerBytes: [UInt8], bufferSize: Int) {
         self.session = session

@@ -32,16 +32,20 @@ extension Worker {
     /// slot move over; the HTTP/1.1 connection object is retired.
     func switchToHTTP2(_ c: ClientConnection) {
         let fd = c.fd
+        let ticket = c.perClientTicket
         retireClient(c)
-        startHTTP2(transport: PlainTransport(fd: fd), peerText: c.peerText, peerBytes: c.peerBytes, received: c.inBuf.readable)
+        let h = startHTTP2(transport: PlainTransport(fd: fd), peerText: c.peerText, peerBytes: c.peerBytes, received: c.inBuf.readable)
+        h?.perClientTicket = ticket
     }
 
     /// Hands a TLS connection whose ALPN chose "h2" to an HTTP/2 connection over its records.
     func switchToHTTP2(_ c: ClientConnection, tls: TLSConnection) {
         let fd = c.fd
+        let ticket = c.perClientTicket
         retireClient(c)
         let h = startHTTP2(transport: TLSTransport(fd: fd, tls: tls), peerText: c.peerText, peerBytes: c.peerBytes,
                    received: c.inBuf.readable, secure: true)
+        h?.perClientTicket = ticket
         // The preface may have arrived with the client's Finished, already inside OpenSSL
         // (read-ahead): no epoll event will announce it.
         if tls.hasBufferedInput, let h, !h.closed {
@@ -297,6 +301,7 @@ extension Worker {
         epoll.remove(h.fd)
         h.closeTransport()
         gate.leave()
+        h.perClientTicket = nil
         removeSlot(h, from: &h2Connections)
         graveyard.append(h)
     }

@@ -113,6 +113,8 @@ extension Worker {
                                  bufferSize: Worker.h2StreamBufferSize, outBufferSize: 0)
         c.h2 = H2StreamLink(connection: h)
         c.secure = h.secure
+        // A proxy in `trusted_proxies` speaking HTTP/2 keeps its forwarding fields too.
+        c.trustedPeer = isTrustedProxy(h.peerBytes)
         return c
     }
 

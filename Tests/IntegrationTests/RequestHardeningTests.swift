@@ -147,6 +147,23 @@ extension Integration {
             }
         }
 
+        /// The same over HTTP/2 (h2c): a trusted proxy's fields are kept, an untrusted
+        /// client's replaced.
+        @Test(.timeLimit(.minutes(1)))
+        func forwardingFieldsOverHTTP2FollowTheSameTrustRule() throws {
+            let h2 = ["--http2-prior-knowledge", "-H", "Host: shop.test", "-H", "X-Forwarded-For: 203.0.113.9"]
+            var trusted = ProxySpec(workers: 1)
+            trusted.extraYAML = "trusted_proxies: [127.0.0.0/8]\n"
+            try withDemoProxy("steer-trusted-h2", spec: trusted) { proxy in
+                let head = try curl(proxy.url + "/headers", h2, dir: proxy.dir)
+                #expect(head.httpStatus == 200 && head.body.contains("203.0.113.9"), "\(head.body)")
+            }
+            try withDemoProxy("steer-untrusted-h2") { proxy in
+                let head = try curl(proxy.url + "/headers", h2, dir: proxy.dir)
+                #expect(head.httpStatus == 200 && !head.body.contains("203.0.113.9"), "\(head.body)")
+            }
+        }
+
         private var spoofed: String {
             "GET /headers HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n"
                 + "X-Forwarded-Host: www.example\r\nForwarded: for=203.0.113.9;proto=https\r\n\r\n"

@@ -113,6 +113,27 @@ extension Integration {
             #expect(held.count == 2)
         }
 
+        /// A connection that turns into HTTP/2 (h2c prior knowledge) keeps its place in the
+        /// per-client count: switching protocols must not free it (it did).
+        @Test(.timeLimit(.minutes(1)))
+        func h2cConnectionsCountTowardTheSameLimit() throws {
+            let spec = ProxySpec(workers: 1, limits: ["max_connections_per_client": "3"])
+            try withDemoProxy("slow-per-client-h2", spec: spec) { proxy in
+                let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + [0, 0, 0, 4, 0, 0, 0, 0, 0]
+                var held: [RawConnection] = []
+                for _ in 0..<3 {
+                    let connection = try RawConnection(port: proxy.port)
+                    try connection.send(preface)
+                    // The proxy's SETTINGS: the connection is an HTTP/2 connection now.
+                    #expect(connection.readSome(deadline: .now + .seconds(5)) != .timedOut)
+                    held.append(connection)
+                }
+                let fourth = try RawConnection(port: proxy.port)
+                #expect(fourth.readUntilClosed(timeout: .seconds(5)), "a fourth connection stayed open beside three h2c ones")
+                #expect(held.count == 3)
+            }
+        }
+
         /// A short slowhttptest run (the long one with the shipped timeouts is
         /// scripts/slow-clients): slowloris and slow-body connections are all cut by the
         /// proxy before slowhttptest's time limit, while a probe keeps getting 200s.
