@@ -69,7 +69,9 @@ extension Worker {
         h2Connections.append(h)
         h.interest = Epoll.readable
         epoll.modify(h.fd, events: h.interest, token: Token.h2(h))
-        h.deadline = now + Int64(settings.clientIdleTimeoutMs)
+        // Until its first request the connection has the header timeout, as an HTTP/1.1
+        // connection has from accept; the idle timeout starts when its last stream ends.
+        h.deadline = now + Int64(settings.clientHeaderTimeoutMs)
         if draining { beginH2Shutdown(h) }
         receiveH2(h)
         queueH2Flush(h)

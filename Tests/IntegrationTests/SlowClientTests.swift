@@ -113,6 +113,19 @@ extension Integration {
             #expect(held.count == 2)
         }
 
+        /// An h2c connection that sends the preface and then no request gets the header
+        /// timeout (2 s here), not the idle timeout (60 s): a GOAWAY, then the close.
+        @Test(.timeLimit(.minutes(1)))
+        func anH2cConnectionWithoutARequestIsClosedAtTheHeaderTimeout() throws {
+            try withDemoProxy("slow-h2-preface") { proxy in
+                let connection = try RawConnection(port: proxy.port)
+                try connection.send(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + [0, 0, 0, 4, 0, 0, 0, 0, 0])
+                let start = ContinuousClock.now
+                #expect(connection.readUntilClosed(timeout: .seconds(10)), "the connection outlived the header timeout")
+                #expect(ContinuousClock.now - start < .seconds(6))
+            }
+        }
+
         /// A connection that turns into HTTP/2 (h2c prior knowledge) keeps its place in the
         /// per-client count: switching protocols must not free it (it did).
         @Test(.timeLimit(.minutes(1)))
