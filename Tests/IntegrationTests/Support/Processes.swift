@@ -122,9 +122,20 @@ final class ChildProcess {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: dir.path)
-        process.standardOutput = stdout ?? FileHandle(forWritingAtPath: stdoutPath)
-        process.standardError = FileHandle(forWritingAtPath: stderrPath)
-        process.standardInput = stdin ?? FileHandle(forReadingAtPath: "/dev/null")
+        // The handles this opens are the child's (posix_spawn dup2s them): the parent closes
+        // its copies once the child runs. Foundation keeps a finished Process (and so its
+        // handles) alive, and the test process piled up descriptors over hundreds of
+        // children until Foundation's own descriptor scan in Process.run (it copies each
+        // /proc/self/fd entry's 256-byte name) read past its buffer and crashed.
+        let ownOut = stdout == nil ? FileHandle(forWritingAtPath: stdoutPath) : nil
+        let ownErr = FileHandle(forWritingAtPath: stderrPath)
+        let ownIn = stdin == nil ? FileHandle(forReadingAtPath: "/dev/null") : nil
+        defer {
+            for handle in [ownOut, ownErr, ownIn] { try? handle?.close() }
+        }
+        process.standardOutput = stdout ?? ownOut
+        process.standardError = ownErr
+        process.standardInput = stdin ?? ownIn
         do {
             try process.run()
         } catch {
