@@ -58,7 +58,14 @@ extension Worker {
             guard let body = link.body else { break }
             let available = u.inBuf.readableBytes
             if available == 0 {
-                if u.eof && u.responseUntilClose { u.responseDone = true }
+                if u.eof && u.responseUntilClose {
+                    if u.tls?.endedWithoutCloseNotify == true {
+                        // Without close_notify the close does not prove the body complete.
+                        responseTruncated(c, u)
+                        return
+                    }
+                    u.responseDone = true
+                }
                 break
             }
             // Room in the stream's buffer, and no more than the client can take now: what

@@ -238,11 +238,13 @@ extension Worker {
     /// A close-delimited body from a TLS upstream ended without close_notify: it may be
     /// truncated, so the client gets what arrived and then a cut (no Connection: close
     /// ending, no close_notify), never a clean end. Logged and counted.
-    private func responseTruncated(_ c: ClientConnection, _ u: UpstreamConnection) {
+    /// An HTTP/2 stream gets RST_STREAM instead of END_STREAM; the client's other streams go on.
+    func responseTruncated(_ c: ClientConnection, _ u: UpstreamConnection) {
         metrics.truncatedResponses &+= 1
         recordOutcome(u.endpoint, service: c.route?.service, failed: true)
-        Log.warning("response from \(u.endpoint.id) ended without TLS close_notify: possibly truncated; closing the client connection without a clean end")
-        c.abortiveClose = true
+        let cut = c.h2 == nil ? "closing the client connection without a clean end" : "resetting the HTTP/2 stream"
+        Log.warning("response from \(u.endpoint.id) ended without TLS close_notify: possibly truncated; \(cut)")
+        if c.h2 == nil { c.abortiveClose = true }
         abortExchange(c, status: 502, reason: "response from \(u.endpoint.id) truncated (no TLS close_notify)")
     }
 

@@ -101,5 +101,35 @@ extension Integration {
             }
             #expect(proxy.log.contains("without TLS close_notify"), "\(proxy.log.suffix(1500))")
         }
+
+        /// The same cut seen by an HTTP/2 client: its stream is reset (never ended with
+        /// END_STREAM, as a complete response would be), counted, and the connection's other
+        /// streams still work.
+        @Test(.timeLimit(.minutes(1)))
+        func aTruncatedResponseResetsTheHTTP2Stream() throws {
+            let dir = try ScratchDir("tls-truncated-h2")
+            let pki = try TestCertificates()
+            let leaf = try pki.issue(file: "leaf", names: ["api.internal"])
+            let script = dir.file("close-delimited-origin.py")
+            try Data(closeDelimitedOriginSource.utf8).write(to: URL(fileURLWithPath: script))
+            let origin = try ChildProcess("/usr/bin/env", ["python3", script, leaf.certificate, leaf.key], dir: dir, label: "tls-close-origin")
+            defer { origin.stop() }
+            let originPort = try origin.waitForListeningPort()
+            let services = "services:\n" + tlsService("shop", port: originPort, tls: trusting(pki))
+            let proxy = try UpstreamTLSProxy(services: services, routes: [RouteSpec(service: "shop")], dir: dir)
+            defer { proxy.stop() }
+
+            let base = "http://127.0.0.1:\(proxy.port)"
+            let result = try runCommand("/usr/bin/nghttp", ["-v", "-t", "10", "-H", ":authority: shop", base + "/cut", base + "/clean"],
+                                        dir: dir, label: "nghttp-truncated")
+            let frames = result.stdout
+            #expect(frames.contains("recv RST_STREAM frame"), "\(frames.suffix(2500))")
+            #expect(frames.contains(":status: 200"), "\(frames.suffix(2500))")
+            // Only /clean ends with END_STREAM on a DATA frame (or HEADERS): the cut stream does not.
+            try waitFor("the truncation to be counted", timeout: .seconds(5)) {
+                try proxy.metric("switchyard_upstream_truncated_responses_total") == 1
+            }
+            #expect(proxy.log.contains("without TLS close_notify"), "\(proxy.log.suffix(1500))")
+        }
     }
 }
