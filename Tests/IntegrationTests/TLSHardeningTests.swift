@@ -71,9 +71,9 @@ extension Integration {
             #expect(!result.stdout.contains("X448") && !result.stdout.contains("P-521"), "\(result.stdout.suffix(600))")
         }
 
-        @Test(.timeLimit(.minutes(1)))
-        func aCloseDelimitedResponseWithoutCloseNotifyIsTreatedAsTruncated() throws {
-            let dir = try ScratchDir("tls-truncated")
+        /// Runs `body` with a proxy in front of the close-delimited HTTPS origin.
+        private func withCloseDelimitedOrigin(_ label: String, _ body: (UpstreamTLSProxy, ScratchDir) throws -> Void) throws {
+            let dir = try ScratchDir(label)
             let pki = try TestCertificates()
             let leaf = try pki.issue(file: "leaf", names: ["api.internal"])
             let script = dir.file("close-delimited-origin.py")
@@ -84,22 +84,28 @@ extension Integration {
             let services = "services:\n" + tlsService("shop", port: originPort, tls: trusting(pki))
             let proxy = try UpstreamTLSProxy(services: services, routes: [RouteSpec(service: "shop")], dir: dir)
             defer { proxy.stop() }
+            try body(proxy, dir)
+        }
 
-            // With close_notify: complete, nothing counted.
-            let clean = try proxy.get("/clean")
-            #expect(clean.first?.status == 200)
-            #expect(clean.first?.body.count == 1000)
-            #expect(try proxy.metric("switchyard_upstream_truncated_responses_total") == 0, "\(proxy.log.suffix(1500))")
+        @Test(.timeLimit(.minutes(1)))
+        func aCloseDelimitedResponseWithoutCloseNotifyIsTreatedAsTruncated() throws {
+            try withCloseDelimitedOrigin("tls-truncated") { proxy, _ in
+                // With close_notify: complete, nothing counted.
+                let clean = try proxy.get("/clean")
+                #expect(clean.first?.status == 200)
+                #expect(clean.first?.body.count == 1000)
+                #expect(try proxy.metric("switchyard_upstream_truncated_responses_total") == 0, "\(proxy.log.suffix(1500))")
 
-            // Without: the client gets what arrived and a cut; logged and counted.
-            let connection = try RawConnection(port: proxy.port)
-            try connection.send("GET /cut HTTP/1.1\r\nHost: shop\r\n\r\n")
-            #expect(connection.readUntilClosed(timeout: .seconds(10)))
-            #expect(String(decoding: connection.buffered, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
-            try waitFor("the truncation to be counted", timeout: .seconds(5)) {
-                try proxy.metric("switchyard_upstream_truncated_responses_total") == 1
+                // Without: the client gets what arrived and a cut; logged and counted.
+                let connection = try RawConnection(port: proxy.port)
+                try connection.send("GET /cut HTTP/1.1\r\nHost: shop\r\n\r\n")
+                #expect(connection.readUntilClosed(timeout: .seconds(10)))
+                #expect(String(decoding: connection.buffered, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+                try waitFor("the truncation to be counted", timeout: .seconds(5)) {
+                    try proxy.metric("switchyard_upstream_truncated_responses_total") == 1
+                }
+                #expect(proxy.log.contains("without TLS close_notify"), "\(proxy.log.suffix(1500))")
             }
-            #expect(proxy.log.contains("without TLS close_notify"), "\(proxy.log.suffix(1500))")
         }
 
         /// The same cut seen by an HTTP/2 client: its stream is reset (never ended with
@@ -107,29 +113,18 @@ extension Integration {
         /// streams still work.
         @Test(.timeLimit(.minutes(1)))
         func aTruncatedResponseResetsTheHTTP2Stream() throws {
-            let dir = try ScratchDir("tls-truncated-h2")
-            let pki = try TestCertificates()
-            let leaf = try pki.issue(file: "leaf", names: ["api.internal"])
-            let script = dir.file("close-delimited-origin.py")
-            try Data(closeDelimitedOriginSource.utf8).write(to: URL(fileURLWithPath: script))
-            let origin = try ChildProcess("/usr/bin/env", ["python3", script, leaf.certificate, leaf.key], dir: dir, label: "tls-close-origin")
-            defer { origin.stop() }
-            let originPort = try origin.waitForListeningPort()
-            let services = "services:\n" + tlsService("shop", port: originPort, tls: trusting(pki))
-            let proxy = try UpstreamTLSProxy(services: services, routes: [RouteSpec(service: "shop")], dir: dir)
-            defer { proxy.stop() }
-
-            let base = "http://127.0.0.1:\(proxy.port)"
-            let result = try runCommand("/usr/bin/nghttp", ["-v", "-t", "10", "-H", ":authority: shop", base + "/cut", base + "/clean"],
-                                        dir: dir, label: "nghttp-truncated")
-            let frames = result.stdout
-            #expect(frames.contains("recv RST_STREAM frame"), "\(frames.suffix(2500))")
-            #expect(frames.contains(":status: 200"), "\(frames.suffix(2500))")
-            // Only /clean ends with END_STREAM on a DATA frame (or HEADERS): the cut stream does not.
-            try waitFor("the truncation to be counted", timeout: .seconds(5)) {
-                try proxy.metric("switchyard_upstream_truncated_responses_total") == 1
+            try withCloseDelimitedOrigin("tls-truncated-h2") { proxy, dir in
+                let base = "http://127.0.0.1:\(proxy.port)"
+                let result = try runCommand("/usr/bin/nghttp", ["-v", "-t", "10", "-H", ":authority: shop", base + "/cut", base + "/clean"],
+                                            dir: dir, label: "nghttp-truncated")
+                let frames = result.stdout
+                #expect(frames.contains("recv RST_STREAM frame"), "\(frames.suffix(2500))")
+                #expect(frames.contains(":status: 200"), "\(frames.suffix(2500))")
+                try waitFor("the truncation to be counted", timeout: .seconds(5)) {
+                    try proxy.metric("switchyard_upstream_truncated_responses_total") == 1
+                }
+                #expect(proxy.log.contains("without TLS close_notify"), "\(proxy.log.suffix(1500))")
             }
-            #expect(proxy.log.contains("without TLS close_notify"), "\(proxy.log.suffix(1500))")
         }
     }
 }
