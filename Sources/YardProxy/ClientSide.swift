@@ -197,20 +197,8 @@ extension Worker {
         c.responseStarted = false
         c.attempts = 0
         c.requestStart = now
-        switch head.framing {
-        case .none:
-            c.requestBodyDone = true
-        case .contentLength(let length):
-            c.requestRemaining = length
-            c.requestChunked = false
-            c.requestBodyDone = length == 0
-        case .chunked:
-            c.requestChunked = true
-            c.requestDecoder = ChunkedDecoder(refusingForbiddenTrailers: true)
-            c.requestBodyDone = false
-        case .untilClose:
-            c.requestBodyDone = true
-        }
+        // A request body is never delimited by the close (RFC 9112 §6.3): no framing, no body.
+        c.requestBody = BodyProgress(head.framing == .untilClose ? .none : head.framing, refusingForbiddenTrailers: true)
         if head.method == .connect {
             respondError(c, status: 501, reason: "CONNECT is not supported")
             return
@@ -294,23 +282,15 @@ extension Worker {
             if u.outBuf.writableBytes < min(available, 4096) {
                 dropSentBytes(u)
             }
-            var count = min(available, u.outBuf.writableBytes)
-            guard count > 0 else { break }
-            if c.requestChunked {
-                switch c.requestDecoder.consume(UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count])) {
-                case .needMore:
-                    break
-                case .done(let consumed):
-                    count = consumed
-                    c.requestBodyDone = true
-                case .invalid(let error):
-                    abortExchange(c, status: 400, reason: "request body: \(error.reason)")
-                    return
-                }
-            } else {
-                count = Int(min(Int64(count), c.requestRemaining))
-                c.requestRemaining -= Int64(count)
-                if c.requestRemaining == 0 { c.requestBodyDone = true }
+            let room = min(available, u.outBuf.writableBytes)
+            guard room > 0 else { break }
+            let count: Int
+            switch c.requestBody.advance(over: UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<room])) {
+            case .body(let taken):
+                count = taken
+            case .invalid(let error):
+                abortExchange(c, status: 400, reason: "request body: \(error.reason)")
+                return
             }
             u.outBuf.append(UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count]))
             c.inBuf.consume(count)
@@ -449,11 +429,11 @@ extension Worker {
         unbind(c, u)
         c.route = nil
         c.served += 1
-        let reusable = u.head.keepAlive && !u.responseUntilClose && c.requestBodyDone
+        let reusable = u.head.keepAlive && !u.responseBody.isCloseDelimited && c.requestBodyDone
             && c.requestVersionMinor == 1 && !draining
         if reusable { releaseToPool(u) } else { closeUpstream(u) }
 
-        if !c.keepAlive || !c.requestBodyDone || draining || u.responseUntilClose || (c.readClosed && c.inBuf.isEmpty) {
+        if !c.keepAlive || !c.requestBodyDone || draining || u.responseBody.isCloseDelimited || (c.readClosed && c.inBuf.isEmpty) {
             c.phase = .closingAfterFlush
             c.inBuf.clear()
             flushClient(c)

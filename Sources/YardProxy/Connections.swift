@@ -89,10 +89,9 @@ final class ClientConnection {
     var requestVersionMinor: UInt8 = 1
     /// Keep the client connection after this response (the client allows it, we are not draining).
     var keepAlive = true
-    var requestChunked = false
-    var requestDecoder = ChunkedDecoder()
-    var requestRemaining: Int64 = 0
-    var requestBodyDone = true
+    /// Where the request body stands: its framing and how much has passed.
+    var requestBody = BodyProgress()
+    var requestBodyDone: Bool { requestBody.isComplete }
     /// The request's path was normalized in place (`normalizeRequestPath`): the request
     /// line is rebuilt when forwarded.
     var pathRewritten = false
@@ -220,11 +219,10 @@ final class UpstreamConnection {
 
     // MARK: The response in progress
     var headDone = false
-    var responseChunked = false
-    var responseDecoder = ChunkedDecoder()
-    var responseRemaining: Int64 = 0
-    var responseUntilClose = false
-    var responseDone = false
+    /// Where the response body stands, once the head is in (`startResponseBody`).
+    var responseBody = BodyProgress()
+    /// The whole response (head and body) has arrived.
+    var responseDone: Bool { headDone && responseBody.isComplete }
     /// The upstream closed its side; what is buffered is the rest of the response.
     var eof = false
     /// Bytes of response received for this exchange (0 means a failure may be retried).
@@ -254,11 +252,7 @@ final class UpstreamConnection {
         head = ResponseHead()
         scanFrom = 0
         headDone = false
-        responseChunked = false
-        responseDecoder = ChunkedDecoder()
-        responseRemaining = 0
-        responseUntilClose = false
-        responseDone = false
+        responseBody = BodyProgress()
         eof = false
         responseBytes = 0
         sentIndex = 0

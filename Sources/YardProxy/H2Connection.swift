@@ -290,7 +290,7 @@ extension ClientConnection {
         readClosed = false
         served = 0
         responseStarted = false
-        requestBodyDone = true
+        requestBody = BodyProgress()
         lastEndpoint = nil
         lastStatus = 0
     }

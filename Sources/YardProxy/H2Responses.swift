@@ -56,44 +56,17 @@ extension Worker {
                 continue
             }
             guard let body = link.body else { break }
-            let available = u.inBuf.readableBytes
-            if available == 0 {
-                if u.eof && u.responseUntilClose {
-                    if u.tls?.endedWithoutCloseNotify == true {
-                        // Without close_notify the close does not prove the body complete.
-                        responseTruncated(c, u)
-                        return
-                    }
-                    u.responseDone = true
-                }
-                break
-            }
             // Room in the stream's buffer, and no more than the client can take now: what
             // the window does not allow stays upstream.
-            let room = bufferSize - body.buffer.readableBytes
-            let window = s.sendWindow(stream: link.stream) - body.buffer.readableBytes
-            var count = min(available, room, window)
-            if count <= 0 { break }
+            let room = min(bufferSize, s.sendWindow(stream: link.stream)) - body.buffer.readableBytes
+            guard let count = takeResponseBody(c, u, room: room) else { return }
+            if count == 0 { break }
             _ = body.buffer.reserve(count)
-            if u.responseChunked {
-                switch u.responseDecoder.consume(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count])) {
-                case .needMore:
-                    break
-                case .done(let consumed):
-                    count = consumed
-                    u.responseDone = true
-                case .invalid(let error):
-                    h2AbortExchange(c, status: 502, reason: "invalid chunked body from \(u.endpoint.id): \(error.reason)")
-                    return
-                }
-                H2Framing.dechunk(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]), &link.dechunker, trailers: &link.trailerBytes, into: body)
+            let taken = UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count])
+            if u.responseBody.isChunked {
+                H2Framing.dechunk(taken, &link.dechunker, trailers: &link.trailerBytes, into: body)
             } else {
-                if !u.responseUntilClose {
-                    count = Int(min(Int64(count), u.responseRemaining))
-                    u.responseRemaining -= Int64(count)
-                    if u.responseRemaining == 0 { u.responseDone = true }
-                }
-                body.buffer.append(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]))
+                body.buffer.append(taken)
             }
             c.bytesToClient &+= count
             u.inBuf.consume(count)

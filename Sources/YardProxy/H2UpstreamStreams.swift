@@ -31,9 +31,9 @@ final class H2UpstreamStream {
     /// The request body's DATA buffer (nil for a request without a body).
     var body: H2StreamBody?
     var headSubmitted = false
-    /// The request body as written by the client side: chunked, or this many bytes left.
-    var requestChunked = false
-    var requestRemaining: Int64 = 0
+    /// The request body as written by the client side (chunked bytes are turned into DATA
+    /// by `dechunker`).
+    var requestBody = BodyProgress()
     var dechunker = Dechunker()
     var trailerLines = ByteBuffer()
     /// The response is framed chunked in `inBuf` (the server sent no content-length).
@@ -97,21 +97,26 @@ extension Worker {
             let room = max(0, Worker.h2StreamBufferSize * 4 - body.buffer.readableBytes)
             if room == 0 { break }
             let pending = UnsafeRawBufferPointer(start: u.outBuf.base! + u.sentIndex, count: u.outBuf.writerIndex - u.sentIndex)
-            var count = min(pending.count, room)
+            let count: Int
+            switch link.requestBody.advance(over: UnsafeRawBufferPointer(rebasing: pending[0..<min(pending.count, room)])) {
+            case .body(let taken):
+                count = taken
+            case .invalid(let error):
+                // The client side checked these bytes already; this is not expected.
+                upstreamFailed(u, reason: "request body to \(u.endpoint.id): \(error.reason)")
+                return false
+            }
             _ = body.buffer.reserve(count)
-            if link.requestChunked {
-                let slice = UnsafeRawBufferPointer(rebasing: pending[0..<count])
+            let slice = UnsafeRawBufferPointer(rebasing: pending[0..<count])
+            if link.requestBody.isChunked {
                 H2Framing.dechunk(slice, &link.dechunker, trailers: &link.trailerLines, into: body)
-                if link.dechunker.isDone {
-                    if !link.trailerLines.isEmpty { H2Framing.takeTrailers(&link.trailerLines, into: &body.trailers) }
-                    body.ended = true
+                if link.requestBody.isComplete, !link.trailerLines.isEmpty {
+                    H2Framing.takeTrailers(&link.trailerLines, into: &body.trailers)
                 }
             } else {
-                count = Int(min(Int64(count), link.requestRemaining))
-                body.buffer.append(UnsafeRawBufferPointer(rebasing: pending[0..<count]))
-                link.requestRemaining -= Int64(count)
-                if link.requestRemaining == 0 { body.ended = true }
+                body.buffer.append(slice)
             }
+            body.ended = link.requestBody.isComplete
             u.sentIndex += count
             moved = true
         }
@@ -157,17 +162,8 @@ extension Worker {
             }
             h.headers.add(name: field.name.bytes(in: pending), value: field.value.bytes(in: pending))
         }
-        var body: H2StreamBody?
-        switch head.framing {
-        case .none, .untilClose:
-            break
-        case .contentLength(let length):
-            link.requestRemaining = length
-            if length > 0 { body = h.session.openBody(stream: 0) }
-        case .chunked:
-            link.requestChunked = true
-            body = h.session.openBody(stream: 0)
-        }
+        link.requestBody = BodyProgress(head.framing == .untilClose ? .none : head.framing)
+        let body: H2StreamBody? = link.requestBody.isComplete ? nil : h.session.openBody(stream: 0)
         guard let stream = h.session.submitRequest(headers: &h.headers, body: body) else {
             if let body { h.session.release(body) }
             h.retiring = true

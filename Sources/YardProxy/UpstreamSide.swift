@@ -218,7 +218,7 @@ extension Worker {
             return
         case .closed:
             u.eof = true
-            if u.headDone && u.responseUntilClose {
+            if u.headDone && u.responseBody.isCloseDelimited {
                 relayResponse(u)
             } else if !u.headDone {
                 upstreamFailed(u, reason: "\(u.endpoint.id) closed the connection before answering")
@@ -307,37 +307,9 @@ extension Worker {
                 startResponseBody(c, u)
                 continue
             }
-            let available = u.inBuf.readableBytes
-            if available == 0 {
-                if u.eof && u.responseUntilClose {
-                    if u.tls?.endedWithoutCloseNotify == true {
-                        // Without close_notify the close does not prove the body complete.
-                        responseTruncated(c, u)
-                        return
-                    }
-                    u.responseDone = true
-                }
-                break
-            }
-            if c.outBuf.writableBytes < available { c.outBuf.compact() }
-            var count = min(available, c.outBuf.writableBytes)
+            if c.outBuf.writableBytes < u.inBuf.readableBytes { c.outBuf.compact() }
+            guard let count = takeResponseBody(c, u, room: c.outBuf.writableBytes) else { return }
             if count == 0 { break }
-            if u.responseChunked {
-                switch u.responseDecoder.consume(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count])) {
-                case .needMore:
-                    break
-                case .done(let consumed):
-                    count = consumed
-                    u.responseDone = true
-                case .invalid(let error):
-                    abortExchange(c, status: 502, reason: "invalid chunked body from \(u.endpoint.id): \(error.reason)")
-                    return
-                }
-            } else if !u.responseUntilClose {
-                count = Int(min(Int64(count), u.responseRemaining))
-                u.responseRemaining -= Int64(count)
-                if u.responseRemaining == 0 { u.responseDone = true }
-            }
             c.outBuf.append(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]))
             c.bytesToClient &+= count
             u.inBuf.consume(count)
@@ -356,6 +328,31 @@ extension Worker {
         if u.inBuf.writableBytes == 0 { u.inBuf.compact() }
     }
 
+    /// How many of the upstream's buffered response bytes (at most `room`) belong to the
+    /// body; the body's progress records whether it ended. A close ends a close-delimited
+    /// body, unless it came without TLS close_notify (a possible truncation). Nil when the
+    /// exchange was aborted (broken chunked framing, truncation): the caller returns.
+    /// Shared by the HTTP/1.1 and HTTP/2 relays.
+    func takeResponseBody(_ c: ClientConnection, _ u: UpstreamConnection, room: Int) -> Int? {
+        let available = u.inBuf.readableBytes
+        if available == 0 {
+            if u.eof && u.responseBody.isCloseDelimited
+                && !u.responseBody.inputEnded(cleanly: u.tls?.endedWithoutCloseNotify != true) {
+                responseTruncated(c, u)
+                return nil
+            }
+            return 0
+        }
+        guard room > 0 else { return 0 }
+        switch u.responseBody.advance(over: UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<min(available, room)])) {
+        case .body(let count):
+            return count
+        case .invalid(let error):
+            abortExchange(c, status: 502, reason: "invalid chunked body from \(u.endpoint.id): \(error.reason)")
+            return nil
+        }
+    }
+
     /// A final response head was parsed: counts it, tells health how the endpoint did,
     /// and sets up the body's framing. Shared by the HTTP/1.1 and HTTP/2 relays.
     @inline(__always)
@@ -364,17 +361,7 @@ extension Worker {
         metrics.response(u.endpoint.poolKey, status: u.head.status, latencyMicros: (now - c.requestStart) &* 1_000)
         recordOutcome(u.endpoint, service: c.route?.service, failed: u.head.status >= 500)
         if c.requestBodyDone { dropSentBytes(u) }
-        switch u.head.framing {
-        case .none:
-            u.responseDone = true
-        case .contentLength(let length):
-            u.responseRemaining = length
-            u.responseDone = length == 0
-        case .chunked:
-            u.responseChunked = true
-        case .untilClose:
-            u.responseUntilClose = true
-        }
+        u.responseBody = BodyProgress(u.head.framing)
     }
 
     // MARK: Failures
