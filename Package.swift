@@ -81,6 +81,7 @@ let package = Package(
         .target(name: "YardTestSupport", dependencies: ["YardIO"], path: "Sources/YardTestSupport"),
         .testTarget(name: "YardHTTPTests", dependencies: ["YardHTTP", "YardIO"]),
         .testTarget(name: "YardHTTP2Tests", dependencies: ["YardHTTP2", "YardIO", "CYardNghttp2"]),
+        .testTarget(name: "YardProxyTests", dependencies: ["YardProxy", "YardHTTP"]),
         .testTarget(name: "YardBalancingTests", dependencies: ["YardBalancing"]),
         .testTarget(name: "YardHealthTests", dependencies: ["YardHealth", "YardModel"]),
         .testTarget(name: "YardModelTests", dependencies: ["YardModel", "YardDiscovery"]),

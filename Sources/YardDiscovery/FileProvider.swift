@@ -154,7 +154,9 @@ public final class FileProvider: DiscoveryProvider {
                 perform(state.withLock { $0.watch.unreadable(error) })
                 return
             }
-            guard state.withLock({ $0.watch.isNewContent(bytes) }) else { return }
+            guard state.withLock({
+                !$0.watch.holdsHalfWritten(bytes, modifiedSeconds: signature.modified.seconds, now: now) && $0.watch.isNewContent(bytes)
+            }) else { return }
             let result = Result { () throws(ConfigError) -> ServiceCatalog in
                 try ConfigLoader.loadCatalog(text: ConfigLoader.decodeText(bytes, path: path), path: path)
             }

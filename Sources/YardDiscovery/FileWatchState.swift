@@ -88,6 +88,17 @@ struct FileWatchState {
         return now - signature.modified.seconds < Self.racyWindowSeconds
     }
 
+    /// Whether `bytes` (read from a file last modified at `modifiedSeconds`) look like a
+    /// writer caught between its truncate and its write — empty, and modified within
+    /// `racyWindowSeconds` — as editors and shell redirection leave a file for a moment.
+    /// Such a read is not recorded and the next poll reads again; an empty file is
+    /// reported only once it stays empty past the window.
+    mutating func holdsHalfWritten(_ bytes: [UInt8], modifiedSeconds: Int64, now: Int64) -> Bool {
+        guard bytes.isEmpty, now - modifiedSeconds < Self.racyWindowSeconds else { return false }
+        signature = nil
+        return true
+    }
+
     /// Records `bytes` and says whether they need parsing: a touch, or a rewrite with
     /// identical content, changes the signature but not the bytes.
     mutating func isNewContent(_ bytes: [UInt8]) -> Bool {

@@ -429,11 +429,11 @@ extension Worker {
         unbind(c, u)
         c.route = nil
         c.served += 1
-        let reusable = u.head.keepAlive && !u.responseBody.isCloseDelimited && c.requestBodyDone
+        let reusable = u.head.keepAlive && !u.response.body.isCloseDelimited && c.requestBodyDone
             && c.requestVersionMinor == 1 && !draining
         if reusable { releaseToPool(u) } else { closeUpstream(u) }
 
-        if !c.keepAlive || !c.requestBodyDone || draining || u.responseBody.isCloseDelimited || (c.readClosed && c.inBuf.isEmpty) {
+        if !c.keepAlive || !c.requestBodyDone || draining || u.response.body.isCloseDelimited || (c.readClosed && c.inBuf.isEmpty) {
             c.phase = .closingAfterFlush
             c.inBuf.clear()
             flushClient(c)

@@ -213,16 +213,22 @@ final class UpstreamConnection {
     var sessionKept = false
 
     let fields: UnsafeMutablePointer<HeaderField>
-    var head = ResponseHead()
-    var scanFrom = 0
     var client: ClientConnection?
 
     // MARK: The response in progress
-    var headDone = false
-    /// Where the response body stands, once the head is in (`startResponseBody`).
-    var responseBody = BodyProgress()
+    /// The response's state machine: head, body, end (ResponseReader.swift).
+    var response = ResponseReader()
+    /// The head parsed last.
+    var head: ResponseHead { response.head }
+    /// The final head has been taken; body bytes follow.
+    var headDone: Bool { response.headDone }
     /// The whole response (head and body) has arrived.
-    var responseDone: Bool { headDone && responseBody.isComplete }
+    var responseDone: Bool { response.isComplete }
+    /// How the upstream's side stands, for the reader.
+    var closeState: ResponseReader.Close {
+        guard eof else { return .open }
+        return tls?.endedWithoutCloseNotify == true ? .withoutCloseNotify : .clean
+    }
     /// The upstream closed its side; what is buffered is the rest of the response.
     var eof = false
     /// Bytes of response received for this exchange (0 means a failure may be retried).
@@ -249,10 +255,7 @@ final class UpstreamConnection {
 
     /// Clears per-exchange state before the connection carries a new request.
     func resetExchange() {
-        head = ResponseHead()
-        scanFrom = 0
-        headDone = false
-        responseBody = BodyProgress()
+        response = ResponseReader()
         eof = false
         responseBytes = 0
         sentIndex = 0

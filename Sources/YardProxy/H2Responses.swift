@@ -21,56 +21,53 @@ extension Worker {
             if u.phase != .closed { updateInterest(u) }
             queueH2Flush(h)
         }
-        while !u.responseDone {
-            if !u.headDone {
-                guard !u.inBuf.isEmpty else { return }
-                let status = parseResponseHead(u.inBuf.readable, limits: responseLimits, requestMethod: c.requestMethod,
-                                               head: &u.head, fields: u.fields, scanFrom: &u.scanFrom)
-                switch status {
-                case .incomplete:
-                    if u.eof { h2AbortExchange(c, status: 502, reason: "\(u.endpoint.id) closed the connection mid-head") }
-                    return
-                case .invalid(let error):
-                    h2AbortExchange(c, status: 502, reason: "invalid response from \(u.endpoint.id): \(error.reason)")
-                    return
-                case .complete:
-                    break
-                }
-                if u.head.status == 101 {
-                    h2AbortExchange(c, status: 502, reason: "\(u.endpoint.id) switched protocols without an upgrade request")
-                    return
-                }
-                if u.head.isInterim {
-                    // 1xx: not relayed (HTTP/2 clients do not need 100-continue from us).
-                    u.inBuf.consume(u.head.headLength)
-                    u.scanFrom = 0
-                    u.head = ResponseHead()
-                    continue
-                }
+        relaying: while true {
+            let room = link.body.map { min(bufferSize, s.sendWindow(stream: link.stream)) - $0.buffer.readableBytes } ?? 0
+            switch u.response.next(u.inBuf.readable, room: room, close: u.closeState,
+                                   limits: responseLimits, requestMethod: c.requestMethod, fields: u.fields) {
+            case .needBytes, .complete:
+                break relaying
+            case .interimHead:
+                // 1xx: not relayed (HTTP/2 clients do not need 100-continue from us).
+                u.inBuf.consume(u.head.headLength)
+                u.response.acceptHead()
+            case .finalHead:
                 startResponseBody(c, u)
                 submitStreamHead(c, link, u, hasBody: !u.responseDone)
                 c.lastStatus = u.head.status
                 c.responseStarted = true
                 u.inBuf.consume(u.head.headLength)
-                u.scanFrom = 0
-                continue
+            case .body(let count):
+                guard let body = link.body else { break relaying }
+                _ = body.buffer.reserve(count)
+                let taken = UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count])
+                if u.response.body.isChunked {
+                    H2Framing.dechunk(taken, &link.dechunker, trailers: &link.trailerBytes, into: body)
+                } else {
+                    body.buffer.append(taken)
+                }
+                c.bytesToClient &+= count
+                u.inBuf.consume(count)
+                s.bodyGrew(body)
+            case .switchingProtocols:
+                h2AbortExchange(c, status: 502, reason: "\(u.endpoint.id) switched protocols without an upgrade request")
+                return
+            case .invalidHead(let error):
+                h2AbortExchange(c, status: 502, reason: "invalid response from \(u.endpoint.id): \(error.reason)")
+                return
+            case .invalidBody(let error):
+                h2AbortExchange(c, status: 502, reason: "invalid chunked body from \(u.endpoint.id): \(error.reason)")
+                return
+            case .closedMidHead:
+                h2AbortExchange(c, status: 502, reason: "\(u.endpoint.id) closed the connection mid-head")
+                return
+            case .closedMidBody:
+                h2AbortExchange(c, status: 502, reason: "\(u.endpoint.id) closed the connection mid-response")
+                return
+            case .truncated:
+                responseTruncated(c, u)
+                return
             }
-            guard let body = link.body else { break }
-            // Room in the stream's buffer, and no more than the client can take now: what
-            // the window does not allow stays upstream.
-            let room = min(bufferSize, s.sendWindow(stream: link.stream)) - body.buffer.readableBytes
-            guard let count = takeResponseBody(c, u, room: room) else { return }
-            if count == 0 { break }
-            _ = body.buffer.reserve(count)
-            let taken = UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count])
-            if u.responseBody.isChunked {
-                H2Framing.dechunk(taken, &link.dechunker, trailers: &link.trailerBytes, into: body)
-            } else {
-                body.buffer.append(taken)
-            }
-            c.bytesToClient &+= count
-            u.inBuf.consume(count)
-            s.bodyGrew(body)
         }
         guard u.responseDone else {
             if u.inBuf.writableBytes == 0 { u.inBuf.compact() }

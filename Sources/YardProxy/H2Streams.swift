@@ -253,7 +253,7 @@ extension Worker {
         unbind(c, u)
         c.route = nil
         c.served += 1
-        let reusable = u.head.keepAlive && !u.responseBody.isCloseDelimited && c.requestBodyDone && !draining
+        let reusable = u.head.keepAlive && !u.response.body.isCloseDelimited && c.requestBodyDone && !draining
         if reusable { releaseToPool(u) } else { closeUpstream(u) }
         // The stream lives on until the session has sent everything and closes it.
         c.phase = .closingAfterFlush

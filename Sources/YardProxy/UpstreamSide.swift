@@ -218,7 +218,7 @@ extension Worker {
             return
         case .closed:
             u.eof = true
-            if u.headDone && u.responseBody.isCloseDelimited {
+            if u.headDone && u.response.body.isCloseDelimited {
                 relayResponse(u)
             } else if !u.headDone {
                 upstreamFailed(u, reason: "\(u.endpoint.id) closed the connection before answering")
@@ -249,46 +249,21 @@ extension Worker {
     }
 
     /// Parses the response head and moves body bytes to the client, as far as the client's
-    /// buffer allows; finishes the exchange when the response is complete.
+    /// buffer allows; finishes the exchange when the response is complete. The decisions
+    /// about the bytes are the ResponseReader's; this carries them out.
     func relayResponse(_ u: UpstreamConnection) {
         guard let c = u.client else { return }
         if c.h2 != nil { return relayResponseToStream(u, c) }
-        while !u.responseDone {
-            if !u.headDone {
-                guard !u.inBuf.isEmpty else { break }
-                let status = parseResponseHead(u.inBuf.readable, limits: responseLimits, requestMethod: c.requestMethod,
-                                               head: &u.head, fields: u.fields, scanFrom: &u.scanFrom)
-                switch status {
-                case .incomplete:
-                    if u.eof {
-                        abortExchange(c, status: 502, reason: "\(u.endpoint.id) closed the connection mid-head")
-                        return
-                    }
-                    flushClient(c)
-                    return
-                case .invalid(let error):
-                    abortExchange(c, status: 502, reason: "invalid response from \(u.endpoint.id): \(error.reason)")
-                    return
-                case .complete:
-                    break
-                }
-                if u.head.status == 101 {
-                    guard c.upgradeRequested else {
-                        abortExchange(c, status: 502, reason: "\(u.endpoint.id) switched protocols without an upgrade request")
-                        return
-                    }
-                    guard u.tls == nil else {
-                        abortExchange(c, status: 502, reason: "\(u.endpoint.id) accepted an upgrade, but tunnels to TLS upstreams are not supported")
-                        return
-                    }
-                    writeResponseHead(c, u, closeAfter: false, into: &c.outBuf)
-                    u.inBuf.consume(u.head.headLength)
-                    metrics.response(u.endpoint.poolKey, status: 101, latencyMicros: (now - c.requestStart) &* 1_000)
-                    recordOutcome(u.endpoint, service: c.route?.service, failed: false)
-                    if accessLog != nil { endLogLine(c, status: 101, endpoint: u.endpoint) }
-                    becomeTunnel(c, u)
-                    return
-                }
+        relaying: while true {
+            if u.headDone && c.outBuf.writableBytes < u.inBuf.readableBytes { c.outBuf.compact() }
+            switch u.response.next(u.inBuf.readable, room: c.outBuf.writableBytes, close: u.closeState,
+                                   limits: responseLimits, requestMethod: c.requestMethod, fields: u.fields) {
+            case .needBytes:
+                if u.headDone { break relaying }
+                flushClient(c)
+                if u.phase != .closed, u.inBuf.writableBytes == 0 { u.inBuf.compact() }
+                return
+            case .interimHead, .finalHead:
                 let interim = u.head.isInterim
                 let closeAfter = !interim && (!c.keepAlive || draining || (c.readClosed && c.inBuf.isEmpty) || !c.requestBodyDone
                     || u.head.framing == .untilClose)
@@ -298,21 +273,50 @@ extension Worker {
                 c.bytesToClient += c.outBuf.writerIndex - c.outBuf.readerIndex - before
                 c.lastStatus = u.head.status
                 u.inBuf.consume(u.head.headLength)
-                u.scanFrom = 0
                 c.responseStarted = true
                 if interim {
-                    u.head = ResponseHead()
-                    continue
+                    u.response.acceptHead()
+                } else {
+                    startResponseBody(c, u)
                 }
-                startResponseBody(c, u)
-                continue
+            case .switchingProtocols:
+                guard c.upgradeRequested else {
+                    abortExchange(c, status: 502, reason: "\(u.endpoint.id) switched protocols without an upgrade request")
+                    return
+                }
+                guard u.tls == nil else {
+                    abortExchange(c, status: 502, reason: "\(u.endpoint.id) accepted an upgrade, but tunnels to TLS upstreams are not supported")
+                    return
+                }
+                writeResponseHead(c, u, closeAfter: false, into: &c.outBuf)
+                u.inBuf.consume(u.head.headLength)
+                metrics.response(u.endpoint.poolKey, status: 101, latencyMicros: (now - c.requestStart) &* 1_000)
+                recordOutcome(u.endpoint, service: c.route?.service, failed: false)
+                if accessLog != nil { endLogLine(c, status: 101, endpoint: u.endpoint) }
+                becomeTunnel(c, u)
+                return
+            case .body(let count):
+                c.outBuf.append(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]))
+                c.bytesToClient &+= count
+                u.inBuf.consume(count)
+            case .complete:
+                break relaying
+            case .invalidHead(let error):
+                abortExchange(c, status: 502, reason: "invalid response from \(u.endpoint.id): \(error.reason)")
+                return
+            case .invalidBody(let error):
+                abortExchange(c, status: 502, reason: "invalid chunked body from \(u.endpoint.id): \(error.reason)")
+                return
+            case .closedMidHead:
+                abortExchange(c, status: 502, reason: "\(u.endpoint.id) closed the connection mid-head")
+                return
+            case .closedMidBody:
+                abortExchange(c, status: 502, reason: "\(u.endpoint.id) closed the connection mid-response")
+                return
+            case .truncated:
+                responseTruncated(c, u)
+                return
             }
-            if c.outBuf.writableBytes < u.inBuf.readableBytes { c.outBuf.compact() }
-            guard let count = takeResponseBody(c, u, room: c.outBuf.writableBytes) else { return }
-            if count == 0 { break }
-            c.outBuf.append(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]))
-            c.bytesToClient &+= count
-            u.inBuf.consume(count)
         }
         guard flushClient(c) else { return }
         if u.responseDone {
@@ -328,40 +332,14 @@ extension Worker {
         if u.inBuf.writableBytes == 0 { u.inBuf.compact() }
     }
 
-    /// How many of the upstream's buffered response bytes (at most `room`) belong to the
-    /// body; the body's progress records whether it ended. A close ends a close-delimited
-    /// body, unless it came without TLS close_notify (a possible truncation). Nil when the
-    /// exchange was aborted (broken chunked framing, truncation): the caller returns.
-    /// Shared by the HTTP/1.1 and HTTP/2 relays.
-    func takeResponseBody(_ c: ClientConnection, _ u: UpstreamConnection, room: Int) -> Int? {
-        let available = u.inBuf.readableBytes
-        if available == 0 {
-            if u.eof && u.responseBody.isCloseDelimited
-                && !u.responseBody.inputEnded(cleanly: u.tls?.endedWithoutCloseNotify != true) {
-                responseTruncated(c, u)
-                return nil
-            }
-            return 0
-        }
-        guard room > 0 else { return 0 }
-        switch u.responseBody.advance(over: UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<min(available, room)])) {
-        case .body(let count):
-            return count
-        case .invalid(let error):
-            abortExchange(c, status: 502, reason: "invalid chunked body from \(u.endpoint.id): \(error.reason)")
-            return nil
-        }
-    }
-
     /// A final response head was parsed: counts it, tells health how the endpoint did,
     /// and sets up the body's framing. Shared by the HTTP/1.1 and HTTP/2 relays.
     @inline(__always)
     func startResponseBody(_ c: ClientConnection, _ u: UpstreamConnection) {
-        u.headDone = true
+        u.response.acceptHead()
         metrics.response(u.endpoint.poolKey, status: u.head.status, latencyMicros: (now - c.requestStart) &* 1_000)
         recordOutcome(u.endpoint, service: c.route?.service, failed: u.head.status >= 500)
         if c.requestBodyDone { dropSentBytes(u) }
-        u.responseBody = BodyProgress(u.head.framing)
     }
 
     // MARK: Failures

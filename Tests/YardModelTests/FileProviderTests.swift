@@ -198,6 +198,18 @@ private struct Harness {
         #expect(parses == [true, false, true])
     }
 
+    @Test func anEmptyReadOfAFileJustModifiedIsHeldUntilTheWindowPasses() {
+        var state = FileWatchState()
+        _ = state.shouldRead(signature(mtime: 1_000), now: 1_000)
+        let observed = [
+            state.holdsHalfWritten([], modifiedSeconds: 1_000, now: 1_001),   // a writer between truncate and write
+            state.shouldRead(signature(mtime: 1_000), now: 1_005),            // held: the next poll reads again
+            state.holdsHalfWritten([], modifiedSeconds: 1_000, now: 1_005),   // still empty later: reported
+            state.holdsHalfWritten([1], modifiedSeconds: 1_000, now: 1_000),  // content is never held
+        ]
+        #expect(observed == [true, true, false, false])
+    }
+
     @Test func equalCatalogIsDeliveredOnlyOnce() {
         var state = FileWatchState()
         let actions = [catalogA, catalogA, catalogB].map { state.parsed(.success($0)) }
