@@ -23,8 +23,9 @@ extension Worker {
         }
         relaying: while true {
             let room = link.body.map { min(bufferSize, s.sendWindow(stream: link.stream)) - $0.buffer.readableBytes } ?? 0
-            switch u.response.next(u.inBuf.readable, room: room, close: u.closeState,
-                                   limits: responseLimits, requestMethod: c.requestMethod, fields: u.fields) {
+            let event = u.response.next(u.inBuf.readable, room: room, close: u.closeState,
+                                        limits: responseLimits, requestMethod: c.requestMethod, fields: u.fields)
+            switch event {
             case .needBytes, .complete:
                 break relaying
             case .interimHead:
@@ -49,23 +50,8 @@ extension Worker {
                 c.bytesToClient &+= count
                 u.inBuf.consume(count)
                 s.bodyGrew(body)
-            case .switchingProtocols:
-                h2AbortExchange(c, status: 502, reason: "\(u.endpoint.id) switched protocols without an upgrade request")
-                return
-            case .invalidHead(let error):
-                h2AbortExchange(c, status: 502, reason: "invalid response from \(u.endpoint.id): \(error.reason)")
-                return
-            case .invalidBody(let error):
-                h2AbortExchange(c, status: 502, reason: "invalid chunked body from \(u.endpoint.id): \(error.reason)")
-                return
-            case .closedMidHead:
-                h2AbortExchange(c, status: 502, reason: "\(u.endpoint.id) closed the connection mid-head")
-                return
-            case .closedMidBody:
-                h2AbortExchange(c, status: 502, reason: "\(u.endpoint.id) closed the connection mid-response")
-                return
-            case .truncated:
-                responseTruncated(c, u)
+            case .switchingProtocols, .invalidHead, .invalidBody, .closedMidHead, .closedMidBody, .truncated:
+                responseFailed(c, u, event)
                 return
             }
         }

@@ -256,8 +256,9 @@ extension Worker {
         if c.h2 != nil { return relayResponseToStream(u, c) }
         relaying: while true {
             if u.headDone && c.outBuf.writableBytes < u.inBuf.readableBytes { c.outBuf.compact() }
-            switch u.response.next(u.inBuf.readable, room: c.outBuf.writableBytes, close: u.closeState,
-                                   limits: responseLimits, requestMethod: c.requestMethod, fields: u.fields) {
+            let event = u.response.next(u.inBuf.readable, room: c.outBuf.writableBytes, close: u.closeState,
+                                        limits: responseLimits, requestMethod: c.requestMethod, fields: u.fields)
+            switch event {
             case .needBytes:
                 if u.headDone { break relaying }
                 flushClient(c)
@@ -281,7 +282,7 @@ extension Worker {
                 }
             case .switchingProtocols:
                 guard c.upgradeRequested else {
-                    abortExchange(c, status: 502, reason: "\(u.endpoint.id) switched protocols without an upgrade request")
+                    responseFailed(c, u, event)
                     return
                 }
                 guard u.tls == nil else {
@@ -301,20 +302,8 @@ extension Worker {
                 u.inBuf.consume(count)
             case .complete:
                 break relaying
-            case .invalidHead(let error):
-                abortExchange(c, status: 502, reason: "invalid response from \(u.endpoint.id): \(error.reason)")
-                return
-            case .invalidBody(let error):
-                abortExchange(c, status: 502, reason: "invalid chunked body from \(u.endpoint.id): \(error.reason)")
-                return
-            case .closedMidHead:
-                abortExchange(c, status: 502, reason: "\(u.endpoint.id) closed the connection mid-head")
-                return
-            case .closedMidBody:
-                abortExchange(c, status: 502, reason: "\(u.endpoint.id) closed the connection mid-response")
-                return
-            case .truncated:
-                responseTruncated(c, u)
+            case .invalidHead, .invalidBody, .closedMidHead, .closedMidBody, .truncated:
+                responseFailed(c, u, event)
                 return
             }
         }
@@ -330,6 +319,22 @@ extension Worker {
             return
         }
         if u.inBuf.writableBytes == 0 { u.inBuf.compact() }
+    }
+
+    /// Ends the exchange for a reader event that says the response failed: a 502 if nothing
+    /// was relayed yet, else a cut (RST_STREAM for an HTTP/2 stream). Both relays.
+    func responseFailed(_ c: ClientConnection, _ u: UpstreamConnection, _ event: ResponseReader.Event) {
+        let reason: String
+        switch event {
+        case .invalidHead(let error): reason = "invalid response from \(u.endpoint.id): \(error.reason)"
+        case .invalidBody(let error): reason = "invalid chunked body from \(u.endpoint.id): \(error.reason)"
+        case .closedMidHead: reason = "\(u.endpoint.id) closed the connection mid-head"
+        case .closedMidBody: reason = "\(u.endpoint.id) closed the connection mid-response"
+        case .switchingProtocols: reason = "\(u.endpoint.id) switched protocols without an upgrade request"
+        case .truncated: return responseTruncated(c, u)
+        case .needBytes, .interimHead, .finalHead, .body, .complete: return
+        }
+        abortExchange(c, status: 502, reason: reason)
     }
 
     /// A final response head was parsed: counts it, tells health how the endpoint did,
