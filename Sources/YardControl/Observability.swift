@@ -176,6 +176,9 @@ enum PrometheusText {
         family("switchyard_upstream_truncated_responses_total", "counter",
                "Close-delimited responses from TLS upstreams that ended without close_notify (cut short; the client connection was closed without a clean end).")
         sample("switchyard_upstream_truncated_responses_total", [], "\(state.metrics.truncatedResponses)")
+        family("switchyard_upstream_orphans_pooled_total", "counter",
+               "Upstream connections whose client left mid-exchange, kept: the rest of the response was read and dropped, and the connection pooled.")
+        sample("switchyard_upstream_orphans_pooled_total", [], "\(state.metrics.orphansPooled)")
         family("switchyard_tls_handshakes_total", "counter", "TLS handshakes by outcome.")
         sample("switchyard_tls_handshakes_total", [("result", "ok")], "\(state.metrics.tlsHandshakes)")
         sample("switchyard_tls_handshakes_total", [("result", "failed")], "\(state.metrics.tlsHandshakeFailures)")

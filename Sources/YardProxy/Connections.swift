@@ -229,6 +229,10 @@ final class UpstreamConnection {
         guard eof else { return .open }
         return tls?.endedWithoutCloseNotify == true ? .withoutCloseNotify : .clean
     }
+    /// Set while the response of an exchange whose client left is read and dropped
+    /// (OrphanedResponses.swift): the request's method, and the bytes still allowed.
+    var discardMethod: HTTPMethod?
+    var discardBudget = 0
     /// The upstream closed its side; what is buffered is the rest of the response.
     var eof = false
     /// Bytes of response received for this exchange (0 means a failure may be retried).
@@ -256,6 +260,7 @@ final class UpstreamConnection {
     /// Clears per-exchange state before the connection carries a new request.
     func resetExchange() {
         response = ResponseReader()
+        discardMethod = nil
         eof = false
         responseBytes = 0
         sentIndex = 0

@@ -240,7 +240,7 @@ extension Worker {
         releaseEndpoint(c)
         if let u = c.upstream {
             unbind(c, u)
-            closeUpstream(u)
+            orphanOrClose(u, leftBy: c)
         }
         if accessLog != nil && c.phase == .forwarding { endLogLine(c, status: c.lastStatus, endpoint: c.lastEndpoint) }
         c.phase = .closed

@@ -51,6 +51,9 @@ struct WorkerMetrics {
     /// Close-delimited responses from TLS upstreams that ended without close_notify: cut
     /// short, the client connection closed without a clean end.
     var truncatedResponses: UInt64 = 0
+    /// Upstream connections whose client left mid-exchange, kept: the rest of the response
+    /// was read and dropped, and the connection pooled (OrphanedResponses.swift).
+    var orphansPooled: UInt64 = 0
 
     init() {
         capacity = 16
@@ -103,7 +106,7 @@ struct WorkerMetrics {
             tlsHandshakeFailures: tlsHandshakeFailures, upstreamTLSHandshakes: upstreamTLSHandshakes,
             upstreamTLSResumed: upstreamTLSResumed, upstreamTLSFailures: upstreamTLSFailures,
             refusedOverLimit: refusedOverLimit, refusedPerClient: refusedPerClient, slowBodies: slowBodies,
-            truncatedResponses: truncatedResponses)
+            truncatedResponses: truncatedResponses, orphansPooled: orphansPooled)
     }
 }
 
@@ -147,6 +150,7 @@ public struct MetricsSnapshot: Sendable {
     public var refusedPerClient: UInt64 = 0
     public var slowBodies: UInt64 = 0
     public var truncatedResponses: UInt64 = 0
+    public var orphansPooled: UInt64 = 0
 
     static let empty = MetricsSnapshot(rows: [], ownAnswers: [0, 0, 0, 0, 0], accepted: 0, openConnections: 0)
 
@@ -165,6 +169,7 @@ public struct MetricsSnapshot: Sendable {
         refusedPerClient &+= other.refusedPerClient
         slowBodies &+= other.slowBodies
         truncatedResponses &+= other.truncatedResponses
+        orphansPooled &+= other.orphansPooled
         openConnections += other.openConnections
     }
 

@@ -252,7 +252,10 @@ extension Worker {
     /// buffer allows; finishes the exchange when the response is complete. The decisions
     /// about the bytes are the ResponseReader's; this carries them out.
     func relayResponse(_ u: UpstreamConnection) {
-        guard let c = u.client else { return }
+        guard let c = u.client else {
+            if u.discardMethod != nil { discardResponse(u) }
+            return
+        }
         if c.h2 != nil { return relayResponseToStream(u, c) }
         relaying: while true {
             if u.headDone && c.outBuf.writableBytes < u.inBuf.readableBytes { c.outBuf.compact() }

@@ -353,7 +353,7 @@ final class Worker: @unchecked Sendable {
         c.phase = .closed
         if let u = c.upstream {
             unbind(c, u)
-            closeUpstream(u)
+            orphanOrClose(u, leftBy: c)
         }
         epoll.remove(c.fd)
         Socket.close(c.fd)
