@@ -132,6 +132,25 @@ extension Integration {
             #expect(try proxy.backend() == "blue-1")
         }
 
+        /// The dashboard, as headless Chromium renders it, names stored overrides.
+        @Test(.timeLimit(.minutes(2)), .enabled(if: DashboardBrowser.path != nil, DashboardBrowser.missingMessage))
+        func theDashboardShowsStoredOverrides() throws {
+            let dir = try ScratchDir("endpoint-dashboard")
+            let blue = try [Backend.demo("blue-1", dir: dir), Backend.demo("blue-2", dir: dir)]
+            let green = try Backend.demo("green-1", dir: dir)
+            defer { (blue + [green]).forEach { $0.stop() } }
+            let proxy = try TrafficProxy(dir: dir, services: blueGreenServices(blue: blue.map(\.port), green: [green.port]))
+            defer { proxy.stop() }
+            #expect(try proxy.cli(["endpoint", "maint", "shop", "127.0.0.1:\(blue[0].port)"]).status == 0)
+            #expect(try proxy.cli(["endpoint", "weight", "shop", "127.0.0.1:\(blue[1].port)", "5"]).status == 0)
+            let dom = try DashboardBrowser.dumpDOM(proxy.adminURL + "/dashboard", dir: dir)
+            let rows = dom.components(separatedBy: "<tr class=\"endpoint")
+            let first = rows.first { $0.contains("data-endpoint=\"shop/127.0.0.1:\(blue[0].port)\"") } ?? ""
+            let second = rows.first { $0.contains("data-endpoint=\"shop/127.0.0.1:\(blue[1].port)\"") } ?? ""
+            #expect(first.contains("flag-maint") && !first.contains("flag-draining"), "\(first.prefix(800))")
+            #expect(second.contains("flag-weight") && second.contains("weight 5"), "\(second.prefix(800))")
+        }
+
         /// Two replicas on one etcd: maintenance through r1 with --wait returns once r2
         /// serves it too, and r2 sends nothing to the endpoint.
         @Test(.timeLimit(.minutes(2)))
