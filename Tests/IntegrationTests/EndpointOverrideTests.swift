@@ -6,7 +6,7 @@ extension Integration {
     /// `switchyard endpoint weight|maint|ready|drain|status`: overrides of one endpoint,
     /// stored in the state store beside the service's traffic state (same revisions and
     /// history), applied when the routing table is built, kept across restarts and
-    /// discovery changes, and applied by every replica.
+    /// discovery changes, and applied by every replica (file, etcd and Consul KV stores).
     @Suite(.serialized) struct EndpointOverride {
         /// Maintenance takes an endpoint out of rotation and survives a restart of the
         /// proxy; `ready` puts it back; a runtime weight splits exactly (smooth weighted
@@ -156,17 +156,28 @@ extension Integration {
         @Test(.timeLimit(.minutes(2)))
         func maintThroughOneReplicaAppliesOnEveryReplica() throws {
             let dir = try ScratchDir("endpoint-replicas")
+            let etcd = try EtcdCluster(size: 1)
+            try twoReplicasFollowOneOverride(dir: dir, store: "  type: etcd\n  endpoints: [\(etcd.endpoints[0])]\n  prefix: /sy-endpoint/\n  replica_ttl: 3s\n")
+        }
+
+        /// The same through Consul KV (Tests/Fixtures/consul_emulator.py).
+        @Test(.timeLimit(.minutes(2)))
+        func maintThroughOneReplicaAppliesOnEveryReplicaThroughConsul() throws {
+            let dir = try ScratchDir("endpoint-replicas-consul")
+            let consul = try EmulatorProcess(script: "consul_emulator.py")
+            try twoReplicasFollowOneOverride(dir: dir, store: "  type: consul\n  address: \(consul.url)\n  prefix: sy/\n  replica_ttl: 3s\n")
+        }
+
+        private func twoReplicasFollowOneOverride(dir: ScratchDir, store: String) throws {
             let blue = try [Backend.demo("blue-1", dir: dir), Backend.demo("blue-2", dir: dir)]
             let green = try Backend.demo("green-1", dir: dir)
             defer { (blue + [green]).forEach { $0.stop() } }
-            let etcd = try EtcdCluster(size: 1)
-            let store = "  type: etcd\n  endpoints: [\(etcd.endpoints[0])]\n  prefix: /sy-endpoint/\n  replica_ttl: 3s\n"
             let services = blueGreenServices(blue: blue.map(\.port), green: [green.port])
             let r1 = try TrafficProxy(dir: dir, services: services, label: "r1", store: store + "  replica_id: r1\n")
             defer { r1.stop() }
             let r2 = try TrafficProxy(dir: dir, services: services, label: "r2", store: store + "  replica_id: r2\n")
             defer { r2.stop() }
-            try waitFor("both replicas to report in etcd", timeout: .seconds(10)) {
+            try waitFor("both replicas to report in the store", timeout: .seconds(10)) {
                 ((try r1.adminJSON("/replicas"))["replicas"] as? [[String: Any]])?.count == 2
             }
             let maint = try r1.cli(["endpoint", "maint", "shop", "127.0.0.1:\(blue[0].port)", "--wait", "--wait-timeout", "10s"])

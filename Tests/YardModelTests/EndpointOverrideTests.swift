@@ -72,6 +72,20 @@ import YardModel
         #expect(table.services[0].endpoints.map(\.effectiveWeight) == [100, 700, 0])
     }
 
+    /// Health and slow start scale the stored weight, as HAProxy's effective weight: the
+    /// table builder hands the overridden weight to the health reading.
+    @Test func healthAndSlowStartScaleTheStoredWeight() {
+        let applied = shop.applying(endpointOverrides: ["10.0.0.1:80": EndpointOverride(weight: 8)])
+        var seen: [Int] = []
+        let table = buildRoutingTable(version: 1, routes: [], catalog: ServiceCatalog(services: [applied])) { _, _, weight in
+            seen.append(weight)
+            // Half-way through slow start.
+            return EndpointState(effectiveWeight: weight * 50, health: "healthy", ejected: false)
+        }
+        #expect(seen == [8, 2, 1])
+        #expect(table.services[0].endpoints.map(\.effectiveWeight) == [400, 100, 50])
+    }
+
     /// A document written before overrides existed still decodes (tracks stored, none set).
     @Test func anOlderStoredDocumentDecodes() throws {
         let old = #"{"activeTrack":"blue","canaryPermille":0,"plan":[50,1000],"revision":3,"history":[]}"#
