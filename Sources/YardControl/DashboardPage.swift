@@ -319,8 +319,13 @@ function healthBadge(e) {
 }
 
 function endpointRow(e, m) {
+  // Stored overrides (switchyard endpoint maint|drain|weight) name themselves.
+  const o = overrides.get(e.id);
+  const held = o && o.state !== "ready";
   const flags = [e.ejected ? `<span class="pill bad flag-ejected">ejected</span>` : "",
-    e.draining ? `<span class="pill warn flag-draining">draining</span>` : ""].filter(Boolean).join(" ");
+    held ? `<span class="pill warn flag-${esc(o.state)}" title="stored on every replica; undo with: switchyard endpoint ready">${esc(o.state)}</span>` : "",
+    e.draining && !held ? `<span class="pill warn flag-draining">draining</span>` : "",
+    o && o.override_weight != null ? `<span class="pill plain flag-weight" title="stored runtime weight; discovery says ${esc(o.discovered_weight)}">weight ${int(o.override_weight)}</span>` : ""].filter(Boolean).join(" ");
   const out = e.ejected || e.draining || e.health === "unhealthy";
   const r = m && m.endpoints.get(e.id);
   return `<tr class="endpoint${out ? " out" : ""}" data-endpoint="${esc(e.id)}" data-track="${esc(e.track)}">
@@ -459,11 +464,30 @@ function setStale(error) {
   }
 }
 
+// Endpoint overrides by endpoint id (service/address:port), from /endpoints.
+let overrides = new Map();
+async function pollOverrides() {
+  try {
+    const response = await fetch("/endpoints", { cache: "no-store" });
+    if (!response.ok) return;
+    const next = new Map();
+    for (const s of (await response.json()).services || []) {
+      for (const e of s.endpoints || []) {
+        if (e.state !== "ready" || e.override_weight != null) next.set(`${s.service}/${e.endpoint}`, e);
+      }
+    }
+    overrides = next;
+  } catch (_) {
+    // /status decides whether the page is stale; overrides stay as last read.
+  }
+}
+
 async function poll() {
   try {
     const response = await fetch("/status", { cache: "no-store" });
     if (!response.ok) throw new Error(`/status answered ${response.status}`);
     const doc = await response.json();
+    await pollOverrides();
     ingest(doc);
     render(doc);
     lastDoc = doc;

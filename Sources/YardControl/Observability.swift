@@ -88,6 +88,7 @@ enum PrometheusText {
             ("switchyard_upstream_sent_bytes_total", "Request bytes sent to the endpoint.", { $0.bytesOut }),
             ("switchyard_upstream_connect_failures_total", "Failed connection attempts to the endpoint.", { $0.connectFailures }),
             ("switchyard_retries_total", "Requests retried after a failure on the endpoint.", { $0.retries }),
+            ("switchyard_retries_refused_total", "Retries after a failure on the endpoint that the service's retry budget refused.", { $0.retriesRefused }),
             ("switchyard_upstream_timeouts_total", "Requests the endpoint did not answer in time.", { $0.timeouts }),
         ]
         for (name, help, value) in counters {

@@ -55,8 +55,6 @@ public final class Runtime: Sendable {
         var discovery: DiscoveryStage?
         var tls: TLSListeners?
         var stopping = false
-        /// Endpoint ids (`service/address:port`) drained through the admin API.
-        var drained: Set<String> = []
         /// The traffic revision in the last published table, per service.
         var applied: [String: Int64] = [:]
         var adminAddress: String?
@@ -184,7 +182,7 @@ public final class Runtime: Sendable {
         let published: RoutingTable? = state.withLock { state in
             guard let config = state.config, let server = state.server else { return nil }
             state.version += 1
-            let table = makeTable(version: state.version, routes: config.routes, catalog: state.catalog, drained: state.drained)
+            let table = makeTable(version: state.version, routes: config.routes, catalog: state.catalog)
             state.applied = Self.revisions(state.catalog, traffic?.states ?? [:])
             let summary = describe(table)
             if summary == state.lastSummary && reason == "health" {
@@ -267,8 +265,8 @@ public final class Runtime: Sendable {
         }
     }
 
-    private func makeTable(version: UInt64, routes: [RouteConfig], catalog discovered: ServiceCatalog, drained: Set<String> = []) -> RoutingTable {
-        let catalog = discovered.applying(traffic?.states ?? [:]).draining(drained)
+    private func makeTable(version: UInt64, routes: [RouteConfig], catalog discovered: ServiceCatalog) -> RoutingTable {
+        let catalog = discovered.applying(traffic?.states ?? [:])
         let now = monotonicMilliseconds()
         let readings = health.readings(now: now)
         let policies = Dictionary(catalog.services.map { ($0.name, $0.health) }, uniquingKeysWith: { first, _ in first })
@@ -322,7 +320,7 @@ public final class Runtime: Sendable {
                 templateStage.configure(config.templates)
                 state.config = applied
                 state.version += 1
-                let table = makeTable(version: state.version, routes: applied.routes, catalog: state.catalog, drained: state.drained)
+                let table = makeTable(version: state.version, routes: applied.routes, catalog: state.catalog)
                 server.publish(table)
                 if old.discovery != config.discovery {
                     state.discovery?.stop()

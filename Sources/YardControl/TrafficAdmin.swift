@@ -1,4 +1,5 @@
-// The traffic half of the admin API: flips, canaries, gates, drains and replicas, on top
+// The traffic half of the admin API: flips, canaries, gates and replicas (endpoint
+// overrides and drains are in EndpointAdmin.swift), on top
 // of `TrafficControl`, plus the runtime's wiring of the state store and the per-track
 // window. Every write needs the bearer token when one is configured (`AdminGuard` checks
 // it, and every other door, before these handlers run); errors are JSON bodies with 400,
@@ -114,7 +115,7 @@ extension Runtime {
         let control = TrafficControl(
             store: store, replicaID: replicaID, ttl: .seconds(config.stateStore.replicaTTLSeconds),
             describeSelf: { [weak self] in
-                guard let self else { return (nil, [:], 0) }
+                guard let self else { return ReplicaSelf(admin: nil, applied: [:], tableVersion: 0) }
                 return self.stateSnapshotForReport()
             },
             onChange: { [weak self] _ in self?.republish(reason: "traffic") })
@@ -123,8 +124,9 @@ extension Runtime {
         return control
     }
 
-    private func stateSnapshotForReport() -> (admin: String?, applied: [String: Int64], tableVersion: UInt64) {
-        state.withLock { ($0.adminAddress, $0.applied, $0.server?.currentTable.version ?? 0) }
+    private func stateSnapshotForReport() -> ReplicaSelf {
+        let (admin, applied, table) = state.withLock { ($0.adminAddress, $0.applied, $0.server?.currentTable) }
+        return ReplicaSelf(admin: admin, applied: applied, tableVersion: table?.version ?? 0, windows: table.map(publishedWindows))
     }
 
     static func defaultReplicaID() -> String {
@@ -182,35 +184,13 @@ extension Runtime {
     var isStopping: Bool { state.withLock { $0.stopping } }
 }
 
-extension ServiceCatalog {
-    /// The catalog with the instances whose endpoint id is in `ids` draining.
-    func draining(_ ids: Set<String>) -> ServiceCatalog {
-        guard !ids.isEmpty else { return self }
-        var copy = self
-        for s in copy.services.indices {
-            let name = copy.services[s].name
-            for i in copy.services[s].instances.indices {
-                let instance = copy.services[s].instances[i]
-                if ids.contains(endpointID(service: name, address: instance.address, port: instance.port)) {
-                    copy.services[s].instances[i].drain = true
-                }
-            }
-        }
-        return copy
-    }
-}
-
-/// `service/address:port`, as `Endpoint.id` spells it.
-func endpointID(service: String, address: String, port: UInt16) -> String {
-    "\(service)/\(address.contains(":") ? "[\(address)]" : address):\(port)"
-}
-
 // MARK: - Requests
 
 extension Runtime {
     /// Answers the traffic routes, or nil when the path is not one of them.
     func handleTraffic(_ request: AdminRequest) -> AdminResponse? {
         let parts = request.path.split(separator: "/").map(String.init)
+        if let answer = handleEndpoints(request, parts: parts) { return answer }
         switch (request.method, parts.first) {
         case ("GET", "replicas") where parts.count == 1:
             return replicasAnswer()
@@ -223,12 +203,10 @@ extension Runtime {
             case ("POST", "flip"?), ("POST", "canary"?):
                 return change(name, verb: verb ?? "", request: request)
             case ("POST", _), ("PUT", _), ("DELETE", _):
-                return .error(404, "no such action '\(verb ?? "")' for a service; use flip or canary")
+                return .error(404, "no such action '\(verb ?? "")' for a service; use flip, canary or endpoints/ADDRESS:PORT")
             default:
                 return nil
             }
-        case ("POST", "endpoints") where parts.count == 3 && parts[2] == "drain":
-            return drain(parts[1].removingPercentEncoding ?? parts[1], request: request)
         default:
             return nil
         }
@@ -291,16 +269,21 @@ extension Runtime {
             recordChange("\(name) rev \(next.revision): \(next.history.last?.action ?? "changed") by \(next.history.last?.who ?? "?")")
             return .json(ChangeAnswer(service: name, state: next, gate: verdict, replica: traffic.replicaID))
         } catch {
-            switch error {
-            case .unknownService(let text): return .error(404, text)
-            case .invalid(let text): return .error(400, text)
-            case .storeUnavailable(let text): return .error(503, text)
-            case .refused(let text): return .error(409, text)
-            case .conflict(let expected, let current):
-                return .json(ConflictAnswer(
-                    error: "stale revision: you expected \(expected), the store has \(current.revision) (\(current.history.last.map { "last change: \($0.action) by \($0.who)" } ?? "")); read it again and retry",
-                    state: current), status: 409)
-            }
+            return trafficFailureAnswer(error)
+        }
+    }
+
+    /// The answer to a change the store or the state refused.
+    func trafficFailureAnswer(_ error: TrafficFailure) -> AdminResponse {
+        switch error {
+        case .unknownService(let text): return .error(404, text)
+        case .invalid(let text): return .error(400, text)
+        case .storeUnavailable(let text): return .error(503, text)
+        case .refused(let text): return .error(409, text)
+        case .conflict(let expected, let current):
+            return .json(ConflictAnswer(
+                error: "stale revision: you expected \(expected), the store has \(current.revision) (\(current.history.last.map { "last change: \($0.action) by \($0.who)" } ?? "")); read it again and retry",
+                state: current), status: 409)
         }
     }
 
@@ -320,27 +303,6 @@ extension Runtime {
         var error: String
         var gate: GateVerdict
         var state: TrafficState
-    }
-
-    private func drain(_ id: String, request: AdminRequest) -> AdminResponse {
-        let body: DrainRequest
-        switch request.json {
-        case .drain(let decoded): body = decoded
-        case .invalid(let message): return .error(400, message)
-        case .none, .trafficChange: body = DrainRequest()
-        }
-        let known = state.withLock { state in
-            state.catalog.services.contains { service in
-                service.instances.contains { endpointID(service: service.name, address: $0.address, port: $0.port) == id }
-            }
-        }
-        guard known else { return .error(404, "no endpoint '\(id)'; ids look like service/127.0.0.1:9101 (see /status)") }
-        let draining = body.drain ?? true
-        state.withLock { state in
-            if draining { state.drained.insert(id) } else { state.drained.remove(id) }
-        }
-        republish(reason: draining ? "drain \(id)" : "undrain \(id)")
-        return .json(["endpoint": id, "draining": draining ? "true" : "false"])
     }
 
     // MARK: Reads
@@ -388,15 +350,7 @@ extension Runtime {
     }
 
     private func evaluateGate(_ name: String, canaryTrack: String, stableTrack: String, seconds: Double, policy: GatePolicy) -> GateVerdict {
-        // A fresh sample, so the window ends now rather than up to a second ago.
-        if let server = state.withLock({ $0.server }) {
-            window.record(table: server.currentTable, metrics: server.collectMetrics(), timeUnix: Date().timeIntervalSince1970)
-        }
-        let (tracks, covered) = window.stats(service: name, seconds: seconds)
-        return policy.evaluate(
-            canary: tracks[canaryTrack] ?? TrackStats(), stable: tracks[stableTrack] ?? TrackStats(),
-            canaryTrack: canaryTrack, stableTrack: stableTrack, windowSeconds: covered,
-            bucketBoundsMs: LatencyBuckets.upperBoundsMs)
+        evaluateFleetGate(name, canaryTrack: canaryTrack, stableTrack: stableTrack, seconds: seconds, policy: policy)
     }
 
     private struct ReplicasAnswer: Encodable {

@@ -28,6 +28,21 @@ public struct StoreStatus: Sendable, Equatable, Codable {
     }
 }
 
+/// What a replica says about itself in its report (the rest is the control loop's own).
+public struct ReplicaSelf: Sendable {
+    public var admin: String?
+    public var applied: [String: Int64]
+    public var tableVersion: UInt64
+    public var windows: [String: [PublishedWindow]]?
+
+    public init(admin: String?, applied: [String: Int64], tableVersion: UInt64, windows: [String: [PublishedWindow]]? = nil) {
+        self.admin = admin
+        self.applied = applied
+        self.tableVersion = tableVersion
+        self.windows = windows
+    }
+}
+
 /// Why an operator's change did not happen.
 public enum TrafficFailure: Error, Sendable, Equatable {
     /// No such service in discovery (404).
@@ -54,7 +69,7 @@ public final class TrafficControl: Sendable {
     public let replicaID: String
     private let ttl: Duration
     private let onChange: @Sendable ([String: TrafficState]) -> Void
-    private let describeSelf: @Sendable () -> (admin: String?, applied: [String: Int64], tableVersion: UInt64)
+    private let describeSelf: @Sendable () -> ReplicaSelf
     private let startedUnix = Date().timeIntervalSince1970
     private let state: Mutex<State>
     /// Serialises "adopt new states, call onChange" so the runtime sees states in order.
@@ -69,7 +84,7 @@ public final class TrafficControl: Sendable {
 
     public init(
         store: TrafficStore, replicaID: String, ttl: Duration,
-        describeSelf: @escaping @Sendable () -> (admin: String?, applied: [String: Int64], tableVersion: UInt64),
+        describeSelf: @escaping @Sendable () -> ReplicaSelf,
         onChange: @escaping @Sendable ([String: TrafficState]) -> Void
     ) {
         self.store = store
@@ -156,7 +171,7 @@ public final class TrafficControl: Sendable {
 
     /// The stored state of `service`, or discovery's when nothing is stored.
     public func effectiveState(_ service: ServiceDefinition) -> TrafficState {
-        if let stored = states[service.name], stored.revision > 0 { return stored }
+        if let stored = states[service.name], stored.revision > 0 { return stored.effective(discovered: service) }
         return TrafficState(discovered: service)
     }
 
@@ -213,7 +228,7 @@ public final class TrafficControl: Sendable {
         return ReplicaReport(
             id: replicaID, admin: me.admin, pid: getpid(), applied: me.applied, tableVersion: me.tableVersion,
             storeReachable: status.reachable, storeError: status.error, reportedUnix: Date().timeIntervalSince1970,
-            startedUnix: startedUnix)
+            startedUnix: startedUnix, windows: me.windows)
     }
 
     // MARK: State

@@ -75,11 +75,16 @@ public struct ReplicaReport: Sendable, Equatable, Codable {
     public var storeError: String?
     public var reportedUnix: Double
     public var startedUnix: Double
+    /// Its per-track traffic windows, per service with a canary, so a canary gate run on
+    /// any replica judges the whole fleet (FleetGate.swift); nil from older replicas.
+    public var windows: [String: [PublishedWindow]]?
 
     public init(
         id: String, admin: String?, pid: Int32, applied: [String: Int64], tableVersion: UInt64,
-        storeReachable: Bool, storeError: String?, reportedUnix: Double, startedUnix: Double
+        storeReachable: Bool, storeError: String?, reportedUnix: Double, startedUnix: Double,
+        windows: [String: [PublishedWindow]]? = nil
     ) {
+        self.windows = windows
         self.id = id
         self.admin = admin
         self.pid = pid

@@ -95,6 +95,9 @@ public struct GateVerdict: Sendable, Equatable, Codable {
     public var canary: TrackSummary
     public var stable: TrackSummary
     public var policy: GatePolicy
+    /// Each replica's figures when the gate summed the fleet (FleetGate.swift); the
+    /// totals above are their sums.
+    public var replicas: [ReplicaGateFigures]? = nil
 }
 
 /// A track's numbers as the gate reports them.

@@ -22,6 +22,11 @@ public struct TrafficState: Sendable, Equatable, Codable {
     public var revision: Int64
     /// The last changes, oldest first (at most `TrafficState.historyLimit`).
     public var history: [TrafficChange]
+    /// Operators' overrides of single endpoints, by `address:port` (EndpointOverrides.swift).
+    public var endpoints: [String: EndpointOverride] = [:]
+    /// False while only endpoint overrides were ever stored: the tracks and canary still
+    /// follow discovery (an endpoint's weight must not freeze the discovered active track).
+    public var tracksStored = true
 
     public static let historyLimit = 20
     /// 5 %, 25 %, 50 %, 100 %.
@@ -44,6 +49,26 @@ public struct TrafficState: Sendable, Equatable, Codable {
         self.init(
             activeTrack: service.activeTrack, canaryTrack: service.canary?.track,
             canaryPermille: service.canary?.permille ?? 0, plan: service.canary?.plan ?? TrafficState.defaultPlan)
+        tracksStored = false
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case activeTrack, canaryTrack, canaryPermille, plan, revision, history
+        case endpoints
+        case tracksStored = "tracks_stored"
+    }
+
+    /// Documents written before endpoint overrides existed have neither key.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        activeTrack = try c.decodeIfPresent(String.self, forKey: .activeTrack)
+        canaryTrack = try c.decodeIfPresent(String.self, forKey: .canaryTrack)
+        canaryPermille = try c.decode(Int.self, forKey: .canaryPermille)
+        plan = try c.decode([Int].self, forKey: .plan)
+        revision = try c.decode(Int64.self, forKey: .revision)
+        history = try c.decode([TrafficChange].self, forKey: .history)
+        endpoints = try c.decodeIfPresent([String: EndpointOverride].self, forKey: .endpoints) ?? [:]
+        tracksStored = try c.decodeIfPresent(Bool.self, forKey: .tracksStored) ?? true
     }
 
     /// "blue", "blue + green 10%".
@@ -92,6 +117,8 @@ public enum TrafficAction: Sendable, Equatable {
     case promote
     /// The canary goes to 0 % (its track stays named, so status shows what was aborted).
     case abort
+    /// An override of one endpoint (`address:port`); the tracks are left as they are.
+    case endpoint(String, EndpointChange)
 }
 
 /// Why a traffic action was refused, for a 400 (or 404) answer.
@@ -157,7 +184,10 @@ extension TrafficState {
             guard let canaryTrack else { throw TrafficError("there is no canary to abort") }
             words = "abort canary \(canaryTrack) \(formatPermille(canaryPermille)) -> 0%"
             next.canaryPermille = 0
+        case .endpoint(let key, let change):
+            (next, words) = try applyingEndpoint(key, change)
         }
+        if case .endpoint = action {} else { next.tracksStored = true }
         // A store that holds the largest revision cannot be stepped past it: refuse, do not trap.
         guard revision < Int64.max else { throw TrafficError("revision \(revision) is the largest a state can have; reset the service's stored state") }
         next.revision = revision + 1
@@ -203,7 +233,11 @@ extension ServiceCatalog {
         var copy = self
         for index in copy.services.indices {
             guard let state = states[copy.services[index].name], state.revision > 0 else { continue }
-            var service = copy.services[index]
+            var service = copy.services[index].applying(endpointOverrides: state.endpoints)
+            guard state.tracksStored else {
+                copy.services[index] = service
+                continue
+            }
             service.activeTrack = state.activeTrack
             if let track = state.canaryTrack {
                 service.canary = CanaryConfig(track: track, permille: state.canaryPermille, sticky: service.canary?.sticky, plan: state.plan)

@@ -21,7 +21,8 @@ struct WorkerMetrics {
         static let latencySumMicros = 9
         static let timeouts = 10
         static let active = 11       // requests in flight
-        static let latencyBuckets = 12
+        static let retriesRefused = 12 // retries the service's retry budget refused
+        static let latencyBuckets = 13
         static let count = latencyBuckets + LatencyBuckets.upperBoundsMs.count + 1
     }
 
@@ -184,7 +185,8 @@ public struct MetricsSnapshot: Sendable {
         return EndpointMetrics(
             responsesByClass: Array(row[0..<5]), connectFailures: row[F.connectFailures], retries: row[F.retries],
             bytesIn: row[F.bytesIn], bytesOut: row[F.bytesOut], latencySumMicros: row[F.latencySumMicros],
-            timeouts: row[F.timeouts], active: Int64(bitPattern: row[F.active]), latencyBuckets: buckets)
+            timeouts: row[F.timeouts], active: Int64(bitPattern: row[F.active]), latencyBuckets: buckets,
+            retriesRefused: row[F.retriesRefused])
     }
 }
 
@@ -193,6 +195,8 @@ public struct EndpointMetrics: Sendable, Equatable {
     public var responsesByClass: [UInt64] = [0, 0, 0, 0, 0]
     public var connectFailures: UInt64 = 0
     public var retries: UInt64 = 0
+    /// Retries not made because they would have exceeded the retry budget.
+    public var retriesRefused: UInt64 = 0
     public var bytesIn: UInt64 = 0
     public var bytesOut: UInt64 = 0
     public var latencySumMicros: UInt64 = 0
@@ -204,7 +208,8 @@ public struct EndpointMetrics: Sendable, Equatable {
     public init() {}
 
     init(responsesByClass: [UInt64], connectFailures: UInt64, retries: UInt64, bytesIn: UInt64, bytesOut: UInt64,
-         latencySumMicros: UInt64, timeouts: UInt64, active: Int64, latencyBuckets: [UInt64]) {
+         latencySumMicros: UInt64, timeouts: UInt64, active: Int64, latencyBuckets: [UInt64], retriesRefused: UInt64) {
+        self.retriesRefused = retriesRefused
         self.responsesByClass = responsesByClass
         self.connectFailures = connectFailures
         self.retries = retries

@@ -375,7 +375,7 @@ extension Worker {
         // (within the budget); a non-idempotent one whose bytes reached the upstream never is.
         let idempotentRetry = !connectFailed && !staleReuse && !refused && nothingReceived && u.replayable
             && c.requestMethod.isIdempotent && c.requestBodyDone
-            && c.retries < (service?.retry.attempts ?? 0) && spendRetry()
+            && c.retries < (service?.retry.attempts ?? 0) && spendRetry(failedKey: u.endpoint.poolKey)
         if nothingReceived && (connectFailed || staleReuse || refused || idempotentRetry), let service {
             if idempotentRetry { c.retries += 1 }
             let failedKey = u.endpoint.poolKey

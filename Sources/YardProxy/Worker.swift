@@ -497,9 +497,12 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Takes a retry from the budget, or refuses when retries would exceed the share of
-    /// extra load the service allows.
-    func spendRetry() -> Bool {
-        guard retryTokens >= 1 else { return false }
+    /// extra load the service allows (counted against the endpoint that failed, `failedKey`).
+    func spendRetry(failedKey: Int) -> Bool {
+        guard retryTokens >= 1 else {
+            metrics.add(failedKey, WorkerMetrics.Field.retriesRefused)
+            return false
+        }
         retryTokens -= 1
         return true
     }

@@ -375,6 +375,14 @@ func renderGate(_ verdict: GateVerdict) -> String {
     lines.append("track".padding(toLength: 20, withPad: " ", startingAt: 0) + "  requests   errors   error rate       p99")
     lines.append(row("canary \(verdict.canaryTrack)", verdict.canary))
     lines.append(row("stable \(verdict.stableTrack)", verdict.stable))
+    if let replicas = verdict.replicas, replicas.count > 1 {
+        lines.append("summed over \(replicas.count) replicas:")
+        for replica in replicas {
+            let span = String(format: "%.0f", replica.windowSeconds)
+            lines.append(row("  \(replica.replica) canary", replica.canary) + "  (\(span) s)")
+            lines.append(row("  \(replica.replica) stable", replica.stable))
+        }
+    }
     for reason in verdict.reasons { lines.append("  - \(reason)") }
     return lines.joined(separator: "\n")
 }
