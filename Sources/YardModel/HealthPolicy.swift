@@ -38,8 +38,30 @@ public struct HealthPolicy: Sendable, Equatable {
     /// The first ejection lasts this long; each further one doubles it up to `maxEjectionMs`.
     public var baseEjectionMs = 10_000
     public var maxEjectionMs = 300_000
-    /// At most this share of a service's endpoints is ejected at once.
+    /// At most this share of a service's endpoints is ejected at once (by any rule).
     public var maxEjectedPercent = 50
+
+    // MARK: Outlier detection (Envoy semantics; docs/health.md)
+    /// How often the success-rate and latency rules judge the traffic of the last interval
+    /// (Envoy's `interval`).
+    public var outlierIntervalMs = 10_000
+    /// An endpoint whose success rate is below the service's mean by this many standard
+    /// deviations is ejected (Envoy's `success_rate_stdev_factor` / 1000); 0 turns the
+    /// rule off.
+    public var successRateStdevFactor = 1.9
+    /// The success-rate rule judges only when at least this many endpoints had
+    /// `successRateRequestVolume` exchanges in the interval.
+    public var successRateMinimumHosts = 5
+    public var successRateRequestVolume = 100
+    /// An endpoint whose p99 latency is above this many times the median p99 of the
+    /// service's endpoints is ejected; 0 (the default) turns the rule off.
+    public var latencyP99Factor = 0.0
+    public var latencyMinimumHosts = 3
+    public var latencyRequestVolume = 100
+
+    /// Whether the success-rate or latency rule is on (the data plane's traffic counters
+    /// must then be fed to the health checker).
+    public var detectsOutliers: Bool { successRateStdevFactor > 0 || latencyP99Factor > 0 }
 
     // MARK: Weights
     /// A new or recovered endpoint's weight ramps from 10 % to 100 % over this window; 0 is off.
