@@ -91,8 +91,11 @@ extension ConfigLoader {
         if let upstreamNode = fields.optional("upstream") {
             definition.upstream = try parseUpstream(upstreamNode, directory: directory)
             if definition.upstream.multiplexed && definition.health.kind == .http, let healthNode = fields.optional("health") {
-                throw healthNode.error("HTTP checks speak HTTP/1.1, which an HTTP/2-only (\(definition.upstream.protocol.rawValue)) endpoint does not answer; use 'type: tcp'")
+                throw healthNode.error("HTTP checks speak HTTP/1.1, which an HTTP/2-only (\(definition.upstream.protocol.rawValue)) endpoint does not answer; use 'type: grpc' (gRPC servers) or 'type: tcp'")
             }
+        }
+        if definition.health.kind == .grpc && !definition.upstream.multiplexed, let healthNode = fields.optional("health") {
+            throw healthNode.error("gRPC checks speak HTTP/2, which this service's HTTP/1.1 upstream does not; set 'upstream: {protocol: h2c}' (or h2 with TLS), or use 'type: http' or 'tcp'")
         }
         if let overrideNode = fields.optional("override") {
             definition.trackOverride = try parseOverride(overrideNode)
@@ -110,7 +113,7 @@ extension ConfigLoader {
 
     private static func parseHealth(_ node: ConfigNode) throws(ConfigError) -> HealthPolicy {
         let fields = try node.fields(allowed: [
-            "type", "method", "path", "host", "expect", "interval", "timeout", "jitter", "rise", "fall", "initial",
+            "type", "method", "path", "host", "expect", "grpc_service", "interval", "timeout", "jitter", "rise", "fall", "initial",
             "consecutive_failures", "base_ejection", "max_ejection", "max_ejected_percent", "slow_start", "panic_mode",
             "outlier_interval", "success_rate_stdev_factor", "success_rate_minimum_hosts", "success_rate_request_volume",
             "latency_p99_factor", "latency_minimum_hosts", "latency_request_volume",
@@ -118,9 +121,9 @@ extension ConfigLoader {
         var policy = HealthPolicy()
         policy.kind = .http
         if let typeNode = fields.optional("type") {
-            let text = try typeNode.string(expected: "http, tcp or none")
+            let text = try typeNode.string(expected: "http, tcp, grpc or none")
             guard let kind = HealthPolicy.CheckKind(rawValue: text) else {
-                throw typeNode.error("unknown check type '\(text)'; expected http, tcp or none")
+                throw typeNode.error("unknown check type '\(text)'; expected http, tcp, grpc or none")
             }
             policy.kind = kind
         }
@@ -149,6 +152,12 @@ extension ConfigLoader {
             } else {
                 throw v.error("expected a status or range like 200 or 200-399, found '\(text)'")
             }
+        }
+        if let v = fields.optional("grpc_service") {
+            let service = try v.text(expected: "a gRPC service name like shop.Cart (empty: the whole server)")
+            if let problem = DiscoveredValues.checkText(service, field: "health", what: "gRPC service name") { throw v.error(problem.message) }
+            guard service.count <= 200 else { throw v.error("the gRPC service name is longer than 200 characters") }
+            policy.grpcService = service
         }
         if let v = fields.optional("interval") { policy.intervalMs = try v.durationMilliseconds() }
         if let v = fields.optional("timeout") { policy.timeoutMs = try v.durationMilliseconds() }

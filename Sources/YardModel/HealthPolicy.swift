@@ -2,7 +2,8 @@
 
 /// How a service's endpoints are checked and balanced. Defaults are production values.
 public struct HealthPolicy: Sendable, Equatable {
-    public enum CheckKind: String, Sendable, Equatable { case http, tcp, none }
+    /// `grpc`: `grpc.health.v1.Health/Check` over HTTP/2 (h2c, or h2 over TLS).
+    public enum CheckKind: String, Sendable, Equatable { case http, tcp, grpc, none }
     public enum InitialState: String, Sendable, Equatable {
         /// A new endpoint gets traffic only after its first passing check (the default).
         case afterFirstPass = "after_first_pass"
@@ -18,6 +19,8 @@ public struct HealthPolicy: Sendable, Equatable {
     public var path = "/"
     /// Host header for HTTP checks; nil sends the endpoint's address.
     public var host: String?
+    /// The service a `grpc` check asks about; empty: the server as a whole.
+    public var grpcService = ""
     /// Accepted status codes (inclusive).
     public var expectedStatus: ClosedRange<Int> = 200...399
     public var intervalMs = 2_000
