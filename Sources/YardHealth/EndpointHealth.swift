@@ -28,6 +28,8 @@ public struct EndpointHealth: Sendable, Equatable {
     public private(set) var outlierMultiplier = 0
     /// Why the endpoint was last ejected.
     public private(set) var lastEjection: EjectionReason?
+    /// Ejections so far, by the rule that ejected (for metrics).
+    public private(set) var ejectionsByReason: [EjectionReason: Int] = [:]
     /// Why the last check failed, for status output.
     public private(set) var lastFailure: String?
 
@@ -94,6 +96,7 @@ public struct EndpointHealth: Sendable, Equatable {
         ejections += 1
         ejectedUntil = now + duration
         lastEjection = .consecutiveFailures
+        ejectionsByReason[.consecutiveFailures, default: 0] += 1
         return ejectedUntil
     }
 
@@ -107,6 +110,7 @@ public struct EndpointHealth: Sendable, Equatable {
         ejections += 1
         ejectedUntil = now + min(base * Int64(outlierMultiplier), cap)
         lastEjection = reason
+        ejectionsByReason[reason, default: 0] += 1
         return ejectedUntil
     }
 

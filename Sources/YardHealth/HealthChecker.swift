@@ -81,8 +81,6 @@ public final class HealthChecker: Sendable {
         var capWarnings: [String: Int64] = [:]
         /// Per service: the outlier rules' interval windows.
         var sweeps: [String: OutlierSweep] = [:]
-        /// Per service: ejections so far, by reason (for metrics).
-        var ejectionCounts: [String: [EjectionReason: Int]] = [:]
     }
 
     private let state = Mutex<State>(State())
@@ -195,7 +193,6 @@ public final class HealthChecker: Sendable {
             }
             let until = entry.health.eject(policy: entry.target.policy, now: now)
             state.entries[key] = entry
-            state.ejectionCounts[key.service, default: [:]][.consecutiveFailures, default: 0] += 1
             Log.warning("\(key.service)/\(entry.target.address):\(entry.target.port) ejected for \(until - now) ms after consecutive failures")
             return true
         }
@@ -211,9 +208,15 @@ public final class HealthChecker: Sendable {
         state.withLock { state in state.entries.values.contains { $0.target.policy.detectsOutliers } }
     }
 
-    /// Ejections so far per service and reason.
+    /// Ejections so far per service and reason, over the endpoints the service has now.
     public func ejectionCounts() -> [String: [EjectionReason: Int]] {
-        state.withLock { $0.ejectionCounts }
+        state.withLock { state in
+            var counts: [String: [EjectionReason: Int]] = [:]
+            for (key, entry) in state.entries {
+                counts[key.service, default: [:]].merge(entry.health.ejectionsByReason, uniquingKeysWith: +)
+            }
+            return counts
+        }
     }
 
     /// The data plane's cumulative traffic counters per endpoint key (`Endpoint.poolKey`),
@@ -254,7 +257,6 @@ public final class HealthChecker: Sendable {
                     }
                     let until = entry.health.ejectAsOutlier(verdict.reason, policy: policy, now: now)
                     state.entries[key] = entry
-                    state.ejectionCounts[service, default: [:]][verdict.reason, default: 0] += 1
                     Log.warning("\(name) ejected for \(until - now) ms (\(verdict.reason.rawValue)): \(verdict.detail)")
                     ejected.append((key, verdict.reason))
                 }

@@ -11,7 +11,9 @@ extension Integration {
             [("type", "tcp"), ("interval", "200ms"), ("timeout", "150ms"), ("consecutive_failures", "0"),
              ("outlier_interval", "1s"),
              // Three endpoints: one outlier sits √2 deviations below the mean (docs/health.md).
-             ("success_rate_stdev_factor", "1.0"), ("success_rate_minimum_hosts", "3"), ("success_rate_request_volume", "20"),
+             // The same volume for both rules, so both judge the same interval: once one
+             // outlier is out, two endpoints are below either rule's minimum of three.
+             ("success_rate_stdev_factor", "1.0"), ("success_rate_minimum_hosts", "3"), ("success_rate_request_volume", "10"),
              ("latency_p99_factor", "3"), ("latency_minimum_hosts", "3"), ("latency_request_volume", "10"),
              ("base_ejection", "30s"), ("max_ejected_percent", "\(maxEjectedPercent)")]
         }
@@ -57,7 +59,7 @@ extension Integration {
             defer { trio.all.forEach { $0.stop() } }
             // 67 %: two of three may be out at once, never the third.
             let pool = ShopPool(instances: trio.all.map(\.port), health: Self.policy(maxEjectedPercent: 67))
-            let proxy = try PoolProxy(pool, dir: dir)
+            let proxy = try PoolProxy(pool, spec: ProxySpec(extraYAML: "admin:\n  address: 127.0.0.1:0\n"), dir: dir)
             defer { proxy.stop() }
             let flakyEjected = "shop/127.0.0.1:\(trio.flaky.port) ejected for 30000 ms (success_rate)"
             let slowEjected = "shop/127.0.0.1:\(trio.slow.port) ejected for 30000 ms (latency)"
@@ -78,6 +80,14 @@ extension Integration {
             for _ in 0..<30 { #expect(try client.get().status == 200) }
             #expect(trio.flaky.hits == flakyHits && trio.slow.hits == slowHits,
                     "ejected backends got \(trio.flaky.hits - flakyHits) and \(trio.slow.hits - slowHits) more requests")
+
+            // The metric counts them by rule.
+            let admin = try proxy.child.waitForAdminPort()
+            let metrics = try curl("http://127.0.0.1:\(admin)/metrics", dir: dir).body
+            for (reason, count) in [("success_rate", 1), ("latency", 1), ("consecutive_failures", 0)] {
+                #expect(metrics.contains("switchyard_outlier_ejections_total{service=\"shop\",reason=\"\(reason)\"} \(count)\n"),
+                        "\(metrics.split(separator: "\n").filter { $0.contains("outlier") })")
+            }
         }
 
         @Test(.timeLimit(.minutes(1)))
