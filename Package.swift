@@ -50,7 +50,7 @@ let package = Package(
         ),
         .target(name: "YardModel", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "YardBalancing"),
-        .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing", "YardTLS"]),
+        .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing", "YardTLS", "YardHTTP2"]),
         .target(
             name: "YardProxy",
             dependencies: ["YardIO", "YardHTTP", "YardHTTP2", "YardModel", "YardBalancing", "YardTLS"],

@@ -13,6 +13,14 @@
 /// other request goes by a smooth weighted split over (1000 − share, share), so the
 /// canary's share is exact over every window of 1000 requests and independent of how many
 /// replicas each track has.
+///
+/// Slow start on every canary step: when the share rises and the service has a
+/// `slow_start`, the share in force ramps linearly from where it was to the new share over
+/// that window (a canary that starts gets its first requests gradually, like a new
+/// endpoint). During the ramp the split is a running sum of the share in force (still
+/// smooth, no allocation); when the ramp ends the exact split over (1000 − share, share)
+/// takes over from a fresh counter. A share that falls applies at once: backing off a
+/// canary must not wait.
 public struct TrafficSplit: Sendable {
     /// Where a request goes.
     public enum Track: Sendable, Equatable {
@@ -54,11 +62,20 @@ public struct TrafficSplit: Sendable {
         case unknownTrack
     }
 
-    /// The canary's share in tenths of a percent; 0: no canary.
+    /// The canary's share in tenths of a percent (at the end of a ramp); 0: no canary.
     public private(set) var canaryPermille: Int
     /// The smooth split over (1000 − share, share): index 1 is the canary.
     private var counter: SmoothWeightedRoundRobin
+    /// The ramp of a rising share: from `rampFrom` at `rampStart` (ms) to `canaryPermille`
+    /// over `rampMs`; `rampMs` 0 means no ramp in progress.
+    private var rampFrom = 0
+    private var rampStart: Int64 = 0
+    private var rampMs = 0
+    /// The running sum behind the split during a ramp: each request adds the share in
+    /// force; crossing 1000 sends one to the canary.
+    private var rampCredit = 0
 
+    /// A split at `canaryPermille` from the start (no ramp).
     public init(canaryPermille: Int) {
         let permille = min(max(canaryPermille, 0), 1000)
         self.canaryPermille = permille
@@ -66,12 +83,32 @@ public struct TrafficSplit: Sendable {
     }
 
     /// A new share; the counter restarts only when the share changed (a table rebuilt for
-    /// another reason keeps the rotation).
-    public mutating func update(canaryPermille: Int) {
+    /// another reason keeps the rotation). A rise with `slowStartMs` > 0 ramps from the
+    /// share in force at `now` (ms, the clock `decide` gets) to the new one.
+    public mutating func update(canaryPermille: Int, slowStartMs: Int = 0, now: Int64 = 0) {
         let permille = min(max(canaryPermille, 0), 1000)
         guard permille != self.canaryPermille else { return }
+        let from = share(now: now)
         self = TrafficSplit(canaryPermille: permille)
+        if slowStartMs > 0 && permille > from {
+            rampFrom = from
+            rampStart = now
+            rampMs = slowStartMs
+        }
     }
+
+    /// The share in force at `now`: the configured one, or a point on the ramp towards it.
+    public func share(now: Int64) -> Int {
+        guard rampMs > 0 else { return canaryPermille }
+        let elapsed = now &- rampStart
+        if elapsed >= Int64(rampMs) { return canaryPermille }
+        if elapsed <= 0 { return rampFrom }
+        // elapsed < rampMs ≤ Int.max and the span ≤ 1000: no overflow.
+        return rampFrom + Int(Int64(canaryPermille - rampFrom) * elapsed / Int64(rampMs))
+    }
+
+    /// Whether a ramp is still in progress at `now`.
+    public func isRamping(now: Int64) -> Bool { rampMs > 0 && now &- rampStart < Int64(rampMs) }
 
     /// The track for one request, and why.
     ///
@@ -80,15 +117,26 @@ public struct TrafficSplit: Sendable {
     ///   - stickyPoint: the request's sticky point (see `stickyPoint(hash:)`), or -1 when
     ///     the canary is not sticky or the request carries no key.
     ///   - activeHasEndpoints: whether the active track has a routable endpoint.
-    public mutating func decide(override: Override, stickyPoint: Int, activeHasEndpoints: Bool) -> Decision {
+    ///   - now: the clock of `update` (ms); only a ramp reads it (the default: ramp over).
+    public mutating func decide(override: Override, stickyPoint: Int, activeHasEndpoints: Bool, now: Int64 = .max) -> Decision {
         if case .track(let index) = override { return Decision(track: .pinned(index), rule: .overrideHeader) }
         guard canaryPermille > 0 else { return Decision(track: .active, rule: .noCanary) }
-        if canaryPermille >= 1000 { return Decision(track: .canary, rule: .canaryAtFull) }
+        var share = canaryPermille
+        if rampMs > 0 {
+            share = self.share(now: now)
+            // The ramp is over: the exact split takes over from its fresh counter.
+            if share == canaryPermille { rampMs = 0 }
+        }
+        if share >= 1000 { return Decision(track: .canary, rule: .canaryAtFull) }
         guard activeHasEndpoints else { return Decision(track: .canary, rule: .activeTrackEmpty) }
         if stickyPoint >= 0 {
-            return Decision(track: stickyPoint < canaryPermille ? .canary : .active, rule: .stickyKey(point: stickyPoint))
+            return Decision(track: stickyPoint < share ? .canary : .active, rule: .stickyKey(point: stickyPoint))
         }
-        return Decision(track: counter.pick() == 1 ? .canary : .active, rule: .canaryShare)
+        guard rampMs > 0 else { return Decision(track: counter.pick() == 1 ? .canary : .active, rule: .canaryShare) }
+        rampCredit += share
+        guard rampCredit >= 1000 else { return Decision(track: .active, rule: .canaryShare) }
+        rampCredit -= 1000
+        return Decision(track: .canary, rule: .canaryShare)
     }
 
     /// The seed of the sticky key's hash: fixed, so every replica (and every restart) puts

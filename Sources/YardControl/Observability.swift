@@ -116,6 +116,16 @@ enum PrometheusText {
             for i in rows.indices { sample(name, rows[i].labels, value(i)) }
         }
 
+        family("switchyard_outlier_ejections_total", "counter",
+               "Ejections of the service's endpoints by rule: consecutive_failures, success_rate, latency (docs/health.md).")
+        for service in state.table.services {
+            for reason in EjectionReason.allCases {
+                let count = service.endpoints.reduce(0) {
+                    $0 + (state.health[HealthKey(service: service.name, endpointKey: $1.poolKey)]?.health.ejectionsByReason[reason] ?? 0)
+                }
+                sample("switchyard_outlier_ejections_total", [("service", service.name), ("reason", reason.rawValue)], "\(count)")
+            }
+        }
         family("switchyard_proxy_answers_total", "counter", "Answers the proxy gave itself, by reason.")
         for (i, reason) in ["no_route", "no_endpoint", "bad_request", "bad_gateway", "gateway_timeout"].enumerated() {
             sample("switchyard_proxy_answers_total", [("reason", reason)], "\(state.metrics.ownAnswers[i])")

@@ -115,6 +115,7 @@ public final class Runtime: Sendable {
         }
         server.start()
         startWindowSampler()
+        OutlierFeed.start(checker: checker, server: server) { [weak self] in self?.isStopping ?? true }
         let addresses = server.boundAddresses.map(\.description).joined(separator: ", ")
         Log.info("switchyard listening on \(addresses) with \(server.workerCount) worker(s); \(describe(table))")
         let admin = try startAdmin(config)

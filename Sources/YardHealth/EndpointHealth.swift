@@ -22,6 +22,14 @@ public struct EndpointHealth: Sendable, Equatable {
     public private(set) var ejectedUntil: Int64 = 0
     /// How many times it was ejected (the next ejection lasts longer).
     public private(set) var ejections = 0
+    /// Envoy's ejection multiplier for the success-rate and latency rules: +1 per such
+    /// ejection, −1 per outlier interval spent routable, so a relapse soon after an
+    /// ejection is ejected for longer, and a long healthy run earns the base time again.
+    public private(set) var outlierMultiplier = 0
+    /// Why the endpoint was last ejected.
+    public private(set) var lastEjection: EjectionReason?
+    /// Ejections so far, by the rule that ejected (for metrics).
+    public private(set) var ejectionsByReason: [EjectionReason: Int] = [:]
     /// Why the last check failed, for status output.
     public private(set) var lastFailure: String?
 
@@ -87,7 +95,29 @@ public struct EndpointHealth: Sendable, Equatable {
         let duration = min(Int64(policy.baseEjectionMs) * factor, Int64(policy.maxEjectionMs))
         ejections += 1
         ejectedUntil = now + duration
+        lastEjection = .consecutiveFailures
+        ejectionsByReason[.consecutiveFailures, default: 0] += 1
         return ejectedUntil
+    }
+
+    /// Ejects the endpoint as an outlier of its service (success rate or latency), for
+    /// Envoy's time: `base_ejection × multiplier`, the multiplier raised by one first,
+    /// capped at `max(base_ejection, max_ejection)`. Returns the time it ends.
+    public mutating func ejectAsOutlier(_ reason: EjectionReason, policy: HealthPolicy, now: Int64) -> Int64 {
+        if outlierMultiplier < 1_000 { outlierMultiplier += 1 }
+        let base = Int64(max(0, policy.baseEjectionMs))
+        let cap = max(base, Int64(max(0, policy.maxEjectionMs)))
+        ejections += 1
+        ejectedUntil = now + min(base * Int64(outlierMultiplier), cap)
+        lastEjection = reason
+        ejectionsByReason[reason, default: 0] += 1
+        return ejectedUntil
+    }
+
+    /// One outlier interval passed: a routable endpoint's multiplier decays by one
+    /// (Envoy lowers it at every interval the host is not ejected).
+    public mutating func outlierIntervalPassed(now: Int64) {
+        if outlierMultiplier > 0 && !isEjected(now: now) { outlierMultiplier -= 1 }
     }
 
     /// Ends an ejection whose time passed; the endpoint ramps again from then. Returns

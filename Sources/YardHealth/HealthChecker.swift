@@ -79,6 +79,8 @@ public final class HealthChecker: Sendable {
         var lastRampNotice: Int64 = 0
         /// Per service: when the "ejection cap reached" warning was last logged.
         var capWarnings: [String: Int64] = [:]
+        /// Per service: the outlier rules' interval windows.
+        var sweeps: [String: OutlierSweep] = [:]
     }
 
     private let state = Mutex<State>(State())
@@ -195,6 +197,73 @@ public final class HealthChecker: Sendable {
             return true
         }
         if ejected { tickQueue.async { [onChange] in onChange() } }
+        return ejected
+    }
+
+    // MARK: Outlier detection
+
+    /// Whether a service uses the success-rate or latency rule: only then does the owner
+    /// need to feed `recordTraffic`.
+    public var wantsTraffic: Bool {
+        state.withLock { state in state.entries.values.contains { $0.target.policy.detectsOutliers } }
+    }
+
+    /// Ejections so far per service and reason, over the endpoints the service has now.
+    public func ejectionCounts() -> [String: [EjectionReason: Int]] {
+        state.withLock { state in
+            var counts: [String: [EjectionReason: Int]] = [:]
+            for (key, entry) in state.entries {
+                counts[key.service, default: [:]].merge(entry.health.ejectionsByReason, uniquingKeysWith: +)
+            }
+            return counts
+        }
+    }
+
+    /// The data plane's cumulative traffic counters per endpoint key (`Endpoint.poolKey`),
+    /// read about once a second. Every service's `outlier_interval`, the traffic of the
+    /// interval is judged (`OutlierDetector`) and the outliers are ejected, worst first,
+    /// while the service stays within `max_ejected_percent`. Returns the ejected endpoints.
+    @discardableResult
+    public func recordTraffic(_ cumulative: [Int: EndpointTraffic], latencyBoundsMs: [Double],
+                              now: Int64 = monotonicMilliseconds()) -> [(HealthKey, EjectionReason)] {
+        let ejected: [(HealthKey, EjectionReason)] = state.withLock { state in
+            var byService: [String: [HealthKey]] = [:]
+            for key in state.entries.keys { byService[key.service, default: []].append(key) }
+            for service in Array(state.sweeps.keys) where byService[service] == nil { state.sweeps[service] = nil }
+            var ejected: [(HealthKey, EjectionReason)] = []
+            for (service, keys) in byService {
+                guard let policy = state.entries[keys[0]]?.target.policy, policy.detectsOutliers else {
+                    state.sweeps[service] = nil
+                    continue
+                }
+                var traffic: [Int: EndpointTraffic] = [:]
+                for key in keys { traffic[key.endpointKey] = cumulative[key.endpointKey] }
+                var sweep = state.sweeps[service] ?? OutlierSweep()
+                let windows = sweep.feed(traffic, intervalMs: policy.outlierIntervalMs, now: now)
+                state.sweeps[service] = sweep
+                guard let windows else { continue }
+                for key in keys { state.entries[key]?.health.outlierIntervalPassed(now: now) }
+                // Judged among the endpoints that take traffic: an ejected one's leftover
+                // failures would drag the mean down.
+                let serving = windows.filter { state.entries[HealthKey(service: service, endpointKey: $0.key)]?.health.isRoutable(now: now) == true }
+                for verdict in OutlierDetector.outliers(serving, policy: policy, latencyBoundsMs: latencyBoundsMs) {
+                    let key = HealthKey(service: service, endpointKey: verdict.endpointKey)
+                    guard var entry = state.entries[key] else { continue }
+                    let name = "\(service)/\(entry.target.address):\(entry.target.port)"
+                    let already = keys.filter { state.entries[$0]?.health.isEjected(now: now) == true }.count
+                    guard mayEject(ejected: already, total: keys.count, maxPercent: policy.maxEjectedPercent) else {
+                        Log.warning("\(name) is an outlier (\(verdict.detail)), but \(already) of \(keys.count) endpoints are already ejected (max \(policy.maxEjectedPercent)%)")
+                        break
+                    }
+                    let until = entry.health.ejectAsOutlier(verdict.reason, policy: policy, now: now)
+                    state.entries[key] = entry
+                    Log.warning("\(name) ejected for \(until - now) ms (\(verdict.reason.rawValue)): \(verdict.detail)")
+                    ejected.append((key, verdict.reason))
+                }
+            }
+            return ejected
+        }
+        if !ejected.isEmpty { tickQueue.async { [onChange] in onChange() } }
         return ejected
     }
 

@@ -5,8 +5,9 @@ import YardIO
 import YardModel
 import YardTLS
 
-/// One active check of one endpoint: a TCP connect, or an HTTP/1.1 request whose status
-/// must fall in the expected range, all within the policy's timeout. For a TLS endpoint
+/// One active check of one endpoint: a TCP connect, an HTTP/1.1 request whose status
+/// must fall in the expected range, or a gRPC health check over HTTP/2
+/// (`GRPCHealthCheck`), all within the policy's timeout. For a TLS endpoint
 /// the connect is followed by a TLS handshake that verifies its certificate (a `tcp`
 /// check too), and the request goes over TLS.
 ///
@@ -59,6 +60,9 @@ public enum HealthProbe {
         }
         defer { if let connection = channel.tls { _ = connection.shutdown() } }
         if policy.kind == .tcp { return Outcome(passed: true, reason: nil) }
+        if policy.kind == .grpc {
+            return GRPCHealthCheck.run(&channel, authority: policy.host ?? address.description, policy: policy, until: deadline)
+        }
 
         let host = policy.host ?? address.description
         let request = "\(policy.method) \(policy.path) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: switchyard-health\r\nConnection: close\r\n\r\n"
@@ -129,7 +133,7 @@ public enum HealthProbe {
 
     /// The check's connection: the socket, or TLS over it. Remembers what the last TLS
     /// call waits for (a read may need the socket writable, a write readable).
-    private struct Channel {
+    struct Channel {
         let fd: Int32
         var tls: TLSConnection?
         var sendWaits = Int16(POLLOUT)
@@ -178,7 +182,7 @@ public enum HealthProbe {
         return code
     }
 
-    private static func wait(_ fd: Int32, events: Int16, until deadline: Int64) -> Bool {
+    static func wait(_ fd: Int32, events: Int16, until deadline: Int64) -> Bool {
         while true {
             let remaining = deadline - monotonicMilliseconds()
             if remaining <= 0 { return false }

@@ -91,8 +91,11 @@ extension ConfigLoader {
         if let upstreamNode = fields.optional("upstream") {
             definition.upstream = try parseUpstream(upstreamNode, directory: directory)
             if definition.upstream.multiplexed && definition.health.kind == .http, let healthNode = fields.optional("health") {
-                throw healthNode.error("HTTP checks speak HTTP/1.1, which an HTTP/2-only (\(definition.upstream.protocol.rawValue)) endpoint does not answer; use 'type: tcp'")
+                throw healthNode.error("HTTP checks speak HTTP/1.1, which an HTTP/2-only (\(definition.upstream.protocol.rawValue)) endpoint does not answer; use 'type: grpc' (gRPC servers) or 'type: tcp'")
             }
+        }
+        if definition.health.kind == .grpc && !definition.upstream.multiplexed, let healthNode = fields.optional("health") {
+            throw healthNode.error("gRPC checks speak HTTP/2, which this service's HTTP/1.1 upstream does not; set 'upstream: {protocol: h2c}' (or h2 with TLS), or use 'type: http' or 'tcp'")
         }
         if let overrideNode = fields.optional("override") {
             definition.trackOverride = try parseOverride(overrideNode)
@@ -110,15 +113,17 @@ extension ConfigLoader {
 
     private static func parseHealth(_ node: ConfigNode) throws(ConfigError) -> HealthPolicy {
         let fields = try node.fields(allowed: [
-            "type", "method", "path", "host", "expect", "interval", "timeout", "jitter", "rise", "fall", "initial",
+            "type", "method", "path", "host", "expect", "grpc_service", "interval", "timeout", "jitter", "rise", "fall", "initial",
             "consecutive_failures", "base_ejection", "max_ejection", "max_ejected_percent", "slow_start", "panic_mode",
+            "outlier_interval", "success_rate_stdev_factor", "success_rate_minimum_hosts", "success_rate_request_volume",
+            "latency_p99_factor", "latency_minimum_hosts", "latency_request_volume",
         ])
         var policy = HealthPolicy()
         policy.kind = .http
         if let typeNode = fields.optional("type") {
-            let text = try typeNode.string(expected: "http, tcp or none")
+            let text = try typeNode.string(expected: "http, tcp, grpc or none")
             guard let kind = HealthPolicy.CheckKind(rawValue: text) else {
-                throw typeNode.error("unknown check type '\(text)'; expected http, tcp or none")
+                throw typeNode.error("unknown check type '\(text)'; expected http, tcp, grpc or none")
             }
             policy.kind = kind
         }
@@ -148,6 +153,12 @@ extension ConfigLoader {
                 throw v.error("expected a status or range like 200 or 200-399, found '\(text)'")
             }
         }
+        if let v = fields.optional("grpc_service") {
+            let service = try v.text(expected: "a gRPC service name like shop.Cart (empty: the whole server)")
+            if let problem = DiscoveredValues.checkText(service, field: "health", what: "gRPC service name") { throw v.error(problem.message) }
+            guard service.count <= 200 else { throw v.error("the gRPC service name is longer than 200 characters") }
+            policy.grpcService = service
+        }
         if let v = fields.optional("interval") { policy.intervalMs = try v.durationMilliseconds() }
         if let v = fields.optional("timeout") { policy.timeoutMs = try v.durationMilliseconds() }
         if let v = fields.optional("jitter") { policy.jitterPercent = try v.integer(in: 0...50, expected: "a percentage from 0 to 50") }
@@ -166,10 +177,34 @@ extension ConfigLoader {
         if let v = fields.optional("max_ejected_percent") { policy.maxEjectedPercent = try v.integer(in: 0...100, expected: "a percentage") }
         if let v = fields.optional("slow_start") { policy.slowStartMs = try v.durationMilliseconds(allowZero: true) }
         if let v = fields.optional("panic_mode") { policy.panicMode = try v.boolean() }
+        try parseOutlierRules(fields, into: &policy)
         if policy.timeoutMs > policy.intervalMs {
             throw node.error("health.timeout (\(policy.timeoutMs) ms) is longer than health.interval (\(policy.intervalMs) ms); make the timeout shorter")
         }
         return policy
+    }
+
+    /// The success-rate and latency rules (Envoy's outlier detection; docs/health.md).
+    private static func parseOutlierRules(_ fields: Fields, into policy: inout HealthPolicy) throws(ConfigError) {
+        if let v = fields.optional("outlier_interval") { policy.outlierIntervalMs = try v.durationMilliseconds() }
+        if let v = fields.optional("success_rate_stdev_factor") { policy.successRateStdevFactor = try factor(v, upTo: 100, what: "deviations (Envoy's value / 1000, e.g. 1.9; 0 turns the rule off)") }
+        if let v = fields.optional("success_rate_minimum_hosts") { policy.successRateMinimumHosts = try v.integer(in: 1...10_000, expected: "a count of endpoints") }
+        if let v = fields.optional("success_rate_request_volume") { policy.successRateRequestVolume = try v.integer(in: 1...1_000_000_000, expected: "a count of requests per interval") }
+        if let v = fields.optional("latency_p99_factor") { policy.latencyP99Factor = try factor(v, upTo: 1_000, what: "a multiple of the median p99 like 3 (0 turns the rule off)") }
+        if let v = fields.optional("latency_minimum_hosts") { policy.latencyMinimumHosts = try v.integer(in: 2...10_000, expected: "a count of endpoints from 2") }
+        if let v = fields.optional("latency_request_volume") { policy.latencyRequestVolume = try v.integer(in: 1...1_000_000_000, expected: "a count of requests per interval") }
+        if policy.latencyP99Factor > 0 && policy.latencyP99Factor <= 1 {
+            throw (fields.optional("latency_p99_factor") ?? fields.owner).error("latency_p99_factor \(policy.latencyP99Factor) would eject endpoints no slower than the median; use a factor above 1, or 0 to turn the rule off")
+        }
+    }
+
+    /// A finite decimal in 0...`upTo`.
+    private static func factor(_ node: ConfigNode, upTo limit: Double, what: String) throws(ConfigError) -> Double {
+        let text = try node.text(expected: what)
+        guard let value = Double(text.filter { $0 != "_" }), value.isFinite, value >= 0, value <= limit else {
+            throw node.error("expected \(what) from 0 to \(Int(limit)), found '\(text)'")
+        }
+        return value
     }
 
     private static func parseCanary(_ node: ConfigNode, instances: [InstanceDefinition], activeTrack: String?) throws(ConfigError) -> CanaryConfig {

@@ -2,7 +2,8 @@
 
 /// How a service's endpoints are checked and balanced. Defaults are production values.
 public struct HealthPolicy: Sendable, Equatable {
-    public enum CheckKind: String, Sendable, Equatable { case http, tcp, none }
+    /// `grpc`: `grpc.health.v1.Health/Check` over HTTP/2 (h2c, or h2 over TLS).
+    public enum CheckKind: String, Sendable, Equatable { case http, tcp, grpc, none }
     public enum InitialState: String, Sendable, Equatable {
         /// A new endpoint gets traffic only after its first passing check (the default).
         case afterFirstPass = "after_first_pass"
@@ -18,6 +19,8 @@ public struct HealthPolicy: Sendable, Equatable {
     public var path = "/"
     /// Host header for HTTP checks; nil sends the endpoint's address.
     public var host: String?
+    /// The service a `grpc` check asks about; empty: the server as a whole.
+    public var grpcService = ""
     /// Accepted status codes (inclusive).
     public var expectedStatus: ClosedRange<Int> = 200...399
     public var intervalMs = 2_000
@@ -38,8 +41,30 @@ public struct HealthPolicy: Sendable, Equatable {
     /// The first ejection lasts this long; each further one doubles it up to `maxEjectionMs`.
     public var baseEjectionMs = 10_000
     public var maxEjectionMs = 300_000
-    /// At most this share of a service's endpoints is ejected at once.
+    /// At most this share of a service's endpoints is ejected at once (by any rule).
     public var maxEjectedPercent = 50
+
+    // MARK: Outlier detection (Envoy semantics; docs/health.md)
+    /// How often the success-rate and latency rules judge the traffic of the last interval
+    /// (Envoy's `interval`).
+    public var outlierIntervalMs = 10_000
+    /// An endpoint whose success rate is below the service's mean by this many standard
+    /// deviations is ejected (Envoy's `success_rate_stdev_factor` / 1000); 0 turns the
+    /// rule off.
+    public var successRateStdevFactor = 1.9
+    /// The success-rate rule judges only when at least this many endpoints had
+    /// `successRateRequestVolume` exchanges in the interval.
+    public var successRateMinimumHosts = 5
+    public var successRateRequestVolume = 100
+    /// An endpoint whose p99 latency is above this many times the median p99 of the
+    /// service's endpoints is ejected; 0 (the default) turns the rule off.
+    public var latencyP99Factor = 0.0
+    public var latencyMinimumHosts = 3
+    public var latencyRequestVolume = 100
+
+    /// Whether the success-rate or latency rule is on (the data plane's traffic counters
+    /// must then be fed to the health checker).
+    public var detectsOutliers: Bool { successRateStdevFactor > 0 || latencyP99Factor > 0 }
 
     // MARK: Weights
     /// A new or recovered endpoint's weight ramps from 10 % to 100 % over this window; 0 is off.

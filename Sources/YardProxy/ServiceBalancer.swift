@@ -43,6 +43,7 @@ final class ServiceBalancer {
         self.service = service
         self.kind = service.balancer
         self.isCanary = canary
+        split = TrafficSplit(canaryPermille: service.canaryPermille)
         if !canary { installCanary(service) }
         let weights = balancingWeights
         switch kind {
@@ -58,10 +59,10 @@ final class ServiceBalancer {
     }
 
     /// Sets up (or clears) the canary state and the split for `service`.
-    private func installCanary(_ service: Service) {
+    func installCanary(_ service: Service) {
         let permille = service.canaryPermille
         if permille > 0 {
-            split.update(canaryPermille: permille)
+            split.update(canaryPermille: permille, slowStartMs: service.health.slowStartMs, now: monotonicMilliseconds())
             if let canaryState, canaryState.canCarry(to: service) {
                 canaryState.carry(to: service)
             } else {
@@ -147,7 +148,10 @@ extension Worker {
                 old.carry(to: service)
                 return old
             }
-            return ServiceBalancer(service: service)
+            let fresh = ServiceBalancer(service: service)
+            // New endpoints, same service: a canary ramp in progress goes on.
+            if let old = byName[service.name] { fresh.split = old.split; fresh.installCanary(service) }
+            return fresh
         }
     }
 
@@ -168,7 +172,7 @@ extension Worker {
             c.trackDecided = true
             let decision = top.split.decide(
                 override: pinned ? .track(c.overrideTrack) : .absent, stickyPoint: c.stickyPoint,
-                activeHasEndpoints: !top.endpoints.isEmpty)
+                activeHasEndpoints: !top.endpoints.isEmpty, now: now)
             c.onCanary = decision.track == .canary
         }
         if pinned {

@@ -152,7 +152,7 @@ extension Worker {
         if t.onCanary == nil {
             // A tunnel carries no header: the canary share (or the active track's absence) decides.
             t.onCanary = top.canaryState != nil
-                && top.split.decide(override: .absent, stickyPoint: -1, activeHasEndpoints: !top.endpoints.isEmpty).track == .canary
+                && top.split.decide(override: .absent, stickyPoint: -1, activeHasEndpoints: !top.endpoints.isEmpty, now: now).track == .canary
         }
         if let canary = top.canaryState, !canary.endpoints.isEmpty, t.onCanary == true || top.endpoints.isEmpty {
             balancer = canary

@@ -77,6 +77,10 @@ public enum TemplateContext {
             "consecutive_failures": policy.consecutiveFailures, "base_ejection": "\(policy.baseEjectionMs)ms",
             "max_ejection": "\(policy.maxEjectionMs)ms", "max_ejected_percent": policy.maxEjectedPercent,
             "slow_start": "\(policy.slowStartMs)ms", "panic_mode": policy.panicMode,
+            "grpc_service": policy.grpcService, "outlier_interval": "\(policy.outlierIntervalMs)ms",
+            "success_rate_stdev_factor": policy.successRateStdevFactor, "success_rate_minimum_hosts": policy.successRateMinimumHosts,
+            "success_rate_request_volume": policy.successRateRequestVolume, "latency_p99_factor": policy.latencyP99Factor,
+            "latency_minimum_hosts": policy.latencyMinimumHosts, "latency_request_volume": policy.latencyRequestVolume,
         ]
         if let host = policy.host { fields["host"] = host }
         return fields

@@ -4,7 +4,8 @@
 No protobuf: the methods carry raw bytes (grpcio passes bytes through when no serializer
 is given), so nothing has to be generated.
 
-  grpc_echo.py server [--tls CERT KEY]      prints "listening 127.0.0.1:PORT", serves until killed
+  grpc_echo.py server [--tls CERT KEY] [--health FILE]
+                                            prints "listening 127.0.0.1:PORT", serves until killed
   grpc_echo.py client TARGET [--ca CA --authority NAME]
                                             runs every call through TARGET, prints one JSON object
 
@@ -14,6 +15,12 @@ Service /echo.Echo:
   ServerStream  request b"N:SIZE": N messages of SIZE bytes each.
   ClientStream  returns b"COUNT:TOTAL" of the messages it received.
   Bidi          echoes every message as it arrives.
+
+Service /grpc.health.v1.Health (the gRPC health-checking protocol, protobuf by hand):
+  Check         answers the status FILE gives for the requested service, re-read on every
+                call: one "NAME STATUS" per line, NAME "-" for the server as a whole ("");
+                STATUS SERVING, NOT_SERVING, UNKNOWN, SERVICE_UNKNOWN, or HANG (answers
+                only after 2 s). A missing FILE or line: "" is SERVING, other names NOT_FOUND.
 """
 import json
 import sys
@@ -51,6 +58,51 @@ def bidi(request_iterator, context):
         yield message
 
 
+HEALTH_STATUSES = {"UNKNOWN": 0, "SERVING": 1, "NOT_SERVING": 2, "SERVICE_UNKNOWN": 3}
+
+
+def health_service_name(request):
+    """The `service` field (1, length-delimited) of a HealthCheckRequest."""
+    index, name = 0, b""
+    while index < len(request):
+        key = request[index]
+        index += 1
+        length = shift = 0
+        while True:
+            byte = request[index]
+            index += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        if key == 0x0A:
+            name = request[index:index + length]
+        index += length
+    return name.decode()
+
+
+def health_check(path):
+    def check(request, context):
+        service = health_service_name(request)
+        statuses = {"": "SERVING"}
+        try:
+            with open(path) as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) == 2:
+                        statuses["" if parts[0] == "-" else parts[0]] = parts[1]
+        except (OSError, TypeError):
+            pass
+        status = statuses.get(service)
+        if status is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "unknown service")
+        if status == "HANG":
+            time.sleep(2)
+            status = "SERVING"
+        return bytes([0x08, HEALTH_STATUSES[status]])
+    return check
+
+
 def serve(args):
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     handlers = {
@@ -59,11 +111,15 @@ def serve(args):
         "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
         "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
     }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("echo.Echo", handlers),))
-    if args[:1] == ["--tls"]:
-        with open(args[1], "rb") as f:
+    health = {"Check": grpc.unary_unary_rpc_method_handler(
+        health_check(args[args.index("--health") + 1] if "--health" in args else None))}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("echo.Echo", handlers),
+                                     grpc.method_handlers_generic_handler("grpc.health.v1.Health", health)))
+    if "--tls" in args:
+        at = args.index("--tls")
+        with open(args[at + 1], "rb") as f:
             cert = f.read()
-        with open(args[2], "rb") as f:
+        with open(args[at + 2], "rb") as f:
             key = f.read()
         port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(((key, cert),)))
     else:

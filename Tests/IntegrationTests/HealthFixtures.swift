@@ -108,14 +108,15 @@ func demoBackend(_ name: String, port: UInt16, dir: ScratchDir, label: String) t
 }
 
 /// A Python origin that answers every request with a fixed status after a fixed delay and
-/// counts what it received: the misbehaving backend the demo origin cannot be.
+/// counts what it received: the misbehaving backend the demo origin cannot be. With
+/// `failEvery` N > 0, every Nth request is answered 500 instead.
 final class ScriptedOrigin {
     let name: String
     let child: ChildProcess
     let port: UInt16
     private let requestLog: String
 
-    init(_ name: String, status: Int = 200, delayMs: Int = 0, dir: ScratchDir) throws {
+    init(_ name: String, status: Int = 200, delayMs: Int = 0, failEvery: Int = 0, dir: ScratchDir) throws {
         self.name = name
         let script = dir.file("scripted-origin.py")
         if !FileManager.default.fileExists(atPath: script) {
@@ -123,7 +124,7 @@ final class ScriptedOrigin {
         }
         requestLog = dir.file("hits-\(name).log")
         _ = FileManager.default.createFile(atPath: requestLog, contents: nil)
-        child = try ChildProcess("/usr/bin/env", ["python3", script, name, requestLog, String(status), String(delayMs)],
+        child = try ChildProcess("/usr/bin/env", ["python3", script, name, requestLog, String(status), String(delayMs), String(failEvery)],
                                  dir: dir, label: "origin-\(name)")
         do {
             port = try child.waitForListeningPort()
@@ -141,12 +142,13 @@ final class ScriptedOrigin {
     func stop() { child.stop() }
 }
 
-/// argv: name, log path, status, delay in ms. Keep-alive HTTP/1.1; bodies by Content-Length.
+/// argv: name, log path, status, delay in ms, fail every Nth (0: never). Keep-alive HTTP/1.1; bodies by Content-Length.
 private let scriptedOriginSource = #"""
 import socketserver, sys, threading, time
 
 NAME, LOG, STATUS, DELAY = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-REASON = b"OK" if STATUS < 400 else b"Failing On Purpose"
+FAIL_EVERY = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+served = [0]
 lock = threading.Lock()
 log = open(LOG, "ab", buffering=0)
 
@@ -172,11 +174,13 @@ class Handler(socketserver.StreamRequestHandler):
         self.rfile.read(int(headers.get(b"content-length", b"0")))
         with lock:
             log.write(line.rstrip(b"\r\n") + b"\n")
+            served[0] += 1
+            status = 500 if FAIL_EVERY and served[0] % FAIL_EVERY == 0 else STATUS
         if DELAY:
             time.sleep(DELAY / 1000)
         answer = b"hello from %s (%d)\n" % (NAME.encode(), self.server.server_address[1])
         self.wfile.write(b"HTTP/1.1 %d %s\r\nX-Backend: %s\r\nContent-Length: %d\r\n\r\n"
-                         % (STATUS, REASON, NAME.encode(), len(answer)) + answer)
+                         % (status, b"OK" if status < 400 else b"Failing On Purpose", NAME.encode(), len(answer)) + answer)
         return b"close" not in headers.get(b"connection", b"").lower()
 
 class Server(socketserver.ThreadingTCPServer):

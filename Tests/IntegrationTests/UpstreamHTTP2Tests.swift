@@ -11,14 +11,16 @@ import YardTestSupport
 // h2-over-TLS origin (in front of the demo backend) for HTTP semantics, multiplexing and
 // its GOAWAY every 1000 requests.
 
-/// The gRPC fixture server (plain, or TLS with `certificate`/`key`).
+/// The gRPC fixture server (plain, or TLS with `certificate`/`key`); with `health`, its
+/// grpc.health.v1 answers come from that status file (Tests/Fixtures/grpc_echo.py).
 final class GRPCServer {
     let child: ChildProcess
     let port: UInt16
 
-    init(dir: ScratchDir, tls: (certificate: String, key: String)? = nil) throws {
+    init(dir: ScratchDir, tls: (certificate: String, key: String)? = nil, health: String? = nil) throws {
         var arguments = [SwitchyardBinary.repositoryRoot + "/Tests/Fixtures/grpc_echo.py", "server"]
         if let tls { arguments += ["--tls", tls.certificate, tls.key] }
+        if let health { arguments += ["--health", health] }
         child = try ChildProcess("/usr/bin/env", ["python3"] + arguments, dir: dir, label: "grpc-server")
         do {
             port = try child.waitForListeningPort(timeout: .seconds(20))

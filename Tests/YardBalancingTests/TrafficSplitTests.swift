@@ -93,4 +93,79 @@ import Testing
             #expect((0..<1000).contains(point))
         }
     }
+
+    // MARK: Slow start on every canary step
+
+    /// Canary picks among `count` unpinned, unsticky requests at `now`.
+    func canaryCount(_ split: inout TrafficSplit, _ count: Int, now: Int64) -> Int {
+        (0..<count).filter { _ in split.decide(override: .absent, stickyPoint: -1, activeHasEndpoints: true, now: now).track == .canary }.count
+    }
+
+    @Test func aRisingShareRampsLinearlyOverSlowStart() {
+        var split = TrafficSplit(canaryPermille: 100)
+        split.update(canaryPermille: 500, slowStartMs: 10_000, now: 1_000)
+        #expect(split.canaryPermille == 500)
+        #expect(split.share(now: 1_000) == 100)
+        #expect(split.share(now: 6_000) == 300)
+        #expect(split.share(now: 10_999) == 499)
+        #expect(split.share(now: 11_000) == 500)
+        #expect(split.isRamping(now: 10_999) && !split.isRamping(now: 11_000))
+        // A quarter of the way: 200 ‰ in force, exactly, over 1000 requests.
+        #expect(canaryCount(&split, 1_000, now: 3_500) == 200)
+    }
+
+    @Test func theShareIsExactAgainOverEveryWindowOnceTheRampEnds() {
+        var split = TrafficSplit(canaryPermille: 50)
+        split.update(canaryPermille: 250, slowStartMs: 2_000, now: 0)
+        _ = canaryCount(&split, 777, now: 1_000)
+        let after = (0..<3_000).map { _ in split.decide(override: .absent, stickyPoint: -1, activeHasEndpoints: true, now: 2_000).track }
+        let inexact = (0...2_000).filter { after[$0..<$0 + 1_000].filter { $0 == .canary }.count != 250 }
+        #expect(inexact.isEmpty, "windows starting at \(inexact.prefix(5)) are not 250 ‰")
+    }
+
+    @Test func aCanaryThatStartsRampsFromZero() {
+        var split = TrafficSplit(canaryPermille: 0)
+        split.update(canaryPermille: 250, slowStartMs: 4_000, now: 1_000)
+        #expect(canaryCount(&split, 500, now: 1_000) == 0, "nothing at the first instant")
+        #expect(canaryCount(&split, 1_000, now: 3_000) == 125)
+        #expect(canaryCount(&split, 1_000, now: 5_000) == 250)
+    }
+
+    @Test func aFallingShareAppliesAtOnce() {
+        var split = TrafficSplit(canaryPermille: 500)
+        split.update(canaryPermille: 100, slowStartMs: 10_000, now: 0)
+        #expect(split.share(now: 0) == 100)
+        #expect(!split.isRamping(now: 0))
+        #expect(canaryCount(&split, 1_000, now: 0) == 100)
+    }
+
+    @Test func withoutSlowStartTheShareJumps() {
+        var split = TrafficSplit(canaryPermille: 50)
+        split.update(canaryPermille: 500, now: 0)
+        #expect(split.share(now: 0) == 500)
+        #expect(canaryCount(&split, 1_000, now: 0) == 500)
+    }
+
+    @Test func aStepDuringARampRampsOnFromTheShareInForce() {
+        var split = TrafficSplit(canaryPermille: 0)
+        split.update(canaryPermille: 500, slowStartMs: 10_000, now: 0)
+        split.update(canaryPermille: 1_000, slowStartMs: 10_000, now: 5_000)
+        #expect(split.share(now: 5_000) == 250)
+        #expect(split.share(now: 10_000) == 625)
+        #expect(split.decide(override: .absent, stickyPoint: -1, activeHasEndpoints: true, now: 15_000)
+            == TrafficSplit.Decision(track: .canary, rule: .canaryAtFull))
+    }
+
+    @Test func stickyClientsOnlyMoveForwardDuringTheRamp() {
+        var split = TrafficSplit(canaryPermille: 100)
+        split.update(canaryPermille: 500, slowStartMs: 4_000, now: 0)
+        // Point 300 joins the canary when the share in force passes 300 (at 2 s), never earlier.
+        var tracks: [TrafficSplit.Track] = []
+        for now in stride(from: Int64(0), through: 4_000, by: 250) {
+            tracks.append(split.decide(override: .absent, stickyPoint: 300, activeHasEndpoints: true, now: now).track)
+        }
+        let firstCanary = tracks.firstIndex(of: .canary)
+        #expect(firstCanary == 9, "\(tracks)")
+        #expect(tracks[(firstCanary ?? 0)...].allSatisfy { $0 == .canary })
+    }
 }

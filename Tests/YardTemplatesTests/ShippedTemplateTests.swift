@@ -23,6 +23,23 @@ import YardModel
         #expect(result.catalog == catalog)
     }
 
+    /// (The template renders no `upstream:` yet, so a `type: grpc` service, which needs an
+    /// HTTP/2 upstream, cannot pass through it; its `grpc_service` does.)
+    @Test func poolsTemplateKeepsOutlierRulesAndTheGRPCServiceName() throws {
+        let yaml = """
+            services:
+              shop:
+                health: {type: tcp, grpc_service: shop.Cart, outlier_interval: 2s, success_rate_stdev_factor: 1.25,
+                         success_rate_minimum_hosts: 3, success_rate_request_volume: 20, latency_p99_factor: 3.5,
+                         latency_minimum_hosts: 4, latency_request_volume: 50}
+                instances: [{address: 127.0.0.1, port: 9101}]
+            """
+        let catalog = try ConfigLoader.loadCatalog(text: yaml, path: "services.yml")
+        let result = try PoolsRender.render(template: repositoryPath("templates/pools.yml.stencil"), input: TemplateInput(catalog: catalog))
+        #expect(result.catalog == catalog)
+        #expect(result.catalog.services.first?.health.latencyP99Factor == 3.5)
+    }
+
     @Test func poolsTemplateWritesAnEmptyCatalogAsAnExplicitEmptyMapping() throws {
         let result = try PoolsRender.render(
             template: repositoryPath("templates/pools.yml.stencil"), input: TemplateInput(catalog: ServiceCatalog(services: [])))
