@@ -10,7 +10,10 @@ import YardIO
 /// Open client connections per source address, counted in a fixed table shared by every
 /// worker.
 ///
-/// A count-min sketch: each address (its 4 or 16 bytes) counts in one bucket of each of two
+/// A client is an IPv4 address or an IPv6 /64 (an IPv4-mapped IPv6 address is its IPv4
+/// address).
+///
+/// A count-min sketch: each client counts in one bucket of each of two
 /// independent halves, and its count is the smaller of the two. That is never lower than
 /// its real count, so the limit is never exceeded; two addresses that share both buckets can
 /// be refused a little early, which with 2 x 8192 buckets takes tens of thousands of
@@ -31,10 +34,16 @@ final class PerClientLimit: Sendable {
     /// Counts a new connection from `peer`'s address; nil (and nothing counted) when the
     /// address already holds `limit` connections. The ticket uncounts it when released.
     func enter(_ peer: SocketAddress) -> PerClientTicket? {
-        // FNV-1a over the address bytes (IPv4: 4 at offset 4, IPv6: 16 at offset 8).
+        // FNV-1a over the client's key: an IPv4 address (4 bytes at offset 4), an IPv6 /64
+        // (the first 8 of the 16 bytes at offset 8: one host usually holds a whole /64 and
+        // may pick a new address per connection), or the IPv4 address in an IPv4-mapped one.
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         withUnsafeBytes(of: peer.storage) { raw in
-            let range = peer.family == AF_INET6 ? 8..<24 : 4..<8
+            var range = 4..<8
+            if peer.family == AF_INET6 {
+                let mapped = (8..<18).allSatisfy { raw[$0] == 0 } && raw[18] == 0xff && raw[19] == 0xff
+                range = mapped ? 20..<24 : 8..<16
+            }
             for i in range { hash = (hash ^ UInt64(raw[i])) &* 0x100_0000_01b3 }
         }
         hash ^= hash >> 29
