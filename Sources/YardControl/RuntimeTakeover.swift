@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CYardLinux
 import Foundation
 import YardIO
 import YardProxy
@@ -216,10 +217,17 @@ extension Runtime {
         posix_spawnattr_setsigdefault(&attributes, &all)
         posix_spawnattr_setsigmask(&attributes, &none)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        // Only stdin, stdout and stderr go to the new process: a descriptor this one
+        // inherited without close-on-exec (a supervisor's pipe) would otherwise keep the
+        // supervisor believing this process still runs after it exited.
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addclosefrom_np(&actions, 3)
         var argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, command[0], nil, &attributes, &argv, environ)
+        let result = posix_spawn(&pid, command[0], &actions, &attributes, &argv, environ)
         guard result == 0 else { throw IOError(call: "posix_spawn", errno: result) }
         return pid
     }
