@@ -166,6 +166,9 @@ extension Runtime {
         }
         let busy = state.withLock { state -> String? in
             if state.stopping { return "this process is stopping" }
+            // Not offering (another process holds the takeover socket): the new process
+            // would take that one's sockets over, not this one's.
+            if state.offer == nil { return "this process does not offer its sockets at \(self.takeoverPath ?? "-") (see the warning at startup)" }
             if let pid = state.relaunched { return "pid \(pid), started by an earlier SIGUSR2, is still taking over" }
             return nil
         }

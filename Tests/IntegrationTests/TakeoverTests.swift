@@ -10,7 +10,7 @@ import Testing
 // the new process logs, and killed by that pid at the end.
 
 /// Whether process `pid` has exited (gone, or a zombie nobody reaped yet).
-private func processGone(_ pid: Int32) -> Bool {
+func processGone(_ pid: Int32) -> Bool {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
     // "pid (comm) S ...": the state follows the last ')'.
     guard let close = stat.lastIndex(of: ")") else { return true }
@@ -48,6 +48,50 @@ private func waitForOffers(_ count: Int, log path: String) throws {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         return text.components(separatedBy: "takeover: offering the listening sockets").count - 1 >= count
     }
+}
+
+/// `switchyard run` on `config` in front of one demo backend (service `shop`), offering its
+/// sockets; `stop` ends it, the backend, and every process a takeover started (`pids`).
+private final class TakeoverScene {
+    let dir: ScratchDir
+    let backend: Backend
+    let proxy: ChildProcess
+    let port: UInt16
+    var pids: [Int32] = []
+
+    init(_ label: String, config: String) throws {
+        dir = try ScratchDir(label)
+        backend = try Backend.demo("shop", dir: dir)
+        do {
+            try dir.write("services.yml", servicesYAML([ServiceSpec(name: "shop", instances: [.init(port: backend.port)])]))
+            try dir.write("switchyard.yml", config)
+            proxy = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "proxy")
+        } catch {
+            backend.stop()
+            throw error
+        }
+        do {
+            port = try proxy.waitForListeningPort()
+            try waitForOffers(1, log: proxy.stderrPath)
+        } catch {
+            proxy.stop()
+            backend.stop()
+            throw error
+        }
+    }
+
+    var url: String { "http://127.0.0.1:\(port)/" }
+
+    func stop() {
+        for pid in pids where !processGone(pid) { kill(pid, SIGKILL) }
+        proxy.stop()
+        backend.stop()
+    }
+}
+
+/// `yaml` (a `ProxySpec`'s) with a second HTTP listener, `extra`, on `port`.
+private func withExtraListener(_ yaml: String, port: UInt16) -> String {
+    yaml.replacingOccurrences(of: "routes:\n", with: "  - name: extra\n    address: 127.0.0.1:\(port)\n    protocol: http\nroutes:\n")
 }
 
 extension Integration {
@@ -145,21 +189,10 @@ extension Integration {
         /// takeover onto a good config still works.
         @Test(.timeLimit(.minutes(2)))
         func aTakeoverThatFailsLeavesTheOldProcessServing() throws {
-            let dir = try ScratchDir("takeover-bad")
-            let backend = try Backend.demo("shop", dir: dir)
-            defer { backend.stop() }
-            try dir.write("services.yml", servicesYAML([ServiceSpec(name: "shop", instances: [.init(port: backend.port)])]))
             let good = ProxySpec(workers: 2).yaml
-            try dir.write("switchyard.yml", good)
-            let proxy = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "proxy")
-            var pids: [Int32] = []
-            defer {
-                for pid in pids where !processGone(pid) { kill(pid, SIGKILL) }
-                proxy.stop()
-            }
-            let port = try proxy.waitForListeningPort()
-            try waitForOffers(1, log: proxy.stderrPath)
-            let url = "http://127.0.0.1:\(port)/"
+            let scene = try TakeoverScene("takeover-bad", config: good)
+            defer { scene.stop() }
+            let (dir, proxy, url) = (scene.dir, scene.proxy, scene.url)
 
             // 1. SIGUSR2 onto a file that is not a config.
             try dir.write("switchyard.yml", "listeners: [{name: web, address: nowhere}]\n")
@@ -188,7 +221,7 @@ extension Integration {
             }
             #expect(held)
             let takenPort = UInt16(bigEndian: address.sin_port)
-            try dir.write("switchyard.yml", good.replacingOccurrences(of: "routes:\n", with: "  - name: extra\n    address: 127.0.0.1:\(takenPort)\n    protocol: http\nroutes:\n"))
+            try dir.write("switchyard.yml", withExtraListener(good, port: takenPort))
             let blocked = try runCommand(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml"), "--takeover"], dir: dir, label: "blocked-takeover")
             #expect(blocked.status == 2, "\(blocked.stderr)")
             #expect(blocked.stderr.contains("received"), "it did take the sockets: \(blocked.stderr)")
@@ -203,7 +236,7 @@ extension Integration {
             try dir.write("switchyard.yml", good)
             proxy.signal(SIGUSR2)
             let next = try waitForTakeover(from: proxy.pid, log: proxy.stderrPath)
-            pids.append(next)
+            scene.pids.append(next)
             #expect(proxy.waitExit(timeout: .seconds(15)) == 0)
             #expect(try curl(url, dir: dir).body.hasPrefix("hello from shop"))
             kill(next, SIGTERM)
@@ -215,29 +248,19 @@ extension Integration {
         /// stays on its port without a refused connection in between.
         @Test(.timeLimit(.minutes(1)))
         func listenersAddedAndRemovedByTheNewConfigOpenAndClose() throws {
-            let dir = try ScratchDir("takeover-listeners")
-            let backend = try Backend.demo("shop", dir: dir)
-            defer { backend.stop() }
-            try dir.write("services.yml", servicesYAML([ServiceSpec(name: "shop", instances: [.init(port: backend.port)])]))
             let extraPort = try closedPort()
             let base = ProxySpec(workers: 2).yaml
-            let withExtra = base.replacingOccurrences(of: "routes:\n", with: "  - name: extra\n    address: 127.0.0.1:\(extraPort)\n    protocol: http\nroutes:\n")
-            try dir.write("switchyard.yml", withExtra)
-            let proxy = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "proxy")
-            var pids: [Int32] = []
-            defer {
-                for pid in pids where !processGone(pid) { kill(pid, SIGKILL) }
-                proxy.stop()
-            }
-            let port = try proxy.waitForListeningPort()
-            try waitForOffers(1, log: proxy.stderrPath)
+            let withExtra = withExtraListener(base, port: extraPort)
+            let scene = try TakeoverScene("takeover-listeners", config: withExtra)
+            defer { scene.stop() }
+            let (dir, proxy, port) = (scene.dir, scene.proxy, scene.port)
             #expect(try curl("http://127.0.0.1:\(extraPort)/", dir: dir).httpStatus == 200)
 
             // Drop `extra`: after the takeover its port refuses, `web` still serves.
             try dir.write("switchyard.yml", base)
             proxy.signal(SIGUSR2)
             let second = try waitForTakeover(from: proxy.pid, log: proxy.stderrPath)
-            pids.append(second)
+            scene.pids.append(second)
             #expect(proxy.waitExit(timeout: .seconds(15)) == 0)
             #expect(proxy.stderrText.contains("listener 'extra' on 127.0.0.1:\(extraPort) is not in the new config; closed"))
             #expect(try curl("http://127.0.0.1:\(port)/", dir: dir).httpStatus == 200)
@@ -248,7 +271,7 @@ extension Integration {
             try dir.write("switchyard.yml", withExtra)
             kill(second, SIGUSR2)
             let third = try waitForTakeover(from: second, log: proxy.stderrPath)
-            pids.append(third)
+            scene.pids.append(third)
             #expect(try curl("http://127.0.0.1:\(extraPort)/", dir: dir).httpStatus == 200)
             #expect(try curl("http://127.0.0.1:\(port)/", dir: dir).httpStatus == 200)
             try waitFor("the second process to exit", timeout: .seconds(15)) { processGone(second) }
