@@ -278,5 +278,29 @@ extension Integration {
             kill(third, SIGTERM)
             try waitFor("the third process to exit", timeout: .seconds(15)) { processGone(third) }
         }
+
+        /// A TLS listener moves too: after SIGUSR2 the same port answers over TLS, with
+        /// the certificates the new process loaded, over HTTP/1.1 and HTTP/2 (ALPN).
+        @Test(.timeLimit(.minutes(1)))
+        func aTLSListenerMovesWithTheRest() throws {
+            let f = try TLSFixture("takeover-tls")
+            var taker: Int32?
+            defer { if let taker, !processGone(taker) { kill(taker, SIGKILL) } }
+            try waitForOffers(1, log: f.proxy.child.stderrPath)
+            #expect(try f.curlTLS("a.test", paths: ["/"]).body.contains("hello from a"))
+
+            f.proxy.child.signal(SIGUSR2)
+            let next = try waitForTakeover(from: f.proxy.pid, log: f.proxy.child.stderrPath)
+            taker = next
+            #expect(f.proxy.child.waitExit(timeout: .seconds(15)) == 0)
+            let h1 = try f.curlTLS("a.test", paths: ["/"])
+            #expect(h1.exitStatus == 0 && h1.body.contains("hello from a"), "\(h1.stderr)")
+            let h2 = try curl("https://b.test:\(f.port)/", ["--http2", "--cacert", f.pki.caFile, "--resolve", "b.test:\(f.port):127.0.0.1"],
+                              extra: ["%{http_version}"], dir: f.dir)
+            #expect(h2.exitStatus == 0 && h2.body.contains("hello from a") && h2.written.first == "2", "\(h2)")
+            #expect(try f.presentedName(serverName: "b.test") == "b.test")
+            kill(next, SIGTERM)
+            try waitFor("the new process to exit", timeout: .seconds(15)) { processGone(next) }
+        }
     }
 }
