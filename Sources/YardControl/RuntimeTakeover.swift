@@ -52,11 +52,20 @@ extension Runtime {
 
     // MARK: Taking over
 
+    /// Set by SIGUSR2 in the environment of the process it starts: the pid that process
+    /// must take over from (no other, and not none).
+    static let predecessorVariable = "SWITCHYARD_TAKEOVER_FROM"
+
     /// With `--takeover`: the running process's listening sockets (its workers keep
-    /// accepting on them until this process is ready). Nothing offers: none, and a log line.
+    /// accepting on them until this process is ready). Nothing offers: none, and a log
+    /// line; but a process started by SIGUSR2 fails instead of running beside its parent.
     func takeOverSockets() throws(TakeoverError) -> (TakeoverClient?, InheritedSockets) {
         guard takeover.takeOver, let path = takeoverPath else { return (nil, InheritedSockets()) }
-        guard let client = try TakeoverClient.connect(path: path) else {
+        let predecessor = ProcessInfo.processInfo.environment[Self.predecessorVariable].flatMap { Int32($0) }
+        guard let client = try TakeoverClient.connect(path: path, expecting: predecessor) else {
+            if let predecessor {
+                throw .protocolError("pid \(predecessor), whose SIGUSR2 started this process, offers no sockets at \(path)")
+            }
             Log.info("takeover: no running process offers its sockets at \(path); binding the listeners")
             return (nil, InheritedSockets())
         }
@@ -179,7 +188,7 @@ extension Runtime {
         SystemdNotify.notify(.reloading)
         let pid: Int32
         do {
-            pid = try Self.spawn(command)
+            pid = try Self.spawn(command, environment: [Self.predecessorVariable: String(getpid())])
         } catch {
             Log.error("SIGUSR2: cannot start \(command[0]): \(error); this process goes on serving")
             SystemdNotify.notify(.ready)
@@ -209,7 +218,7 @@ extension Runtime {
 
     /// posix_spawn with default signal handling and an empty mask (this process ignores
     /// signals its Dispatch sources handle, and ignored signals survive exec).
-    static func spawn(_ command: [String]) throws(IOError) -> Int32 {
+    static func spawn(_ command: [String], environment extra: [String: String]) throws(IOError) -> Int32 {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -228,9 +237,12 @@ extension Runtime {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addclosefrom_np(&actions, 3)
         var argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
+        var environment = ProcessInfo.processInfo.environment
+        for (key, value) in extra { environment[key] = value }
+        var envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for pointer in argv + envp { free(pointer) } }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, command[0], &actions, &attributes, &argv, environ)
+        let result = posix_spawn(&pid, command[0], &actions, &attributes, &argv, &envp)
         guard result == 0 else { throw IOError(call: "posix_spawn", errno: result) }
         return pid
     }

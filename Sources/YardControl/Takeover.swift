@@ -133,31 +133,33 @@ final class TakeoverClient {
     static let answerTimeoutMs = 10_000
 
     /// Connects to the process offering at `path`; nil if none does (no such socket, or
-    /// nothing listening on it any more).
-    static func connect(path: String) throws(TakeoverError) -> TakeoverClient? {
+    /// nothing listening on it any more). `expecting`: only that process may answer (the
+    /// one whose SIGUSR2 started this one).
+    static func connect(path: String, expecting expected: Int32? = nil) throws(TakeoverError) -> TakeoverClient? {
         let fd: Int32
         do {
             fd = try FileDescriptorPassing.connect(to: path)
-        } catch let error where error.errno == ENOENT || error.errno == ECONNREFUSED {
-            _ = error
-            return nil
         } catch {
+            if error.errno == ENOENT || error.errno == ECONNREFUSED { return nil }
             throw .io("connect to \(path)", error)
         }
+        let peer: (pid: Int32, uid: UInt32)
         do {
-            let peer = try FileDescriptorPassing.peer(fd)
-            guard peer.uid == geteuid() else {
-                close(fd)
-                throw TakeoverError.foreignPeer(path: path, uid: peer.uid)
-            }
+            peer = try FileDescriptorPassing.peer(fd)
             try FileDescriptorPassing.setReceiveTimeout(fd, milliseconds: answerTimeoutMs)
-            return TakeoverClient(path: path, fd: fd, oldPID: peer.pid)
-        } catch let error as TakeoverError {
-            throw error
         } catch {
             close(fd)
-            throw .io("credentials of \(path)", error as? IOError ?? IOError(call: "getsockopt", errno: EINVAL))
+            throw .io("credentials of \(path)", error)
         }
+        guard peer.uid == geteuid() else {
+            close(fd)
+            throw .foreignPeer(path: path, uid: peer.uid)
+        }
+        if let expected, peer.pid != expected {
+            close(fd)
+            throw .protocolError("pid \(peer.pid) offers at \(path), not pid \(expected), which started this process")
+        }
+        return TakeoverClient(path: path, fd: fd, oldPID: peer.pid)
     }
 
     private init(path: String, fd: Int32, oldPID: Int32) {
@@ -172,7 +174,7 @@ final class TakeoverClient {
     func receiveSockets() throws(TakeoverError) -> [ListeningSocket] {
         try send(TakeoverMessage(kind: .hello, version: TakeoverMessage.version, pid: getpid()))
         var sockets: [ListeningSocket] = []
-        do {
+        do throws(TakeoverError) {
             while true {
                 let (message, descriptors) = try receive()
                 switch message.kind {
@@ -181,20 +183,20 @@ final class TakeoverClient {
                           let address = SocketAddress(host: host, port: port)
                     else {
                         for descriptor in descriptors { close(descriptor) }
-                        throw TakeoverError.protocolError("a listener message without one socket or a usable address: \(message)")
+                        throw .protocolError("a listener message without one socket or a usable address: \(message)")
                     }
                     sockets.append(ListeningSocket(name: name, address: address, fd: descriptors[0]))
                 case .end:
                     return sockets
                 case .refused:
-                    throw TakeoverError.refused(message.reason ?? "no reason given")
+                    throw .refused(message.reason ?? "no reason given")
                 default:
-                    throw TakeoverError.protocolError("unexpected '\(message.kind.rawValue)' while receiving sockets")
+                    throw .protocolError("unexpected '\(message.kind.rawValue)' while receiving sockets")
                 }
             }
         } catch {
             for socket in sockets { close(socket.fd) }
-            throw error as? TakeoverError ?? .protocolError("\(error)")
+            throw error
         }
     }
 

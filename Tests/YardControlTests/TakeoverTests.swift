@@ -91,6 +91,21 @@ struct TakeoverExchangeTests {
         }
     }
 
+    /// A process SIGUSR2 started takes over from its parent only, never from another
+    /// process that happens to offer at the same name.
+    @Test func aClientExpectingAnotherPidRefusesTheOffer() throws {
+        let offer = try TakeoverOffer(path: uniqueName(), sockets: { .success([]) }, handOver: { _ in })
+        offer.start()
+        defer { offer.stop() }
+        do {
+            _ = try TakeoverClient.connect(path: offer.path, expecting: getpid() &+ 1)
+            Issue.record("connected to a process it did not expect")
+        } catch {
+            #expect("\(error)".contains("not pid \(getpid() &+ 1)"), "\(error)")
+        }
+        #expect(try TakeoverClient.connect(path: offer.path, expecting: getpid()) != nil)
+    }
+
     @Test func nothingOfferingIsNoTakeoverNotAnError() throws {
         #expect(try TakeoverClient.connect(path: uniqueName()) == nil)
         #expect(try TakeoverClient.connect(path: "/tmp/switchyard-no-offer-\(getpid()).takeover") == nil)
