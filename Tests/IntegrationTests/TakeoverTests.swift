@@ -96,8 +96,9 @@ private func withExtraListener(_ yaml: String, port: UInt16) -> String {
 
 extension Integration {
     @Suite(.serialized) struct Takeover {
-        /// wrk -c64 on keep-alive connections and wrk -c8 opening a new connection per
-        /// request run while the proxy is replaced five times in a row, alternately by
+        /// wrk -c64 on keep-alive connections and wrk -c8 opening a new connection per request
+        /// run (with h2load -c4 -m4 over HTTP/2 across each round) while the proxy is
+        /// replaced five times in a row, alternately by
         /// SIGUSR2 (after a new binary was put in place: an upgrade) and by a second
         /// `switchyard run --takeover`: no socket error, no non-2xx answer, every old
         /// process exits, and the last one (running the new binary) serves, admin API too.
@@ -125,11 +126,19 @@ extension Integration {
             try waitForOffers(1, log: first.stderrPath)
             let url = "http://127.0.0.1:\(port)/"
 
-            let loadSeconds = 20
+            let loadSeconds = 30
             let keepAlive = try ChildProcess("/usr/bin/wrk", ["-t1", "-c64", "-d\(loadSeconds)s", "--timeout", "5s", url], dir: dir, label: "wrk-keepalive")
             let fresh = try ChildProcess("/usr/bin/wrk", ["-t1", "-c8", "-d\(loadSeconds)s", "--timeout", "5s", "-H", "Connection: close", url],
                                          dir: dir, label: "wrk-close")
-            defer { keepAlive.stop(); fresh.stop() }
+            // HTTP/2 (prior knowledge), one h2load per round across its takeover: a draining
+            // process sends GOAWAY and finishes the streams it has. (h2load does not open a
+            // new connection after GOAWAY, so one run cannot span several takeovers.)
+            var multiplexed: [ChildProcess] = []
+            defer {
+                keepAlive.stop()
+                fresh.stop()
+                for run in multiplexed { run.stop() }
+            }
             let loadStarted = ContinuousClock.now
             try waitFor("wrk's keep-alive connections", timeout: .seconds(5)) { try establishedConnections(toPort: port, dir: dir) >= 32 }
 
@@ -137,6 +146,7 @@ extension Integration {
             var log = first.stderrPath
             var offers = 1
             for round in 1...5 {
+                multiplexed.append(try ChildProcess("/usr/bin/h2load", ["-c", "4", "-m", "4", "-D", "3", url], dir: dir, label: "h2load-\(round)"))
                 // Load on the current process for a moment before it is replaced.
                 pause(.milliseconds(1_500))
                 if round % 2 == 1 {
@@ -167,6 +177,16 @@ extension Integration {
                 #expect(report.requests > 1_000, "\(name): \(output)")
                 #expect(report.socketErrors == nil, "\(name): \(output)")
                 #expect(report.non2xx3xx == 0, "\(name): \(output)")
+            }
+
+            for (round, run) in multiplexed.enumerated() {
+                #expect(run.waitExit(timeout: .seconds(15)) == 0, "h2load: \(run.stderrText)")
+                let h2 = run.stdoutText
+                let finished = h2.split(separator: "\n").first { $0.hasPrefix("requests:") }.map(String.init) ?? ""
+                print("takeover round \(round + 1), HTTP/2: \(finished)")
+                let succeeded = Int(finished.components(separatedBy: " done, ").last?.split(separator: " ").first ?? "") ?? 0
+                #expect(succeeded > 100 && finished.hasSuffix(" 0 failed, 0 errored, 0 timeout"), "\(h2)")
+                #expect(h2.contains("status codes: \(succeeded) 2xx, 0 3xx, 0 4xx, 0 5xx"), "\(h2)")
             }
 
             let old = pids.dropLast()
