@@ -20,6 +20,11 @@ int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 ssize_t splice(int fd_in, long long *off_in, int fd_out, long long *off_out, size_t len, unsigned int flags);
 /* pipe2 (O_NONBLOCK | O_CLOEXEC in one call) is _GNU_SOURCE too: the TCP tunnels' splice pipes. */
 int pipe2(int pipefd[2], int flags);
+/* The takeover restart (SIGUSR2) starts the new process with only stdin/out/err: any other
+   descriptor this process inherited without close-on-exec (a supervisor's pipe or socket)
+   must not live on in it. glibc >= 2.34 declares this under _GNU_SOURCE only. */
+#include <spawn.h>
+int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
 /* <malloc.h> is not in Swift's Glibc module: a worker returns freed heap pages to the system
    after a burst of connections ends (glibc keeps them otherwise). */
 int malloc_trim(size_t pad);

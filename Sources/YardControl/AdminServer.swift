@@ -81,18 +81,27 @@ public final class AdminServer: Sendable {
     public init(
         host: String, port: UInt16, allowedHosts: [String] = [], maxConnections: Int = 64, requestDeadlineMs: Int64 = 10_000,
         tokens: @escaping @Sendable () -> AdminTokens? = { nil },
+        inherited: Int32? = nil,
         handler: @escaping @Sendable (AdminRequest) -> AdminResponse
     ) throws {
         guard let address = SocketAddress(host: host, port: port) else {
             throw AdminError.badAddress("\(host):\(port)")
         }
         let fd: Int32
-        do {
-            fd = try Socket.listen(on: address, reusePort: false, backlog: 128)
-        } catch {
-            throw AdminError.cannotListen(address: "\(host):\(port)", error)
+        if let inherited {
+            // Taken over from the process this one replaces (Takeover.swift): already bound.
+            fd = inherited
+        } else {
+            do {
+                fd = try Socket.listen(on: address, reusePort: false, backlog: 128)
+            } catch {
+                throw AdminError.cannotListen(address: "\(host):\(port)", error)
+            }
         }
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        // Non-blocking: the accept loop waits in poll() with a timeout, so it can stop
+        // without shutting the socket down (a socket handed over is still listening in
+        // the process that took it). Accepted sockets do not inherit O_NONBLOCK.
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         self.listenFD = fd
         self.address = try Socket.localAddress(fd)
         self.maxConnections = max(1, maxConnections)
@@ -101,6 +110,10 @@ public final class AdminServer: Sendable {
         self.tokens = tokens
         self.handler = handler
     }
+
+    /// The listening socket, for a process that takes over from this one (Takeover.swift);
+    /// valid until `stop`.
+    public var listeningDescriptor: Int32 { listenFD }
 
     /// Connections being served now.
     public var activeConnections: Int { active.load(ordering: .relaxed) }
@@ -111,18 +124,27 @@ public final class AdminServer: Sendable {
         thread.start()
     }
 
-    public func stop() {
+    /// Stops accepting. `handingOver`: another process took this listening socket over
+    /// and accepts on it from now on, so it is only closed here (within one poll interval),
+    /// never shut down (that would stop it listening in the other process too).
+    public func stop(handingOver: Bool = false) {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        shutdown(listenFD, Int32(SHUT_RDWR))
-        close(listenFD)
+        if !handingOver { shutdown(listenFD, Int32(SHUT_RDWR)) }
     }
 
+    /// How often the accept loop looks at `stopped` while no connection arrives.
+    private static let pollIntervalMs: Int32 = 100
+
     private func acceptLoop() {
+        defer { close(listenFD) }
         while !stopped.load(ordering: .acquiring) {
+            var ready = pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)
+            if poll(&ready, 1, Self.pollIntervalMs) <= 0 || stopped.load(ordering: .acquiring) { continue }
             let fd = accept(listenFD, nil, nil)
             if fd < 0 {
                 switch errno {
-                case EINTR, ECONNABORTED, EPROTO:
+                case EINTR, ECONNABORTED, EPROTO, EAGAIN, EWOULDBLOCK:
+                    // EAGAIN: another process sharing the socket (a takeover) took it first.
                     continue
                 case EMFILE, ENFILE, ENOBUFS, ENOMEM:
                     // Out of descriptors or memory (perhaps the data plane's doing): the

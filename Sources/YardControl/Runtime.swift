@@ -14,12 +14,13 @@ import YardProxy
 ///
 /// Loads the config, starts the workers on the first good catalog (or an empty one), keeps
 /// the file provider publishing new routing tables, reloads the config on SIGHUP, and
-/// drains on SIGTERM/SIGINT.
+/// drains on SIGTERM/SIGINT, or once a new process has taken its listening sockets over
+/// (SIGUSR2 or `run --takeover`: RuntimeTakeover.swift).
 ///
 /// Threading: control-plane state lives behind one mutex and is touched only from the
 /// control queue, signal handlers (also on that queue) and `run`'s caller.
 public final class Runtime: Sendable {
-    private let configPath: String
+    let configPath: String
     private let workersOverride: Int?
     /// `run --admin ADDRESS`, applied over the config file's admin address.
     private let adminOverride: String?
@@ -43,6 +44,8 @@ public final class Runtime: Sendable {
     let adminTokens = Mutex<AdminTokens?>(nil)
     /// Per-track counters over a sliding window, sampled every second (the canary gate).
     let window = TrackWindow()
+    /// Taking over from a running process, offering to the next (RuntimeTakeover.swift).
+    let takeover: TakeoverSettings
 
     struct State {
         var config: SwitchyardConfig?
@@ -58,13 +61,23 @@ public final class Runtime: Sendable {
         /// The traffic revision in the last published table, per service.
         var applied: [String: Int64] = [:]
         var adminAddress: String?
+        /// Offers the listening sockets to a process that takes over (nil: not offering).
+        var offer: TakeoverOffer?
+        /// Sockets were sent to another process: they are shared from then on, so
+        /// stopping closes this process's copies and never shuts them down.
+        var socketsShared = false
+        /// The process that took over; set once, then this one drains.
+        var handedOverTo: Int32?
+        /// The process SIGUSR2 started, until it takes over or exits.
+        var relaunched: Int32?
     }
 
     /// Called with the bound listener addresses once the proxy is listening.
     public typealias ReadyHandler = @Sendable ([SocketAddress]) -> Void
 
-    public init(configPath: String, workers: Int? = nil, admin: String? = nil) {
+    public init(configPath: String, workers: Int? = nil, admin: String? = nil, takeover: TakeoverSettings = TakeoverSettings()) {
         self.configPath = configPath
+        self.takeover = takeover
         self.workersOverride = workers
         self.adminOverride = admin
         let rebuild = RebuildTrigger()
@@ -98,12 +111,14 @@ public final class Runtime: Sendable {
         let tls = try TLSListeners(config.listeners)
         let accessLog = config.accessLog.enabled ? try AccessLogWriter(path: config.accessLog.path) : nil
         accessLogWriter = accessLog
+        // Last before binding: the running process serves until this one is ready.
+        let (predecessor, inherited) = try takeOverSockets()
         let server = try ProxyServer(
             listeners: config.listeners, tls: tls.contexts, table: table, settings: config.proxy, workers: workers,
             onEndpointFailing: { service, poolKey in
                 checker.reportFailures(HealthKey(service: service, endpointKey: poolKey))
             },
-            accessLog: accessLog)
+            accessLog: accessLog, inherited: inherited)
         state.withLock {
             $0.config = config
             $0.catalog = initialCatalog
@@ -118,7 +133,8 @@ public final class Runtime: Sendable {
         OutlierFeed.start(checker: checker, server: server) { [weak self] in self?.isStopping ?? true }
         let addresses = server.boundAddresses.map(\.description).joined(separator: ", ")
         Log.info("switchyard listening on \(addresses) with \(server.workerCount) worker(s); \(describe(table))")
-        let admin = try startAdmin(config)
+        let admin = try startAdmin(config, inherited: config.admin.enabled ? inherited.claimAdmin(host: config.admin.host, port: config.admin.port) : nil)
+        closeUnclaimed(inherited)
         if let admin {
             state.withLock { $0.adminAddress = "http://\(admin.address)" }
             traffic?.reportSoon()
@@ -126,17 +142,24 @@ public final class Runtime: Sendable {
             Log.info("admin API on http://\(admin.address)/ (status, metrics, dashboard)")
         }
         onReady?(server.boundAddresses)
-        SystemdNotify.notify(.ready)
+        finishTakeover(from: predecessor)
+        startOffering()
         discovery.connect { [weak self] catalog in self?.apply(catalog: catalog) }
 
         stopSignal.wait()
-        SystemdNotify.notify(.stopping)
-        Log.info("draining: no new connections; in-flight requests get \(config.proxy.drainTimeoutMs) ms")
+        let (handedOver, shared) = state.withLock { ($0.handedOverTo, $0.socketsShared) }
+        if let handedOver {
+            Log.info("draining: pid \(handedOver) accepts now; in-flight requests and keep-alive connections get \(config.proxy.drainTimeoutMs) ms")
+        } else {
+            SystemdNotify.notify(.stopping)
+            Log.info("draining: no new connections; in-flight requests get \(config.proxy.drainTimeoutMs) ms")
+        }
+        state.withLock { $0.offer }?.stop()
         state.withLock { $0.discovery?.stop() }
         traffic?.stop()
         health.stop()
-        state.withLock { $0.admin?.stop() }
-        let clean = server.drain(timeoutMs: config.proxy.drainTimeoutMs)
+        state.withLock { $0.admin?.stop(handingOver: shared) }
+        let clean = server.drain(timeoutMs: config.proxy.drainTimeoutMs, handingOver: handedOver != nil)
         accessLog?.stop()
         Log.info(clean ? "drained; exiting" : "drain deadline passed; exiting with connections cut")
         return 0
@@ -218,12 +241,12 @@ public final class Runtime: Sendable {
 
     // MARK: Admin API
 
-    private func startAdmin(_ config: SwitchyardConfig) throws -> AdminServer? {
+    private func startAdmin(_ config: SwitchyardConfig, inherited: ListeningSocket? = nil) throws -> AdminServer? {
         guard config.admin.enabled else { return nil }
         let admin = try AdminServer(
             host: config.admin.host, port: config.admin.port, allowedHosts: config.admin.allowedHosts,
             maxConnections: config.admin.maxConnections,
-            tokens: { [weak self] in self?.adminTokens.withLock { $0 } },
+            tokens: { [weak self] in self?.adminTokens.withLock { $0 } }, inherited: inherited?.fd,
             handler: { [weak self] request in
                 self?.handleAdmin(request) ?? AdminResponse(status: 500, text: "shutting down\n")
             })
@@ -364,7 +387,7 @@ public final class Runtime: Sendable {
     private func installSignals() {
         signal(SIGPIPE, SIG_IGN)
         var sources: [DispatchSourceSignal] = []
-        for (number, action) in [(SIGTERM, "stop"), (SIGINT, "stop"), (SIGHUP, "reload"), (SIGUSR1, "reopen")] {
+        for (number, action) in [(SIGTERM, "stop"), (SIGINT, "stop"), (SIGHUP, "reload"), (SIGUSR1, "reopen"), (SIGUSR2, "relaunch")] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             switch action {
@@ -372,6 +395,8 @@ public final class Runtime: Sendable {
                 source.setEventHandler { [weak self] in self?.requestStop() }
             case "reload":
                 source.setEventHandler { [weak self] in self?.reloadConfig() }
+            case "relaunch":
+                source.setEventHandler { [weak self] in self?.relaunch() }
             default:
                 source.setEventHandler { [weak self] in
                     self?.accessLogWriter?.reopen()

@@ -21,6 +21,10 @@ public enum SystemdNotify {
         case reloading
         /// Draining began (SIGTERM/SIGINT).
         case stopping
+        /// A new process took the listeners over (Takeover.swift) and is ready: it becomes
+        /// the service's main process. Sent by the old one, which systemd still listens to
+        /// under `NotifyAccess=main`.
+        case handedOver(to: Int32)
 
         /// The datagram's text. `RELOADING=1` carries the monotonic time systemd ≥ 253
         /// requires to match it with the reload it asked for.
@@ -29,6 +33,7 @@ public enum SystemdNotify {
             case .ready: return "READY=1"
             case .reloading: return "RELOADING=1\nMONOTONIC_USEC=\(Self.monotonicMicroseconds())"
             case .stopping: return "STOPPING=1"
+            case .handedOver(let pid): return "MAINPID=\(pid)\nREADY=1"
             }
         }
 
@@ -88,22 +93,9 @@ public enum SystemdNotify {
         }
     }
 
-    /// `sockaddr_un` for `/path` or `@abstract`, with the length to pass (an abstract name's
-    /// length is exact: its bytes after the NUL are part of the name). Nil if unusable.
+    /// `sockaddr_un` for `/path` or `@abstract`, with the length to pass. Nil if unusable.
     static func unixAddress(_ address: String) -> (sockaddr_un, socklen_t)? {
-        var bytes = Array(address.utf8)
-        guard let first = bytes.first, first == UInt8(ascii: "/") || first == UInt8(ascii: "@") else { return nil }
-        let abstract = first == UInt8(ascii: "@")
-        if abstract { bytes[0] = 0 }
-        var result = sockaddr_un()
-        result.sun_family = sa_family_t(AF_UNIX)
-        let capacity = MemoryLayout.size(ofValue: result.sun_path)
-        // A path needs room for its terminating NUL; an abstract name does not.
-        guard bytes.count <= (abstract ? capacity : capacity - 1), !bytes.dropFirst().contains(0) else { return nil }
-        withUnsafeMutableBytes(of: &result.sun_path) { path in
-            for (index, byte) in bytes.enumerated() { path[index] = byte }
-        }
-        let pathOffset = MemoryLayout<sockaddr_un>.offset(of: \.sun_path) ?? 2
-        return (result, socklen_t(pathOffset + bytes.count + (abstract ? 0 : 1)))
+        guard address.hasPrefix("/") || address.hasPrefix("@") else { return nil }
+        return FileDescriptorPassing.unixAddress(address)
     }
 }

@@ -28,62 +28,53 @@ public final class ProxyServer: Sendable {
     /// The addresses the listeners are bound to, in configuration order (ports resolved
     /// when 0 was asked for).
     public let boundAddresses: [SocketAddress]
+    /// Which socket each worker accepts on, for which listener.
+    private let slots: ListenerSlots
 
     /// The ALPN protocols the data plane serves over TLS, in preference order. A TLS
     /// listener offers only these (h2 goes to the HTTP/2 codec over TLS records), so a
     /// client is never steered to a protocol no handler speaks.
     public static let servedApplicationProtocols = ["h2", "http/1.1"]
 
-    /// Binds every listener on every worker. Throws if an address cannot be bound.
+    /// Binds every listener on every worker, or takes the sockets `inherited` holds for it
+    /// (a takeover: see `ListenerSlots`). Throws if an address cannot be bound.
     /// `onEndpointFailing` is called (from a worker thread, rarely) when a worker saw an
     /// endpoint fail `health.consecutive_failures` requests in a row: the control plane
     /// decides whether to eject it.
     public init(
         listeners: [ListenerConfig], tls: [TLSServerContext?] = [], table: RoutingTable, settings: ProxySettings, workers count: Int,
         onEndpointFailing: @escaping @Sendable (_ service: String, _ poolKey: Int) -> Void = { _, _ in },
-        accessLog: AccessLogWriter? = nil
+        accessLog: AccessLogWriter? = nil, inherited: InheritedSockets = InheritedSockets()
     ) throws {
         let count = max(1, count)
-        var perWorker = [[Int32]](repeating: [], count: count)
+        let slots = try ListenerSlots(listeners: listeners, workers: count, inherited: inherited)
         let services = listeners.map { $0.protocol == .tcp ? $0.service : nil }
-        var bound: [SocketAddress] = []
-        do {
-            for listener in listeners {
-                guard var address = SocketAddress(host: listener.host, port: listener.port) else {
-                    throw ProxyError.badAddress("\(listener.host):\(listener.port)")
-                }
-                for w in 0..<count {
-                    let fd: Int32
-                    do {
-                        fd = try Socket.listen(on: address, reusePort: true)
-                    } catch {
-                        throw ProxyError.cannotListen(listener: listener.name, address: "\(listener.host):\(listener.port)", error)
-                    }
-                    if w == 0 {
-                        address = try Socket.localAddress(fd)
-                        bound.append(address)
-                    }
-                    perWorker[w].append(fd)
-                }
-            }
-        } catch {
-            for fds in perWorker { for fd in fds { Socket.close(fd) } }
-            throw error
-        }
         let gate = ConnectionGate(limit: settings.maxConnections, perClient: settings.maxConnectionsPerClient)
         tcpServices = Set(services.compactMap { $0 })
         let contexts = UpstreamTLSContexts.build(for: table, cache: upstreamTLSCache, previous: nil)
         upstreamTLSBox = Mutex((contexts, []))
         var made: [Worker] = []
-        for w in 0..<count {
-            made.append(try Worker(id: w, listeners: perWorker[w], listenerServices: services, tls: tls, table: table, settings: settings, gate: gate,
-                                   onEndpointFailing: onEndpointFailing, accessLog: accessLog, upstreamTLS: contexts))
+        do {
+            for w in 0..<count {
+                let indices = slots.listenerIndex[w]
+                made.append(try Worker(id: w, listeners: slots.fds[w], listenerServices: indices.map { services[$0] },
+                                       tls: indices.map { $0 < tls.count ? tls[$0] : nil }, table: table, settings: settings, gate: gate,
+                                       onEndpointFailing: onEndpointFailing, accessLog: accessLog, upstreamTLS: contexts))
+            }
+        } catch {
+            slots.closeAll()
+            throw error
         }
         self.workers = made
-        self.boundAddresses = bound
+        self.slots = slots
+        self.boundAddresses = slots.bound
         self.tableBox = Mutex(table)
         _ = logUpstreamTLSProblems(contexts, table: table)
     }
+
+    /// Every listening socket of every worker, for a process taking over from this one.
+    /// Valid until `drain` (the workers close them as they stop accepting).
+    public var listeningSockets: [ListeningSocket] { slots.sockets }
 
     /// Starts one thread per worker.
     public func start() {
@@ -166,18 +157,26 @@ public final class ProxyServer: Sendable {
     /// now on use it; established connections keep the one they started with.
     public func publishTLS(_ context: TLSServerContext, listener index: Int) {
         for worker in workers {
+            let listenerIndex = slots.listenerIndex[worker.id]
             worker.inbox.post {
-                if index < worker.listenerTLS.count { worker.listenerTLS[index] = context }
+                for (slot, listener) in listenerIndex.enumerated() where listener == index && slot < worker.listenerTLS.count {
+                    worker.listenerTLS[slot] = context
+                }
             }
         }
     }
 
     /// Stops accepting and lets in-flight requests finish; returns once every worker has
     /// exited or `timeoutMs` has passed (then returns false: connections were cut).
+    ///
+    /// `handingOver`: another process took the listening sockets over (a takeover), so a
+    /// keep-alive connection between requests is not closed at once (its client may be
+    /// sending the next request right now, and would see a reset) but answered once more
+    /// with `Connection: close`, or closed after a short grace if it stays idle.
     @discardableResult
-    public func drain(timeoutMs: Int) -> Bool {
+    public func drain(timeoutMs: Int, handingOver: Bool = false) -> Bool {
         for worker in workers {
-            worker.inbox.post { worker.beginDrain() }
+            worker.inbox.post { worker.beginDrain(keepIdleConnections: handingOver) }
         }
         let deadline = monotonicMilliseconds() + Int64(timeoutMs)
         while monotonicMilliseconds() < deadline {

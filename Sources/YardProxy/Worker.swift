@@ -558,8 +558,11 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Stops accepting, closes idle connections, and lets in-flight exchanges finish; the
-    /// loop exits when no client connection is left.
-    func beginDrain() {
+    /// loop exits when no client connection is left. `keepIdleConnections` (a takeover:
+    /// another process now accepts): a keep-alive connection between requests gets the
+    /// fresh-connection grace instead of closing at once, since its client may be sending
+    /// its next request now; that request is answered with `Connection: close`.
+    func beginDrain(keepIdleConnections: Bool = false) {
         guard !draining else { return }
         draining = true
         for (index, fd) in listeners.enumerated() {
@@ -579,7 +582,7 @@ final class Worker: @unchecked Sendable {
             let c = clients[i]
             // A keep-alive connection between requests closes now; a fresh one (accepted but
             // not yet served) gets to send its request and is closed after the answer.
-            if c.phase == .idle && c.served > 0 && c.inBuf.isEmpty && c.outBuf.isEmpty {
+            if !keepIdleConnections && c.phase == .idle && c.served > 0 && c.inBuf.isEmpty && c.outBuf.isEmpty {
                 closeClient(c)
             } else {
                 if c.phase == .idle {

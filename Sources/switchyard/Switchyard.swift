@@ -50,9 +50,16 @@ struct Run: ParsableCommand {
     @Flag(help: "Log debug lines.")
     var verbose = false
 
+    @Flag(help: "Take the listening sockets over from the switchyard running on this config, then let it drain (a restart or upgrade that refuses no connection); with none running, bind as usual.")
+    var takeover = false
+
+    @Option(help: "The unix socket a running switchyard offers its listening sockets on (a path, or @name for an abstract socket; `off`: none). Default: derived from the config file's path, in $RUNTIME_DIRECTORY or $XDG_RUNTIME_DIR if set.")
+    var takeoverSocket: String?
+
     func run() throws {
         if verbose { Log.minimumLevel = .debug }
-        let runtime = Runtime(configPath: config, workers: workers, admin: admin)
+        let settings = TakeoverSettings(takeOver: takeover, socketPath: takeoverSocket, relaunch: TakeoverSettings.relaunchCommand())
+        let runtime = Runtime(configPath: config, workers: workers, admin: admin, takeover: settings)
         do {
             let code = try runtime.run { addresses in
                 FileHandleWriter.stdout("listening " + addresses.map(\.description).joined(separator: " ") + "\n")

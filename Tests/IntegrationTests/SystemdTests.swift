@@ -56,6 +56,44 @@ extension Integration {
                 == ["READY=1", "RELOADING=1", "READY=1", "RELOADING=1", "READY=1", "STOPPING=1"])
         }
 
+        /// `systemctl reload` (SIGUSR2, a takeover): RELOADING=1, then the old process names
+        /// the one that took over as the service's main process (MAINPID=, READY=1), since
+        /// under NotifyAccess=main systemd hears only the main process; the new one says
+        /// nothing before that, and STOPPING=1 when it is stopped in turn.
+        @Test(.timeLimit(.minutes(1)))
+        func aTakeoverHandsTheMainPIDToTheNewProcess() throws {
+            let dir = try ScratchDir("systemd-takeover")
+            let backend = try Backend.demo("blue", dir: dir)
+            defer { backend.stop() }
+            try dir.write("services.yml", servicesYAML([ServiceSpec(name: "shop", instances: [InstanceSpec(port: backend.port)])]))
+            try dir.write("switchyard.yml", ProxySpec(workers: 1).yaml)
+            let notify = try NotifySocket(abstract: true)
+            let proxy = try ProcessRunner(SwitchyardBinary.path, arguments: ["run", "--config", dir.file("switchyard.yml")],
+                                          environment: ["NOTIFY_SOCKET": notify.address])
+            defer { proxy.stop() }
+            try notify.waitForMessage("READY=1 after startup") { $0 == "READY=1" }
+            try proxy.waitForLine(matching: "takeover: offering", in: .stderr)
+            let line = try proxy.waitForLine(matching: "listening 127.0.0.1:", in: .stdout)
+            let port = try #require(line.split(separator: ":").last.flatMap { UInt16($0) }, "\(line)")
+
+            proxy.terminate(signal: SIGUSR2)
+            try notify.waitForMessage("RELOADING=1 after SIGUSR2") { $0.hasPrefix("RELOADING=1") }
+            let handover = try notify.waitForMessage("MAINPID= from the old process", deadline: .seconds(20)) { $0.hasPrefix("MAINPID=") }
+            let newPID = try #require(handover.split(separator: "\n").first.flatMap { Int32($0.dropFirst("MAINPID=".count)) }, "\(handover)")
+            defer { if kill(newPID, 0) == 0 { kill(newPID, SIGKILL) } }
+            #expect(handover == "MAINPID=\(newPID)\nREADY=1")
+            #expect(newPID != proxy.pid)
+            // Not reaped through the runner until the end: reaping its leader kills the
+            // process group, which the new process belongs to.
+            try waitFor("the old process to exit", timeout: .seconds(15)) { processGone(proxy.pid) }
+            #expect(try curl("http://127.0.0.1:\(port)/", dir: dir).body.contains("blue"), "\(proxy.stderr)")
+
+            kill(newPID, SIGTERM)
+            try notify.waitForMessage("STOPPING=1 from the new main process") { $0 == "STOPPING=1" }
+            #expect(notify.messages.map { $0.split(separator: "\n")[0] } == ["READY=1", "RELOADING=1", "MAINPID=\(newPID)", "STOPPING=1"])
+            try waitFor("the new process to exit", timeout: .seconds(15)) { kill(newPID, 0) != 0 }
+        }
+
         /// Without NOTIFY_SOCKET (not under systemd) nothing changes; with one nobody
         /// listens on, the proxy logs it and serves anyway.
         @Test(.timeLimit(.minutes(1)))
@@ -81,7 +119,7 @@ extension Integration {
         func shippedUnitPassesSystemdAnalyzeVerify() throws {
             let dir = try ScratchDir("systemd-unit")
             let shipped = try String(contentsOfFile: SwitchyardBinary.repositoryRoot + "/conf/systemd/switchyard.service", encoding: .utf8)
-            for directive in ["Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "DynamicUser=yes", "ProtectSystem=strict",
+            for directive in ["Type=notify", "ExecReload=/bin/kill -USR2 $MAINPID", "RuntimeDirectory=switchyard", "DynamicUser=yes", "ProtectSystem=strict",
                               "NoNewPrivileges=yes", "AmbientCapabilities=CAP_NET_BIND_SERVICE", "LimitNOFILE=", "StateDirectory=switchyard"] {
                 #expect(shipped.contains(directive), "the unit lacks \(directive)")
             }
