@@ -15,7 +15,7 @@ import Synchronization
 /// CA's validation request. Threading: `publish`/`withdraw` may be called from any thread
 /// (the table sits behind a mutex); `stop()` (or deinit) ends the accept thread and
 /// closes the socket (connection threads end within their 5 s).
-public final class ACMEChallengeResponder: ACMEHTTP01Solver, Sendable {
+public final class ACMEChallengeResponder: ACMEChallengeSolver, Sendable {
     public static let pathPrefix = "/.well-known/acme-challenge/"
 
     /// The port bound (the one asked for, or the kernel's choice for 0).
@@ -71,6 +71,16 @@ public final class ACMEChallengeResponder: ACMEHTTP01Solver, Sendable {
     public func withdraw(token: String) {
         table.withLock { _ = $0.removeValue(forKey: token) }
     }
+
+    // MARK: ACMEChallengeSolver (any name: the CA reaches this host for each)
+
+    public var challengeType: String { "http-01" }
+
+    public func publish(name: String, token: String, keyAuthorization: String) {
+        publish(token: token, keyAuthorization: keyAuthorization)
+    }
+
+    public func withdraw(name: String, token: String) { withdraw(token: token) }
 
     public var requestsServed: Int { served.load(ordering: .relaxed) }
 

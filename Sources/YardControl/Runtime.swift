@@ -43,6 +43,8 @@ public final class Runtime: Sendable {
     let adminTokens = Mutex<AdminTokens?>(nil)
     /// Per-track counters over a sliding window, sampled every second (the canary gate).
     let window = TrackWindow()
+    /// ACME certificates (ACMEManager.swift); set once by `run` before the first table.
+    nonisolated(unsafe) var acme: ACMEManager?
 
     struct State {
         var config: SwitchyardConfig?
@@ -94,6 +96,7 @@ public final class Runtime: Sendable {
         health.update(targets: Self.healthTargets(initialCatalog))
         health.start()
         health.waitForFirstResults()
+        acme = try ACMEManager(config.listeners)
         let table = makeTable(version: 1, routes: config.routes, catalog: initialCatalog)
         let workers = workersOverride ?? config.workers ?? availableCPUs()
         let checker = health
@@ -116,6 +119,7 @@ public final class Runtime: Sendable {
             $0.tls = tls.startTimers(config.listeners, server: server, queue: queue)
         }
         server.start()
+        acme?.start(server: server, tls: tls)
         startWindowSampler()
         let addresses = server.boundAddresses.map(\.description).joined(separator: ", ")
         Log.info("switchyard listening on \(addresses) with \(server.workerCount) worker(s); \(describe(table))")
@@ -135,6 +139,7 @@ public final class Runtime: Sendable {
         Log.info("draining: no new connections; in-flight requests get \(config.proxy.drainTimeoutMs) ms")
         state.withLock { $0.discovery?.stop() }
         traffic?.stop()
+        acme?.stop()
         health.stop()
         state.withLock { $0.admin?.stop() }
         let clean = server.drain(timeoutMs: config.proxy.drainTimeoutMs)
@@ -251,7 +256,10 @@ public final class Runtime: Sendable {
             return AdminResponse(text: "ok\n")
         case ("GET", "/metrics"):
             guard let observed = observe() else { return AdminResponse(status: 503, text: "starting\n") }
-            return AdminResponse(status: 200, text: PrometheusText.render(observed), contentType: "text/plain; version=0.0.4; charset=utf-8")
+            return AdminResponse(status: 200, text: PrometheusText.render(observed) + (acme?.metricsText() ?? ""),
+                                 contentType: "text/plain; version=0.0.4; charset=utf-8")
+        case ("GET", "/certs"):
+            return AdminResponse(status: 200, text: acme?.statusJSON() ?? "{\"certificates\":[]}\n", contentType: "application/json")
         case ("GET", "/status"), ("GET", "/services"):
             guard let observed = observe() else { return AdminResponse(status: 503, text: "starting\n") }
             return .json(StatusDocument(observed))
@@ -267,7 +275,8 @@ public final class Runtime: Sendable {
         }
     }
 
-    private func makeTable(version: UInt64, routes: [RouteConfig], catalog discovered: ServiceCatalog, drained: Set<String> = []) -> RoutingTable {
+    private func makeTable(version: UInt64, routes configured: [RouteConfig], catalog found: ServiceCatalog, drained: Set<String> = []) -> RoutingTable {
+        let (routes, discovered) = acme?.withChallengeRoutes(configured, found) ?? (configured, found)
         let catalog = discovered.applying(traffic?.states ?? [:]).draining(drained)
         let now = monotonicMilliseconds()
         let readings = health.readings(now: now)

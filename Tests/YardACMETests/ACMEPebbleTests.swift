@@ -55,11 +55,12 @@ import YardTestSupport
     }
 
     @Test func aWrongKeyAuthorizationFailsWithTheCAsProblemDocument() throws {
-        final class WrongAnswers: ACMEHTTP01Solver {
+        final class WrongAnswers: ACMEChallengeSolver {
             let responder: ACMEChallengeResponder
             init(_ responder: ACMEChallengeResponder) { self.responder = responder }
-            func publish(token: String, keyAuthorization: String) { responder.publish(token: token, keyAuthorization: "\(token).wrong") }
-            func withdraw(token: String) { responder.withdraw(token: token) }
+            var challengeType: String { "http-01" }
+            func publish(name: String, token: String, keyAuthorization: String) { responder.publish(token: token, keyAuthorization: "\(token).wrong") }
+            func withdraw(name: String, token: String) { responder.withdraw(token: token) }
         }
         let (responder, pebble) = try Self.start()
         let client = try ACMEClient(directoryURL: pebble.directoryURL, accountKey: .generateP256(), caFile: pebble.caFile)
