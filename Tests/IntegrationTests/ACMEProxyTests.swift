@@ -43,7 +43,7 @@ extension Integration {
                             email: ops@test.example
                             challenge: \(challenge)
                             names: [\(names.joined(separator: ", "))]
-                            domains: [\(domains.joined(separator: ", "))]
+                            domains: [\(domains.map { "\"\($0)\"" }.joined(separator: ", "))]
                             storage: acme
                     routes:
                       - path: /
