@@ -30,11 +30,16 @@ final class ACMEManager: Sendable {
     static let firstRetrySeconds: Int64 = 60
     static let maximumRetrySeconds: Int64 = 3600
 
+    /// How long a replica may order a name before another takes over (its holder died).
+    static let leaseSeconds: Double = 240
+
     struct Listener: Sendable {
         var index: Int
         var name: String
         var tls: ListenerTLSConfig
         var acme: ListenerACMEConfig
+        /// Set with `store_key_file`: the name's order and certificate are the fleet's.
+        var seal: ACMESealKey?
     }
 
     /// What `switchyard certs` shows for one name.
@@ -50,6 +55,10 @@ final class ACMEManager: Sendable {
         var renewalID: String?
         /// When the ARI window was last asked for (Unix seconds).
         var askedARI: Int64 = 0
+        /// The replica ordering it now (fleet), if any.
+        var leaseHolder: String?
+        /// The version of the shared record last looked at.
+        var storeVersion: Int64 = 0
     }
 
     private struct State {
@@ -61,20 +70,42 @@ final class ACMEManager: Sendable {
 
     private let listeners: [Listener]
     let responder: ACMEChallengeResponder?
+    /// The state store's ACME records, when a listener shares its certificates.
+    private let shared: ACMESharedStore?
+    private let replicaID: String
     private let state = Mutex<State>(State())
     private let wake = DispatchSemaphore(value: 0)
 
     /// nil when no listener uses ACME. Starts the HTTP-01 responder (127.0.0.1, a kernel
-    /// port) when one listener answers HTTP-01.
-    init?(_ configured: [ListenerConfig]) throws {
+    /// port) when one listener answers HTTP-01; reads every `store_key_file` (a missing or
+    /// malformed one stops the start, naming the file).
+    init?(_ configured: [ListenerConfig], stateStore: StateStoreConfig, replicaID: String) throws {
         var listeners: [Listener] = []
         for (index, listener) in configured.enumerated() {
             guard let tls = listener.tls, let acme = tls.acme else { continue }
-            listeners.append(Listener(index: index, name: listener.name, tls: tls, acme: acme))
+            var seal: ACMESealKey?
+            if let file = acme.storeKeyFile {
+                do {
+                    guard let text = try ACMEFiles.readFile(file) else { throw ACMEFileError(message: "\(file) does not exist") }
+                    seal = try ACMESealKey(text: text)
+                } catch {
+                    throw TLSConfigError(description: "\(acme.origin) store_key_file \(file): \(error)")
+                }
+            }
+            listeners.append(Listener(index: index, name: listener.name, tls: tls, acme: acme, seal: seal))
         }
         guard !listeners.isEmpty else { return nil }
         self.listeners = listeners
+        self.replicaID = replicaID
         responder = listeners.contains { $0.acme.challenge == .http01 } ? try ACMEChallengeResponder(address: "127.0.0.1", port: 0) : nil
+        shared = listeners.contains { $0.seal != nil } ? try ACMESharedStores.make(stateStore) : nil
+        if let shared, let responder {
+            // The CA may reach any replica: answer the tokens the others published.
+            responder.answerUnknownTokens { token in
+                guard let value = try? shared.get("http-01/\(token)")?.value, !value.isEmpty else { return nil }
+                return String(decoding: value, as: UTF8.self)
+            }
+        }
     }
 
     /// Hands over what a stored certificate is installed into, and starts ordering.
@@ -133,6 +164,7 @@ final class ACMEManager: Sendable {
             members.append(("next_renewal", item.nextRenewal.map { String($0) } ?? "null"))
             members.append(("last_error", item.lastError.map(jsonString) ?? "null"))
             members.append(("failures", String(item.failures)))
+            members.append(("lease_holder", item.leaseHolder.map(jsonString) ?? "null"))
             return "{" + members.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
         }
         return "{\"certificates\":[" + items.joined(separator: ",") + "]}\n"
@@ -184,6 +216,8 @@ final class ACMEManager: Sendable {
             item.lastError = "'\(name)' is not a DNS name a CA can issue for"
             return
         }
+        let fleet = listener.seal.flatMap { seal in shared.map { ($0, seal) } }
+        if let (store, seal) = fleet { adopt(from: store, seal: seal, listener, name: name, &item) }
         if item.notAfter != nil, let renewalID = item.renewalID, now - item.askedARI > 6 * 3600,
            let client = try? client(for: listener, clients: &clients) {
             item.askedARI = now
@@ -191,15 +225,52 @@ final class ACMEManager: Sendable {
         }
         if let nextRenewal = item.nextRenewal, now < nextRenewal { return }
         guard now >= item.retryAt else { return }
+        if let (store, seal) = fleet {
+            // One replica orders; the others install what it stores.
+            do {
+                if let holder = try store.takeLease(name, holder: replicaID, ttlSeconds: Self.leaseSeconds) {
+                    item.leaseHolder = holder
+                    return
+                }
+            } catch {
+                item.lastError = "state store: \(error)"
+                item.retryAt = now + 5
+                return
+            }
+            item.leaseHolder = replicaID
+            adopt(from: store, seal: seal, listener, name: name, &item)
+            if let nextRenewal = item.nextRenewal, now < nextRenewal {
+                store.releaseLease(name, holder: replicaID)
+                item.leaseHolder = nil
+                return
+            }
+        }
+        defer {
+            if let (store, _) = fleet {
+                store.releaseLease(name, holder: replicaID)
+                item.leaseHolder = nil
+            }
+        }
         do {
             let client = try client(for: listener, clients: &clients)
             let solver = Solver(challenge: listener.acme.challenge, responder: responder,
-                                alpn: state.withLock { $0.attached?.tls.acmeChallenges(listener: listener.index) })
+                                alpn: state.withLock { $0.attached?.tls.acmeChallenges(listener: listener.index) },
+                                shared: fleet?.0)
             Log.info("acme: \(item.notAfter == nil ? "ordering" : "renewing") the certificate for \(name) (listener '\(listener.name)', \(listener.acme.challenge.rawValue))")
             let issued = try client.issueCertificate(names: [name], solver: solver, deadline: .seconds(180))
             try storage.store(name, issued)
             let info = try ACMECertificateInfo(pem: issued.chainPEM)
+            let version = item.storeVersion
             item = Self.certificate(listener: listener.name, name: name, info: info)
+            item.storeVersion = version
+            if let (store, seal) = fleet {
+                do {
+                    let record = try seal.seal(Array(storage.text(name).utf8), name: name)
+                    try store.overwrite("certificates/\(name)", record)
+                } catch {
+                    Log.error("acme: \(name): the certificate could not be shared through the state store (\(error)); the other replicas order their own when it is due")
+                }
+            }
             if let attached = state.withLock({ $0.attached }) {
                 try attached.tls.refresh(listener: listener.index, tls: listener.tls, server: attached.server)
             }
@@ -210,6 +281,29 @@ final class ACMEManager: Sendable {
             item.retryAt = now + delay
             item.lastError = "\(error)"
             Log.error("acme: \(name): order failed (\(error)); \(item.notAfter == nil ? "the default certificate answers" : "the current certificate keeps serving"); next attempt in \(delay) s")
+        }
+    }
+
+    /// Installs the certificate another replica stored for `name` when it is newer than
+    /// the one held.
+    private func adopt(from store: ACMESharedStore, seal: ACMESealKey, _ listener: Listener, name: String, _ item: inout Certificate) {
+        do {
+            guard let record = try store.get("certificates/\(name)"), record.version != item.storeVersion else { return }
+            item.storeVersion = record.version
+            let text = String(decoding: try seal.open(record.value, name: name), as: UTF8.self)
+            let info = try ACMECertificateInfo(pem: text)
+            guard info.notAfter > (item.notAfter ?? 0) else { return }
+            let storage = ACMEStorage(listener.acme.storage)
+            try ACMEFiles.writeAtomically(storage.certificatePath(name), text, mode: 0o600)
+            let version = item.storeVersion
+            item = Self.certificate(listener: listener.name, name: name, info: info)
+            item.storeVersion = version
+            if let attached = state.withLock({ $0.attached }) {
+                try attached.tls.refresh(listener: listener.index, tls: listener.tls, server: attached.server)
+            }
+            Log.info("acme: \(name): installed the certificate the fleet stored (valid until \(iso8601(info.notAfter)))")
+        } catch {
+            item.lastError = "shared certificate: \(error)"
         }
     }
 
@@ -248,11 +342,14 @@ private final class Solver: ACMEChallengeSolver {
     let challenge: ListenerACMEConfig.Challenge
     let responder: ACMEChallengeResponder?
     let alpn: TLSALPNChallenges?
+    /// The fleet's store: HTTP-01 answers go there too, for the replica the CA reaches.
+    let shared: ACMESharedStore?
 
-    init(challenge: ListenerACMEConfig.Challenge, responder: ACMEChallengeResponder?, alpn: TLSALPNChallenges?) {
+    init(challenge: ListenerACMEConfig.Challenge, responder: ACMEChallengeResponder?, alpn: TLSALPNChallenges?, shared: ACMESharedStore?) {
         self.challenge = challenge
         self.responder = responder
         self.alpn = alpn
+        self.shared = shared
     }
 
     var challengeType: String { challenge.rawValue }
@@ -262,6 +359,13 @@ private final class Solver: ACMEChallengeSolver {
         case .http01:
             guard let responder else { throw ACMEError.badRequest("no HTTP-01 responder is running") }
             responder.publish(token: token, keyAuthorization: keyAuthorization)
+            if let shared {
+                do {
+                    try shared.overwrite("http-01/\(token)", Array(keyAuthorization.utf8))
+                } catch {
+                    throw ACMEError.transport(operation: "publishing the HTTP-01 answer in the state store", reason: "\(error)")
+                }
+            }
         case .tlsALPN01:
             guard let alpn else { throw ACMEError.badRequest("the listener does not answer TLS-ALPN-01") }
             let made = try ACMESelfSigned.make(names: [name], validitySeconds: 86_400, keyAuthorization: keyAuthorization)
@@ -275,6 +379,7 @@ private final class Solver: ACMEChallengeSolver {
 
     func withdraw(name: String, token: String) {
         responder?.withdraw(token: token)
+        if challenge == .http01 { try? shared?.overwrite("http-01/\(token)", []) }
         alpn?.withdraw(name: name)
     }
 }

@@ -73,6 +73,11 @@ struct ACMEStorage: Sendable {
         return try? ACMECertificateInfo(pem: pem)
     }
 
+    /// The stored file (chain and key) for `name`, "" when there is none.
+    func text(_ name: String) -> String {
+        ((try? ACMEFiles.readFile(certificatePath(name))) ?? nil) ?? ""
+    }
+
     /// Writes an issued certificate and its key, in one file (0600) by one rename.
     func store(_ name: String, _ certificate: ACMECertificate) throws(ACMEFileError) {
         var chain = certificate.chainPEM

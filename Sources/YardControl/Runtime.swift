@@ -96,7 +96,8 @@ public final class Runtime: Sendable {
         health.update(targets: Self.healthTargets(initialCatalog))
         health.start()
         health.waitForFirstResults()
-        acme = try ACMEManager(config.listeners)
+        acme = try ACMEManager(config.listeners, stateStore: config.stateStore,
+                               replicaID: traffic?.replicaID ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())")
         let table = makeTable(version: 1, routes: config.routes, catalog: initialCatalog)
         let workers = workersOverride ?? config.workers ?? availableCPUs()
         let checker = health

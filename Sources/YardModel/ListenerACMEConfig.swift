@@ -30,6 +30,10 @@ public struct ListenerACMEConfig: Sendable, Equatable {
     /// External account binding: the key id, and a file holding the base64url MAC key.
     public var eabKeyID: String?
     public var eabMACKeyFile: String?
+    /// The key (32 bytes, hex or base64) sealing certificate keys in the state store.
+    /// Set: the fleet shares one order per name and its certificate through the state
+    /// store. Nil: this replica orders and keeps its certificates alone.
+    public var storeKeyFile: String?
     /// `file:line key` of the block, for messages.
     public var origin: String = ""
 
@@ -65,12 +69,12 @@ public struct ListenerACMEConfig: Sendable, Equatable {
     public static func == (lhs: ListenerACMEConfig, rhs: ListenerACMEConfig) -> Bool {
         lhs.directory == rhs.directory && lhs.email == rhs.email && lhs.caFile == rhs.caFile && lhs.challenge == rhs.challenge
             && lhs.names == rhs.names && lhs.domains == rhs.domains && lhs.storage == rhs.storage
-            && lhs.eabKeyID == rhs.eabKeyID && lhs.eabMACKeyFile == rhs.eabMACKeyFile
+            && lhs.eabKeyID == rhs.eabKeyID && lhs.eabMACKeyFile == rhs.eabMACKeyFile && lhs.storeKeyFile == rhs.storeKeyFile
     }
 }
 
 extension ConfigLoader {
-    static let acmeKeys = ["directory", "email", "ca_file", "challenge", "names", "domains", "storage", "eab"]
+    static let acmeKeys = ["directory", "email", "ca_file", "challenge", "names", "domains", "storage", "eab", "store_key_file"]
 
     static func parseACME(_ node: ConfigNode, directory: String) throws(ConfigError) -> ListenerACMEConfig {
         let fields = try node.fields(allowed: acmeKeys)
@@ -121,6 +125,9 @@ extension ConfigLoader {
             acme.eabKeyID = try eab.required("kid", hint: "the key id the CA shows with the MAC key").string(expected: "a key id")
             acme.eabMACKeyFile = resolve(try eab.required("hmac_key_file", hint: "a file (mode 0600) holding the base64url MAC key")
                 .string(expected: "a file path"), against: directory)
+        }
+        acme.storeKeyFile = try fields.optional("store_key_file").map { node throws(ConfigError) in
+            resolve(try node.string(expected: "a file holding 32 random bytes (openssl rand -hex 32)"), against: directory)
         }
         guard !acme.names.isEmpty || !acme.domains.isEmpty else {
             throw node.error("acme needs 'names' (certificates to order) or 'domains' (route hosts allowed a certificate)")

@@ -16,19 +16,27 @@ extension Integration {
             let dir: ScratchDir
             let pebble: PebbleServer
             let backend: Backend
-            let proxy: ChildProcess
-            let adminPort: UInt16
+            /// Every replica (they share the listener ports through SO_REUSEPORT).
+            let proxies: [ChildProcess]
+            let adminPorts: [UInt16]
+            var proxy: ChildProcess { proxies[0] }
+            var adminPort: UInt16 { adminPorts[0] }
             let root: String
 
             init(_ label: String, challenge: String, names: [String], domains: [String] = [], routeHost: String? = nil,
-                 pebbleConfig: [String: String] = [:]) throws {
+                 pebbleConfig: [String: String] = [:], pebbleEnvironment: [String: String] = [:],
+                 replicas: Int = 1, extraACME: String = "", extraYAML: String = "") throws {
                 dir = try ScratchDir(label)
-                pebble = try PebbleServer(httpPort: try freePort(), tlsPort: try freePort(), config: pebbleConfig)
+                pebble = try PebbleServer(httpPort: try freePort(), tlsPort: try freePort(), environment: pebbleEnvironment, config: pebbleConfig)
                 backend = try Backend.demo("a", dir: dir)
                 root = dir.file("pebble-root.pem")
                 try pebble.rootCertificatePEM().write(toFile: root, atomically: true, encoding: .utf8)
                 try dir.write("services.yml", servicesYAML([ServiceSpec(name: "shop", instances: [.init(port: backend.port)])]))
-                try dir.write("switchyard.yml", """
+                var proxies: [ChildProcess] = []
+                var adminPorts: [UInt16] = []
+                defer { if adminPorts.count < replicas { proxies.forEach { $0.stop() } } }
+                for replica in 0..<replicas {
+                try dir.write("switchyard-\(replica).yml", """
                     listeners:
                       - name: web
                         address: 127.0.0.1:\(pebble.httpPort)
@@ -44,7 +52,8 @@ extension Integration {
                             challenge: \(challenge)
                             names: [\(names.joined(separator: ", "))]
                             domains: [\(domains.map { "\"\($0)\"" }.joined(separator: ", "))]
-                            storage: acme
+                            storage: acme-\(replica)
+                            \(extraACME)
                     routes:
                       - path: /
                         service: shop
@@ -55,20 +64,21 @@ extension Integration {
                     workers: 1
                     admin:
                       address: 127.0.0.1:0
+                    \(extraYAML)
 
                     """)
-                proxy = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "proxy")
-                do {
-                    _ = try proxy.waitForListeningPort()
-                    adminPort = try proxy.waitForAdminPort()
-                } catch {
-                    proxy.stop()
-                    throw error
+                let proxy = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard-\(replica).yml")],
+                                             dir: dir, label: "proxy-\(replica)")
+                proxies.append(proxy)
+                _ = try proxy.waitForListeningPort()
+                adminPorts.append(try proxy.waitForAdminPort())
                 }
+                self.proxies = proxies
+                self.adminPorts = adminPorts
             }
 
             deinit {
-                proxy.stop()
+                proxies.forEach { $0.stop() }
                 backend.stop()
             }
 
@@ -86,17 +96,17 @@ extension Integration {
                 }
             }
 
-            func admin(_ path: String) throws -> String {
-                try curl("http://127.0.0.1:\(adminPort)\(path)", [], dir: dir).body
+            func admin(_ path: String, replica: Int = 0) throws -> String {
+                try curl("http://127.0.0.1:\(adminPorts[replica])\(path)", [], dir: dir).body
             }
 
             /// The `not_after` `/certs` reports for `name` (nil before the first issuance).
-            func notAfter(_ name: String) throws -> Int64? {
-                try certificate(name)?["not_after"] as? Int64
+            func notAfter(_ name: String, replica: Int = 0) throws -> Int64? {
+                try certificate(name, replica: replica)?["not_after"] as? Int64
             }
 
-            func certificate(_ name: String) throws -> [String: Any]? {
-                let object = try JSONSerialization.jsonObject(with: Data(try admin("/certs").utf8)) as? [String: Any]
+            func certificate(_ name: String, replica: Int = 0) throws -> [String: Any]? {
+                let object = try JSONSerialization.jsonObject(with: Data(try admin("/certs", replica: replica).utf8)) as? [String: Any]
                 let items = object?["certificates"] as? [[String: Any]] ?? []
                 return items.first { $0["name"] as? String == name }
             }
@@ -111,7 +121,7 @@ extension Integration {
             #expect(setup.pebble.log.contains("validate w/ HTTP:"), "pebble validated over HTTP-01")
 
             // The key (with its chain) is stored 0600; the default certificate too.
-            for file in ["acme/certificates/test.example.pem", "acme/default.pem", "acme/account.key"] {
+            for file in ["acme-0/certificates/test.example.pem", "acme-0/default.pem", "acme-0/account.key"] {
                 let attributes = try FileManager.default.attributesOfItem(atPath: setup.dir.file(file))
                 #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600, "\(file)")
             }
@@ -150,9 +160,40 @@ extension Integration {
         }
 
         @Test(.timeLimit(.minutes(3)))
+        func threeReplicasOnOneEtcdPlaceOneOrderAndAllServeTheCertificate() throws {
+            let etcd = try EtcdCluster(size: 1)
+            let keyDir = try ScratchDir("acme-fleet-key")
+            try keyDir.write("store.key", (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined() + "\n")
+            let setup = try Setup("acme-fleet", challenge: "http-01", names: ["fleet.example"], replicas: 3,
+                                  extraACME: "store_key_file: \(keyDir.file("store.key"))",
+                                  extraYAML: "state_store: {type: etcd, endpoints: [\(etcd.endpoints[0])], prefix: /sy-acme/}")
+            try waitFor("every replica to hold the certificate", timeout: .seconds(60), interval: .milliseconds(500)) {
+                try (0..<3).allSatisfy { try setup.notAfter("fleet.example", replica: $0) != nil }
+            }
+            let expiries = try (0..<3).map { try setup.notAfter("fleet.example", replica: $0) }
+            #expect(Set(expiries).count == 1, "\(expiries)")
+            let issued = setup.pebble.log.components(separatedBy: "Issued certificate serial").count - 1
+            #expect(issued == 1, "\(issued) orders were finalized for one name")
+            // Whichever replica the kernel hands a connection to serves the issued certificate.
+            for _ in 0..<6 {
+                let served = try setup.verifiedGet("fleet.example")
+                #expect(served.exitStatus == 0 && served.httpStatus == 200, "\(served.stderr)")
+            }
+            // The store holds the key sealed: no PEM private key in etcd.
+            let stored = try curl("\(etcd.endpoints[0])/v3/kv/range", ["-X", "POST", "-d",
+                "{\"key\":\"\(Data("/sy-acme/acme/certificates/fleet.example".utf8).base64EncodedString())\"}"], dir: setup.dir)
+            let kvs = (try JSONSerialization.jsonObject(with: Data(stored.body.utf8)) as? [String: Any])?["kvs"] as? [[String: Any]]
+            let value = try #require(kvs?.first?["value"] as? String, "\(stored.body)")
+            let record = try #require(Data(base64Encoded: value))
+            #expect(record.prefix(4) == Data("SYA1".utf8) && !String(decoding: record, as: UTF8.self).contains("PRIVATE KEY"))
+        }
+
+        @Test(.timeLimit(.minutes(3)))
         func shortLivedCertificatesRenewAndAFailedRenewalKeepsTheOldCertificate() throws {
             let setup = try Setup("acme-proxy-renew", challenge: "http-01", names: ["test.example"],
-                                  pebbleConfig: ["certificateValidityPeriod": "45"])
+                                  pebbleConfig: ["certificateValidityPeriod": "45"],
+                                  // No reuse of valid authorizations: every renewal is validated again.
+                                  pebbleEnvironment: ["PEBBLE_AUTHZREUSE": "0"])
             try setup.waitUntilServed("test.example")
             let first = try #require(try setup.notAfter("test.example"))
             // Two thirds of 45 s: renewed within about 30 s, still served.
