@@ -42,6 +42,23 @@ import YardTestSupport
         #expect(first.hasPrefix("https://127.0.0.1:\(pebble.port)/"))
     }
 
+    @Test func aCAThatRequiresExternalAccountBindingAcceptsTheBoundAccountOnly() throws {
+        let macKey = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+        let responder = try ACMEChallengeResponder(port: 0)
+        let pebble = try PebbleServer(httpPort: responder.port, tlsPort: try freePort(), config: [
+            "externalAccountBindingRequired": "true", "externalAccountMACKeys": "{\"kid-1\": \"\(macKey)\"}",
+        ])
+        let unbound = try ACMEClient(directoryURL: pebble.directoryURL, accountKey: .generateP256(), caFile: pebble.caFile)
+        #expect(throws: ACMEError.self) { try unbound.register() }
+        let client = try ACMEClient(directoryURL: pebble.directoryURL, accountKey: .generateP256(), caFile: pebble.caFile)
+        let account = try client.register(externalAccount: try ACMEExternalAccountBinding(keyID: "kid-1", macKeyText: macKey))
+        #expect(account.hasPrefix("https://127.0.0.1:\(pebble.port)/"))
+        let wrong = try ACMEClient(directoryURL: pebble.directoryURL, accountKey: .generateP256(), caFile: pebble.caFile)
+        #expect(throws: ACMEError.self) {
+            try wrong.register(externalAccount: try ACMEExternalAccountBinding(keyID: "kid-1", macKeyText: String(macKey.reversed())))
+        }
+    }
+
     @Test func aStaleNonceIsRefusedAsBadNonceAndRetriedOnce() throws {
         let (_, pebble) = try Self.start()
         let client = try ACMEClient(directoryURL: pebble.directoryURL, accountKey: .generateP256(), caFile: pebble.caFile)

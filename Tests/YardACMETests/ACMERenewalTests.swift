@@ -52,6 +52,25 @@ import YardTestSupport
         #expect(try openssl(["asn1parse", "-in", path]).contains("[HEX DUMP]:0420" + digest))
     }
 
+    @Test func sealedRecordsOpenOnlyWithTheSameKeyAndName() throws {
+        let key = try ACMESealKey(text: String(repeating: "ab", count: 32) + "\n")
+        let other = try ACMESealKey(text: Base64URL.encode([UInt8](repeating: 7, count: 32)))
+        let plaintext = Array("-----BEGIN PRIVATE KEY-----\nsecret\n".utf8)
+        let sealed = try key.seal(plaintext, name: "a.example")
+        #expect(!String(decoding: sealed, as: UTF8.self).contains("PRIVATE KEY"))
+        #expect(try key.open(sealed, name: "a.example") == plaintext)
+        #expect(try key.seal(plaintext, name: "a.example") != sealed, "a fresh nonce each time")
+        #expect(throws: ACMEError.self) { try key.open(sealed, name: "b.example") }
+        #expect(throws: ACMEError.self) { try other.open(sealed, name: "a.example") }
+        var tampered = sealed
+        tampered[20] ^= 1
+        #expect(throws: ACMEError.self) { try key.open(tampered, name: "a.example") }
+        #expect(throws: ACMEError.self) { try key.open(Array(sealed.prefix(10)), name: "a.example") }
+        for bad in ["", "abc", String(repeating: "zz", count: 32), Base64URL.encode([UInt8](repeating: 1, count: 16))] {
+            #expect(throws: ACMEError.self) { try ACMESealKey(text: bad) }
+        }
+    }
+
     @Test func serialsWithTheTopBitSetGetALeadingZeroInTheARIIdentifier() {
         #expect(serialContent([0x87, 0x65]) == [0x00, 0x87, 0x65])
         #expect(serialContent([0x07, 0x65]) == [0x07, 0x65])
