@@ -140,6 +140,35 @@ extension Integration {
             #expect(certs.status == 0 && certs.stdout.contains("test.example") && certs.stdout.contains("issuer=Pebble"), "\(certs.stdout)\(certs.stderr)")
         }
 
+        @Test(.timeLimit(.minutes(1)))
+        func checkLoadsTheACMEFilesAndWritesNothing() throws {
+            let dir = try ScratchDir("acme-check")
+            try dir.write("services.yml", servicesYAML([ServiceSpec(name: "shop", instances: [.init(port: 9)])]))
+            try dir.write("good.key", String(repeating: "ab", count: 32) + "\n")
+            try dir.write("bad.key", "not a key\n")
+            func config(_ keyFile: String) -> String {
+                """
+                listeners:
+                  - name: secure
+                    address: 127.0.0.1:0
+                    tls:
+                      acme: {directory: "https://127.0.0.1:9/dir", names: [shop.example], storage: acme, store_key_file: \(keyFile)}
+                routes:
+                  - {path: /, service: shop}
+                discovery: {provider: file, file: services.yml}
+
+                """
+            }
+            try dir.write("good.yml", config("good.key"))
+            try dir.write("bad.yml", config("bad.key"))
+            let good = try runCommand(SwitchyardBinary.path, ["check", "--config", dir.file("good.yml")], dir: dir, label: "check-good")
+            #expect(good.status == 0, "\(good.stdout)\(good.stderr)")
+            #expect(good.stdout.contains("store_key_file") && good.stdout.contains("ACME"), "\(good.stdout)")
+            let bad = try runCommand(SwitchyardBinary.path, ["check", "--config", dir.file("bad.yml")], dir: dir, label: "check-bad")
+            #expect(bad.status != 0 && (bad.stdout + bad.stderr).contains("store_key_file"), "\(bad.stdout)\(bad.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dir.file("acme")), "check wrote the ACME storage")
+        }
+
         @Test(.timeLimit(.minutes(2)))
         func proxyOrdersOverTLSALPN01OnItsOwnTLSListener() throws {
             let setup = try Setup("acme-proxy-alpn", challenge: "tls-alpn-01", names: ["alpn.example"])
