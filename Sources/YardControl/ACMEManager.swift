@@ -30,9 +30,6 @@ final class ACMEManager: Sendable {
     static let firstRetrySeconds: Int64 = 60
     static let maximumRetrySeconds: Int64 = 3600
 
-    /// How long a replica may order a name before another takes over (its holder died).
-    static let leaseSeconds: Double = 240
-
     struct Listener: Sendable {
         var index: Int
         var name: String
@@ -228,7 +225,7 @@ final class ACMEManager: Sendable {
         if let (store, seal) = fleet {
             // One replica orders; the others install what it stores.
             do {
-                if let holder = try store.takeLease(name, holder: replicaID, ttlSeconds: Self.leaseSeconds) {
+                if let holder = try store.takeLease(name, holder: replicaID, ttlSeconds: Double(listener.acme.leaseMs) / 1000) {
                     item.leaseHolder = holder
                     return
                 }
@@ -277,7 +274,11 @@ final class ACMEManager: Sendable {
             Log.info("acme: \(name): certificate stored and served, valid until \(iso8601(info.notAfter)); renewal from \(iso8601(item.nextRenewal ?? 0))")
         } catch {
             item.failures += 1
-            let delay = min(Self.firstRetrySeconds << Int64(min(item.failures - 1, 12)), Self.maximumRetrySeconds)
+            var delay = min(Self.firstRetrySeconds << Int64(min(item.failures - 1, 12)), Self.maximumRetrySeconds)
+            // A rate limit says when to come back: never sooner (RFC 8555 §6.6).
+            if case .server(_, _, let problem)? = error as? ACMEError, let retryAfter = problem.retryAfter {
+                delay = max(delay, min(retryAfter.components.seconds, 7 * 86_400))
+            }
             item.retryAt = now + delay
             item.lastError = "\(error)"
             Log.error("acme: \(name): order failed (\(error)); \(item.notAfter == nil ? "the default certificate answers" : "the current certificate keeps serving"); next attempt in \(delay) s")

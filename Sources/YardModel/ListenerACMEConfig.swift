@@ -34,6 +34,9 @@ public struct ListenerACMEConfig: Sendable, Equatable {
     /// Set: the fleet shares one order per name and its certificate through the state
     /// store. Nil: this replica orders and keeps its certificates alone.
     public var storeKeyFile: String?
+    /// How long a replica may hold a name's order lease (fleet) before another takes over:
+    /// longer than an order takes, short enough that a dead holder does not delay renewal.
+    public var leaseMs = 240_000
     /// `file:line key` of the block, for messages.
     public var origin: String = ""
 
@@ -70,11 +73,12 @@ public struct ListenerACMEConfig: Sendable, Equatable {
         lhs.directory == rhs.directory && lhs.email == rhs.email && lhs.caFile == rhs.caFile && lhs.challenge == rhs.challenge
             && lhs.names == rhs.names && lhs.domains == rhs.domains && lhs.storage == rhs.storage
             && lhs.eabKeyID == rhs.eabKeyID && lhs.eabMACKeyFile == rhs.eabMACKeyFile && lhs.storeKeyFile == rhs.storeKeyFile
+            && lhs.leaseMs == rhs.leaseMs
     }
 }
 
 extension ConfigLoader {
-    static let acmeKeys = ["directory", "email", "ca_file", "challenge", "names", "domains", "storage", "eab", "store_key_file"]
+    static let acmeKeys = ["directory", "email", "ca_file", "challenge", "names", "domains", "storage", "eab", "store_key_file", "lease"]
 
     static func parseACME(_ node: ConfigNode, directory: String) throws(ConfigError) -> ListenerACMEConfig {
         let fields = try node.fields(allowed: acmeKeys)
@@ -128,6 +132,10 @@ extension ConfigLoader {
         }
         acme.storeKeyFile = try fields.optional("store_key_file").map { node throws(ConfigError) in
             resolve(try node.string(expected: "a file holding 32 random bytes (openssl rand -hex 32)"), against: directory)
+        }
+        if let leaseNode = fields.optional("lease") {
+            acme.leaseMs = try leaseNode.durationMilliseconds()
+            guard acme.leaseMs >= 1000 else { throw leaseNode.error("lease must be at least 1s (an order takes seconds to minutes)") }
         }
         guard !acme.names.isEmpty || !acme.domains.isEmpty else {
             throw node.error("acme needs 'names' (certificates to order) or 'domains' (route hosts allowed a certificate)")

@@ -217,6 +217,29 @@ extension Integration {
             #expect(record.prefix(4) == Data("SYA1".utf8) && !String(decoding: record, as: UTF8.self).contains("PRIVATE KEY"))
         }
 
+        @Test(.timeLimit(.minutes(2)))
+        func aLeaseWhoseHolderDiedIsTakenOverWhenItExpires() throws {
+            let etcd = try EtcdCluster(size: 1)
+            let dir = try ScratchDir("acme-lease-key")
+            try dir.write("store.key", String(repeating: "cd", count: 32) + "\n")
+            // A replica that took the lease and died: it would have renewed it every order.
+            let expires = Date().timeIntervalSince1970 + 6
+            let lease = #"{"expiresUnix":\#(expires),"holder":"dead-replica"}"#
+            let put = try curl("\(etcd.endpoints[0])/v3/kv/put", ["-X", "POST", "-d",
+                "{\"key\":\"\(Data("/sy-acme/acme/leases/lease.example".utf8).base64EncodedString())\",\"value\":\"\(Data(lease.utf8).base64EncodedString())\"}"],
+                dir: dir)
+            #expect(put.httpStatus == 200, "\(put.body)")
+            let setup = try Setup("acme-lease", challenge: "http-01", names: ["lease.example"],
+                                  extraACME: "store_key_file: \(dir.file("store.key"))\n        lease: 30s",
+                                  extraYAML: "state_store: {type: etcd, endpoints: [\(etcd.endpoints[0])], prefix: /sy-acme/}")
+            try waitFor("the replica to see the dead holder's lease", timeout: .seconds(5), interval: .milliseconds(200)) {
+                try setup.certificate("lease.example")?["lease_holder"] as? String == "dead-replica"
+            }
+            #expect(!setup.pebble.log.contains("lease.example"), "ordered while another replica held the lease")
+            try setup.waitUntilServed("lease.example", timeout: .seconds(40))
+            #expect(Date().timeIntervalSince1970 >= expires - 1, "served before the lease expired")
+        }
+
         @Test(.timeLimit(.minutes(3)))
         func shortLivedCertificatesRenewAndAFailedRenewalKeepsTheOldCertificate() throws {
             let setup = try Setup("acme-proxy-renew", challenge: "http-01", names: ["test.example"],
