@@ -97,9 +97,18 @@ final class ACMEManager: Sendable {
         responder = listeners.contains { $0.acme.challenge == .http01 } ? try ACMEChallengeResponder(address: "127.0.0.1", port: 0) : nil
         shared = listeners.contains { $0.seal != nil } ? try ACMESharedStores.make(stateStore) : nil
         if let shared, let responder {
-            // The CA may reach any replica: answer the tokens the others published.
+            // The CA may reach any replica: answer the tokens the others published. At most
+            // 20 store reads a second: random tokens from the Internet must not become load
+            // on etcd or Consul.
+            let budget = Mutex<(second: Int64, used: Int)>((0, 0))
             responder.answerUnknownTokens { token in
-                guard let value = try? shared.get("http-01/\(token)")?.value, !value.isEmpty else { return nil }
+                let second = Int64(Date().timeIntervalSince1970)
+                let allowed = budget.withLock { state -> Bool in
+                    if state.second != second { state = (second, 0) }
+                    state.used += 1
+                    return state.used <= 20
+                }
+                guard allowed, let value = try? shared.get("http-01/\(token)")?.value, !value.isEmpty else { return nil }
                 return String(decoding: value, as: UTF8.self)
             }
         }

@@ -248,10 +248,14 @@ extension Integration {
                                   pebbleEnvironment: ["PEBBLE_AUTHZREUSE": "0"])
             try setup.waitUntilServed("test.example")
             let first = try #require(try setup.notAfter("test.example"))
-            // Two thirds of 45 s: renewed within about 30 s, still served.
-            try waitFor("the certificate to be renewed", timeout: .seconds(60), interval: .seconds(1)) {
-                (try setup.notAfter("test.example") ?? first) > first
+            // Two thirds of 45 s: renewed within about 30 s; every handshake meanwhile verifies.
+            var failed: [String] = []
+            try waitFor("the certificate to be renewed", timeout: .seconds(60), interval: .milliseconds(200)) {
+                let served = try setup.verifiedGet("test.example")
+                if served.exitStatus != 0 || served.httpStatus != 200 { failed.append(served.stderr) }
+                return (try setup.notAfter("test.example") ?? first) > first
             }
+            #expect(failed.isEmpty, "\(failed.count) requests failed during the renewal: \(failed.prefix(3))")
             let renewed = try #require(try setup.notAfter("test.example"))
             try setup.waitUntilServed("test.example", timeout: .seconds(10))
 
