@@ -174,6 +174,11 @@ extension Integration {
             let setup = try Setup("acme-proxy-alpn", challenge: "tls-alpn-01", names: ["alpn.example"])
             try setup.waitUntilServed("alpn.example")
             #expect(!setup.pebble.log.contains("validate w/ HTTP:"), "validated over TLS-ALPN-01 only")
+            // After the order, acme-tls/1 is not negotiated for anyone: the challenge is withdrawn.
+            let probe = try runCommand("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(setup.pebble.tlsPort)",
+                                                            "-servername", "alpn.example", "-alpn", "acme-tls/1"],
+                                       dir: setup.dir, label: "s_client-alpn", timeout: .seconds(10))
+            #expect(probe.stdout.contains("No ALPN negotiated"), "\(probe.stdout.prefix(2000))")
         }
 
         @Test(.timeLimit(.minutes(2)))
