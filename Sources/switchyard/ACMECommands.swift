@@ -104,6 +104,7 @@ struct Certs: ParsableCommand {
             var next_renewal: Int64?
             var last_error: String?
             var failures: Int
+            var lease_holder: String?
         }
         var certificates: [Item]
     }
@@ -127,7 +128,7 @@ struct Certs: ParsableCommand {
         var text = ""
         for item in view.certificates {
             text += "\(item.name)  listener=\(item.listener)  issuer=\(item.issuer ?? "-")  not_after=\(time(item.not_after))"
-                + "  next_renewal=\(time(item.next_renewal))\n"
+                + "  next_renewal=\(time(item.next_renewal))" + (item.lease_holder.map { "  ordering=\($0)" } ?? "") + "\n"
             if let error = item.last_error { text += "    last error (\(item.failures) failure(s)): \(error)\n" }
         }
         FileHandleWriter.stdout(text)
