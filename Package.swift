@@ -68,7 +68,7 @@ let package = Package(
         .target(name: "YardTemplates", dependencies: ["YardModel", .product(name: "Stencil", package: "Stencil")]),
         // ACME (RFC 8555) certificates: the client, its JWS and CSR crypto, a blocking HTTPS client.
         .target(name: "YardACME", dependencies: ["CYardOpenSSL", "YardModel"]),
-        .target(name: "YardControl", dependencies: ["YardModel", "YardProxy", "YardHealth", "YardDiscovery", "YardControlHTTP", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2", "CYardBuildInfo"]),
+        .target(name: "YardControl", dependencies: ["YardModel", "YardACME", "YardProxy", "YardHealth", "YardDiscovery", "YardControlHTTP", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2", "CYardBuildInfo"]),
         .executableTarget(
             name: "switchyard",
             dependencies: [

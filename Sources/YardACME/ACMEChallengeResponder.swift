@@ -15,13 +15,15 @@ import Synchronization
 /// CA's validation request. Threading: `publish`/`withdraw` may be called from any thread
 /// (the table sits behind a mutex); `stop()` (or deinit) ends the accept thread and
 /// closes the socket (connection threads end within their 5 s).
-public final class ACMEChallengeResponder: ACMEHTTP01Solver, Sendable {
+public final class ACMEChallengeResponder: ACMEChallengeSolver, Sendable {
     public static let pathPrefix = "/.well-known/acme-challenge/"
 
     /// The port bound (the one asked for, or the kernel's choice for 0).
     public let port: UInt16
     private let listener: Int32
     private let table = Mutex<[String: String]>([:])
+    /// Asked for a token this responder did not publish (another replica's order).
+    private let fallback = Mutex<(@Sendable (String) -> String?)?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let finished = Atomic<Bool>(false)
     /// Requests answered (any status), for tests and logs.
@@ -72,7 +74,23 @@ public final class ACMEChallengeResponder: ACMEHTTP01Solver, Sendable {
         table.withLock { _ = $0.removeValue(forKey: token) }
     }
 
+    // MARK: ACMEChallengeSolver (any name: the CA reaches this host for each)
+
+    public var challengeType: String { "http-01" }
+
+    public func publish(name: String, token: String, keyAuthorization: String) {
+        publish(token: token, keyAuthorization: keyAuthorization)
+    }
+
+    public func withdraw(name: String, token: String) { withdraw(token: token) }
+
     public var requestsServed: Int { served.load(ordering: .relaxed) }
+
+    /// Answers tokens this responder did not publish with `lookup` (a fleet's shared
+    /// store: the CA may reach any replica). `lookup` gets base64url tokens only.
+    public func answerUnknownTokens(with lookup: @escaping @Sendable (String) -> String?) {
+        fallback.withLock { $0 = lookup }
+    }
 
     /// Stops answering and closes the socket; waits (bounded) for the thread to end.
     public func stop() {
@@ -135,7 +153,11 @@ public final class ACMEChallengeResponder: ACMEHTTP01Solver, Sendable {
         let path = parts[1]
         guard path.hasPrefix(Self.pathPrefix) else { return reply(client, status: "404 Not Found", body: "") }
         let token = String(path.dropFirst(Self.pathPrefix.count))
-        guard let keyAuthorization = table.withLock({ $0[token] }) else { return reply(client, status: "404 Not Found", body: "") }
+        let lookup = fallback.withLock { $0 }
+        guard let keyAuthorization = table.withLock({ $0[token] })
+                ?? (Base64URL.decode(token) != nil && !token.isEmpty ? lookup?(token) : nil) else {
+            return reply(client, status: "404 Not Found", body: "")
+        }
         reply(client, status: "200 OK", body: parts[0] == "HEAD" ? "" : keyAuthorization)
     }
 

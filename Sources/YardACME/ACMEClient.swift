@@ -2,12 +2,15 @@
 import Glibc
 #endif
 
-/// Publishes HTTP-01 key authorizations where the CA will fetch them
-/// (`http://NAME/.well-known/acme-challenge/TOKEN`). `ACMEChallengeResponder` is one; the
-/// HTTP listeners with a shared store will be another.
-public protocol ACMEHTTP01Solver: AnyObject {
-    func publish(token: String, keyAuthorization: String)
-    func withdraw(token: String)
+/// Proves control of a name for one challenge type: `http-01` (the key authorization at
+/// `http://NAME/.well-known/acme-challenge/TOKEN`) or `tls-alpn-01` (RFC 8737: a
+/// certificate for NAME with the key authorization's digest, served to `acme-tls/1`
+/// handshakes). `ACMEChallengeResponder` is an HTTP-01 solver; the proxy's certificate
+/// manager is either. Threading: called from the issuing thread.
+public protocol ACMEChallengeSolver: AnyObject {
+    var challengeType: String { get }
+    func publish(name: String, token: String, keyAuthorization: String) throws(ACMEError)
+    func withdraw(name: String, token: String)
 }
 
 /// A certificate chain (PEM, leaf first) and its private key (PEM).
@@ -31,7 +34,7 @@ public final class ACMEClient {
     public let directoryURL: ACMEURL
     public let accountKey: ACMEPrivateKey
     public let jwk: ECPublicJWK
-    private let http: ACMEHTTPClient
+    let http: ACMEHTTPClient
     public private(set) var accountURL: String?
     private var directory: ACMEDirectory?
     /// The next nonce to use (internal: tests forge a stale one to exercise the badNonce retry).
@@ -110,12 +113,20 @@ public final class ACMEClient {
     /// Creates the account for this key, or finds the existing one (the CA answers 200 with
     /// the same URL); either way `accountURL` is set. `contact`: e-mail addresses.
     @discardableResult
-    public func register(contact: [String] = [], agreeToTermsOfService: Bool = true) throws(ACMEError) -> String {
+    /// `externalAccount`: the binding a CA that requires one (ZeroSSL, a company's CA)
+    /// handed out (RFC 8555 §7.3.4).
+    public func register(contact: [String] = [], agreeToTermsOfService: Bool = true,
+                         externalAccount: ACMEExternalAccountBinding? = nil) throws(ACMEError) -> String {
         if let accountURL { return accountURL }
         let directory = try loadDirectory()
         var members: [(String, String)] = [("termsOfServiceAgreed", agreeToTermsOfService ? "true" : "false")]
         if !contact.isEmpty {
             members.append(("contact", "[" + contact.map { JSONText.string("mailto:\($0)") }.joined(separator: ",") + "]"))
+        }
+        if let externalAccount {
+            members.append(("externalAccountBinding", try externalAccount.jws(accountKey: jwk, newAccountURL: directory.newAccount)))
+        } else if directory.meta?.externalAccountRequired == true {
+            throw ACMEError.badRequest("the CA requires an external account binding (eab: {kid:, hmac_key_file:} from the CA's account page)")
         }
         let response = try post(directory.newAccount, payload: JSONText.object(raw: members), operation: "new account")
         guard let location = response.header("location"), !location.isEmpty else {
@@ -165,35 +176,36 @@ public final class ACMEClient {
 
     // MARK: Issuance
 
-    /// Orders a certificate for `names` and answers each authorization's HTTP-01 challenge
-    /// through `solver`: account, order, challenges, a fresh P-256 key and its CSR,
+    /// Orders a certificate for `names` and answers each authorization's challenge of
+    /// `solver.challengeType` through `solver`: account, order, challenges, a fresh P-256 key and its CSR,
     /// finalize, the chain. Gives up (`.timedOut`) when `deadline` passes while polling.
-    public func issueCertificate(names: [String], solver: ACMEHTTP01Solver, deadline: Duration = .seconds(120)) throws(ACMEError) -> ACMECertificate {
+    public func issueCertificate(names: [String], solver: ACMEChallengeSolver, deadline: Duration = .seconds(120)) throws(ACMEError) -> ACMECertificate {
         let until = ContinuousClock.now.advanced(by: deadline)
         let names = try ACMEIdentifiers.validated(names)
         try register()
         let (orderURL, placed) = try newOrder(names: names)
         log("order \(orderURL) for \(names.joined(separator: ", ")): \(placed.status)")
-        var published: [String] = []
-        defer { for token in published { solver.withdraw(token: token) } }
+        let type = solver.challengeType
+        var published: [(name: String, token: String)] = []
+        defer { for (name, token) in published { solver.withdraw(name: name, token: token) } }
 
         for url in placed.authorizations {
             let authorization = try authorization(at: url)
             if authorization.status == "valid" { continue }
             let name = authorization.identifier.value
-            guard let challenge = authorization.challenges.first(where: { $0.type == "http-01" }), let token = challenge.token,
+            guard let challenge = authorization.challenges.first(where: { $0.type == type }), let token = challenge.token,
                   !token.isEmpty, Base64URL.decode(token) != nil else {
                 throw ACMEError.malformedResponse(operation: "authorization for \(name)",
-                                                  reason: "no http-01 challenge with a base64url token (offered: \(authorization.challenges.map(\.type).joined(separator: ", ")))")
+                                                  reason: "no \(type) challenge with a base64url token (offered: \(authorization.challenges.map(\.type).joined(separator: ", ")))")
             }
-            solver.publish(token: token, keyAuthorization: jwk.keyAuthorization(token: token))
-            published.append(token)
+            try solver.publish(name: name, token: token, keyAuthorization: jwk.keyAuthorization(token: token))
+            published.append((name, token))
             try respond(toChallenge: challenge.url)
             let final = try poll(url, operation: "authorization for \(name)", until: until, as: ACMEAuthorization.self,
                                  status: \.status, done: ["valid", "invalid", "deactivated", "expired", "revoked"])
             guard final.status == "valid" else {
-                let problem = final.challenges.first(where: { $0.type == "http-01" })?.error?.problem
-                throw ACMEError.invalid(operation: "http-01 challenge for \(name)", problem: problem.map {
+                let problem = final.challenges.first(where: { $0.type == type })?.error?.problem
+                throw ACMEError.invalid(operation: "\(type) challenge for \(name)", problem: problem.map {
                     var named = $0
                     named.identifier = name
                     return named

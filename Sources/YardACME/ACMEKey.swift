@@ -53,7 +53,7 @@ public final class ACMEPrivateKey: @unchecked Sendable {
         guard let bio = BIO_new(BIO_s_mem()) else { throw cryptoError("creating a memory BIO") }
         defer { BIO_free(bio) }
         guard PEM_write_bio_PrivateKey(bio, key, nil, nil, 0, nil, nil) == 1 else { throw cryptoError("writing the key as PEM") }
-        return String(decoding: readAll(bio), as: UTF8.self)
+        return String(decoding: readBIO(bio), as: UTF8.self)
     }
 
     /// The public key as a JWK.
@@ -146,7 +146,8 @@ func certificateSigningRequest(names: [String], key: ACMEPrivateKey) throws(ACME
     return der
 }
 
-private func readAll(_ bio: OpaquePointer) -> [UInt8] {
+/// Everything a memory BIO holds.
+func readBIO(_ bio: OpaquePointer) -> [UInt8] {
     var out: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 4096)
     while true {

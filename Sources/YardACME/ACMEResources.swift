@@ -8,6 +8,8 @@ public struct ACMEDirectory: Decodable, Sendable, Equatable {
     public var newNonce: String
     public var newAccount: String
     public var newOrder: String
+    /// RFC 9773 (ARI): where renewal windows are asked for; nil when the CA has none.
+    public var renewalInfo: String?
     public var meta: Meta?
 
     public struct Meta: Decodable, Sendable, Equatable {

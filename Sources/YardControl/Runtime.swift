@@ -46,6 +46,8 @@ public final class Runtime: Sendable {
     let window = TrackWindow()
     /// Taking over from a running process, offering to the next (RuntimeTakeover.swift).
     let takeover: TakeoverSettings
+    /// ACME certificates (ACMEManager.swift); set once by `run` before the first table.
+    nonisolated(unsafe) var acme: ACMEManager?
 
     struct State {
         var config: SwitchyardConfig?
@@ -105,6 +107,8 @@ public final class Runtime: Sendable {
         health.update(targets: Self.healthTargets(initialCatalog))
         health.start()
         health.waitForFirstResults()
+        acme = try ACMEManager(config.listeners, stateStore: config.stateStore,
+                               replicaID: traffic?.replicaID ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())")
         let table = makeTable(version: 1, routes: config.routes, catalog: initialCatalog)
         let workers = workersOverride ?? config.workers ?? availableCPUs()
         let checker = health
@@ -129,6 +133,7 @@ public final class Runtime: Sendable {
             $0.tls = tls.startTimers(config.listeners, server: server, queue: queue)
         }
         server.start()
+        acme?.start(server: server, tls: tls)
         startWindowSampler()
         OutlierFeed.start(checker: checker, server: server) { [weak self] in self?.isStopping ?? true }
         let addresses = server.boundAddresses.map(\.description).joined(separator: ", ")
@@ -157,6 +162,7 @@ public final class Runtime: Sendable {
         state.withLock { $0.offer }?.stop()
         state.withLock { $0.discovery?.stop() }
         traffic?.stop()
+        acme?.stop()
         health.stop()
         state.withLock { $0.admin?.stop(handingOver: shared) }
         let clean = server.drain(timeoutMs: config.proxy.drainTimeoutMs, handingOver: handedOver != nil)
@@ -273,7 +279,10 @@ public final class Runtime: Sendable {
             return AdminResponse(text: "ok\n")
         case ("GET", "/metrics"):
             guard let observed = observe() else { return AdminResponse(status: 503, text: "starting\n") }
-            return AdminResponse(status: 200, text: PrometheusText.render(observed), contentType: "text/plain; version=0.0.4; charset=utf-8")
+            return AdminResponse(status: 200, text: PrometheusText.render(observed) + (acme?.metricsText() ?? ""),
+                                 contentType: "text/plain; version=0.0.4; charset=utf-8")
+        case ("GET", "/certs"):
+            return AdminResponse(status: 200, text: acme?.statusJSON() ?? "{\"certificates\":[]}\n", contentType: "application/json")
         case ("GET", "/status"), ("GET", "/services"):
             guard let observed = observe() else { return AdminResponse(status: 503, text: "starting\n") }
             return .json(StatusDocument(observed))
@@ -289,7 +298,8 @@ public final class Runtime: Sendable {
         }
     }
 
-    private func makeTable(version: UInt64, routes: [RouteConfig], catalog discovered: ServiceCatalog) -> RoutingTable {
+    private func makeTable(version: UInt64, routes configured: [RouteConfig], catalog found: ServiceCatalog) -> RoutingTable {
+        let (routes, discovered) = acme?.withChallengeRoutes(configured, found) ?? (configured, found)
         let catalog = discovered.applying(traffic?.states ?? [:])
         let now = monotonicMilliseconds()
         let readings = health.readings(now: now)

@@ -3,6 +3,7 @@
 // etcd and Consul stores and providers. Each is loaded the way `run` loads it, so a file
 // that would fail at startup fails here, named with its owner and OpenSSL's reason.
 
+import YardACME
 import YardControlHTTP
 import YardDiscovery
 import YardModel
@@ -41,6 +42,10 @@ public func checkTLSFiles(_ config: SwitchyardConfig, services: [Service]) -> TL
         default: break
         }
     }
+    for listener in config.listeners {
+        guard let acme = listener.tls?.acme else { continue }
+        report.check(acme, listener: listener.name)
+    }
     var seen: Set<String> = []
     for service in services {
         guard let tls = service.upstream.tls, tls.verify, let caFile = tls.caFile, seen.insert(caFile).inserted else { continue }
@@ -52,4 +57,34 @@ public func checkTLSFiles(_ config: SwitchyardConfig, services: [Service]) -> TL
         }
     }
     return report
+}
+
+extension TLSFileReport {
+    /// An ACME listener's files: the directory's CA file, the EAB MAC key, the store key.
+    mutating func check(_ acme: ListenerACMEConfig, listener: String) {
+        let owner = "listener \(listener) acme"
+        if let caFile = acme.caFile {
+            do {
+                _ = try TLSClientContext(caFile: caFile)
+                lines.append("  tls \(owner): ca_file \(caFile): loaded")
+            } catch {
+                failures.append("\(owner): ca_file \(caFile): \(error.description)")
+            }
+        }
+        func read(_ option: String, _ file: String, _ parse: (String) throws -> Void) {
+            do {
+                guard let text = try ACMEFiles.readFile(file) else { throw ACMEFileError(message: "the file does not exist") }
+                try parse(text)
+                lines.append("  tls \(owner): \(option) \(file): loaded")
+            } catch {
+                failures.append("\(owner): \(option) \(file): \(error)")
+            }
+        }
+        if let keyID = acme.eabKeyID, let file = acme.eabMACKeyFile {
+            read("eab.hmac_key_file", file) { _ = try ACMEExternalAccountBinding(keyID: keyID, macKeyText: $0) }
+        }
+        if let file = acme.storeKeyFile {
+            read("store_key_file", file) { _ = try ACMESealKey(text: $0) }
+        }
+    }
 }

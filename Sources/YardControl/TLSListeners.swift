@@ -1,4 +1,6 @@
 import Dispatch
+import Foundation
+import YardACME
 import YardIO
 import YardModel
 import YardProxy
@@ -19,12 +21,22 @@ final class TLSListeners: Sendable {
 
     /// Loads every TLS listener's certificates. Throws a message naming the config entry
     /// of the certificate that does not load.
-    init(_ listeners: [ListenerConfig]) throws {
+    /// `preparingACME`: make each ACME listener's storage folder and default certificate
+    /// (`run`); false for `check`, which writes nothing.
+    init(_ listeners: [ListenerConfig], preparingACME: Bool = true) throws {
         var reloaders: [TLSCertificateReloader?] = []
         for listener in listeners {
             guard let tls = listener.tls else {
                 reloaders.append(nil)
                 continue
+            }
+            if let acme = tls.acme {
+                if preparingACME {
+                    try ACMEStorage(acme.storage).prepare(defaultNames: acme.names, needsDefault: tls.certificates.isEmpty)
+                } else if tls.certificates.isEmpty && !ACMEStorage(acme.storage).hasDefault {
+                    reloaders.append(nil)
+                    continue
+                }
             }
             reloaders.append(try Self.makeReloader(listener.name, tls))
         }
@@ -41,6 +53,20 @@ final class TLSListeners: Sendable {
 
     /// The contexts to start the workers with (nil for plain listeners).
     var contexts: [TLSServerContext?] { reloaders.map { $0?.current } }
+
+    /// The TLS-ALPN-01 challenges listener `index` answers (nil when it does not).
+    func acmeChallenges(listener index: Int) -> TLSALPNChallenges? {
+        index < reloaders.count ? reloaders[index]?.acmeChallenges : nil
+    }
+
+    /// Rebuilds listener `index`'s context from its files (ACME stored a certificate) and
+    /// publishes it; the running context stays when the files do not load.
+    func refresh(listener index: Int, tls: ListenerTLSConfig, server: ProxyServer) throws {
+        guard index < reloaders.count, let reloader = reloaders[index] else { return }
+        let context = try reloader.reload(Self.configuration(tls))
+        server.publishTLS(context, listener: index)
+        Log.info("listener '\(names[index])': certificates stored by ACME; new TLS handshakes use \(describe(context))")
+    }
 
     var isEmpty: Bool { reloaders.allSatisfy { $0 == nil } }
 
@@ -108,7 +134,8 @@ final class TLSListeners: Sendable {
     private static func makeReloader(_ listener: String, _ tls: ListenerTLSConfig) throws -> TLSCertificateReloader {
         let configuration = configuration(tls)
         do {
-            return try TLSCertificateReloader(configuration, ticketKeys: TicketKeyRing())
+            let challenges = tls.acme?.challenge == .tlsALPN01 ? TLSALPNChallenges() : nil
+            return try TLSCertificateReloader(configuration, ticketKeys: TicketKeyRing(), acmeChallenges: challenges)
         } catch {
             // Name the config entry of the certificate that failed.
             let origin = tls.certificates.first { error.description.contains($0.cert) || error.description.contains($0.key) }?.origin
@@ -117,14 +144,22 @@ final class TLSListeners: Sendable {
     }
 
     /// The YardTLS configuration for a listener: ALPN limited to what the data plane
-    /// serves (in the configured order), HTTP/1.1 if that leaves nothing.
+    /// serves (in the configured order), HTTP/1.1 if that leaves nothing. An ACME
+    /// listener adds the certificates in its storage after the configured ones, and
+    /// without configured ones starts with its self-signed default.
     static func configuration(_ tls: ListenerTLSConfig) -> TLSServerConfiguration {
         var alpn = tls.alpn.filter { ProxyServer.servedApplicationProtocols.contains($0) }
         if alpn.isEmpty { alpn = ["http/1.1"] }
+        var certificates = tls.certificates.map {
+            TLSCertificateSource(certificatePath: $0.cert, keyPath: $0.key, serverNames: $0.names)
+        }
+        if let acme = tls.acme {
+            let storage = ACMEStorage(acme.storage)
+            if certificates.isEmpty { certificates.append(storage.defaultSource) }
+            certificates += storage.issuedSources()
+        }
         return TLSServerConfiguration(
-            certificates: tls.certificates.map {
-                TLSCertificateSource(certificatePath: $0.cert, keyPath: $0.key, serverNames: $0.names)
-            },
+            certificates: certificates,
             alpn: alpn,
             minimumVersion: TLSVersion(rawValue: tls.minVersion) ?? .tls12,
             ciphers: tls.ciphers ?? TLSServerConfiguration.intermediateCiphers,
@@ -152,9 +187,11 @@ final class DispatchSourceTimerBox: @unchecked Sendable {
 /// listener naming the server names each certificate answers for. Throws naming the config
 /// entry whose files do not load.
 public func checkTLSListeners(_ listeners: [ListenerConfig]) throws -> [String] {
-    let loaded = try TLSListeners(listeners)
+    let loaded = try TLSListeners(listeners, preparingACME: false)
     return zip(listeners, loaded.contexts).compactMap { listener, context in
-        guard let context else { return nil }
+        guard let context else {
+            return listener.tls?.acme.map { "  tls \(listener.name): ACME (\($0.directory)); the default certificate is made at start" }
+        }
         let names = context.certificateNames.map { $0.isEmpty ? "(no name)" : $0.joined(separator: ",") }
         return "  tls \(listener.name): default \(names[0])" + (names.count > 1 ? "; SNI \(names.dropFirst().joined(separator: " | "))" : "")
             + "; ALPN \(context.configuration.alpn.joined(separator: ","))"

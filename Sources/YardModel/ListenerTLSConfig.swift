@@ -31,8 +31,11 @@ public struct ListenerTLSConfig: Sendable, Equatable {
     public static let knownALPN = ["h2", "http/1.1"]
     public static let knownVersions = ["1.2", "1.3"]
 
-    /// The first is the default certificate (no SNI, or a name none claims).
+    /// The first is the default certificate (no SNI, or a name none claims). May be empty
+    /// with `acme` (then a self-signed default is made at start).
     public var certificates: [Certificate]
+    /// Certificates the proxy orders itself from an ACME CA (docs/acme.md).
+    public var acme: ListenerACMEConfig?
     public var alpn: [String] = ListenerTLSConfig.knownALPN
     /// "1.2" or "1.3".
     public var minVersion = "1.2"
@@ -49,13 +52,15 @@ public struct ListenerTLSConfig: Sendable, Equatable {
 }
 
 extension ConfigLoader {
-    static let tlsKeys = ["certificates", "alpn", "min_version", "ciphers", "ciphersuites", "session_ticket_rotation"]
+    static let tlsKeys = ["certificates", "alpn", "min_version", "ciphers", "ciphersuites", "session_ticket_rotation", "acme"]
 
     static func parseTLS(_ node: ConfigNode, directory: String) throws(ConfigError) -> ListenerTLSConfig {
         let fields = try node.fields(allowed: tlsKeys)
-        let listNode = try fields.required("certificates", hint: "e.g. 'certificates: [{cert: site.pem, key: site.key}]'")
+        let acme = try fields.optional("acme").map { node throws(ConfigError) in try parseACME(node, directory: directory) }
+        let listNode = acme != nil ? fields.optional("certificates")
+            : try fields.required("certificates", hint: "e.g. 'certificates: [{cert: site.pem, key: site.key}]', or 'acme: {...}' to order them")
         var certificates: [ListenerTLSConfig.Certificate] = []
-        for item in try listNode.list() {
+        for item in try listNode?.list() ?? [] {
             let entry = try item.fields(allowed: ["cert", "key", "names"])
             let cert = try entry.required("cert", hint: "the PEM certificate chain, leaf first, e.g. 'cert: site.pem'")
                 .string(expected: "a PEM file path")
@@ -75,10 +80,11 @@ extension ConfigLoader {
             certificates.append(ListenerTLSConfig.Certificate(
                 cert: resolve(cert, against: directory), key: resolve(key, against: directory), names: names, origin: origin))
         }
-        guard !certificates.isEmpty else {
+        if let listNode, certificates.isEmpty, acme == nil {
             throw listNode.error("at least one certificate is required; the first is the default")
         }
         var tls = ListenerTLSConfig(certificates: certificates)
+        tls.acme = acme
         if let alpnNode = fields.optional("alpn") {
             var alpn: [String] = []
             for item in try alpnNode.list() {

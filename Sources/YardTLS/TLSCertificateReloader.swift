@@ -23,12 +23,16 @@ public final class TLSCertificateReloader: Sendable {
 
     private let state: Mutex<State>
     public let ticketKeys: TicketKeyRing
+    /// TLS-ALPN-01 challenges every context of this listener answers (nil: none).
+    public let acmeChallenges: TLSALPNChallenges?
 
     /// Builds the first context (throws if it does not load).
-    public init(_ configuration: TLSServerConfiguration, ticketKeys: TicketKeyRing = TicketKeyRing()) throws(TLSError) {
+    public init(_ configuration: TLSServerConfiguration, ticketKeys: TicketKeyRing = TicketKeyRing(),
+                acmeChallenges: TLSALPNChallenges? = nil) throws(TLSError) {
         self.ticketKeys = ticketKeys
+        self.acmeChallenges = acmeChallenges
         let signatures = configuration.files.map(FileSignature.init(path:))
-        let context = try TLSServerContext(configuration, ticketKeys: ticketKeys)
+        let context = try TLSServerContext(configuration, ticketKeys: ticketKeys, acmeChallenges: acmeChallenges)
         state = Mutex(State(configuration: configuration, signatures: signatures, failedSignatures: nil, context: context))
     }
 
@@ -53,7 +57,7 @@ public final class TLSCertificateReloader: Sendable {
 
     private func load(_ configuration: TLSServerConfiguration, signatures: [FileSignature]) throws(TLSError) -> TLSServerContext {
         do throws(TLSError) {
-            let context = try TLSServerContext(configuration, ticketKeys: ticketKeys)
+            let context = try TLSServerContext(configuration, ticketKeys: ticketKeys, acmeChallenges: acmeChallenges)
             state.withLock {
                 $0.configuration = configuration
                 $0.signatures = signatures

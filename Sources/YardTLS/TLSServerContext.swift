@@ -21,10 +21,14 @@ public final class TLSServerContext: @unchecked Sendable {
     let contexts: [OpaquePointer]
     /// ALPN protocols in preference order, as wire bytes without length prefixes.
     let alpn: [[UInt8]]
+    /// TLS-ALPN-01 challenge certificates (ACME), when the listener answers that challenge.
+    public let acmeChallenges: TLSALPNChallenges?
 
     /// Loads every certificate and key, checks each pair matches, and configures TLS 1.2+
-    /// (or `minimumVersion`) with the configured ciphers.
-    public init(_ configuration: TLSServerConfiguration, ticketKeys: TicketKeyRing = TicketKeyRing()) throws(TLSError) {
+    /// (or `minimumVersion`) with the configured ciphers. With `acmeChallenges`, handshakes
+    /// offering `acme-tls/1` get the challenge certificate published for their name.
+    public init(_ configuration: TLSServerConfiguration, ticketKeys: TicketKeyRing = TicketKeyRing(),
+                acmeChallenges: TLSALPNChallenges? = nil) throws(TLSError) {
         guard !configuration.certificates.isEmpty else {
             throw TLSError("TLS listener", reason: "no certificate configured")
         }
@@ -48,6 +52,7 @@ public final class TLSServerContext: @unchecked Sendable {
         self.serverNames = table
         self.certificateNames = names
         self.ticketKeys = ticketKeys
+        self.acmeChallenges = acmeChallenges
         self.contexts = contexts
         self.alpn = configuration.alpn.map { Array($0.utf8) }.filter { !$0.isEmpty && $0.count < 256 }
         let me = Unmanaged.passUnretained(self).toOpaque()
@@ -57,6 +62,7 @@ public final class TLSServerContext: @unchecked Sendable {
             yard_SSL_CTX_set_tlsext_servername_arg(ctx, me)
             if !alpn.isEmpty { SSL_CTX_set_alpn_select_cb(ctx, alpnSelectCallback, me) }
             SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticketKeyCallback)
+            if acmeChallenges != nil { SSL_CTX_set_client_hello_cb(ctx, tlsALPNClientHelloCallback, me) }
         }
     }
 
@@ -154,17 +160,10 @@ private let alpnSelectCallback: @convention(c) (
     let context = Unmanaged<TLSServerContext>.fromOpaque(arg).takeUnretainedValue()
     let list = UnsafeBufferPointer(start: offered, count: Int(offeredLength))
     for wanted in context.alpn {
-        var i = 0
-        while i < list.count {
-            let length = Int(list[i])
-            let start = i + 1
-            guard start + length <= list.count else { break }
-            if length == wanted.count && wanted.elementsEqual(list[start..<start + length]) {
-                out.pointee = offered + start
-                outLength.pointee = UInt8(length)
-                return SSL_TLSEXT_ERR_OK
-            }
-            i = start + length
+        if let start = ALPNList.find(wanted, in: list) {
+            out.pointee = offered + start
+            outLength.pointee = UInt8(wanted.count)
+            return SSL_TLSEXT_ERR_OK
         }
     }
     return SSL_TLSEXT_ERR_NOACK

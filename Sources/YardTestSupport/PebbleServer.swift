@@ -23,6 +23,8 @@ public final class PebbleServer: Sendable {
     public let dnsPort: UInt16
     public let httpPort: UInt16
     public let tlsPort: UInt16
+    /// pebble-challtestsrv's management API (`addARecord`).
+    public let dnsManagementPort: UInt16
     /// Trust this for pebble's own HTTPS (`--ca-file`, `curl --cacert`).
     public let caFile: String
     public let certificates: TestCertificates
@@ -33,7 +35,10 @@ public final class PebbleServer: Sendable {
     /// `https://127.0.0.1:PORT/dir`.
     public var directoryURL: String { "https://127.0.0.1:\(port)/dir" }
 
-    public init(httpPort: UInt16, tlsPort: UInt16, environment: [String: String] = [:], deadline: Deadline = .seconds(20)) throws {
+    /// `config`: more members of pebble's config object, as JSON values
+    /// (`["certificateValidityPeriod": "30"]` for 30-second certificates).
+    public init(httpPort: UInt16, tlsPort: UInt16, environment: [String: String] = [:], config extra: [String: String] = [:],
+                deadline: Deadline = .seconds(20)) throws {
         for binary in [Self.binary, Self.challengeServerBinary] where !FileManager.default.isExecutableFile(atPath: binary) {
             throw TestSupportError("\(binary) is not installed (scripts/install-deps installs Debian's pebble)")
         }
@@ -47,6 +52,7 @@ public final class PebbleServer: Sendable {
         managementPort = try freePort()
         dnsPort = try freePort()
         let dnsManagementPort = try freePort()
+        self.dnsManagementPort = dnsManagementPort
 
         dns = try ProcessRunner(Self.challengeServerBinary, arguments: [
             "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
@@ -62,7 +68,7 @@ public final class PebbleServer: Sendable {
               "httpPort": \(httpPort),
               "tlsPort": \(tlsPort),
               "ocspResponderURL": "",
-              "externalAccountBindingRequired": false
+              "externalAccountBindingRequired": false\(extra.sorted { $0.key < $1.key }.map { ",\n  \"\($0.key)\": \($0.value)" }.joined())
             }}
             """
         let configPath = try directory.write("pebble-config.json", config)
@@ -92,6 +98,18 @@ public final class PebbleServer: Sendable {
     /// API: what `openssl verify -CAfile` and `curl --cacert` trust for issued chains.
     public func rootCertificatePEM() throws -> String {
         try fetchManagement("/roots/0")
+    }
+
+    /// Makes pebble's DNS answer `host` with `address` from now on (a validation that then
+    /// fails to reach this machine's listeners).
+    public func addARecord(host: String, address: String) throws {
+        let curl = try ProcessRunner("/usr/bin/curl", arguments: [
+            "-sS", "--fail", "--max-time", "10", "-d", "{\"host\":\"\(host)\",\"addresses\":[\"\(address)\"]}",
+            "http://127.0.0.1:\(dnsManagementPort)/add-a",
+        ])
+        defer { curl.stop() }
+        let status = try curl.waitForExit(deadline: .seconds(15))
+        guard status == .exited(0) else { throw TestSupportError("add-a \(host) on pebble-challtestsrv \(status)\n\(curl.outputSummary)") }
     }
 
     /// GET `path` on the management API over HTTPS (curl, trusting `caFile`).

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import Foundation
 import YardACME
 
 /// `switchyard acme …`: certificates from an ACME CA (Let's Encrypt, ZeroSSL, step-ca).
@@ -57,7 +58,7 @@ struct ACMEIssue: ParsableCommand {
         guard (1...3600).contains(timeout) else { fail("--timeout must be 1...3600 seconds") }
         do {
             let names = try ACMEIdentifiers.validated(name)
-            try makeDirectory(out)
+            try ACMEFiles.makeDirectory(out)
             let keyPath = accountKey ?? "\(out)/account.key"
             let key = try loadOrCreateAccountKey(at: keyPath)
             let responder = try ACMEChallengeResponder(address: httpAddress, port: httpPort)
@@ -66,8 +67,8 @@ struct ACMEIssue: ParsableCommand {
             client.log = { FileHandleWriter.stderr("acme: \($0)\n") }
             try client.register(contact: email)
             let issued = try client.issueCertificate(names: names, solver: responder, deadline: .seconds(timeout))
-            try writeAtomically("\(out)/key.pem", issued.privateKeyPEM, mode: 0o600)
-            try writeAtomically("\(out)/cert.pem", issued.chainPEM, mode: 0o644)
+            try ACMEFiles.writeAtomically("\(out)/key.pem", issued.privateKeyPEM, mode: 0o600)
+            try ACMEFiles.writeAtomically("\(out)/cert.pem", issued.chainPEM, mode: 0o644)
             FileHandleWriter.stdout("issued \(names.joined(separator: ",")): \(out)/cert.pem \(out)/key.pem\n")
         } catch let error as ACMEError {
             fail("acme issue: \(error)")
@@ -77,69 +78,59 @@ struct ACMEIssue: ParsableCommand {
     }
 
     private func loadOrCreateAccountKey(at path: String) throws -> ACMEPrivateKey {
-        if let pem = try readFile(path) {
+        if let pem = try ACMEFiles.readFile(path) {
             do { return try ACMEPrivateKey(pem: pem) } catch { throw ACMEFileError(message: "account key \(path): \(error)") }
         }
         let key = try ACMEPrivateKey.generateP256()
-        try writeAtomically(path, try key.pem(), mode: 0o600)
+        try ACMEFiles.writeAtomically(path, try key.pem(), mode: 0o600)
         FileHandleWriter.stderr("acme: new account key \(path)\n")
         return key
     }
 }
 
-struct ACMEFileError: Error { var message: String }
+/// `switchyard certs`: the certificates a running replica holds from ACME.
+struct Certs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List a running replica's ACME certificates: names, issuer, expiry, next renewal, last error.")
 
-private func makeDirectory(_ path: String) throws(ACMEFileError) {
-    if mkdir(path, 0o755) == 0 || errno == EEXIST { return }
-    throw ACMEFileError(message: "cannot create \(path): \(String(cString: strerror(errno)))")
-}
+    @OptionGroup var options: AdminOptions
 
-/// The file's text, or nil if it does not exist. At most 1 MiB.
-private func readFile(_ path: String) throws(ACMEFileError) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    if fd < 0 {
-        if errno == ENOENT { return nil }
-        throw ACMEFileError(message: "cannot read \(path): \(String(cString: strerror(errno)))")
-    }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 8192)
-    while true {
-        let count = read(fd, &chunk, chunk.count)
-        if count < 0, errno == EINTR { continue }
-        guard count >= 0 else { throw ACMEFileError(message: "cannot read \(path): \(String(cString: strerror(errno)))") }
-        if count == 0 { break }
-        bytes.append(contentsOf: chunk.prefix(count))
-        guard bytes.count <= 1 << 20 else { throw ACMEFileError(message: "\(path) is larger than 1 MiB") }
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
-/// Writes `text` to a new file beside `path` with `mode` from the start (a key is never
-/// readable by others, even briefly), then renames it over `path`.
-private func writeAtomically(_ path: String, _ text: String, mode: mode_t) throws(ACMEFileError) {
-    let temporary = "\(path).tmp-\(getpid())"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
-    guard fd >= 0 else { throw ACMEFileError(message: "cannot write \(temporary): \(String(cString: strerror(errno)))") }
-    _ = fchmod(fd, mode)   // O_CREAT's mode is masked by the umask
-    let bytes = Array(text.utf8)
-    var offset = 0
-    while offset < bytes.count {
-        let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if written < 0, errno == EINTR { continue }
-        guard written > 0 else {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            unlink(temporary)
-            throw ACMEFileError(message: "cannot write \(temporary): \(reason)")
+    struct View: Decodable {
+        struct Item: Decodable {
+            var listener: String
+            var name: String
+            var issuer: String?
+            var not_after: Int64?
+            var next_renewal: Int64?
+            var last_error: String?
+            var failures: Int
+            var lease_holder: String?
         }
-        offset += written
+        var certificates: [Item]
     }
-    let synced = fsync(fd) == 0
-    let closed = close(fd) == 0
-    guard synced, closed, rename(temporary, path) == 0 else {
-        let reason = String(cString: strerror(errno))
-        unlink(temporary)
-        throw ACMEFileError(message: "cannot write \(path): \(reason)")
+
+    func run() throws {
+        let client = options.makeClient()
+        let answer = client.checked(client.request("GET", "/certs"))
+        if options.json {
+            FileHandleWriter.stdout(answer.text)
+            return
+        }
+        let view = decode(View.self, answer)
+        guard !view.certificates.isEmpty else {
+            FileHandleWriter.stdout("no ACME certificates (no listener has tls.acme)\n")
+            return
+        }
+        let formatter = ISO8601DateFormatter()
+        func time(_ seconds: Int64?) -> String {
+            seconds.map { formatter.string(from: Date(timeIntervalSince1970: TimeInterval($0))) } ?? "-"
+        }
+        var text = ""
+        for item in view.certificates {
+            text += "\(item.name)  listener=\(item.listener)  issuer=\(item.issuer ?? "-")  not_after=\(time(item.not_after))"
+                + "  next_renewal=\(time(item.next_renewal))" + (item.lease_holder.map { "  ordering=\($0)" } ?? "") + "\n"
+            if let error = item.last_error { text += "    last error (\(item.failures) failure(s)): \(error)\n" }
+        }
+        FileHandleWriter.stdout(text)
     }
 }

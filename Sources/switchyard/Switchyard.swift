@@ -14,7 +14,7 @@ struct Switchyard: ParsableCommand {
         commandName: "switchyard",
         abstract: "An ingress proxy and load balancer for blue/green and canary releases.",
         version: BuildInfo.versionText,
-        subcommands: [Run.self, Check.self, Render.self, Status.self, Flip.self, Canary.self, EndpointCommand.self, Explain.self, Demo.self, Backend.self, ACME.self])
+        subcommands: [Run.self, Check.self, Render.self, Status.self, Flip.self, Canary.self, EndpointCommand.self, Explain.self, Demo.self, Backend.self, ACME.self, Certs.self])
 }
 
 /// Exits with a message on standard error (exit code 2: an error, not a refusal).

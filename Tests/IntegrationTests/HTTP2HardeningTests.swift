@@ -203,7 +203,7 @@ extension Integration {
                                       dir: dir, label: "drip")
             #expect(body.status == 0, "\(body.stderr)")
             let got = (try? Data(contentsOf: URL(fileURLWithPath: dir.file("drip.bin")))) ?? Data()
-            let firstDifference = zip(got, expected).firstIndex { $0 != $1 } ?? min(got.count, expected.count)
+            let firstDifference = zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, expected.count)
             #expect(got == expected, "\(got.count) bytes for \(expected.count), first difference at \(firstDifference); proxy: \(proxy.child.stderrText.suffix(1500))")
             // The framing as sent: the frames of one read share a chunk (before: a chunk
             // header and CRLF around every byte, six times the body).

@@ -64,11 +64,4 @@ import YardTestSupport
         #expect(try openssl(["req", "-inform", "DER", "-in", path, "-noout", "-text"]).contains("DNS:\(long)"))
     }
 
-    private func openssl(_ arguments: [String]) throws -> String {
-        let runner = try ProcessRunner("/usr/bin/openssl", arguments: arguments)
-        defer { runner.stop() }
-        let status = try runner.waitForExit(deadline: .seconds(20))
-        guard status == .exited(0) else { throw TestSupportError("openssl \(arguments.first ?? "") \(status)\n\(runner.outputSummary)") }
-        return runner.stdout + runner.stderr
-    }
 }

@@ -42,6 +42,23 @@ import YardTestSupport
         #expect(first.hasPrefix("https://127.0.0.1:\(pebble.port)/"))
     }
 
+    @Test func aCAThatRequiresExternalAccountBindingAcceptsTheBoundAccountOnly() throws {
+        let macKey = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+        let responder = try ACMEChallengeResponder(port: 0)
+        let pebble = try PebbleServer(httpPort: responder.port, tlsPort: try freePort(), config: [
+            "externalAccountBindingRequired": "true", "externalAccountMACKeys": "{\"kid-1\": \"\(macKey)\"}",
+        ])
+        let unbound = try ACMEClient(directoryURL: pebble.directoryURL, accountKey: .generateP256(), caFile: pebble.caFile)
+        #expect(throws: ACMEError.self) { try unbound.register() }
+        let client = try ACMEClient(directoryURL: pebble.directoryURL, accountKey: .generateP256(), caFile: pebble.caFile)
+        let account = try client.register(externalAccount: try ACMEExternalAccountBinding(keyID: "kid-1", macKeyText: macKey))
+        #expect(account.hasPrefix("https://127.0.0.1:\(pebble.port)/"))
+        let wrong = try ACMEClient(directoryURL: pebble.directoryURL, accountKey: .generateP256(), caFile: pebble.caFile)
+        #expect(throws: ACMEError.self) {
+            try wrong.register(externalAccount: try ACMEExternalAccountBinding(keyID: "kid-1", macKeyText: String(macKey.reversed())))
+        }
+    }
+
     @Test func aStaleNonceIsRefusedAsBadNonceAndRetriedOnce() throws {
         let (_, pebble) = try Self.start()
         let client = try ACMEClient(directoryURL: pebble.directoryURL, accountKey: .generateP256(), caFile: pebble.caFile)
@@ -55,11 +72,12 @@ import YardTestSupport
     }
 
     @Test func aWrongKeyAuthorizationFailsWithTheCAsProblemDocument() throws {
-        final class WrongAnswers: ACMEHTTP01Solver {
+        final class WrongAnswers: ACMEChallengeSolver {
             let responder: ACMEChallengeResponder
             init(_ responder: ACMEChallengeResponder) { self.responder = responder }
-            func publish(token: String, keyAuthorization: String) { responder.publish(token: token, keyAuthorization: "\(token).wrong") }
-            func withdraw(token: String) { responder.withdraw(token: token) }
+            var challengeType: String { "http-01" }
+            func publish(name: String, token: String, keyAuthorization: String) { responder.publish(token: token, keyAuthorization: "\(token).wrong") }
+            func withdraw(name: String, token: String) { responder.withdraw(token: token) }
         }
         let (responder, pebble) = try Self.start()
         let client = try ACMEClient(directoryURL: pebble.directoryURL, accountKey: .generateP256(), caFile: pebble.caFile)
