@@ -76,6 +76,11 @@ public struct GatePolicy: Sendable, Equatable, Codable {
     /// Fewer canary requests than this in the window: the gate cannot judge, and fails.
     public var minRequests: UInt64
 
+    enum CodingKeys: String, CodingKey {
+        case maxErrorRateIncrease = "max_error_rate_increase", maxP99IncreasePercent = "max_p99_increase_percent"
+        case p99FloorMs = "p99_floor_ms", minRequests = "min_requests"
+    }
+
     public init(maxErrorRateIncrease: Double = 1, maxP99IncreasePercent: Double = 50, p99FloorMs: Double = 10, minRequests: UInt64 = 100) {
         self.maxErrorRateIncrease = maxErrorRateIncrease
         self.maxP99IncreasePercent = maxP99IncreasePercent
@@ -98,6 +103,11 @@ public struct GateVerdict: Sendable, Equatable, Codable {
     /// Each replica's figures when the gate summed the fleet (FleetGate.swift); the
     /// totals above are their sums.
     public var replicas: [ReplicaGateFigures]? = nil
+
+    enum CodingKeys: String, CodingKey {
+        case passed, reasons, canaryTrack = "canary_track", stableTrack = "stable_track", windowSeconds = "window_seconds"
+        case canary, stable, policy, replicas
+    }
 }
 
 /// A track's numbers as the gate reports them.
@@ -108,6 +118,11 @@ public struct TrackSummary: Sendable, Equatable, Codable {
     public var errorRatePercent: Double
     /// nil: no requests; a very large number stands for "beyond the last bucket".
     public var p99Ms: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case requests, serverErrors = "server_errors", connectFailures = "connect_failures"
+        case errorRatePercent = "error_rate_percent", p99Ms = "p99_ms"
+    }
 
     public init(_ stats: TrackStats, bucketBoundsMs: [Double]) {
         requests = stats.requests
