@@ -44,7 +44,7 @@ extension Integration {
             try get("/services/nothing", "error", status: 404)
             try post("/services/shop/flip", #"{"to": "green", "why": "schema"}"#, "change")
             try post("/services/shop/flip", #"{"to": "blue", "revision": 99}"#, "conflict", status: 409)
-            try post("/services/shop/canary", #"{"action": "set", "percent": 10, "track": "blue"}"#, "error", status: 400)
+            try post("/services/shop/canary", #"{"action": "set", "percent": 10, "track": "green"}"#, "error", status: 400)
             try post("/services/shop/flip", #"{"to": "blue"}"#, "change")
             try post("/services/shop/canary", #"{"action": "set", "percent": 5}"#, "change")
             try post("/services/shop/canary", #"{"action": "step", "gate": {"min_requests": 1000000}}"#, "gate-refusal", status: 412)
@@ -81,7 +81,7 @@ extension Integration {
                 services:
                   shop:
                     active: blue
-                    health: {type: http, path: /, interval: 100ms, timeout: 500ms, rise: 1, fall: 1}
+                    health: {type: http, path: /, interval: 200ms, timeout: 100ms, rise: 1, fall: 1}
                     instances:
                       - {address: 127.0.0.1, port: \(blue.port), track: blue}
                       - {address: 127.0.0.1, port: \(green.port), track: green}
