@@ -140,7 +140,13 @@ struct Render: ParsableCommand {
         do {
             let answer = try client.request("POST", "/render?force=true")
             FileHandleWriter.stdout(answer.text + "\n")
-            return answer.status == 200 ? 0 : 1
+            // 409: the forced render failed or changed nothing routable (refused, 1);
+            // anything else but 200 is an error (no token, 404 from an older replica: 2).
+            switch answer.status {
+            case 200: return CLIExit.done
+            case 409: return CLIExit.refused
+            default: return CLIExit.error
+            }
         } catch {
             fail("\(error)")
         }
