@@ -46,6 +46,9 @@ public struct ChangeAnswer: Codable, Sendable {
     public var gate: GateVerdict?
     /// The replica that wrote the change.
     public var replica: String
+    /// Not in the admin API's answer: `switchyard canary step --bake --json` adds the gate's
+    /// verdict over the bake, so the command prints one shape with or without a bake.
+    public var bake: GateVerdict?
 }
 
 /// A write with a stale `revision` (409): the state the store holds now.
@@ -184,22 +187,24 @@ public struct StatusDocument: Codable, Sendable {
         }
     }
 
+    /// The state store as this replica sees it (the same names as `StoreStatus`, plus the
+    /// replica's own name in the store).
     public struct StoreDoc: Codable, Sendable {
         public var kind: String
-        public var healthy: Bool
+        public var reachable: Bool
         public var error: String?
         public var unreachableSinceUnix: Double?
         public var replica: String?
 
         enum CodingKeys: String, CodingKey {
-            case kind, healthy, error, replica
+            case kind, reachable, error, replica
             case unreachableSinceUnix = "unreachable_since"
         }
 
         public init(from decoder: any Decoder) throws {
             let keys = try decoder.container(keyedBy: CodingKeys.self)
             kind = try keys.decode(String.self, forKey: .kind)
-            healthy = try keys.decode(Bool.self, forKey: .healthy)
+            reachable = try keys.decode(Bool.self, forKey: .reachable)
             error = try keys.decodeIfPresent(String.self, forKey: .error)
             unreachableSinceUnix = try keys.decodeTimestampIfPresent(forKey: .unreachableSinceUnix)
             replica = try keys.decodeIfPresent(String.self, forKey: .replica)
@@ -208,15 +213,15 @@ public struct StatusDocument: Codable, Sendable {
         public func encode(to encoder: any Encoder) throws {
             var keys = encoder.container(keyedBy: CodingKeys.self)
             try keys.encode(kind, forKey: .kind)
-            try keys.encode(healthy, forKey: .healthy)
+            try keys.encode(reachable, forKey: .reachable)
             try keys.encodeIfPresent(error, forKey: .error)
             try keys.encodeTimestampIfPresent(unreachableSinceUnix, forKey: .unreachableSinceUnix)
             try keys.encodeIfPresent(replica, forKey: .replica)
         }
 
-        init(kind: String, healthy: Bool, error: String?, unreachableSinceUnix: Double?, replica: String?) {
+        init(kind: String, reachable: Bool, error: String?, unreachableSinceUnix: Double?, replica: String?) {
             self.kind = kind
-            self.healthy = healthy
+            self.reachable = reachable
             self.error = error
             self.unreachableSinceUnix = unreachableSinceUnix
             self.replica = replica

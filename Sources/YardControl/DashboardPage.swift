@@ -435,7 +435,7 @@ function renderHealth(doc) {
   const providers = doc.providers || [];
   const s = doc.state_store;
   const store = s ? `<tr id="state-store"><td><b>state store</b></td>
-      <td><span class="pill ${s.healthy ? "ok" : "bad"}">${s.healthy ? "healthy" : "failing"}</span></td>
+      <td><span class="pill ${s.reachable ? "ok" : "bad"}">${s.reachable ? "healthy" : "failing"}</span></td>
       <td>${esc(s.kind)}${s.error ? `<div class="err-text">${esc(s.error)}</div>` : ""}</td><td></td></tr>` : "";
   document.getElementById("providers").innerHTML = `<table class="kv"><thead><tr><th>Component</th><th>Status</th><th>Source</th><th>Last update</th></tr></thead><tbody>${
     providers.map((p) => `<tr class="provider" data-provider="${esc(p.name)}"><td><b>${esc(p.name)}</b> <span style="color:var(--faint)">provider</span></td>

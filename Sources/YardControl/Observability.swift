@@ -275,7 +275,7 @@ extension StatusDocument {
         generatedUnix = now
         providers = state.providers
         stateStore = StoreDoc(
-            kind: state.store?.kind ?? "none", healthy: state.store?.reachable ?? true, error: state.store?.error,
+            kind: state.store?.kind ?? "none", reachable: state.store?.reachable ?? true, error: state.store?.error,
             unreachableSinceUnix: state.store?.unreachableSinceUnix, replica: state.replicaID)
         recentChanges = Array(state.changes.reversed())
         services = state.table.services.map { service in

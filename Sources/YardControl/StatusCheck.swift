@@ -31,7 +31,7 @@ public struct StatusCheck: Codable, Sendable, Equatable {
         for provider in status.providers where !provider.healthy {
             problems.append("provider \(provider.name): failing: \(provider.lastError ?? "no snapshot"); serving its last snapshot")
         }
-        if !status.stateStore.healthy {
+        if !status.stateStore.reachable {
             problems.append("state store \(status.stateStore.kind): unreachable: \(status.stateStore.error ?? "unknown error")")
         }
         if let replicas {

@@ -226,7 +226,7 @@ extension StatusDocument {
         }
         let store = after.stateStore
         let replica = store.replica.map { " (replica \($0))" } ?? ""
-        if store.healthy {
+        if store.reachable {
             text += "state store: \(store.kind)\(replica) ok\n"
         } else {
             let since = store.unreachableSinceUnix.map { " for \((after.generatedUnix - $0).wholeText) s" } ?? ""

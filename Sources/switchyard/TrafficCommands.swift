@@ -159,7 +159,9 @@ struct CanaryStep: ParsableCommand {
         }
         let verdict = bakeAndJudge(client, canary: canary, seconds: bakeSeconds, policy: policy)
         if options.json {
-            say(String(decoding: encodeJSON(StepResult(change: changed, gate: verdict)), as: UTF8.self))
+            var baked = changed
+            baked.bake = verdict
+            say(String(decoding: encodeJSON(baked), as: UTF8.self))
         } else {
             say(renderGate(verdict))
         }
@@ -206,11 +208,6 @@ struct CanaryStep: ParsableCommand {
         } else {
             FileHandleWriter.stderr("switchyard: rollback failed: \(answer.status) \(answer.text)\n")
         }
-    }
-
-    private struct StepResult: Encodable {
-        var change: ChangeAnswer
-        var gate: GateVerdict
     }
 }
 

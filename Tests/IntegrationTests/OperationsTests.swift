@@ -54,6 +54,9 @@ extension Integration {
             try cli(["status", "--check"], "status-check")
             try cli(["flip", "shop", "--to", "green", "--wait"], "change")
             try cli(["canary", "set", "shop", "5"], "change")
+            _ = try sendSequential(40, port: proxy.port)
+            try cli(["canary", "step", "shop", "--bake", "1s", "--min-requests", "0", "--gate", "p99-floor=10s"], "change")
+            #expect(documents.last?.text.contains(#""bake":{"#) == true, "the bake's verdict: \(documents.last?.text ?? "")")
             try cli(["explain", "--host", "shop"], "explain")
 
             var pairs: [String] = []
