@@ -265,11 +265,9 @@ enum ProcessStats {
 // MARK: - /status JSON
 
 extension StatusDocument {
-    static let productVersion = "0.1.0"
-
     init(_ state: ObservedState) {
         let now = Date().timeIntervalSince1970
-        version = Self.productVersion
+        version = BuildInfo.version
         uptimeSeconds = (now - state.startedUnix * 1).rounded(toPlaces: 1)
         tableVersion = state.table.version
         generatedUnix = now

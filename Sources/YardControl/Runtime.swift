@@ -226,7 +226,7 @@ public final class Runtime: Sendable {
         if reason != "health" { traffic?.reportSoon() }
         if let published {
             let message = "routing table v\(published.version) published (\(reason)): \(describe(published))"
-            Log.info(message)
+            Log.info(message, ["table_version": "\(published.version)", "reason": reason])
             recordChange(message)
         }
     }

@@ -120,7 +120,7 @@ extension Runtime {
             },
             onChange: { [weak self] _ in self?.republish(reason: "traffic") })
         control.start()
-        Log.info("state store: \(store.description); replica \(replicaID)")
+        Log.info("state store: \(store.description); replica \(replicaID)", ["store": store.description, "replica": replicaID])
         return control
     }
 

@@ -181,7 +181,10 @@ extension Integration {
             let child = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("proxy.yml")], dir: dir, label: "jsonlog")
             defer { child.stop() }
             _ = try child.waitForListeningPort()
-            try waitFor("log lines", timeout: .seconds(5)) { child.stderrText.split(separator: "\n").count >= 2 }
+            let admin = try child.waitForAdminPort()
+            let flip = try runCommand(SwitchyardBinary.path, ["flip", "shop", "--to", "blue", "--admin", "http://127.0.0.1:\(admin)"], dir: dir, label: "flip")
+            #expect(flip.status == 0, "\(flip.stderr)")
+            try waitFor("the publish's log line", timeout: .seconds(5)) { child.stderrText.contains("published (traffic)") }
             for line in child.stderrText.split(separator: "\n") {
                 let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
                 #expect(object?["level"] as? String != nil, "\(line)")
@@ -189,6 +192,10 @@ extension Integration {
                 #expect(object?["fields"] as? [String: Any] != nil, "\(line)")
                 #expect((object?["ts"] as? String)?.hasSuffix("Z") == true, "\(line)")
             }
+            // What a line is about is in its fields, for a log pipeline to index.
+            let objects = child.stderrText.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            #expect(objects.contains { ($0["fields"] as? [String: String])?["replica"] != nil }, "the state store line names the replica")
+            #expect(objects.contains { ($0["fields"] as? [String: String])?["table_version"] != nil }, "a publish names the table version")
             // The flag wins over the config; a bad value is a usage error.
             let bad = try runCommand(SwitchyardBinary.path, ["run", "--config", dir.file("proxy.yml"), "--log-format", "xml"], dir: dir, label: "badlog")
             #expect(bad.status == 2)
