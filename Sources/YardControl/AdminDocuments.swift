@@ -30,12 +30,6 @@ public struct ErrorAnswer: Codable, Sendable {
     public var error: String
 }
 
-/// `POST /endpoints/ID/drain`.
-public struct DrainAnswer: Codable, Sendable {
-    public var endpoint: String
-    public var draining: Bool
-}
-
 // MARK: - Traffic changes
 
 /// A flip or canary change that happened (200).

@@ -99,11 +99,13 @@ public struct ReplicaReport: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case id, admin, pid, applied, tableVersion = "table_version", storeReachable = "store_reachable"
         case storeError = "store_error", reportedUnix = "reported_at", startedUnix = "started_at"
+        case windows
     }
 
     /// The keys earlier versions wrote, which the stores still write (`CodingUserInfoKey.storedDocument`).
     enum StoredKeys: String, CodingKey {
         case id, admin, pid, applied, tableVersion, storeReachable, storeError, reportedUnix, startedUnix
+        case windows
     }
 
     public init(from decoder: any Decoder) throws {
@@ -112,6 +114,7 @@ public struct ReplicaReport: Sendable, Equatable, Codable {
         admin = try keys.decodeIfPresent(String.self, forKey: .admin)
         pid = try keys.decode(Int32.self, forKey: .pid)
         applied = try keys.decode([String: Int64].self, forKey: .applied)
+        windows = try keys.decodeIfPresent([String: [PublishedWindow]].self, forKey: .windows)
         if keys.contains(.reportedUnix) {
             tableVersion = try keys.decode(UInt64.self, forKey: .tableVersion)
             storeReachable = try keys.decode(Bool.self, forKey: .storeReachable)
@@ -140,6 +143,7 @@ public struct ReplicaReport: Sendable, Equatable, Codable {
             try stored.encodeIfPresent(storeError, forKey: .storeError)
             try stored.encode(reportedUnix, forKey: .reportedUnix)
             try stored.encode(startedUnix, forKey: .startedUnix)
+            try stored.encodeIfPresent(windows, forKey: .windows)
         } else {
             var keys = encoder.container(keyedBy: CodingKeys.self)
             try keys.encode(id, forKey: .id)
@@ -151,6 +155,7 @@ public struct ReplicaReport: Sendable, Equatable, Codable {
             try keys.encodeIfPresent(storeError, forKey: .storeError)
             try keys.encodeTimestamp(reportedUnix, forKey: .reportedUnix)
             try keys.encodeTimestamp(startedUnix, forKey: .startedUnix)
+            try keys.encodeIfPresent(windows, forKey: .windows)
         }
     }
 }

@@ -12,6 +12,46 @@ public struct TrackStats: Sendable, Equatable, Codable {
     /// Non-cumulative counts per latency bucket (upper bounds in `bucketBoundsMs`, then +Inf).
     public var latencyBuckets: [UInt64]
 
+    enum CodingKeys: String, CodingKey {
+        case requests, serverErrors = "server_errors", connectFailures = "connect_failures", latencyBuckets = "latency_buckets"
+    }
+
+    /// The keys the state stores write (replicas publish their windows in their reports).
+    enum StoredKeys: String, CodingKey {
+        case requests, serverErrors, connectFailures, latencyBuckets
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let keys = try decoder.container(keyedBy: CodingKeys.self)
+        requests = try keys.decode(UInt64.self, forKey: .requests)
+        if keys.contains(.serverErrors) {
+            serverErrors = try keys.decode(UInt64.self, forKey: .serverErrors)
+            connectFailures = try keys.decode(UInt64.self, forKey: .connectFailures)
+            latencyBuckets = try keys.decode([UInt64].self, forKey: .latencyBuckets)
+        } else {
+            let stored = try decoder.container(keyedBy: StoredKeys.self)
+            serverErrors = try stored.decode(UInt64.self, forKey: .serverErrors)
+            connectFailures = try stored.decode(UInt64.self, forKey: .connectFailures)
+            latencyBuckets = try stored.decode([UInt64].self, forKey: .latencyBuckets)
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        if encoder.writesStoredDocument {
+            var stored = encoder.container(keyedBy: StoredKeys.self)
+            try stored.encode(requests, forKey: .requests)
+            try stored.encode(serverErrors, forKey: .serverErrors)
+            try stored.encode(connectFailures, forKey: .connectFailures)
+            try stored.encode(latencyBuckets, forKey: .latencyBuckets)
+        } else {
+            var keys = encoder.container(keyedBy: CodingKeys.self)
+            try keys.encode(requests, forKey: .requests)
+            try keys.encode(serverErrors, forKey: .serverErrors)
+            try keys.encode(connectFailures, forKey: .connectFailures)
+            try keys.encode(latencyBuckets, forKey: .latencyBuckets)
+        }
+    }
+
     public init(requests: UInt64 = 0, serverErrors: UInt64 = 0, connectFailures: UInt64 = 0, latencyBuckets: [UInt64] = []) {
         self.requests = requests
         self.serverErrors = serverErrors

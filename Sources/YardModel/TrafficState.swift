@@ -52,25 +52,6 @@ public struct TrafficState: Sendable, Equatable, Codable {
         tracksStored = false
     }
 
-    enum CodingKeys: String, CodingKey {
-        case activeTrack, canaryTrack, canaryPermille, plan, revision, history
-        case endpoints
-        case tracksStored = "tracks_stored"
-    }
-
-    /// Documents written before endpoint overrides existed have neither key.
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        activeTrack = try c.decodeIfPresent(String.self, forKey: .activeTrack)
-        canaryTrack = try c.decodeIfPresent(String.self, forKey: .canaryTrack)
-        canaryPermille = try c.decode(Int.self, forKey: .canaryPermille)
-        plan = try c.decode([Int].self, forKey: .plan)
-        revision = try c.decode(Int64.self, forKey: .revision)
-        history = try c.decode([TrafficChange].self, forKey: .history)
-        endpoints = try c.decodeIfPresent([String: EndpointOverride].self, forKey: .endpoints) ?? [:]
-        tracksStored = try c.decodeIfPresent(Bool.self, forKey: .tracksStored) ?? true
-    }
-
     /// "blue", "blue + green 10%".
     public var summary: String {
         var text = activeTrack ?? "(all)"
@@ -81,12 +62,14 @@ public struct TrafficState: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case activeTrack = "active_track", canaryTrack = "canary_track", canaryPermille = "canary_permille"
         case plan = "plan_permille", revision, history
+        case endpoints, tracksStored = "tracks_stored"
     }
 
     /// The keys earlier versions wrote, which the state stores still write (see
     /// `CodingUserInfoKey.storedDocument`).
     enum StoredKeys: String, CodingKey {
         case activeTrack, canaryTrack, canaryPermille, plan, revision, history
+        case endpoints, tracksStored = "tracks_stored"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -107,6 +90,10 @@ public struct TrafficState: Sendable, Equatable, Codable {
             revision = try stored.decode(Int64.self, forKey: .revision)
             history = try stored.decode([TrafficChange].self, forKey: .history)
         }
+        // Endpoint overrides have the same keys in both forms; documents written before
+        // overrides existed have neither.
+        endpoints = try keys.decodeIfPresent([String: EndpointOverride].self, forKey: .endpoints) ?? [:]
+        tracksStored = try keys.decodeIfPresent(Bool.self, forKey: .tracksStored) ?? true
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -118,6 +105,8 @@ public struct TrafficState: Sendable, Equatable, Codable {
             try stored.encode(plan, forKey: .plan)
             try stored.encode(revision, forKey: .revision)
             try stored.encode(history, forKey: .history)
+            try stored.encode(endpoints, forKey: .endpoints)
+            try stored.encode(tracksStored, forKey: .tracksStored)
         } else {
             var keys = encoder.container(keyedBy: CodingKeys.self)
             try keys.encodeIfPresent(activeTrack, forKey: .activeTrack)
@@ -126,6 +115,8 @@ public struct TrafficState: Sendable, Equatable, Codable {
             try keys.encode(plan, forKey: .plan)
             try keys.encode(revision, forKey: .revision)
             try keys.encode(history, forKey: .history)
+            try keys.encode(endpoints, forKey: .endpoints)
+            try keys.encode(tracksStored, forKey: .tracksStored)
         }
     }
 }

@@ -16,8 +16,8 @@ import sys
 import jsonschema
 
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
-# Objects whose keys are data (service, track or field names).
-MAPS = {"applied", "rejected", "tracks"}
+# Objects whose keys are data (service, track, endpoint or field names).
+MAPS = {"applied", "rejected", "tracks", "endpoints", "windows"}
 
 
 def style_problems(value, path="$"):
