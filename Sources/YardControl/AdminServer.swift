@@ -47,11 +47,9 @@ public struct AdminResponse: Sendable {
         self.init(status: status, contentType: contentType, body: Array(text.utf8))
     }
 
+    /// `value` in the admin API's one JSON style (`AdminJSON`, docs/api.md).
     public static func json<T: Encodable>(_ value: T, status: Int = 200) -> AdminResponse {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
-        return AdminResponse(status: status, contentType: "application/json", body: Array(data))
+        AdminResponse(status: status, contentType: "application/json", body: AdminJSON.encode(value))
     }
 }
 

@@ -186,6 +186,8 @@ function duration(s) {
   if (m) return `${m}m ${String(r).padStart(2, "0")}s`;
   return `${r}s`;
 }
+// Times arrive as RFC 3339 strings (docs/api.md); the page computes in Unix seconds.
+const unix = (text) => text == null ? null : Date.parse(text) / 1000;
 const clock = (unix) => new Date(unix * 1000).toLocaleTimeString("en-GB", { hour12: false });
 const ago = (unix, now) => unix == null ? "never" : duration(now - unix) + " ago";
 
@@ -206,7 +208,7 @@ function colour(track) {
 // Differences the cumulative counters against the previous poll. A counter that went
 // down (restart, endpoint removed) restarts that track's rate instead of going negative.
 function ingest(doc) {
-  const t = doc.now_unix;
+  const t = unix(doc.generated_at);
   const seen = new Set();
   for (const svc of doc.services || []) {
     seen.add(svc.name);
@@ -243,15 +245,15 @@ function render(doc) {
   document.getElementById("version").textContent = doc.version;
   document.getElementById("uptime").textContent = duration(doc.uptime_seconds);
   document.getElementById("table-version").textContent = "v" + doc.table_version;
-  document.getElementById("refreshed").textContent = clock(doc.now_unix);
+  document.getElementById("refreshed").textContent = clock(unix(doc.generated_at));
 
   const services = doc.services || [];
   const host = document.getElementById("services");
-  host.innerHTML = services.length ? services.map((s) => serviceCard(s, doc.now_unix)).join("")
+  host.innerHTML = services.length ? services.map((s) => serviceCard(s, unix(doc.generated_at))).join("")
     : `<div class="card empty">No services in the routing table yet.</div>`;
   for (const svc of services) {
     const box = document.getElementById(`chart-${cssId(svc.name)}`);
-    if (box) box.innerHTML = chart(svc, memory.get(svc.name), doc.now_unix, box.clientWidth || 800);
+    if (box) box.innerHTML = chart(svc, memory.get(svc.name), unix(doc.generated_at), box.clientWidth || 800);
   }
   renderHealth(doc);
   renderChanges(doc);
@@ -429,24 +431,24 @@ function chart(svc, m, now, width) {
 }
 
 function renderHealth(doc) {
-  const now = doc.now_unix;
+  const now = unix(doc.generated_at);
   const providers = doc.providers || [];
   const s = doc.state_store;
   const store = s ? `<tr id="state-store"><td><b>state store</b></td>
-      <td><span class="pill ${s.healthy ? "ok" : "bad"}">${s.healthy ? "healthy" : "failing"}</span></td>
+      <td><span class="pill ${s.reachable ? "ok" : "bad"}">${s.reachable ? "healthy" : "failing"}</span></td>
       <td>${esc(s.kind)}${s.error ? `<div class="err-text">${esc(s.error)}</div>` : ""}</td><td></td></tr>` : "";
   document.getElementById("providers").innerHTML = `<table class="kv"><thead><tr><th>Component</th><th>Status</th><th>Source</th><th>Last update</th></tr></thead><tbody>${
     providers.map((p) => `<tr class="provider" data-provider="${esc(p.name)}"><td><b>${esc(p.name)}</b> <span style="color:var(--faint)">provider</span></td>
-      <td><span class="pill ${p.healthy ? "ok" : "bad"}">${p.healthy ? "healthy" : "failing"}</span>${!p.healthy && p.stale_since_unix ? ` <span class="stale" style="color:var(--faint)">stale since ${ago(p.stale_since_unix, now)}</span>` : ""}</td>
+      <td><span class="pill ${p.healthy ? "ok" : "bad"}">${p.healthy ? "healthy" : "failing"}</span>${!p.healthy && p.stale_since ? ` <span class="stale" style="color:var(--faint)">stale since ${ago(unix(p.stale_since), now)}</span>` : ""}</td>
       <td class="mono" style="word-break:break-all">${esc(p.source)}${p.error && !p.healthy ? `<div class="err-text">${esc(p.error)}</div>` : ""}</td>
-      <td style="white-space:nowrap">${ago(p.last_update_unix, now)}${p.updates != null ? ` <span style="color:var(--faint)">· ${int(p.updates)} updates</span>` : ""}</td></tr>`).join("")
+      <td style="white-space:nowrap">${ago(unix(p.last_update_at), now)}${p.updates != null ? ` <span style="color:var(--faint)">· ${int(p.updates)} updates</span>` : ""}</td></tr>`).join("")
     || `<tr><td colspan="4" class="empty">No providers.</td></tr>`}${store}</tbody></table>`;
 }
 
 function renderChanges(doc) {
-  const changes = [...(doc.recent_changes || [])].sort((a, b) => b.time_unix - a.time_unix);
+  const changes = [...(doc.recent_changes || [])].sort((a, b) => unix(b.changed_at) - unix(a.changed_at));
   document.getElementById("changes").innerHTML = changes.length ? changes.map((c) =>
-    `<li class="change"><span class="t">${clock(c.time_unix)}</span><span class="ago">${duration(doc.now_unix - c.time_unix)} ago</span><span class="msg">${esc(c.message)}</span></li>`).join("")
+    `<li class="change"><span class="t">${clock(unix(c.changed_at))}</span><span class="ago">${duration(unix(doc.generated_at) - unix(c.changed_at))} ago</span><span class="msg">${esc(c.message)}</span></li>`).join("")
     : `<li class="empty">No changes yet.</li>`;
 }
 

@@ -7,19 +7,19 @@ import YardModel
 /// `switchyard explain`: which route, service, track and endpoints a request would get,
 /// and why. Pure: reads a routing table and runs the same `TrafficSplit` the request path
 /// runs (override header, sticky key, canary share), so its answer is what curl gets.
-struct Explanation: Codable {
-    var host: String
-    var path: String
-    var route: String?
-    var service: String?
-    var activeTrack: String?
+public struct Explanation: Codable, Sendable {
+    public var host: String
+    public var path: String
+    public var route: String?
+    public var service: String?
+    public var activeTrack: String?
     /// The track this request goes to, and the rule that decided (`TrafficSplit.Rule.name`).
-    var track: String?
-    var rule: String?
-    var balancer: String?
-    var candidates: [String]
-    var answer: String
-    var reasons: [String]
+    public var track: String?
+    public var rule: String?
+    public var balancer: String?
+    public var candidates: [String]
+    public var answer: String
+    public var reasons: [String]
 
     enum CodingKeys: String, CodingKey {
         case host, path, route, service, track, rule, balancer, candidates, answer, reasons

@@ -8,17 +8,6 @@ import YardIO
 import YardModel
 import YardProxy
 
-/// A traffic-state or routing change, for the dashboard's history.
-public struct ChangeRecord: Sendable, Codable, Equatable {
-    public var timeUnix: Double
-    public var message: String
-
-    enum CodingKeys: String, CodingKey {
-        case timeUnix = "time_unix"
-        case message
-    }
-}
-
 /// Everything a scrape or a status call shows, gathered once.
 struct ObservedState {
     var table: RoutingTable
@@ -34,6 +23,10 @@ struct ObservedState {
     var replicaID: String?
     /// The stored traffic states (revision 0 or absent: discovery's own).
     var traffic: [String: TrafficState] = [:]
+    /// The revision of each service's traffic state this replica routes.
+    var applied: [String: Int64] = [:]
+    /// The template stage's counters (nil: no `templates:` section).
+    var templates: TemplateStage.Report?
 }
 
 // MARK: - Prometheus text format 0.0.4
@@ -74,9 +67,9 @@ enum PrometheusText {
         family("switchyard_request_duration_seconds", "histogram", "Time from the request head to the response head, per endpoint.")
         for row in rows {
             var cumulative: UInt64 = 0
-            for (i, bound) in LatencyBuckets.upperBoundsMs.enumerated() {
+            for (i, bound) in LatencyBuckets.upperBoundsMicros.enumerated() {
                 cumulative &+= row.metrics.latencyBuckets[i]
-                sample("switchyard_request_duration_seconds_bucket", row.labels + [("le", format(bound / 1000))], "\(cumulative)")
+                sample("switchyard_request_duration_seconds_bucket", row.labels + [("le", seconds(micros: bound))], "\(cumulative)")
             }
             cumulative &+= row.metrics.latencyBuckets.last ?? 0
             sample("switchyard_request_duration_seconds_bucket", row.labels + [("le", "+Inf")], "\(cumulative)")
@@ -145,6 +138,25 @@ enum PrometheusText {
         for service in state.table.services {
             let labels = [("service", service.name), ("track", service.canary?.track ?? "")]
             sample("switchyard_canary_percent", labels, format(Double(service.canaryPermille) / 10))
+        }
+        family("switchyard_traffic_revision", "gauge",
+               "Traffic-state revision per service: state=stored is what the state store holds, state=applied what this replica routes (0: discovery's own).")
+        for service in state.table.services {
+            sample("switchyard_traffic_revision", [("service", service.name), ("state", "stored")], "\(state.traffic[service.name]?.revision ?? 0)")
+            sample("switchyard_traffic_revision", [("service", service.name), ("state", "applied")], "\(state.applied[service.name] ?? 0)")
+        }
+        if let store = state.store {
+            family("switchyard_state_store_up", "gauge", "1 when the state store answered its last read or watch (0: the last traffic state keeps serving).")
+            sample("switchyard_state_store_up", [], store.reachable ? "1" : "0")
+            family("switchyard_state_store_last_load_timestamp_seconds", "gauge", "When the traffic states were last read from the state store (Unix time; 0: never).")
+            sample("switchyard_state_store_last_load_timestamp_seconds", [], format(store.lastLoadUnix ?? 0))
+        }
+        if let templates = state.templates {
+            family("switchyard_template_renders_total", "counter",
+                   "Renders of the pools template and the output files: applied (routed), held (a guard held it back), failed (render, check, write or reload failed).")
+            sample("switchyard_template_renders_total", [("result", "applied")], "\(templates.renders)")
+            sample("switchyard_template_renders_total", [("result", "held")], "\(templates.heldBack)")
+            sample("switchyard_template_renders_total", [("result", "failed")], "\(templates.failures)")
         }
         family("switchyard_routing_table_version", "gauge", "Version of the routing table the workers serve.")
         sample("switchyard_routing_table_version", [], "\(state.table.version)")
@@ -217,6 +229,16 @@ enum PrometheusText {
             .replacingOccurrences(of: "\n", with: "\\n")
     }
 
+    /// `0.0001` for 100 µs: a decimal without an exponent (what other exporters write).
+    static func seconds(micros: UInt64) -> String {
+        let whole = micros / 1_000_000
+        var fraction = String(micros % 1_000_000)
+        guard fraction != "0" else { return "\(whole)" }
+        fraction = String(repeating: "0", count: 6 - fraction.count) + fraction
+        while fraction.hasSuffix("0") { fraction.removeLast() }
+        return "\(whole).\(fraction)"
+    }
+
     static func format(_ value: Double) -> String {
         if value == value.rounded() && abs(value) < 1e15 { return String(Int64(value)) }
         return String(value)
@@ -242,111 +264,16 @@ enum ProcessStats {
 
 // MARK: - /status JSON
 
-struct StatusDocument: Codable {
-    struct EndpointDoc: Codable {
-        var id: String
-        var address: String
-        var port: Int
-        var track: String?
-        var health: String
-        var ejected: Bool
-        var draining: Bool
-        var weight: Int
-        var effectiveWeight: Int
-        var requests: UInt64
-        var errors5xx: UInt64
-        var activeRequests: Int64
-
-        enum CodingKeys: String, CodingKey {
-            case id, address, port, track, health, ejected, draining, weight, requests
-            case effectiveWeight = "effective_weight"
-            case errors5xx = "errors_5xx"
-            case activeRequests = "active_requests"
-        }
-    }
-
-    struct TrackDoc: Codable {
-        var name: String
-        var active: Bool
-        var sharePercent: Double
-        var requests: UInt64
-        var errors5xx: UInt64
-        var endpoints: [EndpointDoc]
-
-        enum CodingKeys: String, CodingKey {
-            case name, active, requests, endpoints
-            case sharePercent = "share_percent"
-            case errors5xx = "errors_5xx"
-        }
-    }
-
-    struct CanaryDoc: Codable {
-        var track: String
-        var percent: Double
-    }
-
-    struct ServiceDoc: Codable {
-        var name: String
-        var activeTrack: String?
-        var balancer: String
-        var panic: Bool
-        var canary: CanaryDoc?
-        var activeEndpoints: Int
-        var tracks: [TrackDoc]
-        /// The traffic state's revision (0: from discovery, nothing stored yet).
-        var revision: Int64
-        var lastChange: TrafficChange?
-
-        enum CodingKeys: String, CodingKey {
-            case name, balancer, panic, canary, tracks, revision
-            case lastChange = "last_change"
-            case activeTrack = "active_track"
-            case activeEndpoints = "active_endpoints"
-        }
-    }
-
-    struct StoreDoc: Codable {
-        var kind: String
-        var healthy: Bool
-        var error: String?
-        var unreachableSinceUnix: Double?
-        var replica: String?
-
-        enum CodingKeys: String, CodingKey {
-            case kind, healthy, error, replica
-            case unreachableSinceUnix = "unreachable_since_unix"
-        }
-    }
-
-    var version: String
-    var uptimeSeconds: Double
-    var tableVersion: UInt64
-    var nowUnix: Double
-    var services: [ServiceDoc]
-    var providers: [ProviderStatus]
-    var stateStore: StoreDoc
-    var recentChanges: [ChangeRecord]
-
-    enum CodingKeys: String, CodingKey {
-        case version, services, providers
-        case uptimeSeconds = "uptime_seconds"
-        case tableVersion = "table_version"
-        case nowUnix = "now_unix"
-        case stateStore = "state_store"
-        case recentChanges = "recent_changes"
-    }
-
-    static let productVersion = "0.1.0"
-
+extension StatusDocument {
     init(_ state: ObservedState) {
         let now = Date().timeIntervalSince1970
-        version = Self.productVersion
+        version = BuildInfo.version
         uptimeSeconds = (now - state.startedUnix * 1).rounded(toPlaces: 1)
         tableVersion = state.table.version
-        nowUnix = now
+        generatedUnix = now
         providers = state.providers
         stateStore = StoreDoc(
-            kind: state.store?.kind ?? "none", healthy: state.store?.reachable ?? true, error: state.store?.error,
+            kind: state.store?.kind ?? "none", reachable: state.store?.reachable ?? true, error: state.store?.error,
             unreachableSinceUnix: state.store?.unreachableSinceUnix, replica: state.replicaID)
         recentChanges = Array(state.changes.reversed())
         services = state.table.services.map { service in

@@ -232,7 +232,7 @@ public final class Runtime: Sendable {
         if reason != "health" { traffic?.reportSoon() }
         if let published {
             let message = "routing table v\(published.version) published (\(reason)): \(describe(published))"
-            Log.info(message)
+            Log.info(message, ["table_version": "\(published.version)", "reason": reason])
             recordChange(message)
         }
     }
@@ -263,14 +263,16 @@ public final class Runtime: Sendable {
 
     private func observe() -> ObservedState? {
         let snapshot = state.withLock { state in
-            (state.server, state.discovery?.statuses ?? [], state.changes)
+            (state.server, state.discovery?.statuses ?? [], state.changes, state.applied)
         }
         guard let server = snapshot.0 else { return nil }
+        let templates = templateStage.report()
         return ObservedState(
             table: server.currentTable, metrics: server.collectMetrics(), health: health.readings(),
             providers: snapshot.1, changes: snapshot.2, startedUnix: startedUnix, workers: server.workerCount,
             accessLogDropped: accessLogWriter?.droppedBatches ?? 0,
-            store: traffic?.status, replicaID: traffic?.replicaID, traffic: traffic?.states ?? [:])
+            store: traffic?.status, replicaID: traffic?.replicaID, traffic: traffic?.states ?? [:],
+            applied: snapshot.3, templates: templates.configured ? templates : nil)
     }
 
     func handleAdmin(_ request: AdminRequest) -> AdminResponse {

@@ -120,7 +120,7 @@ extension Runtime {
             },
             onChange: { [weak self] _ in self?.republish(reason: "traffic") })
         control.start()
-        Log.info("state store: \(store.description); replica \(replicaID)")
+        Log.info("state store: \(store.description); replica \(replicaID)", ["store": store.description, "replica": replicaID])
         return control
     }
 
@@ -287,40 +287,7 @@ extension Runtime {
         }
     }
 
-    private struct ChangeAnswer: Encodable {
-        var service: String
-        var state: TrafficState
-        var gate: GateVerdict?
-        var replica: String
-    }
-
-    private struct ConflictAnswer: Encodable {
-        var error: String
-        var state: TrafficState
-    }
-
-    private struct GateRefusal: Encodable {
-        var error: String
-        var gate: GateVerdict
-        var state: TrafficState
-    }
-
     // MARK: Reads
-
-    private struct ServiceAnswer: Encodable {
-        var service: String
-        var state: TrafficState
-        /// "store" when the state store holds it, "discovery" otherwise.
-        var source: String
-        var tracks: [String]
-        var window: WindowDoc
-        var store: StoreStatus
-    }
-
-    private struct WindowDoc: Encodable {
-        var seconds: Double
-        var tracks: [String: TrackSummary]
-    }
 
     private func serviceAnswer(_ name: String) -> AdminResponse {
         guard let traffic, let service = discovered(name) else { return .error(404, "no service '\(name)' is discovered") }
@@ -328,7 +295,7 @@ extension Runtime {
         let (tracks, covered) = window.stats(service: name, seconds: 60)
         return .json(ServiceAnswer(
             service: name, state: current, source: current.revision > 0 ? "store" : "discovery", tracks: service.tracks,
-            window: WindowDoc(seconds: covered, tracks: tracks.mapValues { TrackSummary($0, bucketBoundsMs: LatencyBuckets.upperBoundsMs) }),
+            window: ServiceAnswer.Window(seconds: covered, tracks: tracks.mapValues { TrackSummary($0, bucketBoundsMs: LatencyBuckets.upperBoundsMs) }),
             store: traffic.status))
     }
 
@@ -351,13 +318,6 @@ extension Runtime {
 
     private func evaluateGate(_ name: String, canaryTrack: String, stableTrack: String, seconds: Double, policy: GatePolicy) -> GateVerdict {
         evaluateFleetGate(name, canaryTrack: canaryTrack, stableTrack: stableTrack, seconds: seconds, policy: policy)
-    }
-
-    private struct ReplicasAnswer: Encodable {
-        var replica: String
-        var store: StoreStatus
-        var replicas: [ReplicaReport]
-        var error: String?
     }
 
     private func replicasAnswer() -> AdminResponse {

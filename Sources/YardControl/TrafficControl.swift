@@ -23,8 +23,34 @@ public struct StoreStatus: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case kind, reachable, error
-        case unreachableSinceUnix = "unreachable_since_unix"
-        case lastLoadUnix = "last_load_unix"
+        case unreachableSinceUnix = "unreachable_since"
+        case lastLoadUnix = "last_load_at"
+    }
+
+    public init(kind: String, reachable: Bool, error: String? = nil, unreachableSinceUnix: Double? = nil, lastLoadUnix: Double? = nil) {
+        self.kind = kind
+        self.reachable = reachable
+        self.error = error
+        self.unreachableSinceUnix = unreachableSinceUnix
+        self.lastLoadUnix = lastLoadUnix
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let keys = try decoder.container(keyedBy: CodingKeys.self)
+        kind = try keys.decode(String.self, forKey: .kind)
+        reachable = try keys.decode(Bool.self, forKey: .reachable)
+        error = try keys.decodeIfPresent(String.self, forKey: .error)
+        unreachableSinceUnix = try keys.decodeTimestampIfPresent(forKey: .unreachableSinceUnix)
+        lastLoadUnix = try keys.decodeTimestampIfPresent(forKey: .lastLoadUnix)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var keys = encoder.container(keyedBy: CodingKeys.self)
+        try keys.encode(kind, forKey: .kind)
+        try keys.encode(reachable, forKey: .reachable)
+        try keys.encodeIfPresent(error, forKey: .error)
+        try keys.encodeTimestampIfPresent(unreachableSinceUnix, forKey: .unreachableSinceUnix)
+        try keys.encodeTimestampIfPresent(lastLoadUnix, forKey: .lastLoadUnix)
     }
 }
 
@@ -254,7 +280,7 @@ public final class TrafficControl: Sendable {
             return !was
         }
         if recovered {
-            Log.info("state store \(store.description) reachable again; traffic states reloaded")
+            Log.info("state store \(store.description) reachable again; traffic states reloaded", ["store": store.description, "reachable": "true"])
             reportNow.signal()
         }
     }
@@ -267,7 +293,7 @@ public final class TrafficControl: Sendable {
             if was { current.status.unreachableSinceUnix = Date().timeIntervalSince1970 }
             return was
         }
-        if first { Log.error("state store unreachable: \(error); serving the last traffic states") }
+        if first { Log.error("state store unreachable: \(error); serving the last traffic states", ["store": store.description, "reachable": "false", "error": error]) }
     }
 }
 

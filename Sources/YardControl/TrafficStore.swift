@@ -95,6 +95,69 @@ public struct ReplicaReport: Sendable, Equatable, Codable {
         self.reportedUnix = reportedUnix
         self.startedUnix = startedUnix
     }
+
+    enum CodingKeys: String, CodingKey {
+        case id, admin, pid, applied, tableVersion = "table_version", storeReachable = "store_reachable"
+        case storeError = "store_error", reportedUnix = "reported_at", startedUnix = "started_at"
+        case windows
+    }
+
+    /// The keys earlier versions wrote, which the stores still write (`CodingUserInfoKey.storedDocument`).
+    enum StoredKeys: String, CodingKey {
+        case id, admin, pid, applied, tableVersion, storeReachable, storeError, reportedUnix, startedUnix
+        case windows
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let keys = try decoder.container(keyedBy: CodingKeys.self)
+        id = try keys.decode(String.self, forKey: .id)
+        admin = try keys.decodeIfPresent(String.self, forKey: .admin)
+        pid = try keys.decode(Int32.self, forKey: .pid)
+        applied = try keys.decode([String: Int64].self, forKey: .applied)
+        windows = try keys.decodeIfPresent([String: [PublishedWindow]].self, forKey: .windows)
+        if keys.contains(.reportedUnix) {
+            tableVersion = try keys.decode(UInt64.self, forKey: .tableVersion)
+            storeReachable = try keys.decode(Bool.self, forKey: .storeReachable)
+            storeError = try keys.decodeIfPresent(String.self, forKey: .storeError)
+            reportedUnix = try keys.decodeTimestamp(forKey: .reportedUnix)
+            startedUnix = try keys.decodeTimestamp(forKey: .startedUnix)
+        } else {
+            let stored = try decoder.container(keyedBy: StoredKeys.self)
+            tableVersion = try stored.decode(UInt64.self, forKey: .tableVersion)
+            storeReachable = try stored.decode(Bool.self, forKey: .storeReachable)
+            storeError = try stored.decodeIfPresent(String.self, forKey: .storeError)
+            reportedUnix = try stored.decode(Double.self, forKey: .reportedUnix)
+            startedUnix = try stored.decode(Double.self, forKey: .startedUnix)
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        if encoder.writesStoredDocument {
+            var stored = encoder.container(keyedBy: StoredKeys.self)
+            try stored.encode(id, forKey: .id)
+            try stored.encodeIfPresent(admin, forKey: .admin)
+            try stored.encode(pid, forKey: .pid)
+            try stored.encode(applied, forKey: .applied)
+            try stored.encode(tableVersion, forKey: .tableVersion)
+            try stored.encode(storeReachable, forKey: .storeReachable)
+            try stored.encodeIfPresent(storeError, forKey: .storeError)
+            try stored.encode(reportedUnix, forKey: .reportedUnix)
+            try stored.encode(startedUnix, forKey: .startedUnix)
+            try stored.encodeIfPresent(windows, forKey: .windows)
+        } else {
+            var keys = encoder.container(keyedBy: CodingKeys.self)
+            try keys.encode(id, forKey: .id)
+            try keys.encodeIfPresent(admin, forKey: .admin)
+            try keys.encode(pid, forKey: .pid)
+            try keys.encode(applied, forKey: .applied)
+            try keys.encode(tableVersion, forKey: .tableVersion)
+            try keys.encode(storeReachable, forKey: .storeReachable)
+            try keys.encodeIfPresent(storeError, forKey: .storeError)
+            try keys.encodeTimestamp(reportedUnix, forKey: .reportedUnix)
+            try keys.encodeTimestamp(startedUnix, forKey: .startedUnix)
+            try keys.encodeIfPresent(windows, forKey: .windows)
+        }
+    }
 }
 
 // MARK: - Encoding
@@ -103,6 +166,7 @@ enum StoreCoding {
     static func encode<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        encoder.userInfo[.storedDocument] = true
         return Array((try? encoder.encode(value)) ?? Data("{}".utf8))
     }
 

@@ -130,8 +130,8 @@ public struct ProviderStatus: Sendable, Codable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, source, healthy, updates, errors
         case lastError = "error"
-        case staleSinceUnix = "stale_since_unix"
-        case lastUpdateUnix = "last_update_unix"
+        case staleSinceUnix = "stale_since"
+        case lastUpdateUnix = "last_update_at"
         case rejected
         case lastRejected = "last_rejected"
     }
@@ -141,14 +141,28 @@ public struct ProviderStatus: Sendable, Codable, Equatable {
         name = try container.decode(String.self, forKey: .name)
         source = try container.decode(String.self, forKey: .source)
         healthy = try container.decode(Bool.self, forKey: .healthy)
-        staleSinceUnix = try container.decodeIfPresent(Double.self, forKey: .staleSinceUnix)
-        lastUpdateUnix = try container.decodeIfPresent(Double.self, forKey: .lastUpdateUnix)
+        staleSinceUnix = try container.decodeTimestampIfPresent(forKey: .staleSinceUnix)
+        lastUpdateUnix = try container.decodeTimestampIfPresent(forKey: .lastUpdateUnix)
         updates = try container.decode(Int.self, forKey: .updates)
         errors = try container.decode(Int.self, forKey: .errors)
         lastError = try container.decodeIfPresent(String.self, forKey: .lastError)
         // Absent in a status from a version without validation.
         rejected = try container.decodeIfPresent([String: Int].self, forKey: .rejected) ?? [:]
         lastRejected = try container.decodeIfPresent(String.self, forKey: .lastRejected)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(source, forKey: .source)
+        try container.encode(healthy, forKey: .healthy)
+        try container.encodeTimestampIfPresent(staleSinceUnix, forKey: .staleSinceUnix)
+        try container.encodeTimestampIfPresent(lastUpdateUnix, forKey: .lastUpdateUnix)
+        try container.encode(updates, forKey: .updates)
+        try container.encode(errors, forKey: .errors)
+        try container.encodeIfPresent(lastError, forKey: .lastError)
+        try container.encode(rejected, forKey: .rejected)
+        try container.encodeIfPresent(lastRejected, forKey: .lastRejected)
     }
 
     /// Workloads were dropped for breaking the value rules.

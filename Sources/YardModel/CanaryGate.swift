@@ -12,6 +12,46 @@ public struct TrackStats: Sendable, Equatable, Codable {
     /// Non-cumulative counts per latency bucket (upper bounds in `bucketBoundsMs`, then +Inf).
     public var latencyBuckets: [UInt64]
 
+    enum CodingKeys: String, CodingKey {
+        case requests, serverErrors = "server_errors", connectFailures = "connect_failures", latencyBuckets = "latency_buckets"
+    }
+
+    /// The keys the state stores write (replicas publish their windows in their reports).
+    enum StoredKeys: String, CodingKey {
+        case requests, serverErrors, connectFailures, latencyBuckets
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let keys = try decoder.container(keyedBy: CodingKeys.self)
+        requests = try keys.decode(UInt64.self, forKey: .requests)
+        if keys.contains(.serverErrors) {
+            serverErrors = try keys.decode(UInt64.self, forKey: .serverErrors)
+            connectFailures = try keys.decode(UInt64.self, forKey: .connectFailures)
+            latencyBuckets = try keys.decode([UInt64].self, forKey: .latencyBuckets)
+        } else {
+            let stored = try decoder.container(keyedBy: StoredKeys.self)
+            serverErrors = try stored.decode(UInt64.self, forKey: .serverErrors)
+            connectFailures = try stored.decode(UInt64.self, forKey: .connectFailures)
+            latencyBuckets = try stored.decode([UInt64].self, forKey: .latencyBuckets)
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        if encoder.writesStoredDocument {
+            var stored = encoder.container(keyedBy: StoredKeys.self)
+            try stored.encode(requests, forKey: .requests)
+            try stored.encode(serverErrors, forKey: .serverErrors)
+            try stored.encode(connectFailures, forKey: .connectFailures)
+            try stored.encode(latencyBuckets, forKey: .latencyBuckets)
+        } else {
+            var keys = encoder.container(keyedBy: CodingKeys.self)
+            try keys.encode(requests, forKey: .requests)
+            try keys.encode(serverErrors, forKey: .serverErrors)
+            try keys.encode(connectFailures, forKey: .connectFailures)
+            try keys.encode(latencyBuckets, forKey: .latencyBuckets)
+        }
+    }
+
     public init(requests: UInt64 = 0, serverErrors: UInt64 = 0, connectFailures: UInt64 = 0, latencyBuckets: [UInt64] = []) {
         self.requests = requests
         self.serverErrors = serverErrors
@@ -76,6 +116,11 @@ public struct GatePolicy: Sendable, Equatable, Codable {
     /// Fewer canary requests than this in the window: the gate cannot judge, and fails.
     public var minRequests: UInt64
 
+    enum CodingKeys: String, CodingKey {
+        case maxErrorRateIncrease = "max_error_rate_increase", maxP99IncreasePercent = "max_p99_increase_percent"
+        case p99FloorMs = "p99_floor_ms", minRequests = "min_requests"
+    }
+
     public init(maxErrorRateIncrease: Double = 1, maxP99IncreasePercent: Double = 50, p99FloorMs: Double = 10, minRequests: UInt64 = 100) {
         self.maxErrorRateIncrease = maxErrorRateIncrease
         self.maxP99IncreasePercent = maxP99IncreasePercent
@@ -98,6 +143,11 @@ public struct GateVerdict: Sendable, Equatable, Codable {
     /// Each replica's figures when the gate summed the fleet (FleetGate.swift); the
     /// totals above are their sums.
     public var replicas: [ReplicaGateFigures]? = nil
+
+    enum CodingKeys: String, CodingKey {
+        case passed, reasons, canaryTrack = "canary_track", stableTrack = "stable_track", windowSeconds = "window_seconds"
+        case canary, stable, policy, replicas
+    }
 }
 
 /// A track's numbers as the gate reports them.
@@ -108,6 +158,11 @@ public struct TrackSummary: Sendable, Equatable, Codable {
     public var errorRatePercent: Double
     /// nil: no requests; a very large number stands for "beyond the last bucket".
     public var p99Ms: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case requests, serverErrors = "server_errors", connectFailures = "connect_failures"
+        case errorRatePercent = "error_rate_percent", p99Ms = "p99_ms"
+    }
 
     public init(_ stats: TrackStats, bucketBoundsMs: [Double]) {
         requests = stats.requests

@@ -166,6 +166,8 @@ public struct SwitchyardConfig: Sendable, Equatable {
     /// The file this was loaded from (for messages), or nil.
     public var sourcePath: String?
     public var accessLog = AccessLogConfig()
+    /// The `log:` section: the process's own log lines (not the access log).
+    public var log = ProcessLogConfig()
     public var stateStore = StateStoreConfig(kind: .file(path: "state.json"))
     /// The `templates:` section; nil when absent (discovery's catalog is routed as is).
     public var templates: TemplatesConfig?
@@ -182,6 +184,18 @@ public struct SwitchyardConfig: Sendable, Equatable {
         self.workers = workers
         self.proxy = proxy
         self.sourcePath = sourcePath
+    }
+}
+
+/// The process log: `format` text (one line: time, level, message) or json (one object
+/// per line: ts, level, msg, fields); `level` the least severe kept. Applied at start.
+public struct ProcessLogConfig: Sendable, Equatable {
+    public var format = "text"
+    public var level = "info"
+
+    public init(format: String = "text", level: String = "info") {
+        self.format = format
+        self.level = level
     }
 }
 

@@ -26,7 +26,7 @@ public enum ConfigLoader {
         try parseConfig(text: text, path: path, directory: directory(of: path))
     }
 
-    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log", "state_store", "templates", "trusted_proxies"]
+    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log", "log", "state_store", "templates", "trusted_proxies"]
 
     private static func parseConfig(text: String, path: String, directory: String) throws(ConfigError) -> SwitchyardConfig {
         let root = try document(text: text, path: path, expecting: "keys like 'listeners' and 'routes'")
@@ -54,6 +54,19 @@ public enum ConfigLoader {
         }
         if let file = config.admin.tokenFile { config.admin.tokenFile = resolve(file, against: directory) }
         config.templates = try parseTemplates(fields.optional("templates"), directory: directory)
+        if let logNode = fields.optional("log") {
+            let logFields = try logNode.fields(allowed: ["format", "level"])
+            if let node = logFields.optional("format") {
+                let format = try node.string(expected: "text or json")
+                guard ["text", "json"].contains(format) else { throw node.error("log.format is text or json, not '\(format)'") }
+                config.log.format = format
+            }
+            if let node = logFields.optional("level") {
+                let level = try node.string(expected: "debug, info, warn or error")
+                guard ["debug", "info", "warn", "error"].contains(level) else { throw node.error("log.level is debug, info, warn or error, not '\(level)'") }
+                config.log.level = level
+            }
+        }
         if let logNode = fields.optional("access_log") {
             let logFields = try logNode.fields(allowed: ["enabled", "path"])
             config.accessLog.enabled = try logFields.optional("enabled")?.boolean() ?? true

@@ -45,7 +45,25 @@ public struct ReplicaGateFigures: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case replica, canary, stable
         case windowSeconds = "window_seconds"
-        case reportedUnix = "reported_unix"
+        case reportedUnix = "reported_at"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let keys = try decoder.container(keyedBy: CodingKeys.self)
+        replica = try keys.decode(String.self, forKey: .replica)
+        windowSeconds = try keys.decode(Double.self, forKey: .windowSeconds)
+        reportedUnix = try keys.decodeTimestampIfPresent(forKey: .reportedUnix)
+        canary = try keys.decode(TrackSummary.self, forKey: .canary)
+        stable = try keys.decode(TrackSummary.self, forKey: .stable)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var keys = encoder.container(keyedBy: CodingKeys.self)
+        try keys.encode(replica, forKey: .replica)
+        try keys.encode(windowSeconds, forKey: .windowSeconds)
+        try keys.encodeTimestampIfPresent(reportedUnix, forKey: .reportedUnix)
+        try keys.encode(canary, forKey: .canary)
+        try keys.encode(stable, forKey: .stable)
     }
 }
 

@@ -52,30 +52,72 @@ public struct TrafficState: Sendable, Equatable, Codable {
         tracksStored = false
     }
 
-    enum CodingKeys: String, CodingKey {
-        case activeTrack, canaryTrack, canaryPermille, plan, revision, history
-        case endpoints
-        case tracksStored = "tracks_stored"
-    }
-
-    /// Documents written before endpoint overrides existed have neither key.
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        activeTrack = try c.decodeIfPresent(String.self, forKey: .activeTrack)
-        canaryTrack = try c.decodeIfPresent(String.self, forKey: .canaryTrack)
-        canaryPermille = try c.decode(Int.self, forKey: .canaryPermille)
-        plan = try c.decode([Int].self, forKey: .plan)
-        revision = try c.decode(Int64.self, forKey: .revision)
-        history = try c.decode([TrafficChange].self, forKey: .history)
-        endpoints = try c.decodeIfPresent([String: EndpointOverride].self, forKey: .endpoints) ?? [:]
-        tracksStored = try c.decodeIfPresent(Bool.self, forKey: .tracksStored) ?? true
-    }
-
     /// "blue", "blue + green 10%".
     public var summary: String {
         var text = activeTrack ?? "(all)"
         if let canaryTrack { text += " + \(canaryTrack) \(formatPermille(canaryPermille))" }
         return text
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case activeTrack = "active_track", canaryTrack = "canary_track", canaryPermille = "canary_permille"
+        case plan = "plan_permille", revision, history
+        case endpoints, tracksStored = "tracks_stored"
+    }
+
+    /// The keys earlier versions wrote, which the state stores still write (see
+    /// `CodingUserInfoKey.storedDocument`).
+    enum StoredKeys: String, CodingKey {
+        case activeTrack, canaryTrack, canaryPermille, plan, revision, history
+        case endpoints, tracksStored = "tracks_stored"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let keys = try decoder.container(keyedBy: CodingKeys.self)
+        if keys.contains(.canaryPermille) {
+            activeTrack = try keys.decodeIfPresent(String.self, forKey: .activeTrack)
+            canaryTrack = try keys.decodeIfPresent(String.self, forKey: .canaryTrack)
+            canaryPermille = try keys.decodeIfPresent(Int.self, forKey: .canaryPermille) ?? 0
+            plan = try keys.decodeIfPresent([Int].self, forKey: .plan) ?? Self.defaultPlan
+            revision = try keys.decode(Int64.self, forKey: .revision)
+            history = try keys.decodeIfPresent([TrafficChange].self, forKey: .history) ?? []
+        } else {
+            let stored = try decoder.container(keyedBy: StoredKeys.self)
+            activeTrack = try stored.decodeIfPresent(String.self, forKey: .activeTrack)
+            canaryTrack = try stored.decodeIfPresent(String.self, forKey: .canaryTrack)
+            canaryPermille = try stored.decode(Int.self, forKey: .canaryPermille)
+            plan = try stored.decode([Int].self, forKey: .plan)
+            revision = try stored.decode(Int64.self, forKey: .revision)
+            history = try stored.decode([TrafficChange].self, forKey: .history)
+        }
+        // Endpoint overrides have the same keys in both forms; documents written before
+        // overrides existed have neither.
+        endpoints = try keys.decodeIfPresent([String: EndpointOverride].self, forKey: .endpoints) ?? [:]
+        tracksStored = try keys.decodeIfPresent(Bool.self, forKey: .tracksStored) ?? true
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        if encoder.writesStoredDocument {
+            var stored = encoder.container(keyedBy: StoredKeys.self)
+            try stored.encodeIfPresent(activeTrack, forKey: .activeTrack)
+            try stored.encodeIfPresent(canaryTrack, forKey: .canaryTrack)
+            try stored.encode(canaryPermille, forKey: .canaryPermille)
+            try stored.encode(plan, forKey: .plan)
+            try stored.encode(revision, forKey: .revision)
+            try stored.encode(history, forKey: .history)
+            try stored.encode(endpoints, forKey: .endpoints)
+            try stored.encode(tracksStored, forKey: .tracksStored)
+        } else {
+            var keys = encoder.container(keyedBy: CodingKeys.self)
+            try keys.encodeIfPresent(activeTrack, forKey: .activeTrack)
+            try keys.encodeIfPresent(canaryTrack, forKey: .canaryTrack)
+            try keys.encode(canaryPermille, forKey: .canaryPermille)
+            try keys.encode(plan, forKey: .plan)
+            try keys.encode(revision, forKey: .revision)
+            try keys.encode(history, forKey: .history)
+            try keys.encode(endpoints, forKey: .endpoints)
+            try keys.encode(tracksStored, forKey: .tracksStored)
+        }
     }
 }
 
@@ -87,13 +129,67 @@ public struct TrafficChange: Sendable, Equatable, Codable {
     public var why: String
     /// What changed, in words: "flip blue -> green", "canary green 5% -> 25%".
     public var action: String
+    /// The active track before and after, for a change that moved it (flip, promote);
+    /// nil otherwise and in entries written by earlier versions. Read these, not `action`.
+    public var fromTrack: String?
+    public var toTrack: String?
 
-    public init(revision: Int64, timeUnix: Double, who: String, why: String, action: String) {
+    public init(revision: Int64, timeUnix: Double, who: String, why: String, action: String, fromTrack: String? = nil, toTrack: String? = nil) {
         self.revision = revision
         self.timeUnix = timeUnix
         self.who = who
         self.why = why
         self.action = action
+        self.fromTrack = fromTrack
+        self.toTrack = toTrack
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case revision, timeUnix = "changed_at", who, why, action, fromTrack = "from_track", toTrack = "to_track"
+    }
+
+    enum StoredKeys: String, CodingKey {
+        case revision, timeUnix, who, why, action, fromTrack, toTrack
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let keys = try decoder.container(keyedBy: CodingKeys.self)
+        if keys.contains(.timeUnix) {
+            timeUnix = try keys.decodeTimestamp(forKey: .timeUnix)
+            fromTrack = try keys.decodeIfPresent(String.self, forKey: .fromTrack)
+            toTrack = try keys.decodeIfPresent(String.self, forKey: .toTrack)
+        } else {
+            let stored = try decoder.container(keyedBy: StoredKeys.self)
+            timeUnix = try stored.decode(Double.self, forKey: .timeUnix)
+            fromTrack = try stored.decodeIfPresent(String.self, forKey: .fromTrack)
+            toTrack = try stored.decodeIfPresent(String.self, forKey: .toTrack)
+        }
+        revision = try keys.decode(Int64.self, forKey: .revision)
+        who = try keys.decode(String.self, forKey: .who)
+        why = try keys.decode(String.self, forKey: .why)
+        action = try keys.decode(String.self, forKey: .action)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        if encoder.writesStoredDocument {
+            var stored = encoder.container(keyedBy: StoredKeys.self)
+            try stored.encode(revision, forKey: .revision)
+            try stored.encode(timeUnix, forKey: .timeUnix)
+            try stored.encode(who, forKey: .who)
+            try stored.encode(why, forKey: .why)
+            try stored.encode(action, forKey: .action)
+            try stored.encodeIfPresent(fromTrack, forKey: .fromTrack)
+            try stored.encodeIfPresent(toTrack, forKey: .toTrack)
+        } else {
+            var keys = encoder.container(keyedBy: CodingKeys.self)
+            try keys.encode(revision, forKey: .revision)
+            try keys.encodeTimestamp(timeUnix, forKey: .timeUnix)
+            try keys.encode(who, forKey: .who)
+            try keys.encode(why, forKey: .why)
+            try keys.encode(action, forKey: .action)
+            try keys.encodeIfPresent(fromTrack, forKey: .fromTrack)
+            try keys.encodeIfPresent(toTrack, forKey: .toTrack)
+        }
     }
 }
 
@@ -137,6 +233,7 @@ extension TrafficState {
     ) throws(TrafficError) -> TrafficState {
         var next = self
         let words: String
+        var moved: (from: String?, to: String)?
         switch action {
         case .flip(let requested):
             let target: String
@@ -155,6 +252,7 @@ extension TrafficState {
                 target = only
             }
             words = "flip \(activeTrack ?? "(all)") -> \(target)"
+            moved = (activeTrack, target)
             next.activeTrack = target
             next.canaryTrack = nil
             next.canaryPermille = 0
@@ -177,6 +275,7 @@ extension TrafficState {
             guard let canaryTrack else { throw TrafficError("there is no canary to promote") }
             guard tracks.contains(canaryTrack) else { throw TrafficError("canary track '\(canaryTrack)' has no instance left") }
             words = "promote \(canaryTrack) (was \(formatPermille(canaryPermille))); \(activeTrack ?? "(all)") -> \(canaryTrack)"
+            moved = (activeTrack, canaryTrack)
             next.activeTrack = canaryTrack
             next.canaryTrack = nil
             next.canaryPermille = 0
@@ -191,7 +290,8 @@ extension TrafficState {
         // A store that holds the largest revision cannot be stepped past it: refuse, do not trap.
         guard revision < Int64.max else { throw TrafficError("revision \(revision) is the largest a state can have; reset the service's stored state") }
         next.revision = revision + 1
-        next.history.append(TrafficChange(revision: next.revision, timeUnix: timeUnix, who: who, why: why, action: words))
+        next.history.append(TrafficChange(
+            revision: next.revision, timeUnix: timeUnix, who: who, why: why, action: words, fromTrack: moved?.from, toTrack: moved?.to))
         if next.history.count > Self.historyLimit { next.history.removeFirst(next.history.count - Self.historyLimit) }
         return next
     }

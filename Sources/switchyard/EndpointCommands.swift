@@ -32,7 +32,7 @@ struct EndpointChangeOptions: ParsableArguments {
         body.why = why
         let client = admin.makeClient()
         let answer = client.write("/services/\(pathEscaped(service))/endpoints/\(pathEscaped(endpoint))", body)
-        let changed = decodeChange(answer, json: admin.json)
+        let changed = decode(ChangeAnswer.self, answer)
         if !admin.json {
             say("\(service): \(changed.state.history.last?.action ?? "changed") (revision \(changed.state.revision), on replica \(changed.replica))")
         }

@@ -140,7 +140,13 @@ struct Render: ParsableCommand {
         do {
             let answer = try client.request("POST", "/render?force=true")
             FileHandleWriter.stdout(answer.text + "\n")
-            return answer.status == 200 ? 0 : 1
+            // 409: the forced render failed or changed nothing routable (refused, 1);
+            // anything else but 200 is an error (no token, 404 from an older replica: 2).
+            switch answer.status {
+            case 200: return CLIExit.done
+            case 409: return CLIExit.refused
+            default: return CLIExit.error
+            }
         } catch {
             fail("\(error)")
         }
@@ -170,7 +176,7 @@ struct TrafficSource {
             var reached = true
             for service in services.services {
                 guard let answer = try? client.request("GET", "/services/\(pathEscaped(service.name))") else { reached = false; break }
-                guard answer.status == 200, let view = try? JSONDecoder().decode(ServiceView.self, from: Data(answer.body)) else { continue }
+                guard answer.status == 200, let view = try? AdminJSON.decode(ServiceView.self, from: answer.body) else { continue }
                 states[service.name] = view.state
             }
             if reached {
@@ -216,7 +222,7 @@ struct RunningReplica {
 
     static func fetch(_ client: AdminClient?) -> RunningReplica? {
         guard let client, let answer = try? client.request("GET", "/status"), answer.status == 200,
-              let status = try? JSONDecoder().decode(StatusDoc.self, from: Data(answer.body)) else { return nil }
+              let status = try? AdminJSON.decode(StatusDocument.self, from: answer.body) else { return nil }
         var health: [String: String] = [:]
         let services = status.services.map { service in
             let endpoints = service.tracks.flatMap(\.endpoints).map { endpoint in
@@ -231,34 +237,5 @@ struct RunningReplica {
             return PoolsSummary.Service(name: service.name, activeTrack: service.activeTrack, canary: canary, endpoints: endpoints)
         }
         return RunningReplica(services: services, health: health)
-    }
-
-    /// The parts of `GET /status` this command reads.
-    private struct StatusDoc: Decodable {
-        struct Endpoint: Decodable {
-            var address: String
-            var port: Int
-            var track: String?
-            var weight: Int
-            var draining: Bool
-            var health: String
-            var ejected: Bool
-        }
-        struct Track: Decodable { var endpoints: [Endpoint] }
-        struct Canary: Decodable {
-            var track: String
-            var percent: Double
-        }
-        struct Service: Decodable {
-            var name: String
-            var activeTrack: String?
-            var canary: Canary?
-            var tracks: [Track]
-            enum CodingKeys: String, CodingKey {
-                case name, canary, tracks
-                case activeTrack = "active_track"
-            }
-        }
-        var services: [Service]
     }
 }

@@ -75,9 +75,36 @@ struct Status: ParsableCommand {
     @Option(help: "Seconds between the two samples used for rates (0: no rates).")
     var interval: Double = 1
 
+    @Flag(help: """
+        Exit 0 when every service has a healthy endpoint on its active track, every provider \
+        and the state store answer and every replica applied the stored revisions; else print \
+        one line per problem and exit 1 (for a HEALTHCHECK or a CI gate).
+        """)
+    var check = false
+
     func run() throws {
         let client = options.makeClient()
         let first = client.checked(client.request("GET", "/status"))
+        if check {
+            let status = decode(StatusDocument.self, first)
+            let replicasAnswer = client.request("GET", "/replicas")
+            // A replica without a state store has no /replicas (404): nothing to compare.
+            let replicas = replicasAnswer.status == 200 ? decode(ReplicasAnswer.self, replicasAnswer) : nil
+            var verdict = StatusCheck(status: status, replicas: replicas)
+            if let service {
+                guard status.services.contains(where: { $0.name == service }) else { fail("no service named '\(service)'") }
+                verdict = StatusCheck(
+                    status: status.only(service), replicas: replicas)
+            }
+            if options.json {
+                say(String(decoding: AdminJSON.encode(verdict), as: UTF8.self))
+            } else if verdict.healthy {
+                say("ok: \(verdict.checked)")
+            } else {
+                for problem in verdict.problems { say(problem) }
+            }
+            throw ExitCode(verdict.healthy ? CLIExit.done : CLIExit.refused)
+        }
         if options.json {
             FileHandleWriter.stdout(first.text + "\n")
             return
@@ -89,9 +116,9 @@ struct Status: ParsableCommand {
             usleep(UInt32(seconds * 1_000_000))
             second = client.checked(client.request("GET", "/status"))
         }
-        let before = decode(StatusView.self, first)
-        let after = decode(StatusView.self, second)
-        FileHandleWriter.stdout(StatusView.render(before: before, after: after, seconds: seconds, only: service))
+        let before = decode(StatusDocument.self, first)
+        let after = decode(StatusDocument.self, second)
+        FileHandleWriter.stdout(StatusDocument.render(before: before, after: after, seconds: seconds, only: service))
     }
 }
 
@@ -126,10 +153,10 @@ struct Explain: ParsableCommand {
             FileHandleWriter.stdout(answer.text + "\n")
             return
         }
-        let view = decode(ExplainView.self, answer)
+        let view = decode(Explanation.self, answer)
         var lines = ["request   host '\(view.host)' path '\(view.path)'"]
         lines.append("route     \(view.route ?? "none")")
-        lines.append("service   \(view.service ?? "-")" + (view.active_track.map { "  (active track \($0))" } ?? ""))
+        lines.append("service   \(view.service ?? "-")" + (view.activeTrack.map { "  (active track \($0))" } ?? ""))
         if let track = view.track { lines.append("track     \(track)" + (view.rule.map { "  (decided by \($0))" } ?? "")) }
         lines.append("answer    \(view.answer)")
         for candidate in view.candidates { lines.append("  candidate \(candidate)") }
@@ -139,88 +166,37 @@ struct Explain: ParsableCommand {
     }
 }
 
-struct ExplainView: Decodable {
-    var host: String
-    var path: String
-    var route: String?
-    var service: String?
-    var active_track: String?
-    var track: String?
-    var rule: String?
-    var candidates: [String]
-    var answer: String
-    var reasons: [String]
+// MARK: - The status table
+
+extension StatusDocument {
+    /// The document with only `service` (for `status NAME --check`).
+    func only(_ service: String) -> StatusDocument {
+        var copy = self
+        copy.services = services.filter { $0.name == service }
+        return copy
+    }
 }
 
-/// The parts of `/status` the table shows.
-struct StatusView: Decodable {
-    struct Endpoint: Decodable {
-        var id: String
-        var health: String
-        var ejected: Bool
-        var draining: Bool
-        var effective_weight: Int
-    }
-    struct Track: Decodable {
-        var name: String
-        var active: Bool
-        var share_percent: Double
-        var requests: UInt64
-        var errors_5xx: UInt64
-        var endpoints: [Endpoint]
-    }
-    struct Change: Decodable {
-        var action: String
-        var who: String
-        var timeUnix: Double
-    }
-    struct Service: Decodable {
-        var name: String
-        var active_track: String?
-        var panic: Bool
-        var tracks: [Track]
-        var revision: Int64?
-        var last_change: Change?
-    }
-    struct Store: Decodable {
-        var kind: String
-        var healthy: Bool
-        var error: String?
-        var unreachable_since_unix: Double?
-        var replica: String?
-    }
-    struct Provider: Decodable {
-        var name: String
-        var healthy: Bool
-        var error: String?
-        var stale_since_unix: Double?
-    }
-    var table_version: UInt64
-    var uptime_seconds: Double
-    var services: [Service]
-    var providers: [Provider]
-    var state_store: Store?
-    var now_unix: Double?
-
-    static func render(before: StatusView, after: StatusView, seconds: Double, only: String?) -> String {
+extension StatusDocument {
+    static func render(before: StatusDocument, after: StatusDocument, seconds: Double, only: String?) -> String {
         var rows = [["SERVICE", "TRACK", "SPLIT", "HEALTHY", "REQ/S", "ERR%", "REQUESTS"]]
         for service in after.services where only == nil || service.name == only {
             let old = before.services.first { $0.name == service.name }
             for track in service.tracks {
                 let previous = old?.tracks.first { $0.name == track.name }
-                let healthy = track.endpoints.filter { $0.effective_weight > 0 }.count
+                let healthy = track.endpoints.filter { $0.effectiveWeight > 0 }.count
                 var rate = "-"
                 var errors = "-"
                 if seconds > 0, let previous {
                     let delta = Double(track.requests &- previous.requests)
-                    let errorDelta = Double(track.errors_5xx &- previous.errors_5xx)
+                    let errorDelta = Double(track.errors5xx &- previous.errors5xx)
                     rate = String(format: "%.1f", delta / seconds)
                     errors = delta > 0 ? String(format: "%.2f", 100 * errorDelta / delta) : "0.00"
                 }
                 rows.append([
                     service.name + (service.panic ? " (PANIC)" : ""),
                     track.name + (track.active ? " *" : ""),
-                    String(format: "%.1f%%", track.share_percent),
+                    String(format: "%.1f%%", track.sharePercent),
                     "\(healthy)/\(track.endpoints.count)",
                     rate, errors, "\(track.requests)",
                 ])
@@ -235,27 +211,26 @@ struct StatusView: Decodable {
         let providers = after.providers.map { provider -> String in
             guard !provider.healthy else { return "\(provider.name) ok" }
             var stale = ""
-            if let now = after.now_unix, let since = provider.stale_since_unix {
-                stale = " (stale \(max(0, now - since).wholeText) s, serving its last snapshot)"
+            if let since = provider.staleSinceUnix {
+                stale = " (stale \(max(0, after.generatedUnix - since).wholeText) s, serving its last snapshot)"
             }
-            return "\(provider.name) FAILING\(stale): \(provider.error ?? "?")"
+            return "\(provider.name) FAILING\(stale): \(provider.lastError ?? "?")"
         }.joined(separator: ", ")
-        text += "\nrouting table v\(after.table_version), up \(after.uptime_seconds.wholeText) s; providers: \(providers); * = active track\n"
+        text += "\nrouting table v\(after.tableVersion), up \(after.uptimeSeconds.wholeText) s; providers: \(providers); * = active track\n"
         for service in after.services where only == nil || service.name == only {
-            let revision = service.revision ?? 0
+            let revision = service.revision
             let source = revision > 0 ? "revision \(revision)" : "from discovery (nothing stored)"
-            let last = service.last_change.map { "; last: \($0.action) by \($0.who)" } ?? ""
-            let noActive = service.active_track == nil && service.tracks.count > 1 ? "; no active track: every endpoint serves, by weight" : ""
+            let last = service.lastChange.map { "; last: \($0.action) by \($0.who)" } ?? ""
+            let noActive = service.activeTrack == nil && service.tracks.count > 1 ? "; no active track: every endpoint serves, by weight" : ""
             text += "\(service.name): traffic \(source)\(last)\(noActive)\n"
         }
-        if let store = after.state_store {
-            let replica = store.replica.map { " (replica \($0))" } ?? ""
-            if store.healthy {
-                text += "state store: \(store.kind)\(replica) ok\n"
-            } else {
-                let since = store.unreachable_since_unix.map { " for \(((after.now_unix ?? $0) - $0).wholeText) s" } ?? ""
-                text += "state store: \(store.kind)\(replica) UNREACHABLE\(since): \(store.error ?? "?"); serving the last traffic state\n"
-            }
+        let store = after.stateStore
+        let replica = store.replica.map { " (replica \($0))" } ?? ""
+        if store.reachable {
+            text += "state store: \(store.kind)\(replica) ok\n"
+        } else {
+            let since = store.unreachableSinceUnix.map { " for \((after.generatedUnix - $0).wholeText) s" } ?? ""
+            text += "state store: \(store.kind)\(replica) UNREACHABLE\(since): \(store.error ?? "?"); serving the last traffic state\n"
         }
         return text
     }

@@ -13,14 +13,57 @@ struct Switchyard: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "An ingress proxy and load balancer for blue/green and canary releases.",
+        discussion: """
+            Exit codes, for every command: 0 done; 1 refused or not met (a gate failed, a \
+            stale --revision, the canary at the top of its plan, `flip --wait` timed out, \
+            `status --check` found a problem, `check` found the config invalid, a render's \
+            check or reload failed); 2 error (usage, config, the admin API unreachable or \
+            answering an error). docs/api.md has the table.
+            """,
         version: BuildInfo.versionText,
         subcommands: [Run.self, Check.self, Render.self, Status.self, Flip.self, Canary.self, EndpointCommand.self, Explain.self, Demo.self, Backend.self, ACME.self, Certs.self])
+
+    /// Runs the command with the documented exit codes: ArgumentParser's usage errors
+    /// (which it would exit 64 for) and any error a command throws exit 2; `ExitCode`s a
+    /// command throws are kept.
+    static func main() {
+        Glibc.exit(exitStatus(running: Array(CommandLine.arguments.dropFirst())))
+    }
+
+    static func exitStatus(running arguments: [String]) -> Int32 {
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+            return 0
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                // --help, --version: ArgumentParser prints them.
+                let message = fullMessage(for: error)
+                if !message.isEmpty { FileHandleWriter.stdout(message + "\n") }
+                return 0
+            }
+            if error is ExitCode { return code.rawValue }
+            let message = fullMessage(for: error)
+            if !message.isEmpty { FileHandleWriter.stderr(message + "\n") }
+            return CLIExit.error
+        }
+    }
+}
+
+/// The exit codes of every command (docs/api.md, "Exit codes").
+enum CLIExit {
+    static let done: Int32 = 0
+    /// Refused, or a condition not met: a gate, a stale revision, `status --check`, `check`.
+    static let refused: Int32 = 1
+    /// Usage, config or connection errors; the admin API answered an error.
+    static let error: Int32 = 2
 }
 
 /// Exits with a message on standard error (exit code 2: an error, not a refusal).
 func fail(_ message: String) -> Never {
     FileHandleWriter.stderr("switchyard: \(message)\n")
-    exit(2)
+    exit(CLIExit.error)
 }
 
 enum FileHandleWriter {
@@ -56,8 +99,11 @@ struct Run: ParsableCommand {
     @Option(help: "The unix socket a running switchyard offers its listening sockets on (a path, or @name for an abstract socket; `off`: none). Default: derived from the config file's path, in $RUNTIME_DIRECTORY or $XDG_RUNTIME_DIR if set.")
     var takeoverSocket: String?
 
+    @Option(help: "The process log's format: text, or json (one object per line: ts, level, msg, fields). Default: the config's log.format, else text.")
+    var logFormat: String?
+
     func run() throws {
-        if verbose { Log.minimumLevel = .debug }
+        applyLogSettings(config: config, format: logFormat, verbose: verbose)
         let settings = TakeoverSettings(takeOver: takeover, socketPath: takeoverSocket, relaunch: TakeoverSettings.relaunchCommand())
         let runtime = Runtime(configPath: config, workers: workers, admin: admin, takeover: settings)
         do {
@@ -108,6 +154,18 @@ struct Check: ParsableCommand {
             throw ExitCode(1)
         }
     }
+}
+
+/// Sets the process log's format and level before anything logs: `--log-format` and
+/// `--verbose` win over the config's `log:` section (read here too, so the first lines are
+/// already in the configured format; a config that does not load is reported by the run).
+func applyLogSettings(config path: String, format: String?, verbose: Bool) {
+    let configured = (try? ConfigLoader.loadConfig(path: path))?.log ?? ProcessLogConfig()
+    let name = format ?? configured.format
+    guard let chosen = Log.Format(rawValue: name) else { fail("--log-format is text or json, not '\(name)'") }
+    Log.format = chosen
+    let levels: [String: Log.Level] = ["debug": .debug, "info": .info, "warn": .warning, "error": .error]
+    Log.minimumLevel = verbose ? .debug : levels[configured.level] ?? .info
 }
 
 /// What `check` found wrong, already worded for the operator.
@@ -163,8 +221,12 @@ struct Demo: ParsableCommand {
     @Option(name: .shortAndLong, help: "The config file.")
     var config = "conf/switchyard.yml"
 
+    @Option(help: "The process log's format: text or json (default: the config's log.format, else text).")
+    var logFormat: String?
+
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
+        applyLogSettings(config: config, format: logFormat, verbose: false)
         let loaded: SwitchyardConfig
         let catalog: ServiceCatalog
         let servicesPath: String

@@ -42,23 +42,17 @@ struct Flip: ParsableCommand {
         let client = options.makeClient()
         let body = TrafficRequest(to: to, revision: revision, who: whoAmI(), why: why)
         let answer = client.write("/services/\(pathEscaped(service))/flip", body)
-        let changed = decodeChange(answer, json: options.json)
+        let changed = decode(ChangeAnswer.self, answer)
         let previous = changed.state.history.last?.action ?? "flipped"
         if !options.json { say("\(service): \(previous) (revision \(changed.state.revision), on replica \(changed.replica))") }
         if wait {
             try waitForReplicas(client, service: service, revision: changed.state.revision, timeout: parseDuration(waitTimeout), json: options.json)
         }
-        if let drain, let old = changed.state.history.last.flatMap(oldTrack) {
+        // The track the flip moved away from, as the change records it (nil: nothing to drain).
+        if let drain, let old = changed.state.history.last?.fromTrack {
             waitForDrain(client, service: service, track: old, timeout: parseDuration(drain), json: options.json)
         }
         if options.json { say(answer.text) }
-    }
-
-    /// "flip blue -> green" → "blue".
-    private func oldTrack(_ change: TrafficChange) -> String? {
-        let words = change.action.split(separator: " ")
-        guard words.count >= 4, words[0] == "flip" else { return nil }
-        return String(words[1])
     }
 }
 
@@ -147,7 +141,7 @@ struct CanaryStep: ParsableCommand {
         body.gate = policy
         let answer = client.request("POST", "/services/\(pathEscaped(service))/canary", body: encodeJSON(body))
         if answer.status == 412 {
-            let refusal = decode(GateRefusalView.self, answer)
+            let refusal = decode(GateRefusal.self, answer)
             if options.json { say(answer.text) } else {
                 say("\(service): not stepped: the canary's traffic since its last change fails the gate")
                 say(renderGate(refusal.gate))
@@ -155,7 +149,7 @@ struct CanaryStep: ParsableCommand {
             if rollbackOnFail { rollback(client) }
             throw ExitCode(1)
         }
-        let changed = decodeChange(client.checked(answer), json: options.json)
+        let changed = decode(ChangeAnswer.self, client.checked(answer))
         if !options.json {
             say("\(service): \(changed.state.history.last?.action ?? "stepped") (revision \(changed.state.revision))")
         }
@@ -165,7 +159,9 @@ struct CanaryStep: ParsableCommand {
         }
         let verdict = bakeAndJudge(client, canary: canary, seconds: bakeSeconds, policy: policy)
         if options.json {
-            say(String(decoding: encodeJSON(StepResult(change: changed, gate: verdict)), as: UTF8.self))
+            var baked = changed
+            baked.bake = verdict
+            say(String(decoding: encodeJSON(baked), as: UTF8.self))
         } else {
             say(renderGate(verdict))
         }
@@ -185,7 +181,7 @@ struct CanaryStep: ParsableCommand {
             if !options.json && elapsed - lastPrint >= progressInterval {
                 lastPrint = elapsed
                 let so = client.request("GET", gateQuery(canary: nil, seconds: max(1, elapsed), policy: policy))
-                let partial = so.status == 200 ? (try? JSONDecoder().decode(GateVerdict.self, from: Data(so.body))) : nil
+                let partial = so.status == 200 ? (try? AdminJSON.decode(GateVerdict.self, from: so.body)) : nil
                 let numbers = partial.map { " canary \($0.canary.requests) req, \(String(format: "%.2f", $0.canary.errorRatePercent))% errors; stable \($0.stable.requests) req, \(String(format: "%.2f", $0.stable.errorRatePercent))% errors" } ?? ""
                 say("baking canary \(canary): \(Int(elapsed)) s of \(Int(seconds)) s, \(Int((seconds - elapsed).rounded(.up))) s left;\(numbers)")
             }
@@ -207,16 +203,11 @@ struct CanaryStep: ParsableCommand {
     private func rollback(_ client: CLIClient) {
         let body = TrafficRequest(action: "abort", who: whoAmI(), why: "gate failed (rollback-on-fail)")
         let answer = client.request("POST", "/services/\(pathEscaped(service))/canary", body: encodeJSON(body))
-        if answer.status == 200, let changed = try? JSONDecoder().decode(ChangeView.self, from: Data(answer.body)) {
+        if answer.status == 200, let changed = try? AdminJSON.decode(ChangeAnswer.self, from: answer.body) {
             if !options.json { say("rolled back: \(changed.state.summary) (revision \(changed.state.revision))") }
         } else {
             FileHandleWriter.stderr("switchyard: rollback failed: \(answer.status) \(answer.text)\n")
         }
-    }
-
-    private struct StepResult: Encodable {
-        var change: ChangeView
-        var gate: GateVerdict
     }
 }
 
@@ -244,21 +235,6 @@ extension GateRequest {
             fail("--gate \(spec): unknown gate '\(parts[0])'; use errors, p99 or p99-floor")
         }
     }
-}
-
-struct ChangeView: Codable {
-    var service: String
-    var state: TrafficState
-    var replica: String
-}
-
-struct GateRefusalView: Decodable {
-    var error: String
-    var gate: GateVerdict
-}
-
-struct ErrorView: Decodable {
-    var error: String
 }
 
 /// The admin client with the CLI's error handling: transport errors exit 2.
@@ -306,31 +282,25 @@ extension AdminOptions {
 
 /// The message of an error answer: its JSON `error`, else its text.
 func errorText(_ answer: AdminClient.Response) -> String {
-    (try? JSONDecoder().decode(ErrorView.self, from: Data(answer.body)))?.error
+    (try? AdminJSON.decode(ErrorAnswer.self, from: answer.body))?.error
         ?? answer.text.trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
 func decode<T: Decodable>(_ type: T.Type, _ answer: AdminClient.Response) -> T {
     do {
-        return try JSONDecoder().decode(type, from: Data(answer.body))
+        return try AdminJSON.decode(type, from: answer.body)
     } catch {
         fail("the admin API answered something this CLI does not understand (\(error)): \(answer.text.prefix(300))")
     }
 }
 
-func decodeChange(_ answer: AdminClient.Response, json: Bool) -> ChangeView { decode(ChangeView.self, answer) }
-
 func reportChange(_ answer: AdminClient.Response, service: String, json: Bool) {
     if json { say(answer.text); return }
-    let changed = decode(ChangeView.self, answer)
+    let changed = decode(ChangeAnswer.self, answer)
     say("\(service): \(changed.state.history.last?.action ?? "changed") (revision \(changed.state.revision)); now \(changed.state.summary)")
 }
 
-func encodeJSON<T: Encodable>(_ value: T) -> [UInt8] {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    return Array((try? encoder.encode(value)) ?? Data("{}".utf8))
-}
+func encodeJSON<T: Encodable>(_ value: T) -> [UInt8] { AdminJSON.encode(value) }
 
 func say(_ line: String) { FileHandleWriter.stdout(line + "\n") }
 
@@ -389,24 +359,13 @@ func renderGate(_ verdict: GateVerdict) -> String {
 
 // MARK: - Waiting
 
-struct ReplicasView: Decodable {
-    struct Replica: Decodable {
-        var id: String
-        var applied: [String: Int64]
-        var storeReachable: Bool
-    }
-    var replica: String
-    var replicas: [Replica]
-    var error: String?
-}
-
 /// Polls /replicas until every live replica applied `revision` of `service`.
 func waitForReplicas(_ client: CLIClient, service: String, revision: Int64, timeout: Double, json: Bool) throws {
     let started = Date()
     var lastPrint = -10.0
     while true {
         let answer = client.checked(client.request("GET", "/replicas"))
-        let view = decode(ReplicasView.self, answer)
+        let view = decode(ReplicasAnswer.self, answer)
         let lagging = view.replicas.filter { ($0.applied[service] ?? 0) < revision }
         let elapsed = Date().timeIntervalSince(started)
         if lagging.isEmpty {
@@ -426,22 +385,15 @@ func waitForReplicas(_ client: CLIClient, service: String, revision: Int64, time
     }
 }
 
-struct InFlightView: Decodable {
-    struct Endpoint: Decodable { var active_requests: Int64 }
-    struct Track: Decodable { var name: String; var endpoints: [Endpoint] }
-    struct Service: Decodable { var name: String; var tracks: [Track] }
-    var services: [Service]
-}
-
 /// Waits until `track` of `service` has no request in flight, or `timeout` passes.
 func waitForDrain(_ client: CLIClient, service: String, track: String, timeout: Double, json: Bool) {
     let started = Date()
     var lastPrint = -10.0
     while true {
         let answer = client.checked(client.request("GET", "/status"))
-        let view = decode(InFlightView.self, answer)
+        let view = decode(StatusDocument.self, answer)
         let inFlight = view.services.first { $0.name == service }?.tracks.first { $0.name == track }?
-            .endpoints.reduce(0) { $0 + $1.active_requests } ?? 0
+            .endpoints.reduce(0) { $0 + $1.activeRequests } ?? 0
         let elapsed = Date().timeIntervalSince(started)
         if inFlight == 0 {
             if !json { say("\(track) drained: no request in flight (\(String(format: "%.1f", elapsed)) s)") }

@@ -34,7 +34,7 @@ extension Integration {
             let set = try r1.cli(["canary", "set", "shop", "50", "--track", "green"])
             #expect(set.status == 0, "\(set.stderr)")
             try waitFor("r2 to apply the canary", timeout: .seconds(10)) {
-                ((try r2.adminJSON("/services/shop"))["state"] as? [String: Any])?["canaryPermille"] as? Int == 500
+                ((try r2.adminJSON("/services/shop"))["state"] as? [String: Any])?["canary_permille"] as? Int == 500
             }
             let one = try sendSequential(60, port: r1.port)
             let two = try sendSequential(60, port: r2.port)
@@ -45,7 +45,7 @@ extension Integration {
                 let replicas = (try r1.adminJSON("/replicas"))["replicas"] as? [[String: Any]] ?? []
                 let windows = (replicas.first { $0["id"] as? String == "r2" }?["windows"] as? [String: Any])?["shop"] as? [[String: Any]]
                 let green = (windows?.first?["tracks"] as? [String: Any])?["green"] as? [String: Any]
-                return (green?["serverErrors"] as? Int ?? 0) >= 10
+                return (green?["server_errors"] as? Int ?? 0) >= 10
             }
 
             let step = try r1.cli(["canary", "step", "shop", "--min-requests", "20", "--gate", "errors=1%", "--gate", "p99-floor=1s", "--json"])
@@ -58,14 +58,14 @@ extension Integration {
                 replicas.first { $0["replica"] as? String == id }?["canary"] as? [String: Any] ?? [:]
             }
             // Replica 1 alone would have passed: 30 canary requests, no error.
-            #expect(canary("r1")["requests"] as? Int == 30 && canary("r1")["serverErrors"] as? Int == 0, "\(step.stdout)")
-            #expect((canary("r2")["serverErrors"] as? Int ?? 0) >= 10, "\(step.stdout)")
+            #expect(canary("r1")["requests"] as? Int == 30 && canary("r1")["server_errors"] as? Int == 0, "\(step.stdout)")
+            #expect((canary("r2")["server_errors"] as? Int ?? 0) >= 10, "\(step.stdout)")
             let total = gate?["canary"] as? [String: Any]
             #expect(total?["requests"] as? Int == (canary("r1")["requests"] as? Int ?? 0) + (canary("r2")["requests"] as? Int ?? 0), "\(step.stdout)")
             let reasons = gate?["reasons"] as? [String] ?? []
             #expect(reasons.contains { $0.contains("canary error rate") }, "\(step.stdout)")
             // Not stepped, on either replica.
-            #expect(((try r2.adminJSON("/services/shop"))["state"] as? [String: Any])?["canaryPermille"] as? Int == 500)
+            #expect(((try r2.adminJSON("/services/shop"))["state"] as? [String: Any])?["canary_permille"] as? Int == 500)
 
             // The same refusal in words, with the per-replica rows.
             let words = try r1.cli(["canary", "step", "shop", "--min-requests", "20", "--gate", "errors=1%", "--gate", "p99-floor=1s"])

@@ -74,7 +74,7 @@ extension Integration {
             let service = try proxy.adminJSON("/services/shop")
             let state = service["state"] as? [String: Any]
             #expect(state?["revision"] as? Int == 10)
-            #expect(state?["activeTrack"] as? String == "blue")
+            #expect(state?["active_track"] as? String == "blue")
             #expect((state?["history"] as? [[String: Any]])?.last?["why"] as? String == "flip 10")
         }
 
@@ -158,8 +158,8 @@ extension Integration {
             #expect(again.stdout.contains("not stepped"), "\(again.stdout)")
             #expect(again.stdout.contains("rolled back"), "\(again.stdout)")
             let state = try proxy.adminJSON("/services/shop")["state"] as? [String: Any]
-            #expect(state?["canaryPermille"] as? Int == 0, "\(String(describing: state))")
-            #expect(state?["activeTrack"] as? String == "blue")
+            #expect(state?["canary_permille"] as? Int == 0, "\(String(describing: state))")
+            #expect(state?["active_track"] as? String == "blue")
         }
 
         /// A healthy canary steps through 5, 25, 50 and 100 %, each baked and gated, and

@@ -204,6 +204,10 @@ private let badConfigs: [BadConfig] = [
     BadConfig(name: "wildcard not in the first label",
               text: good + "    tls:\n      certificates: [{cert: a.pem, key: a.key, names: [a.*.test]}]\n", line: 5,
               key: "listeners[0].tls.certificates[0].names[0]", says: "wildcard may only be the whole first label"),
+    BadConfig(name: "unknown process log format",
+              text: good + "log:\n  format: xml\n", line: 5, key: "log.format", says: "log.format is text or json"),
+    BadConfig(name: "unknown process log level",
+              text: good + "log:\n  level: verbose\n", line: 5, key: "log.level", says: "log.level is debug, info, warn or error"),
     BadConfig(name: "empty file",
               text: "# nothing here\n", line: nil, key: nil, says: "the file is empty"),
 ]

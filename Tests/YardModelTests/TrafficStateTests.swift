@@ -14,7 +14,7 @@ import YardModel
         let flipped = try apply(blue, .flip(to: nil))
         #expect(flipped.activeTrack == "green")
         #expect(flipped.revision == 1)
-        #expect(flipped.history.last == TrafficChange(revision: 1, timeUnix: 100, who: "ops", why: "test", action: "flip blue -> green"))
+        #expect(flipped.history.last == TrafficChange(revision: 1, timeUnix: 100, who: "ops", why: "test", action: "flip blue -> green", fromTrack: "blue", toTrack: "green"))
         #expect(try apply(flipped, .flip(to: nil)).activeTrack == "blue")
     }
 
