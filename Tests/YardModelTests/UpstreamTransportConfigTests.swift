@@ -56,7 +56,7 @@ import Testing
 
     @Test func anHTTPCheckOnAnHTTP2OnlyServiceIsRefusedWithTheFix() throws {
         let error = try #require(failure("    health: {type: http}\n    upstream: {protocol: h2c}\n"))
-        #expect(error.message.contains("use 'type: tcp'"))
+        #expect(error.message.contains("use 'type: grpc' (gRPC servers) or 'type: tcp'"))
         let tcp = try service("    health: {type: tcp}\n    upstream: {protocol: h2c}\n")
         #expect(tcp.health.kind == .tcp)
     }
