@@ -196,7 +196,7 @@ extension Worker {
         c.keepAlive = head.keepAlive && !draining
         c.responseStarted = false
         c.attempts = 0
-        c.requestStart = now
+        c.requestStart = monotonicMicroseconds()
         // A request body is never delimited by the close (RFC 9112 §6.3): no framing, no body.
         c.requestBody = BodyProgress(head.framing == .untilClose ? .none : head.framing, refusingForbiddenTrailers: true)
         if head.method == .connect {
@@ -406,7 +406,7 @@ extension Worker {
         releaseEndpoint(c)
         if let u = c.upstream {
             // The client's answer for this endpoint is our error (or a cut response).
-            if !u.headDone { metrics.response(u.endpoint.poolKey, status: status, latencyMicros: (now - c.requestStart) &* 1_000) }
+            if !u.headDone { metrics.response(u.endpoint.poolKey, status: status, latencyMicros: latencyMicros(c)) }
             unbind(c, u)
             closeUpstream(u)
         }

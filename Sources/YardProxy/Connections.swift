@@ -138,7 +138,7 @@ final class ClientConnection {
     var upgradeRequested = false
     /// Requests answered on this connection.
     var served = 0
-    /// When the request head was complete (for logs of failures).
+    /// When the request head was complete, monotonic microseconds (latency histograms).
     var requestStart: Int64 = 0
     /// Set when this is a stream of an HTTP/2 connection (no socket of its own; H2Streams.swift).
     var h2: H2StreamLink?

@@ -305,7 +305,7 @@ extension Worker {
         guard let link = c.h2 else { return }
         releaseEndpoint(c)
         if let u = c.upstream {
-            if !u.headDone { metrics.response(u.endpoint.poolKey, status: status, latencyMicros: (now - c.requestStart) &* 1_000) }
+            if !u.headDone { metrics.response(u.endpoint.poolKey, status: status, latencyMicros: latencyMicros(c)) }
             unbind(c, u)
             closeUpstream(u)
         }

@@ -294,7 +294,7 @@ extension Worker {
                 }
                 writeResponseHead(c, u, closeAfter: false, into: &c.outBuf)
                 u.inBuf.consume(u.head.headLength)
-                metrics.response(u.endpoint.poolKey, status: 101, latencyMicros: (now - c.requestStart) &* 1_000)
+                metrics.response(u.endpoint.poolKey, status: 101, latencyMicros: latencyMicros(c))
                 recordOutcome(u.endpoint, service: c.route?.service, failed: false)
                 if accessLog != nil { endLogLine(c, status: 101, endpoint: u.endpoint) }
                 becomeTunnel(c, u)
@@ -340,12 +340,18 @@ extension Worker {
         abortExchange(c, status: 502, reason: reason)
     }
 
+    /// Microseconds from the request head to now (the response head, or the proxy's answer).
+    @inline(__always)
+    func latencyMicros(_ c: ClientConnection) -> Int64 {
+        max(monotonicMicroseconds() &- c.requestStart, 0)
+    }
+
     /// A final response head was parsed: counts it, tells health how the endpoint did,
     /// and sets up the body's framing. Shared by the HTTP/1.1 and HTTP/2 relays.
     @inline(__always)
     func startResponseBody(_ c: ClientConnection, _ u: UpstreamConnection) {
         u.response.acceptHead()
-        metrics.response(u.endpoint.poolKey, status: u.head.status, latencyMicros: (now - c.requestStart) &* 1_000)
+        metrics.response(u.endpoint.poolKey, status: u.head.status, latencyMicros: latencyMicros(c))
         recordOutcome(u.endpoint, service: c.route?.service, failed: u.head.status >= 500)
         if c.requestBodyDone { dropSentBytes(u) }
     }
@@ -391,7 +397,7 @@ extension Worker {
                 if next.phase == .active { flushUpstream(next) }
                 return
             }
-            metrics.response(u.endpoint.poolKey, status: 502, latencyMicros: (now - c.requestStart) &* 1_000)
+            metrics.response(u.endpoint.poolKey, status: 502, latencyMicros: latencyMicros(c))
             closeUpstream(u)
             abortExchange(c, status: 502, reason: reason)
             return

@@ -111,6 +111,49 @@ extension Integration {
             }
         }
 
+        /// The fleet as deployed: three replicas on an etcd that wants TLS and client
+        /// certificates, a flip through one under load on all three, `flip --wait` naming
+        /// every replica, and not one failed request on any of them.
+        @Test(.timeLimit(.minutes(2)))
+        func threeReplicasOnATLSEtcdFlipUnderLoadWithoutAFailedRequest() throws {
+            let dir = try ScratchDir("replicas-tls-fleet")
+            let blue = try Backend.demo("blue-1", dir: dir)
+            let green = try Backend.demo("green-1", dir: dir)
+            defer { blue.stop(); green.stop() }
+            let certificates = try TestCertificates()
+            let server = try certificates.issue(file: "etcd-server", names: ["127.0.0.1"], client: true)
+            let client = try certificates.issue(file: "etcd-client", names: ["switchyard"], client: true)
+            let etcd = try EtcdCluster(size: 1, tls: .init(caFile: certificates.caFile, server: server, client: client))
+            let store = "  type: etcd\n  endpoints: [\(etcd.endpoints[0])]\n  prefix: /sy-fleet/\n  replica_ttl: 3s\n"
+                + "  ca_file: \(certificates.caFile)\n  cert_file: \(client.certificate)\n  key_file: \(client.key)\n"
+            let services = blueGreenServices(blue: [blue.port], green: [green.port])
+            let replicas = try (1 ... 3).map { n in
+                try TrafficProxy(dir: dir, services: services, label: "r\(n)", store: store + "  replica_id: r\(n)\n")
+            }
+            defer { replicas.forEach { $0.stop() } }
+            try waitFor("three replicas to report in etcd", timeout: .seconds(15)) {
+                ((try replicas[0].adminJSON("/replicas"))["replicas"] as? [[String: Any]])?.count == 3
+            }
+
+            let load = try replicas.map { proxy in
+                try ChildProcess("/usr/bin/wrk", ["-t1", "-c8", "-d5s", "--timeout", "4s", proxy.url + "/"], dir: dir, label: "wrk-\(proxy.label)")
+            }
+            defer { load.forEach { $0.stop() } }
+            try waitFor("wrk's connections through every replica", timeout: .seconds(5)) {
+                try replicas.allSatisfy { try establishedConnections(toPort: $0.port, dir: dir) >= 4 }
+            }
+            let flip = try replicas[1].cli(["flip", "shop", "--to", "green", "--wait", "--wait-timeout", "10s"])
+            #expect(flip.status == 0, "\(flip.stdout) \(flip.stderr)")
+            #expect(flip.stdout.contains("all 3 replica(s) serve revision 1"), "\(flip.stdout)")
+            for proxy in replicas { #expect(try proxy.backend() == "green-1", "\(proxy.label)") }
+            for wrk in load {
+                #expect(wrk.waitExit(timeout: .seconds(15)) == 0, "\(wrk.stderrText)")
+                let output = wrk.stdoutText
+                #expect(output.contains("requests in"), "\(output)")
+                #expect(!output.contains("Non-2xx or 3xx responses") && !output.contains("Socket errors"), "\(output)")
+            }
+        }
+
         /// The same agreement through Consul KV (Tests/Fixtures/consul_emulator.py: no
         /// Consul agent can run here).
         @Test(.timeLimit(.minutes(1)))
