@@ -88,17 +88,27 @@ public struct ListenerConfig: Sendable, Equatable {
     }
 }
 
-/// A routing rule as configured: host (optional) and path prefix to a service name.
+/// A routing rule as configured: what it matches (RouteMatch.swift) and the service it sends to.
 public struct RouteConfig: Sendable, Equatable {
-    public var host: String?
-    public var pathPrefix: String
+    public var match: RouteMatch
     public var service: String
+    /// `name:` for explain and messages; nil when not given.
+    public var name: String?
 
     public init(host: String?, pathPrefix: String, service: String) {
-        self.host = host
-        self.pathPrefix = pathPrefix
-        self.service = service
+        self.init(match: RouteMatch(hosts: host.map { [$0] } ?? [], path: pathPrefix), service: service)
     }
+
+    public init(match: RouteMatch, service: String, name: String? = nil) {
+        self.match = match
+        self.service = service
+        self.name = name
+    }
+
+    /// The first host, or nil for any host.
+    public var host: String? { match.hosts.first }
+    /// The path prefix (or exact path).
+    public var pathPrefix: String { match.path }
 }
 
 /// The admin listener: status, metrics, the dashboard, and the traffic writes.

@@ -229,7 +229,10 @@ extension Worker {
 
         var path = c.head.pathSpan.bytes(in: base)
         if path.isEmpty { path = ErrorText.slash }
-        guard let route = table.route(host: head.hostSpan.bytes(in: base), path: path) else {
+        guard let route = table.route(
+            host: head.hostSpan.bytes(in: base), path: path, method: head.methodSpan.bytes(in: base),
+            query: head.queryBytes(in: base), fields: ParsedRequestFields(base: base, fields: c.fields, count: head.headerCount)
+        ) else {
             respondError(c, status: 404, reason: "no route")
             return
         }
