@@ -94,6 +94,8 @@ public struct RouteConfig: Sendable, Equatable {
     public var service: String
     /// `name:` for explain and messages; nil when not given.
     public var name: String?
+    /// The middlewares it runs, in order, resolved from `middlewares:` (Middleware.swift).
+    public var middlewares: [RouteMiddleware] = []
 
     public init(host: String?, pathPrefix: String, service: String) {
         self.init(match: RouteMatch(hosts: host.map { [$0] } ?? [], path: pathPrefix), service: service)
@@ -109,6 +111,17 @@ public struct RouteConfig: Sendable, Equatable {
     public var host: String? { match.hosts.first }
     /// The path prefix (or exact path).
     public var pathPrefix: String { match.path }
+}
+
+/// A middleware a route lists: its name and what it does.
+public struct RouteMiddleware: Sendable, Equatable {
+    public var name: String
+    public var kind: MiddlewareKind
+
+    public init(name: String, kind: MiddlewareKind) {
+        self.name = name
+        self.kind = kind
+    }
 }
 
 /// The admin listener: status, metrics, the dashboard, and the traffic writes.

@@ -26,7 +26,7 @@ public enum ConfigLoader {
         try parseConfig(text: text, path: path, directory: directory(of: path))
     }
 
-    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log", "state_store", "templates", "trusted_proxies"]
+    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log", "state_store", "templates", "trusted_proxies", "middlewares"]
 
     private static func parseConfig(text: String, path: String, directory: String) throws(ConfigError) -> SwitchyardConfig {
         let root = try document(text: text, path: path, expecting: "keys like 'listeners' and 'routes'")
@@ -34,7 +34,8 @@ public enum ConfigLoader {
 
         let listenersNode = try fields.required("listeners", hint: "add at least one, e.g. '- {name: web, address: 127.0.0.1:8080}'")
         let listeners = try parseListeners(listenersNode, directory: directory)
-        let routes = try parseRoutes(fields.optional("routes"))
+        let middlewares = try parseMiddlewares(fields.optional("middlewares"))
+        let routes = try parseRoutes(fields.optional("routes"), middlewares: middlewares)
         let discovery = try parseDiscovery(fields.optional("discovery"), directory: directory)
         let admin = try parseAdmin(fields.optional("admin"))
         let workers = try parseWorkers(fields.optional("workers"))
@@ -135,10 +136,10 @@ public enum ConfigLoader {
 
     static let routeKeys = [
         "name", "host", "path", "path_exact", "methods", "headers", "headers_present", "query", "query_present",
-        "priority", "service",
+        "priority", "service", "middlewares",
     ]
 
-    private static func parseRoutes(_ node: ConfigNode?) throws(ConfigError) -> [RouteConfig] {
+    private static func parseRoutes(_ node: ConfigNode?, middlewares: [String: MiddlewareKind]) throws(ConfigError) -> [RouteConfig] {
         guard let node else { return [] }
         var routes: [RouteConfig] = []
         var seen: [RouteMatch: Int?] = [:]
@@ -179,7 +180,15 @@ public enum ConfigLoader {
                 throw item.error("duplicates the route\(lineSuffix(previous)) with the same match (\(match.summary)); the first one would always win")
             }
             seen[match] = item.line
-            routes.append(RouteConfig(match: match, service: service, name: name))
+            var route = RouteConfig(match: match, service: service, name: name)
+            if let listNode = fields.optional("middlewares") {
+                let names = try listNode.list().map { (item) throws(ConfigError) in try item.string(expected: "a middleware name") }
+                switch RouteSteps.build(names: names, defined: middlewares) {
+                case .success: route.middlewares = names.compactMap { name in middlewares[name].map { RouteMiddleware(name: name, kind: $0) } }
+                case .failure(let problem): throw listNode.error(problem.message)
+                }
+            }
+            routes.append(route)
         }
         return routes
     }

@@ -161,13 +161,16 @@ public final class Route: Sendable {
     public let serviceName: String
     /// The resolved service, or nil when no such service is discovered (requests get 503).
     public let service: Service?
+    /// The route's middlewares as bytes (Middleware.swift).
+    public let steps: RouteSteps
 
     public convenience init(host: String?, pathPrefix: String, serviceName: String, service: Service?) {
         self.init(match: RouteMatch(hosts: host.map { [$0.lowercased()] } ?? [], path: pathPrefix),
                   name: nil, serviceName: serviceName, service: service)
     }
 
-    public init(match: RouteMatch, name: String?, serviceName: String, service: Service?) {
+    public init(match: RouteMatch, name: String?, serviceName: String, service: Service?, middlewares: [RouteMiddleware] = []) {
+        self.steps = middlewares.isEmpty ? .none : RouteSteps(names: middlewares.map(\.name), kinds: middlewares.map(\.kind))
         self.match = match
         self.matcher = RouteMatcher(match)
         self.host = match.hosts.first.map { Array($0.lowercased().utf8) }

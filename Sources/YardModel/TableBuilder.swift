@@ -30,7 +30,8 @@ public func buildRoutingTable(
         byName[definition.name] = service
     }
     var resolved = routes.map { route in
-        Route(match: route.match, name: route.name, serviceName: route.service, service: byName[route.service])
+        Route(match: route.match, name: route.name, serviceName: route.service, service: byName[route.service],
+              middlewares: route.middlewares)
     }
     // Routes a service declares through discovery come after the config file's; an exact
     // duplicate of a configured match is dropped so the config file wins.

@@ -62,3 +62,59 @@ extension Integration {
         }
     }
 }
+
+extension Integration {
+    /// Middlewares through the real binary: the demo backend's `/headers` echoes the head it
+    /// received, so each rewrite is read back as the backend saw it.
+    @Suite struct RouteMiddlewaresThroughTheBinary {
+        @Test(.timeLimit(.minutes(1)))
+        func stripAddReplaceHeadersAndRequestIDReachTheBackend() throws {
+            let dir = try ScratchDir("route-middlewares")
+            let shop = try Backend.demo("shop", dir: dir)
+            defer { shop.stop() }
+            try dir.write("services.yml", servicesYAML([ServiceSpec(name: "shop", instances: [.init(port: shop.port)])]))
+            try dir.write("switchyard.yml", """
+                listeners:
+                  - {name: web, address: 127.0.0.1:0}
+                middlewares:
+                  strip-shop: {strip_prefix: [/shop]}
+                  v2: {add_prefix: /v2}
+                  legacy: {replace_path: /headers}
+                  tidy: {headers: {set: {X-Env: prod, X-Team: web}, remove: [X-Debug]}}
+                  ids: {request_id: {}}
+                routes:
+                  - {path: /shop, service: shop, middlewares: [strip-shop, v2, tidy, ids]}
+                  - {path: /old, service: shop, middlewares: [legacy]}
+                discovery: {provider: file, file: services.yml}
+                workers: 1
+
+                """)
+            let proxy = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "proxy")
+            defer { proxy.stop() }
+            let url = "http://127.0.0.1:\(try proxy.waitForListeningPort())"
+
+            let stripped = try curl(url + "/shop/headers?q=1", ["-H", "X-Debug: 1", "-H", "X-Env: dev", "-H", "X-Forwarded-Prefix: /evil"], dir: dir)
+            #expect(stripped.httpStatus == 200)
+            let head = stripped.body.lowercased()
+            #expect(head.hasPrefix("get /v2/headers?q=1 http/1.1"), "\(stripped.body)")
+            #expect(head.contains("x-forwarded-prefix: /shop\r\n") && !head.contains("/evil"), "\(stripped.body)")
+            #expect(head.contains("x-env: prod\r\n") && !head.contains("x-env: dev"), "\(stripped.body)")
+            #expect(head.contains("x-team: web\r\n") && !head.contains("x-debug"), "\(stripped.body)")
+            let id = head.components(separatedBy: "x-request-id: ").dropFirst().first?.prefix(32) ?? ""
+            #expect(id.count == 32 && id.allSatisfy(\.isHexDigit), "\(stripped.body)")
+
+            let again = try curl(url + "/shop/headers", dir: dir)
+            #expect(!again.body.contains(String(id)), "every request gets its own ID")
+            let kept = try curl(url + "/shop/headers", ["-H", "X-Request-ID: abc-123"], dir: dir)
+            #expect(kept.body.contains("X-Request-ID: abc-123\r\n") && kept.body.components(separatedBy: "X-Request-ID").count == 2, "\(kept.body)")
+
+            let replaced = try curl(url + "/old/page.php", dir: dir)
+            #expect(replaced.body.hasPrefix("GET /headers HTTP/1.1"), "\(replaced.body)")
+            #expect(replaced.body.contains("X-Replaced-Path: /old/page.php\r\n"), "\(replaced.body)")
+
+            // HTTP/2 from the client goes through the same steps.
+            let h2 = try curl(url + "/shop/headers", ["--http2-prior-knowledge"], dir: dir)
+            #expect(h2.body.hasPrefix("GET /v2/headers HTTP/1.1"), "\(h2.body)")
+        }
+    }
+}
