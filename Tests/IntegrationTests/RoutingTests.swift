@@ -118,3 +118,18 @@ extension Integration {
         }
     }
 }
+
+extension Integration {
+    @Suite struct RoutingExampleConfig {
+        /// conf/examples/routing.yml uses every matcher and middleware and stays valid.
+        @Test(.timeLimit(.minutes(1)))
+        func theRoutingExamplePassesCheck() throws {
+            let dir = try ScratchDir("check-routing-example")
+            let result = try runCommand(SwitchyardBinary.path,
+                                        ["check", "--config", SwitchyardBinary.repositoryRoot + "/conf/examples/routing.yml"],
+                                        dir: dir, label: "check")
+            #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
+            #expect(result.stdout.contains(": ok"), "\(result.stdout)")
+        }
+    }
+}
