@@ -393,7 +393,7 @@ public enum ConfigLoader {
     }
 
     /// `trusted_proxies: [10.0.0.0/8, "::1"]`: CIDRs or bare addresses.
-    private static func parseNetworks(_ node: ConfigNode?) throws(ConfigError) -> [Network] {
+    static func parseNetworks(_ node: ConfigNode?) throws(ConfigError) -> [Network] {
         guard let node, !node.isNull else { return [] }
         var networks: [Network] = []
         for item in try node.list() {

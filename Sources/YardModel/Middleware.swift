@@ -27,6 +27,9 @@ public enum MiddlewareKind: Sendable, Equatable {
     case headers(set: [HeaderSetting], remove: [String])
     /// Give the request an ID in this header when it has none, and pass it upstream.
     case requestID(header: String)
+    /// Only clients in these networks (the client address as `trusted_proxies` decides);
+    /// others get 403.
+    case ipAllow([Network])
 
     /// The middleware's type as written in the config.
     public var typeName: String {
@@ -36,6 +39,7 @@ public enum MiddlewareKind: Sendable, Equatable {
         case .replacePath: "replace_path"
         case .headers: "headers"
         case .requestID: "request_id"
+        case .ipAllow: "ip_allow"
         }
     }
 }
@@ -58,6 +62,8 @@ public struct RouteSteps: Sendable {
     public let requestIDHeader: [UInt8]
     /// The request ID header as written (for the generated field), e.g. `X-Request-ID`.
     public let requestIDName: [UInt8]
+    /// Networks a client must be in (every ip_allow of the route must hold); empty: any.
+    public let allow: [[Network]]
     /// Anything to do at all: the request path skips every check when false.
     public let isEmpty: Bool
     /// The path is changed (the request line is rebuilt).
@@ -74,6 +80,7 @@ public struct RouteSteps: Sendable {
         var drop: [[UInt8]] = []
         var lines: [UInt8] = []
         var idName = ""
+        var allow: [[Network]] = []
         for kind in kinds {
             switch kind {
             case .stripPrefix(let prefixes): strip = prefixes.map { Array($0.utf8) }
@@ -83,6 +90,7 @@ public struct RouteSteps: Sendable {
                 for name in remove + set.map(\.name) { drop.append(Array(name.lowercased().utf8)) }
                 for setting in set { lines += Array("\(setting.name): \(setting.value)\r\n".utf8) }
             case .requestID(let header): idName = header
+            case .ipAllow(let networks): allow.append(networks)
             }
         }
         // The proxy's own X-Forwarded-Prefix / X-Replaced-Path replace what a client sent.
@@ -96,7 +104,8 @@ public struct RouteSteps: Sendable {
         self.requestIDHeader = Array(idName.lowercased().utf8)
         self.requestIDName = Array(idName.utf8)
         self.rewritesPath = !strip.isEmpty || !add.isEmpty || replace != nil
-        self.isEmpty = !rewritesPath && drop.isEmpty && lines.isEmpty && idName.isEmpty
+        self.allow = allow
+        self.isEmpty = !rewritesPath && drop.isEmpty && lines.isEmpty && idName.isEmpty && allow.isEmpty
         self.names = names
     }
 

@@ -6,9 +6,10 @@
 //     legacy:     {replace_path: /index.php}
 //     security:   {headers: {set: {X-Frame-Options: DENY}, remove: [X-Powered-By]}}
 //     ids:        {request_id: {header: X-Request-ID}}
+//     office:     {ip_allow: [10.0.0.0/8, "fd00::/8"]}
 
 extension ConfigLoader {
-    static let middlewareTypes = ["strip_prefix", "add_prefix", "replace_path", "headers", "request_id"]
+    static let middlewareTypes = ["strip_prefix", "add_prefix", "replace_path", "headers", "request_id", "ip_allow"]
 
     static func parseMiddlewares(_ node: ConfigNode?) throws(ConfigError) -> [String: MiddlewareKind] {
         var result: [String: MiddlewareKind] = [:]
@@ -64,6 +65,10 @@ extension ConfigLoader {
             }
             guard !set.isEmpty || !remove.isEmpty else { throw node.error("give 'set:' or 'remove:' (or both)") }
             return .headers(set: set, remove: remove)
+        case "ip_allow":
+            let networks = try parseNetworks(node)
+            guard !networks.isEmpty else { throw node.error("list the networks allowed, e.g. [10.0.0.0/8, 192.168.1.0/24]; an empty list would refuse everyone") }
+            return .ipAllow(networks)
         default:  // request_id
             let fields = try node.fields(allowed: ["header"])
             let header = try fields.optional("header")?.string(expected: "a header name") ?? "X-Request-ID"

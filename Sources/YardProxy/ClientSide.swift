@@ -237,6 +237,10 @@ extension Worker {
             return
         }
         c.route = route
+        if !route.steps.isEmpty, let refusal = routeStepsRefusal(c, route.steps, base: base) {
+            respondError(c, status: refusal.status, reason: refusal.reason)
+            return
+        }
         c.overrideTrack = route.service.map { overrideTrack(c, service: $0, base: base) } ?? -1
         guard let service = route.service,
               c.overrideTrack >= 0 ? !service.trackEndpoints[c.overrideTrack].endpoints.isEmpty

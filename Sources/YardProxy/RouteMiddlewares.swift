@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import YardHTTP
 import YardBalancing
 import YardIO
@@ -103,6 +106,72 @@ extension Worker {
                 bytes[16 + i] = digits.utf8Start[Int((low >> UInt64(60 - 4 * i)) & 0xf)]
             }
             out.append(UnsafeRawBufferPointer(bytes))
+        }
+    }
+}
+
+// MARK: - Refusals (called from dispatch, after routing)
+
+extension Worker {
+    /// The status a route's middlewares answer with instead of forwarding (403 for a
+    /// client outside an ip_allow), or nil to forward.
+    func routeStepsRefusal(_ c: ClientConnection, _ steps: RouteSteps, base: UnsafeRawBufferPointer) -> (status: Int, reason: String)? {
+        guard !steps.allow.isEmpty else { return nil }
+        let allowed = withClientAddress(c, base: base) { address in
+            guard let address else { return false }
+            // An IPv4-mapped IPv6 peer is checked as the IPv4 address it is.
+            let mapped = address.count == 16 && address[0..<10].allSatisfy { $0 == 0 } && address[10] == 0xFF && address[11] == 0xFF
+            let v4 = mapped ? UnsafeRawBufferPointer(rebasing: address[12..<16]) : address
+            return steps.allow.allSatisfy { networks in networks.contains { $0.contains(v4) || $0.contains(address) } }
+        }
+        return allowed ? nil : (403, "client address not in the route's ip_allow")
+    }
+
+    /// Calls `body` with the client's address (4 or 16 bytes): the peer's, or, when the
+    /// peer is in `trusted_proxies`, the rightmost X-Forwarded-For entry that is not a
+    /// trusted proxy. nil when that entry is not an IP literal (never allowed).
+    func withClientAddress<T>(_ c: ClientConnection, base: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) -> T) -> T {
+        guard c.trustedPeer else { return c.peerBytes.withUnsafeBytes { body($0) } }
+        var address = in6_addr()
+        var fieldIndex = c.head.headerCount - 1
+        while fieldIndex >= 0 {
+            defer { fieldIndex -= 1 }
+            let field = c.fields[fieldIndex]
+            guard field.kind == .xForwardedFor else { continue }
+            let value = field.value.bytes(in: base)
+            var end = value.count
+            while end > 0 {
+                var start = end
+                while start > 0 && value[start - 1] != UInt8(ascii: ",") { start -= 1 }
+                var (from, to) = (start, end)
+                while from < to && (value[from] == 0x20 || value[from] == 0x09) { from += 1 }
+                while to > from && (value[to - 1] == 0x20 || value[to - 1] == 0x09) { to -= 1 }
+                end = start - 1
+                guard to > from else { continue }
+                let count = parseAddress(UnsafeRawBufferPointer(rebasing: value[from..<to]), into: &address)
+                guard count > 0 else { return body(nil) }
+                let trusted = withUnsafeBytes(of: &address) { raw in
+                    let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<count])
+                    return settings.trustedProxies.contains { $0.contains(bytes) }
+                }
+                if !trusted { return withUnsafeBytes(of: &address) { body(UnsafeRawBufferPointer(rebasing: $0[0..<count])) } }
+            }
+        }
+        // Every hop was a trusted proxy: the peer is as close to the client as we know.
+        return c.peerBytes.withUnsafeBytes { body($0) }
+    }
+
+    /// Parses an IPv4 or IPv6 literal into `address` (IPv4 in its first 4 bytes); returns
+    /// 4, 16, or 0 when the text is neither. No allocation: the text is copied to the stack.
+    private func parseAddress(_ text: UnsafeRawBufferPointer, into address: inout in6_addr) -> Int {
+        guard text.count < 64 else { return 0 }
+        var cString = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        return withUnsafeMutableBytes(of: &cString) { buffer in
+            buffer.copyMemory(from: text)
+            let pointer = buffer.baseAddress!.assumingMemoryBound(to: CChar.self)
+            if inet_pton(AF_INET, pointer, &address) == 1 { return 4 }
+            if inet_pton(AF_INET6, pointer, &address) == 1 { return 16 }
+            return 0
         }
     }
 }

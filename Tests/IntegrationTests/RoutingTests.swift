@@ -133,3 +133,56 @@ extension Integration {
         }
     }
 }
+
+extension Integration {
+    @Suite struct IPAllowThroughTheBinary {
+        /// ip_allow checks the peer, or behind a trusted proxy the rightmost X-Forwarded-For
+        /// entry that is not a trusted proxy; anything else gets 403.
+        @Test(.timeLimit(.minutes(1)))
+        func aClientOutsideTheNetworksGets403AndTrustedProxiesDecideTheClient() throws {
+            let dir = try ScratchDir("route-ip-allow")
+            let shop = try Backend.demo("shop", dir: dir)
+            defer { shop.stop() }
+            try dir.write("services.yml", servicesYAML([ServiceSpec(name: "shop", instances: [.init(port: shop.port)])]))
+            func config(trusted: String) -> String {
+                """
+                listeners:
+                  - {name: web, address: 127.0.0.1:0}
+                middlewares:
+                  office: {ip_allow: [10.0.0.0/8, "fd00::/8"]}
+                  local: {ip_allow: [127.0.0.0/8, "::1"]}
+                routes:
+                  - {path: /office, service: shop, middlewares: [office]}
+                  - {path: /local, service: shop, middlewares: [local]}
+                discovery: {provider: file, file: services.yml}
+                workers: 1
+                \(trusted)
+                """
+            }
+            try dir.write("switchyard.yml", config(trusted: ""))
+            let direct = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "direct")
+            defer { direct.stop() }
+            let directURL = "http://127.0.0.1:\(try direct.waitForListeningPort())"
+            #expect(try curl(directURL + "/office", dir: dir).httpStatus == 403)
+            #expect(try curl(directURL + "/office", ["--http2-prior-knowledge"], dir: dir).httpStatus == 403)
+            #expect(try curl(directURL + "/local", dir: dir).httpStatus == 200)
+            #expect(try curl(directURL + "/office", ["-H", "X-Forwarded-For: 10.1.2.3"], dir: dir).httpStatus == 403,
+                    "an untrusted peer's X-Forwarded-For is not believed")
+            direct.stop()
+
+            try dir.write("behind.yml", config(trusted: "trusted_proxies: [127.0.0.1]\n"))
+            let behind = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("behind.yml")], dir: dir, label: "behind")
+            defer { behind.stop() }
+            let url = "http://127.0.0.1:\(try behind.waitForListeningPort())"
+            #expect(try curl(url + "/office", ["-H", "X-Forwarded-For: 10.1.2.3"], dir: dir).httpStatus == 200)
+            #expect(try curl(url + "/office", ["-H", "X-Forwarded-For: 10.1.2.3, 127.0.0.1"], dir: dir).httpStatus == 200,
+                    "trusted hops on the right are skipped")
+            #expect(try curl(url + "/office", ["-H", "X-Forwarded-For: 10.1.2.3, 192.168.0.9"], dir: dir).httpStatus == 403,
+                    "the rightmost untrusted hop is the client; what it claims before it is not believed")
+            #expect(try curl(url + "/office", ["-H", "X-Forwarded-For: fd00::5"], dir: dir).httpStatus == 200)
+            #expect(try curl(url + "/office", ["-H", "X-Forwarded-For: not-an-ip"], dir: dir).httpStatus == 403)
+            #expect(try curl(url + "/office", ["-H", "X-Forwarded-For: \(String(repeating: "1", count: 200))"], dir: dir).httpStatus == 403)
+            #expect(try curl(url + "/office", dir: dir).httpStatus == 403, "no X-Forwarded-For: the trusted peer itself")
+        }
+    }
+}
