@@ -285,14 +285,20 @@ public struct ServiceDefinition: Sendable, Equatable {
     }
 }
 
-/// A route a discovery source declares for its own service: host (nil: any) and path prefix.
+/// A route a discovery source declares for its own service: host (nil: any) and path
+/// prefix, and from `switchyard.route.NAME.*` labels a name and a priority.
 public struct DiscoveredRoute: Sendable, Equatable, Hashable {
     public var host: String?
     public var pathPrefix: String
+    public var name: String?
+    /// As `routes[].priority`: higher first, 0 by default.
+    public var priority: Int
 
-    public init(host: String? = nil, pathPrefix: String = "/") {
+    public init(host: String? = nil, pathPrefix: String = "/", name: String? = nil, priority: Int = 0) {
         self.host = host
         self.pathPrefix = pathPrefix
+        self.name = name
+        self.priority = priority
     }
 }
 

@@ -37,8 +37,10 @@ public func buildRoutingTable(
     // duplicate of a configured match is dropped so the config file wins.
     var taken = Set(routes.map(\.match))
     for definition in catalog.services {
-        for route in definition.routes where taken.insert(RouteMatch(hosts: route.host.map { [$0] } ?? [], path: route.pathPrefix)).inserted {
-            resolved.append(Route(host: route.host, pathPrefix: route.pathPrefix, serviceName: definition.name, service: byName[definition.name]))
+        for route in definition.routes {
+            let match = RouteMatch(hosts: route.host.map { [$0.lowercased()] } ?? [], path: route.pathPrefix, priority: route.priority)
+            guard taken.insert(match).inserted else { continue }
+            resolved.append(Route(match: match, name: route.name, serviceName: definition.name, service: byName[definition.name]))
         }
     }
     return RoutingTable(version: version, routes: resolved, services: services)
