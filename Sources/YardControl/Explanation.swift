@@ -102,6 +102,21 @@ struct Explanation: Codable {
         let name = routeName(route)
         result.route = name
         result.reasons.append("route \(name) matched (\(route.match.hosts.isEmpty ? "any host" : "host \(route.match.hosts.joined(separator: " or "))"), \(route.match.exactPath ? "exact path" : "path prefix") \(route.match.path)\(route.matcher.hasConditions ? ", and its method/header/query conditions" : ""))")
+        if !route.steps.names.isEmpty {
+            result.reasons.append("the route runs middlewares \(route.steps.names.joined(separator: ", ")), in that order")
+        }
+        if !route.steps.allow.isEmpty {
+            // The client explain is told about is the client ip_allow checks (no proxy in between).
+            let allowed = addressBytes(request.client).map { bytes in
+                bytes.withUnsafeBytes { address in route.steps.allow.allSatisfy { networks in networks.contains { $0.contains(address) } } }
+            } ?? false
+            guard allowed else {
+                result.answer = "403 ip_allow"
+                result.reasons.append("client \(request.client) is not in the route's ip_allow networks (pass --client ADDRESS to explain another client)")
+                return result
+            }
+            result.reasons.append("client \(request.client) is in the route's ip_allow networks")
+        }
         result.service = route.serviceName
         guard let service = route.service else {
             result.answer = "503 service not discovered"
