@@ -5,6 +5,7 @@ import YardHTTP
 import YardBalancing
 import YardIO
 import YardModel
+import Synchronization
 
 // The request-path side of routing beyond host and path: header conditions read in place
 // from the parsed head.
@@ -50,6 +51,9 @@ extension RequestHead {
 
 /// Per-process seed for generated request IDs, so two replicas (or restarts) do not repeat.
 private let requestIDSeed = UInt64.random(in: 1...UInt64.max)
+/// Requests given an ID by this process: the IDs of one process never repeat. An atomic
+/// touched only by routes with request_id (one relaxed add per such request).
+private let requestIDCount = Atomic<UInt64>(0)
 
 extension Worker {
     /// Writes the path `steps` make of `path` (empty means `/`) and returns how many bytes
@@ -87,16 +91,16 @@ extension Worker {
            !ParsedRequestFields(base: base, fields: c.fields, count: c.head.headerCount).contains(name: steps.requestIDHeader, value: nil) {
             out.append(steps.requestIDName)
             out.append(": ")
-            appendRequestID(c, into: &out)
+            appendRequestID(into: &out)
             out.append("\r\n")
         }
     }
 
-    /// 32 hex digits, unique per request in practice: the process seed mixed with the
-    /// connection's identity, its request count and the clock.
-    private func appendRequestID(_ c: ClientConnection, into out: inout ByteBuffer) {
-        let identity = UInt64(UInt(bitPattern: ObjectIdentifier(c).hashValue))
-        let high = HashKey.mix(requestIDSeed ^ identity &+ UInt64(truncatingIfNeeded: c.served))
+    /// 32 hex digits: the process seed mixed with a process-wide count (never the same
+    /// twice in one process; `mix` is a bijection) and the clock.
+    private func appendRequestID(into out: inout ByteBuffer) {
+        let count = requestIDCount.wrappingAdd(1, ordering: .relaxed).newValue
+        let high = HashKey.mix(requestIDSeed &+ count)
         let low = HashKey.mix(high ^ UInt64(bitPattern: now) &+ 0x9E37_79B9_7F4A_7C15)
         let digits: StaticString = "0123456789abcdef"
         var hex = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))  // 32 bytes of stack, no heap
