@@ -26,17 +26,20 @@ public struct Explanation: Codable, Sendable {
         case activeTrack = "active_track"
     }
 
-    /// The request a query describes: `host`, `path`, `header` (one `Name: value`),
-    /// `headers` (several, one per line) and `client` (the client's IP, default 127.0.0.1).
+    /// The request a query describes: `host`, `path` (with an optional `?query`), `method`
+    /// (default GET), `header` (one `Name: value`), `headers` (several, one per line) and
+    /// `client` (the client's IP, default 127.0.0.1).
     struct Request {
         var host: String
         var path: String
+        var method: String
         var headers: [(name: String, value: String)]
         var client: String
 
         init(query: [String: String]) {
             host = query["host"] ?? ""
             path = query["path"].map { $0.isEmpty ? "/" : $0 } ?? "/"
+            method = query["method"].flatMap { $0.isEmpty ? nil : $0 } ?? "GET"
             let lines = (query["headers"].map { $0.split(separator: "\n").map(String.init) } ?? []) + (query["header"].map { [$0] } ?? [])
             headers = lines.compactMap { line -> (name: String, value: String)? in
                 guard let colon = line.firstIndex(of: ":") else { return nil }
@@ -67,18 +70,53 @@ public struct Explanation: Codable, Sendable {
         let path = request.path
         var result = Explanation(host: host, path: path, route: nil, service: nil, activeTrack: nil, track: nil, rule: nil,
                                  balancer: nil, candidates: [], answer: "", reasons: [])
+        let target = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let hostBytes = Array(host.utf8)
-        let pathBytes = Array((path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path).utf8)
-        let route = hostBytes.withUnsafeBytes { h in pathBytes.withUnsafeBytes { p in table.route(host: h, path: p) } }
-        guard let route else {
+        let pathBytes = Array((target.first.map(String.init) ?? path).utf8)
+        let queryBytes = Array((target.count > 1 ? String(target[1]) : "").utf8)
+        let methodBytes = Array(request.method.utf8)
+        let fields = ExplainFields(headers: request.headers)
+        var matched: Route?
+        hostBytes.withUnsafeBytes { h in
+            pathBytes.withUnsafeBytes { p in
+                methodBytes.withUnsafeBytes { m in
+                    queryBytes.withUnsafeBytes { q in
+                        let hostLength = RoutingTable.hostLengthWithoutPort(h)
+                        // The table's order: every route tried before the one that matched says why it did not.
+                        for route in table.routes {
+                            guard let miss = route.matcher.miss(host: h, hostLength: hostLength, path: p, method: m, query: q, fields: fields) else {
+                                matched = route
+                                return
+                            }
+                            result.reasons.append("route \(routeName(route)) did not match: \(missText(miss, route: route, request: request))")
+                        }
+                    }
+                }
+            }
+        }
+        guard let route = matched else {
             result.answer = "404 no route"
-            result.reasons.append("no route matches host '\(host)' and path '\(path)'; routes are tried host-specific first, then by longest path prefix")
+            result.reasons.append("no route matches \(request.method) host '\(host)' and path '\(path)'; routes are tried by priority, then most specific first (exact host, wildcard, any; exact path; longest prefix)")
             return result
         }
-        let routeHost = route.host.map { String(decoding: $0, as: UTF8.self) } ?? "*"
-        let routeName = "\(routeHost)\(String(decoding: route.pathPrefix, as: UTF8.self))"
-        result.route = routeName
-        result.reasons.append("route \(routeName) matched (\(route.host == nil ? "any host" : "host \(routeHost)"), path prefix \(String(decoding: route.pathPrefix, as: UTF8.self)))")
+        let name = routeName(route)
+        result.route = name
+        result.reasons.append("route \(name) matched (\(route.match.hosts.isEmpty ? "any host" : "host \(route.match.hosts.joined(separator: " or "))"), \(route.match.exactPath ? "exact path" : "path prefix") \(route.match.path)\(route.matcher.hasConditions ? ", and its method/header/query conditions" : ""))")
+        if !route.steps.names.isEmpty {
+            result.reasons.append("the route runs middlewares \(route.steps.names.joined(separator: ", ")), in that order")
+        }
+        if !route.steps.allow.isEmpty {
+            // The client explain is told about is the client ip_allow checks (no proxy in between).
+            let allowed = addressBytes(request.client).map { bytes in
+                bytes.withUnsafeBytes { address in route.steps.allow.allSatisfy { networks in networks.contains { $0.contains(address) } } }
+            } ?? false
+            guard allowed else {
+                result.answer = "403 ip_allow"
+                result.reasons.append("client \(request.client) is not in the route's ip_allow networks (pass --client ADDRESS to explain another client)")
+                return result
+            }
+            result.reasons.append("client \(request.client) is in the route's ip_allow networks")
+        }
         result.service = route.serviceName
         guard let service = route.service else {
             result.answer = "503 service not discovered"
@@ -160,6 +198,32 @@ public struct Explanation: Codable, Sendable {
         return result
     }
 
+    /// A route's name for explain: its configured name, or its match summary.
+    private static func routeName(_ route: Route) -> String {
+        route.name.map { "'\($0)' (\(route.match.summary))" } ?? route.match.summary
+    }
+
+    private static func missText(_ miss: RouteMiss, route: Route, request: Request) -> String {
+        let match = route.match
+        switch miss {
+        case .host:
+            return "host '\(request.host)' is not \(match.hosts.joined(separator: " or "))"
+                + (match.hosts.contains { $0.hasPrefix("*.") } ? " (a '*.' wildcard stands for exactly one label)" : "")
+        case .path:
+            return match.exactPath ? "the path is not exactly \(match.path)" : "the path does not start with \(match.path)"
+        case .method:
+            return "method \(request.method) is not \(match.methods.joined(separator: " or "))"
+        case .header(let index):
+            guard index < match.headers.count else { return "a header condition failed" }
+            let condition = match.headers[index]
+            return condition.value.map { "no header \(condition.name) equal to '\($0)'" } ?? "no header \(condition.name)"
+        case .query(let index):
+            guard index < match.query.count else { return "a query condition failed" }
+            let condition = match.query[index]
+            return condition.value.map { "no query parameter \(condition.name)=\($0)" } ?? "no query parameter \(condition.name)"
+        }
+    }
+
     /// What the request's override header asks for, as the request path computes it.
     private static func overrideRequest(_ service: Service, request: Request, reasons: inout [String]) -> TrafficSplit.Override {
         guard let rule = service.trackOverride, service.trackEndpoints.count > 1,
@@ -197,6 +261,19 @@ public struct Explanation: Codable, Sendable {
         var v6 = in6_addr()
         if inet_pton(AF_INET6, text, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
         return nil
+    }
+}
+
+/// The explained request's headers as the route matcher reads them.
+private struct ExplainFields: RouteFields {
+    let headers: [(name: [UInt8], value: [UInt8])]
+
+    init(headers: [(name: String, value: String)]) {
+        self.headers = headers.map { (Array($0.name.lowercased().utf8), Array($0.value.utf8)) }
+    }
+
+    func contains(name: [UInt8], value: [UInt8]?) -> Bool {
+        headers.contains { $0.name == name && (value == nil || $0.value == value) }
     }
 }
 

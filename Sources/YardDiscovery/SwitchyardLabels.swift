@@ -82,6 +82,11 @@ public enum SwitchyardLabels {
             return .failure(LabelProblem(owner, problem))
         }
         if host != nil || path != nil { route = DiscoveredRoute(host: host, pathPrefix: path ?? "/") }
+        let namedRoutes: [DiscoveredRoute]
+        switch readRoutes(labels, owner: owner) {
+        case .success(let routes): namedRoutes = routes
+        case .failure(let problem): return .failure(problem)
+        }
         let health = labels[healthPath].map(trimmed).flatMap { $0.isEmpty ? nil : $0 }
         if let health, !health.hasPrefix("/") {
             return .failure(LabelProblem("\(owner): \(healthPath) '\(DiscoveredValues.shown(health, quoted: false))' must start with '/'", field: "health_path"))
@@ -94,7 +99,72 @@ public enum SwitchyardLabels {
         let activeTrack = labels[active].map(trimmed).flatMap { $0.isEmpty ? nil : $0 }
         if let activeTrack, let problem = DiscoveredValues.checkName(activeTrack, field: "track") { return .failure(LabelProblem(owner, problem)) }
         if let problem = DiscoveredValues.check(instance) { return .failure(LabelProblem(owner, problem)) }
-        return .success(LabeledInstance(service: name, instance: instance, route: route, healthPath: health, activeTrack: activeTrack))
+        var labeled = LabeledInstance(service: name, instance: instance, route: route, healthPath: health, activeTrack: activeTrack)
+        labeled.namedRoutes = namedRoutes
+        return .success(labeled)
+    }
+
+    /// `switchyard.route.` — the prefix of the named-route labels:
+    /// `switchyard.route.NAME.host` (one host or a comma list, `*.example.com` allowed),
+    /// `.path` (a prefix, `/` by default), `.priority` (-1000...1000).
+    public static let routePrefix = "switchyard.route."
+    static let routeFields = ["host", "path", "priority"]
+
+    /// The routes `switchyard.route.NAME.*` labels declare (one per host), or the first
+    /// broken label, named by its key.
+    static func readRoutes(_ labels: [String: String], owner: String) -> Result<[DiscoveredRoute], LabelProblem> {
+        var byName: [String: [String: (key: String, value: String)]] = [:]
+        for (key, value) in labels where key.hasPrefix(routePrefix) {
+            let rest = key.dropFirst(routePrefix.count)
+            guard let dot = rest.lastIndex(of: "."), !rest[..<dot].isEmpty else {
+                return .failure(LabelProblem("\(owner): label \(DiscoveredValues.shown(key)) is not switchyard.route.NAME.FIELD (FIELD one of \(routeFields.joined(separator: ", ")))", field: "route"))
+            }
+            let name = String(rest[..<dot])
+            let field = String(rest[rest.index(after: dot)...])
+            guard DiscoveredValues.isName(name) else {
+                return .failure(LabelProblem("\(owner): label \(DiscoveredValues.shown(key)): the route name may only use letters, digits, '-', '_' and '.'", field: "route"))
+            }
+            guard routeFields.contains(field) else {
+                let hint = field == "middlewares" ? "middlewares are not read from labels yet; list them on a route in switchyard.yml"
+                    : "the field is one of \(routeFields.joined(separator: ", "))"
+                return .failure(LabelProblem("\(owner): label \(DiscoveredValues.shown(key)): \(hint)", field: "route"))
+            }
+            byName[name, default: [:]][field] = (key, trimmed(value))
+        }
+        var routes: [DiscoveredRoute] = []
+        for name in byName.keys.sorted() {
+            let fields = byName[name] ?? [:]
+            var path = "/"
+            if let (key, value) = fields["path"] {
+                guard value.hasPrefix("/") else {
+                    return .failure(LabelProblem("\(owner): label \(key) '\(DiscoveredValues.shown(value, quoted: false))' must start with '/'", field: "route"))
+                }
+                if let problem = DiscoveredValues.checkPath(value, field: "route") { return .failure(LabelProblem("\(owner): label \(key): \(problem.message)", field: problem.field)) }
+                path = value
+            }
+            var priority = 0
+            if let (key, value) = fields["priority"] {
+                let negative = value.hasPrefix("-")
+                guard let magnitude = UInt16(negative ? String(value.dropFirst()) : value), magnitude <= 1000 else {
+                    return .failure(LabelProblem("\(owner): label \(key) '\(DiscoveredValues.shown(value, quoted: false))' is not a priority from -1000 to 1000", field: "route"))
+                }
+                priority = negative ? -Int(magnitude) : Int(magnitude)
+            }
+            var hosts: [String?] = [nil]
+            if let (key, value) = fields["host"] {
+                hosts = []
+                for part in value.split(separator: ",", omittingEmptySubsequences: false) {
+                    let host = trimmed(String(part)).lowercased()
+                    if let problem = host.isEmpty ? DiscoveredValues.Problem(field: "route", message: "an empty host in the list")
+                        : DiscoveredValues.checkRouteHost(host) {
+                        return .failure(LabelProblem("\(owner): label \(key): \(problem.message)", field: problem.field))
+                    }
+                    hosts.append(host)
+                }
+            }
+            routes += hosts.map { DiscoveredRoute(host: $0, pathPrefix: path, name: name, priority: priority) }
+        }
+        return .success(routes)
     }
 
     private static func trimmed(_ text: String) -> String {
@@ -138,6 +208,8 @@ public struct LabeledInstance: Sendable, Equatable {
     public var healthPath: String?
     /// The active track its labels name (`switchyard.active`), if any.
     public var activeTrack: String? = nil
+    /// The routes its `switchyard.route.NAME.*` labels declare.
+    public var namedRoutes: [DiscoveredRoute] = []
 }
 
 // MARK: - Catalog assembly
@@ -173,8 +245,8 @@ public enum LabeledCatalog {
                 definition.health.kind = .http
                 definition.health.path = path
             }
-            definition.routes = Set(members.compactMap(\.route)).sorted { a, b in
-                (a.host ?? "", a.pathPrefix) < (b.host ?? "", b.pathPrefix)
+            definition.routes = Set(members.compactMap(\.route) + members.flatMap(\.namedRoutes)).sorted { a, b in
+                (a.name ?? "", a.host ?? "", a.pathPrefix, a.priority) < (b.name ?? "", b.host ?? "", b.pathPrefix, b.priority)
             }
             services.append(definition)
         }

@@ -88,16 +88,39 @@ public struct ListenerConfig: Sendable, Equatable {
     }
 }
 
-/// A routing rule as configured: host (optional) and path prefix to a service name.
+/// A routing rule as configured: what it matches (RouteMatch.swift) and the service it sends to.
 public struct RouteConfig: Sendable, Equatable {
-    public var host: String?
-    public var pathPrefix: String
+    public var match: RouteMatch
     public var service: String
+    /// `name:` for explain and messages; nil when not given.
+    public var name: String?
+    /// The middlewares it runs, in order, resolved from `middlewares:` (Middleware.swift).
+    public var middlewares: [RouteMiddleware] = []
 
     public init(host: String?, pathPrefix: String, service: String) {
-        self.host = host
-        self.pathPrefix = pathPrefix
+        self.init(match: RouteMatch(hosts: host.map { [$0] } ?? [], path: pathPrefix), service: service)
+    }
+
+    public init(match: RouteMatch, service: String, name: String? = nil) {
+        self.match = match
         self.service = service
+        self.name = name
+    }
+
+    /// The first host, or nil for any host.
+    public var host: String? { match.hosts.first }
+    /// The path prefix (or exact path).
+    public var pathPrefix: String { match.path }
+}
+
+/// A middleware a route lists: its name and what it does.
+public struct RouteMiddleware: Sendable, Equatable {
+    public var name: String
+    public var kind: MiddlewareKind
+
+    public init(name: String, kind: MiddlewareKind) {
+        self.name = name
+        self.kind = kind
     }
 }
 
@@ -276,14 +299,20 @@ public struct ServiceDefinition: Sendable, Equatable {
     }
 }
 
-/// A route a discovery source declares for its own service: host (nil: any) and path prefix.
+/// A route a discovery source declares for its own service: host (nil: any) and path
+/// prefix, and from `switchyard.route.NAME.*` labels a name and a priority.
 public struct DiscoveredRoute: Sendable, Equatable, Hashable {
     public var host: String?
     public var pathPrefix: String
+    public var name: String?
+    /// As `routes[].priority`: higher first, 0 by default.
+    public var priority: Int
 
-    public init(host: String? = nil, pathPrefix: String = "/") {
+    public init(host: String? = nil, pathPrefix: String = "/", name: String? = nil, priority: Int = 0) {
         self.host = host
         self.pathPrefix = pathPrefix
+        self.name = name
+        self.priority = priority
     }
 }
 

@@ -26,7 +26,7 @@ public enum ConfigLoader {
         try parseConfig(text: text, path: path, directory: directory(of: path))
     }
 
-    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log", "log", "state_store", "templates", "trusted_proxies"]
+    static let rootKeys = ["listeners", "routes", "discovery", "admin", "workers", "timeouts", "limits", "upstream", "access_log", "log", "state_store", "templates", "trusted_proxies", "middlewares"]
 
     private static func parseConfig(text: String, path: String, directory: String) throws(ConfigError) -> SwitchyardConfig {
         let root = try document(text: text, path: path, expecting: "keys like 'listeners' and 'routes'")
@@ -34,7 +34,8 @@ public enum ConfigLoader {
 
         let listenersNode = try fields.required("listeners", hint: "add at least one, e.g. '- {name: web, address: 127.0.0.1:8080}'")
         let listeners = try parseListeners(listenersNode, directory: directory)
-        let routes = try parseRoutes(fields.optional("routes"))
+        let middlewares = try parseMiddlewares(fields.optional("middlewares"))
+        let routes = try parseRoutes(fields.optional("routes"), middlewares: middlewares)
         let discovery = try parseDiscovery(fields.optional("discovery"), directory: directory)
         let admin = try parseAdmin(fields.optional("admin"))
         let workers = try parseWorkers(fields.optional("workers"))
@@ -146,45 +147,136 @@ public enum ConfigLoader {
 
     // MARK: Routes
 
-    private static func parseRoutes(_ node: ConfigNode?) throws(ConfigError) -> [RouteConfig] {
+    static let routeKeys = [
+        "name", "host", "path", "path_exact", "methods", "headers", "headers_present", "query", "query_present",
+        "priority", "service", "middlewares",
+    ]
+
+    private static func parseRoutes(_ node: ConfigNode?, middlewares: [String: MiddlewareKind]) throws(ConfigError) -> [RouteConfig] {
         guard let node else { return [] }
         var routes: [RouteConfig] = []
-        var seen: [String: Int?] = [:]
+        var seen: [RouteMatch: Int?] = [:]
         for item in try node.list() {
-            let fields = try item.fields(allowed: ["path", "host", "service"])
-            var pathPrefix = "/"
+            let fields = try item.fields(allowed: routeKeys)
+            var match = RouteMatch()
             if let pathNode = fields.optional("path") {
-                pathPrefix = try pathNode.string(expected: "a path prefix like /api")
-                guard pathPrefix.hasPrefix("/") else {
-                    throw pathNode.error("path '\(pathPrefix)' must start with '/', e.g. /\(pathPrefix)")
-                }
-                if let bad = pathPrefix.first(where: { $0 == " " || $0 == "\t" || $0 == "?" || $0 == "#" }) {
-                    throw pathNode.error("path '\(pathPrefix)' contains '\(bad)'; a route matches a path prefix without query or fragment")
-                }
+                match.path = try routePath(pathNode)
             }
-            var host: String?
+            if let exactNode = fields.optional("path_exact") {
+                if fields.optional("path") != nil {
+                    throw exactNode.error("a route has either 'path' (a prefix) or 'path_exact' (the whole path), not both")
+                }
+                match.path = try routePath(exactNode)
+                match.exactPath = true
+            }
             if let hostNode = fields.optional("host") {
-                host = try routeHost(hostNode)
+                match.hosts = try scalarOrList(hostNode).map { (node) throws(ConfigError) in try routeHost(node) }
             }
+            if let methodsNode = fields.optional("methods") {
+                match.methods = try scalarOrList(methodsNode).map { (node) throws(ConfigError) in try routeMethod(node) }
+            }
+            match.headers = try routeConditions(fields.optional("headers"), present: fields.optional("headers_present"), header: true)
+            match.query = try routeConditions(fields.optional("query"), present: fields.optional("query_present"), header: false)
+            if let priorityNode = fields.optional("priority") {
+                let text = try priorityNode.string(expected: "a priority from -1000 to 1000 (higher wins)")
+                let negative = text.hasPrefix("-")
+                guard let magnitude = ConfigValues.parseInteger(negative ? String(text.dropFirst()) : text), magnitude <= 1000 else {
+                    throw priorityNode.error("expected a priority from -1000 to 1000 (higher wins), found '\(text)'")
+                }
+                match.priority = negative ? -magnitude : magnitude
+            }
+            let name = try fields.optional("name")?.string(expected: "a route name like shop-api")
             let serviceNode = try fields.required("service", hint: "name the service this route sends to, e.g. 'service: shop'")
             let service = try serviceNode.string(expected: "a service name")
 
-            let identity = "\(host ?? "*") \(pathPrefix)"
-            if let previous = seen[identity] {
-                throw item.error("duplicates the route\(lineSuffix(previous)) with the same host and path; the first one would always win")
+            if let previous = seen[match] {
+                throw item.error("duplicates the route\(lineSuffix(previous)) with the same match (\(match.summary)); the first one would always win")
             }
-            seen[identity] = item.line
-            routes.append(RouteConfig(host: host, pathPrefix: pathPrefix, service: service))
+            seen[match] = item.line
+            var route = RouteConfig(match: match, service: service, name: name)
+            if let listNode = fields.optional("middlewares") {
+                let names = try listNode.list().map { (item) throws(ConfigError) in try item.string(expected: "a middleware name") }
+                switch RouteSteps.build(names: names, defined: middlewares) {
+                case .success: route.middlewares = names.compactMap { name in middlewares[name].map { RouteMiddleware(name: name, kind: $0) } }
+                case .failure(let problem): throw listNode.error(problem.message)
+                }
+            }
+            routes.append(route)
         }
         return routes
+    }
+
+    /// One value or a list of them (`host: a.example` or `host: [a.example, b.example]`).
+    private static func scalarOrList(_ node: ConfigNode) throws(ConfigError) -> [ConfigNode] {
+        if case .sequence = node.node {
+            let items = try node.list()
+            guard !items.isEmpty else { throw node.error("expected at least one value, found an empty list") }
+            return items
+        }
+        return [node]
+    }
+
+    private static func routePath(_ node: ConfigNode) throws(ConfigError) -> String {
+        let path = try node.string(expected: "a path like /api")
+        guard path.hasPrefix("/") else {
+            throw node.error("path '\(path)' must start with '/', e.g. /\(path)")
+        }
+        if let bad = path.first(where: { $0 == " " || $0 == "\t" || $0 == "?" || $0 == "#" }) {
+            throw node.error("path '\(path)' contains '\(bad)'; a route matches a path without query or fragment (use 'query:' for parameters)")
+        }
+        return path
+    }
+
+    /// A method token (RFC 9110 §9.1), kept as written: methods are case-sensitive.
+    private static func routeMethod(_ node: ConfigNode) throws(ConfigError) -> String {
+        let method = try node.string(expected: "a method like GET")
+        guard method.utf8.allSatisfy({ RouteText.isTokenCharacter($0) }) else {
+            throw node.error("'\(method)' is not an HTTP method; write a token like GET or POST")
+        }
+        if method != method.uppercased() {
+            throw node.error("methods are case-sensitive and requests use upper case; write '\(method.uppercased())'")
+        }
+        return method
+    }
+
+    /// `headers: {X-Env: canary}` (equals) plus `headers_present: [X-Debug]`; the same for `query`.
+    private static func routeConditions(_ equals: ConfigNode?, present: ConfigNode?, header: Bool) throws(ConfigError) -> [RouteCondition] {
+        var conditions: [RouteCondition] = []
+        let what = header ? "header" : "query parameter"
+        for (key, valueNode) in try equals?.entries() ?? [] {
+            guard !key.isEmpty, key.utf8.allSatisfy({ header ? RouteText.isTokenCharacter($0) : RouteText.isQueryNameCharacter($0) }) else {
+                throw valueNode.error("'\(key)' is not a valid \(what) name")
+            }
+            let value = try valueNode.text(expected: "the \(what)'s exact value")
+            guard value.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7f && (header || ($0 != UInt8(ascii: "&") && $0 != UInt8(ascii: " "))) }) else {
+                throw valueNode.error("the \(what) value '\(value)' has a character a request cannot carry here")
+            }
+            conditions.append(RouteCondition(name: header ? key.lowercased() : key, value: value))
+        }
+        for item in try present.map({ (node) throws(ConfigError) in try scalarOrList(node) }) ?? [] {
+            let key = try item.string(expected: "a \(what) name")
+            guard key.utf8.allSatisfy({ header ? RouteText.isTokenCharacter($0) : RouteText.isQueryNameCharacter($0) }) else {
+                throw item.error("'\(key)' is not a valid \(what) name")
+            }
+            conditions.append(RouteCondition(name: header ? key.lowercased() : key, value: nil))
+        }
+        return conditions
     }
 
     /// A route host: a name or IP, lower-cased, without port (Host's port is ignored when
     /// matching, so a configured port could never match).
     private static func routeHost(_ node: ConfigNode) throws(ConfigError) -> String {
-        let text = try node.string(expected: "a host name like shop.example.com").lowercased()
+        var text = try node.string(expected: "a host name like shop.example.com").lowercased()
+        var wildcard = ""
+        if text.hasPrefix("*.") {
+            wildcard = "*"
+            text.removeFirst()
+            guard text.dropFirst().contains(".") else {
+                throw node.error("'*\(text)' would match every name under a top-level domain; write '*.example.com'")
+            }
+        }
         if text.contains("*") {
-            throw node.error("wildcard hosts are not supported; list each host, or omit 'host' to match any host")
+            throw node.error("'\(text)': a wildcard is '*.' in front (one label, e.g. '*.example.com'), nowhere else")
         }
         if !text.hasPrefix("["), let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") {
             throw node.error("host '\(text)' has a port; routes match the Host header without its port, write '\(text[..<colon])'")
@@ -192,10 +284,10 @@ public enum ConfigLoader {
         let allowed = text.unicodeScalars.allSatisfy { scalar in
             ("a"..."z").contains(scalar) || ("0"..."9").contains(scalar) || "-.:[]_".unicodeScalars.contains(scalar)
         }
-        guard allowed, !text.hasPrefix("."), !text.hasPrefix("-") else {
-            throw node.error("'\(text)' is not a valid host name; use letters, digits, '-' and '.'")
+        guard allowed, wildcard.isEmpty ? !text.hasPrefix(".") : !text.hasPrefix(".."), !text.hasPrefix("-") else {
+            throw node.error("'\(wildcard)\(text)' is not a valid host name; use letters, digits, '-' and '.'")
         }
-        return text.hasSuffix(".") ? String(text.dropLast()) : text
+        return wildcard + (text.hasSuffix(".") ? String(text.dropLast()) : text)
     }
 
     // MARK: Admin (discovery: DiscoveryConfigLoader.swift)
@@ -314,7 +406,7 @@ public enum ConfigLoader {
     }
 
     /// `trusted_proxies: [10.0.0.0/8, "::1"]`: CIDRs or bare addresses.
-    private static func parseNetworks(_ node: ConfigNode?) throws(ConfigError) -> [Network] {
+    static func parseNetworks(_ node: ConfigNode?) throws(ConfigError) -> [Network] {
         guard let node, !node.isNull else { return [] }
         var networks: [Network] = []
         for item in try node.list() {

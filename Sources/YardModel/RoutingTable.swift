@@ -145,23 +145,48 @@ public final class Service: Sendable {
     }
 }
 
-/// A routing rule: requests whose Host matches `host` (nil: any host) and whose path starts
-/// with `pathPrefix` go to `service`.
+/// A routing rule: requests that `matcher` takes go to `service` (RouteMatch.swift has
+/// the matching rules).
 public final class Route: Sendable {
-    /// Lower-cased host name without port, as bytes, or nil for any host.
+    /// The first host (lower-cased, maybe `*.suffix`) as bytes, or nil for any host: for status output.
     public let host: [UInt8]?
-    /// Path prefix as bytes; always starts with `/`.
+    /// Path prefix (or exact path) as bytes; always starts with `/`.
     public let pathPrefix: [UInt8]
+    /// What the route matches, as configured (for explain and status).
+    public let match: RouteMatch
+    public let matcher: RouteMatcher
+    /// The route's name (`routes[].name`, a label's route name) or nil.
+    public let name: String?
     /// The service name as configured (for explain and errors).
     public let serviceName: String
     /// The resolved service, or nil when no such service is discovered (requests get 503).
     public let service: Service?
+    /// The route's middlewares as bytes (Middleware.swift).
+    public let steps: RouteSteps
 
-    public init(host: String?, pathPrefix: String, serviceName: String, service: Service?) {
-        self.host = host.map { Array($0.lowercased().utf8) }
-        self.pathPrefix = Array(pathPrefix.utf8)
+    public convenience init(host: String?, pathPrefix: String, serviceName: String, service: Service?) {
+        self.init(match: RouteMatch(hosts: host.map { [$0.lowercased()] } ?? [], path: pathPrefix),
+                  name: nil, serviceName: serviceName, service: service)
+    }
+
+    public init(match: RouteMatch, name: String?, serviceName: String, service: Service?, middlewares: [RouteMiddleware] = []) {
+        self.steps = middlewares.isEmpty ? .none : RouteSteps(names: middlewares.map(\.name), kinds: middlewares.map(\.kind))
+        self.match = match
+        self.matcher = RouteMatcher(match)
+        self.host = match.hosts.first.map { Array($0.lowercased().utf8) }
+        self.pathPrefix = Array(match.path.utf8)
+        self.name = name
         self.serviceName = serviceName
         self.service = service
+    }
+
+    /// How specific the route is, for the default order: exact hosts before wildcard hosts
+    /// before any host, an exact path before a prefix, a longer path before a shorter one,
+    /// more method/header/query conditions before fewer.
+    fileprivate var specificity: (Int, Int, Int, Int, Int) {
+        let hostRank = !matcher.exactHosts.isEmpty ? 2 : (!matcher.wildcardHosts.isEmpty ? 1 : 0)
+        let conditions = (matcher.methods.isEmpty ? 0 : 1) + matcher.headers.count + matcher.query.count
+        return (match.priority, hostRank, match.exactPath ? 1 : 0, pathPrefix.count, conditions)
     }
 }
 
@@ -169,20 +194,18 @@ public final class Route: Sendable {
 public final class RoutingTable: Sendable {
     /// Increases with every table the control plane publishes.
     public let version: UInt64
-    /// In match order: routes with a host before host-less ones, then longer path
-    /// prefixes first (see `RoutingTable.init`).
+    /// In match order: higher `priority` first, then the most specific (see
+    /// `Route.specificity`), then configuration order.
     public let routes: [Route]
     public let services: [Service]
 
     public init(version: UInt64, routes: [Route], services: [Service]) {
         self.version = version
         self.services = services
-        // Most specific first: a host-specific route beats a catch-all, a longer prefix
-        // beats a shorter one; ties keep configuration order (stable sort by index).
+        // Stable: ties keep configuration order.
         self.routes = routes.enumerated().sorted { lhs, rhs in
-            let (l, r) = (lhs.element, rhs.element)
-            if (l.host != nil) != (r.host != nil) { return l.host != nil }
-            if l.pathPrefix.count != r.pathPrefix.count { return l.pathPrefix.count > r.pathPrefix.count }
+            let (l, r) = (lhs.element.specificity, rhs.element.specificity)
+            if l != r { return l > r }
             return lhs.offset < rhs.offset
         }.map(\.element)
     }
@@ -190,13 +213,37 @@ public final class RoutingTable: Sendable {
     /// An empty table: every request gets 404 (no route).
     public static let empty = RoutingTable(version: 0, routes: [], services: [])
 
-    /// The route for a request, matching bytes in place (no String is built).
-    ///
-    /// `host` is the Host header value (any case, optional `:port`), `path` the request
-    /// target's path. Threading: pure; call from any thread.
+    /// The route for a request by host and path only (routes with method, header or query
+    /// conditions never match here).
     @inlinable
     public func route(host: UnsafeRawBufferPointer, path: UnsafeRawBufferPointer) -> Route? {
-        // Strip the port from Host ("example.com:8080"), minding IPv6 literals ("[::1]:80").
+        let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+        return route(host: host, path: path, method: empty, query: empty, fields: NoRouteFields())
+    }
+
+    /// The route for a request, matching bytes in place (no String is built, nothing is
+    /// allocated).
+    ///
+    /// `host` is the Host header value (any case, optional `:port`), `path` the request
+    /// target's path, `method` the method token, `query` the bytes after `?`.
+    /// Threading: pure; call from any thread.
+    @inlinable
+    public func route<F: RouteFields>(
+        host: UnsafeRawBufferPointer, path: UnsafeRawBufferPointer,
+        method: UnsafeRawBufferPointer, query: UnsafeRawBufferPointer, fields: F
+    ) -> Route? {
+        let hostLength = RoutingTable.hostLengthWithoutPort(host)
+        for route in routes
+        where route.matcher.miss(host: host, hostLength: hostLength, path: path, method: method, query: query, fields: fields) == nil {
+            return route
+        }
+        return nil
+    }
+
+    /// The length of `host` without its `:port` ("example.com:8080"), minding IPv6
+    /// literals ("[::1]:80").
+    @inlinable
+    public static func hostLengthWithoutPort(_ host: UnsafeRawBufferPointer) -> Int {
         var hostLength = host.count
         if hostLength > 0 {
             var i = hostLength - 1
@@ -207,24 +254,7 @@ public final class RoutingTable: Sendable {
                 i -= 1
             }
         }
-        for route in routes {
-            if let wanted = route.host {
-                if wanted.count != hostLength { continue }
-                var equal = true
-                for i in 0..<hostLength {
-                    var c = host[i]
-                    if c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") { c |= 0x20 }
-                    if c != wanted[i] { equal = false; break }
-                }
-                if !equal { continue }
-            }
-            let prefix = route.pathPrefix
-            if prefix.count > path.count { continue }
-            var matches = true
-            for i in 0..<prefix.count where path[i] != prefix[i] { matches = false; break }
-            if matches { return route }
-        }
-        return nil
+        return hostLength
     }
 }
 

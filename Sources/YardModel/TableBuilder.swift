@@ -30,14 +30,17 @@ public func buildRoutingTable(
         byName[definition.name] = service
     }
     var resolved = routes.map { route in
-        Route(host: route.host, pathPrefix: route.pathPrefix, serviceName: route.service, service: byName[route.service])
+        Route(match: route.match, name: route.name, serviceName: route.service, service: byName[route.service],
+              middlewares: route.middlewares)
     }
     // Routes a service declares through discovery come after the config file's; an exact
-    // duplicate of a configured (host, prefix) is dropped so the config file wins.
-    var taken = Set(routes.map { "\($0.host ?? "")|\($0.pathPrefix)" })
+    // duplicate of a configured match is dropped so the config file wins.
+    var taken = Set(routes.map(\.match))
     for definition in catalog.services {
-        for route in definition.routes where taken.insert("\(route.host ?? "")|\(route.pathPrefix)").inserted {
-            resolved.append(Route(host: route.host, pathPrefix: route.pathPrefix, serviceName: definition.name, service: byName[definition.name]))
+        for route in definition.routes {
+            let match = RouteMatch(hosts: route.host.map { [$0.lowercased()] } ?? [], path: route.pathPrefix, priority: route.priority)
+            guard taken.insert(match).inserted else { continue }
+            resolved.append(Route(match: match, name: route.name, serviceName: definition.name, service: byName[definition.name]))
         }
     }
     return RoutingTable(version: version, routes: resolved, services: services)

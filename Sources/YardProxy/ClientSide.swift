@@ -229,11 +229,18 @@ extension Worker {
 
         var path = c.head.pathSpan.bytes(in: base)
         if path.isEmpty { path = ErrorText.slash }
-        guard let route = table.route(host: head.hostSpan.bytes(in: base), path: path) else {
+        guard let route = table.route(
+            host: head.hostSpan.bytes(in: base), path: path, method: head.methodSpan.bytes(in: base),
+            query: head.queryBytes(in: base), fields: ParsedRequestFields(base: base, fields: c.fields, count: head.headerCount)
+        ) else {
             respondError(c, status: 404, reason: "no route")
             return
         }
         c.route = route
+        if !route.steps.isEmpty, let refusal = routeStepsRefusal(c, route.steps, base: base) {
+            respondError(c, status: refusal.status, reason: refusal.reason)
+            return
+        }
         c.overrideTrack = route.service.map { overrideTrack(c, service: $0, base: base) } ?? -1
         guard let service = route.service,
               c.overrideTrack >= 0 ? !service.trackEndpoints[c.overrideTrack].endpoints.isEmpty

@@ -11,6 +11,8 @@ enum ErrorResponse {
         switch (status, close) {
         case (400, false): return "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 47\r\n\r\nbad request: the request is not valid HTTP/1.1\n"
         case (400, true): return "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 47\r\nConnection: close\r\n\r\nbad request: the request is not valid HTTP/1.1\n"
+        case (403, false): return "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 54\r\n\r\nforbidden: the route does not accept this client here\n"
+        case (403, true): return "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 54\r\nConnection: close\r\n\r\nforbidden: the route does not accept this client here\n"
         case (404, false): return "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 58\r\n\r\nno route: no service is configured for this host and path\n"
         case (404, true): return "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 58\r\nConnection: close\r\n\r\nno route: no service is configured for this host and path\n"
         case (408, false): return "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 57\r\n\r\nrequest timeout: the request head did not arrive in time\n"
@@ -39,6 +41,7 @@ enum ErrorResponse {
     static func reason(_ status: Int) -> String {
         switch status {
         case 400: return "bad request: the request is not valid HTTP/1.1"
+        case 403: return "forbidden: the route does not accept this client here"
         case 404: return "no route: no service is configured for this host and path"
         case 408: return "request timeout: the request head did not arrive in time"
         case 413: return "content too large: the request body is over the limit"

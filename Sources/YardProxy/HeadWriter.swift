@@ -20,7 +20,15 @@ extension Worker {
         _ = out.reserve(head.headLength + 192 + c.peerText.count + 3 * host.count)
         let lineStart = Int(head.methodSpan.start)
         let firstField = head.headerCount > 0 ? Int(c.fields[0].name.start) : head.headLength - 2
-        if head.absoluteForm || c.pathRewritten {
+        // The route's middlewares (Middleware.swift): nil for the common route without any.
+        let steps = c.route.flatMap { $0.steps.isEmpty ? nil : $0.steps }
+        var stripped = 0
+        if let steps, steps.rewritesPath {
+            // Origin form with the rewritten path (RouteMiddlewares.swift).
+            out.append(UnsafeRawBufferPointer(rebasing: base[lineStart..<Int(head.targetSpan.start)]))
+            stripped = appendRewrittenPath(steps, path: head.pathSpan.bytes(in: base), into: &out)
+            out.append(UnsafeRawBufferPointer(rebasing: base[Int(head.queryStart)..<firstField]))
+        } else if head.absoluteForm || c.pathRewritten {
             // Origin form: method, the (normalized) path, then the query and version as sent.
             out.append(UnsafeRawBufferPointer(rebasing: base[lineStart..<Int(head.targetSpan.start)]))
             if head.pathSpan.count > 0 { out.append(head.pathSpan.bytes(in: base)) } else { out.append("/") }
@@ -68,7 +76,7 @@ extension Worker {
                     teTrailers = zip(field.value.bytes(in: base), "trailers".utf8).allSatisfy { $0 | 0x20 == $1 }
                 }
             default:
-                keep = !field.hopByHop
+                keep = !field.hopByHop && !(steps?.drops(field.name.bytes(in: base)) ?? false)
             }
             if keep {
                 if runStart < 0 { runStart = start }
@@ -116,6 +124,7 @@ extension Worker {
             out.append("\r\n")
         }
         if teTrailers { out.append("TE: trailers\r\n") }
+        if let steps { appendMiddlewareFields(c, steps, base: base, stripped: stripped, into: &out) }
         out.append("Via: 1.1 switchyard\r\n\r\n")
     }
 

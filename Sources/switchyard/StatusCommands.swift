@@ -134,6 +134,8 @@ struct Explain: ParsableCommand {
     @Option(help: "The request's path.")
     var path = "/"
 
+    @Option(help: "The request's method.") var method = "GET"
+
     @Option(help: "A request header, K:V (repeatable), e.g. X-Switchyard-Track:green or Cookie:user=42.")
     var header: [String] = []
 
@@ -145,7 +147,7 @@ struct Explain: ParsableCommand {
         func encode(_ text: String) -> String {
             text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~/"))) ?? text
         }
-        var query = "host=\(encode(host))&path=\(encode(path))"
+        var query = "host=\(encode(host))&path=\(encode(path))&method=\(encode(method))"
         if !header.isEmpty { query += "&headers=\(encode(header.joined(separator: "\n")))" }
         if let client { query += "&client=\(encode(client))" }
         let answer = admin.checked(admin.request("GET", "/explain?\(query)"))

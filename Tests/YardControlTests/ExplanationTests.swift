@@ -81,3 +81,25 @@ import YardModel
         #expect(result.track == nil && result.rule == nil)
     }
 }
+
+@Suite struct ExplainRouteMiddlewares {
+    @Test func explainNamesTheMiddlewaresAndAppliesIPAllowToTheGivenClient() throws {
+        let config = try ConfigLoader.loadConfig(text: """
+            listeners:
+              - address: :8080
+            middlewares:
+              office: {ip_allow: [10.0.0.0/8]}
+              tidy: {headers: {remove: [X-Debug]}}
+            routes:
+              - {path: /office, service: shop, middlewares: [tidy, office]}
+
+            """, path: "switchyard.yml")
+        let catalog = try ConfigLoader.loadCatalog(text: "services:\n  shop:\n    instances:\n      - {address: 127.0.0.1, port: 9101}\n", path: "services.yml")
+        let table = buildRoutingTable(version: 1, routes: config.routes, catalog: catalog)
+        let refused = Explanation.explain(table: table, query: ["path": "/office", "client": "192.168.1.5"])
+        #expect(refused.answer == "403 ip_allow")
+        #expect(refused.reasons.contains("the route runs middlewares tidy, office, in that order"))
+        let allowed = Explanation.explain(table: table, query: ["path": "/office", "client": "10.2.3.4"])
+        #expect(allowed.answer.hasPrefix("forwarded"))
+    }
+}

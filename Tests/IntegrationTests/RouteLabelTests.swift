@@ -1,0 +1,54 @@
+import Foundation
+import Testing
+import YardTestSupport
+
+extension Integration {
+    /// switchyard.route.NAME.* labels on podman containers (podman's Docker API): the
+    /// labelled routes serve, and a container with a broken route label is reported by
+    /// name and key while the others keep serving.
+    @Suite struct RouteLabelsFromPodman {
+        @Test(.timeLimit(.minutes(2)))
+        func labelledRoutesServeAndABrokenLabelIsNamedWhileTheRestWorks() throws {
+            let dir = try ScratchDir("route-labels")
+            let engine = try PodmanEngine()
+            let shopPort = try freePort()
+            let brokenPort = try freePort()
+            let shop = try engine.createHTTPContainer(name: "labels-shop", port: shopPort, labels: [
+                "switchyard.service": "shop", "switchyard.port": "\(shopPort)",
+                "switchyard.route.tenants.host": "*.shop.test", "switchyard.route.api.path": "/api",
+                "switchyard.route.api.priority": "-10",
+            ])
+            let broken = try engine.createHTTPContainer(name: "labels-broken", port: brokenPort, labels: [
+                "switchyard.service": "other", "switchyard.port": "\(brokenPort)", "switchyard.route.web.path": "store",
+            ])
+            try engine.start(shop)
+            try engine.start(broken)
+            try dir.write("switchyard.yml", """
+                listeners:
+                  - {name: web, address: 127.0.0.1:0}
+                discovery:
+                  quiescence: {min: 50ms, max: 300ms}
+                  providers:
+                    - {type: docker, socket: '\(engine.socketPath)'}
+                workers: 1
+
+                """)
+            let proxy = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "proxy")
+            defer { proxy.stop() }
+            let port = try proxy.waitForListeningPort()
+            func answer(host: String, path: String = "/") -> String {
+                guard let response = try? rawExchange(port: port, "GET \(path) HTTP/1.1\r\nHost: \(host)\r\n\r\n", timeout: .seconds(2)) else { return "-" }
+                if response.status == 200 { return response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines) }
+                // The proxy's own 404 says "no route"; the container's httpd answers 404 for a missing file.
+                return response.bodyText.hasPrefix("no route") ? "no route" : "backend \(response.status)"
+            }
+            try waitFor("the wildcard label route serving", timeout: .seconds(10)) { answer(host: "eu.shop.test") == "labels-shop" }
+            #expect(answer(host: "a.eu.shop.test") == "no route", "a wildcard is one label")
+            #expect(answer(host: "anything.test", path: "/api/x") == "backend 404", "the /api label route reaches the container's httpd")
+            #expect(answer(host: "anything.test", path: "/store") == "no route", "the broken container's route is not there")
+            try waitFor("the broken label reported by container and key", timeout: .seconds(5)) {
+                proxy.stderrText.contains("labels-broken") && proxy.stderrText.contains("switchyard.route.web.path 'store' must start with '/'")
+            }
+        }
+    }
+}
