@@ -1,4 +1,4 @@
-// The lifecycle and delivery rules the Docker, Swarm and Consul providers share: start
+// The lifecycle and delivery rules the Docker, Swarm, Consul and DNS providers share: start
 // once, stop for good, sleep in a way `stop()` interrupts, and deliver snapshots and
 // status serially, dropping repeats.
 
