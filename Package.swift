@@ -69,10 +69,12 @@ let package = Package(
         // ACME (RFC 8555) certificates: the client, its JWS and CSR crypto, a blocking HTTPS client.
         .target(name: "YardACME", dependencies: ["CYardOpenSSL", "YardModel"]),
         .target(name: "YardControl", dependencies: ["YardModel", "YardACME", "YardProxy", "YardHealth", "YardDiscovery", "YardControlHTTP", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2", "CYardBuildInfo"]),
+        // The demo and test origin (`switchyard backend`, `switchyard demo`): never in a `run` path.
+        .target(name: "YardDemo"),
         .executableTarget(
             name: "switchyard",
             dependencies: [
-                "YardControl", "YardControlHTTP", "YardProxy", "YardModel", "YardDiscovery", "YardTemplates", "YardIO", "YardACME",
+                "YardControl", "YardControlHTTP", "YardProxy", "YardModel", "YardDiscovery", "YardTemplates", "YardIO", "YardACME", "YardDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

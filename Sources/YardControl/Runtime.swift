@@ -26,6 +26,10 @@ public final class Runtime: Sendable {
     private let adminOverride: String?
     let queue = DispatchQueue(label: "switchyard.control")
     let state = Mutex<State>(State())
+    /// Serialises handing tables to the workers (`hand`), outside the state lock.
+    private let publisher = DispatchQueue(label: "switchyard.publish")
+    /// The version of the last table handed to the workers; written only on `publisher`.
+    private let publishedVersion = Atomic<UInt64>(1)
     private let stopSignal = DispatchSemaphore(value: 0)
     private let health: HealthChecker
     /// Pools template, guards and output files between discovery and routing (TemplateStage.swift).
@@ -201,39 +205,58 @@ public final class Runtime: Sendable {
         }
         guard changed else { return true }
         health.update(targets: Self.healthTargets(catalog))
-        republish(reason: "discovery")
+        republish(reason: .discovery)
         return true
     }
 
     /// Rebuilds the routing table from the current config, catalog and health, and
     /// publishes it if it differs from the last one.
-    func republish(reason: String) {
-        if reason == "health" || reason == "traffic" { templateStage.healthChanged() }
-        let published: RoutingTable? = state.withLock { state in
+    ///
+    /// Threading: any thread. The table is built under the state lock and handed to the
+    /// workers after it is released (`hand`), so a flip waiting for the workers never
+    /// blocks the admin API, the reporter or discovery.
+    func republish(reason: PublishReason) {
+        if reason.refreshesTemplates { templateStage.healthChanged() }
+        let built: (table: RoutingTable, server: ProxyServer, quiet: Bool)? = state.withLock { state in
             guard let config = state.config, let server = state.server else { return nil }
             state.version += 1
             let table = makeTable(version: state.version, routes: config.routes, catalog: state.catalog)
             state.applied = Self.revisions(state.catalog, traffic?.states ?? [:])
             let summary = describe(table)
-            if summary == state.lastSummary && reason == "health" {
-                // Same routing apart from weights (slow start): publish quietly.
-                server.publish(table)
-                return nil
-            }
-            state.lastSummary = summary
-            if reason == "traffic" {
-                // Flips and canary changes answer once every loop serves them.
-                server.publishAndWait(table)
-            } else {
-                server.publish(table)
-            }
-            return table
+            // Same routing apart from weights (slow start): publish quietly.
+            let quiet = summary == state.lastSummary && reason == .health
+            if !quiet { state.lastSummary = summary }
+            return (table, server, quiet)
         }
-        if reason != "health" { traffic?.reportSoon() }
-        if let published {
-            let message = "routing table v\(published.version) published (\(reason)): \(describe(published))"
-            Log.info(message, ["table_version": "\(published.version)", "reason": reason])
+        guard let built else {
+            if reason != .health { traffic?.reportSoon() }
+            return
+        }
+        hand(built.table, to: built.server, wait: reason.waitsForWorkers)
+        if reason != .health { traffic?.reportSoon() }
+        if !built.quiet {
+            let message = "routing table v\(built.table.version) published (\(reason.rawValue)): \(describe(built.table))"
+            Log.info(message, ["table_version": "\(built.table.version)", "reason": reason.rawValue])
             recordChange(message)
+        }
+    }
+
+    /// Hands `table` to the workers, waiting until every one adopted it when `wait` (a flip
+    /// answers after that). Publications go out one at a time on `publisher`, in version
+    /// order: a table older than one already handed over is not sent (the newer one was
+    /// built later, from newer state), so workers never go back to an older version.
+    ///
+    /// Threading: any thread, never with the state lock held.
+    func hand(_ table: RoutingTable, to server: ProxyServer, wait: Bool) {
+        publisher.sync {
+            if table.version > publishedVersion.load(ordering: .relaxed) {
+                publishedVersion.store(table.version, ordering: .relaxed)
+                if wait { server.publishAndWait(table) } else { server.publish(table) }
+            } else if wait {
+                // Superseded: wait for the newer table (sent again; adopting it twice keeps
+                // the balancers), which carries this caller's state too.
+                server.publishAndWait(server.currentTable)
+            }
         }
     }
 
@@ -336,7 +359,7 @@ public final class Runtime: Sendable {
         do {
             var config = try ConfigLoader.loadConfig(path: configPath)
             if let adminOverride { try ConfigLoader.overrideAdmin(address: adminOverride, in: &config) }
-            let table: RoutingTable? = state.withLock { state in
+            let reloaded: (table: RoutingTable, server: ProxyServer)? = state.withLock { state in
                 guard let old = state.config, let server = state.server else { return nil }
                 // Certificates (and a TLS listener's tls settings) apply now; the rest of a
                 // listener (address, TLS on or off) at the next restart.
@@ -357,14 +380,14 @@ public final class Runtime: Sendable {
                 state.config = applied
                 state.version += 1
                 let table = makeTable(version: state.version, routes: applied.routes, catalog: state.catalog)
-                server.publish(table)
                 if old.discovery != config.discovery {
                     state.discovery?.stop()
                     state.discovery = nil
                 }
-                return table
+                return (table, server)
             }
-            if let table {
+            if let (table, server) = reloaded {
+                hand(table, to: server, wait: false)
                 Log.info("config reloaded; routing table v\(table.version) published: \(describe(table))")
                 let needsDiscovery = state.withLock { $0.discovery == nil }
                 if needsDiscovery {
@@ -428,7 +451,25 @@ public final class Runtime: Sendable {
 /// runs on the checker's queue.
 final class RebuildTrigger: @unchecked Sendable {
     weak var target: Runtime?
-    func fire() { target?.republish(reason: "health") }
+    func fire() { target?.republish(reason: .health) }
+}
+
+/// Why the routing table is rebuilt: decides how it is handed to the workers and how the
+/// publication is logged (`routing table v7 published (traffic): …`).
+enum PublishReason: String, Sendable {
+    /// A provider delivered a new catalog.
+    case discovery
+    /// A health reading or a slow-start weight changed; a table that routes the same apart
+    /// from weights is published without a log line.
+    case health
+    /// The state store changed a service's traffic: a flip, a step, a canary or an
+    /// endpoint override. Answered only once every worker serves the new table.
+    case traffic
+
+    /// Template guards read health and traffic, so those changes refresh them.
+    var refreshesTemplates: Bool { self == .health || self == .traffic }
+    /// Whether publishing waits until every worker adopted the table.
+    var waitsForWorkers: Bool { self == .traffic }
 }
 
 /// One line summarising a table for logs.

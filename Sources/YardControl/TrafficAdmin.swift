@@ -118,7 +118,7 @@ extension Runtime {
                 guard let self else { return ReplicaSelf(admin: nil, applied: [:], tableVersion: 0) }
                 return self.stateSnapshotForReport()
             },
-            onChange: { [weak self] _ in self?.republish(reason: "traffic") })
+            onChange: { [weak self] _ in self?.republish(reason: .traffic) })
         control.start()
         Log.info("state store: \(store.description); replica \(replicaID)", ["store": store.description, "replica": replicaID])
         return control

@@ -2,7 +2,6 @@
 // (Consul's `_NAME._tcp.service.consul`), polled again when the answers' TTL runs out,
 // within configured bounds.
 
-import Dispatch
 import Synchronization
 import YardIO
 import YardModel
@@ -20,80 +19,59 @@ import YardModel
 /// - SRV targets are resolved from the answer's additional section when it has them,
 ///   otherwise by an A (or AAAA) query per target.
 ///
-/// Threading: polls and callbacks run on the provider's own serial queue; `start` and
-/// `stop` may be called from any thread; see `DiscoveryProvider`.
+/// Threading: polls run on the provider's own thread and callbacks on its `ProviderRun`
+/// queue (serial, none starting after `stop()` returns); `start` and `stop` may be called
+/// from any thread; see `DiscoveryProvider`.
 public final class DNSProvider: DiscoveryProvider {
     public let name: String
     public let config: DNSSourceConfig
     public var source: String { "\(client.server)" }
     private let client: DNSClient
-    private let callbacks: ProviderCallbacks
-    private let queue: DispatchQueue
-    /// Lifecycle flags, the retry schedule and the poll count; never held across a lookup
-    /// or a callback.
-    private let state = Mutex<State>(State())
-
-    private struct State {
-        var started = false
-        var stopped = false
-        var backoff = Backoff()
-        var polls = 0
-    }
+    private let run: ProviderRun
+    /// The poll count and the next poll's delay (from the last answers' TTL); touched by
+    /// the poll thread and read by tests.
+    private let state = Mutex<(polls: Int, nextPollMs: Int64)>((0, 0))
 
     public init(name: String, config: DNSSourceConfig, callbacks: ProviderCallbacks) {
         self.name = name
         self.config = config
-        self.callbacks = callbacks
         let server = SocketAddress(host: config.serverHost, port: config.serverPort)
             ?? SocketAddress(host: "127.0.0.1", port: 53)!  // config validated the literal
         client = DNSClient(server: server, timeoutMs: config.timeoutMs)
-        queue = DispatchQueue(label: "switchyard.discovery.\(name)")
-        state.withLock {
-            $0.backoff = Backoff(
-                initialMs: Int64(config.ttlMinMs), maximumMs: Int64(config.ttlMaxMs),
-                seed: UInt64(truncatingIfNeeded: name.hashValue))
-        }
+        run = ProviderRun(name: name, callbacks: callbacks)
     }
 
     // MARK: Lifecycle
 
     public func start() {
-        let first = state.withLock { state -> Bool in
-            guard !state.started, !state.stopped else { return false }
-            state.started = true
-            return true
-        }
-        if first { queue.async { self.poll() } }
+        guard run.begin() else { return }
+        run.spawn("poll") { [self] in pollLoop() }
     }
 
-    public func stop() {
-        state.withLock { $0.stopped = true }
-    }
+    public func stop() { run.stop() }
 
     /// Completed polls (for tests).
     public var pollCount: Int { state.withLock { $0.polls } }
 
     // MARK: Polling
 
-    private func poll() {
-        guard !state.withLock({ $0.stopped }) else { return }
-        let outcome = Result { () throws(DNSLookupError) -> (ServiceCatalog, Int64) in try resolveAll() }
-        let delay: Int64
-        let stopped = state.withLock { state -> Bool in
-            state.polls += 1
-            return state.stopped
+    /// Polls until stopped: again after the answers' TTL (clamped to the configured
+    /// bounds), or after a backoff delay from `ttl.min` when a poll failed.
+    private func pollLoop() {
+        let backoff = Backoff(initialMs: Int64(config.ttlMinMs), maximumMs: Int64(config.ttlMaxMs),
+                              seed: UInt64(truncatingIfNeeded: name.hashValue))
+        run.listLoop(backoff: backoff, intervalMs: { state.withLock { $0.nextPollMs } }) {
+            let outcome = Result { () throws(DNSLookupError) -> (ServiceCatalog, Int64) in try resolveAll() }
+            state.withLock { $0.polls += 1 }
+            switch outcome {
+            case .success(let (catalog, ttlMs)):
+                state.withLock { $0.nextPollMs = min(max(ttlMs, Int64(config.ttlMinMs)), Int64(config.ttlMaxMs)) }
+                run.publish(catalog)
+                return .success(())
+            case .failure(let error):
+                return .failure(AnswerProblem(error.message))
+            }
         }
-        guard !stopped else { return }
-        switch outcome {
-        case .success(let (catalog, ttlMs)):
-            state.withLock { $0.backoff.reset() }
-            callbacks.onSnapshot(catalog)
-            delay = min(max(ttlMs, Int64(config.ttlMinMs)), Int64(config.ttlMaxMs))
-        case .failure(let error):
-            callbacks.onStatus(.failing(error.message))
-            delay = state.withLock { $0.backoff.nextDelayMs() }
-        }
-        queue.asyncAfter(deadline: .now() + .milliseconds(Int(delay))) { [weak self] in self?.poll() }
     }
 
     /// Every query, grouped into services in config order; and the smallest TTL (ms).

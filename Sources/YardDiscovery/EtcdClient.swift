@@ -361,7 +361,8 @@ public final class EtcdClient: Sendable {
 
 /// An open watch. Threading: one thread reads with `next`; `cancel` from any thread.
 public final class EtcdWatch: Sendable {
-    private let stream: ControlHTTPStream
+    /// The response stream (a provider's `ProviderRun` cancels it on `stop()`).
+    let stream: ControlHTTPStream
 
     init(stream: ControlHTTPStream) { self.stream = stream }
 

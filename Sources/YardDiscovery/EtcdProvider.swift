@@ -21,69 +21,45 @@ import YardModel
 /// - A key that does not parse spoils only its own service (see `EtcdCatalog`); the
 ///   problem is reported as `.failing` naming the key.
 ///
-/// Threading: the list/watch loop runs on its own thread, which makes every callback, so
-/// callbacks are serial. `start` and `stop` may be called from any thread.
+/// Threading: the list/watch loop runs on its own thread; callbacks run on its
+/// `ProviderRun` queue (serial, none starting after `stop()` returns). `start` and `stop`
+/// may be called from any thread.
 public final class EtcdProvider: DiscoveryProvider {
     public let name: String
     public let config: EtcdSourceConfig
     public var source: String { config.endpoints.joined(separator: ",") + " " + config.prefix }
-    private let callbacks: ProviderCallbacks
-    /// Lifecycle and the open watch (to cancel it from `stop`); never held across a
-    /// request or a callback.
-    private let state = Mutex<State>(State())
-    /// Wakes the loop from a backoff wait when `stop` is called.
-    private let wake = DispatchSemaphore(value: 0)
-
-    private struct State {
-        var started = false
-        var stopped = false
-        var watch: EtcdWatch?
-        var lists = 0
-        var watches = 0
-    }
+    private let run: ProviderRun
+    /// Lists and watches made so far; touched by the loop, read by tests.
+    private let made = Mutex<(lists: Int, watches: Int)>((0, 0))
 
     public init(name: String, config: EtcdSourceConfig, callbacks: ProviderCallbacks) {
         self.name = name
         self.config = config
-        self.callbacks = callbacks
+        self.run = ProviderRun(name: name, callbacks: callbacks)
     }
 
     // MARK: Lifecycle
 
     public func start() {
-        let first = state.withLock { state -> Bool in
-            guard !state.started, !state.stopped else { return false }
-            state.started = true
-            return true
-        }
-        guard first else { return }
-        let thread = Thread { [self] in run() }
-        thread.name = "switchyard.discovery.\(name)"
-        thread.start()
+        guard run.begin() else { return }
+        run.spawn("watch") { [self] in loop() }
     }
 
-    public func stop() {
-        let watch = state.withLock { state -> EtcdWatch? in
-            state.stopped = true
-            return state.watch
-        }
-        watch?.cancel()
-        wake.signal()
-    }
+    public func stop() { run.stop() }
 
-    private var stopped: Bool { state.withLock { $0.stopped } }
+    private var stopped: Bool { run.isStopped }
 
     /// Lists and watches made so far (for tests: a resumed watch does not re-list).
-    public var counts: (lists: Int, watches: Int) { state.withLock { ($0.lists, $0.watches) } }
+    public var counts: (lists: Int, watches: Int) { made.withLock { $0 } }
 
     // MARK: The loop
 
-    private func run() {
+    private func loop() {
         let client: EtcdClient
         do {
             client = try EtcdClient(endpoints: config.endpoints, timeout: .milliseconds(config.requestTimeoutMs), access: config.access)
         } catch {
-            callbacks.onStatus(.failing("etcd endpoints: \(error.description)"))
+            run.fail("etcd endpoints: \(error.description)")
             return
         }
         var backoff = Backoff(initialMs: 100, maximumMs: 5_000, seed: UInt64(truncatingIfNeeded: name.hashValue))
@@ -91,27 +67,22 @@ public final class EtcdProvider: DiscoveryProvider {
         var values: [String: [UInt8]] = [:]
         /// The revision everything in `values` is current to; nil: list first.
         var revision: Int64?
-        var failing = false
         var retriedWatch = false
 
         while !stopped {
             do throws(EtcdError) {
                 if revision == nil {
                     let listed = try client.list(prefix: config.prefix)
-                    state.withLock { $0.lists += 1 }
+                    made.withLock { $0.lists += 1 }
                     values = Dictionary(listed.kvs.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last })
                     revision = listed.revision
                     guard !stopped else { return }
                     deliver(catalog.build(values))
-                    failing = false
                 }
                 let watch = try client.watch(config.prefix, prefix: true, startRevision: revision! + 1)
-                let cancelled = state.withLock { state -> Bool in
-                    state.watch = watch
-                    state.watches += 1
-                    return state.stopped
-                }
-                if cancelled { watch.cancel(); return }
+                made.withLock { $0.watches += 1 }
+                guard run.track(watch.stream) else { return }
+                defer { run.untrack(watch.stream) }
                 var confirmed = false
                 while let message = try watch.next() {
                     // Only a message proves the watch works: a member without a leader
@@ -120,10 +91,7 @@ public final class EtcdProvider: DiscoveryProvider {
                         confirmed = true
                         retriedWatch = false
                         backoff.reset()
-                        if failing {
-                            callbacks.onStatus(.healthy)
-                            failing = false
-                        }
+                        run.recovered()
                     }
                     if message.compactRevision > 0 || message.canceled {
                         // History before our revision is gone: list again, then watch.
@@ -142,34 +110,28 @@ public final class EtcdProvider: DiscoveryProvider {
                     deliver(catalog.build(values))
                 }
                 watch.cancel()
-                state.withLock { $0.watch = nil }
                 if !confirmed, revision != nil, !stopped {
                     // Ended without a single message: count it as a failure, so a member
                     // that keeps closing watches cannot make this loop spin.
                     throw EtcdError(kind: .unavailable, description: "etcd: the watch on '\(config.prefix)' ended before it was confirmed")
                 }
             } catch {
-                state.withLock { $0.watch = nil }
                 guard !stopped else { return }
                 // A broken watch is resumed once at once (another member may serve it);
                 // only a second failure in a row is reported and backed off.
-                if revision != nil, !retriedWatch, !failing {
+                if revision != nil, !retriedWatch, !run.isFailing {
                     retriedWatch = true
                     continue
                 }
                 if error.kind == .badResponse { revision = nil }
-                callbacks.onStatus(.failing(error.description))
-                failing = true
-                let delay = backoff.nextDelayMs()
-                _ = wake.wait(timeout: .now() + .milliseconds(Int(delay)))
+                run.fail(error.description)
+                guard run.sleep(milliseconds: backoff.nextDelayMs()) else { return }
             }
         }
     }
 
+    /// A key that does not parse spoils only its own service: reported with the snapshot.
     private func deliver(_ built: (catalog: ServiceCatalog, problems: [String])) {
-        callbacks.onSnapshot(built.catalog)
-        if !built.problems.isEmpty {
-            callbacks.onStatus(.failing(built.problems.joined(separator: "; ")))
-        }
+        run.publish(built.catalog, problems: built.problems.map { LabelProblem($0) })
     }
 }

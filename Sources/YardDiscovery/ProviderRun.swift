@@ -1,4 +1,4 @@
-// The lifecycle and delivery rules the Docker, Swarm and Consul providers share: start
+// The lifecycle and delivery rules the Docker, Swarm, Consul, DNS and etcd providers share: start
 // once, stop for good, sleep in a way `stop()` interrupts, and deliver snapshots and
 // status serially, dropping repeats.
 
@@ -230,6 +230,20 @@ final class ProviderRun: @unchecked Sendable {
         queue.async { [weak self] in
             guard let self, !self.isStopped else { return }
             callbacks.onStatus(.failing(message))
+        }
+        condition.unlock()
+    }
+
+    /// Reports a recovery that brings no new snapshot (a watch resumed where it left
+    /// off): `.healthy`, if a failure was reported since the last delivery.
+    func recovered() {
+        condition.lock()
+        guard !stopped, failedSinceDelivery else { condition.unlock(); return }
+        failedSinceDelivery = false
+        let callbacks = self.callbacks
+        queue.async { [weak self] in
+            guard let self, !self.isStopped else { return }
+            callbacks.onStatus(.healthy)
         }
         condition.unlock()
     }

@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import Dispatch
 import YardControl
+import YardDemo
 import YardDiscovery
 import YardIO
 import YardModel
