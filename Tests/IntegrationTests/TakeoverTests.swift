@@ -146,7 +146,8 @@ extension Integration {
             var log = first.stderrPath
             var offers = 1
             for round in 1...5 {
-                multiplexed.append(try ChildProcess("/usr/bin/h2load", ["-c", "4", "-m", "4", "-D", "3", url], dir: dir, label: "h2load-\(round)"))
+                multiplexed.append(try ChildProcess("/usr/bin/h2load", ["-c", "4", "-m", "4", "-D", "3", "--log-file", dir.file("h2load-\(round).log"), url],
+                                                    dir: dir, label: "h2load-\(round)"))
                 // Load on the current process for a moment before it is replaced.
                 pause(.milliseconds(1_500))
                 if round % 2 == 1 {
@@ -179,14 +180,25 @@ extension Integration {
                 #expect(report.non2xx3xx == 0, "\(name): \(output)")
             }
 
+            // Every request h2load sent was answered 2xx: its per-request log has a line for
+            // each stream that closed, "-1" for one reset or refused. Its summary may still
+            // count up to one failure per connection when a GOAWAY arrives inside its window:
+            // in timed mode (-D) h2load counts the request it could no longer *submit* after a
+            // GOAWAY as failed (h2load.cc, process_request_failure), although it never left
+            // the client. A browser opens a new connection instead; the test allows exactly that.
             for (round, run) in multiplexed.enumerated() {
                 #expect(run.waitExit(timeout: .seconds(15)) == 0, "h2load: \(run.stderrText)")
                 let h2 = run.stdoutText
                 let finished = h2.split(separator: "\n").first { $0.hasPrefix("requests:") }.map(String.init) ?? ""
                 print("takeover round \(round + 1), HTTP/2: \(finished)")
-                let succeeded = Int(finished.components(separatedBy: " done, ").last?.split(separator: " ").first ?? "") ?? 0
-                #expect(succeeded > 100 && finished.hasSuffix(" 0 failed, 0 errored, 0 timeout"), "\(h2)")
-                #expect(h2.contains("status codes: \(succeeded) 2xx, 0 3xx, 0 4xx, 0 5xx"), "\(h2)")
+                let streams = ((try? String(contentsOfFile: dir.file("h2load-\(round + 1).log"), encoding: .utf8)) ?? "")
+                    .split(separator: "\n").map { $0.split(separator: "\t") }
+                let answered = streams.filter { $0.count == 3 && $0[1] == "200" }.count
+                #expect(answered > 100 && answered == streams.count,
+                        "streams that were sent but not answered 200: \(streams.filter { $0.count != 3 || $0[1] != "200" }.prefix(5))\n\(h2)")
+                let failed = Int(finished.components(separatedBy: " succeeded, ").last?.split(separator: " ").first ?? "") ?? -1
+                #expect((0...4).contains(failed) && finished.hasSuffix(" 0 timeout"), "\(h2)")
+                #expect(h2.contains(" 0 3xx, 0 4xx, 0 5xx"), "\(h2)")
             }
 
             let old = pids.dropLast()
