@@ -23,7 +23,8 @@ extension Integration {
                 try dir.write("slow-validation.py", Self.source)
                 child = try ChildProcess("/usr/bin/env", ["python3", dir.file("slow-validation.py"), String(port), String(delay)],
                                          dir: dir, label: "slow-validation")
-                _ = try child.waitForListeningPort()
+                // Generous: python's start on a loaded machine.
+                _ = try child.waitForListeningPort(timeout: .seconds(30))
             }
 
             deinit { child.stop() }
@@ -104,9 +105,9 @@ extension Integration {
 
         @Test(.timeLimit(.minutes(3)))
         func theOrderLeaseIsRenewedWhileAnOrderOutlastsIt() throws {
-            // A 1 s lease; every validation is held 4 s. Without renewal, a second replica
-            // would take the lease over and place a second order.
-            let fleet = try SlowFleet("acme-lease-renewed", name: "renew.example", lease: "1s", delay: 4)
+            // A 3 s lease (renewed every second); every validation is held 8 s. Without
+            // renewal, a second replica would take the lease over and place a second order.
+            let fleet = try SlowFleet("acme-lease-renewed", name: "renew.example", lease: "3s", delay: 8)
             let setup = fleet.setup
             try waitFor("every replica to hold the certificate", timeout: .seconds(60), interval: .milliseconds(500)) {
                 try (0..<3).allSatisfy { try setup.notAfter("renew.example", replica: $0) != nil }
@@ -119,7 +120,7 @@ extension Integration {
 
         @Test(.timeLimit(.minutes(3)))
         func aHolderKilledMidOrderIsReplacedAndAnotherReplicaFinishesTheName() throws {
-            let fleet = try SlowFleet("acme-holder-killed", name: "killed.example", lease: "2s", delay: 3)
+            let fleet = try SlowFleet("acme-holder-killed", name: "killed.example", lease: "3s", delay: 3)
             let setup = fleet.setup
             // The holder's order is pending: pebble is validating its challenge (held by the relay).
             try waitFor("the holder's challenge to be validated", timeout: .seconds(30), interval: .milliseconds(50)) {
@@ -132,7 +133,7 @@ extension Integration {
             setup.proxies[holder].stop()
             let survivors = setup.proxies.indices.filter { $0 != holder }
 
-            // After the lease (2 s) a survivor orders and every survivor serves the name.
+            // After the lease (3 s) a survivor orders and every survivor serves the name.
             try waitFor("the survivors to hold the certificate", timeout: .seconds(60), interval: .milliseconds(500)) {
                 try survivors.allSatisfy { try setup.notAfter("killed.example", replica: $0) != nil }
             }
