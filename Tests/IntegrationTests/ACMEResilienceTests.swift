@@ -71,7 +71,7 @@ extension Integration {
                 wrk.resolve = function(host, service) wrk.addrs = wrk.lookup("127.0.0.1", service) end
 
                 """)
-            let seconds = max(renewal - Int64(Date().timeIntervalSince1970), 0) + 6
+            let seconds = max(renewal - Int64(Date().timeIntervalSince1970), 0) + 10
             // A new connection (and TLS handshake) per request.
             let wrk = try ChildProcess("/usr/bin/wrk", ["-t", "2", "-c", "8", "-d", "\(seconds)s", "--timeout", "5s", "-H", "Connection: close",
                                                         "-s", setup.dir.file("loopback.lua"),
