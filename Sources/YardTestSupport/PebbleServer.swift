@@ -37,8 +37,9 @@ public final class PebbleServer: Sendable {
 
     /// `config`: more members of pebble's config object, as JSON values
     /// (`["certificateValidityPeriod": "30"]` for 30-second certificates).
+    /// `deadline`: generous, since a start on a loaded two-core machine once took over 20 s.
     public init(httpPort: UInt16, tlsPort: UInt16, environment: [String: String] = [:], config extra: [String: String] = [:],
-                deadline: Deadline = .seconds(20)) throws {
+                deadline: Deadline = .seconds(45)) throws {
         for binary in [Self.binary, Self.challengeServerBinary] where !FileManager.default.isExecutableFile(atPath: binary) {
             throw TestSupportError("\(binary) is not installed (scripts/install-deps installs Debian's pebble)")
         }
