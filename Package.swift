@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "YardHealthTests", dependencies: ["YardHealth", "YardModel"]),
         .testTarget(name: "YardModelTests", dependencies: ["YardModel", "YardDiscovery"]),
         .testTarget(name: "YardIOTests", dependencies: ["YardIO", "CYardOpenSSL", "CYardNghttp2"]),
-        .testTarget(name: "YardControlTests", dependencies: ["YardControl", "YardControlHTTP", "YardModel", "YardTestSupport"]),
+        .testTarget(name: "YardControlTests", dependencies: ["YardControl", "YardControlHTTP", "YardACME", "YardModel", "YardTestSupport"]),
         .testTarget(name: "YardControlHTTPTests", dependencies: ["YardControlHTTP", "YardTestSupport"]),
         .testTarget(name: "YardDiscoveryTests", dependencies: ["YardDiscovery", "YardControlHTTP", "YardModel", "YardTestSupport"]),
         .testTarget(name: "YardTemplatesTests", dependencies: ["YardTemplates", "YardModel", "YardTestSupport"], exclude: ["Golden"]),

@@ -25,8 +25,10 @@ public struct ACMECertificate: Sendable {
 ///
 /// Every request is a JWS signed with the account key (ES256): the public key as `jwk` in
 /// the account request, the account URL as `kid` afterwards. Nonces come from each answer's
-/// `Replay-Nonce` (or `newNonce` when none is left); a `badNonce` refusal is retried once
-/// with the nonce it carried. Polling follows the CA's `Retry-After`.
+/// `Replay-Nonce` (or `newNonce` when none is left); a `badNonce` refusal is retried with
+/// the nonce it carried, up to `badNonceRetries` times in a row (RFC 8555 §6.5: badNonce is
+/// meant to be retried; pebble refuses 5% of good nonces by default, and any share a test
+/// asks for). Polling follows the CA's `Retry-After`.
 ///
 /// Blocking, control plane only. Threading: not thread-safe; use one client from one
 /// thread (it holds the nonce and the account URL).
@@ -44,6 +46,8 @@ public final class ACMEClient {
     /// Poll interval when the CA sends no `Retry-After`, and the most any wait lasts.
     public var pollInterval: Duration = .seconds(1)
     public var maximumPollInterval: Duration = .seconds(10)
+    /// How many `badNonce` refusals of one request are retried before it fails.
+    public var badNonceRetries = 10
 
     /// - Parameters:
     ///   - directoryURL: the CA's directory (`https://acme-v02.api.letsencrypt.org/directory`).
@@ -84,7 +88,8 @@ public final class ACMEClient {
 
     // MARK: Signed requests
 
-    /// POSTs a JWS to `url` (`payload` nil: POST-as-GET). Retries once on `badNonce`;
+    /// POSTs a JWS to `url` (`payload` nil: POST-as-GET). Retries `badNonce` (up to
+    /// `badNonceRetries` times);
     /// throws `.server` with the problem document for any 4xx/5xx.
     @discardableResult
     func post(_ url: String, payload: String?, operation: String, accept: String? = nil) throws(ACMEError) -> ACMEHTTPResponse {
@@ -100,8 +105,8 @@ public final class ACMEClient {
             if let fresh = response.header("replay-nonce"), !fresh.isEmpty { nonce = fresh }
             if response.status < 400 { return response }
             let problem = ACMEProblem(response: response)
-            if problem.isBadNonce, attempt == 1 {
-                log("\(operation): the CA refused the nonce; retrying once with a fresh one")
+            if problem.isBadNonce, attempt <= badNonceRetries {
+                log("\(operation): the CA refused the nonce; retrying with a fresh one (\(attempt) of \(badNonceRetries))")
                 continue
             }
             throw ACMEError.server(operation: operation, status: response.status, problem: problem)
@@ -177,9 +182,11 @@ public final class ACMEClient {
     // MARK: Issuance
 
     /// Orders a certificate for `names` and answers each authorization's challenge of
-    /// `solver.challengeType` through `solver`: account, order, challenges, a fresh P-256 key and its CSR,
-    /// finalize, the chain. Gives up (`.timedOut`) when `deadline` passes while polling.
-    public func issueCertificate(names: [String], solver: ACMEChallengeSolver, deadline: Duration = .seconds(120)) throws(ACMEError) -> ACMECertificate {
+    /// `solver.challengeType` through `solver`: account, order, challenges, a fresh key of
+    /// `keyType` and its CSR, finalize, the chain. Gives up (`.timedOut`) when `deadline`
+    /// passes while polling.
+    public func issueCertificate(names: [String], solver: ACMEChallengeSolver, deadline: Duration = .seconds(120),
+                                 keyType: ACMEKeyType = .ecdsaP256) throws(ACMEError) -> ACMECertificate {
         let until = ContinuousClock.now.advanced(by: deadline)
         let names = try ACMEIdentifiers.validated(names)
         try register()
@@ -216,7 +223,7 @@ public final class ACMEClient {
 
         var order = try poll(orderURL, operation: "order", until: until, as: ACMEOrder.self, status: \.status,
                              done: ["ready", "valid", "invalid"])
-        let certificateKey = try ACMEPrivateKey.generateP256()
+        let certificateKey = try ACMEPrivateKey.generate(keyType)
         if order.status == "ready" {
             let csr = try certificateSigningRequest(names: names, key: certificateKey)
             let response = try post(order.finalize, payload: "{\"csr\":\"\(Base64URL.encode(csr))\"}", operation: "finalize")

@@ -3,8 +3,8 @@ import Glibc
 #endif
 internal import CYardOpenSSL
 
-/// An ECDSA P-256 private key: an ACME account key (signs requests, ES256) or a
-/// certificate's key (its public half goes in the CSR).
+/// A private key: an ACME account key (ECDSA P-256, signs requests, ES256) or a
+/// certificate's key (P-256 or RSA 2048; its public half goes in the CSR).
 ///
 /// OpenSSL stays behind this type (`internal import`). Threading: immutable after init;
 /// an `EVP_PKEY` may be used for signing from any thread (`@unchecked Sendable`).
@@ -24,6 +24,25 @@ public final class ACMEPrivateKey: @unchecked Sendable {
         guard EVP_PKEY_keygen_init(context) == 1, EVP_PKEY_CTX_set_group_name(context, "P-256") == 1,
               EVP_PKEY_generate(context, &key) == 1, let key else { throw cryptoError("generating a P-256 key") }
         return ACMEPrivateKey(key: key)
+    }
+
+    /// A new random RSA 2048 key (for a certificate: clients that cannot do ECDSA).
+    public static func generateRSA2048() throws(ACMEError) -> ACMEPrivateKey {
+        ERR_clear_error()
+        guard let context = EVP_PKEY_CTX_new_from_name(nil, "RSA", nil) else { throw cryptoError("creating a key context") }
+        defer { EVP_PKEY_CTX_free(context) }
+        var key: OpaquePointer?
+        guard EVP_PKEY_keygen_init(context) == 1, EVP_PKEY_CTX_set_rsa_keygen_bits(context, 2048) == 1,
+              EVP_PKEY_generate(context, &key) == 1, let key else { throw cryptoError("generating an RSA 2048 key") }
+        return ACMEPrivateKey(key: key)
+    }
+
+    /// A new certificate key of `type`.
+    public static func generate(_ type: ACMEKeyType) throws(ACMEError) -> ACMEPrivateKey {
+        switch type {
+        case .ecdsaP256: return try generateP256()
+        case .rsa2048: return try generateRSA2048()
+        }
     }
 
     /// A P-256 key from PEM (PKCS#8 or SEC 1, unencrypted), e.g. an account key kept on disk.
@@ -93,6 +112,12 @@ public final class ACMEPrivateKey: @unchecked Sendable {
         guard EVP_DigestVerifyInit(context, nil, EVP_sha256(), nil, key) == 1 else { return false }
         return EVP_DigestVerify(context, der, der.count, message, message.count) == 1
     }
+}
+
+/// The kind of key a certificate gets (`acme.key_type`).
+public enum ACMEKeyType: String, Sendable, CaseIterable {
+    case ecdsaP256 = "ecdsa-p256"
+    case rsa2048 = "rsa2048"
 }
 
 /// SHA-256 through OpenSSL. Threading: stateless.

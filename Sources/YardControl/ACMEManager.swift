@@ -26,8 +26,7 @@ import YardTLS
 final class ACMEManager: Sendable {
     /// The synthetic service the challenge routes point at.
     static let challengeService = "switchyard-acme-http-01"
-    /// Backoff after a failed order: doubled per failure, up to `maximumRetry`.
-    static let firstRetrySeconds: Int64 = 60
+    /// The most a failed order waits before the next attempt (the first wait is `acme.retry`).
     static let maximumRetrySeconds: Int64 = 3600
 
     struct Listener: Sendable {
@@ -44,6 +43,7 @@ final class ACMEManager: Sendable {
         var listener: String
         var name: String
         var issuer: String?
+        var notBefore: Int64?
         var notAfter: Int64?
         var nextRenewal: Int64?
         var lastError: String?
@@ -155,6 +155,29 @@ final class ACMEManager: Sendable {
         return (challengeRoutes + routes, ServiceCatalog(services: services))
     }
 
+    // MARK: Reload
+
+    /// SIGHUP: the reloaded listeners with each TLS listener's `acme` block as it runs, and
+    /// the names of the listeners whose block changed. The ACME worker, its responder and
+    /// its store are made at start, so a changed block applies at the next restart; until
+    /// then the running block keeps ordering and renewing (and its storage keeps serving).
+    static func keepingRunningACME(_ reloaded: [ListenerConfig], running: [ListenerConfig]) -> (listeners: [ListenerConfig], changed: [String]) {
+        var listeners = reloaded
+        var changed: [String] = []
+        for index in listeners.indices where index < running.count && running[index].name == listeners[index].name
+            && listeners[index].tls != nil && running[index].tls != nil {
+            let old = running[index].tls?.acme
+            guard listeners[index].tls?.acme != old else { continue }
+            changed.append(listeners[index].name)
+            listeners[index].tls?.acme = old
+            if old == nil, listeners[index].tls?.certificates.isEmpty == true {
+                // An acme block added to a listener of certificate files: those stay.
+                listeners[index].tls?.certificates = running[index].tls?.certificates ?? []
+            }
+        }
+        return (listeners, changed)
+    }
+
     // MARK: Status
 
     var certificates: [Certificate] {
@@ -166,10 +189,12 @@ final class ACMEManager: Sendable {
         let items = certificates.map { item in
             var members: [(String, String)] = [("listener", jsonString(item.listener)), ("name", jsonString(item.name))]
             members.append(("issuer", item.issuer.map(jsonString) ?? "null"))
+            members.append(("not_before", item.notBefore.map { String($0) } ?? "null"))
             members.append(("not_after", item.notAfter.map { String($0) } ?? "null"))
             members.append(("next_renewal", item.nextRenewal.map { String($0) } ?? "null"))
             members.append(("last_error", item.lastError.map(jsonString) ?? "null"))
             members.append(("failures", String(item.failures)))
+            members.append(("next_attempt", item.failures > 0 ? String(item.retryAt) : "null"))
             members.append(("lease_holder", item.leaseHolder.map(jsonString) ?? "null"))
             return "{" + members.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
         }
@@ -251,8 +276,11 @@ final class ACMEManager: Sendable {
                 return
             }
         }
+        // The lease is renewed while the order runs, so `lease` may be shorter than an order.
+        let keeper = fleet.map { ACMELeaseKeeper(store: $0.0, name: name, holder: replicaID, ttlSeconds: Double(listener.acme.leaseMs) / 1000) }
         defer {
             if let (store, _) = fleet {
+                keeper?.stop()
                 store.releaseLease(name, holder: replicaID)
                 item.leaseHolder = nil
             }
@@ -261,9 +289,10 @@ final class ACMEManager: Sendable {
             let client = try client(for: listener, clients: &clients)
             let solver = Solver(challenge: listener.acme.challenge, responder: responder,
                                 alpn: state.withLock { $0.attached?.tls.acmeChallenges(listener: listener.index) },
-                                shared: fleet?.0)
+                                shared: fleet?.0, keeper: keeper)
             Log.info("acme: \(item.notAfter == nil ? "ordering" : "renewing") the certificate for \(name) (listener '\(listener.name)', \(listener.acme.challenge.rawValue))")
-            let issued = try client.issueCertificate(names: [name], solver: solver, deadline: .seconds(180))
+            let issued = try client.issueCertificate(names: [name], solver: solver, deadline: .seconds(180),
+                                                     keyType: ACMEKeyType(rawValue: listener.acme.keyType.rawValue) ?? .ecdsaP256)
             try storage.store(name, issued)
             let info = try ACMECertificateInfo(pem: issued.chainPEM)
             let version = item.storeVersion
@@ -283,12 +312,14 @@ final class ACMEManager: Sendable {
             Log.info("acme: \(name): certificate stored and served, valid until \(iso8601(info.notAfter)); renewal from \(iso8601(item.nextRenewal ?? 0))")
         } catch {
             item.failures += 1
-            var delay = min(Self.firstRetrySeconds << Int64(min(item.failures - 1, 12)), Self.maximumRetrySeconds)
+            let first = max(Int64(listener.acme.retryMs / 1000), 1)
+            var delay = min(first << Int64(min(item.failures - 1, 12)), Self.maximumRetrySeconds)
             // A rate limit says when to come back: never sooner (RFC 8555 §6.6).
             if case .server(_, _, let problem)? = error as? ACMEError, let retryAfter = problem.retryAfter {
                 delay = max(delay, min(retryAfter.components.seconds, 7 * 86_400))
             }
-            item.retryAt = now + delay
+            // From the failure, not from the start of the attempt (an order takes seconds).
+            item.retryAt = Int64(Date().timeIntervalSince1970) + delay
             item.lastError = "\(error)"
             Log.error("acme: \(name): order failed (\(error)); \(item.notAfter == nil ? "the default certificate answers" : "the current certificate keeps serving"); next attempt in \(delay) s")
         }
@@ -320,16 +351,44 @@ final class ACMEManager: Sendable {
     private func client(for listener: Listener, clients: inout [Int: ACMEClient]) throws -> ACMEClient {
         if let client = clients[listener.index] { return client }
         let acme = listener.acme
-        let client = try ACMEClient(directoryURL: acme.directory, accountKey: try ACMEStorage(acme.storage).accountKey(), caFile: acme.caFile)
+        let client = try ACMEClient(directoryURL: acme.directory, accountKey: try accountKey(listener), caFile: acme.caFile)
         client.log = { Log.info("acme: \($0)") }
         var binding: ACMEExternalAccountBinding?
         if let keyID = acme.eabKeyID, let file = acme.eabMACKeyFile {
             guard let text = try ACMEFiles.readFile(file) else { throw ACMEFileError(message: "eab.hmac_key_file \(file) does not exist") }
             binding = try ACMEExternalAccountBinding(keyID: keyID, macKeyText: text)
         }
-        try client.register(contact: acme.email, externalAccount: binding)
+        do {
+            try client.register(contact: acme.email, externalAccount: binding)
+        } catch {
+            // Replicas registering the fleet's new key at once: the CA may refuse all but
+            // one (pebble: "account with key already exists", 500). Asking again finds it.
+            guard listener.seal != nil, Self.isServerError(error) else { throw error }
+            Thread.sleep(forTimeInterval: Double.random(in: 0.5...1.5))
+            try client.register(contact: acme.email, externalAccount: binding)
+        }
         clients[listener.index] = client
         return client
+    }
+
+    private static func isServerError(_ error: any Error) -> Bool {
+        if case .server(_, let status, _)? = error as? ACMEError { return status >= 500 }
+        return false
+    }
+
+    /// The account key: in a fleet, the one in the state store (sealed with the store key),
+    /// created by the first replica that needs one; else `storage/account.key`. The fleet's
+    /// key is also kept in `storage/account.key`.
+    private func accountKey(_ listener: Listener) throws -> ACMEPrivateKey {
+        let storage = ACMEStorage(listener.acme.storage)
+        guard let seal = listener.seal, let shared else { return try storage.accountKey() }
+        let (key, created) = try shared.sharedAccountKey(seal: seal) { try storage.accountKey() }
+        if created {
+            Log.info("acme: this replica's account key is now the fleet's (\(shared.description), record account-key)")
+        } else {
+            try storage.keepAccountKey(key)
+        }
+        return key
     }
 
     private static func fromStorage(_ storage: ACMEStorage, listener: String, name: String) -> Certificate {
@@ -342,7 +401,7 @@ final class ACMEManager: Sendable {
     private static func certificate(listener: String, name: String, info: ACMECertificateInfo) -> Certificate {
         let lifetime = max(info.notAfter - info.notBefore, 1)
         let jitter = Int64.random(in: 0...max(lifetime / 30, 0))
-        return Certificate(listener: listener, name: name, issuer: info.issuer, notAfter: info.notAfter,
+        return Certificate(listener: listener, name: name, issuer: info.issuer, notBefore: info.notBefore, notAfter: info.notAfter,
                            nextRenewal: info.twoThirds - jitter, renewalID: info.renewalID)
     }
 }
@@ -354,17 +413,22 @@ private final class Solver: ACMEChallengeSolver {
     let alpn: TLSALPNChallenges?
     /// The fleet's store: HTTP-01 answers go there too, for the replica the CA reaches.
     let shared: ACMESharedStore?
+    /// The order's lease (fleet): once another replica took it over, no more challenges.
+    let keeper: ACMELeaseKeeper?
 
-    init(challenge: ListenerACMEConfig.Challenge, responder: ACMEChallengeResponder?, alpn: TLSALPNChallenges?, shared: ACMESharedStore?) {
+    init(challenge: ListenerACMEConfig.Challenge, responder: ACMEChallengeResponder?, alpn: TLSALPNChallenges?,
+         shared: ACMESharedStore?, keeper: ACMELeaseKeeper?) {
         self.challenge = challenge
         self.responder = responder
         self.alpn = alpn
         self.shared = shared
+        self.keeper = keeper
     }
 
     var challengeType: String { challenge.rawValue }
 
     func publish(name: String, token: String, keyAuthorization: String) throws(ACMEError) {
+        if let other = keeper?.lostTo { throw ACMEError.badRequest("\(other) took the order lease over; it orders \(name) now") }
         switch challenge {
         case .http01:
             guard let responder else { throw ACMEError.badRequest("no HTTP-01 responder is running") }

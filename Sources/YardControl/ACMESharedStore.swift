@@ -86,6 +86,29 @@ extension ACMESharedStore {
     }
 }
 
+// MARK: - The fleet's account
+
+extension ACMESharedStore {
+    /// The record holding the account key, sealed (its name is the sealing's associated data).
+    static var accountKeyRecord: String { "account-key" }
+
+    /// The fleet's ACME account key: the one in the store, or, when there is none yet,
+    /// `candidate()` (this replica's own key) stored by compare-and-set: whoever first needs
+    /// one creates it, the others load it, so the whole fleet is one account at the CA.
+    func sharedAccountKey(seal: ACMESealKey, candidate: () throws -> ACMEPrivateKey) throws -> (key: ACMEPrivateKey, created: Bool) {
+        let record = Self.accountKeyRecord
+        for _ in 0..<5 {
+            if let stored = try get(record) {
+                let pem = String(decoding: try seal.open(stored.value, name: record), as: UTF8.self)
+                return (try ACMEPrivateKey(pem: pem), false)
+            }
+            let key = try candidate()
+            if try put(record, try seal.seal(Array(try key.pem().utf8), name: record), ifVersion: 0) { return (key, true) }
+        }
+        throw StoreError("\(record): five replicas raced to create the account key; try again")
+    }
+}
+
 // MARK: - File
 
 /// Records as files in `STATE.acme/`, each `{"version": N, "value": base64}`; writes take

@@ -85,6 +85,14 @@ struct ACMEStorage: Sendable {
         try ACMEFiles.writeAtomically(certificatePath(name), chain + certificate.privateKeyPEM, mode: 0o600)
     }
 
+    /// Keeps `key` (the fleet's) as `account.key` (0600) when the file holds another.
+    func keepAccountKey(_ key: ACMEPrivateKey) throws {
+        let pem = try key.pem()
+        if (try? ACMEFiles.readFile(accountKeyPath)) == pem { return }
+        try ACMEFiles.writeAtomically(accountKeyPath, pem, mode: 0o600)
+        Log.info("acme: \(accountKeyPath) is now the fleet's account key (from the state store)")
+    }
+
     /// The account key, made and saved (0600) on first use.
     func accountKey() throws -> ACMEPrivateKey {
         if let pem = try ACMEFiles.readFile(accountKeyPath) { return try ACMEPrivateKey(pem: pem) }

@@ -362,13 +362,17 @@ public final class Runtime: Sendable {
             let reloaded: (table: RoutingTable, server: ProxyServer)? = state.withLock { state in
                 guard let old = state.config, let server = state.server else { return nil }
                 // Certificates (and a TLS listener's tls settings) apply now; the rest of a
-                // listener (address, TLS on or off) at the next restart.
-                state.tls?.reload(config.listeners, server: server)
+                // listener (address, TLS on or off) and its acme block at the next restart.
+                let (listeners, acmeChanged) = ACMEManager.keepingRunningACME(config.listeners, running: old.listeners)
+                for name in acmeChanged {
+                    Log.warning("config reload: listener '\(name)': the acme block changed and applies at the next restart; until then certificates are ordered and renewed as before")
+                }
+                state.tls?.reload(listeners, server: server)
                 var applied = old
-                for index in applied.listeners.indices where index < config.listeners.count
-                    && applied.listeners[index].name == config.listeners[index].name
-                    && applied.listeners[index].tls != nil && config.listeners[index].tls != nil {
-                    applied.listeners[index].tls = config.listeners[index].tls
+                for index in applied.listeners.indices where index < listeners.count
+                    && applied.listeners[index].name == listeners[index].name
+                    && applied.listeners[index].tls != nil && listeners[index].tls != nil {
+                    applied.listeners[index].tls = listeners[index].tls
                 }
                 let restart = Self.keysApplyingAtRestart(running: applied, reloaded: config)
                 if !restart.isEmpty {

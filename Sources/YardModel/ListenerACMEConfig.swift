@@ -11,6 +11,13 @@ public struct ListenerACMEConfig: Sendable, Equatable {
         case tlsALPN01 = "tls-alpn-01"
     }
 
+    /// The kind of key each certificate gets.
+    public enum KeyType: String, Sendable, CaseIterable {
+        case ecdsaP256 = "ecdsa-p256"
+        /// For clients that cannot do ECDSA (old embedded devices, some Java 7 era stacks).
+        case rsa2048 = "rsa2048"
+    }
+
     /// The CA's directory URL.
     public var directory: String
     /// Contact addresses for the account.
@@ -34,9 +41,13 @@ public struct ListenerACMEConfig: Sendable, Equatable {
     /// Set: the fleet shares one order per name and its certificate through the state
     /// store. Nil: this replica orders and keeps its certificates alone.
     public var storeKeyFile: String?
-    /// How long a replica may hold a name's order lease (fleet) before another takes over:
-    /// longer than an order takes, short enough that a dead holder does not delay renewal.
-    public var leaseMs = 240_000
+    /// How long a name's order lease (fleet) lasts unless its holder renews it: the holder
+    /// renews it every third of this while its order runs, so it only bounds how long a
+    /// replica that died mid-order holds the name back.
+    public var leaseMs = 60_000
+    public var keyType: KeyType = .ecdsaP256
+    /// The wait after a failed order, doubled per failure up to an hour.
+    public var retryMs = 60_000
     /// `file:line key` of the block, for messages.
     public var origin: String = ""
 
@@ -73,12 +84,12 @@ public struct ListenerACMEConfig: Sendable, Equatable {
         lhs.directory == rhs.directory && lhs.email == rhs.email && lhs.caFile == rhs.caFile && lhs.challenge == rhs.challenge
             && lhs.names == rhs.names && lhs.domains == rhs.domains && lhs.storage == rhs.storage
             && lhs.eabKeyID == rhs.eabKeyID && lhs.eabMACKeyFile == rhs.eabMACKeyFile && lhs.storeKeyFile == rhs.storeKeyFile
-            && lhs.leaseMs == rhs.leaseMs
+            && lhs.leaseMs == rhs.leaseMs && lhs.keyType == rhs.keyType && lhs.retryMs == rhs.retryMs
     }
 }
 
 extension ConfigLoader {
-    static let acmeKeys = ["directory", "email", "ca_file", "challenge", "names", "domains", "storage", "eab", "store_key_file", "lease"]
+    static let acmeKeys = ["directory", "email", "ca_file", "challenge", "names", "domains", "storage", "eab", "store_key_file", "lease", "key_type", "retry"]
 
     static func parseACME(_ node: ConfigNode, directory: String) throws(ConfigError) -> ListenerACMEConfig {
         let fields = try node.fields(allowed: acmeKeys)
@@ -136,6 +147,19 @@ extension ConfigLoader {
         if let leaseNode = fields.optional("lease") {
             acme.leaseMs = try leaseNode.durationMilliseconds()
             guard acme.leaseMs >= 1000 else { throw leaseNode.error("lease must be at least 1s (an order takes seconds to minutes)") }
+        }
+        if let keyTypeNode = fields.optional("key_type") {
+            let text = try keyTypeNode.string(expected: "ecdsa-p256 or rsa2048")
+            guard let keyType = ListenerACMEConfig.KeyType(rawValue: text.lowercased()) else {
+                throw keyTypeNode.error("unknown key_type '\(text)'; expected ecdsa-p256 or rsa2048")
+            }
+            acme.keyType = keyType
+        }
+        if let retryNode = fields.optional("retry") {
+            acme.retryMs = try retryNode.durationMilliseconds()
+            guard acme.retryMs >= 1000, acme.retryMs <= 3_600_000 else {
+                throw retryNode.error("retry must be between 1s and 1h (the first wait after a failed order; it doubles up to 1h)")
+            }
         }
         guard !acme.names.isEmpty || !acme.domains.isEmpty else {
             throw node.error("acme needs 'names' (certificates to order) or 'domains' (route hosts allowed a certificate)")

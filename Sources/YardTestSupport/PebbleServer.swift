@@ -37,8 +37,9 @@ public final class PebbleServer: Sendable {
 
     /// `config`: more members of pebble's config object, as JSON values
     /// (`["certificateValidityPeriod": "30"]` for 30-second certificates).
+    /// `deadline`: generous, since a start on a loaded two-core machine once took over 20 s.
     public init(httpPort: UInt16, tlsPort: UInt16, environment: [String: String] = [:], config extra: [String: String] = [:],
-                deadline: Deadline = .seconds(20)) throws {
+                deadline: Deadline = .seconds(45)) throws {
         for binary in [Self.binary, Self.challengeServerBinary] where !FileManager.default.isExecutableFile(atPath: binary) {
             throw TestSupportError("\(binary) is not installed (scripts/install-deps installs Debian's pebble)")
         }
@@ -103,13 +104,22 @@ public final class PebbleServer: Sendable {
     /// Makes pebble's DNS answer `host` with `address` from now on (a validation that then
     /// fails to reach this machine's listeners).
     public func addARecord(host: String, address: String) throws {
+        try manageDNS("/add-a", "{\"host\":\"\(host)\",\"addresses\":[\"\(address)\"]}")
+    }
+
+    /// Removes `host`'s A records: it resolves to 127.0.0.1 (the default) again. (`add-a`
+    /// adds to the records a name has; it does not replace them.)
+    public func clearARecords(host: String) throws {
+        try manageDNS("/clear-a", "{\"host\":\"\(host)\"}")
+    }
+
+    private func manageDNS(_ path: String, _ body: String) throws {
         let curl = try ProcessRunner("/usr/bin/curl", arguments: [
-            "-sS", "--fail", "--max-time", "10", "-d", "{\"host\":\"\(host)\",\"addresses\":[\"\(address)\"]}",
-            "http://127.0.0.1:\(dnsManagementPort)/add-a",
+            "-sS", "--fail", "--max-time", "10", "-d", body, "http://127.0.0.1:\(dnsManagementPort)\(path)",
         ])
         defer { curl.stop() }
         let status = try curl.waitForExit(deadline: .seconds(15))
-        guard status == .exited(0) else { throw TestSupportError("add-a \(host) on pebble-challtestsrv \(status)\n\(curl.outputSummary)") }
+        guard status == .exited(0) else { throw TestSupportError("\(path) \(body) on pebble-challtestsrv \(status)\n\(curl.outputSummary)") }
     }
 
     /// GET `path` on the management API over HTTPS (curl, trusting `caFile`).

@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import Foundation
 import YardACME
+import YardControl
 
 /// `switchyard acme …`: certificates from an ACME CA (Let's Encrypt, ZeroSSL, step-ca).
 struct ACME: ParsableCommand {
@@ -116,20 +117,19 @@ struct Certs: ParsableCommand {
             FileHandleWriter.stdout(answer.text)
             return
         }
-        let view = decode(View.self, answer)
+        let view = decode(ACMECertificateStatus.self, answer)
         guard !view.certificates.isEmpty else {
             FileHandleWriter.stdout("no ACME certificates (no listener has tls.acme)\n")
             return
         }
-        let formatter = ISO8601DateFormatter()
-        func time(_ seconds: Int64?) -> String {
-            seconds.map { formatter.string(from: Date(timeIntervalSince1970: TimeInterval($0))) } ?? "-"
-        }
+        func time(_ seconds: Int64?) -> String { seconds.map(ACMECertificateStatus.time) ?? "-" }
         var text = ""
         for item in view.certificates {
             text += "\(item.name)  listener=\(item.listener)  issuer=\(item.issuer ?? "-")  not_after=\(time(item.not_after))"
                 + "  next_renewal=\(time(item.next_renewal))" + (item.lease_holder.map { "  ordering=\($0)" } ?? "") + "\n"
-            if let error = item.last_error { text += "    last error (\(item.failures) failure(s)): \(error)\n" }
+            if let error = item.last_error {
+                text += "    last error (\(item.failures) failure(s)): \(error)" + (item.next_attempt.map { "; next attempt \(time($0))" } ?? "") + "\n"
+            }
         }
         FileHandleWriter.stdout(text)
     }

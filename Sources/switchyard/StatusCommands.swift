@@ -77,8 +77,9 @@ struct Status: ParsableCommand {
 
     @Flag(help: """
         Exit 0 when every service has a healthy endpoint on its active track, every provider \
-        and the state store answer and every replica applied the stored revisions; else print \
-        one line per problem and exit 1 (for a HEALTHCHECK or a CI gate).
+        and the state store answer, every replica applied the stored revisions and no ACME \
+        certificate is expired or in the last sixth of its lifetime; else print one line per \
+        problem and exit 1 (for a HEALTHCHECK or a CI gate).
         """)
     var check = false
 
@@ -95,6 +96,10 @@ struct Status: ParsableCommand {
                 guard status.services.contains(where: { $0.name == service }) else { fail("no service named '\(service)'") }
                 verdict = StatusCheck(
                     status: status.only(service), replicas: replicas)
+            }
+            if service == nil, let certificates = Self.certificates(client) {
+                verdict.problems += certificates.problems(now: Int64(Date().timeIntervalSince1970))
+                verdict.healthy = verdict.problems.isEmpty
             }
             if options.json {
                 say(String(decoding: AdminJSON.encode(verdict), as: UTF8.self))
@@ -119,6 +124,16 @@ struct Status: ParsableCommand {
         let before = decode(StatusDocument.self, first)
         let after = decode(StatusDocument.self, second)
         FileHandleWriter.stdout(StatusDocument.render(before: before, after: after, seconds: seconds, only: service))
+        if service == nil, let certificates = Self.certificates(client) {
+            for line in certificates.warnings(now: Int64(Date().timeIntervalSince1970)) { FileHandleWriter.stdout("warning: \(line)\n") }
+        }
+    }
+
+    /// The replica's ACME certificates (`GET /certs`), nil when it does not answer them.
+    private static func certificates(_ client: CLIClient) -> ACMECertificateStatus? {
+        guard let answer = try? client.client.request("GET", "/certs") else { return nil }
+        guard answer.status == 200 else { return nil }
+        return try? JSONDecoder().decode(ACMECertificateStatus.self, from: Data(answer.body))
     }
 }
 

@@ -25,17 +25,20 @@ extension Integration {
 
             init(_ label: String, challenge: String, names: [String], domains: [String] = [], routeHost: String? = nil,
                  pebbleConfig: [String: String] = [:], pebbleEnvironment: [String: String] = [:],
-                 replicas: Int = 1, extraACME: String = "", extraYAML: String = "") throws {
+                 replicas: Int = 1, replicaNames: [[String]] = [], extraACME: String = "", extraYAML: String = "",
+                 beforeStart: (PebbleServer) throws -> Void = { _ in }) throws {
                 dir = try ScratchDir(label)
                 pebble = try PebbleServer(httpPort: try freePort(), tlsPort: try freePort(), environment: pebbleEnvironment, config: pebbleConfig)
                 backend = try Backend.demo("a", dir: dir)
                 root = dir.file("pebble-root.pem")
                 try pebble.rootCertificatePEM().write(toFile: root, atomically: true, encoding: .utf8)
+                try beforeStart(pebble)
                 try dir.write("services.yml", servicesYAML([ServiceSpec(name: "shop", instances: [.init(port: backend.port)])]))
                 var proxies: [ChildProcess] = []
                 var adminPorts: [UInt16] = []
                 defer { if adminPorts.count < replicas { proxies.forEach { $0.stop() } } }
                 for replica in 0..<replicas {
+                let names = names + (replica < replicaNames.count ? replicaNames[replica] : [])
                 try dir.write("switchyard-\(replica).yml", """
                     listeners:
                       - name: web
@@ -90,7 +93,9 @@ extension Integration {
             /// Waits until a client trusting pebble's root gets 200 from `name`.
             func waitUntilServed(_ name: String, timeout: Duration = .seconds(60)) throws {
                 try waitFor("a certificate pebble issued for \(name) to be served", timeout: timeout, interval: .milliseconds(500)) {
-                    guard proxy.process.isRunning else { throw HarnessError("proxy exited: \(proxy.stderrText.suffix(2000))") }
+                    guard proxies.contains(where: { $0.process.isRunning }) else {
+                        throw HarnessError("every proxy exited: \(proxy.stderrText.suffix(2000))")
+                    }
                     let served = try verifiedGet(name)
                     return served.exitStatus == 0 && served.httpStatus == 200
                 }
@@ -112,6 +117,29 @@ extension Integration {
             }
 
             var log: String { proxy.stderrText + proxy.stdoutText }
+
+            /// How often pebble's log says `text` (orders added, certificates issued, accounts).
+            func pebbleCount(_ text: String) -> Int { pebble.log.components(separatedBy: text).count - 1 }
+
+            /// The serial number of the certificate the TLS listener serves for `name`.
+            func servedSerial(_ name: String) throws -> String {
+                let shown = try runCommand("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(pebble.tlsPort)", "-servername", name],
+                                           dir: dir, label: "s_client-serial", timeout: .seconds(10))
+                guard let start = shown.stdout.range(of: "-----BEGIN CERTIFICATE-----"),
+                      let end = shown.stdout.range(of: "-----END CERTIFICATE-----") else {
+                    throw HarnessError("no certificate from s_client: \(shown.stdout.prefix(500))\(shown.stderr.prefix(500))")
+                }
+                try dir.write("served.pem", String(shown.stdout[start.lowerBound..<end.upperBound]) + "\n")
+                return try runCommand("/usr/bin/openssl", ["x509", "-in", dir.file("served.pem"), "-noout", "-serial"], dir: dir,
+                                      label: "x509-serial").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+        }
+
+        /// A store key file for a fleet test.
+        static func storeKey() throws -> (dir: ScratchDir, file: String) {
+            let dir = try ScratchDir("acme-store-key")
+            try dir.write("store.key", (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined() + "\n")
+            return (dir, dir.file("store.key"))
         }
 
         @Test(.timeLimit(.minutes(2)))
@@ -274,6 +302,17 @@ extension Integration {
             let served = try setup.verifiedGet("test.example")
             #expect(served.exitStatus == 0 && served.httpStatus == 200, "\(served.stderr)")
             #expect(setup.log.contains("the current certificate keeps serving"))
+
+            // `status` warns about a certificate whose renewal window is open; `status --check`
+            // fails once less than a sixth of its lifetime (7.5 s of 45 s) is left.
+            let admin = "http://127.0.0.1:\(setup.adminPort)"
+            let status = try runCommand(SwitchyardBinary.path, ["status", "--admin", admin, "--interval", "0"], dir: setup.dir, label: "status")
+            #expect(status.stdout.contains("warning: certificate test.example (listener secure): in its renewal window"), "\(status.stdout)")
+            try waitFor("less than a sixth of the lifetime to be left", timeout: .seconds(40), interval: .milliseconds(500)) {
+                renewed - Int64(Date().timeIntervalSince1970) < 7
+            }
+            let check = try runCommand(SwitchyardBinary.path, ["status", "--check", "--admin", admin], dir: setup.dir, label: "status-check")
+            #expect(check.status == 1 && check.stdout.contains("certificate test.example (listener secure): expires"), "\(check.stdout)\(check.stderr)")
         }
     }
 }

@@ -59,7 +59,7 @@ import YardTestSupport
         }
     }
 
-    @Test func aStaleNonceIsRefusedAsBadNonceAndRetriedOnce() throws {
+    @Test func aStaleNonceIsRefusedAsBadNonceAndRetried() throws {
         let (_, pebble) = try Self.start()
         let client = try ACMEClient(directoryURL: pebble.directoryURL, accountKey: .generateP256(), caFile: pebble.caFile)
         var lines: [String] = []

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import YardACME
 @testable import YardControl
 import YardModel
 import YardTestSupport
@@ -38,6 +39,38 @@ struct ACMESharedStoreTests {
         try exercise(store)
         var info = stat()
         #expect(stat(directory.file("state.json.acme/certificates_a.example"), &info) == 0 && info.st_mode & 0o077 == 0)
+    }
+
+    @Test func aKeptLeaseOutlivesItsTimeToLiveAndEndsWhenReleased() throws {
+        let directory = try TempDir(prefix: "switchyard-acme-keeper")
+        let store = try ACMESharedStores.make(StateStoreConfig(kind: .file(path: directory.file("state.json"))))
+        #expect(try store.takeLease("k.example", holder: "r1", ttlSeconds: 1) == nil)
+        let keeper = ACMELeaseKeeper(store: store, name: "k.example", holder: "r1", ttlSeconds: 1)
+        let until = ContinuousClock.now.advanced(by: .milliseconds(2500))
+        while ContinuousClock.now < until {
+            #expect(try store.takeLease("k.example", holder: "r2", ttlSeconds: 1) == "r1", "taken while its holder renews it")
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        keeper.stop()
+        #expect(keeper.lostTo == nil)
+        store.releaseLease("k.example", holder: "r1")
+        #expect(try store.takeLease("k.example", holder: "r2", ttlSeconds: 1) == nil)
+    }
+
+    @Test func theFleetsAccountKeyIsCreatedOnceAndLoadedByTheOthers() throws {
+        let directory = try TempDir(prefix: "switchyard-acme-account")
+        let store = try ACMESharedStores.make(StateStoreConfig(kind: .file(path: directory.file("state.json"))))
+        let seal = try ACMESealKey(text: String(repeating: "ab", count: 32))
+        let first = try store.sharedAccountKey(seal: seal) { try ACMEPrivateKey.generateP256() }
+        let second = try store.sharedAccountKey(seal: seal) { try ACMEPrivateKey.generateP256() }
+        #expect(first.created && !second.created)
+        #expect(try first.key.pem() == second.key.pem())
+        let stored = try #require(try store.get("account-key"))
+        #expect(!String(decoding: stored.value, as: UTF8.self).contains("PRIVATE KEY"), "sealed in the store")
+        let other = try ACMESealKey(text: String(repeating: "cd", count: 32))
+        #expect(throws: (any Error).self, "another store key cannot open it") {
+            _ = try store.sharedAccountKey(seal: other) { try ACMEPrivateKey.generateP256() }
+        }
     }
 
     @Test func etcdStore() throws {

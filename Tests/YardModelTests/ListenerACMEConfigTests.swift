@@ -25,6 +25,14 @@ import Testing
         #expect(acme.email == ["ops@example.com"])
         #expect(acme.storage == "conf/acme" && acme.caFile == "conf/ca.pem" && acme.eabMACKeyFile == "conf/eab.key")
         #expect(acme.eabKeyID == "key-1")
+        #expect(acme.keyType == .ecdsaP256 && acme.leaseMs == 60_000 && acme.retryMs == 60_000, "the defaults")
+    }
+
+    @Test func keyTypeLeaseAndRetryAreRead() throws {
+        let config = try ConfigLoader.loadConfig(text: Self.listener
+            + "      acme: {directory: https://ca/dir, names: [a.example.com], key_type: RSA2048, lease: 5s, retry: 2s}\n", path: "s.yml")
+        let acme = try #require(config.listeners.first?.tls?.acme)
+        #expect(acme.keyType == .rsa2048 && acme.leaseMs == 5000 && acme.retryMs == 2000)
     }
 
     @Test(arguments: [
@@ -34,6 +42,8 @@ import Testing
         ("      acme: {directory: https://ca/dir, names: [\"a.example.com,DNS:evil.com\"]}\n", "is not a DNS name"),
         ("      acme: {directory: ftp://ca/dir, names: [a.example.com]}\n", "not an http(s) URL"),
         ("      acme: {directory: https://ca/dir, names: [a.example.com], email: not-an-address}\n", "not an e-mail"),
+        ("      acme: {directory: https://ca/dir, names: [a.example.com], key_type: rsa1024}\n", "unknown key_type"),
+        ("      acme: {directory: https://ca/dir, names: [a.example.com], retry: 100ms}\n", "retry must be"),
     ])
     func badACMEBlocksAreRefusedWithAReason(_ yaml: String, _ says: String) {
         guard let error = configError({ () throws(ConfigError) in try ConfigLoader.loadConfig(text: Self.listener + yaml, path: "s.yml") }) else { return }
