@@ -113,9 +113,7 @@ final class DiscoveryStage: Sendable {
     private static func makeProvider(_ config: ProviderConfig, callbacks: ProviderCallbacks) -> any DiscoveryProvider {
         switch config.source {
         case .file(let file):
-            return FileProvider(
-                name: config.name, path: file.path, pollInterval: .milliseconds(file.pollIntervalMs),
-                queue: DispatchQueue(label: "switchyard.discovery.\(config.name)"), callbacks: callbacks)
+            return FileProvider(name: config.name, path: file.path, pollInterval: .milliseconds(file.pollIntervalMs), callbacks: callbacks)
         case .etcd(let etcd):
             return EtcdProvider(name: config.name, config: etcd, callbacks: callbacks)
         case .dns(let dns):
