@@ -65,7 +65,8 @@ final class DiscoveryStage: Sendable {
                     Log.warning(line)
                     onProblem(line)
                 }
-            })
+            },
+            middlewares: config.middlewares)
         let aggregator = aggregator
         providers = config.providers.map { Self.makeProvider($0, callbacks: aggregator.callbacks(for: $0.name)) }
     }
