@@ -6,7 +6,7 @@ extension Integration {
     /// switchyard.route.NAME.* labels on podman containers (podman's Docker API): the
     /// labelled routes serve (with the middlewares their `.middlewares` label names), and a
     /// container with a broken route label, or a route naming an undefined middleware, is
-    /// reported by name and key while the others keep serving.
+    /// reported by name and key while the others keep serving; in JSON process logs.
     @Suite struct RouteLabelsFromPodman {
         @Test(.timeLimit(.minutes(2)))
         func labelledRoutesServeAndABrokenLabelIsNamedWhileTheRestWorks() throws {
@@ -33,6 +33,7 @@ extension Integration {
                   providers:
                     - {type: docker, socket: '\(engine.socketPath)'}
                 workers: 1
+                log: {format: json}
                 middlewares:
                   strip-api: {strip_prefix: [/api]}
 
@@ -57,6 +58,14 @@ extension Integration {
             #expect(answer(host: "anything.test", path: "/store") == "no route", "the broken container's route is not there")
             try waitFor("the broken label reported by container and key", timeout: .seconds(5)) {
                 proxy.stderrText.contains("labels-broken") && proxy.stderrText.contains("switchyard.route.web.path 'store' must start with '/'")
+            }
+            // The process log is JSON lines: messages quoting label values (with quotes,
+            // escaped) stay one object per line.
+            let lines = proxy.stderrText.split(separator: "\n")
+            #expect(lines.contains { $0.contains(#"dropped route \"admin\" of service \"shop\""#) }, "\(proxy.stderrText)")
+            for line in lines {
+                let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                #expect(object?["msg"] is String, "one JSON object per line: \(line)")
             }
         }
     }
