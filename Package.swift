@@ -54,7 +54,7 @@ let package = Package(
         ),
         .target(name: "YardModel", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "YardBalancing"),
-        .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing", "YardTLS", "YardHTTP2"]),
+        .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing", "YardTLS", "YardHTTP2", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "YardProxy",
             dependencies: ["YardIO", "YardHTTP", "YardHTTP2", "YardModel", "YardBalancing", "YardTLS"],
@@ -68,11 +68,11 @@ let package = Package(
         .target(name: "CYardBuildInfo", cSettings: buildInfoDefines),
         // The HTTP/1.1 client for etcd, Consul, Docker and the admin API (YardHTTP's parsers, YardTLS).
         .target(name: "YardControlHTTP", dependencies: ["YardIO", "YardHTTP", "YardTLS"]),
-        .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO", "YardBalancing", "YardControlHTTP"]),
+        .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO", "YardBalancing", "YardControlHTTP", .product(name: "Logging", package: "swift-log")]),
         .target(name: "YardTemplates", dependencies: ["YardModel", .product(name: "Stencil", package: "Stencil")]),
         // ACME (RFC 8555) certificates: the client, its JWS and CSR crypto, a blocking HTTPS client.
         .target(name: "YardACME", dependencies: ["CYardOpenSSL", "YardModel"]),
-        .target(name: "YardControl", dependencies: ["YardModel", "YardACME", "YardProxy", "YardHealth", "YardDiscovery", "YardControlHTTP", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2", "CYardBuildInfo"]),
+        .target(name: "YardControl", dependencies: ["YardModel", "YardACME", "YardProxy", "YardHealth", "YardDiscovery", "YardControlHTTP", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2", "CYardBuildInfo", .product(name: "Logging", package: "swift-log")]),
         // The demo and test origin (`switchyard backend`, `switchyard demo`): never in a `run` path.
         .target(name: "YardDemo"),
         .executableTarget(

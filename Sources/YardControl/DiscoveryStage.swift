@@ -62,7 +62,7 @@ final class DiscoveryStage: Sendable {
             onRejected: { provider, problems in
                 for problem in problems {
                     let line = "discovery provider '\(provider)' left out a workload (\(problem.field)): \(problem.message)"
-                    Log.warning(line)
+                    logger.warning("\(line)")
                     onProblem(line)
                 }
             },
@@ -81,9 +81,9 @@ final class DiscoveryStage: Sendable {
     func start(waitMs: Int64) -> ServiceCatalog? {
         for provider in providers { provider.start() }
         let first = aggregator.waitForFirstReports(timeoutMs: waitMs)
-        for warning in first.warnings { Log.warning("discovery: \(warning)") }
+        for warning in first.warnings { logger.warning("discovery: \(warning)") }
         for name in first.missing {
-            Log.warning("discovery provider '\(name)' has not answered within \(waitMs) ms; starting without its services, they join when it answers")
+            logger.warning("discovery provider '\(name)' has not answered within \(waitMs) ms; starting without its services, they join when it answers")
         }
         return first.delivered ? first.catalog : nil
     }
@@ -147,12 +147,12 @@ final class DiscoveryStage: Sendable {
         switch condition {
         case .failing(let message):
             let line = "discovery provider '\(status.name)' (\(status.source)) failing: \(message); its last snapshot keeps serving (retries are counted, not logged, until it recovers)"
-            Log.error(line)
+            logger.error("\(line)")
             return line
         case .healthy:
             let last = failures > 0 ? status.lastError.map { " (the last: \($0))" } ?? "" : ""
             let line = "discovery provider '\(status.name)' healthy again after \(failures) failed attempt(s)\(last)"
-            Log.info(line)
+            logger.info("\(line)")
             return line
         }
     }

@@ -210,7 +210,7 @@ public final class DiscoveryAggregator: Sendable {
         switch action {
         case .apply(let catalog, _):
             // Already on `queue`: apply in place, so applies keep their order.
-            for warning in newWarnings { Log.warning("discovery: \(warning)") }
+            for warning in newWarnings { logger.warning("discovery: \(warning)") }
             onApply(catalog)
         default:
             perform(action)
