@@ -3,11 +3,12 @@ import Glibc
 #endif
 import Logging
 
-/// The process log's facade for the data plane and for code that logs a message with a few
-/// string fields: `Log.warning("upstream refused", ["endpoint": "…"])`. Its sink is a
-/// swift-log `Logger` whose handler is `SwitchyardLogHandler`, the same handler that
-/// `LoggingSystem` gives every `Logger(label:)` of the control plane once `bootstrap` ran,
-/// so every process log line has one format, one level and one escaping.
+/// The process log's facade for the data plane (YardProxy, YardHTTP, YardHTTP2, YardIO):
+/// `Log.warning("upstream refused", ["endpoint": "…"])`. Its sink is `logger`, a swift-log
+/// `Logger` whose handler is `SwitchyardLogHandler`; the control plane logs through that
+/// same `Logger` directly (each module's ProcessLogger.swift), and `LoggingSystem` gives
+/// any other `Logger(label:)` the same handler once `bootstrap` ran, so every process log
+/// line has one format, one level and one escaping.
 ///
 /// Why a facade at all: the data plane's call sites (a failure answered once, where it is
 /// answered; never per successful request) stay a static call that evaluates nothing below
