@@ -6,7 +6,8 @@ extension Integration {
     /// switchyard.route.NAME.* labels on podman containers (podman's Docker API): the
     /// labelled routes serve (with the middlewares their `.middlewares` label names), and a
     /// container with a broken route label, or a route naming an undefined middleware, is
-    /// reported by name and key while the others keep serving; in JSON process logs.
+    /// reported by name and key while the others keep serving; a traffic split set by
+    /// labels alone is exact; in JSON process logs.
     @Suite struct RouteLabelsFromPodman {
         @Test(.timeLimit(.minutes(2)))
         func labelledRoutesServeAndABrokenLabelIsNamedWhileTheRestWorks() throws {
@@ -23,8 +24,19 @@ extension Integration {
             let broken = try engine.createHTTPContainer(name: "labels-broken", port: brokenPort, labels: [
                 "switchyard.service": "other", "switchyard.port": "\(brokenPort)", "switchyard.route.web.path": "store",
             ])
+            // A traffic split from labels alone: blue active, green the canary at 25 %.
+            var split: [String] = []
+            for track in ["blue", "green"] {
+                let port = try freePort()
+                split.append(try engine.createHTTPContainer(name: "labels-split-\(track)", port: port, labels: [
+                    "switchyard.service": "split", "switchyard.port": "\(port)", "switchyard.track": track,
+                    "switchyard.route.s.host": "split.test", "switchyard.active": "blue",
+                    "switchyard.canary.track": "green", "switchyard.canary.percent": "25", "switchyard.balancer": "least_conn",
+                ]))
+            }
             try engine.start(shop)
             try engine.start(broken)
+            for id in split { try engine.start(id) }
             try dir.write("switchyard.yml", """
                 listeners:
                   - {name: web, address: 127.0.0.1:0}
@@ -59,6 +71,12 @@ extension Integration {
             try waitFor("the broken label reported by container and key", timeout: .seconds(5)) {
                 proxy.stderrText.contains("labels-broken") && proxy.stderrText.contains("switchyard.route.web.path 'store' must start with '/'")
             }
+            try waitFor("the labelled canary serving", timeout: .seconds(10)) {
+                (0..<8).contains { _ in answer(host: "split.test") == "labels-split-green" }
+            }
+            let answers = (0..<20).map { _ in answer(host: "split.test") }
+            #expect(answers.filter { $0 == "labels-split-green" }.count == 5, "exactly 25 % to the canary: \(answers)")
+            #expect(answers.filter { $0 == "labels-split-blue" }.count == 15, "\(answers)")
             // The process log is JSON lines: messages quoting label values (with quotes,
             // escaped) stay one object per line.
             let lines = proxy.stderrText.split(separator: "\n")
