@@ -28,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/stencilproject/Stencil", from: "0.15.1"),
+        // 1.11: `LogHandler.log(event:)`, the entry point our handler implements.
+        .package(url: "https://github.com/apple/swift-log", from: "1.11.0"),
     ],
     targets: [
         // MARK: C system libraries (link only) with prefixed shims for what the importer cannot see.
@@ -37,7 +39,9 @@ let package = Package(
         .systemLibrary(name: "CYardLinux"),
 
         // MARK: The data plane
-        .target(name: "YardIO", dependencies: ["CYardLinux"]),
+        // The process log's handler lives here so the data plane's rare failure lines and the
+        // control plane's lines go through one swift-log handler (docs/ARCHITECTURE.md).
+        .target(name: "YardIO", dependencies: ["CYardLinux", .product(name: "Logging", package: "swift-log")]),
         .target(name: "YardHTTP", dependencies: ["YardIO"]),
         .target(name: "YardTLS", dependencies: ["CYardOpenSSL", "YardIO"]),
         // HTTP/2 server sessions over memory (libnghttp2), independent of sockets and TLS.
@@ -50,7 +54,7 @@ let package = Package(
         ),
         .target(name: "YardModel", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "YardBalancing"),
-        .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing", "YardTLS", "YardHTTP2"]),
+        .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing", "YardTLS", "YardHTTP2", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "YardProxy",
             dependencies: ["YardIO", "YardHTTP", "YardHTTP2", "YardModel", "YardBalancing", "YardTLS"],
@@ -64,11 +68,11 @@ let package = Package(
         .target(name: "CYardBuildInfo", cSettings: buildInfoDefines),
         // The HTTP/1.1 client for etcd, Consul, Docker and the admin API (YardHTTP's parsers, YardTLS).
         .target(name: "YardControlHTTP", dependencies: ["YardIO", "YardHTTP", "YardTLS"]),
-        .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO", "YardBalancing", "YardControlHTTP"]),
+        .target(name: "YardDiscovery", dependencies: ["YardModel", "YardIO", "YardBalancing", "YardControlHTTP", .product(name: "Logging", package: "swift-log")]),
         .target(name: "YardTemplates", dependencies: ["YardModel", .product(name: "Stencil", package: "Stencil")]),
         // ACME (RFC 8555) certificates: the client, its JWS and CSR crypto, a blocking HTTPS client.
         .target(name: "YardACME", dependencies: ["CYardOpenSSL", "YardModel"]),
-        .target(name: "YardControl", dependencies: ["YardModel", "YardACME", "YardProxy", "YardHealth", "YardDiscovery", "YardControlHTTP", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2", "CYardBuildInfo"]),
+        .target(name: "YardControl", dependencies: ["YardModel", "YardACME", "YardProxy", "YardHealth", "YardDiscovery", "YardControlHTTP", "YardTemplates", "YardTLS", "CYardOpenSSL", "CYardNghttp2", "CYardBuildInfo", .product(name: "Logging", package: "swift-log")]),
         // The demo and test origin (`switchyard backend`, `switchyard demo`): never in a `run` path.
         .target(name: "YardDemo"),
         .executableTarget(
@@ -76,6 +80,7 @@ let package = Package(
             dependencies: [
                 "YardControl", "YardControlHTTP", "YardProxy", "YardModel", "YardDiscovery", "YardTemplates", "YardIO", "YardACME", "YardDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
@@ -87,7 +92,7 @@ let package = Package(
         .testTarget(name: "YardBalancingTests", dependencies: ["YardBalancing"]),
         .testTarget(name: "YardHealthTests", dependencies: ["YardHealth", "YardModel"]),
         .testTarget(name: "YardModelTests", dependencies: ["YardModel", "YardDiscovery"]),
-        .testTarget(name: "YardIOTests", dependencies: ["YardIO", "CYardOpenSSL", "CYardNghttp2"]),
+        .testTarget(name: "YardIOTests", dependencies: ["YardIO", "CYardOpenSSL", "CYardNghttp2", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "YardControlTests", dependencies: ["YardControl", "YardControlHTTP", "YardACME", "YardModel", "YardTestSupport"]),
         .testTarget(name: "YardControlHTTPTests", dependencies: ["YardControlHTTP", "YardTestSupport"]),
         .testTarget(name: "YardDiscoveryTests", dependencies: ["YardDiscovery", "YardControlHTTP", "YardModel", "YardTestSupport"]),

@@ -27,11 +27,11 @@ final class ACMELeaseKeeper: Sendable {
                         // Only when this replica stalled longer than the lease: the other
                         // replica orders too; both certificates are valid, the last stored wins.
                         takenBy.withLock { $0 = other }
-                        Log.error("acme: \(name): the order lease expired before it was renewed and \(other) took it over; this order ends at the next step")
+                        logger.error("acme: \(name): the order lease expired before it was renewed and \(other) took it over; this order ends at the next step")
                         return
                     }
                 } catch {
-                    Log.warning("acme: \(name): renewing the order lease failed (\(error)); retrying in \(String(format: "%.1f", interval)) s")
+                    logger.warning("acme: \(name): renewing the order lease failed (\(error)); retrying in \(String(format: "%.1f", interval)) s")
                 }
             }
         }

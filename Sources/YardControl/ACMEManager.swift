@@ -290,7 +290,7 @@ final class ACMEManager: Sendable {
             let solver = Solver(challenge: listener.acme.challenge, responder: responder,
                                 alpn: state.withLock { $0.attached?.tls.acmeChallenges(listener: listener.index) },
                                 shared: fleet?.0, keeper: keeper)
-            Log.info("acme: \(item.notAfter == nil ? "ordering" : "renewing") the certificate for \(name) (listener '\(listener.name)', \(listener.acme.challenge.rawValue))")
+            logger.info("acme: \(item.notAfter == nil ? "ordering" : "renewing") the certificate for \(name) (listener '\(listener.name)', \(listener.acme.challenge.rawValue))")
             let issued = try client.issueCertificate(names: [name], solver: solver, deadline: .seconds(180),
                                                      keyType: ACMEKeyType(rawValue: listener.acme.keyType.rawValue) ?? .ecdsaP256)
             try storage.store(name, issued)
@@ -303,13 +303,13 @@ final class ACMEManager: Sendable {
                     let record = try seal.seal(Array(storage.text(name).utf8), name: name)
                     try store.overwrite("certificates/\(name)", record)
                 } catch {
-                    Log.error("acme: \(name): the certificate could not be shared through the state store (\(error)); the other replicas order their own when it is due")
+                    logger.error("acme: \(name): the certificate could not be shared through the state store (\(error)); the other replicas order their own when it is due")
                 }
             }
             if let attached = state.withLock({ $0.attached }) {
                 try attached.tls.refresh(listener: listener.index, tls: listener.tls, server: attached.server)
             }
-            Log.info("acme: \(name): certificate stored and served, valid until \(iso8601(info.notAfter)); renewal from \(iso8601(item.nextRenewal ?? 0))")
+            logger.info("acme: \(name): certificate stored and served, valid until \(iso8601(info.notAfter)); renewal from \(iso8601(item.nextRenewal ?? 0))")
         } catch {
             item.failures += 1
             let first = max(Int64(listener.acme.retryMs / 1000), 1)
@@ -321,7 +321,7 @@ final class ACMEManager: Sendable {
             // From the failure, not from the start of the attempt (an order takes seconds).
             item.retryAt = Int64(Date().timeIntervalSince1970) + delay
             item.lastError = "\(error)"
-            Log.error("acme: \(name): order failed (\(error)); \(item.notAfter == nil ? "the default certificate answers" : "the current certificate keeps serving"); next attempt in \(delay) s")
+            logger.error("acme: \(name): order failed (\(error)); \(item.notAfter == nil ? "the default certificate answers" : "the current certificate keeps serving"); next attempt in \(delay) s")
         }
     }
 
@@ -342,7 +342,7 @@ final class ACMEManager: Sendable {
             if let attached = state.withLock({ $0.attached }) {
                 try attached.tls.refresh(listener: listener.index, tls: listener.tls, server: attached.server)
             }
-            Log.info("acme: \(name): installed the certificate the fleet stored (valid until \(iso8601(info.notAfter)))")
+            logger.info("acme: \(name): installed the certificate the fleet stored (valid until \(iso8601(info.notAfter)))")
         } catch {
             item.lastError = "shared certificate: \(error)"
         }
@@ -352,7 +352,7 @@ final class ACMEManager: Sendable {
         if let client = clients[listener.index] { return client }
         let acme = listener.acme
         let client = try ACMEClient(directoryURL: acme.directory, accountKey: try accountKey(listener), caFile: acme.caFile)
-        client.log = { Log.info("acme: \($0)") }
+        client.log = { logger.info("acme: \($0)") }
         var binding: ACMEExternalAccountBinding?
         if let keyID = acme.eabKeyID, let file = acme.eabMACKeyFile {
             guard let text = try ACMEFiles.readFile(file) else { throw ACMEFileError(message: "eab.hmac_key_file \(file) does not exist") }
@@ -384,7 +384,7 @@ final class ACMEManager: Sendable {
         guard let seal = listener.seal, let shared else { return try storage.accountKey() }
         let (key, created) = try shared.sharedAccountKey(seal: seal) { try storage.accountKey() }
         if created {
-            Log.info("acme: this replica's account key is now the fleet's (\(shared.description), record account-key)")
+            logger.info("acme: this replica's account key is now the fleet's (\(shared.description), record account-key)")
         } else {
             try storage.keepAccountKey(key)
         }

@@ -44,7 +44,7 @@ struct ACMEStorage: Sendable {
             guard needsDefault, !hasDefault else { return }
             let made = try ACMESelfSigned.make(names: [defaultNames.first ?? "switchyard.invalid"])
             try ACMEFiles.writeAtomically(defaultPath, made.certificatePEM + made.keyPEM, mode: 0o600)
-            Log.info("acme: made the self-signed default certificate \(defaultPath); it answers until the CA issues one")
+            logger.info("acme: made the self-signed default certificate \(defaultPath); it answers until the CA issues one")
         } catch let error as ACMEFileError {
             throw TLSConfigError(description: "acme storage \(root): \(error.message)")
         } catch {
@@ -90,7 +90,7 @@ struct ACMEStorage: Sendable {
         let pem = try key.pem()
         if (try? ACMEFiles.readFile(accountKeyPath)) == pem { return }
         try ACMEFiles.writeAtomically(accountKeyPath, pem, mode: 0o600)
-        Log.info("acme: \(accountKeyPath) is now the fleet's account key (from the state store)")
+        logger.info("acme: \(accountKeyPath) is now the fleet's account key (from the state store)")
     }
 
     /// The account key, made and saved (0600) on first use.
@@ -98,7 +98,7 @@ struct ACMEStorage: Sendable {
         if let pem = try ACMEFiles.readFile(accountKeyPath) { return try ACMEPrivateKey(pem: pem) }
         let key = try ACMEPrivateKey.generateP256()
         try ACMEFiles.writeAtomically(accountKeyPath, try key.pem(), mode: 0o600)
-        Log.info("acme: new account key \(accountKeyPath)")
+        logger.info("acme: new account key \(accountKeyPath)")
         return key
     }
 }

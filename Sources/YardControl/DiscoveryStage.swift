@@ -62,10 +62,11 @@ final class DiscoveryStage: Sendable {
             onRejected: { provider, problems in
                 for problem in problems {
                     let line = "discovery provider '\(provider)' left out a workload (\(problem.field)): \(problem.message)"
-                    Log.warning(line)
+                    logger.warning("\(line)")
                     onProblem(line)
                 }
-            })
+            },
+            middlewares: config.middlewares)
         let aggregator = aggregator
         providers = config.providers.map { Self.makeProvider($0, callbacks: aggregator.callbacks(for: $0.name)) }
     }
@@ -80,9 +81,9 @@ final class DiscoveryStage: Sendable {
     func start(waitMs: Int64) -> ServiceCatalog? {
         for provider in providers { provider.start() }
         let first = aggregator.waitForFirstReports(timeoutMs: waitMs)
-        for warning in first.warnings { Log.warning("discovery: \(warning)") }
+        for warning in first.warnings { logger.warning("discovery: \(warning)") }
         for name in first.missing {
-            Log.warning("discovery provider '\(name)' has not answered within \(waitMs) ms; starting without its services, they join when it answers")
+            logger.warning("discovery provider '\(name)' has not answered within \(waitMs) ms; starting without its services, they join when it answers")
         }
         return first.delivered ? first.catalog : nil
     }
@@ -113,9 +114,7 @@ final class DiscoveryStage: Sendable {
     private static func makeProvider(_ config: ProviderConfig, callbacks: ProviderCallbacks) -> any DiscoveryProvider {
         switch config.source {
         case .file(let file):
-            return FileProvider(
-                name: config.name, path: file.path, pollInterval: .milliseconds(file.pollIntervalMs),
-                queue: DispatchQueue(label: "switchyard.discovery.\(config.name)"), callbacks: callbacks)
+            return FileProvider(name: config.name, path: file.path, pollInterval: .milliseconds(file.pollIntervalMs), callbacks: callbacks)
         case .etcd(let etcd):
             return EtcdProvider(name: config.name, config: etcd, callbacks: callbacks)
         case .dns(let dns):
@@ -148,12 +147,12 @@ final class DiscoveryStage: Sendable {
         switch condition {
         case .failing(let message):
             let line = "discovery provider '\(status.name)' (\(status.source)) failing: \(message); its last snapshot keeps serving (retries are counted, not logged, until it recovers)"
-            Log.error(line)
+            logger.error("\(line)")
             return line
         case .healthy:
             let last = failures > 0 ? status.lastError.map { " (the last: \($0))" } ?? "" : ""
             let line = "discovery provider '\(status.name)' healthy again after \(failures) failed attempt(s)\(last)"
-            Log.info(line)
+            logger.info("\(line)")
             return line
         }
     }

@@ -141,14 +141,14 @@ public final class Runtime: Sendable {
         startWindowSampler()
         OutlierFeed.start(checker: checker, server: server) { [weak self] in self?.isStopping ?? true }
         let addresses = server.boundAddresses.map(\.description).joined(separator: ", ")
-        Log.info("switchyard listening on \(addresses) with \(server.workerCount) worker(s); \(describe(table))")
+        logger.info("switchyard listening on \(addresses) with \(server.workerCount) worker(s); \(describe(table))")
         let admin = try startAdmin(config, inherited: config.admin.enabled ? inherited.claimAdmin(host: config.admin.host, port: config.admin.port) : nil)
         closeUnclaimed(inherited)
         if let admin {
             state.withLock { $0.adminAddress = "http://\(admin.address)" }
             traffic?.reportSoon()
             FileHandle.standardOutput.write(Data("admin listening \(admin.address)\n".utf8))
-            Log.info("admin API on http://\(admin.address)/ (status, metrics, dashboard)")
+            logger.info("admin API on http://\(admin.address)/ (status, metrics, dashboard)")
         }
         onReady?(server.boundAddresses)
         finishTakeover(from: predecessor)
@@ -158,10 +158,10 @@ public final class Runtime: Sendable {
         stopSignal.wait()
         let (handedOver, shared) = state.withLock { ($0.handedOverTo, $0.socketsShared) }
         if let handedOver {
-            Log.info("draining: pid \(handedOver) accepts now; in-flight requests and keep-alive connections get \(config.proxy.drainTimeoutMs) ms")
+            logger.info("draining: pid \(handedOver) accepts now; in-flight requests and keep-alive connections get \(config.proxy.drainTimeoutMs) ms")
         } else {
             SystemdNotify.notify(.stopping)
-            Log.info("draining: no new connections; in-flight requests get \(config.proxy.drainTimeoutMs) ms")
+            logger.info("draining: no new connections; in-flight requests get \(config.proxy.drainTimeoutMs) ms")
         }
         state.withLock { $0.offer }?.stop()
         state.withLock { $0.discovery?.stop() }
@@ -171,7 +171,7 @@ public final class Runtime: Sendable {
         state.withLock { $0.admin?.stop(handingOver: shared) }
         let clean = server.drain(timeoutMs: config.proxy.drainTimeoutMs, handingOver: handedOver != nil)
         accessLog?.stop()
-        Log.info(clean ? "drained; exiting" : "drain deadline passed; exiting with connections cut")
+        logger.info("\(clean ? "drained; exiting" : "drain deadline passed; exiting with connections cut")")
         return 0
     }
 
@@ -236,7 +236,7 @@ public final class Runtime: Sendable {
         if reason != .health { traffic?.reportSoon() }
         if !built.quiet {
             let message = "routing table v\(built.table.version) published (\(reason.rawValue)): \(describe(built.table))"
-            Log.info(message, ["table_version": "\(built.table.version)", "reason": reason.rawValue])
+            logger.info("\(message)", metadata: ["table_version": "\(built.table.version)", "reason": .string(reason.rawValue)])
             recordChange(message)
         }
     }
@@ -365,7 +365,7 @@ public final class Runtime: Sendable {
                 // listener (address, TLS on or off) and its acme block at the next restart.
                 let (listeners, acmeChanged) = ACMEManager.keepingRunningACME(config.listeners, running: old.listeners)
                 for name in acmeChanged {
-                    Log.warning("config reload: listener '\(name)': the acme block changed and applies at the next restart; until then certificates are ordered and renewed as before")
+                    logger.warning("config reload: listener '\(name)': the acme block changed and applies at the next restart; until then certificates are ordered and renewed as before")
                 }
                 state.tls?.reload(listeners, server: server)
                 var applied = old
@@ -376,7 +376,7 @@ public final class Runtime: Sendable {
                 }
                 let restart = Self.keysApplyingAtRestart(running: applied, reloaded: config)
                 if !restart.isEmpty {
-                    Log.warning("config reload: \(restart.joined(separator: ", ")) changed and apply at the next restart (the running values stay); routes, discovery, templates and certificates apply now")
+                    logger.warning("config reload: \(restart.joined(separator: ", ")) changed and apply at the next restart (the running values stay); routes, discovery, templates and certificates apply now")
                 }
                 applied.routes = config.routes
                 applied.discovery = config.discovery
@@ -392,7 +392,7 @@ public final class Runtime: Sendable {
             }
             if let (table, server) = reloaded {
                 hand(table, to: server, wait: false)
-                Log.info("config reloaded; routing table v\(table.version) published: \(describe(table))")
+                logger.info("config reloaded; routing table v\(table.version) published: \(describe(table))")
                 let needsDiscovery = state.withLock { $0.discovery == nil }
                 if needsDiscovery {
                     // The running catalog serves until a new provider delivers.
@@ -404,7 +404,7 @@ public final class Runtime: Sendable {
                 }
             }
         } catch {
-            Log.error("config reload rejected: \(error); the running config stays")
+            logger.error("config reload rejected: \(error); the running config stays")
         }
     }
 
@@ -439,7 +439,7 @@ public final class Runtime: Sendable {
             default:
                 source.setEventHandler { [weak self] in
                     self?.accessLogWriter?.reopen()
-                    Log.info("SIGUSR1: access log reopened")
+                    logger.info("SIGUSR1: access log reopened")
                 }
             }
             source.resume()

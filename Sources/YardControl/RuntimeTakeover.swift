@@ -66,11 +66,11 @@ extension Runtime {
             if let predecessor {
                 throw .protocolError("pid \(predecessor), whose SIGUSR2 started this process, offers no sockets at \(path)")
             }
-            Log.info("takeover: no running process offers its sockets at \(path); binding the listeners")
+            logger.info("takeover: no running process offers its sockets at \(path); binding the listeners")
             return (nil, InheritedSockets())
         }
         let sockets = try client.receiveSockets()
-        Log.info("takeover: received \(sockets.count) listening socket(s) from pid \(client.oldPID)")
+        logger.info("takeover: received \(sockets.count) listening socket(s) from pid \(client.oldPID)")
         return (client, InheritedSockets(sockets))
     }
 
@@ -79,7 +79,7 @@ extension Runtime {
     func closeUnclaimed(_ inherited: InheritedSockets) {
         var named = Set<String>()
         for socket in inherited.closeUnclaimed() where named.insert("\(socket.name) \(socket.address)").inserted {
-            Log.info("takeover: \(socket.name == ListeningSocket.adminName ? "the admin API" : "listener '\(socket.name)'") on \(socket.address) is not in the new config; closed")
+            logger.info("takeover: \(socket.name == ListeningSocket.adminName ? "the admin API" : "listener '\(socket.name)'") on \(socket.address) is not in the new config; closed")
         }
     }
 
@@ -92,10 +92,10 @@ extension Runtime {
         }
         do {
             try predecessor.confirmReady()
-            Log.info("takeover: pid \(predecessor.oldPID) drains; pid \(getpid()) serves")
+            logger.info("takeover: pid \(predecessor.oldPID) drains; pid \(getpid()) serves")
         } catch {
             // It may have died meanwhile: this process serves either way.
-            Log.warning("\(error); serving anyway")
+            logger.warning("\(error); serving anyway")
             SystemdNotify.notify(.ready)
         }
     }
@@ -114,7 +114,7 @@ extension Runtime {
                     handOver: { [weak self] pid in self?.handOver(to: pid) })
                 state.withLock { $0.offer = offer }
                 offer.start()
-                Log.info("takeover: offering the listening sockets at \(path) (switchyard run --takeover, or SIGUSR2)")
+                logger.info("takeover: offering the listening sockets at \(path) (switchyard run --takeover, or SIGUSR2)")
                 return
             } catch {
                 lastError = error
@@ -122,7 +122,7 @@ extension Runtime {
                 usleep(20_000)
             }
         }
-        Log.warning("\(lastError.map { "\($0)" } ?? "takeover socket unavailable"); a restart through takeover is not possible for this process")
+        logger.warning("\(lastError.map { "\($0)" } ?? "takeover socket unavailable"); a restart through takeover is not possible for this process")
     }
 
     /// Duplicates of every listening socket (data plane and admin API), for the process
@@ -159,7 +159,7 @@ extension Runtime {
         }
         guard first else { return }
         SystemdNotify.notify(.handedOver(to: pid))
-        Log.info("takeover: pid \(pid) serves now; pid \(getpid()) stops accepting and drains")
+        logger.info("takeover: pid \(pid) serves now; pid \(getpid()) stops accepting and drains")
         requestStop()
     }
 
@@ -170,7 +170,7 @@ extension Runtime {
     /// If it fails first, this process goes on serving and says so.
     func relaunch() {
         guard let command = takeover.relaunch, takeoverPath != nil else {
-            Log.warning("SIGUSR2: restart by takeover is not available here (it needs `switchyard run` with a takeover socket)")
+            logger.warning("SIGUSR2: restart by takeover is not available here (it needs `switchyard run` with a takeover socket)")
             return
         }
         let busy = state.withLock { state -> String? in
@@ -182,7 +182,7 @@ extension Runtime {
             return nil
         }
         if let busy {
-            Log.warning("SIGUSR2 ignored: \(busy)")
+            logger.warning("SIGUSR2 ignored: \(busy)")
             return
         }
         SystemdNotify.notify(.reloading)
@@ -190,12 +190,12 @@ extension Runtime {
         do {
             pid = try Self.spawn(command, environment: [Self.predecessorVariable: String(getpid())])
         } catch {
-            Log.error("SIGUSR2: cannot start \(command[0]): \(error); this process goes on serving")
+            logger.error("SIGUSR2: cannot start \(command[0]): \(error); this process goes on serving")
             SystemdNotify.notify(.ready)
             return
         }
         state.withLock { $0.relaunched = pid }
-        Log.info("SIGUSR2: started pid \(pid) (\(command.joined(separator: " "))) to take over")
+        logger.info("SIGUSR2: started pid \(pid) (\(command.joined(separator: " "))) to take over")
         let thread = Thread { [weak self] in
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
@@ -212,7 +212,7 @@ extension Runtime {
         }
         guard !tookOver else { return }
         let how = status & 0x7f == 0 ? "exited with status \((status >> 8) & 0xff)" : "was killed by signal \(status & 0x7f)"
-        Log.error("SIGUSR2: the new process (pid \(pid)) \(how) before taking over; pid \(getpid()) goes on serving, unchanged")
+        logger.error("SIGUSR2: the new process (pid \(pid)) \(how) before taking over; pid \(getpid()) goes on serving, unchanged")
         SystemdNotify.notify(.ready)
     }
 

@@ -66,7 +66,7 @@ public enum SystemdNotify {
         do {
             try send(message.text, to: address)
         } catch {
-            Log.warning("systemd notification \(message) not sent: \(error)")
+            logger.warning("systemd notification \(message) not sent: \(error)")
         }
     }
 

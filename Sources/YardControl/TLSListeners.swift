@@ -65,7 +65,7 @@ final class TLSListeners: Sendable {
         guard index < reloaders.count, let reloader = reloaders[index] else { return }
         let context = try reloader.reload(Self.configuration(tls))
         server.publishTLS(context, listener: index)
-        Log.info("listener '\(names[index])': certificates stored by ACME; new TLS handshakes use \(describe(context))")
+        logger.info("listener '\(names[index])': certificates stored by ACME; new TLS handshakes use \(describe(context))")
     }
 
     var isEmpty: Bool { reloaders.allSatisfy { $0 == nil } }
@@ -101,10 +101,10 @@ final class TLSListeners: Sendable {
             do {
                 if let context = try reloader.reloadIfChanged() {
                     server.publishTLS(context, listener: index)
-                    Log.info("listener '\(names[index])': certificate files changed; new TLS handshakes use \(describe(context))")
+                    logger.info("listener '\(names[index])': certificate files changed; new TLS handshakes use \(describe(context))")
                 }
             } catch {
-                Log.error("listener '\(names[index])': changed certificate files do not load (\(error)); the running certificates stay")
+                logger.error("listener '\(names[index])': changed certificate files do not load (\(error)); the running certificates stay")
             }
         }
     }
@@ -122,9 +122,9 @@ final class TLSListeners: Sendable {
             do {
                 let context = try reloader.reload(configuration)
                 server.publishTLS(context, listener: index)
-                Log.info("listener '\(names[index])': TLS reloaded; new handshakes use \(describe(context))")
+                logger.info("listener '\(names[index])': TLS reloaded; new handshakes use \(describe(context))")
             } catch {
-                Log.error("listener '\(names[index])': TLS reload rejected (\(error)); the running certificates stay")
+                logger.error("listener '\(names[index])': TLS reload rejected (\(error)); the running certificates stay")
             }
         }
     }

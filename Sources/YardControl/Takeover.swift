@@ -304,7 +304,7 @@ final class TakeoverOffer: Sendable {
                 connection = try FileDescriptorPassing.accept(fd)
             } catch {
                 if error.errno == ECONNABORTED { continue }
-                if !stopped.load(ordering: .acquiring) { Log.warning("takeover socket \(path): \(error)") }
+                if !stopped.load(ordering: .acquiring) { logger.warning("takeover socket \(path): \(error)") }
                 return
             }
             serve(connection)
@@ -318,13 +318,13 @@ final class TakeoverOffer: Sendable {
         do {
             let peer = try FileDescriptorPassing.peer(connection)
             guard peer.uid == geteuid() else {
-                Log.warning("takeover socket \(path): pid \(peer.pid) runs as uid \(peer.uid), not as this user; refused")
+                logger.warning("takeover socket \(path): pid \(peer.pid) runs as uid \(peer.uid), not as this user; refused")
                 return
             }
             peerPID = peer.pid
             try FileDescriptorPassing.setReceiveTimeout(connection, milliseconds: TakeoverClient.answerTimeoutMs)
         } catch {
-            Log.warning("takeover socket \(path): \(error)")
+            logger.warning("takeover socket \(path): \(error)")
             return
         }
         do {
@@ -337,11 +337,11 @@ final class TakeoverOffer: Sendable {
             case .success(let list): offered = list
             case .failure(let error):
                 try? FileDescriptorPassing.send(connection, bytes: TakeoverMessage(kind: .refused, reason: "\(error)").encoded())
-                Log.warning("takeover by pid \(peerPID) refused: \(error)")
+                logger.warning("takeover by pid \(peerPID) refused: \(error)")
                 return
             }
             defer { for socket in offered { close(socket.fd) } }
-            Log.info("takeover: pid \(peerPID) asks for the listening sockets; sending \(offered.count)")
+            logger.info("takeover: pid \(peerPID) asks for the listening sockets; sending \(offered.count)")
             for socket in offered {
                 let message = TakeoverMessage(kind: .listener, name: socket.name, host: socket.address.ipText, port: socket.address.port)
                 try send(connection, message, descriptors: [socket.fd])
@@ -356,7 +356,7 @@ final class TakeoverOffer: Sendable {
             closeListening()
             try? send(connection, TakeoverMessage(kind: .draining, pid: getpid()))
         } catch {
-            Log.error("takeover by pid \(peerPID) did not complete (\(error)); this process (pid \(getpid())) goes on serving")
+            logger.error("takeover by pid \(peerPID) did not complete (\(error)); this process (pid \(getpid())) goes on serving")
         }
     }
 

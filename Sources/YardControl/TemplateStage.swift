@@ -114,7 +114,7 @@ public final class TemplateStage: Sendable {
                 candidate = try PoolsRender.render(template: pools, input: input(discovered, config)).catalog
             } catch {
                 let message = "\(error)"
-                Log.error("pools render failed, the running routing table stays: \(message)")
+                logger.error("pools render failed, the running routing table stays: \(message)")
                 state.withLock {
                     $0.failures += 1
                     $0.lastError = message
@@ -125,7 +125,7 @@ public final class TemplateStage: Sendable {
         let violations = force ? [] : Guards.check(running: running, candidate: candidate, policy: config.guards)
         if !violations.isEmpty {
             let reasons = violations.map(\.description).joined(separator: "; ")
-            Log.warning("render held back, the running routing table stays: \(reasons)")
+            logger.warning("render held back, the running routing table stays: \(reasons)")
             state.withLock {
                 $0.held = violations
                 $0.heldBack += 1
@@ -138,7 +138,7 @@ public final class TemplateStage: Sendable {
             state.held = []
             state.lastAdmitted = candidate
         }
-        if force { Log.warning("render applied with --force") }
+        if force { logger.warning("render applied with --force") }
         scheduleOutputs()
         return candidate
     }
@@ -224,7 +224,7 @@ public final class TemplateStage: Sendable {
             }
             if reload.succeeded {
                 if current.reloadFailing {
-                    Log.info("output \(destination): reload succeeded after \(current.failedAttempts) failed attempt(s)")
+                    logger.info("output \(destination): reload succeeded after \(current.failedAttempts) failed attempt(s)")
                     current.lastOutcome = "\(outcome); recovered after \(current.failedAttempts) failed reload(s)"
                 }
                 current.reloadFailing = false
@@ -243,7 +243,7 @@ public final class TemplateStage: Sendable {
 
     private func scheduleReloadRetry(_ destination: String, _ retryAfter: (delayMs: Int64, generation: Int)?) {
         guard let retryAfter else { return }
-        Log.warning("output \(destination): reload retried in \(retryAfter.delayMs) ms")
+        logger.warning("output \(destination): reload retried in \(retryAfter.delayMs) ms")
         outputQueue.asyncAfter(deadline: .now() + .milliseconds(Int(retryAfter.delayMs))) { [weak self] in
             self?.fireOutput(destination, retry: retryAfter.generation)
         }
@@ -256,18 +256,18 @@ public final class TemplateStage: Sendable {
         do {
             text = try TemplateRenderer.render(file: output.template, input: input)
         } catch {
-            Log.error("output \(output.destination) not written: \(error)")
+            logger.error("output \(output.destination) not written: \(error)")
             return .templateFailed(error)
         }
         let outcome = OutputFile.write(text, output: output, reloadPending: reloadPending)
         switch outcome {
-        case .unchanged: Log.debug("output \(output.destination): unchanged")
+        case .unchanged: logger.debug("output \(output.destination): unchanged")
         case .written(let reload?) where !reload.succeeded:
-            Log.error("output \(output.destination) written, but its reload command failed: \(reload.summary)")
+            logger.error("output \(output.destination) written, but its reload command failed: \(reload.summary)")
         case .reloadRetried(let reload) where !reload.succeeded:
-            Log.error("output \(output.destination): its reload command failed again: \(reload.summary)")
-        case .written, .reloadRetried: Log.info("output \(output.destination) \(outcome)")
-        case .checkFailed, .writeFailed: Log.error("output \(output.destination): \(outcome)")
+            logger.error("output \(output.destination): its reload command failed again: \(reload.summary)")
+        case .written, .reloadRetried: logger.info("output \(output.destination) \(outcome)")
+        case .checkFailed, .writeFailed: logger.error("output \(output.destination): \(outcome)")
         }
         return .file(outcome)
     }

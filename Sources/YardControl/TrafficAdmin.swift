@@ -120,7 +120,7 @@ extension Runtime {
             },
             onChange: { [weak self] _ in self?.republish(reason: .traffic) })
         control.start()
-        Log.info("state store: \(store.description); replica \(replicaID)", ["store": store.description, "replica": replicaID])
+        logger.info("state store: \(store.description); replica \(replicaID)", metadata: ["store": .string(store.description), "replica": .string(replicaID)])
         return control
     }
 
@@ -163,9 +163,9 @@ extension Runtime {
                 defer { current = tokens }
                 return current != tokens
             }
-            if changed { Log.info("admin tokens reloaded from \(path): \(tokens.names.joined(separator: ", "))") }
+            if changed { logger.info("admin tokens reloaded from \(path): \(tokens.names.joined(separator: ", "))") }
         } catch {
-            Log.error("admin token file not reloaded, the tokens in force stay: \(error.message)")
+            logger.error("admin token file not reloaded, the tokens in force stay: \(error.message)")
         }
     }
 

@@ -280,7 +280,7 @@ public final class TrafficControl: Sendable {
             return !was
         }
         if recovered {
-            Log.info("state store \(store.description) reachable again; traffic states reloaded", ["store": store.description, "reachable": "true"])
+            logger.info("state store \(store.description) reachable again; traffic states reloaded", metadata: ["store": .string(store.description), "reachable": "true"])
             reportNow.signal()
         }
     }
@@ -293,7 +293,7 @@ public final class TrafficControl: Sendable {
             if was { current.status.unreachableSinceUnix = Date().timeIntervalSince1970 }
             return was
         }
-        if first { Log.error("state store unreachable: \(error); serving the last traffic states", ["store": store.description, "reachable": "false", "error": error]) }
+        if first { logger.error("state store unreachable: \(error); serving the last traffic states", metadata: ["store": .string(store.description), "reachable": "false", "error": .string(error)]) }
     }
 }
 

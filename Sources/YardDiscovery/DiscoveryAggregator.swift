@@ -22,6 +22,8 @@ public final class DiscoveryAggregator: Sendable {
     private let onApply: @Sendable (ServiceCatalog) -> Void
     private let onStatusChange: @Sendable (ProviderStatus, ProviderCondition) -> Void
     private let onRejected: @Sendable (_ provider: String, [DiscoveredValues.Problem]) -> Void
+    /// switchyard.yml's middlewares, which discovered routes name (`.middlewares` labels).
+    private let middlewares: [String: MiddlewareKind]
     /// Signalled on every first report of a provider (for `waitForFirstReports`).
     private let firstReport = DispatchSemaphore(value: 0)
 
@@ -56,8 +58,10 @@ public final class DiscoveryAggregator: Sendable {
         wallClock: @escaping @Sendable () -> Double = { wallClockSeconds() },
         onApply: @escaping @Sendable (ServiceCatalog) -> Void,
         onStatusChange: @escaping @Sendable (ProviderStatus, ProviderCondition) -> Void = { _, _ in },
-        onRejected: @escaping @Sendable (_ provider: String, [DiscoveredValues.Problem]) -> Void = { _, _ in }
+        onRejected: @escaping @Sendable (_ provider: String, [DiscoveredValues.Problem]) -> Void = { _, _ in },
+        middlewares: [String: MiddlewareKind] = [:]
     ) {
+        self.middlewares = middlewares
         var statuses: [String: ProviderStatus] = [:]
         for provider in providers { statuses[provider.name] = ProviderStatus(name: provider.name, source: provider.source) }
         state = Mutex(Shared(machine: AggregatorState(order: providers.map(\.name), quiescence: quiescence), statuses: statuses))
@@ -83,7 +87,9 @@ public final class DiscoveryAggregator: Sendable {
     /// already: what breaks the rules is dropped, logged and counted, and the rest of the
     /// snapshot is used.
     private func receive(provider: String, catalog unscreened: ServiceCatalog) {
-        let (catalog, rejections) = DiscoveredValues.screen(unscreened)
+        let (screened, screenRejections) = DiscoveredValues.screen(unscreened)
+        let (catalog, routeRejections) = DiscoveredRouteMiddlewares.resolve(screened, defined: middlewares)
+        let rejections = screenRejections + routeRejections
         let appeared = state.withLock { shared in
             let before = shared.screened[provider] ?? []
             shared.screened[provider] = Set(rejections.map(\.description))
@@ -204,7 +210,7 @@ public final class DiscoveryAggregator: Sendable {
         switch action {
         case .apply(let catalog, _):
             // Already on `queue`: apply in place, so applies keep their order.
-            for warning in newWarnings { Log.warning("discovery: \(warning)") }
+            for warning in newWarnings { logger.warning("discovery: \(warning)") }
             onApply(catalog)
         default:
             perform(action)

@@ -1,4 +1,4 @@
-// The lifecycle and delivery rules the Docker, Swarm, Consul, DNS and etcd providers share: start
+// The lifecycle and delivery rules every provider (file, Docker, Swarm, Consul, DNS, etcd) shares: start
 // once, stop for good, sleep in a way `stop()` interrupts, and deliver snapshots and
 // status serially, dropping repeats.
 

@@ -93,6 +93,12 @@ public enum SwitchyardLabels {
         }
         if let problem = health.flatMap({ DiscoveredValues.checkPath($0, field: "health_path") }) { return .failure(LabelProblem(owner, problem)) }
 
+        let settings: ServiceLabelSettings
+        switch readServiceSettings(labels, owner: owner, httpCheck: health != nil) {
+        case .success(let read): settings = read
+        case .failure(let problem): return .failure(problem)
+        }
+
         let instance = InstanceDefinition(
             address: address, port: chosenPort, track: trackName, weight: weight, labels: labels, tags: tags, id: id
         )
@@ -101,14 +107,17 @@ public enum SwitchyardLabels {
         if let problem = DiscoveredValues.check(instance) { return .failure(LabelProblem(owner, problem)) }
         var labeled = LabeledInstance(service: name, instance: instance, route: route, healthPath: health, activeTrack: activeTrack)
         labeled.namedRoutes = namedRoutes
+        labeled.settings = settings
         return .success(labeled)
     }
 
     /// `switchyard.route.` — the prefix of the named-route labels:
     /// `switchyard.route.NAME.host` (one host or a comma list, `*.example.com` allowed),
-    /// `.path` (a prefix, `/` by default), `.priority` (-1000...1000).
+    /// `.path` (a prefix, `/` by default), `.priority` (-1000...1000), `.middlewares`
+    /// (a comma list of names defined under switchyard.yml's `middlewares:`, run in order;
+    /// the aggregator resolves them, `DiscoveredRouteMiddlewares`).
     public static let routePrefix = "switchyard.route."
-    static let routeFields = ["host", "path", "priority"]
+    static let routeFields = ["host", "path", "priority", "middlewares"]
 
     /// The routes `switchyard.route.NAME.*` labels declare (one per host), or the first
     /// broken label, named by its key.
@@ -125,9 +134,7 @@ public enum SwitchyardLabels {
                 return .failure(LabelProblem("\(owner): label \(DiscoveredValues.shown(key)): the route name may only use letters, digits, '-', '_' and '.'", field: "route"))
             }
             guard routeFields.contains(field) else {
-                let hint = field == "middlewares" ? "middlewares are not read from labels yet; list them on a route in switchyard.yml"
-                    : "the field is one of \(routeFields.joined(separator: ", "))"
-                return .failure(LabelProblem("\(owner): label \(DiscoveredValues.shown(key)): \(hint)", field: "route"))
+                return .failure(LabelProblem("\(owner): label \(DiscoveredValues.shown(key)): the field is one of \(routeFields.joined(separator: ", "))", field: "route"))
             }
             byName[name, default: [:]][field] = (key, trimmed(value))
         }
@@ -162,12 +169,29 @@ public enum SwitchyardLabels {
                     hosts.append(host)
                 }
             }
-            routes += hosts.map { DiscoveredRoute(host: $0, pathPrefix: path, name: name, priority: priority) }
+            var middlewares: [String] = []
+            if let (key, value) = fields["middlewares"] {
+                for part in value.split(separator: ",", omittingEmptySubsequences: false) {
+                    let middleware = trimmed(String(part))
+                    guard DiscoveredValues.isName(middleware) else {
+                        let problem = middleware.isEmpty ? "an empty name in the list" : "'\(DiscoveredValues.shown(middleware, quoted: false))' is not a middleware name (letters, digits, '-', '_' and '.')"
+                        return .failure(LabelProblem("\(owner): label \(key): \(problem)", field: "route"))
+                    }
+                    middlewares.append(middleware)
+                }
+            }
+            let declaredBy = middlewares.isEmpty ? nil : "\(owner): label \(routePrefix)\(name).middlewares"
+            routes += hosts.map { host in
+                var route = DiscoveredRoute(host: host, pathPrefix: path, name: name, priority: priority)
+                route.middlewareNames = middlewares
+                route.declaredBy = declaredBy
+                return route
+            }
         }
         return .success(routes)
     }
 
-    private static func trimmed(_ text: String) -> String {
+    static func trimmed(_ text: String) -> String {
         var view = Substring(text)
         while view.first == " " { view.removeFirst() }
         while view.last == " " { view.removeLast() }
@@ -210,6 +234,9 @@ public struct LabeledInstance: Sendable, Equatable {
     public var activeTrack: String? = nil
     /// The routes its `switchyard.route.NAME.*` labels declare.
     public var namedRoutes: [DiscoveredRoute] = []
+    /// The service-wide settings its labels carry (balancer, health timings, retries,
+    /// upstream protocol, canary).
+    public var settings = ServiceLabelSettings()
 }
 
 // MARK: - Catalog assembly
@@ -224,7 +251,8 @@ public enum LabeledCatalog {
     /// Two workloads with the same address and port in one service are one instance
     /// (the first, by id). The active track is the first `switchyard.active` value (in
     /// instance order) that names a track the service has; instances that disagree are
-    /// a deployment mid-change, and the next snapshot settles it.
+    /// a deployment mid-change, and the next snapshot settles it. The service-wide
+    /// settings (`ServiceLabels.swift`) follow the same rule, field by field.
     public static func assemble(_ items: [LabeledInstance]) -> ServiceCatalog {
         var byService: [String: [LabeledInstance]] = [:]
         for item in items { byService[item.service, default: []].append(item) }
@@ -245,8 +273,10 @@ public enum LabeledCatalog {
                 definition.health.kind = .http
                 definition.health.path = path
             }
+            definition.apply(ServiceLabelSettings.first(members.map(\.settings)))
             definition.routes = Set(members.compactMap(\.route) + members.flatMap(\.namedRoutes)).sorted { a, b in
-                (a.name ?? "", a.host ?? "", a.pathPrefix, a.priority) < (b.name ?? "", b.host ?? "", b.pathPrefix, b.priority)
+                (a.name ?? "", a.host ?? "", a.pathPrefix, a.priority, a.middlewareNames.joined(separator: ","), a.declaredBy ?? "")
+                    < (b.name ?? "", b.host ?? "", b.pathPrefix, b.priority, b.middlewareNames.joined(separator: ","), b.declaredBy ?? "")
             }
             services.append(definition)
         }

@@ -188,12 +188,12 @@ public final class HealthChecker: Sendable {
                 // few requests.
                 guard now - (state.capWarnings[key.service] ?? Int64.min / 2) >= 10_000 else { return false }
                 state.capWarnings[key.service] = now
-                Log.warning("\(key.service)/\(entry.target.address):\(entry.target.port) failing, but \(already) of \(siblings.count) endpoints are already ejected (max \(entry.target.policy.maxEjectedPercent)%)")
+                logger.warning("\(key.service)/\(entry.target.address):\(entry.target.port) failing, but \(already) of \(siblings.count) endpoints are already ejected (max \(entry.target.policy.maxEjectedPercent)%)")
                 return false
             }
             let until = entry.health.eject(policy: entry.target.policy, now: now)
             state.entries[key] = entry
-            Log.warning("\(key.service)/\(entry.target.address):\(entry.target.port) ejected for \(until - now) ms after consecutive failures")
+            logger.warning("\(key.service)/\(entry.target.address):\(entry.target.port) ejected for \(until - now) ms after consecutive failures")
             return true
         }
         if ejected { tickQueue.async { [onChange] in onChange() } }
@@ -252,12 +252,12 @@ public final class HealthChecker: Sendable {
                     let name = "\(service)/\(entry.target.address):\(entry.target.port)"
                     let already = keys.filter { state.entries[$0]?.health.isEjected(now: now) == true }.count
                     guard mayEject(ejected: already, total: keys.count, maxPercent: policy.maxEjectedPercent) else {
-                        Log.warning("\(name) is an outlier (\(verdict.detail)), but \(already) of \(keys.count) endpoints are already ejected (max \(policy.maxEjectedPercent)%)")
+                        logger.warning("\(name) is an outlier (\(verdict.detail)), but \(already) of \(keys.count) endpoints are already ejected (max \(policy.maxEjectedPercent)%)")
                         break
                     }
                     let until = entry.health.ejectAsOutlier(verdict.reason, policy: policy, now: now)
                     state.entries[key] = entry
-                    Log.warning("\(name) ejected for \(until - now) ms (\(verdict.reason.rawValue)): \(verdict.detail)")
+                    logger.warning("\(name) ejected for \(until - now) ms (\(verdict.reason.rawValue)): \(verdict.detail)")
                     ejected.append((key, verdict.reason))
                 }
             }
@@ -279,7 +279,7 @@ public final class HealthChecker: Sendable {
                 guard var entry = state.entries[key] else { continue }
                 if entry.health.endEjectionIfDue(now: now) {
                     changed = true
-                    Log.info("\(key.service)/\(entry.target.address):\(entry.target.port) back from ejection")
+                    logger.info("\(key.service)/\(entry.target.address):\(entry.target.port) back from ejection")
                 }
                 if entry.health.isRamping(policy: entry.target.policy, now: now) { ramping = true }
                 if entry.target.policy.kind != .none && !entry.probing && now >= entry.nextCheck {
@@ -335,9 +335,9 @@ public final class HealthChecker: Sendable {
                 state.entries[key] = entry
                 let name = "\(key.service)/\(entry.target.address):\(entry.target.port)"
                 if entry.health.status == .healthy {
-                    Log.info("\(name) is healthy")
+                    logger.info("\(name) is healthy")
                 } else if entry.health.status == .unhealthy {
-                    Log.warning("\(name) is unhealthy: \(outcome.reason ?? "check failed")")
+                    logger.warning("\(name) is unhealthy: \(outcome.reason ?? "check failed")")
                 }
             }
             return flipped

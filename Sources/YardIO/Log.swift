@@ -1,97 +1,66 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
 
-/// Minimal structured logging to standard error, one line per event: text
-/// (`2026-12-07T05:20:00.123Z info message k=v`) or, with `format = .json` (config
-/// `log: {format: json}`, `switchyard run --log-format json`), one JSON object per line:
-/// `{"ts":"2026-12-07T05:20:00.123Z","level":"info","msg":"message","fields":{"k":"v"}}`.
+/// The process log's facade for the data plane (YardProxy, YardHTTP, YardHTTP2, YardIO):
+/// `Log.warning("upstream refused", ["endpoint": "…"])`. Its sink is `logger`, a swift-log
+/// `Logger` whose handler is `SwitchyardLogHandler`; the control plane logs through that
+/// same `Logger` directly (each module's ProcessLogger.swift), and `LoggingSystem` gives
+/// any other `Logger(label:)` the same handler once `bootstrap` ran, so every process log
+/// line has one format, one level and one escaping.
 ///
-/// For the control plane and for failures on the data plane (each failure is logged once,
-/// where it is answered). Never called per successful request. Threading: any thread; each
-/// line is one `write(2)`, which the kernel keeps whole for lines under PIPE_BUF.
+/// Why a facade at all: the data plane's call sites (a failure answered once, where it is
+/// answered; never per successful request) stay a static call that evaluates nothing below
+/// the level, with no `Logger` value to thread through the loops; `KeyValuePairs` keep the
+/// call sites short. Threading: any thread; `bootstrap` runs once at startup, before any
+/// loop or thread starts, and is the only writer of `logger`.
 public enum Log {
-    public enum Level: Int, Sendable, Comparable {
-        case debug, info, warning, error
-        public static func < (lhs: Level, rhs: Level) -> Bool { lhs.rawValue < rhs.rawValue }
-        var label: String {
-            switch self {
-            case .debug: return "debug"
-            case .info: return "info"
-            case .warning: return "warn"
-            case .error: return "error"
-            }
-        }
-    }
-
-    /// How a line is written.
+    /// How a line is written (`log: {format: …}`, `--log-format`).
     public enum Format: String, Sendable, CaseIterable {
         case text, json
     }
 
-    /// Lines below this level are dropped. Set once at startup, before loops start.
-    nonisolated(unsafe) public static var minimumLevel: Level = .info
-    /// Set once at startup, before loops start.
-    nonisolated(unsafe) public static var format: Format = .text
+    /// The process logger. Before `bootstrap` (unit tests, client commands) it writes text
+    /// lines at info and above to standard error, through the same handler.
+    nonisolated(unsafe) public private(set) static var logger = Logger(label: "switchyard") { label in
+        SwitchyardLogHandler(label: label, format: .text, logLevel: .info)
+    }
+    nonisolated(unsafe) private static var bootstrapped = false
+
+    /// Makes `SwitchyardLogHandler` (in `format`, keeping `level` and above) the handler of
+    /// every swift-log `Logger` in the process, this facade's included. Once per process,
+    /// at startup (swift-log's `LoggingSystem` takes one bootstrap); a second call only
+    /// changes this facade's logger.
+    public static func bootstrap(format: Format, level: Logger.Level) {
+        let factory: @Sendable (String) -> any LogHandler = { label in
+            SwitchyardLogHandler(label: label, format: format, logLevel: level)
+        }
+        if !bootstrapped {
+            bootstrapped = true
+            LoggingSystem.bootstrap(factory)
+        }
+        logger = Logger(label: "switchyard", factory: factory)
+    }
 
     public static func debug(_ message: @autoclosure () -> String, _ fields: KeyValuePairs<String, String> = [:]) { emit(.debug, message, fields) }
     public static func info(_ message: @autoclosure () -> String, _ fields: KeyValuePairs<String, String> = [:]) { emit(.info, message, fields) }
     public static func warning(_ message: @autoclosure () -> String, _ fields: KeyValuePairs<String, String> = [:]) { emit(.warning, message, fields) }
     public static func error(_ message: @autoclosure () -> String, _ fields: KeyValuePairs<String, String> = [:]) { emit(.error, message, fields) }
 
-    private static func emit(_ level: Level, _ message: () -> String, _ fields: KeyValuePairs<String, String>) {
-        guard level >= minimumLevel else { return }
-        var line = self.line(level, message(), fields, stamp: timestamp(), format: format)
-        line.withUTF8 { bytes in
-            _ = Glibc.write(2, bytes.baseAddress, bytes.count)
-        }
+    /// Out of line so a call site on the data plane stays one call; the level check comes
+    /// first (swift-log's, on the handler's `logLevel`), before the message or the fields
+    /// are built.
+    @inline(never)
+    private static func emit(_ level: Logger.Level, _ message: () -> String, _ fields: KeyValuePairs<String, String>) {
+        logger.log(level: level, "\(message())", metadata: metadata(fields))
     }
 
-    /// One line, newline included, in `format`.
-    static func line(_ level: Level, _ message: String, _ fields: KeyValuePairs<String, String>, stamp: String, format: Format) -> String {
-        switch format {
-        case .text:
-            var line = "\(stamp) \(level.label) \(message)"
-            for (key, value) in fields { line += " \(key)=\(value)" }
-            return line + "\n"
-        case .json:
-            var line = "{\"ts\":\"\(stamp)\",\"level\":\"\(level.label)\",\"msg\":"
-            appendJSONString(message, to: &line)
-            line += ",\"fields\":{"
-            var first = true
-            for (key, value) in fields {
-                if !first { line += "," }
-                first = false
-                appendJSONString(key, to: &line)
-                line += ":"
-                appendJSONString(value, to: &line)
-            }
-            return line + "}}\n"
-        }
-    }
-
-    /// `text` as a JSON string: quotes, backslashes and control characters escaped, so a
-    /// message carrying a newline or a quote (a client's header, a file's content) stays
-    /// one line and one value.
-    static func appendJSONString(_ text: String, to out: inout String) {
-        out += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x2028 || scalar.value == 0x2029 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        out += "\""
+    static func metadata(_ fields: KeyValuePairs<String, String>) -> Logger.Metadata? {
+        if fields.isEmpty { return nil }
+        var metadata = Logger.Metadata(minimumCapacity: fields.count)
+        for (key, value) in fields { metadata[key] = .string(value) }
+        return metadata
     }
 
     /// The current UTC time, RFC 3339 with milliseconds.

@@ -234,13 +234,10 @@ extension ConfigLoader {
         var sticky: StickySource?
         if let stickyNode = fields.optional("sticky") {
             let source = try stickyNode.string(expected: "cookie:NAME or header:NAME")
-            if source.hasPrefix("cookie:"), source.count > 7 {
-                sticky = .cookie(String(source.dropFirst(7)))
-            } else if source.hasPrefix("header:"), source.count > 7 {
-                sticky = .header(String(source.dropFirst(7)))
-            } else {
+            guard let source = LabelValues.sticky(source) else {
                 throw stickyNode.error("expected cookie:NAME or header:NAME, found '\(source)'")
             }
+            sticky = source
         }
         return CanaryConfig(track: track, permille: permille, sticky: sticky, plan: plan)
     }
@@ -248,14 +245,11 @@ extension ConfigLoader {
     /// A percentage (0…100, at most one decimal) as tenths of a percent.
     private static func permilleValue(_ node: ConfigNode) throws(ConfigError) -> Int {
         let text = try node.text(expected: "a percentage like 10 or 0.5")
-        guard let value = Double(text), value >= 0, value <= 100 else {
-            throw node.error("expected a percentage from 0 to 100, found '\(text)'")
-        }
-        let permille = Int((value * 10).rounded())
-        guard abs(Double(permille) / 10 - value) < 1e-9 else {
+        if let permille = LabelValues.permille(text) { return permille }
+        if let value = Double(text), value >= 0, value <= 100 {
             throw node.error("'\(text)' is finer than 0.1 %; use at most one decimal")
         }
-        return permille
+        throw node.error("expected a percentage from 0 to 100, found '\(text)'")
     }
 
     private static func parseOverride(_ node: ConfigNode) throws(ConfigError) -> TrackOverride? {

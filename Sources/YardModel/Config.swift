@@ -300,19 +300,40 @@ public struct ServiceDefinition: Sendable, Equatable {
 }
 
 /// A route a discovery source declares for its own service: host (nil: any) and path
-/// prefix, and from `switchyard.route.NAME.*` labels a name and a priority.
+/// prefix, and from `switchyard.route.NAME.*` labels a name, a priority and middlewares.
 public struct DiscoveredRoute: Sendable, Equatable, Hashable {
     public var host: String?
     public var pathPrefix: String
     public var name: String?
     /// As `routes[].priority`: higher first, 0 by default.
     public var priority: Int
+    /// The middlewares its `.middlewares` label names, in order (defined in switchyard.yml).
+    public var middlewareNames: [String] = []
+    /// `middlewareNames` resolved against switchyard.yml's `middlewares:` by the
+    /// aggregator (`DiscoveredRouteMiddlewares.resolve`); a route whose names are not all
+    /// resolved never reaches the routing table.
+    public var middlewares: [RouteMiddleware] = []
+    /// Who declared it and by which label (`container web-1 (3f2a9c1b): label
+    /// switchyard.route.api.middlewares`), for messages about it; nil without middlewares.
+    public var declaredBy: String?
 
     public init(host: String? = nil, pathPrefix: String = "/", name: String? = nil, priority: Int = 0) {
         self.host = host
         self.pathPrefix = pathPrefix
         self.name = name
         self.priority = priority
+    }
+
+    /// Whether every named middleware is resolved (always, without names).
+    public var middlewaresResolved: Bool { middlewares.map(\.name) == middlewareNames }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(host)
+        hasher.combine(pathPrefix)
+        hasher.combine(name)
+        hasher.combine(priority)
+        hasher.combine(middlewareNames)
+        hasher.combine(declaredBy)
     }
 }
 

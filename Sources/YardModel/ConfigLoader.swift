@@ -36,7 +36,8 @@ public enum ConfigLoader {
         let listeners = try parseListeners(listenersNode, directory: directory)
         let middlewares = try parseMiddlewares(fields.optional("middlewares"))
         let routes = try parseRoutes(fields.optional("routes"), middlewares: middlewares)
-        let discovery = try parseDiscovery(fields.optional("discovery"), directory: directory)
+        var discovery = try parseDiscovery(fields.optional("discovery"), directory: directory)
+        discovery.middlewares = middlewares
         let admin = try parseAdmin(fields.optional("admin"))
         let workers = try parseWorkers(fields.optional("workers"))
         var proxy = ProxySettings()

@@ -152,9 +152,12 @@ public enum DiscoveredValues {
         /// `address:port`; nil when the service itself was dropped.
         public var instance: String?
         public var problem: Problem
+        /// The route dropped (its name), when only a route of the service was.
+        public var route: String? = nil
 
         public var description: String {
-            let subject = instance.map { "instance \($0) of service \(shown(service))" } ?? "service \(shown(service))"
+            let subject = route.map { "route \(shown($0)) of service \(shown(service))" }
+                ?? instance.map { "instance \($0) of service \(shown(service))" } ?? "service \(shown(service))"
             return "dropped \(subject): \(problem.message)"
         }
     }

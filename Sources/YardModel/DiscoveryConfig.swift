@@ -11,6 +11,10 @@ public struct DiscoveryConfig: Sendable, Equatable {
     public var quiescenceMinMs: Int
     /// ...but never longer than this after the first change of a burst.
     public var quiescenceMaxMs: Int
+    /// switchyard.yml's `middlewares:`, which `switchyard.route.NAME.middlewares` labels
+    /// name (part of the discovery config, so a reload that changes them restarts the
+    /// providers and every label is checked again).
+    public var middlewares: [String: MiddlewareKind] = [:]
 
     public static let defaultQuiescenceMinMs = 100
     public static let defaultQuiescenceMaxMs = 1_000

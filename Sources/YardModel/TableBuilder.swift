@@ -37,10 +37,13 @@ public func buildRoutingTable(
     // duplicate of a configured match is dropped so the config file wins.
     var taken = Set(routes.map(\.match))
     for definition in catalog.services {
-        for route in definition.routes {
+        // A route whose middlewares were not resolved (`DiscoveredRouteMiddlewares`) is
+        // left out rather than served without them.
+        for route in definition.routes where route.middlewaresResolved {
             let match = RouteMatch(hosts: route.host.map { [$0.lowercased()] } ?? [], path: route.pathPrefix, priority: route.priority)
             guard taken.insert(match).inserted else { continue }
-            resolved.append(Route(match: match, name: route.name, serviceName: definition.name, service: byName[definition.name]))
+            resolved.append(Route(match: match, name: route.name, serviceName: definition.name, service: byName[definition.name],
+                                  middlewares: route.middlewares))
         }
     }
     return RoutingTable(version: version, routes: resolved, services: services)

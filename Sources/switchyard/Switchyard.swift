@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import Logging
 import Dispatch
 import YardControl
 import YardDemo
@@ -157,16 +158,17 @@ struct Check: ParsableCommand {
     }
 }
 
-/// Sets the process log's format and level before anything logs: `--log-format` and
-/// `--verbose` win over the config's `log:` section (read here too, so the first lines are
-/// already in the configured format; a config that does not load is reported by the run).
+/// Sets the process log's format and level before anything logs, by bootstrapping
+/// swift-log's `LoggingSystem` with our handler (`Log.bootstrap`, once per process):
+/// `--log-format` and `--verbose` win over the config's `log:` section (read here too, so
+/// the first lines are already in the configured format; a config that does not load is
+/// reported by the run).
 func applyLogSettings(config path: String, format: String?, verbose: Bool) {
     let configured = (try? ConfigLoader.loadConfig(path: path))?.log ?? ProcessLogConfig()
     let name = format ?? configured.format
     guard let chosen = Log.Format(rawValue: name) else { fail("--log-format is text or json, not '\(name)'") }
-    Log.format = chosen
-    let levels: [String: Log.Level] = ["debug": .debug, "info": .info, "warn": .warning, "error": .error]
-    Log.minimumLevel = verbose ? .debug : levels[configured.level] ?? .info
+    let levels: [String: Logger.Level] = ["debug": .debug, "info": .info, "warn": .warning, "error": .error]
+    Log.bootstrap(format: chosen, level: verbose ? .debug : levels[configured.level] ?? .info)
 }
 
 /// What `check` found wrong, already worded for the operator.

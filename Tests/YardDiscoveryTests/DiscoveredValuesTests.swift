@@ -162,6 +162,31 @@ let injectedTrack = "blue;\n}\nserver { listen 80; location / { return 200 owned
         callbacks.onRejected([DiscoveredValues.Problem(field: "address", message: "container x: address ...")])
         #expect(aggregator.statuses[0].rejected == ["track": 1, "address": 1])
     }
+
+    @Test func theAggregatorLeavesOutARouteNamingAnUndefinedMiddlewareAndReportsItsLabel() throws {
+        let applied = Applied()
+        let reported = Mutex<[String]>([])
+        let aggregator = DiscoveryAggregator(
+            providers: [("docker", "test")], quiescence: Quiescence(minMs: 0, maxMs: 0),
+            queue: DispatchQueue(label: "test.aggregator"), onApply: { applied.set($0) },
+            onRejected: { _, problems in reported.withLock { $0 += problems.map(\.message) } },
+            middlewares: ["strip": .stripPrefix(["/api"])])
+        var api = DiscoveredRoute(pathPrefix: "/api", name: "api")
+        api.middlewareNames = ["strip"]
+        api.declaredBy = "container a: label switchyard.route.api.middlewares"
+        var admin = DiscoveredRoute(pathPrefix: "/admin", name: "admin")
+        admin.middlewareNames = ["auth"]
+        admin.declaredBy = "container a: label switchyard.route.admin.middlewares"
+        var service = ServiceDefinition(name: "web", instances: [InstanceDefinition(address: "10.0.0.1", port: 80)])
+        service.routes = [admin, api]
+        aggregator.callbacks(for: "docker").onSnapshot(ServiceCatalog(services: [service]))
+        try waitUntil("the resolved catalog is applied", deadline: .seconds(5)) { applied.get() != nil && !reported.withLock { $0.isEmpty } }
+        #expect(applied.get()?.services.first?.routes.map(\.name) == ["api"])
+        #expect(applied.get()?.services.first?.routes.first?.middlewares == [RouteMiddleware(name: "strip", kind: .stripPrefix(["/api"]))])
+        #expect(applied.get()?.services.first?.instances.count == 1)
+        #expect(aggregator.statuses[0].rejected == ["route": 1])
+        #expect(reported.withLock { $0 }.contains { $0.contains("container a: label switchyard.route.admin.middlewares: no middleware named 'auth'") })
+    }
 }
 
 @Suite struct RejectionReports {

@@ -38,8 +38,142 @@ import YardModel
         #expect(problem(["switchyard.route.web.priority": "99999"]).contains("is not a priority from -1000 to 1000"))
         #expect(problem(["switchyard.route.web.host": "a.example,,b.example"]).contains("label switchyard.route.web.host: an empty host"))
         #expect(problem(["switchyard.route.web.host": "bad host"]).contains("label switchyard.route.web.host: route host"))
-        #expect(problem(["switchyard.route.web.hots": "a.example"]).contains("container shop-1 (3f2a9c1b): label \"switchyard.route.web.hots\": the field is one of host, path, priority"))
-        #expect(problem(["switchyard.route.web.middlewares": "auth"]).contains("middlewares are not read from labels yet"))
+        #expect(problem(["switchyard.route.web.hots": "a.example"]).contains("container shop-1 (3f2a9c1b): label \"switchyard.route.web.hots\": the field is one of host, path, priority, middlewares"))
+        #expect(problem(["switchyard.route.web.middlewares": "strip,,auth"]) == "container shop-1 (3f2a9c1b): label switchyard.route.web.middlewares: an empty name in the list")
+        #expect(problem(["switchyard.route.web.middlewares": "strip,a\nb"]).contains("label switchyard.route.web.middlewares: 'a\\nb' is not a middleware name"))
         #expect(problem(["switchyard.route.path": "/x"]).contains("is not switchyard.route.NAME.FIELD"))
+    }
+
+    // MARK: .middlewares
+
+    private let defined: [String: MiddlewareKind] = ["strip": .stripPrefix(["/api"]), "strip2": .stripPrefix(["/v1"])]
+
+    private func catalog(_ extra: [String: String]) throws -> ServiceCatalog {
+        LabeledCatalog.assemble([try #require(try read(extra).get())])
+    }
+
+    @Test func aMiddlewaresLabelNamesMiddlewaresOfTheConfigThatTheRouteRunsInOrder() throws {
+        let labelled = try catalog(["switchyard.route.api.path": "/api", "switchyard.route.api.middlewares": " strip "])
+        #expect(labelled.services[0].routes[0].middlewareNames == ["strip"])
+        #expect(labelled.services[0].routes[0].declaredBy == "container shop-1 (3f2a9c1b): label switchyard.route.api.middlewares")
+        let (resolved, rejections) = DiscoveredRouteMiddlewares.resolve(labelled, defined: defined)
+        #expect(rejections.isEmpty)
+        let table = buildRoutingTable(version: 1, routes: [], catalog: resolved)
+        #expect(table.routes.map(\.steps.names) == [["strip"]])
+    }
+
+    @Test func anUnknownMiddlewareDropsThatRouteNamesTheContainerAndTheKeyAndTheRestServes() throws {
+        let labelled = try catalog([
+            "switchyard.route.api.path": "/api", "switchyard.route.api.middlewares": "strip,auth",
+            "switchyard.route.web.path": "/",
+        ])
+        let (resolved, rejections) = DiscoveredRouteMiddlewares.resolve(labelled, defined: defined)
+        #expect(rejections.count == 1)
+        let message = try #require(rejections.first).description
+        #expect(message == #"dropped route "api" of service "shop": container shop-1 (3f2a9c1b): label switchyard.route.api.middlewares: no middleware named 'auth'; defined: strip, strip2; the route is left out, the rest serves"#)
+        #expect(rejections.first?.problem.field == "route")
+        #expect(resolved.services[0].instances.count == 1, "the instance still serves")
+        let table = buildRoutingTable(version: 1, routes: [], catalog: resolved)
+        #expect(table.routes.map { $0.match.summary } == ["*/"], "the other route serves")
+        // Two path changes of one kind are refused the same way.
+        let twice = try catalog(["switchyard.route.api.middlewares": "strip,strip2"])
+        #expect(DiscoveredRouteMiddlewares.resolve(twice, defined: defined).rejections.first?.description.contains("are both strip_prefix") == true)
+    }
+
+    @Test func aRouteWhoseMiddlewaresWereNeverResolvedIsNotServedWithoutThem() throws {
+        let labelled = try catalog(["switchyard.route.api.path": "/api", "switchyard.route.api.middlewares": "strip"])
+        #expect(buildRoutingTable(version: 1, routes: [], catalog: labelled).routes.isEmpty)
+    }
+}
+
+/// The service-wide labels: what services.yml says per service, said on a container.
+@Suite struct ServiceSettingLabels {
+    private func read(_ extra: [String: String], track: String = "blue") -> Result<LabeledInstance?, LabelProblem> {
+        SwitchyardLabels.read(labels: ["switchyard.service": "shop", "switchyard.port": "8080", "switchyard.track": track].merging(extra) { $1 },
+                              owner: "container shop-1 (3f2a9c1b)", address: "10.0.0.5", defaultPort: nil)
+    }
+
+    private func problem(_ extra: [String: String]) -> String {
+        if case .failure(let problem) = read(extra) { return problem.description }
+        return "no problem"
+    }
+
+    @Test func labelsSetTheBalancerHealthTimingsRetriesAndUpstreamProtocol() throws {
+        let item = try #require(try read([
+            "switchyard.balancer": "least_conn", "switchyard.health.interval": "5s", "switchyard.health.timeout": "500ms",
+            "switchyard.health.rise": "3", "switchyard.health.fall": "4", "switchyard.retries": "1", "switchyard.upstream.protocol": "h2c",
+        ]).get())
+        let service = LabeledCatalog.assemble([item]).services[0]
+        #expect(service.balancer == .leastConnections)
+        #expect(service.health.intervalMs == 5_000)
+        #expect(service.health.timeoutMs == 500)
+        #expect(service.health.rise == 3)
+        #expect(service.health.fall == 4)
+        #expect(service.retry.attempts == 1)
+        #expect(service.upstream.protocol == .h2c)
+    }
+
+    @Test func consistentHashHashesOnTheLabelledKeyOrTheSourceAddress() throws {
+        let bySource = try #require(try read(["switchyard.balancer": "consistent_hash"]).get())
+        #expect(LabeledCatalog.assemble([bySource]).services[0].hashOn == .sourceAddress)
+        let byHeader = try #require(try read(["switchyard.balancer": "consistent_hash", "switchyard.hash_on": "header:X-User"]).get())
+        #expect(LabeledCatalog.assemble([byHeader]).services[0].hashOn == .header("X-User"))
+    }
+
+    @Test func labelsSetTheTrafficSplitWhateverEachTracksReplicaCount() throws {
+        let split = ["switchyard.active": "blue", "switchyard.canary.track": "green", "switchyard.canary.percent": "2.5", "switchyard.canary.sticky": "cookie:uid"]
+        let blue = try #require(try read(split).get())
+        var greens: [LabeledInstance] = []
+        for port in ["9001", "9002", "9003"] {
+            greens.append(try #require(try read(split.merging(["switchyard.port": port]) { $1 }, track: "green").get()))
+        }
+        let service = LabeledCatalog.assemble([blue] + greens).services[0]
+        #expect(service.activeTrack == "blue")
+        #expect(service.canary == CanaryConfig(track: "green", permille: 25, sticky: .cookie("uid")))
+    }
+
+    @Test func theStateStoreStillWinsOnceTheServiceWasChanged() throws {
+        let split = ["switchyard.active": "blue", "switchyard.canary.track": "green", "switchyard.canary.percent": "10"]
+        let catalog = LabeledCatalog.assemble([try #require(try read(split).get()), try #require(try read(split.merging(["switchyard.port": "9001"]) { $1 }, track: "green").get())])
+        var state = TrafficState(activeTrack: "green")
+        state.revision = 3
+        let applied = catalog.applying(["shop": state]).services[0]
+        #expect(applied.activeTrack == "green")
+        #expect(applied.canary == nil)
+    }
+
+    @Test func aCanaryWithoutItsTracksWaitsForThem() throws {
+        let onlyBlue = try #require(try read(["switchyard.active": "blue", "switchyard.canary.track": "green", "switchyard.canary.percent": "10"]).get())
+        #expect(LabeledCatalog.assemble([onlyBlue]).services[0].canary == nil)
+        let noActive = try #require(try read(["switchyard.canary.track": "green"]).get())
+        #expect(LabeledCatalog.assemble([noActive]).services[0].canary == nil)
+    }
+
+    @Test func theFirstLabelledInstanceWinsFieldByField() throws {
+        let a = try #require(try read(["switchyard.balancer": "p2c_ewma"]).get())
+        let b = try #require(try read(["switchyard.port": "9001", "switchyard.balancer": "least_conn", "switchyard.retries": "0"]).get())
+        let service = LabeledCatalog.assemble([a, b]).services[0]
+        #expect(service.balancer == .p2cEWMA)
+        #expect(service.retry.attempts == 0)
+    }
+
+    @Test func aBrokenSettingLabelNamesTheContainerAndTheKey() {
+        let owner = "container shop-1 (3f2a9c1b): label "
+        #expect(problem(["switchyard.balancer": "random"]) == owner + "switchyard.balancer 'random' is not a balancer (round_robin, least_conn, p2c_ewma or consistent_hash)")
+        #expect(problem(["switchyard.health.interval": "soon"]).hasPrefix(owner + "switchyard.health.interval 'soon' is not a duration"))
+        #expect(problem(["switchyard.health.interval": "0s"]).hasPrefix(owner + "switchyard.health.interval '0s' is not a duration"))
+        #expect(problem(["switchyard.health.interval": "1s", "switchyard.health.timeout": "2s"]).contains("switchyard.health.timeout (2000 ms) is longer than the health interval (1000 ms)"))
+        #expect(problem(["switchyard.health.rise": "0"]) == owner + "switchyard.health.rise '0' is not a whole number from 1 to 100")
+        #expect(problem(["switchyard.health.fall": "99999999999999999999999"]).hasPrefix(owner + "switchyard.health.fall"))
+        #expect(problem(["switchyard.retries": "-1"]).hasPrefix(owner + "switchyard.retries '-1' is not a whole number from 0 to 5"))
+        #expect(problem(["switchyard.upstream.protocol": "h2"]).contains("h2 needs upstream TLS settings"))
+        #expect(problem(["switchyard.upstream.protocol": "h2c", "switchyard.health.path": "/healthz"]).contains("does not answer the HTTP/1.1 check"))
+        #expect(problem(["switchyard.canary.percent": "12.34"]).hasPrefix(owner + "switchyard.canary.percent '12.34' is not a percentage"))
+        #expect(problem(["switchyard.canary.percent": "nan"]).hasPrefix(owner + "switchyard.canary.percent"))
+        #expect(problem(["switchyard.canary.percent": "1e308"]).hasPrefix(owner + "switchyard.canary.percent"))
+        #expect(problem(["switchyard.canary.sticky": "ip"]).hasPrefix(owner + "switchyard.canary.sticky 'ip' is not cookie:NAME or header:NAME"))
+        #expect(problem(["switchyard.canary.sticky": "header:a b"]).hasPrefix(owner + "switchyard.canary.sticky"))
+        #expect(problem(["switchyard.canary.track": "gr een"]).hasPrefix(owner + "switchyard.canary.track"))
+        #expect(problem(["switchyard.hash_on": "body"]).hasPrefix(owner + "switchyard.hash_on 'body' is not header:NAME"))
     }
 }

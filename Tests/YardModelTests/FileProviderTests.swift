@@ -6,16 +6,22 @@ import YardModel
 
 // MARK: - Helpers
 
-/// Records what a provider delivers. The mutex protects both arrays: callbacks run on the
-/// provider's queue, the test reads from its own task.
+/// Records what a provider delivers: snapshots, and the messages of `.failing` reports.
+/// The mutex protects both arrays: callbacks run on the provider's run queue, the test
+/// reads from its own task.
 private final class Recorder: Sendable {
-    private let state = Mutex<(snapshots: [ServiceCatalog], errors: [ConfigError])>(([], []))
+    private let state = Mutex<(snapshots: [ServiceCatalog], errors: [String])>(([], []))
 
     var snapshots: [ServiceCatalog] { state.withLock { $0.snapshots } }
-    var errors: [ConfigError] { state.withLock { $0.errors } }
+    var errors: [String] { state.withLock { $0.errors } }
 
-    func snapshot(_ catalog: ServiceCatalog) { state.withLock { $0.snapshots.append(catalog) } }
-    func error(_ error: ConfigError) { state.withLock { $0.errors.append(error) } }
+    var callbacks: ProviderCallbacks {
+        ProviderCallbacks(
+            onSnapshot: { catalog in self.state.withLock { $0.snapshots.append(catalog) } },
+            onStatus: { condition in
+                if case .failing(let message) = condition { self.state.withLock { $0.errors.append(message) } }
+            })
+    }
 }
 
 private func services(_ ports: UInt16...) -> String {
@@ -35,12 +41,7 @@ private struct Harness {
     init(initial: String?) throws {
         directory = try TemporaryDirectory()
         if let initial { try directory.write("services.yml", initial) }
-        let recorder = recorder
-        provider = FileProvider(
-            path: directory.file("services.yml"), pollInterval: .milliseconds(10),
-            queue: DispatchQueue(label: "test.file-provider"),
-            onSnapshot: { recorder.snapshot($0) }, onError: { recorder.error($0) }
-        )
+        provider = FileProvider(path: directory.file("services.yml"), pollInterval: .milliseconds(10), callbacks: recorder.callbacks)
         provider.start()
     }
 
@@ -116,8 +117,8 @@ private struct Harness {
         try harness.directory.replaceAtomically("services.yml", "services:\n  shop:\n    instances: [{address: 127.0.0.1, po")
         #expect(await eventually { harness.recorder.errors.count == 1 })
         let error = try #require(harness.recorder.errors.first)
-        #expect(error.file == harness.provider.path)
-        #expect(error.line != nil)
+        #expect(error.hasPrefix(harness.provider.path + ":"), "names the file: \(error)")
+        #expect(error.dropFirst(harness.provider.path.count + 1).first?.isNumber == true, "and the line: \(error)")
         try harness.directory.touch("services.yml")
         #expect(await harness.settle())
         #expect(harness.recorder.errors.count == 1)
@@ -144,7 +145,7 @@ private struct Harness {
         let harness = try Harness(initial: nil)
         defer { harness.finish() }
         #expect(await eventually { harness.recorder.errors.count == 1 })
-        #expect(harness.recorder.errors.first?.message.contains("No such file") == true)
+        #expect(harness.recorder.errors.first?.contains("No such file") == true)
         #expect(await harness.settle())
         #expect(harness.recorder.errors.count == 1)
         try harness.directory.replaceAtomically("services.yml", services(9101))
