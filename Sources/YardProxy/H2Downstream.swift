@@ -309,14 +309,22 @@ extension Worker {
     }
 
     /// Graceful stop, step one: GOAWAY(2^31-1) so the client stops opening streams; the
-    /// final GOAWAY (last stream processed) follows one round trip later, at the deadline.
+    /// final GOAWAY (last stream processed) follows `shutdownNoticeMs` later, at the deadline.
     func beginH2Shutdown(_ h: H2Connection) {
         guard !h.shutdownAnnounced else { return }
         h.shutdownAnnounced = true
         h.session.announceShutdown()
-        h.deadline = now + 200
+        h.deadline = now + Worker.shutdownNoticeMs
         queueH2Flush(h)
     }
+
+    /// Between the two GOAWAYs of a graceful stop. A stream the client opened before it read
+    /// the first one is refused by the second (safe to retry, RFC 9113 §6.8, but h2load and
+    /// many API clients do not). One loopback round trip is not enough when the client is
+    /// starved of CPU: at 200 ms, a takeover on a loaded 2-core runner refused 16 streams of
+    /// one h2load run. Envoy waits its drain_timeout (5 s by default); 1 s costs a drain
+    /// at most one second more.
+    static let shutdownNoticeMs: Int64 = 1_000
 
     func h2TimedOut(_ h: H2Connection) {
         if h.lingering {
