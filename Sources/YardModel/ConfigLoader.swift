@@ -150,7 +150,7 @@ public enum ConfigLoader {
     static let routeKeys = [
         "name", "host", "path", "path_exact", "methods", "headers", "headers_present", "query", "query_present",
         "priority", "service", "middlewares",
-    ]
+    ] + routeSettingKeys
 
     private static func parseRoutes(_ node: ConfigNode?, middlewares: [String: MiddlewareKind]) throws(ConfigError) -> [RouteConfig] {
         guard let node else { return [] }
@@ -194,6 +194,7 @@ public enum ConfigLoader {
             }
             seen[match] = item.line
             var route = RouteConfig(match: match, service: service, name: name)
+            route.settings = try parseRouteSettings(fields)
             if let listNode = fields.optional("middlewares") {
                 let names = try listNode.list().map { (item) throws(ConfigError) in try item.string(expected: "a middleware name") }
                 switch RouteSteps.build(names: names, defined: middlewares) {

@@ -88,6 +88,8 @@ final class Worker: @unchecked Sendable {
     let accessLog: AccessLogWriter?
     /// Lines formatted by this worker, handed to the writer in batches.
     var logBuffer = ByteBuffer()
+    /// Field lines of an answer a route's middleware gives itself (RouteMiddlewares.swift).
+    var answerFields = ByteBuffer()
 
     var clients: ContiguousArray<ClientConnection> = []
     var upstreams: ContiguousArray<UpstreamConnection> = []
