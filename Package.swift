@@ -35,6 +35,8 @@ let package = Package(
         .systemLibrary(name: "CYardNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         // Header-only: epoll, eventfd, accept4 and splice, which Swift's Glibc module does not export.
         .systemLibrary(name: "CYardLinux"),
+        // libxcrypt: basic_auth verifies htpasswd hashes with crypt_rn.
+        .systemLibrary(name: "CYardCrypt", providers: [.apt(["libcrypt-dev"])]),
 
         // MARK: The data plane
         .target(name: "YardIO", dependencies: ["CYardLinux"]),
@@ -48,7 +50,7 @@ let package = Package(
             // under h2load (swift_beginAccess/AccessSet::insert in perf).
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
-        .target(name: "YardModel", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "YardModel", dependencies: ["CYardCrypt", .product(name: "Yams", package: "Yams")]),
         .target(name: "YardBalancing"),
         .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing", "YardTLS", "YardHTTP2"]),
         .target(

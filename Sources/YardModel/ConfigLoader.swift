@@ -34,7 +34,7 @@ public enum ConfigLoader {
 
         let listenersNode = try fields.required("listeners", hint: "add at least one, e.g. '- {name: web, address: 127.0.0.1:8080}'")
         let listeners = try parseListeners(listenersNode, directory: directory)
-        let middlewares = try parseMiddlewares(fields.optional("middlewares"))
+        let middlewares = try parseMiddlewares(fields.optional("middlewares"), directory: directory)
         let routes = try parseRoutes(fields.optional("routes"), middlewares: middlewares)
         let discovery = try parseDiscovery(fields.optional("discovery"), directory: directory)
         let admin = try parseAdmin(fields.optional("admin"))

@@ -58,6 +58,8 @@ public enum MiddlewareKind: Sendable, Equatable {
     case redirect(PathRedirect)
     /// A token bucket per client (address or header); over it, 429 with Retry-After.
     case rateLimit(RateLimit)
+    /// Users of an htpasswd file; others get 401 with WWW-Authenticate.
+    case basicAuth(BasicAuth)
     /// Only clients in these networks (the client address as `trusted_proxies` decides);
     /// others get 403.
     case ipAllow([Network])
@@ -74,6 +76,7 @@ public enum MiddlewareKind: Sendable, Equatable {
         case .redirectScheme: "redirect_scheme"
         case .redirect: "redirect"
         case .rateLimit: "rate_limit"
+        case .basicAuth: "basic_auth"
         }
     }
 }
@@ -87,6 +90,8 @@ public enum RouteGate: Sendable {
     /// 429 when the client's bucket is empty; `header` (lower-cased) names the key, empty
     /// for the client address.
     case rateLimit(RateLimiter, header: [UInt8])
+    /// 401 unless the Authorization header names a user of the file.
+    case basicAuth(BasicAuthGate)
 }
 
 /// A route's middlewares compiled to bytes for the request path.
@@ -165,6 +170,9 @@ public struct RouteSteps: Sendable {
             case .rateLimit(let limit):
                 gates.append(.rateLimit(RateLimiterRegistry.shared.limiter(name: name, settings: limit),
                                         header: Array((limit.header ?? "").lowercased().utf8)))
+            case .basicAuth(let auth):
+                gates.append(.basicAuth(BasicAuthRegistry.shared.gate(name: name, settings: auth)))
+                if !auth.forwardAuthorization { drop.append(Array("authorization".utf8)) }
             }
         }
         // The proxy's own X-Forwarded-Prefix / X-Replaced-Path replace what a client sent.

@@ -10,13 +10,14 @@
 //     to-https:   {redirect_scheme: {scheme: https, permanent: true}}
 //     moved:      {redirect: {from: /blog, to: "https://blog.example.com/"}}
 //     per-client: {rate_limit: {rate: 10/s, burst: 20}}
+//     staff:      {basic_auth: {file: staff.htpasswd, realm: staff}}
 
 extension ConfigLoader {
     static let middlewareTypes = [
-        "strip_prefix", "add_prefix", "replace_path", "headers", "request_id", "ip_allow", "redirect_scheme", "redirect", "rate_limit",
+        "strip_prefix", "add_prefix", "replace_path", "headers", "request_id", "ip_allow", "redirect_scheme", "redirect", "rate_limit", "basic_auth",
     ]
 
-    static func parseMiddlewares(_ node: ConfigNode?) throws(ConfigError) -> [String: MiddlewareKind] {
+    static func parseMiddlewares(_ node: ConfigNode?, directory: String) throws(ConfigError) -> [String: MiddlewareKind] {
         var result: [String: MiddlewareKind] = [:]
         for (name, body) in try node?.entries() ?? [] {
             guard !name.isEmpty, name.utf8.allSatisfy({ RouteText.isTokenCharacter($0) }) else {
@@ -27,13 +28,25 @@ extension ConfigLoader {
             guard given.count == 1, let (type, value) = given.first else {
                 throw body.error("a middleware has exactly one type key, one of: \(middlewareTypes.joined(separator: ", "))")
             }
-            result[name] = try parseMiddleware(type: type, value)
+            result[name] = try parseMiddleware(type: type, value, directory: directory)
         }
         return result
     }
 
-    private static func parseMiddleware(type: String, _ node: ConfigNode) throws(ConfigError) -> MiddlewareKind {
+    private static func parseMiddleware(type: String, _ node: ConfigNode, directory: String) throws(ConfigError) -> MiddlewareKind {
         switch type {
+        case "basic_auth":
+            let fields = try node.fields(allowed: ["file", "realm", "forward_authorization"])
+            let fileNode = try fields.required("file", hint: "the htpasswd file, e.g. 'file: users.htpasswd' (make it with htpasswd -B)")
+            let file = resolve(try fileNode.string(expected: "an htpasswd file path"), against: directory)
+            let text = try readText(path: file)
+            if case .failure(let problem) = Htpasswd.parse(text, path: file) { throw fileNode.error(problem.message) }
+            let realm = try fields.optional("realm")?.string(expected: "a realm name") ?? "switchyard"
+            guard realm.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) else {
+                throw (fields.optional("realm") ?? node).error("the realm '\(realm)' has a quote, a backslash or a non-ASCII character")
+            }
+            return .basicAuth(BasicAuth(file: file, realm: realm,
+                                        forwardAuthorization: try fields.optional("forward_authorization")?.boolean() ?? false))
         case "strip_prefix":
             let items: [ConfigNode]
             if case .sequence = node.node { items = try node.list() } else { items = [node] }

@@ -206,9 +206,29 @@ extension Worker {
                 answerFields.append("\r\n")
                 respondDirect(c, status: 429, body: "too many requests: wait for the time in Retry-After\n")
                 return true
+            case .basicAuth(let auth):
+                if basicAuthPasses(c, auth, base: base) { continue }
+                answerFields.clear()
+                _ = answerFields.reserve(auth.challenge.count)
+                answerFields.append(auth.challenge)
+                respondDirect(c, status: 401, body: "unauthorized: this route needs a user name and password\n")
+                return true
             }
         }
         return false
+    }
+
+    /// Whether the request's (only) Authorization field names a user of the gate's file.
+    private func basicAuthPasses(_ c: ClientConnection, _ auth: BasicAuthGate, base: UnsafeRawBufferPointer) -> Bool {
+        var value: UnsafeRawBufferPointer?
+        for i in 0..<c.head.headerCount {
+            let field = c.fields[i]
+            guard RouteSteps.sameName(field.name.bytes(in: base), "authorization") else { continue }
+            if value != nil { return false }
+            value = field.value.bytes(in: base)
+        }
+        guard let value else { return false }
+        return auth.check(authorization: value)
     }
 
     /// Appends `Location: ...` CRLF to `answerFields`, the value written by `write`.

@@ -27,8 +27,9 @@ private struct ShopProxy {
     let url: String
     let port: UInt16
 
-    init(_ label: String, _ body: String, workers: Int = 1) throws {
+    init(_ label: String, _ body: String, workers: Int = 1, prepare: (ScratchDir) throws -> Void = { _ in }) throws {
         dir = try ScratchDir(label)
+        try prepare(dir)
         shop = try Backend.demo("shop", dir: dir)
         do {
             try dir.write("services.yml", servicesYAML([ServiceSpec(name: "shop", instances: [.init(port: shop.port)])]))
@@ -293,6 +294,77 @@ extension Integration {
             #expect(after - before < 4 << 20, "RSS grew from \(before) to \(after)")
             #expect(answered[200, default: 0] <= 2 * 4096, "the spray as a whole is held to about a token per slot: \(answered)")
             #expect(try ask("10.99.99.99") == 429, "the limited client is still limited")
+        }
+    }
+
+    @Suite struct BasicAuthThroughTheBinary {
+        /// htpasswd users get through over HTTP/1.1 and HTTP/2; anyone else gets 401 with
+        /// the realm; the Authorization header stays at the proxy unless configured; a
+        /// changed file is picked up without a reload.
+        @Test(.timeLimit(.minutes(1)))
+        func usersOfTheFileGetThroughOthersGet401AndTheFileReloads() throws {
+            let setup = try ShopProxy("route-basic-auth", """
+                middlewares:
+                  staff: {basic_auth: {file: staff.htpasswd, realm: Staff only}}
+                  staff-forwarded: {basic_auth: {file: staff.htpasswd, forward_authorization: true}}
+                routes:
+                  - {path: /staff, service: shop, middlewares: [staff]}
+                  - {path: /passthrough, service: shop, middlewares: [staff-forwarded]}
+                  - {service: shop}
+                """, prepare: { dir in
+                    let made = try runCommand("/usr/bin/htpasswd", ["-cbB", dir.file("staff.htpasswd"), "alice", "s3cret"], dir: dir, label: "htpasswd")
+                    #expect(made.status == 0, "\(made.stderr)")
+                    let sha = try runCommand("/usr/bin/openssl", ["passwd", "-6", "s3cret"], dir: dir, label: "openssl-passwd")
+                    try dir.write("staff.htpasswd", dir.read("staff.htpasswd") + "carol:\(sha.stdout.trimmingCharacters(in: .whitespacesAndNewlines))\n")
+                })
+            defer { setup.stop() }
+            let (dir, url) = (setup.dir, setup.url)
+
+            for h2 in [false, true] {
+                let mode = h2 ? ["--http2-prior-knowledge"] : []
+                let headFile = dir.file("challenge-\(h2).txt")
+                let anonymous = try curl(url + "/staff/headers", mode + ["-D", headFile], dir: dir)
+                #expect(anonymous.httpStatus == 401, "h2 \(h2)")
+                #expect(headOf(headFile).contains("www-authenticate: basic realm=\"staff only\", charset=\"utf-8\""), "h2 \(h2): \(headOf(headFile))")
+                #expect(try curl(url + "/staff/headers", mode + ["-u", "alice:wrong"], dir: dir).httpStatus == 401)
+                #expect(try curl(url + "/staff/headers", mode + ["-u", "mallory:s3cret"], dir: dir).httpStatus == 401)
+                let alice = try curl(url + "/staff/headers", mode + ["-u", "alice:s3cret"], dir: dir)
+                #expect(alice.httpStatus == 200, "h2 \(h2)")
+                #expect(!alice.body.lowercased().contains("authorization"), "the credentials stay at the proxy: \(alice.body)")
+                #expect(try curl(url + "/staff/headers", mode + ["-u", "carol:s3cret"], dir: dir).httpStatus == 200, "SHA-crypt $6$")
+            }
+            let forwarded = try curl(url + "/passthrough/headers", ["-u", "alice:s3cret"], dir: dir)
+            #expect(forwarded.httpStatus == 200 && forwarded.body.lowercased().contains("authorization: basic "), "\(forwarded.body)")
+            #expect(try curl(url + "/", dir: dir).httpStatus == 200, "other routes are open")
+
+            // A new user: the watcher picks the changed file up.
+            let added = try runCommand("/usr/bin/htpasswd", ["-bB", dir.file("staff.htpasswd"), "bob", "hunter2"], dir: dir, label: "htpasswd-bob")
+            #expect(added.status == 0)
+            try waitFor("bob to be let in", timeout: .seconds(10)) {
+                (try? curl(url + "/staff/", ["-u", "bob:hunter2"], dir: dir).httpStatus) == 200
+            }
+            // A file broken on disk keeps the users that were loaded.
+            try dir.writeInPlace("staff.htpasswd", "alice:plain-text\n")
+            pause(.milliseconds(1_500))
+            #expect(try curl(url + "/staff/", ["-u", "bob:hunter2"], dir: dir).httpStatus == 200)
+        }
+
+        @Test(.timeLimit(.minutes(1)))
+        func checkRefusesAPlainTextPassword() throws {
+            let dir = try ScratchDir("basic-auth-check")
+            try dir.write("users.htpasswd", "alice:s3cret\n")
+            try dir.write("switchyard.yml", """
+                listeners:
+                  - {name: web, address: 127.0.0.1:0}
+                middlewares:
+                  staff: {basic_auth: {file: users.htpasswd}}
+                routes:
+                  - {service: shop, middlewares: [staff]}
+
+                """)
+            let result = try runCommand(SwitchyardBinary.path, ["check", "--config", dir.file("switchyard.yml")], dir: dir, label: "check")
+            #expect(result.status != 0)
+            #expect((result.stdout + result.stderr).contains("users.htpasswd:1: user 'alice' has no bcrypt"), "\(result.stdout) \(result.stderr)")
         }
     }
 }

@@ -1,5 +1,6 @@
 // Middlewares as values: config text in, the route's steps (or a named error) out.
 
+import Foundation
 import Testing
 @testable import YardModel
 
@@ -228,5 +229,62 @@ private func error(_ middlewares: String, routes: String = "  - {service: s}\n")
 
             """, path: "switchyard.yml")
         #expect(config.routes[0].middlewares[0].kind == .rateLimit(RateLimit(rate: 1, burst: 1)))
+    }
+}
+
+@Suite struct HtpasswdUsers {
+    // Made with `htpasswd -nbB alice s3cret` and `openssl passwd -6 -salt abcdefgh s3cret` / `-5 -salt saltsalt`.
+    static let bcrypt = "$2y$05$DJOpC6HE0kbhb0ffjJxCbe1FCVtKDJ0T7jeFBynOplgPFysg20t0."
+    static let sha512 = "$6$abcdefgh$Z7KfoKnKTSZrzo5VZ0YubGLQOj9ov6sHo9TmE3zIU/LHKhpE30zCnZ0mcIXYf9r9rQ4DYaXoxAFSPFlcWdxjB."
+    static let sha256 = "$5$saltsalt$i1q2ZQzc.tl/BQ6CHiENAcVDvEY6nJ1OWlWXKh94b1."
+
+    private func users(_ text: String) throws -> Htpasswd {
+        try Htpasswd.parse(text, path: "users.htpasswd").get()
+    }
+
+    private func check(_ file: Htpasswd, _ user: String, _ password: String) -> Bool {
+        Array(user.utf8).withUnsafeBytes { u in Array(password.utf8).withUnsafeBytes { p in file.check(user: u, password: p) } }
+    }
+
+    @Test func bcryptAndSHACryptVerifyAndNothingElseDoes() throws {
+        let file = try users("# staff\nalice:\(Self.bcrypt)\n\nbob:\(Self.sha512)\ncarol:\(Self.bcrypt.replacingOccurrences(of: "$2y$", with: "$2b$"))\ndave:\(Self.sha256)\n")
+        #expect(check(file, "alice", "s3cret"))
+        #expect(check(file, "alice", "s3cret"), "the second time from the verified cache")
+        #expect(!check(file, "alice", "s3cret!") && !check(file, "alice", "") && !check(file, "alice", "S3cret"))
+        #expect(check(file, "bob", "s3cret") && !check(file, "bob", "wrong"))
+        #expect(check(file, "carol", "s3cret"), "$2b$ is the same bcrypt")
+        #expect(check(file, "dave", "s3cret"))
+        #expect(!check(file, "mallory", "s3cret"), "an unknown user fails (after a crypt of the same cost)")
+        #expect(!check(file, "ALICE", "s3cret"), "user names are exact")
+    }
+
+    @Test func plainTextMD5AndBrokenLinesAreRefusedWithTheirLine() {
+        func problem(_ text: String) -> String {
+            if case .failure(let problem) = Htpasswd.parse(text, path: "u.htpasswd") { return problem.message }
+            return "parsed"
+        }
+        #expect(problem("alice:s3cret\n").contains("u.htpasswd:1: user 'alice' has no bcrypt"))
+        #expect(problem("alice:\(Self.bcrypt)\nbob:$apr1$x$y\n").contains("u.htpasswd:2:"))
+        #expect(problem("bob:{SHA}abc=\n").contains("refused"))
+        #expect(problem("no-colon\n").contains("expected 'user:hash'"))
+        #expect(problem("a:\(Self.bcrypt)\na:\(Self.bcrypt)\n").contains("listed twice"))
+        #expect(problem("# nobody\n").contains("no users"))
+    }
+
+    @Test func authorizationValuesDecodeStrictly() {
+        func decoded(_ value: String) -> String? {
+            Array(value.utf8).withUnsafeBytes { v in
+                BasicCredentials.withDecoded(v) { u, p in String(decoding: u, as: UTF8.self) + "|" + String(decoding: p, as: UTF8.self) }
+            }
+        }
+        #expect(decoded("Basic YWxpY2U6czNjcmV0") == "alice|s3cret")
+        #expect(decoded("basic   YWxpY2U6czNjcmV0  ") == "alice|s3cret")
+        #expect(decoded("Basic YTpiOmM=") == "a|b:c", "the password may hold a colon")
+        #expect(decoded("Basic YWxpY2U=") == nil, "no colon")
+        #expect(decoded("Bearer YWxpY2U6czNjcmV0") == nil)
+        #expect(decoded("Basic YWxp*2U6czNjcmV0") == nil)
+        #expect(decoded("Basic YWxpY2U6czNjcmV") == nil, "not a multiple of 4")
+        #expect(decoded("Basic " + String(repeating: "QUFB", count: 400)) == nil, "too long")
+        #expect(decoded("Basic") == nil)
     }
 }
