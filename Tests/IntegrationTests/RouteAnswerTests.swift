@@ -97,6 +97,13 @@ extension Integration {
                 #expect(try curl(url + "/old.html/x", mode, dir: dir).body.hasPrefix("hello from shop"), "exact means exact")
             }
 
+            // nghttp: a redirect and a forwarded request on two streams of one HTTP/2 connection.
+            let streams = try runCommand("/usr/bin/nghttp", ["-nv", url + "/blog/a?x=1", url + "/shop"], dir: dir, label: "nghttp")
+            #expect(streams.status == 0, "\(streams.stderr)")
+            #expect(streams.stdout.contains(":status: 301") && streams.stdout.contains("location: https://blog.example.com/posts/a?x=1"),
+                    "\(streams.stdout)")
+            #expect(streams.stdout.contains(":status: 200"), "\(streams.stdout)")
+
             // The answer keeps an HTTP/1.1 connection open, and the next request is served on it.
             let connection = try RawConnection(port: port)
             try connection.send("GET /blog/a HTTP/1.1\r\nHost: x\r\n\r\nGET /shop HTTP/1.1\r\nHost: x\r\n\r\n")
