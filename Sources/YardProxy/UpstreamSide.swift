@@ -81,8 +81,8 @@ extension Worker {
         return Int64(settings.upstreamConnectTimeoutMs)
     }
 
-    /// How long the response may stall between reads: the route's idle timeout, else the
-    /// upstream response timeout.
+    /// How long the response may stall between reads (once its first bytes came): the
+    /// route's idle timeout, else the upstream response timeout.
     func responseIdleTimeout(_ route: Route?) -> Int64 {
         if let route, route.settings.idleTimeoutMs > 0 { return Int64(route.settings.idleTimeoutMs) }
         return Int64(settings.upstreamResponseTimeoutMs)
@@ -232,7 +232,7 @@ extension Worker {
         case .bytes(let n):
             u.responseBytes += n
             metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.bytesIn, UInt64(n))
-            u.deadline = now + (u.headDone ? responseIdleTimeout(u.client?.route) : responseTimeout(u.client?.route))
+            u.deadline = now + responseIdleTimeout(u.client?.route)
             relayResponse(u)
         case .wouldBlock:
             return
@@ -444,7 +444,7 @@ extension Worker {
                 }
                 recordOutcome(u.endpoint, service: service, failed: true)
                 metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.timeouts)
-                abortExchange(c, status: 504, reason: "\(u.endpoint.id) did not answer within \(u.headDone ? responseIdleTimeout(c.route) : responseTimeout(c.route)) ms")
+                abortExchange(c, status: 504, reason: "\(u.endpoint.id) did not answer within \(u.responseBytes > 0 ? responseIdleTimeout(c.route) : responseTimeout(c.route)) ms")
             } else {
                 closeUpstream(u)
             }

@@ -241,6 +241,49 @@ extension Integration {
         }
     }
 
+    @Suite struct RouteIdleTimeoutAndRetriesThroughTheBinary {
+        /// A route's idle timeout cuts a response that stalls after its head; a route with
+        /// `retries: {attempts: 0}` does not retry a request whose endpoint hung up, where the
+        /// service's own retries do.
+        @Test(.timeLimit(.minutes(1)))
+        func aRoutesIdleTimeoutCutsAStalledBodyAndItsRetriesReplaceTheServices() throws {
+            let dir = try ScratchDir("route-idle-retries")
+            try dir.write("odd-origin.py", oddOriginSource)
+            let odd = try ChildProcess("/usr/bin/env", ["python3", dir.file("odd-origin.py")], dir: dir, label: "odd-origin")
+            defer { odd.stop() }
+            let oddPort = try odd.waitForListeningPort()
+            let shop = try Backend.demo("shop", dir: dir)
+            defer { shop.stop() }
+            try dir.write("services.yml", servicesYAML([
+                ServiceSpec(name: "odd", instances: [.init(port: oddPort)]),
+                ServiceSpec(name: "pair", instances: [.init(port: oddPort), .init(port: shop.port)], extraYAML: "retries: {attempts: 2}"),
+            ]))
+            let (proxy, url, _) = try startProxy(dir, """
+                listeners:
+                  - {name: web, address: 127.0.0.1:0}
+                routes:
+                  - {path: /stall, service: odd, timeouts: {idle: 300ms}}
+                  - {path: /hangup/once, service: pair, retries: {attempts: 0}}
+                  - {path: /hangup, service: pair}
+                discovery: {provider: file, file: services.yml}
+                workers: 1
+
+                """)
+            defer { proxy.stop() }
+
+            let start = ContinuousClock.now
+            let stalled = try curl(url + "/stall", dir: dir)
+            #expect(stalled.exitStatus == 18 || stalled.exitStatus == 56, "curl saw the body cut: \(stalled.exitStatus.map(String.init) ?? "killed") \(stalled.stderr)")
+            #expect(ContinuousClock.now - start < .seconds(3), "cut after the route's 300 ms idle, not the origin's 10 s stall")
+
+            // Round robin over the hanging origin and the demo: every other first attempt hangs up.
+            let withRetries = try (0..<4).map { _ in try curl(url + "/hangup", dir: dir).httpStatus }
+            #expect(withRetries.allSatisfy { $0 == 200 }, "the service's retries: \(withRetries)")
+            let withoutRetries = try (0..<4).map { _ in try curl(url + "/hangup/once", dir: dir).httpStatus }
+            #expect(withoutRetries.contains(502) && withoutRetries.contains(200), "the route's attempts: 0: \(withoutRetries)")
+        }
+    }
+
     @Suite struct RateLimitThroughTheBinary {
         @Test(.timeLimit(.minutes(1)))
         func aClientOverItsBucketGets429WithRetryAfter() throws {
@@ -375,3 +418,38 @@ extension Integration {
         }
     }
 }
+
+/// An origin that misbehaves on purpose: `/stall` sends its head and half its body, then
+/// waits 10 s; `/hangup...` closes without answering; anything else is answered.
+private let oddOriginSource = #"""
+import socket, socketserver, time
+
+class Handler(socketserver.StreamRequestHandler):
+    def handle(self):
+        try:
+            while True:
+                line = self.rfile.readline(65536)
+                if not line.strip():
+                    return
+                while self.rfile.readline(65536) not in (b"\r\n", b"\n", b""):
+                    pass
+                target = line.split()[1]
+                if target.startswith(b"/stall"):
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
+                    self.wfile.flush()
+                    time.sleep(10)
+                    return
+                if target.startswith(b"/hangup"):
+                    return
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+        except OSError:
+            pass
+
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+server = Server(("127.0.0.1", 0), Handler)
+print("listening 127.0.0.1:%d" % server.server_address[1], flush=True)
+server.serve_forever()
+"""#
