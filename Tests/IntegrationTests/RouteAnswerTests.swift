@@ -59,7 +59,7 @@ private func headOf(_ path: String) -> String {
 }
 
 extension Integration {
-    @Suite struct RedirectsThroughTheBinary {
+    @Suite struct RedirectMiddlewaresThroughTheBinary {
         @Test(.timeLimit(.minutes(1)))
         func redirectsAnswerHTTP1AndHTTP2ClientsWithALocationAndKeepTheConnection() throws {
             let setup = try ShopProxy("route-redirects", """
@@ -114,7 +114,7 @@ extension Integration {
         }
     }
 
-    @Suite struct RouteBodyLimitThroughTheBinary {
+    @Suite struct RoutingBodyLimitThroughTheBinary {
         /// A Content-Length over the limit is answered before any upstream contact (the
         /// route's only endpoint is a closed port: no 502); a chunked or HTTP/2 body that
         /// grows past it is cut, and the client gets 413.
@@ -160,7 +160,7 @@ extension Integration {
         }
     }
 
-    @Suite struct ResponseHeadersAndTraceThroughTheBinary {
+    @Suite struct ResponseHeaderAndTraceMiddlewaresThroughTheBinary {
         @Test(.timeLimit(.minutes(1)))
         func responseHeaderEditsAndTraceparentReachBothProtocols() throws {
             let setup = try ShopProxy("route-response-headers", """
@@ -219,7 +219,7 @@ extension Integration {
         }
     }
 
-    @Suite struct RouteTimeoutsThroughTheBinary {
+    @Suite struct RoutingTimeoutsThroughTheBinary {
         /// A route's response timeout ends a slow answer with 504 while another route to the
         /// same service waits for it.
         @Test(.timeLimit(.minutes(1)))
@@ -241,7 +241,7 @@ extension Integration {
         }
     }
 
-    @Suite struct RouteIdleTimeoutAndRetriesThroughTheBinary {
+    @Suite struct RoutingIdleTimeoutAndRetriesThroughTheBinary {
         /// A route's idle timeout cuts a response that stalls after its head; a route with
         /// `retries: {attempts: 0}` does not retry a request whose endpoint hung up, where the
         /// service's own retries do.
@@ -284,7 +284,7 @@ extension Integration {
         }
     }
 
-    @Suite struct RateLimitThroughTheBinary {
+    @Suite struct RateLimitMiddlewareThroughTheBinary {
         @Test(.timeLimit(.minutes(1)))
         func aClientOverItsBucketGets429WithRetryAfter() throws {
             let setup = try ShopProxy("route-rate-limit", """
@@ -347,7 +347,7 @@ extension Integration {
         }
     }
 
-    @Suite struct BasicAuthThroughTheBinary {
+    @Suite struct BasicAuthMiddlewareThroughTheBinary {
         /// htpasswd users get through over HTTP/1.1 and HTTP/2; anyone else gets 401 with
         /// the realm; the Authorization header stays at the proxy unless configured; a
         /// changed file is picked up without a reload.

@@ -115,7 +115,7 @@ private func error(_ middlewares: String, routes: String = "  - {service: s}\n")
     }
 }
 
-@Suite struct RedirectLocations {
+@Suite struct MiddlewareRedirectLocations {
     private func text(_ write: ((UnsafeRawBufferPointer) -> Void) -> Void) -> String {
         var bytes: [UInt8] = []
         write { bytes += $0 }
@@ -168,7 +168,7 @@ private func error(_ middlewares: String, routes: String = "  - {service: s}\n")
     }
 }
 
-@Suite struct TraceparentValidation {
+@Suite struct MiddlewareTraceparentValidation {
     private func valid(_ value: String) -> Bool { Array(value.utf8).withUnsafeBytes { TraceContext.isValidTraceparent($0) } }
 
     @Test func onlyTheW3CFormatPasses() {
@@ -188,7 +188,7 @@ private func error(_ middlewares: String, routes: String = "  - {service: s}\n")
     }
 }
 
-@Suite struct RateLimiterBuckets {
+@Suite struct MiddlewareRateLimiterBuckets {
     @Test func aBurstPassesThenTokensComeAtTheRate() {
         let limiter = RateLimiter(RateLimit(rate: 10, burst: 3, tableSize: 1024))
         let t0: Int64 = 5_000_000
@@ -232,7 +232,7 @@ private func error(_ middlewares: String, routes: String = "  - {service: s}\n")
     }
 }
 
-@Suite struct HtpasswdUsers {
+@Suite struct MiddlewareHtpasswdUsers {
     // Made with `htpasswd -nbB alice s3cret` and `openssl passwd -6 -salt abcdefgh s3cret` / `-5 -salt saltsalt`.
     static let bcrypt = "$2y$05$DJOpC6HE0kbhb0ffjJxCbe1FCVtKDJ0T7jeFBynOplgPFysg20t0."
     static let sha512 = "$6$abcdefgh$Z7KfoKnKTSZrzo5VZ0YubGLQOj9ov6sHo9TmE3zIU/LHKhpE30zCnZ0mcIXYf9r9rQ4DYaXoxAFSPFlcWdxjB."
