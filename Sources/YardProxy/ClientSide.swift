@@ -386,10 +386,18 @@ extension Worker {
         let close = !framingKnown || !c.keepAlive || !c.requestBodyDone || draining || c.readClosed
         Log.warning("\(status) to \(String(decoding: c.peerText, as: UTF8.self)): \(reason)")
         let text = ErrorResponse.bytes(status: status, close: close)
+        var size = text.utf8CodeUnitCount
+        if !close && c.requestMethod == .head {
+            // A HEAD answer has no body: on a connection that stays, it would read as the next response.
+            let all = UnsafeRawBufferPointer(start: text.utf8Start, count: size)
+            var end = 4
+            while end < all.count && !(all[end - 4] == 13 && all[end - 3] == 10 && all[end - 2] == 13 && all[end - 1] == 10) { end += 1 }
+            size = end
+        }
         sendOwnAnswer(c, status: status, close: close) { out in
-            _ = out.reserve(text.utf8CodeUnitCount)
-            out.append(text)
-            return text.utf8CodeUnitCount
+            _ = out.reserve(size)
+            out.append(UnsafeRawBufferPointer(start: text.utf8Start, count: size))
+            return size
         }
     }
 

@@ -268,7 +268,8 @@ extension Worker {
     /// Answers the request with `status`, the field lines in `answerFields` and `body`
     /// (text/plain; none when empty), over HTTP/1.1 or as an HTTP/2 response.
     func respondDirect(_ c: ClientConnection, status: Int, body: StaticString = "") {
-        let bodyBytes = UnsafeRawBufferPointer(start: body.utf8Start, count: body.utf8CodeUnitCount)
+        // A HEAD request gets the head only (its Content-Length then says 0).
+        let bodyBytes = UnsafeRawBufferPointer(start: body.utf8Start, count: c.head.method == .head ? 0 : body.utf8CodeUnitCount)
         if c.h2 != nil { return h2SendOwnAnswer(c, status: status, fieldLines: answerFields.readable, body: bodyBytes) }
         let close = !c.keepAlive || !c.requestBodyDone || draining || c.readClosed
         sendOwnAnswer(c, status: status, close: close) { out in
@@ -283,7 +284,11 @@ extension Worker {
             if !bodyBytes.isEmpty { out.append("Content-Type: text/plain\r\n") }
             out.append("Content-Length: ")
             out.appendDecimal(bodyBytes.count)
-            out.append(close ? "\r\nConnection: close\r\n\r\n" : "\r\n\r\n")
+            if close {
+                out.append("\r\nConnection: close\r\n\r\n")
+            } else {
+                out.append(c.requestVersionMinor == 0 ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\n\r\n")
+            }
             out.append(bodyBytes)
             return out.writerIndex - start
         }

@@ -111,6 +111,11 @@ extension Integration {
             #expect(first.status == 301 && first.header("Location") == "https://blog.example.com/posts/a" && first.header("Content-Length") == "0")
             let second = try connection.readResponse()
             #expect(second.status == 200 && second.bodyText.hasPrefix("hello from shop"))
+            // HEAD gets no body; an HTTP/1.0 keep-alive client is told the connection stays.
+            try connection.send("HEAD /blog/a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /shop HTTP/1.1\r\nHost: x\r\n\r\n")
+            let head = try connection.readResponse(method: "HEAD")
+            #expect(head.status == 301 && head.body.isEmpty && head.header("Connection")?.lowercased() == "keep-alive")
+            #expect(try connection.readResponse().status == 200, "nothing of the HEAD answer spilled into the next")
         }
     }
 
@@ -311,6 +316,14 @@ extension Integration {
             #expect(try curl(url + "/key", ["-H", "X-API-Key: alice"], dir: dir).httpStatus == 200)
             #expect(try curl(url + "/key", ["-H", "X-API-Key: alice"], dir: dir).httpStatus == 429)
             #expect(try curl(url + "/key", ["-H", "X-API-Key: bob"], dir: dir).httpStatus == 200, "each key its own bucket")
+
+            // HEAD answers of the proxy's own (429 here, 404 from respondError) carry no body.
+            let connection = try RawConnection(port: setup.port)
+            try connection.send("HEAD /address HTTP/1.1\r\nHost: x\r\n\r\nHEAD /nothing HTTP/1.1\r\nHost: x\r\n\r\nGET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try connection.readResponse(method: "HEAD").status == 429)
+            #expect(try connection.readResponse(method: "HEAD").status == 404)
+            let afterHeads = try connection.readResponse()
+            #expect(afterHeads.status == 404 && afterHeads.bodyText.hasPrefix("no route"), "\(afterHeads.bodyText)")
         }
 
         /// The attack: one peer (a trusted proxy) claims a new client address per request.
@@ -369,6 +382,12 @@ extension Integration {
                 })
             defer { setup.stop() }
             let (dir, url) = (setup.dir, setup.url)
+
+            // HEAD answers carry no body, so the next response on the connection is read right.
+            let connection = try RawConnection(port: setup.port)
+            try connection.send("HEAD /staff HTTP/1.1\r\nHost: x\r\n\r\nHEAD /staff HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try connection.readResponse(method: "HEAD").status == 401)
+            #expect(try connection.readResponse(method: "HEAD").status == 401)
 
             for h2 in [false, true] {
                 let mode = h2 ? ["--http2-prior-knowledge"] : []
