@@ -289,7 +289,8 @@ extension Worker {
                 h.headers.add(name: "content-type", value: UnsafeRawBufferPointer(start: ("text/plain" as StaticString).utf8Start, count: 10))
             }
             h.headers.add(name: "content-length", decimal: bodyText.count)
-            let body = bodyText.isEmpty ? nil : h.session.openBody(stream: link.stream)
+            // A HEAD answer ends with its HEADERS: DATA on it is a protocol error to the client.
+            let body = bodyText.isEmpty || c.head.method == .head ? nil : h.session.openBody(stream: link.stream)
             if let body {
                 _ = body.buffer.reserve(bodyText.count)
                 body.buffer.append(bodyText)
@@ -300,7 +301,7 @@ extension Worker {
             h.session.submitResponse(stream: link.stream, status: status, headers: &h.headers, body: body)
         }
         if accessLog != nil {
-            c.bytesToClient += bodyText.count
+            c.bytesToClient += link.body == nil ? 0 : bodyText.count
             endLogLine(c, status: status, endpoint: c.lastEndpoint)
         }
         c.responseStarted = true

@@ -324,6 +324,11 @@ extension Integration {
             #expect(try connection.readResponse(method: "HEAD").status == 404)
             let afterHeads = try connection.readResponse()
             #expect(afterHeads.status == 404 && afterHeads.bodyText.hasPrefix("no route"), "\(afterHeads.bodyText)")
+            // Over HTTP/2 a body on a HEAD answer is a protocol error to the client.
+            for path in ["/address", "/nothing"] {
+                let head = try curl(url + path, ["--http2-prior-knowledge", "-I"], dir: dir)
+                #expect(head.exitStatus == 0 && [429, 404].contains(head.httpStatus), "\(path): \(head.stderr)")
+            }
         }
 
         /// The attack: one peer (a trusted proxy) claims a new client address per request.
