@@ -99,8 +99,13 @@ extension ConfigLoader {
             if to.contains("$") {
                 throw toNode.error("'\(to)' has '$': redirect takes a prefix, not a regex; the rest of the path is appended to 'to'")
             }
-            return .redirect(PathRedirect(from: from, to: to, exact: try fields.optional("exact")?.boolean() ?? false,
-                                          permanent: try fields.optional("permanent")?.boolean() ?? true))
+            let redirect = PathRedirect(from: from, to: to, exact: try fields.optional("exact")?.boolean() ?? false,
+                                        permanent: try fields.optional("permanent")?.boolean() ?? true)
+            let target = String(to.split(separator: "?", maxSplits: 1).first ?? "")
+            if !absolute, Array(target.utf8).withUnsafeBytes({ redirect.matchedLength($0) }) != nil {
+                throw toNode.error("'\(to)' is itself under '\(from)': every redirect would be redirected again")
+            }
+            return .redirect(redirect)
         case "rate_limit":
             let fields = try node.fields(allowed: ["rate", "burst", "header", "table_size"])
             let rate = try rateValue(try fields.required("rate", hint: "requests per time, e.g. 'rate: 10/s' or '600/m'"))

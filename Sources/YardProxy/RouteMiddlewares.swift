@@ -8,7 +8,9 @@ import YardModel
 import Synchronization
 
 // The request-path side of routing beyond host and path: header conditions read in place
-// from the parsed head.
+// from the parsed head, the request-head edits of a route's middlewares (HeadWriter.swift
+// calls them), and the answers its middlewares give themselves (redirects, 401, 403, 429)
+// for HTTP/1.1 and HTTP/2 clients.
 
 /// A request's header fields as `RoutingTable.route` reads them: spans into the client's
 /// buffer. Threading: lives for one call on the owning event loop.
@@ -155,8 +157,9 @@ extension Worker {
 // MARK: - Answers of our own (called from dispatch, after routing)
 
 extension Worker {
-    /// Runs the route's gates in order: ip_allow (403), redirect_scheme and redirect (a
-    /// redirect), rate_limit (429). Returns true when one of them answered the request.
+    /// Runs the route's gates in the route's order: ip_allow (403), redirect_scheme and
+    /// redirect (3xx with a Location), rate_limit (429), basic_auth (401). Returns true when
+    /// one of them answered the request. Threading: the worker's loop; nothing allocated.
     func answeredByGates(_ c: ClientConnection, _ steps: RouteSteps, base: UnsafeRawBufferPointer) -> Bool {
         let head = c.head
         for gate in steps.gates {
