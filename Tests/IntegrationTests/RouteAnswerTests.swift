@@ -263,11 +263,12 @@ extension Integration {
                 ServiceSpec(name: "odd", instances: [.init(port: oddPort)]),
                 ServiceSpec(name: "pair", instances: [.init(port: oddPort), .init(port: shop.port)], extraYAML: "retries: {attempts: 2}"),
             ]))
-            let (proxy, url, _) = try startProxy(dir, """
+            let (proxy, url, port) = try startProxy(dir, """
                 listeners:
                   - {name: web, address: 127.0.0.1:0}
                 routes:
                   - {path: /stall, service: odd, timeouts: {idle: 300ms}}
+                  - {path: /early, service: odd, max_body_bytes: 1000}
                   - {path: /hangup/once, service: pair, retries: {attempts: 0}}
                   - {path: /hangup, service: pair}
                 discovery: {provider: file, file: services.yml}
@@ -280,6 +281,14 @@ extension Integration {
             let stalled = try curl(url + "/stall", dir: dir)
             #expect(stalled.exitStatus == 18 || stalled.exitStatus == 56, "curl saw the body cut: \(stalled.exitStatus.map(String.init) ?? "killed") \(stalled.stderr)")
             #expect(ContinuousClock.now - start < .seconds(3), "cut after the route's 300 ms idle, not the origin's 10 s stall")
+
+            // A body that crosses the limit after the response began: the exchange is cut
+            // (the client sees its 200 end early), never completed with a body over the limit.
+            let upload = try RawConnection(port: port)
+            try upload.send("POST /early HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1f4\r\n\(String(repeating: "a", count: 500))\r\n")
+            #expect(upload.readUntil(contains: "0123456789", timeout: .seconds(5)), "the response began")
+            try upload.send("3e8\r\n\(String(repeating: "b", count: 1000))\r\n")
+            #expect(upload.readUntilClosed(timeout: .seconds(5)), "the exchange is cut: the connection closes before 100000 bytes")
 
             // Round robin over the hanging origin and the demo: every other first attempt hangs up.
             let withRetries = try (0..<4).map { _ in try curl(url + "/hangup", dir: dir).httpStatus }
@@ -464,6 +473,13 @@ class Handler(socketserver.StreamRequestHandler):
                     time.sleep(10)
                     return
                 if target.startswith(b"/hangup"):
+                    return
+                if target.startswith(b"/early"):
+                    # Answers at once, before the body, then reads whatever comes until the close.
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789")
+                    self.wfile.flush()
+                    while self.rfile.read1(65536):
+                        pass
                     return
                 self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
         except OSError:
