@@ -37,6 +37,8 @@ let package = Package(
         .systemLibrary(name: "CYardNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         // Header-only: epoll, eventfd, accept4 and splice, which Swift's Glibc module does not export.
         .systemLibrary(name: "CYardLinux"),
+        // libxcrypt: basic_auth verifies htpasswd hashes with crypt_rn.
+        .systemLibrary(name: "CYardCrypt", providers: [.apt(["libcrypt-dev"])]),
 
         // MARK: The data plane
         // The process log's handler lives here so the data plane's rare failure lines and the
@@ -52,7 +54,7 @@ let package = Package(
             // under h2load (swift_beginAccess/AccessSet::insert in perf).
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
-        .target(name: "YardModel", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "YardModel", dependencies: ["CYardCrypt", .product(name: "Yams", package: "Yams")]),
         .target(name: "YardBalancing"),
         .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing", "YardTLS", "YardHTTP2", .product(name: "Logging", package: "swift-log")]),
         .target(

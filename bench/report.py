@@ -12,11 +12,12 @@ import os
 import sys
 
 PEERS = ("haproxy", "nginx", "h2o", "nghttpx")
-VARIANTS = ("switchyard+obs", "switchyard+checks")
+VARIANTS = ("switchyard+obs", "switchyard+checks", "switchyard+mw")
 TITLES = {
     "keepalive": "keep-alive, small", "64k": "keep-alive, 64 KiB", "newconn": "new connection per request",
     "tls": "TLS keep-alive, small", "h2c": "h2c, small", "h2tls": "h2 over TLS, small",
     "h2c-up": "h2c → h2c origin", "h1-h2up": "HTTP/1.1 → h2c origin",
+    "middlewares": "keep-alive, route middlewares",
 }
 
 

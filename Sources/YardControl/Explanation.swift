@@ -117,6 +117,10 @@ public struct Explanation: Codable, Sendable {
             }
             result.reasons.append("client \(request.client) is in the route's ip_allow networks")
         }
+        if let answer = gateAnswer(route, request: request, path: pathBytes, query: target.count > 1 ? queryBytes : nil, into: &result.reasons) {
+            result.answer = answer
+            return result
+        }
         result.service = route.serviceName
         guard let service = route.service else {
             result.answer = "503 service not discovered"
@@ -280,4 +284,67 @@ private struct ExplainFields: RouteFields {
 /// `text` without leading and trailing spaces and tabs.
 private func trimmed(_ text: Substring) -> String {
     String(text.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
+}
+
+extension Explanation {
+    /// What the route's redirect, rate_limit and basic_auth middlewares and its own
+    /// settings do to the request: the answer when one of them answers it (as a plain-HTTP
+    /// request; a redirect_scheme to https forwards what came over TLS), else nil.
+    static func gateAnswer(_ route: Route, request: Request, path: [UInt8], query: [UInt8]?, into reasons: inout [String]) -> String? {
+        let safe = request.method == "GET" || request.method == "HEAD"
+        for gate in route.steps.gates {
+            switch gate {
+            case .allow:
+                continue
+            case .redirectScheme(let redirect):
+                var location: [UInt8] = []
+                Array(request.host.utf8).withUnsafeBytes { h in
+                    path.withUnsafeBytes { p in
+                        if let query {
+                            query.withUnsafeBytes { q in redirect.writeLocation(host: h, path: p, query: q) { location += $0 } }
+                        } else {
+                            redirect.writeLocation(host: h, path: p, query: nil) { location += $0 }
+                        }
+                    }
+                }
+                let status = RedirectStatus.code(permanent: redirect.permanent, safeMethod: safe)
+                reasons.append("redirect_scheme answers \(status) with Location \(String(decoding: location, as: UTF8.self)) (a request that came over \(redirect.scheme) is forwarded)")
+                return "\(status) redirect_scheme"
+            case .redirect(let redirect):
+                var location: [UInt8] = []
+                let applies: Bool = path.withUnsafeBytes { p in
+                    guard let matched = redirect.matchedLength(p) else { return false }
+                    if let query {
+                        query.withUnsafeBytes { q in redirect.writeLocation(path: p, matched: matched, query: q) { location += $0 } }
+                    } else {
+                        redirect.writeLocation(path: p, matched: matched, query: nil) { location += $0 }
+                    }
+                    return true
+                }
+                guard applies else {
+                    reasons.append("redirect from \(redirect.from) does not apply to this path")
+                    continue
+                }
+                let status = RedirectStatus.code(permanent: redirect.permanent, safeMethod: safe)
+                reasons.append("redirect answers \(status) with Location \(String(decoding: location, as: UTF8.self))")
+                return "\(status) redirect"
+            case .rateLimit(let limiter, _):
+                let key = limiter.settings.header.map { "its \($0) header (else its address)" } ?? "its address"
+                reasons.append("rate_limit: each client (by \(key)) may send \(limiter.settings.burst) at once, then \(limiter.settings.rate) per second; over it, 429")
+            case .basicAuth(let auth):
+                reasons.append("basic_auth: only users of \(auth.settings.file) pass (realm \(auth.settings.realm)); others get 401")
+            }
+        }
+        let settings = route.settings
+        if settings != .none {
+            var parts: [String] = []
+            if settings.maxBodyBytes > 0 { parts.append("bodies up to \(settings.maxBodyBytes) bytes (413 above)") }
+            if settings.connectTimeoutMs > 0 { parts.append("connect timeout \(settings.connectTimeoutMs) ms") }
+            if settings.responseTimeoutMs > 0 { parts.append("response timeout \(settings.responseTimeoutMs) ms") }
+            if settings.idleTimeoutMs > 0 { parts.append("idle timeout \(settings.idleTimeoutMs) ms") }
+            if let retry = settings.retry { parts.append("\(retry.attempts) retries") }
+            reasons.append("the route's own settings: \(parts.joined(separator: ", "))")
+        }
+        return nil
+    }
 }

@@ -120,7 +120,8 @@ enum PrometheusText {
             }
         }
         family("switchyard_proxy_answers_total", "counter", "Answers the proxy gave itself, by reason.")
-        for (i, reason) in ["no_route", "no_endpoint", "bad_request", "bad_gateway", "gateway_timeout"].enumerated() {
+        for (i, reason) in ["no_route", "no_endpoint", "bad_request", "bad_gateway", "gateway_timeout", "redirect", "unauthorized",
+                            "rate_limited"].enumerated() where i < state.metrics.ownAnswers.count {
             sample("switchyard_proxy_answers_total", [("reason", reason)], "\(state.metrics.ownAnswers[i])")
         }
 

@@ -28,6 +28,8 @@ public struct BodyProgress: Sendable {
     private var kind: Kind
     private var remaining: Int64
     private var decoder: ChunkedDecoder
+    private var total: Int64 = 0
+    private var passed: Int64 = 0
     /// The whole body has passed.
     public private(set) var isComplete: Bool
 
@@ -48,6 +50,7 @@ public struct BodyProgress: Sendable {
             break
         case .contentLength(let length):
             remaining = max(length, 0)
+            total = remaining
             isComplete = remaining == 0
         case .chunked:
             kind = .chunked
@@ -64,6 +67,15 @@ public struct BodyProgress: Sendable {
     /// The body ends only when the sender closes the connection: that connection cannot be
     /// reused.
     public var isCloseDelimited: Bool { kind == .untilClose }
+    /// Body bytes passed so far, framing not counted (a chunked body's data only).
+    public var dataBytes: Int64 {
+        switch kind {
+        case .length: total - remaining
+        case .chunked: decoder.dataBytes
+        case .untilClose: passed
+        }
+    }
+
     /// Bytes of a Content-Length body still to come (0 for other framings).
     public var remainingLength: Int64 { kind == .length ? remaining : 0 }
 
@@ -88,6 +100,7 @@ public struct BodyProgress: Sendable {
                 return .invalid(error)
             }
         case .untilClose:
+            passed &+= Int64(bytes.count)
             return .body(count: bytes.count)
         }
     }

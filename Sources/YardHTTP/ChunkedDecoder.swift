@@ -70,6 +70,8 @@ public struct ChunkedDecoder: Sendable {
 
     /// Whether the last chunk and trailers have been seen.
     public var isDone: Bool { state == .done }
+    /// Chunk data seen so far (the body without its framing).
+    public private(set) var dataBytes: Int64 = 0
 
     /// Consumes `bytes`, which follow the bytes of the previous call. After `.done` the decoder
     /// reports `.done(consumed: 0)` and after `.invalid` the same error, whatever it is given.
@@ -88,6 +90,7 @@ public struct ChunkedDecoder: Sendable {
                 let take = Int(min(Int64(n &- i), remaining))
                 i &+= take
                 remaining &-= Int64(take)
+                dataBytes &+= Int64(take)
                 if remaining == 0 { state = .dataCR }
                 continue
             }

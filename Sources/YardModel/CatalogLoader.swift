@@ -267,7 +267,7 @@ extension ConfigLoader {
         return result
     }
 
-    private static func parseRetry(_ node: ConfigNode) throws(ConfigError) -> RetryPolicy {
+    static func parseRetry(_ node: ConfigNode) throws(ConfigError) -> RetryPolicy {
         let fields = try node.fields(allowed: ["attempts", "budget_percent", "per_try_timeout"])
         var policy = RetryPolicy()
         if let v = fields.optional("attempts") { policy.attempts = try v.integer(in: 0...5, expected: "extra attempts from 0 to 5") }

@@ -96,6 +96,8 @@ public struct RouteConfig: Sendable, Equatable {
     public var name: String?
     /// The middlewares it runs, in order, resolved from `middlewares:` (Middleware.swift).
     public var middlewares: [RouteMiddleware] = []
+    /// Body limit, timeouts and retries of its own (RouteSettings.swift).
+    public var settings = RouteSettings()
 
     public init(host: String?, pathPrefix: String, service: String) {
         self.init(match: RouteMatch(hosts: host.map { [$0] } ?? [], path: pathPrefix), service: service)

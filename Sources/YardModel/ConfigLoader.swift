@@ -34,7 +34,7 @@ public enum ConfigLoader {
 
         let listenersNode = try fields.required("listeners", hint: "add at least one, e.g. '- {name: web, address: 127.0.0.1:8080}'")
         let listeners = try parseListeners(listenersNode, directory: directory)
-        let middlewares = try parseMiddlewares(fields.optional("middlewares"))
+        let middlewares = try parseMiddlewares(fields.optional("middlewares"), directory: directory)
         let routes = try parseRoutes(fields.optional("routes"), middlewares: middlewares)
         var discovery = try parseDiscovery(fields.optional("discovery"), directory: directory)
         discovery.middlewares = middlewares
@@ -151,7 +151,7 @@ public enum ConfigLoader {
     static let routeKeys = [
         "name", "host", "path", "path_exact", "methods", "headers", "headers_present", "query", "query_present",
         "priority", "service", "middlewares",
-    ]
+    ] + routeSettingKeys
 
     private static func parseRoutes(_ node: ConfigNode?, middlewares: [String: MiddlewareKind]) throws(ConfigError) -> [RouteConfig] {
         guard let node else { return [] }
@@ -195,6 +195,7 @@ public enum ConfigLoader {
             }
             seen[match] = item.line
             var route = RouteConfig(match: match, service: service, name: name)
+            route.settings = try parseRouteSettings(fields)
             if let listNode = fields.optional("middlewares") {
                 let names = try listNode.list().map { (item) throws(ConfigError) in try item.string(expected: "a middleware name") }
                 switch RouteSteps.build(names: names, defined: middlewares) {

@@ -14,6 +14,30 @@ public struct HeaderSetting: Sendable, Equatable, Hashable {
     }
 }
 
+/// Header edits of a `headers` middleware: on the request to the backend and on the
+/// response to the client.
+public struct HeaderEdits: Sendable, Equatable {
+    /// Replace every field of the name with this one.
+    public var set: [HeaderSetting] = []
+    /// Add this field, keeping any the message already has.
+    public var add: [HeaderSetting] = []
+    /// Drop every field of the name.
+    public var remove: [String] = []
+    public var responseSet: [HeaderSetting] = []
+    public var responseAdd: [HeaderSetting] = []
+    public var responseRemove: [String] = []
+
+    public init(set: [HeaderSetting] = [], add: [HeaderSetting] = [], remove: [String] = [],
+                responseSet: [HeaderSetting] = [], responseAdd: [HeaderSetting] = [], responseRemove: [String] = []) {
+        self.set = set
+        self.add = add
+        self.remove = remove
+        self.responseSet = responseSet
+        self.responseAdd = responseAdd
+        self.responseRemove = responseRemove
+    }
+}
+
 /// What a middleware does, as configured.
 public enum MiddlewareKind: Sendable, Equatable {
     /// Remove the first of these prefixes the path starts with (on a segment boundary);
@@ -23,10 +47,19 @@ public enum MiddlewareKind: Sendable, Equatable {
     case addPrefix(String)
     /// Send this path instead; the original goes upstream as `X-Replaced-Path`.
     case replacePath(String)
-    /// Request headers: `set` replaces any field of the name, `remove` drops fields.
-    case headers(set: [HeaderSetting], remove: [String])
-    /// Give the request an ID in this header when it has none, and pass it upstream.
-    case requestID(header: String)
+    /// Header edits on the request and the response.
+    case headers(HeaderEdits)
+    /// Give the request an ID in this header when it has none, and pass it upstream; with
+    /// `traceparent`, pass on a valid W3C `traceparent` or start a new trace.
+    case requestID(header: String, traceparent: Bool = true, sampled: Bool = false)
+    /// Answer with a redirect to the same host, path and query under another scheme.
+    case redirectScheme(RedirectScheme)
+    /// Answer with a redirect for paths under (or equal to) a prefix.
+    case redirect(PathRedirect)
+    /// A token bucket per client (address or header); over it, 429 with Retry-After.
+    case rateLimit(RateLimit)
+    /// Users of an htpasswd file; others get 401 with WWW-Authenticate.
+    case basicAuth(BasicAuth)
     /// Only clients in these networks (the client address as `trusted_proxies` decides);
     /// others get 403.
     case ipAllow([Network])
@@ -40,8 +73,25 @@ public enum MiddlewareKind: Sendable, Equatable {
         case .headers: "headers"
         case .requestID: "request_id"
         case .ipAllow: "ip_allow"
+        case .redirectScheme: "redirect_scheme"
+        case .redirect: "redirect"
+        case .rateLimit: "rate_limit"
+        case .basicAuth: "basic_auth"
         }
     }
+}
+
+/// A middleware that may answer instead of forwarding, checked in the route's order.
+public enum RouteGate: Sendable {
+    /// 403 unless the client is in one of the networks.
+    case allow([Network])
+    case redirectScheme(RedirectScheme)
+    case redirect(PathRedirect)
+    /// 429 when the client's bucket is empty; `header` (lower-cased) names the key, empty
+    /// for the client address.
+    case rateLimit(RateLimiter, header: [UInt8])
+    /// 401 unless the Authorization header names a user of the file.
+    case basicAuth(BasicAuthGate)
 }
 
 /// A route's middlewares compiled to bytes for the request path.
@@ -58,12 +108,23 @@ public struct RouteSteps: Sendable {
     public let dropFields: [[UInt8]]
     /// `Name: value\r\n` lines to append, in order.
     public let addLines: [UInt8]
+    /// The same two for the response to the client.
+    public let responseDropFields: [[UInt8]]
+    public let responseAddLines: [UInt8]
+    /// The response head is edited (only then is it looked at field by field).
+    public let editsResponse: Bool
     /// Lower-cased request ID header, empty when the route has no request_id.
     public let requestIDHeader: [UInt8]
     /// The request ID header as written (for the generated field), e.g. `X-Request-ID`.
     public let requestIDName: [UInt8]
+    /// Pass on a valid `traceparent` or start a trace (request_id's `traceparent`).
+    public let traceparent: Bool
+    /// A started trace is marked sampled (trace-flags 01).
+    public let traceSampled: Bool
     /// Networks a client must be in (every ip_allow of the route must hold); empty: any.
     public let allow: [[Network]]
+    /// The middlewares that may answer themselves, in the route's order.
+    public let gates: [RouteGate]
     /// Anything to do at all: the request path skips every check when false.
     public let isEmpty: Bool
     /// The path is changed (the request line is rebuilt).
@@ -79,18 +140,39 @@ public struct RouteSteps: Sendable {
         var replace: [UInt8]?
         var drop: [[UInt8]] = []
         var lines: [UInt8] = []
+        var responseDrop: [[UInt8]] = []
+        var responseLines: [UInt8] = []
         var idName = ""
+        var trace = false
+        var sampled = false
         var allow: [[Network]] = []
-        for kind in kinds {
+        var gates: [RouteGate] = []
+        func line(_ setting: HeaderSetting) -> [UInt8] { Array("\(setting.name): \(setting.value)\r\n".utf8) }
+        for (name, kind) in zip(names, kinds) {
             switch kind {
             case .stripPrefix(let prefixes): strip = prefixes.map { Array($0.utf8) }
             case .addPrefix(let prefix): add = Array(prefix.utf8)
             case .replacePath(let path): replace = Array(path.utf8)
-            case .headers(let set, let remove):
-                for name in remove + set.map(\.name) { drop.append(Array(name.lowercased().utf8)) }
-                for setting in set { lines += Array("\(setting.name): \(setting.value)\r\n".utf8) }
-            case .requestID(let header): idName = header
-            case .ipAllow(let networks): allow.append(networks)
+            case .headers(let edits):
+                for name in edits.remove + edits.set.map(\.name) { drop.append(Array(name.lowercased().utf8)) }
+                for setting in edits.set + edits.add { lines += line(setting) }
+                for name in edits.responseRemove + edits.responseSet.map(\.name) { responseDrop.append(Array(name.lowercased().utf8)) }
+                for setting in edits.responseSet + edits.responseAdd { responseLines += line(setting) }
+            case .requestID(let header, let traceparent, let sample):
+                idName = header
+                trace = traceparent
+                sampled = sample
+            case .ipAllow(let networks):
+                allow.append(networks)
+                gates.append(.allow(networks))
+            case .redirectScheme(let redirect): gates.append(.redirectScheme(redirect))
+            case .redirect(let redirect): gates.append(.redirect(redirect))
+            case .rateLimit(let limit):
+                gates.append(.rateLimit(RateLimiterRegistry.shared.limiter(name: name, settings: limit),
+                                        header: Array((limit.header ?? "").lowercased().utf8)))
+            case .basicAuth(let auth):
+                gates.append(.basicAuth(BasicAuthRegistry.shared.gate(name: name, settings: auth)))
+                if !auth.forwardAuthorization { drop.append(Array("authorization".utf8)) }
             }
         }
         // The proxy's own X-Forwarded-Prefix / X-Replaced-Path replace what a client sent.
@@ -101,11 +183,17 @@ public struct RouteSteps: Sendable {
         self.replacePath = replace
         self.dropFields = drop
         self.addLines = lines
+        self.responseDropFields = responseDrop
+        self.responseAddLines = responseLines
+        self.editsResponse = !responseDrop.isEmpty || !responseLines.isEmpty
         self.requestIDHeader = Array(idName.lowercased().utf8)
         self.requestIDName = Array(idName.utf8)
+        self.traceparent = trace && !idName.isEmpty
+        self.traceSampled = sampled
         self.rewritesPath = !strip.isEmpty || !add.isEmpty || replace != nil
         self.allow = allow
-        self.isEmpty = !rewritesPath && drop.isEmpty && lines.isEmpty && idName.isEmpty && allow.isEmpty
+        self.gates = gates
+        self.isEmpty = !rewritesPath && drop.isEmpty && lines.isEmpty && idName.isEmpty && gates.isEmpty && !editsResponse
         self.names = names
     }
 
@@ -121,7 +209,7 @@ public struct RouteSteps: Sendable {
                     + (known.isEmpty ? "define it under 'middlewares:'" : "defined: \(known.joined(separator: ", "))")))
             }
             let type = kind.typeName
-            if ["strip_prefix", "add_prefix", "replace_path", "request_id"].contains(type), let other = seenTypes[type] {
+            if ["strip_prefix", "add_prefix", "replace_path", "request_id", "redirect_scheme"].contains(type), let other = seenTypes[type] {
                 return .failure(MiddlewareProblem(message: "'\(name)' and '\(other)' are both \(type); a route takes one"))
             }
             seenTypes[type] = name
@@ -148,10 +236,34 @@ public struct RouteSteps: Sendable {
         return 0
     }
 
-    /// Whether the field `name` (any case) is one the route drops.
+    /// Whether the request field `name` (any case) is one the route drops.
     @inlinable
     public func drops(_ name: UnsafeRawBufferPointer) -> Bool {
-        for wanted in dropFields where wanted.count == name.count && RouteMatcher.caseBlindEqual(name, at: 0, wanted) {
+        RouteSteps.listed(name, in: dropFields)
+    }
+
+    /// Whether the response field `name` (any case) is one the route drops.
+    @inlinable
+    public func dropsFromResponse(_ name: UnsafeRawBufferPointer) -> Bool {
+        RouteSteps.listed(name, in: responseDropFields)
+    }
+
+    /// Whether `name` is `lowered` in any case (`lowered` is lower-case ASCII).
+    @inlinable
+    public static func sameName(_ name: UnsafeRawBufferPointer, _ lowered: StaticString) -> Bool {
+        guard name.count == lowered.utf8CodeUnitCount else { return false }
+        let wanted = lowered.utf8Start
+        for i in 0..<name.count {
+            var c = name[i]
+            if c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") { c |= 0x20 }
+            if c != wanted[i] { return false }
+        }
+        return true
+    }
+
+    @inlinable
+    static func listed(_ name: UnsafeRawBufferPointer, in names: [[UInt8]]) -> Bool {
+        for wanted in names where wanted.count == name.count && RouteMatcher.caseBlindEqual(name, at: 0, wanted) {
             return true
         }
         return false

@@ -163,13 +163,17 @@ public final class Route: Sendable {
     public let service: Service?
     /// The route's middlewares as bytes (Middleware.swift).
     public let steps: RouteSteps
+    /// The route's own body limit, timeouts and retries (RouteSettings.swift).
+    public let settings: RouteSettings
 
     public convenience init(host: String?, pathPrefix: String, serviceName: String, service: Service?) {
         self.init(match: RouteMatch(hosts: host.map { [$0.lowercased()] } ?? [], path: pathPrefix),
                   name: nil, serviceName: serviceName, service: service)
     }
 
-    public init(match: RouteMatch, name: String?, serviceName: String, service: Service?, middlewares: [RouteMiddleware] = []) {
+    public init(match: RouteMatch, name: String?, serviceName: String, service: Service?, middlewares: [RouteMiddleware] = [],
+                settings: RouteSettings = .none) {
+        self.settings = settings
         self.steps = middlewares.isEmpty ? .none : RouteSteps(names: middlewares.map(\.name), kinds: middlewares.map(\.kind))
         self.match = match
         self.matcher = RouteMatcher(match)

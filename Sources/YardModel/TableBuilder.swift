@@ -31,7 +31,7 @@ public func buildRoutingTable(
     }
     var resolved = routes.map { route in
         Route(match: route.match, name: route.name, serviceName: route.service, service: byName[route.service],
-              middlewares: route.middlewares)
+              middlewares: route.middlewares, settings: route.settings)
     }
     // Routes a service declares through discovery come after the config file's; an exact
     // duplicate of a configured match is dropped so the config file wins.

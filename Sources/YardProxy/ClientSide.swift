@@ -237,8 +237,10 @@ extension Worker {
             return
         }
         c.route = route
-        if !route.steps.isEmpty, let refusal = routeStepsRefusal(c, route.steps, base: base) {
-            respondError(c, status: refusal.status, reason: refusal.reason)
+        // Middlewares that answer themselves (RouteMiddlewares.swift), a body over the route's limit.
+        if !route.steps.gates.isEmpty && answeredByGates(c, route.steps, base: base) { return }
+        if route.settings.maxBodyBytes > 0, case .contentLength(let length) = head.framing, length > route.settings.maxBodyBytes {
+            respondError(c, status: 413, reason: "the body of \(length) bytes is over the route's max_body_bytes")
             return
         }
         c.overrideTrack = route.service.map { overrideTrack(c, service: $0, base: base) } ?? -1
@@ -257,7 +259,7 @@ extension Worker {
         c.trackDecided = false
         c.onCanary = false
         c.stickyPoint = service.canary?.sticky == nil ? -1 : stickyPoint(c, service: service)
-        retryTokens = min(retryTokens + Double(service.retry.budgetPercent) / 100, 100)
+        retryTokens = min(retryTokens + Double(retryPolicy(route, service).budgetPercent) / 100, 100)
         guard let u = connectUpstream(for: c, service: service, fresh: c.upgradeRequested) else {
             c.inBuf.consume(head.headLength)
             c.scanFrom = 0
@@ -295,6 +297,11 @@ extension Worker {
             switch c.requestBody.advance(over: UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<room])) {
             case .body(let taken):
                 count = taken
+                if let limit = c.route?.settings.maxBodyBytes, limit > 0, c.requestBody.dataBytes > limit {
+                    // Nothing past the limit goes upstream; the upstream exchange is cut.
+                    abortExchange(c, status: 413, reason: "the request body grew over the route's max_body_bytes of \(limit)")
+                    return
+                }
             case .invalid(let error):
                 abortExchange(c, status: 400, reason: "request body: \(error.reason)")
                 return
@@ -302,7 +309,7 @@ extension Worker {
             u.outBuf.append(UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count]))
             c.inBuf.consume(count)
             c.bodyBytes &+= Int64(count)
-            u.deadline = now + (u.phase == .connecting ? Int64(settings.upstreamConnectTimeoutMs) : responseTimeout(c.route?.service))
+            u.deadline = now + (u.phase == .connecting ? connectTimeout(c.route) : responseTimeout(c.route))
             guard u.phase == .active else { break }
             guard flushUpstream(u) else { return }
             if u.sentIndex < u.outBuf.writerIndex { break }
@@ -378,17 +385,34 @@ extension Worker {
         let framingKnown = status == 404 || status == 502 || status == 503 || status == 504
         let close = !framingKnown || !c.keepAlive || !c.requestBodyDone || draining || c.readClosed
         Log.warning("\(status) to \(String(decoding: c.peerText, as: UTF8.self)): \(reason)")
+        let text = ErrorResponse.bytes(status: status, close: close)
+        var size = text.utf8CodeUnitCount
+        if !close && c.requestMethod == .head {
+            // A HEAD answer has no body: on a connection that stays, it would read as the next response.
+            let all = UnsafeRawBufferPointer(start: text.utf8Start, count: size)
+            var end = 4
+            while end < all.count && !(all[end - 4] == 13 && all[end - 3] == 10 && all[end - 2] == 13 && all[end - 1] == 10) { end += 1 }
+            size = end
+        }
+        sendOwnAnswer(c, status: status, close: close) { out in
+            _ = out.reserve(size)
+            out.append(UnsafeRawBufferPointer(start: text.utf8Start, count: size))
+            return size
+        }
+    }
+
+    /// Ends the exchange with an answer of the proxy's own: `write` appends it to the
+    /// client's output and returns its size; the connection closes after it with `close`.
+    func sendOwnAnswer(_ c: ClientConnection, status: Int, close: Bool, _ write: (inout ByteBuffer) -> Int) {
         countOwnAnswer(status)
         if c.phase == .readingHead || c.phase == .idle || c.phase == .forwarding, close == false {
             // Drop the answered request's head; keep any pipelined bytes after it.
             if c.phase != .forwarding { c.inBuf.consume(c.head.headLength) }
         }
-        let text = ErrorResponse.bytes(status: status, close: close)
-        _ = c.outBuf.reserve(text.utf8CodeUnitCount)
-        c.outBuf.append(text)
+        let size = write(&c.outBuf)
         if accessLog != nil {
             if c.phase == .idle || (c.phase == .readingHead && c.logStartNanos == 0) { c.logHead.clear() }
-            c.bytesToClient += text.utf8CodeUnitCount
+            c.bytesToClient += size
             endLogLine(c, status: status, endpoint: c.lastEndpoint)
         }
         c.responseStarted = true

@@ -73,10 +73,15 @@ extension Worker {
         let h = link.connection
         let base = u.inBuf.readable
         h.headers.removeAll()
+        let edits = c.route.flatMap { $0.steps.editsResponse ? $0.steps : nil }
         for i in 0..<u.head.headerCount {
             let field = u.fields[i]
             if field.hopByHop || field.kind == .transferEncoding { continue }
+            if let edits, edits.dropsFromResponse(field.name.bytes(in: base)) { continue }
             h.headers.add(name: field.name.bytes(in: base), value: field.value.bytes(in: base))
+        }
+        if let edits {
+            edits.responseAddLines.withUnsafeBytes { lines in forEachFieldLine(lines) { h.headers.add(name: $0, value: $1) } }
         }
         let body = hasBody ? h.session.openBody(stream: link.stream) : nil
         link.body = body

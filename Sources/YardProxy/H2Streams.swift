@@ -265,9 +265,7 @@ extension Worker {
     /// The stream's version of `respondError`: the same short text, as an HTTP/2 response.
     func h2RespondError(_ c: ClientConnection, status: Int, reason: String) {
         guard let link = c.h2 else { return }
-        let h = link.connection
         Log.warning("\(status) to \(String(decoding: c.peerText, as: UTF8.self)) (HTTP/2 stream \(link.stream)): \(reason)")
-        countOwnAnswer(status)
         let text = ErrorResponse.bytes(status: status, close: false)
         let all = UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
         var bodyStart = 0
@@ -275,20 +273,35 @@ extension Worker {
             bodyStart += 1
         }
         let bodyText = UnsafeRawBufferPointer(rebasing: all[min(all.count, bodyStart + 4)...])
+        h2SendOwnAnswer(c, status: status, fieldLines: UnsafeRawBufferPointer(start: nil, count: 0), body: bodyText)
+    }
+
+    /// Answers the stream itself: `status`, the `Name: value` CRLF lines of `fieldLines`
+    /// (names lower-cased on the way), and `body` as text/plain (none when empty).
+    func h2SendOwnAnswer(_ c: ClientConnection, status: Int, fieldLines: UnsafeRawBufferPointer, body bodyText: UnsafeRawBufferPointer) {
+        guard let link = c.h2 else { return }
+        let h = link.connection
+        countOwnAnswer(status)
         if !link.headSubmitted && h.session.isOpen(link.stream) {
             h.headers.removeAll()
-            h.headers.add(name: "content-type", value: UnsafeRawBufferPointer(start: ("text/plain" as StaticString).utf8Start, count: 10))
+            forEachFieldLine(fieldLines) { name, value in h.headers.add(name: name, value: value) }
+            if !bodyText.isEmpty {
+                h.headers.add(name: "content-type", value: UnsafeRawBufferPointer(start: ("text/plain" as StaticString).utf8Start, count: 10))
+            }
             h.headers.add(name: "content-length", decimal: bodyText.count)
-            let body = h.session.openBody(stream: link.stream)
-            _ = body.buffer.reserve(bodyText.count)
-            body.buffer.append(bodyText)
-            body.ended = true
+            // A HEAD answer ends with its HEADERS: DATA on it is a protocol error to the client.
+            let body = bodyText.isEmpty || c.head.method == .head ? nil : h.session.openBody(stream: link.stream)
+            if let body {
+                _ = body.buffer.reserve(bodyText.count)
+                body.buffer.append(bodyText)
+                body.ended = true
+            }
             link.body = body
             link.headSubmitted = true
             h.session.submitResponse(stream: link.stream, status: status, headers: &h.headers, body: body)
         }
         if accessLog != nil {
-            c.bytesToClient += bodyText.count
+            c.bytesToClient += link.body == nil ? 0 : bodyText.count
             endLogLine(c, status: status, endpoint: c.lastEndpoint)
         }
         c.responseStarted = true

@@ -69,9 +69,9 @@ extension Worker {
                                    bufferSize: Worker.h2StreamBufferSize)
         u.h2 = H2UpstreamStream(connection: h)
         if h.phase == .ready {
-            u.deadline = now + responseTimeout(service)
+            u.deadline = now + responseTimeout(c.route)
         } else {
-            u.deadline = now + Int64(settings.upstreamConnectTimeoutMs)
+            u.deadline = now + connectTimeout(c.route)
             h.waiting.append(u)
         }
         h.deadline = h.phase == .ready ? 0 : h.deadline
@@ -177,7 +177,7 @@ extension Worker {
         link.headSubmitted = true
         h.streams[stream] = u
         u.sentIndex += head.headLength
-        u.deadline = now + responseTimeout(u.client?.route?.service)
+        u.deadline = now + responseTimeout(u.client?.route)
         queueH2UpstreamFlush(h)
         return true
     }
@@ -313,7 +313,7 @@ extension Worker {
 
     private func responseArrived(_ u: UpstreamConnection, _ link: H2UpstreamStream) {
         u.responseBytes = max(u.responseBytes, 1)
-        u.deadline = now + Int64(settings.upstreamResponseTimeoutMs)
+        u.deadline = now + responseIdleTimeout(u.client?.route)
         link.inLevel = u.inBuf.readableBytes
         let c = u.client
         relayResponse(u)

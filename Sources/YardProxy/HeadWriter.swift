@@ -17,11 +17,11 @@ extension Worker {
     func writeRequestHead(_ c: ClientConnection, base: UnsafeRawBufferPointer, into out: inout ByteBuffer) {
         let head = c.head
         let host = head.hostSpan.bytes(in: base)
-        _ = out.reserve(head.headLength + 192 + c.peerText.count + 3 * host.count)
-        let lineStart = Int(head.methodSpan.start)
-        let firstField = head.headerCount > 0 ? Int(c.fields[0].name.start) : head.headLength - 2
         // The route's middlewares (Middleware.swift): nil for the common route without any.
         let steps = c.route.flatMap { $0.steps.isEmpty ? nil : $0.steps }
+        _ = out.reserve(head.headLength + 192 + c.peerText.count + 3 * host.count + (steps?.extraRequestBytes(head) ?? 0))
+        let lineStart = Int(head.methodSpan.start)
+        let firstField = head.headerCount > 0 ? Int(c.fields[0].name.start) : head.headLength - 2
         var stripped = 0
         if let steps, steps.rewritesPath {
             // Origin form with the rewritten path (RouteMiddlewares.swift).
@@ -37,6 +37,8 @@ extension Worker {
             out.append(UnsafeRawBufferPointer(rebasing: base[lineStart..<firstField]))
         }
 
+        // request_id's traceparent: a valid one goes on, else it and its tracestate are replaced.
+        let newTrace = steps?.traceparent == true && !hasValidTraceparent(c, base: base)
         let trusted = c.trustedPeer
         var sawForwardedFor = false
         var sawForwardedProto = false
@@ -76,7 +78,7 @@ extension Worker {
                     teTrailers = zip(field.value.bytes(in: base), "trailers".utf8).allSatisfy { $0 | 0x20 == $1 }
                 }
             default:
-                keep = !field.hopByHop && !(steps?.drops(field.name.bytes(in: base)) ?? false)
+                keep = !field.hopByHop && !(steps.map { $0.drops(field.name.bytes(in: base)) || (newTrace && isTraceField(field.name.bytes(in: base))) } ?? false)
             }
             if keep {
                 if runStart < 0 { runStart = start }
@@ -124,7 +126,7 @@ extension Worker {
             out.append("\r\n")
         }
         if teTrailers { out.append("TE: trailers\r\n") }
-        if let steps { appendMiddlewareFields(c, steps, base: base, stripped: stripped, into: &out) }
+        if let steps { appendMiddlewareFields(c, steps, base: base, stripped: stripped, newTrace: newTrace, into: &out) }
         out.append("Via: 1.1 switchyard\r\n\r\n")
     }
 
@@ -134,7 +136,9 @@ extension Worker {
     func writeResponseHead(_ c: ClientConnection, _ u: UpstreamConnection, closeAfter: Bool, into out: inout ByteBuffer) {
         let base = u.inBuf.readable
         let head = u.head
-        _ = out.reserve(head.headLength + 72)
+        // A headers middleware's response edits (Middleware.swift): nil for most routes.
+        let edits = c.route.flatMap { $0.steps.editsResponse && !head.isInterim ? $0.steps : nil }
+        _ = out.reserve(head.headLength + 72 + (edits?.responseAddLines.count ?? 0))
         let firstField = head.headerCount > 0 ? Int(u.fields[0].name.start) : head.headLength - 2
         if head.versionMinor == 0 {
             out.append("HTTP/1.1")
@@ -148,7 +152,8 @@ extension Worker {
         for i in 0..<head.headerCount {
             let field = u.fields[i]
             let start = Int(field.name.start)
-            if (!field.hopByHop || (switching && field.kind == .upgrade)) && !(rewriteLength && field.kind == .contentLength) {
+            if (!field.hopByHop || (switching && field.kind == .upgrade)) && !(rewriteLength && field.kind == .contentLength)
+                && !(edits?.dropsFromResponse(field.name.bytes(in: base)) ?? false) {
                 if runStart < 0 { runStart = start }
             } else if runStart >= 0 {
                 out.append(UnsafeRawBufferPointer(rebasing: base[runStart..<start]))
@@ -164,6 +169,7 @@ extension Worker {
             out.appendDecimal(Int(head.contentLength))
             out.append("\r\n")
         }
+        if let edits { out.append(edits.responseAddLines) }
         if switching {
             out.append("Connection: upgrade\r\n")
         } else if !head.isInterim {

@@ -31,7 +31,7 @@ struct WorkerMetrics {
 
     /// Answers the proxy gave itself: 0 = 404 no route, 1 = 503 no endpoint, 2 = 4xx bad
     /// request (400/408/414/431/501/505), 3 = 502, 4 = 504.
-    var ownAnswers: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+    var ownAnswers: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
     var accepted: UInt64 = 0
     /// TLS handshakes completed, and those that failed (bad clients, scanners, timeouts
     /// excluded).
@@ -102,7 +102,7 @@ struct WorkerMetrics {
     func snapshot() -> MetricsSnapshot {
         MetricsSnapshot(
             rows: Array(UnsafeBufferPointer(start: rows, count: capacity * Field.count)),
-            ownAnswers: [ownAnswers.0, ownAnswers.1, ownAnswers.2, ownAnswers.3, ownAnswers.4],
+            ownAnswers: [ownAnswers.0, ownAnswers.1, ownAnswers.2, ownAnswers.3, ownAnswers.4, ownAnswers.5, ownAnswers.6, ownAnswers.7],
             accepted: accepted, openConnections: 0, tlsHandshakes: tlsHandshakes,
             tlsHandshakeFailures: tlsHandshakeFailures, upstreamTLSHandshakes: upstreamTLSHandshakes,
             upstreamTLSResumed: upstreamTLSResumed, upstreamTLSFailures: upstreamTLSFailures,
@@ -167,13 +167,13 @@ public struct MetricsSnapshot: Sendable {
     public var truncatedResponses: UInt64 = 0
     public var orphansPooled: UInt64 = 0
 
-    static let empty = MetricsSnapshot(rows: [], ownAnswers: [0, 0, 0, 0, 0], accepted: 0, openConnections: 0)
+    static let empty = MetricsSnapshot(rows: [], ownAnswers: [0, 0, 0, 0, 0, 0, 0, 0], accepted: 0, openConnections: 0)
 
     /// Adds another worker's snapshot.
     mutating func add(_ other: MetricsSnapshot) {
         if rows.count < other.rows.count { rows.append(contentsOf: repeatElement(0, count: other.rows.count - rows.count)) }
         for i in other.rows.indices { rows[i] &+= other.rows[i] }
-        for i in 0..<5 { ownAnswers[i] &+= other.ownAnswers[i] }
+        for i in 0..<min(ownAnswers.count, other.ownAnswers.count) { ownAnswers[i] &+= other.ownAnswers[i] }
         accepted &+= other.accepted
         tlsHandshakes &+= other.tlsHandshakes
         tlsHandshakeFailures &+= other.tlsHandshakeFailures

@@ -8,7 +8,9 @@ import YardModel
 import Synchronization
 
 // The request-path side of routing beyond host and path: header conditions read in place
-// from the parsed head.
+// from the parsed head, the request-head edits of a route's middlewares (HeadWriter.swift
+// calls them), and the answers its middlewares give themselves (redirects, 401, 403, 429)
+// for HTTP/1.1 and HTTP/2 clients.
 
 /// A request's header fields as `RoutingTable.route` reads them: spans into the client's
 /// buffer. Threading: lives for one call on the owning event loop.
@@ -55,6 +57,15 @@ private let requestIDSeed = UInt64.random(in: 1...UInt64.max)
 /// touched only by routes with request_id (one relaxed add per such request).
 private let requestIDCount = Atomic<UInt64>(0)
 
+extension RouteSteps {
+    /// Room the route's edits may add to a request head beyond what it had: the added
+    /// lines, a path prefix or replacement, X-Forwarded-Prefix / X-Replaced-Path (at most
+    /// the path again), a request ID and a traceparent.
+    func extraRequestBytes(_ head: RequestHead) -> Int {
+        addLines.count + addPrefix.count + (replacePath?.count ?? 0) + Int(head.pathSpan.count) + requestIDName.count + 160
+    }
+}
+
 extension Worker {
     /// Writes the path `steps` make of `path` (empty means `/`) and returns how many bytes
     /// strip_prefix removed (0 when none).
@@ -74,7 +85,8 @@ extension Worker {
     /// Appends the fields the route's middlewares add: headers `set`, X-Forwarded-Prefix for
     /// a stripped prefix, X-Replaced-Path for a replaced path, and a request ID when the
     /// client sent none.
-    func appendMiddlewareFields(_ c: ClientConnection, _ steps: RouteSteps, base: UnsafeRawBufferPointer, stripped: Int, into out: inout ByteBuffer) {
+    func appendMiddlewareFields(_ c: ClientConnection, _ steps: RouteSteps, base: UnsafeRawBufferPointer, stripped: Int,
+                                newTrace: Bool, into out: inout ByteBuffer) {
         out.append(steps.addLines)
         let path = c.head.pathSpan.bytes(in: base)
         if stripped > 0 {
@@ -94,6 +106,34 @@ extension Worker {
             appendRequestID(into: &out)
             out.append("\r\n")
         }
+        if newTrace {
+            // version 00, a new trace-id, a new parent-id (the first half of another ID).
+            out.append("traceparent: 00-")
+            appendRequestID(into: &out)
+            out.append("-")
+            let parentStart = out.writerIndex
+            appendRequestID(into: &out)
+            out.writerIndex = parentStart + 16
+            out.append(steps.traceSampled ? "-01\r\n" : "-00\r\n")
+        }
+    }
+
+    /// Whether the request carries exactly one `traceparent` and it is valid (TraceContext.swift).
+    func hasValidTraceparent(_ c: ClientConnection, base: UnsafeRawBufferPointer) -> Bool {
+        var valid = false
+        for i in 0..<c.head.headerCount {
+            let field = c.fields[i]
+            let name = field.name.bytes(in: base)
+            guard name.count == 11, RouteSteps.sameName(name, "traceparent") else { continue }
+            if valid { return false }
+            valid = TraceContext.isValidTraceparent(field.value.bytes(in: base))
+            if !valid { return false }
+        }
+        return valid
+    }
+
+    func isTraceField(_ name: UnsafeRawBufferPointer) -> Bool {
+        (name.count == 11 && RouteSteps.sameName(name, "traceparent")) || (name.count == 10 && RouteSteps.sameName(name, "tracestate"))
     }
 
     /// 32 hex digits: the process seed mixed with a process-wide count (never the same
@@ -114,21 +154,159 @@ extension Worker {
     }
 }
 
-// MARK: - Refusals (called from dispatch, after routing)
+// MARK: - Answers of our own (called from dispatch, after routing)
 
 extension Worker {
-    /// The status a route's middlewares answer with instead of forwarding (403 for a
-    /// client outside an ip_allow), or nil to forward.
-    func routeStepsRefusal(_ c: ClientConnection, _ steps: RouteSteps, base: UnsafeRawBufferPointer) -> (status: Int, reason: String)? {
-        guard !steps.allow.isEmpty else { return nil }
-        let allowed = withClientAddress(c, base: base) { address in
-            guard let address else { return false }
-            // An IPv4-mapped IPv6 peer is checked as the IPv4 address it is.
-            let mapped = address.count == 16 && address[0..<10].allSatisfy { $0 == 0 } && address[10] == 0xFF && address[11] == 0xFF
-            let v4 = mapped ? UnsafeRawBufferPointer(rebasing: address[12..<16]) : address
-            return steps.allow.allSatisfy { networks in networks.contains { $0.contains(v4) || $0.contains(address) } }
+    /// Runs the route's gates in the route's order: ip_allow (403), redirect_scheme and
+    /// redirect (3xx with a Location), rate_limit (429), basic_auth (401). Returns true when
+    /// one of them answered the request. Threading: the worker's loop; nothing allocated.
+    func answeredByGates(_ c: ClientConnection, _ steps: RouteSteps, base: UnsafeRawBufferPointer) -> Bool {
+        let head = c.head
+        for gate in steps.gates {
+            switch gate {
+            case .allow(let networks):
+                let allowed = withClientAddress(c, base: base) { address in
+                    guard let address else { return false }
+                    // An IPv4-mapped IPv6 peer is checked as the IPv4 address it is.
+                    let mapped = address.count == 16 && address[0..<10].allSatisfy { $0 == 0 } && address[10] == 0xFF && address[11] == 0xFF
+                    let v4 = mapped ? UnsafeRawBufferPointer(rebasing: address[12..<16]) : address
+                    return networks.contains { $0.contains(v4) || $0.contains(address) }
+                }
+                if !allowed {
+                    respondError(c, status: 403, reason: "client address not in the route's ip_allow")
+                    return true
+                }
+            case .redirectScheme(let redirect):
+                guard !redirect.isSatisfied(secure: c.secure) else { continue }
+                let host = head.hostSpan.bytes(in: base)
+                guard !host.isEmpty else {
+                    respondError(c, status: 400, reason: "redirect_scheme needs a Host to redirect to")
+                    return true
+                }
+                answerFields.clear()
+                appendLocation { append in
+                    redirect.writeLocation(host: host, path: head.pathSpan.bytes(in: base), query: queryIfAny(head, base), append)
+                }
+                respondDirect(c, status: RedirectStatus.code(permanent: redirect.permanent, safeMethod: head.method == .get || head.method == .head))
+                return true
+            case .redirect(let redirect):
+                let path = head.pathSpan.bytes(in: base)
+                guard let matched = redirect.matchedLength(path) else { continue }
+                answerFields.clear()
+                appendLocation { append in
+                    redirect.writeLocation(path: path, matched: matched, query: queryIfAny(head, base), append)
+                }
+                respondDirect(c, status: RedirectStatus.code(permanent: redirect.permanent, safeMethod: head.method == .get || head.method == .head))
+                return true
+            case .rateLimit(let limiter, let header):
+                let hash = rateLimitKey(c, header: header, seed: limiter.seed, base: base)
+                let wait = limiter.admit(hash: hash, nowMicros: monotonicMicroseconds())
+                guard wait > 0 else { continue }
+                answerFields.clear()
+                _ = answerFields.reserve(40)
+                answerFields.append("Retry-After: ")
+                answerFields.appendDecimal(RateLimiter.retryAfterSeconds(wait))
+                answerFields.append("\r\n")
+                respondDirect(c, status: 429, body: "too many requests: wait for the time in Retry-After\n")
+                return true
+            case .basicAuth(let auth):
+                if basicAuthPasses(c, auth, base: base) { continue }
+                answerFields.clear()
+                _ = answerFields.reserve(auth.challenge.count)
+                answerFields.append(auth.challenge)
+                respondDirect(c, status: 401, body: "unauthorized: this route needs a user name and password\n")
+                return true
+            }
         }
-        return allowed ? nil : (403, "client address not in the route's ip_allow")
+        return false
+    }
+
+    /// Whether the request's (only) Authorization field names a user of the gate's file.
+    private func basicAuthPasses(_ c: ClientConnection, _ auth: BasicAuthGate, base: UnsafeRawBufferPointer) -> Bool {
+        var value: UnsafeRawBufferPointer?
+        for i in 0..<c.head.headerCount {
+            let field = c.fields[i]
+            guard RouteSteps.sameName(field.name.bytes(in: base), "authorization") else { continue }
+            if value != nil { return false }
+            value = field.value.bytes(in: base)
+        }
+        guard let value else { return false }
+        return auth.check(authorization: value)
+    }
+
+    /// Appends `Location: ...` CRLF to `answerFields`, the value written by `write`.
+    private func appendLocation(_ write: ((UnsafeRawBufferPointer) -> Void) -> Void) {
+        _ = answerFields.reserve(12)
+        answerFields.append("Location: ")
+        write { piece in
+            _ = answerFields.reserve(piece.count)
+            answerFields.append(piece)
+        }
+        _ = answerFields.reserve(2)
+        answerFields.append("\r\n")
+    }
+
+    /// The bytes after `?`, or nil when the target has no `?`.
+    private func queryIfAny(_ head: RequestHead, _ base: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        Int(head.queryStart) < Int(head.targetSpan.start) + Int(head.targetSpan.count) ? head.queryBytes(in: base) : nil
+    }
+
+    /// The rate_limit key's hash: the named header's value when the request has it, else
+    /// the client address.
+    private func rateLimitKey(_ c: ClientConnection, header: [UInt8], seed: UInt64, base: UnsafeRawBufferPointer) -> UInt64 {
+        if !header.isEmpty {
+            for i in 0..<c.head.headerCount {
+                let field = c.fields[i]
+                let name = field.name.bytes(in: base)
+                if name.count == header.count && zip(name, header).allSatisfy({ ($0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0) == $1 }) {
+                    return HashKey.hash(field.value.bytes(in: base), seed: seed)
+                }
+            }
+        }
+        return withClientAddress(c, base: base) { address in
+            address.map { HashKey.hash($0, seed: seed) } ?? HashKey.hash(UnsafeRawBufferPointer(start: nil, count: 0), seed: seed)
+        }
+    }
+
+    /// Answers the request with `status`, the field lines in `answerFields` and `body`
+    /// (text/plain; none when empty), over HTTP/1.1 or as an HTTP/2 response.
+    func respondDirect(_ c: ClientConnection, status: Int, body: StaticString = "") {
+        // A HEAD request gets the head only (its Content-Length then says 0).
+        let bodyBytes = UnsafeRawBufferPointer(start: body.utf8Start, count: c.head.method == .head ? 0 : body.utf8CodeUnitCount)
+        if c.h2 != nil { return h2SendOwnAnswer(c, status: status, fieldLines: answerFields.readable, body: bodyBytes) }
+        let close = !c.keepAlive || !c.requestBodyDone || draining || c.readClosed
+        sendOwnAnswer(c, status: status, close: close) { out in
+            let start = out.writerIndex
+            _ = out.reserve(answerFields.readableBytes + bodyBytes.count + 128)
+            out.append("HTTP/1.1 ")
+            out.appendDecimal(status)
+            out.append(" ")
+            out.append(Worker.reasonPhrase(status))
+            out.append("\r\n")
+            out.append(answerFields.readable)
+            if !bodyBytes.isEmpty { out.append("Content-Type: text/plain\r\n") }
+            out.append("Content-Length: ")
+            out.appendDecimal(bodyBytes.count)
+            if close {
+                out.append("\r\nConnection: close\r\n\r\n")
+            } else {
+                out.append(c.requestVersionMinor == 0 ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\n\r\n")
+            }
+            out.append(bodyBytes)
+            return out.writerIndex - start
+        }
+    }
+
+    static func reasonPhrase(_ status: Int) -> StaticString {
+        switch status {
+        case 301: "Moved Permanently"
+        case 302: "Found"
+        case 307: "Temporary Redirect"
+        case 308: "Permanent Redirect"
+        case 401: "Unauthorized"
+        case 429: "Too Many Requests"
+        default: "Answer"
+        }
     }
 
     /// Calls `body` with the client's address (4 or 16 bytes): the peer's, or, when the
@@ -176,6 +354,27 @@ extension Worker {
             if inet_pton(AF_INET, pointer, &address) == 1 { return 4 }
             if inet_pton(AF_INET6, pointer, &address) == 1 { return 16 }
             return 0
+        }
+    }
+}
+
+/// Calls `body` with each `Name: value` CRLF line's name and value.
+func forEachFieldLine(_ lines: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) {
+    var lineStart = 0
+    var i = 0
+    while i + 1 < lines.count {
+        if lines[i] == 13 && lines[i + 1] == 10 {
+            var colon = lineStart
+            while colon < i && lines[colon] != UInt8(ascii: ":") { colon += 1 }
+            var valueStart = min(colon + 1, i)
+            while valueStart < i && lines[valueStart] == 32 { valueStart += 1 }
+            if colon < i {
+                body(UnsafeRawBufferPointer(rebasing: lines[lineStart..<colon]), UnsafeRawBufferPointer(rebasing: lines[valueStart..<i]))
+            }
+            i += 2
+            lineStart = i
+        } else {
+            i += 1
         }
     }
 }

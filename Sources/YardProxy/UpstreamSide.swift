@@ -18,7 +18,7 @@ extension Worker {
         // Connect attempts are not charged to the retry budget: a refused connection did no
         // work on any upstream, and retrying it elsewhere is what keeps a dead replica
         // invisible until health checks take it out.
-        let maxAttempts = 1 + max(service.retry.attempts, min(2, service.activeEndpoints.count - 1))
+        let maxAttempts = 1 + max(retryPolicy(c.route, service).attempts, min(2, service.activeEndpoints.count - 1))
         while c.attempts < maxAttempts && !(service.activeEndpoints.isEmpty && service.canaryEndpoints.isEmpty) {
             c.attempts += 1
             releaseEndpoint(c)
@@ -36,17 +36,17 @@ extension Worker {
                 u.phase = .active
                 u.reused = true
                 bind(c, u)
-                u.deadline = now + responseTimeout(service)
+                u.deadline = now + responseTimeout(c.route)
                 return u
             }
             let u: UpstreamConnection
             switch Socket.connect(to: address) {
             case .connected(let fd):
                 u = UpstreamConnection(fd: fd, endpoint: endpoint, connecting: false, maxHeaders: settings.maxHeaders, bufferSize: bufferSize)
-                u.deadline = now + responseTimeout(service)
+                u.deadline = now + responseTimeout(c.route)
             case .inProgress(let fd):
                 u = UpstreamConnection(fd: fd, endpoint: endpoint, connecting: true, maxHeaders: settings.maxHeaders, bufferSize: bufferSize)
-                u.deadline = now + Int64(settings.upstreamConnectTimeoutMs)
+                u.deadline = now + connectTimeout(c.route)
             case .failed(let err):
                 Log.warning("connect to \(endpoint.id) failed: \(IOError(call: "connect", errno: err))")
                 metrics.add(endpoint.poolKey, WorkerMetrics.Field.connectFailures)
@@ -66,11 +66,31 @@ extension Worker {
         return nil
     }
 
-    /// How long one attempt waits for the response head: the service's per-try timeout,
-    /// else the upstream response timeout.
-    func responseTimeout(_ service: Service?) -> Int64 {
-        if let perTry = service?.retry.perTryTimeoutMs, perTry > 0 { return Int64(perTry) }
+    /// How long one attempt waits for the response head: the route's response timeout,
+    /// else the per-try timeout (the route's retries, else the service's), else the
+    /// upstream response timeout.
+    func responseTimeout(_ route: Route?) -> Int64 {
+        if let route, route.settings.responseTimeoutMs > 0 { return Int64(route.settings.responseTimeoutMs) }
+        if let perTry = (route?.settings.retry ?? route?.service?.retry)?.perTryTimeoutMs, perTry > 0 { return Int64(perTry) }
         return Int64(settings.upstreamResponseTimeoutMs)
+    }
+
+    /// How long connecting (and the TLS handshake) may take: the route's, else the proxy's.
+    func connectTimeout(_ route: Route?) -> Int64 {
+        if let route, route.settings.connectTimeoutMs > 0 { return Int64(route.settings.connectTimeoutMs) }
+        return Int64(settings.upstreamConnectTimeoutMs)
+    }
+
+    /// How long the response may stall between reads (once its first bytes came): the
+    /// route's idle timeout, else the upstream response timeout.
+    func responseIdleTimeout(_ route: Route?) -> Int64 {
+        if let route, route.settings.idleTimeoutMs > 0 { return Int64(route.settings.idleTimeoutMs) }
+        return Int64(settings.upstreamResponseTimeoutMs)
+    }
+
+    /// The retries of a request on `route`: the route's own, else the service's.
+    func retryPolicy(_ route: Route?, _ service: Service?) -> RetryPolicy {
+        route?.settings.retry ?? service?.retry ?? RetryPolicy()
     }
 
     private func takeIdle(_ pool: UpstreamPool) -> UpstreamConnection? {
@@ -155,7 +175,7 @@ extension Worker {
                 guard continueUpstreamHandshake(u) else { return }
             }
             u.phase = .active
-            u.deadline = now + responseTimeout(u.client?.route?.service)
+            u.deadline = now + responseTimeout(u.client?.route)
         }
         if flags & Epoll.writable != 0 || u.sentIndex < u.outBuf.writerIndex {
             guard flushUpstream(u) else { return }
@@ -212,7 +232,7 @@ extension Worker {
         case .bytes(let n):
             u.responseBytes += n
             metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.bytesIn, UInt64(n))
-            u.deadline = now + Int64(settings.upstreamResponseTimeoutMs)
+            u.deadline = now + responseIdleTimeout(u.client?.route)
             relayResponse(u)
         case .wouldBlock:
             return
@@ -381,7 +401,7 @@ extension Worker {
         // (within the budget); a non-idempotent one whose bytes reached the upstream never is.
         let idempotentRetry = !connectFailed && !staleReuse && !refused && nothingReceived && u.replayable
             && c.requestMethod.isIdempotent && c.requestBodyDone
-            && c.retries < (service?.retry.attempts ?? 0) && spendRetry(failedKey: u.endpoint.poolKey)
+            && c.retries < retryPolicy(c.route, service).attempts && spendRetry(failedKey: u.endpoint.poolKey)
         if nothingReceived && (connectFailed || staleReuse || refused || idempotentRetry), let service {
             if idempotentRetry { c.retries += 1 }
             let failedKey = u.endpoint.poolKey
@@ -411,19 +431,20 @@ extension Worker {
             closeUpstream(u)
         case .connecting:
             let step = u.handshaking ? "TLS handshake with" : "connect to"
-            upstreamFailed(u, reason: "\(step) \(u.endpoint.id) timed out after \(settings.upstreamConnectTimeoutMs) ms")
+            upstreamFailed(u, reason: "\(step) \(u.endpoint.id) timed out after \(connectTimeout(u.client?.route)) ms")
         case .active:
             if let c = u.client {
                 let service = c.route?.service
-                let perTry = service?.retry.perTryTimeoutMs ?? 0
+                let retry = retryPolicy(c.route, service)
+                let perTry = retry.perTryTimeoutMs
                 if perTry > 0 && !u.headDone && u.responseBytes == 0 && c.requestMethod.isIdempotent
-                    && c.retries < (service?.retry.attempts ?? 0) {
+                    && c.retries < retry.attempts {
                     upstreamFailed(u, reason: "\(u.endpoint.id) did not answer within the per-try timeout of \(perTry) ms")
                     return
                 }
                 recordOutcome(u.endpoint, service: service, failed: true)
                 metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.timeouts)
-                abortExchange(c, status: 504, reason: "\(u.endpoint.id) did not answer within \(responseTimeout(service)) ms")
+                abortExchange(c, status: 504, reason: "\(u.endpoint.id) did not answer within \(u.responseBytes > 0 ? responseIdleTimeout(c.route) : responseTimeout(c.route)) ms")
             } else {
                 closeUpstream(u)
             }

@@ -109,7 +109,7 @@ extension Worker {
                     u.phase = .connecting
                     u.handshaking = true
                 }
-                u.deadline = now + Int64(settings.upstreamConnectTimeoutMs)
+                u.deadline = now + connectTimeout(u.client?.route)
                 return true
             } catch {
                 failure = "TLS to \(u.endpoint.id): \(error)"

@@ -88,6 +88,8 @@ final class Worker: @unchecked Sendable {
     let accessLog: AccessLogWriter?
     /// Lines formatted by this worker, handed to the writer in batches.
     var logBuffer = ByteBuffer()
+    /// Field lines of an answer a route's middleware gives itself (RouteMiddlewares.swift).
+    var answerFields = ByteBuffer()
 
     var clients: ContiguousArray<ClientConnection> = []
     var upstreams: ContiguousArray<UpstreamConnection> = []
@@ -480,6 +482,9 @@ final class Worker: @unchecked Sendable {
         case 503: metrics.ownAnswers.1 &+= 1
         case 502: metrics.ownAnswers.3 &+= 1
         case 504: metrics.ownAnswers.4 &+= 1
+        case 301, 302, 307, 308: metrics.ownAnswers.5 &+= 1
+        case 401: metrics.ownAnswers.6 &+= 1
+        case 429: metrics.ownAnswers.7 &+= 1
         default: metrics.ownAnswers.2 &+= 1
         }
     }

@@ -102,4 +102,32 @@ import YardModel
         let allowed = Explanation.explain(table: table, query: ["path": "/office", "client": "10.2.3.4"])
         #expect(allowed.answer.hasPrefix("forwarded"))
     }
+
+    @Test func explainGivesTheRedirectAndNamesRateLimitsAndRouteSettings() throws {
+        let config = try ConfigLoader.loadConfig(text: """
+            listeners:
+              - address: :8080
+            middlewares:
+              https: {redirect_scheme: https}
+              moved: {redirect: {from: /blog, to: "https://blog.example.com/"}}
+              limit: {rate_limit: {rate: 5/s, burst: 10}}
+            routes:
+              - {host: shop.example, service: shop, middlewares: [https]}
+              - {path: /blog, service: shop, middlewares: [moved]}
+              - {path: /upload, service: shop, middlewares: [limit], max_body_bytes: 1MiB, retries: {attempts: 0}}
+
+            """, path: "switchyard.yml")
+        let catalog = try ConfigLoader.loadCatalog(text: "services:\n  shop:\n    instances:\n      - {address: 127.0.0.1, port: 9101}\n", path: "services.yml")
+        let table = buildRoutingTable(version: 1, routes: config.routes, catalog: catalog)
+        let scheme = Explanation.explain(table: table, query: ["host": "shop.example:80", "path": "/cart?id=7"])
+        #expect(scheme.answer == "301 redirect_scheme")
+        #expect(scheme.reasons.contains { $0.contains("Location https://shop.example/cart?id=7") }, "\(scheme.reasons)")
+        let moved = Explanation.explain(table: table, query: ["path": "/blog/a", "method": "POST"])
+        #expect(moved.answer == "308 redirect")
+        #expect(moved.reasons.contains { $0.contains("Location https://blog.example.com/a") }, "\(moved.reasons)")
+        let upload = Explanation.explain(table: table, query: ["path": "/upload"])
+        #expect(upload.answer.hasPrefix("forwarded"))
+        #expect(upload.reasons.contains { $0.hasPrefix("rate_limit: each client (by its address) may send 10 at once") }, "\(upload.reasons)")
+        #expect(upload.reasons.contains("the route's own settings: bodies up to 1048576 bytes (413 above), 0 retries"), "\(upload.reasons)")
+    }
 }
