@@ -24,6 +24,8 @@ import Synchronization
 /// - `/close`: answers with `Connection: close`, then closes
 /// - `/connections`: how many connections this backend has accepted so far (a proxy's
 ///   upstream connection reuse shows here)
+/// - `/concurrency`: the most requests it was answering at once since start (a proxy's
+///   `max_connections` shows here); this request is not counted
 ///
 /// Every response carries `X-Backend: <name>` and `X-Backend-Port: <port>`.
 ///
@@ -82,6 +84,24 @@ public final class DemoBackend: Sendable {
 
     /// Counts a request; returns its 1-based number.
     func countRequest() -> Int { served.wrappingAdd(1, ordering: .relaxed).newValue }
+
+    /// Requests being answered now, and the most answered at once since start (a proxy's
+    /// per-endpoint `max_connections` shows here: `/concurrency`).
+    private let inFlight = Atomic<Int>(0)
+    private let peakInFlight = Atomic<Int>(0)
+    public var maxConcurrentRequests: Int { peakInFlight.load(ordering: .relaxed) }
+
+    func requestStarted() {
+        let now = inFlight.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue
+        var peak = peakInFlight.load(ordering: .relaxed)
+        while now > peak {
+            let (exchanged, original) = peakInFlight.compareExchange(expected: peak, desired: now, ordering: .relaxed)
+            if exchanged { break }
+            peak = original
+        }
+    }
+
+    func requestEnded() { inFlight.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
 
     deinit {
         // Reached only when no thread holds `self`: never started, or started and stopped.
@@ -297,7 +317,12 @@ private final class DemoConnection {
             if request.expectsContinue, request.framing != .none, !request.isHTTP10 {
                 guard send("HTTP/1.1 100 Continue\r\n\r\n") else { return }
             }
-            guard respond(to: request), request.keepAlive else { return }
+            // `/concurrency` reads the peak; it is not counted itself.
+            let counted = !request.path.hasSuffix("/concurrency")
+            if counted { backend.requestStarted() }
+            let keepGoing = respond(to: request)
+            if counted { backend.requestEnded() }
+            guard keepGoing, request.keepAlive else { return }
         }
     }
 
@@ -341,6 +366,8 @@ private final class DemoConnection {
             return false
         case "connections":
             return sendSimple(status: 200, text: "\(backend.acceptedConnections)\n", keepAlive: request.keepAlive, headOnly: headOnly, version10: request.isHTTP10)
+        case "concurrency":
+            return sendSimple(status: 200, text: "\(backend.maxConcurrentRequests)\n", keepAlive: request.keepAlive, headOnly: headOnly, version10: request.isHTTP10)
         case "slow":
             let ms = min(max(request.queryInt("ms") ?? 0, 0), 600_000)
             let until = DispatchTime.now().uptimeNanoseconds + UInt64(ms) * 1_000_000

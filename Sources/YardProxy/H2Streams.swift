@@ -120,7 +120,7 @@ extension Worker {
 
     /// Request body bytes: into the stream's buffer (framed as the head said) and on upstream.
     func streamData(_ h: H2Connection, stream: Int32, bytes: Range<Int>) {
-        guard let c = h.streams[stream], let link = c.h2, c.phase == .forwarding, c.upstream != nil else {
+        guard let c = h.streams[stream], let link = c.h2, c.phase == .forwarding, c.exchangeBound else {
             // Nobody forwards this body (answered already, or the stream is gone): discard,
             // and give the window back.
             h.session.consume(stream: stream, count: bytes.count)
@@ -152,7 +152,7 @@ extension Worker {
             // Now the stream waits on the upstream, whose timeouts take over.
             link.deadline = 0
         }
-        guard link.chunked, c.phase == .forwarding, c.upstream != nil else { return }
+        guard link.chunked, c.phase == .forwarding, c.exchangeBound else { return }
         streamForwarded(c, link)
         if !link.staged.isEmpty { frameStaged(c, link) }
         _ = c.inBuf.reserve(16)
@@ -268,7 +268,7 @@ extension Worker {
         let h = link.connection
         Log.warning("\(status) to \(String(decoding: c.peerText, as: UTF8.self)) (HTTP/2 stream \(link.stream)): \(reason)")
         countOwnAnswer(status)
-        let text = ErrorResponse.bytes(status: status, close: false)
+        let text = c.hold.busyAnswer ? ErrorResponse.busy(close: false) : ErrorResponse.bytes(status: status, close: false)
         let all = UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
         var bodyStart = 0
         while bodyStart + 4 <= all.count && !(all[bodyStart] == 13 && all[bodyStart + 1] == 10 && all[bodyStart + 2] == 13 && all[bodyStart + 3] == 10) {
@@ -279,6 +279,7 @@ extension Worker {
             h.headers.removeAll()
             h.headers.add(name: "content-type", value: UnsafeRawBufferPointer(start: ("text/plain" as StaticString).utf8Start, count: 10))
             h.headers.add(name: "content-length", decimal: bodyText.count)
+            if c.hold.busyAnswer { h.headers.add(name: "retry-after", decimal: 1) }
             let body = h.session.openBody(stream: link.stream)
             _ = body.buffer.reserve(bodyText.count)
             body.buffer.append(bodyText)
