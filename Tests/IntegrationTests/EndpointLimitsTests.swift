@@ -1,0 +1,152 @@
+import Foundation
+import Testing
+
+extension Integration {
+    /// Per-endpoint `max_connections` and the per-service wait queue (`max_pending`,
+    /// `queue_timeout`): HAProxy's `maxconn` / `maxqueue`. The demo backend counts the most
+    /// requests it answered at once (`/concurrency`), so the test sees the limit from the
+    /// backend's side, across both event loops of the proxy.
+    @Suite(.serialized) struct EndpointLimits {
+        /// 20 clients at once against one replica capped at 4, each request 300 ms: the
+        /// replica never answers a 5th at once, and all 20 complete once the queue serves them.
+        @Test(.timeLimit(.minutes(1)))
+        func aCappedReplicaNeverSeesAFifthRequestAndTheQueueServesEveryone() throws {
+            let dir = try ScratchDir("limits-cap")
+            let backend = try Backend.demo("slow", dir: dir)
+            defer { backend.stop() }
+            let proxy = try TrafficProxy(dir: dir, services: services(backend.port, maxPending: 100, queueTimeout: "10s"), label: "cap")
+            defer { proxy.stop() }
+
+            let codes = try parallelCurl(proxy.url + "/slow?ms=300", count: 20, dir: dir).answers.map(\.code)
+            #expect(codes == Array(repeating: 200, count: 20), "\(codes)")
+            let peak = try backendPeak(backend, dir: dir)
+            print("max_connections 4: 20 concurrent 300 ms requests, backend peak concurrency \(peak)")
+            #expect(peak <= 4, "the backend answered \(peak) requests at once")
+            #expect(peak == 4, "the cap is used, not undershot")
+
+            let metrics = try scrape(proxy)
+            #expect(value(metrics, "switchyard_queue_wait_seconds_count{service=\"shop\"}") >= 10, "most requests waited and were served from the queue")
+            #expect(value(metrics, "switchyard_queue_length{service=\"shop\"}") == 0)
+            #expect(value(metrics, "switchyard_queue_refused_total{service=\"shop\",reason=\"full\"}") == 0)
+            #expect(metrics.contains("switchyard_endpoint_max_connections{service=\"shop\",track=\"\",endpoint=\"127.0.0.1:\(backend.port)\"} 4"))
+            #expect(metrics.contains("switchyard_endpoint_slots_in_use{service=\"shop\",track=\"\",endpoint=\"127.0.0.1:\(backend.port)\"} 0"),
+                    "every slot was given back")
+        }
+
+        /// With room for 2 waiters and a 200 ms wait against 600 ms answers: 4 requests are
+        /// served, 2 wait and time out, 14 find the queue full; the 16 refused get 503 with
+        /// Retry-After, and the counters say which was which.
+        @Test(.timeLimit(.minutes(1)))
+        func overflowAndExpiredWaitsGet503WithRetryAfter() throws {
+            let dir = try ScratchDir("limits-overflow")
+            let backend = try Backend.demo("slow", dir: dir)
+            defer { backend.stop() }
+            let proxy = try TrafficProxy(dir: dir, services: services(backend.port, maxPending: 2, queueTimeout: "200ms"), label: "overflow")
+            defer { proxy.stop() }
+
+            let (answers, bodies) = try parallelCurl(proxy.url + "/slow?ms=600", count: 20, dir: dir)
+            let codes = answers.map(\.code)
+            #expect(codes.filter { $0 == 200 }.count == 4, "\(codes)")
+            #expect(codes.filter { $0 == 503 }.count == 16, "\(codes)")
+            let metrics = try scrape(proxy)
+            #expect(value(metrics, "switchyard_queue_refused_total{service=\"shop\",reason=\"full\"}") == 14)
+            #expect(value(metrics, "switchyard_queue_refused_total{service=\"shop\",reason=\"timeout\"}") == 2)
+
+            // Each refused answer, whole: 503, Retry-After, and a body that says why.
+            for answer in answers where answer.code == 503 { #expect(answer.retryAfter == "1") }
+            #expect(bodies.filter { $0.contains("every endpoint is at max_connections") }.count == 16)
+        }
+
+        /// HTTP/2 clients: 2 connections with 16 streams each, 64 requests of 100 ms through
+        /// a cap of 4: every stream gets its 200, the backend never answers a 5th at once.
+        @Test(.timeLimit(.minutes(1)))
+        func theCapHoldsForHTTP2Streams() throws {
+            let dir = try ScratchDir("limits-h2")
+            let backend = try Backend.demo("slow", dir: dir)
+            defer { backend.stop() }
+            let proxy = try TrafficProxy(dir: dir, services: services(backend.port, maxPending: 100, queueTimeout: "10s"), label: "h2")
+            defer { proxy.stop() }
+
+            let started = ContinuousClock.now
+            let result = try runCommand("/usr/bin/h2load", ["-n", "64", "-c", "2", "-m", "16", proxy.url + "/slow?ms=100"],
+                                        dir: dir, label: "h2load", timeout: .seconds(40))
+            let elapsed = ContinuousClock.now - started
+            #expect(result.stdout.contains("64 succeeded, 0 failed"), "\(result.stdout)")
+            #expect(result.stdout.contains("status codes: 64 2xx"), "\(result.stdout)")
+            let peak = try backendPeak(backend, dir: dir)
+            print("h2load -c2 -m16 -n64, 100 ms each, max_connections 4: peak \(peak), \(elapsed)")
+            #expect(peak <= 4 && peak >= 3, "the backend answered \(peak) requests at once")
+            // 64 requests 4 at a time take 16 rounds of 100 ms.
+            #expect(elapsed >= .milliseconds(1_500))
+        }
+
+        /// The same cap applies to raw TCP tunnels: at the cap, a further connection is
+        /// closed rather than relayed, and counted.
+        @Test(.timeLimit(.minutes(1)))
+        func aTCPConnectionBeyondTheCapIsClosed() throws {
+            let dir = try ScratchDir("limits-tcp")
+            let backend = try Backend.demo("slow", dir: dir)
+            defer { backend.stop() }
+            let proxy = try TCPMode.start(dir: dir, services: services(backend.port, maxConnections: 1, maxPending: 0, queueTimeout: "1s"), workers: 2)
+            defer { proxy.stop() }
+            let port = try TCPMode.tcpPort(proxy)
+            let held = try BackgroundCurl("http://127.0.0.1:\(port)/slow?ms=1500", dir: dir)
+            try waitFor("the tunnel holding the only slot", timeout: .seconds(5)) {
+                (try? scrape(proxy)).map { value($0, "switchyard_endpoint_slots_in_use{service=\"shop\",track=\"\",endpoint=\"127.0.0.1:\(backend.port)\"}") == 1 } ?? false
+            }
+            let refused = try curl("http://127.0.0.1:\(port)/", dir: dir)
+            #expect(refused.httpStatus == 0, "closed without an answer")
+            #expect(held.finish(timeout: .seconds(10)).httpStatus == 200)
+            #expect(value(try scrape(proxy), "switchyard_queue_refused_total{service=\"shop\",reason=\"full\"}") == 1)
+            #expect(value(try scrape(proxy), "switchyard_endpoint_slots_in_use{service=\"shop\",track=\"\",endpoint=\"127.0.0.1:\(backend.port)\"}") == 0)
+        }
+
+        // MARK: Helpers
+
+        private func services(_ port: UInt16, maxConnections: Int = 4, maxPending: Int, queueTimeout: String) -> String {
+            """
+            services:
+              shop:
+                health: {type: none}
+                max_connections: \(maxConnections)
+                max_pending: \(maxPending)
+                queue_timeout: \(queueTimeout)
+                instances:
+                  - {address: 127.0.0.1, port: \(port)}
+
+            """
+        }
+
+        /// `count` requests at once (one curl, parallel transfers): each one's status and
+        /// Retry-After (in the order they ended), and the bodies.
+        private func parallelCurl(_ url: String, count: Int, dir: ScratchDir) throws -> (answers: [(code: Int, retryAfter: String)], bodies: [String]) {
+            var arguments = ["-s", "--parallel", "--parallel-immediate", "--parallel-max", "\(count)", "-w", "%{http_code} %header{retry-after}\\n"]
+            for i in 0..<count { arguments += ["-o", dir.file("body-\(i).txt"), url] }
+            let result = try runCommand("/usr/bin/curl", arguments, dir: dir, label: "parallel-curl", timeout: .seconds(30))
+            let answers = result.stdout.split(separator: "\n").map { line in
+                let parts = line.split(separator: " ", omittingEmptySubsequences: false)
+                return (code: Int(parts.first ?? "") ?? 0, retryAfter: parts.count > 1 ? String(parts[1]) : "")
+            }
+            #expect(answers.count == count, "one status per transfer: \(result.stdout)")
+            return (answers, (0..<count).map { dir.read("body-\($0).txt") })
+        }
+
+        private func backendPeak(_ backend: Backend, dir: ScratchDir) throws -> Int {
+            let answer = try curl("http://127.0.0.1:\(backend.port)/concurrency", ["-s"], dir: dir)
+            return Int(answer.body.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        }
+
+        private func scrape(_ proxy: TrafficProxy) throws -> String {
+            let answer = try rawExchange(port: proxy.adminPort, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:\(proxy.adminPort)\r\nConnection: close\r\n\r\n")
+            return String(decoding: answer.body, as: UTF8.self)
+        }
+
+        /// The value of the sample `series` (name and labels exactly), or -1.
+        private func value(_ metrics: String, _ series: String) -> Double {
+            for line in metrics.split(separator: "\n") where line.hasPrefix(series + " ") {
+                return Double(line.dropFirst(series.count + 1)) ?? -1
+            }
+            return -1
+        }
+    }
+}
