@@ -343,11 +343,18 @@ extension StatusDocument {
                     requests: endpoints.reduce(0) { $0 + $1.requests }, errors5xx: endpoints.reduce(0) { $0 + $1.errors5xx },
                     endpoints: endpoints)
             }
-            return ServiceDoc(
+            var doc = ServiceDoc(
                 name: service.name, activeTrack: service.activeTrack, balancer: service.balancer.rawValue,
                 panic: service.panicking,
                 canary: service.canary.map { CanaryDoc(track: $0.track, percent: Double($0.permille) / 10) }, activeEndpoints: service.activeEndpoints.count, tracks: tracks,
                 revision: state.traffic[service.name]?.revision ?? 0, lastChange: state.traffic[service.name]?.history.last)
+            if let line = service.waitLine {
+                var inUse: [String: Int] = [:]
+                for endpoint in service.endpoints { inUse[endpoint.id] = endpoint.slots?.count ?? 0 }
+                doc.limits = LimitsDoc(maxConnections: service.limits.maxConnections, maxPending: service.limits.maxPending,
+                                       queueTimeoutMs: service.limits.queueTimeoutMs, waiting: line.waiting, inUse: inUse)
+            }
+            return doc
         }
     }
 }

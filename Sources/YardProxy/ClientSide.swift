@@ -259,7 +259,7 @@ extension Worker {
         c.stickyPoint = service.canary?.sticky == nil ? -1 : stickyPoint(c, service: service)
         retryTokens = min(retryTokens + Double(service.retry.budgetPercent) / 100, 100)
         guard let u = connectUpstream(for: c, service: service, fresh: c.upgradeRequested) else {
-            if c.hold.refused { return waitForSlot(c, service: service) }
+            if c.hold.refused && service.limits.limited { return waitForSlot(c, service: service) }
             c.inBuf.consume(head.headLength)
             c.scanFrom = 0
             if !c.requestBodyDone { c.keepAlive = false }
@@ -384,7 +384,7 @@ extension Worker {
             // Drop the answered request's head; keep any pipelined bytes after it.
             if c.phase != .forwarding { c.inBuf.consume(c.head.headLength) }
         }
-        let text = c.hold.busyAnswer ? ErrorResponse.busy(close: close) : ErrorResponse.bytes(status: status, close: close)
+        let text = c.hold.takeBusyAnswer() ? ErrorResponse.busy(close: close) : ErrorResponse.bytes(status: status, close: close)
         _ = c.outBuf.reserve(text.utf8CodeUnitCount)
         c.outBuf.append(text)
         if accessLog != nil {

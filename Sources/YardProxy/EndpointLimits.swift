@@ -191,6 +191,13 @@ struct SlotHold {
     var waitStartMicros: Int64 = 0
     /// Answer the next own error with the "busy" 503 (Retry-After).
     var busyAnswer = false
+
+    /// Whether this answer is the "busy" 503; the next one is not (a pipelined request
+    /// answered from inside `respondError` gets its own).
+    mutating func takeBusyAnswer() -> Bool {
+        defer { busyAnswer = false }
+        return busyAnswer
+    }
 }
 
 extension ClientConnection {
@@ -242,6 +249,7 @@ extension Worker {
             c.hold.refused = true
             return nil
         }
+        c.hold.refused = false
         c.hold.claim = claim
         return index
     }
@@ -252,6 +260,7 @@ extension Worker {
             c.hold.refused = true
             return nil
         }
+        c.hold.refused = false
         c.hold.claim = claim
         return endpoint
     }
@@ -366,6 +375,10 @@ extension Worker {
             break
         }
         line.setHead(worker: id, ticket: local.queue.headTicket())
+        // Slots may be left for another loop's waiters, which stood back for ours.
+        if line.waiting > 0, let oldest = line.oldest(workers: workers), oldest.worker != id {
+            waitLines.doorbells?.ring(oldest.worker)
+        }
     }
 
     /// Forwards a request that waited, as `dispatch` would have; false (and nothing
@@ -413,7 +426,6 @@ extension Worker {
         }
         c.hold.busyAnswer = true
         respondError(c, status: 503, reason: reason)
-        c.hold.busyAnswer = false
         if c.phase != .closed { updateInterest(c) }
     }
 

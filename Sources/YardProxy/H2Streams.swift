@@ -268,7 +268,8 @@ extension Worker {
         let h = link.connection
         Log.warning("\(status) to \(String(decoding: c.peerText, as: UTF8.self)) (HTTP/2 stream \(link.stream)): \(reason)")
         countOwnAnswer(status)
-        let text = c.hold.busyAnswer ? ErrorResponse.busy(close: false) : ErrorResponse.bytes(status: status, close: false)
+        let busy = c.hold.takeBusyAnswer()
+        let text = busy ? ErrorResponse.busy(close: false) : ErrorResponse.bytes(status: status, close: false)
         let all = UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
         var bodyStart = 0
         while bodyStart + 4 <= all.count && !(all[bodyStart] == 13 && all[bodyStart + 1] == 10 && all[bodyStart + 2] == 13 && all[bodyStart + 3] == 10) {
@@ -279,7 +280,7 @@ extension Worker {
             h.headers.removeAll()
             h.headers.add(name: "content-type", value: UnsafeRawBufferPointer(start: ("text/plain" as StaticString).utf8Start, count: 10))
             h.headers.add(name: "content-length", decimal: bodyText.count)
-            if c.hold.busyAnswer { h.headers.add(name: "retry-after", decimal: 1) }
+            if busy { h.headers.add(name: "retry-after", decimal: 1) }
             let body = h.session.openBody(stream: link.stream)
             _ = body.buffer.reserve(bodyText.count)
             body.buffer.append(bodyText)

@@ -80,6 +80,35 @@ extension Integration {
             #expect(elapsed >= .milliseconds(1_500))
         }
 
+        /// An HTTP/2 stream that finds every slot taken and no room to wait gets a whole 503
+        /// response on its stream, with retry-after; the connection goes on. `/status` shows
+        /// the limit and the slot in use.
+        @Test(.timeLimit(.minutes(1)))
+        func aRefusedHTTP2StreamGetsA503WithRetryAfter() throws {
+            let dir = try ScratchDir("limits-h2-busy")
+            let backend = try Backend.demo("slow", dir: dir)
+            defer { backend.stop() }
+            let proxy = try TrafficProxy(dir: dir, services: services(backend.port, maxConnections: 1, maxPending: 0, queueTimeout: "1s"), label: "h2busy")
+            defer { proxy.stop() }
+            let held = try BackgroundCurl(proxy.url + "/slow?ms=1500", dir: dir)
+            try waitFor("the only slot taken", timeout: .seconds(5)) {
+                (try? scrape(proxy)).map { value($0, "switchyard_endpoint_slots_in_use{service=\"shop\",track=\"\",endpoint=\"127.0.0.1:\(backend.port)\"}") == 1 } ?? false
+            }
+            let refused = try curl(proxy.url + "/", ["--http2-prior-knowledge"], extra: ["%{http_version}", "%header{retry-after}"], dir: dir)
+            #expect(refused.httpStatus == 503)
+            #expect(refused.written.first == "2", "answered over HTTP/2")
+            #expect(refused.written.dropFirst().first == "1", "retry-after: \(refused.written)")
+            #expect(refused.body.contains("every endpoint is at max_connections"))
+
+            let status = try rawExchange(port: proxy.adminPort, "GET /status HTTP/1.1\r\nHost: 127.0.0.1:\(proxy.adminPort)\r\nConnection: close\r\n\r\n")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(status.body)) as? [String: Any])
+            let shop = try #require((json["services"] as? [[String: Any]])?.first { $0["name"] as? String == "shop" })
+            let limits = try #require(shop["limits"] as? [String: Any])
+            #expect(limits["max_connections"] as? Int == 1)
+            #expect((limits["in_use"] as? [String: Int])?["shop/127.0.0.1:\(backend.port)"] == 1)
+            #expect(held.finish(timeout: .seconds(10)).httpStatus == 200)
+        }
+
         /// The same cap applies to raw TCP tunnels: at the cap, a further connection is
         /// closed rather than relayed, and counted.
         @Test(.timeLimit(.minutes(1)))
