@@ -288,6 +288,8 @@ private final class DemoConnection {
     let fd: Int32
     let backend: DemoBackend
     let reader: SocketReader
+    /// The current request counts toward `DemoBackend.maxConcurrentRequests`.
+    var working = false
     /// Scratch for outgoing body pieces: room for a chunk-size line, the data and CRLF.
     let out: UnsafeMutableRawBufferPointer
 
@@ -317,11 +319,15 @@ private final class DemoConnection {
             if request.expectsContinue, request.framing != .none, !request.isHTTP10 {
                 guard send("HTTP/1.1 100 Continue\r\n\r\n") else { return }
             }
-            // `/concurrency` reads the peak; it is not counted itself.
-            let counted = !request.path.hasSuffix("/concurrency")
-            if counted { backend.requestStarted() }
+            // `/concurrency` reads the peak; it is not counted itself. A request counts from
+            // its head until the first byte of its answer leaves (`sendAll`): once the
+            // answer is on its way the client may send the next one.
+            if !request.path.hasSuffix("/concurrency") {
+                backend.requestStarted()
+                working = true
+            }
             let keepGoing = respond(to: request)
-            if counted { backend.requestEnded() }
+            endWork()
             guard keepGoing, request.keepAlive else { return }
         }
     }
@@ -523,7 +529,15 @@ private final class DemoConnection {
         return sendAll(UnsafeRawBufferPointer(rebasing: out[start..<(16 + count + 2)]))
     }
 
+    /// The request being answered stops counting toward the backend's concurrency.
+    private func endWork() {
+        guard working else { return }
+        working = false
+        backend.requestEnded()
+    }
+
     private func sendAll(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        endWork()
         var sent = 0
         while sent < bytes.count {
             let n = Glibc.send(fd, bytes.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL))

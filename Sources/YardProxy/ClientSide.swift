@@ -260,6 +260,8 @@ extension Worker {
         retryTokens = min(retryTokens + Double(service.retry.budgetPercent) / 100, 100)
         guard let u = connectUpstream(for: c, service: service, fresh: c.upgradeRequested) else {
             if c.hold.refused && service.limits.limited { return waitForSlot(c, service: service) }
+            // The last attempt's claim (slot, least-connections count) ends with it.
+            releaseEndpoint(c)
             c.inBuf.consume(head.headLength)
             c.scanFrom = 0
             if !c.requestBodyDone { c.keepAlive = false }

@@ -400,6 +400,7 @@ extension Worker {
                 c.hold.refused = false
                 return false
             }
+            releaseEndpoint(c)
             c.inBuf.consume(c.head.headLength)
             c.scanFrom = 0
             if !c.requestBodyDone { c.keepAlive = false }

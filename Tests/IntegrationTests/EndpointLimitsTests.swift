@@ -130,6 +130,24 @@ extension Integration {
             #expect(value(try scrape(proxy), "switchyard_endpoint_slots_in_use{service=\"shop\",track=\"\",endpoint=\"127.0.0.1:\(backend.port)\"}") == 0)
         }
 
+        /// An endpoint that refuses connections answers 502, and the slot the failed
+        /// attempt claimed is given back at once, not when the keep-alive client leaves.
+        @Test(.timeLimit(.minutes(1)))
+        func aFailedConnectGivesItsSlotBackWhileTheClientStays() throws {
+            let dir = try ScratchDir("limits-refused")
+            let port = try closedPort()
+            let proxy = try TrafficProxy(dir: dir, services: services(port, maxConnections: 1, maxPending: 5, queueTimeout: "1s"), label: "refused")
+            defer { proxy.stop() }
+            let connection = try RawConnection(port: proxy.port)
+            for _ in 0..<3 {
+                try connection.send("GET / HTTP/1.1\r\nHost: shop\r\n\r\n")
+                #expect(try connection.readResponse().status == 502, "not a 503: the slot was free each time")
+            }
+            let metrics = try scrape(proxy)
+            #expect(value(metrics, "switchyard_endpoint_slots_in_use{service=\"shop\",track=\"\",endpoint=\"127.0.0.1:\(port)\"}") == 0)
+            #expect(value(metrics, "switchyard_queue_refused_total{service=\"shop\",reason=\"full\"}") == 0)
+        }
+
         // MARK: Helpers
 
         private func services(_ port: UInt16, maxConnections: Int = 4, maxPending: Int, queueTimeout: String) -> String {
