@@ -130,19 +130,29 @@ public final class ServiceWaitLine: Sendable {
     /// Puts back a waiter taken out to be served that found no free slot after all.
     public func reenter() { pending.wrappingAdd(1, ordering: .sequentiallyConsistent) }
 
-    /// Publishes loop `worker`'s oldest waiting ticket (`UInt64.max`: none).
-    public func setHead(worker: Int, ticket: UInt64) {
+    /// Bit set on a published head whose request found no free slot for it last time it
+    /// tried (its track's endpoints are full): other loops need not stand back for it.
+    static let blockedBit: UInt64 = 1 << 63
+
+    /// Publishes loop `worker`'s oldest waiting ticket (`UInt64.max`: none), and whether it
+    /// is blocked (found no slot when it last tried).
+    public func setHead(worker: Int, ticket: UInt64, blocked: Bool = false) {
         guard worker >= 0, worker < heads.count else { return }
-        heads[worker].ticket.store(ticket, ordering: .sequentiallyConsistent)
+        let value = ticket == .max ? .max : (blocked ? ticket | Self.blockedBit : ticket)
+        heads[worker].ticket.store(value, ordering: .sequentiallyConsistent)
     }
 
     /// The loop holding the oldest waiter among the first `workers` loops, and its ticket;
-    /// nil when none waits.
-    public func oldest(workers: Int) -> (worker: Int, ticket: UInt64)? {
+    /// nil when none waits. `includingBlocked: false` passes over heads that found no slot
+    /// last time (who to stand back for), `true` counts them (who to wake on a release:
+    /// the slot freed may be the one it needs).
+    public func oldest(workers: Int, includingBlocked: Bool = true, except: Int = -1) -> (worker: Int, ticket: UInt64)? {
         var best: (worker: Int, ticket: UInt64)?
-        for w in 0..<min(workers, heads.count) {
-            let ticket = heads[w].ticket.load(ordering: .sequentiallyConsistent)
-            if ticket != .max && ticket < (best?.ticket ?? .max) { best = (w, ticket) }
+        for w in 0..<min(workers, heads.count) where w != except {
+            let value = heads[w].ticket.load(ordering: .sequentiallyConsistent)
+            guard value != .max, includingBlocked || value & Self.blockedBit == 0 else { continue }
+            let ticket = value & ~Self.blockedBit
+            if ticket < (best?.ticket ?? .max) { best = (w, ticket) }
         }
         return best
     }

@@ -174,6 +174,9 @@ final class WorkerWaitLines {
     var wakePending = false
     /// Every loop's doorbell (nil: a loop on its own, as in unit tests).
     var doorbells: LimitDoorbells?
+    /// Waiters passed over in one look when no slot is free for them (a canary or a pinned
+    /// track full while others have room): bounds the work of a look.
+    static let maxSkipped = 16
 }
 
 /// A request's place in the limits: the slot it holds, or its place in a wait queue.
@@ -344,10 +347,14 @@ extension Worker {
     private func serve(_ local: WorkerWaitLines.Local) {
         let line = local.line
         let workers = waitLines.doorbells?.bells.count ?? (id + 1)
+        // Waiters that found no slot for them (their track's endpoints are full): the ones
+        // behind may still go elsewhere. Put back at the front, in order, at the end.
+        var skipped: [WaitQueue<ClientConnection>.Entry] = []
         while let entry = local.queue.first(), let c = entry.element {
-            if entry.deadlineMs > now, let oldest = line.oldest(workers: workers), oldest.ticket < entry.ticket {
+            if entry.deadlineMs > now, let older = line.oldest(workers: workers, includingBlocked: false, except: id),
+               older.ticket < entry.ticket {
                 // Another loop's waiter came first: the slot is its.
-                if oldest.worker != id { waitLines.doorbells?.ring(oldest.worker) }
+                waitLines.doorbells?.ring(older.worker)
                 break
             }
             _ = local.queue.popFirst()
@@ -366,18 +373,19 @@ extension Worker {
                 line.waitMicros.wrappingAdd(UInt64(waited), ordering: .relaxed)
                 continue
             }
-            // Every endpoint is full again (another loop took the slot): back to the front.
-            local.queue.pushFront(entry)
             line.reenter()
             waitLines.waiting += 1
             c.hold.ticket = entry.ticket
             c.hold.line = line
-            break
+            skipped.append(entry)
+            if skipped.count >= WorkerWaitLines.maxSkipped { break }
         }
-        line.setHead(worker: id, ticket: local.queue.headTicket())
+        for entry in skipped.reversed() { local.queue.pushFront(entry) }
+        let head = local.queue.headTicket()
+        line.setHead(worker: id, ticket: head, blocked: !skipped.isEmpty && skipped[0].ticket == head)
         // Slots may be left for another loop's waiters, which stood back for ours.
-        if line.waiting > 0, let oldest = line.oldest(workers: workers), oldest.worker != id {
-            waitLines.doorbells?.ring(oldest.worker)
+        if line.waiting > 0, let next = line.oldest(workers: workers, includingBlocked: false, except: id) {
+            waitLines.doorbells?.ring(next.worker)
         }
     }
 

@@ -148,6 +148,51 @@ extension Integration {
             #expect(value(metrics, "switchyard_queue_refused_total{service=\"shop\",reason=\"full\"}") == 0)
         }
 
+        /// A request waiting for a full track (pinned to green, green's one slot taken) does
+        /// not hold up one behind it that the other track has room for: that one is served
+        /// at once, and the green one when green's slot frees. On one loop (both in one
+        /// queue) and on two (the other loop does not stand back for a blocked waiter).
+        @Test(.timeLimit(.minutes(1)), arguments: [1, 2])
+        func aWaiterForAFullTrackDoesNotHoldUpTheOthers(workers: Int) throws {
+            let dir = try ScratchDir("limits-tracks-\(workers)")
+            let blue = try Backend.demo("blue", dir: dir)
+            let green = try Backend.demo("green", dir: dir)
+            defer { blue.stop(); green.stop() }
+            let services = """
+            services:
+              shop:
+                active: blue
+                health: {type: none}
+                max_connections: 1
+                max_pending: 10
+                queue_timeout: 5s
+                instances:
+                  - {address: 127.0.0.1, port: \(blue.port), track: blue}
+                  - {address: 127.0.0.1, port: \(green.port), track: green}
+
+            """
+            let proxy = try TrafficProxy(dir: dir, services: services, label: "tracks", workers: workers)
+            defer { proxy.stop() }
+            let pin = ["-H", "X-Switchyard-Track: green"]
+            let holding = try BackgroundCurl(proxy.url + "/slow?ms=2000", pin, dir: dir)
+            try waitFor("green's slot taken", timeout: .seconds(5)) {
+                (try? scrape(proxy)).map { value($0, "switchyard_endpoint_slots_in_use{service=\"shop\",track=\"green\",endpoint=\"127.0.0.1:\(green.port)\"}") == 1 } ?? false
+            }
+            let waiting = try BackgroundCurl(proxy.url + "/", pin, dir: dir)
+            try waitFor("the green request waiting", timeout: .seconds(5)) {
+                (try? scrape(proxy)).map { value($0, "switchyard_queue_length{service=\"shop\"}") == 1 } ?? false
+            }
+            let started = ContinuousClock.now
+            let stable = try curl(proxy.url + "/", dir: dir)
+            let elapsed = ContinuousClock.now - started
+            #expect(stable.httpStatus == 200 && stable.body.contains("hello from blue"), "\(stable.body)")
+            #expect(elapsed < .milliseconds(1_000), "served without waiting for green: \(elapsed)")
+            let held = holding.finish(timeout: .seconds(10))
+            let served = waiting.finish(timeout: .seconds(10))
+            #expect(held.httpStatus == 200 && served.httpStatus == 200)
+            #expect(served.body.contains("hello from green"))
+        }
+
         // MARK: Helpers
 
         private func services(_ port: UInt16, maxConnections: Int = 4, maxPending: Int, queueTimeout: String) -> String {

@@ -135,6 +135,18 @@ import YardModel
         #expect(line.oldest(workers: 4)?.ticket == 12)
     }
 
+    @Test func aBlockedHeadIsWokenButNotWaitedFor() {
+        let line = LimitCounters().line(service: "shop")
+        line.setHead(worker: 0, ticket: 3, blocked: true)
+        line.setHead(worker: 1, ticket: 7)
+        let wake = line.oldest(workers: 2)
+        let standBackFor = line.oldest(workers: 2, includingBlocked: false)
+        let others = line.oldest(workers: 2, includingBlocked: true, except: 0)
+        #expect(wake?.worker == 0 && wake?.ticket == 3, "a release may free the slot it needs")
+        #expect(standBackFor?.worker == 1, "a loop does not stand back for a waiter that cannot use a slot")
+        #expect(others?.worker == 1)
+    }
+
     @Test func aReleaseSaysWhenSomeoneWaits() {
         let counters = LimitCounters()
         let slots = counters.slots(service: "shop", poolKey: 3)
