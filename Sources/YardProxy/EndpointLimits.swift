@@ -268,8 +268,10 @@ extension Worker {
         return endpoint
     }
 
-    /// Gives back the client's slot, or its place in a queue (`releaseEndpoint`).
+    /// Gives back the client's slot, or its place in a queue (`releaseEndpoint`, which
+    /// also runs before each attempt: a refusal from an earlier one is forgotten).
     func releaseHold(_ c: ClientConnection) {
+        c.hold.refused = false
         if c.hold.ticket != 0 { cancelWait(c) }
         if let claim = c.hold.claim {
             c.hold.claim = nil

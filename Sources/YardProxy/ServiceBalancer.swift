@@ -242,7 +242,7 @@ extension Worker {
 
     /// Ends the client's claim on its endpoint (least-connections counts, latency for EWMA).
     func releaseEndpoint(_ c: ClientConnection) {
-        if c.hold.claim != nil || c.hold.ticket != 0 { releaseHold(c) }
+        if c.hold.claim != nil || c.hold.ticket != 0 || c.hold.refused { releaseHold(c) }
         guard let balancer = c.balancer, c.balancerIndex >= 0 else { return }
         balancer.finished(c.balancerIndex, startNanos: c.attemptStartNanos)
         c.balancer = nil
