@@ -106,6 +106,11 @@ extension Integration {
             let limits = try #require(shop["limits"] as? [String: Any])
             #expect(limits["max_connections"] as? Int == 1)
             #expect((limits["in_use"] as? [String: Int])?["shop/127.0.0.1:\(backend.port)"] == 1)
+
+            let explain = try rawExchange(port: proxy.adminPort, "GET /explain?host=shop&path=/ HTTP/1.1\r\nHost: 127.0.0.1:\(proxy.adminPort)\r\nConnection: close\r\n\r\n")
+            let explained = String(decoding: explain.body, as: UTF8.self)
+            #expect(explained.contains("max_connections 1 per endpoint, slots in use: shop/127.0.0.1:\(backend.port) 1/1"), "\(explained)")
+            #expect(explained.contains("every endpoint is full"))
             #expect(held.finish(timeout: .seconds(10)).httpStatus == 200)
         }
 
