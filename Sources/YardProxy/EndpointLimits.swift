@@ -129,20 +129,21 @@ struct WaitQueue<Element> {
 final class LimitDoorbells: Sendable {
     final class Bell: Sendable {
         let rung = Atomic<Bool>(false)
-        let eventFD: Int32
-        init(eventFD: Int32) { self.eventFD = eventFD }
+        /// Held (not just its descriptor) so the eventfd lives as long as anyone may ring.
+        let inbox: LoopInbox
+        init(inbox: LoopInbox) { self.inbox = inbox }
     }
 
     let bells: [Bell]
 
-    init(eventFDs: [Int32]) { bells = eventFDs.map { Bell(eventFD: $0) } }
+    init(inboxes: [LoopInbox]) { bells = inboxes.map { Bell(inbox: $0) } }
 
     func ring(_ worker: Int) {
         guard worker >= 0, worker < bells.count else { return }
         let bell = bells[worker]
         guard !bell.rung.exchange(true, ordering: .sequentiallyConsistent) else { return }
         var one: UInt64 = 1
-        _ = write(bell.eventFD, &one, 8)
+        _ = write(bell.inbox.eventFD, &one, 8)
     }
 
     /// Whether loop `worker` was rung since it last looked (and clears it).

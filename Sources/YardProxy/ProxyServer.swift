@@ -66,7 +66,7 @@ public final class ProxyServer: Sendable {
             throw error
         }
         // Each loop can wake the others for requests waiting on an endpoint slot.
-        let doorbells = LimitDoorbells(eventFDs: made.map(\.inbox.eventFD))
+        let doorbells = LimitDoorbells(inboxes: made.map(\.inbox))
         for worker in made { worker.waitLines.doorbells = doorbells }
         self.workers = made
         self.slots = slots
