@@ -198,6 +198,40 @@ extension Integration {
             #expect(served.body.contains("hello from green"))
         }
 
+        /// Clients that reset their connection (while waiting, and while being served)
+        /// leave nothing behind: no slot stays taken, no place in the queue stays counted,
+        /// and the next burst has the whole cap. (A client that only closes its sending
+        /// side is still answered, waiting or not: `nc -N` and curl's half-close.)
+        @Test(.timeLimit(.minutes(1)))
+        func clientsThatResetLeaveNoSlotOrPlaceBehind() throws {
+            let dir = try ScratchDir("limits-abandon")
+            let backend = try Backend.demo("slow", dir: dir)
+            defer { backend.stop() }
+            let proxy = try TrafficProxy(dir: dir, services: services(backend.port, maxPending: 100, queueTimeout: "10s"), label: "abandon")
+            defer { proxy.stop() }
+            let slot = "switchyard_endpoint_slots_in_use{service=\"shop\",track=\"\",endpoint=\"127.0.0.1:\(backend.port)\"}"
+
+            var clients = try (0..<20).map { _ in try RawConnection(port: proxy.port) }
+            for client in clients {
+                try client.send("GET /slow?ms=1000 HTTP/1.1\r\nHost: shop\r\n\r\n")
+                // Close with a reset, not a FIN.
+                var hard = linger(l_onoff: 1, l_linger: 0)
+                setsockopt(client.fd, SOL_SOCKET, SO_LINGER, &hard, socklen_t(MemoryLayout<linger>.size))
+            }
+            try waitFor("4 served and 16 waiting", timeout: .seconds(5)) {
+                guard let metrics = try? scrape(proxy) else { return false }
+                return value(metrics, slot) == 4 && value(metrics, "switchyard_queue_length{service=\"shop\"}") == 16
+            }
+            clients.removeAll()
+            try waitFor("every slot and place given back", timeout: .seconds(3)) {
+                guard let metrics = try? scrape(proxy) else { return false }
+                return value(metrics, slot) == 0 && value(metrics, "switchyard_queue_length{service=\"shop\"}") == 0
+            }
+            let codes = try parallelCurl(proxy.url + "/slow?ms=100", count: 8, dir: dir).answers.map(\.code)
+            #expect(codes == Array(repeating: 200, count: 8), "\(codes)")
+            #expect(value(try scrape(proxy), slot) == 0)
+        }
+
         // MARK: Helpers
 
         private func services(_ port: UInt16, maxConnections: Int = 4, maxPending: Int, queueTimeout: String) -> String {
