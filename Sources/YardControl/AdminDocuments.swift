@@ -172,12 +172,34 @@ public struct StatusDocument: Codable, Sendable {
         /// The traffic state's revision (0: from discovery, nothing stored yet).
         public var revision: Int64
         public var lastChange: TrafficChange?
+        /// `max_connections` and the wait queue; nil when the service has no limit.
+        public var limits: LimitsDoc? = nil
 
         enum CodingKeys: String, CodingKey {
-            case name, balancer, panic, canary, tracks, revision
+            case name, balancer, panic, canary, tracks, revision, limits
             case lastChange = "last_change"
             case activeTrack = "active_track"
             case activeEndpoints = "active_endpoints"
+        }
+    }
+
+    /// A service's endpoint limits and its wait queue now.
+    public struct LimitsDoc: Codable, Sendable {
+        public var maxConnections: Int
+        public var maxPending: Int
+        /// 0: `timeouts.queue`.
+        public var queueTimeoutMs: Int
+        /// Requests waiting for a slot now (process-wide).
+        public var waiting: Int
+        /// Slots in use per endpoint id.
+        public var inUse: [String: Int]
+
+        enum CodingKeys: String, CodingKey {
+            case waiting
+            case maxConnections = "max_connections"
+            case maxPending = "max_pending"
+            case queueTimeoutMs = "queue_timeout_ms"
+            case inUse = "in_use"
         }
     }
 

@@ -199,7 +199,19 @@ public struct Explanation: Codable, Sendable {
                 + (result.track.map { " of \($0)" } ?? "")
             if service.panicking { result.reasons.append("panic mode: no endpoint is healthy, all are used") }
         }
+        if service.limits.limited { result.reasons.append(limitsReason(service, considered)) }
         return result
+    }
+
+    /// `max_connections` as it stands: the slots in use per candidate, and the queue.
+    private static func limitsReason(_ service: Service, _ considered: [Endpoint]) -> String {
+        let limits = service.limits
+        let inUse = considered.map { "\($0.id) \($0.slots?.count ?? 0)/\(limits.maxConnections)" }.joined(separator: ", ")
+        let full = !considered.isEmpty && considered.allSatisfy { ($0.slots?.count ?? 0) >= limits.maxConnections }
+        let timeout = limits.queueTimeoutMs > 0 ? "\(limits.queueTimeoutMs) ms" : "timeouts.queue"
+        return "max_connections \(limits.maxConnections) per endpoint, slots in use: \(inUse.isEmpty ? "none" : inUse); "
+            + "\(service.waitLine?.waiting ?? 0) waiting (max_pending \(limits.maxPending), queue_timeout \(timeout))"
+            + (full ? "; every endpoint is full: the request would wait, or get 503 with Retry-After" : "")
     }
 
     /// A route's name for explain: its configured name, or its match summary.

@@ -32,6 +32,31 @@ struct ObservedState {
 // MARK: - Prometheus text format 0.0.4
 
 enum PrometheusText {
+    /// `max_connections` and the wait queues (services with a limit only): the limit and
+    /// slots in use per endpoint, and per service the requests waiting, the time the served
+    /// ones waited, and those refused (queue full, or the wait timed out).
+    static func renderLimits(_ table: RoutingTable, rows: [(labels: [(String, String)], endpoint: Endpoint, service: Service)],
+                             family: (String, String, String) -> Void, sample: (String, [(String, String)], String) -> Void) {
+        let limited = rows.filter { $0.endpoint.slots != nil }
+        family("switchyard_endpoint_max_connections", "gauge", "The endpoint's max_connections (services with a limit only).")
+        for row in limited { sample("switchyard_endpoint_max_connections", row.labels, "\(row.service.limits.maxConnections)") }
+        family("switchyard_endpoint_slots_in_use", "gauge", "Requests holding one of the endpoint's max_connections slots, across event loops.")
+        for row in limited { sample("switchyard_endpoint_slots_in_use", row.labels, "\(row.endpoint.slots?.count ?? 0)") }
+        let lines = table.services.compactMap { service in service.waitLine.map { (service.name, $0) } }
+        family("switchyard_queue_length", "gauge", "Requests waiting for a free endpoint slot (max_pending bounds it).")
+        for (name, line) in lines { sample("switchyard_queue_length", [("service", name)], "\(line.waiting)") }
+        family("switchyard_queue_wait_seconds", "summary", "Time the requests served from the queue waited for a slot.")
+        for (name, line) in lines {
+            sample("switchyard_queue_wait_seconds_sum", [("service", name)], format(Double(line.waitMicros.load(ordering: .relaxed)) / 1e6))
+            sample("switchyard_queue_wait_seconds_count", [("service", name)], "\(line.served.load(ordering: .relaxed))")
+        }
+        family("switchyard_queue_refused_total", "counter", "Requests answered 503 by the queue: full (max_pending) or timeout (queue_timeout); TCP connections closed with every endpoint full count as full.")
+        for (name, line) in lines {
+            sample("switchyard_queue_refused_total", [("service", name), ("reason", "full")], "\(line.refusedFull.load(ordering: .relaxed))")
+            sample("switchyard_queue_refused_total", [("service", name), ("reason", "timeout")], "\(line.refusedTimeout.load(ordering: .relaxed))")
+        }
+    }
+
     /// Renders the exposition. Metric and label names follow Prometheus conventions
     /// (`_total` counters, `_seconds` and `_bytes` units, base units only).
     static func render(_ state: ObservedState) -> String {
@@ -124,6 +149,8 @@ enum PrometheusText {
                             "rate_limited"].enumerated() where i < state.metrics.ownAnswers.count {
             sample("switchyard_proxy_answers_total", [("reason", reason)], "\(state.metrics.ownAnswers[i])")
         }
+
+        renderLimits(state.table, rows: rows.map { ($0.labels, $0.endpoint, $0.service) }, family: family, sample: sample)
 
         family("switchyard_service_active_track", "gauge", "1 for the track that gets new requests.")
         family("switchyard_service_endpoints", "gauge", "Endpoints of the service, by state.")
@@ -317,11 +344,18 @@ extension StatusDocument {
                     requests: endpoints.reduce(0) { $0 + $1.requests }, errors5xx: endpoints.reduce(0) { $0 + $1.errors5xx },
                     endpoints: endpoints)
             }
-            return ServiceDoc(
+            var doc = ServiceDoc(
                 name: service.name, activeTrack: service.activeTrack, balancer: service.balancer.rawValue,
                 panic: service.panicking,
                 canary: service.canary.map { CanaryDoc(track: $0.track, percent: Double($0.permille) / 10) }, activeEndpoints: service.activeEndpoints.count, tracks: tracks,
                 revision: state.traffic[service.name]?.revision ?? 0, lastChange: state.traffic[service.name]?.history.last)
+            if let line = service.waitLine {
+                var inUse: [String: Int] = [:]
+                for endpoint in service.endpoints { inUse[endpoint.id] = endpoint.slots?.count ?? 0 }
+                doc.limits = LimitsDoc(maxConnections: service.limits.maxConnections, maxPending: service.limits.maxPending,
+                                       queueTimeoutMs: service.limits.queueTimeoutMs, waiting: line.waiting, inUse: inUse)
+            }
+            return doc
         }
     }
 }

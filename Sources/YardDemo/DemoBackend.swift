@@ -24,6 +24,8 @@ import Synchronization
 /// - `/close`: answers with `Connection: close`, then closes
 /// - `/connections`: how many connections this backend has accepted so far (a proxy's
 ///   upstream connection reuse shows here)
+/// - `/concurrency`: the most requests it was answering at once since start (a proxy's
+///   `max_connections` shows here); this request is not counted
 ///
 /// Every response carries `X-Backend: <name>` and `X-Backend-Port: <port>`.
 ///
@@ -82,6 +84,24 @@ public final class DemoBackend: Sendable {
 
     /// Counts a request; returns its 1-based number.
     func countRequest() -> Int { served.wrappingAdd(1, ordering: .relaxed).newValue }
+
+    /// Requests being answered now, and the most answered at once since start (a proxy's
+    /// per-endpoint `max_connections` shows here: `/concurrency`).
+    private let inFlight = Atomic<Int>(0)
+    private let peakInFlight = Atomic<Int>(0)
+    public var maxConcurrentRequests: Int { peakInFlight.load(ordering: .relaxed) }
+
+    func requestStarted() {
+        let now = inFlight.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue
+        var peak = peakInFlight.load(ordering: .relaxed)
+        while now > peak {
+            let (exchanged, original) = peakInFlight.compareExchange(expected: peak, desired: now, ordering: .relaxed)
+            if exchanged { break }
+            peak = original
+        }
+    }
+
+    func requestEnded() { inFlight.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
 
     deinit {
         // Reached only when no thread holds `self`: never started, or started and stopped.
@@ -268,6 +288,8 @@ private final class DemoConnection {
     let fd: Int32
     let backend: DemoBackend
     let reader: SocketReader
+    /// The current request counts toward `DemoBackend.maxConcurrentRequests`.
+    var working = false
     /// Scratch for outgoing body pieces: room for a chunk-size line, the data and CRLF.
     let out: UnsafeMutableRawBufferPointer
 
@@ -297,7 +319,16 @@ private final class DemoConnection {
             if request.expectsContinue, request.framing != .none, !request.isHTTP10 {
                 guard send("HTTP/1.1 100 Continue\r\n\r\n") else { return }
             }
-            guard respond(to: request), request.keepAlive else { return }
+            // `/concurrency` reads the peak; it is not counted itself. A request counts from
+            // its head until the first byte of its answer leaves (`sendAll`): once the
+            // answer is on its way the client may send the next one.
+            if !request.path.hasSuffix("/concurrency") {
+                backend.requestStarted()
+                working = true
+            }
+            let keepGoing = respond(to: request)
+            endWork()
+            guard keepGoing, request.keepAlive else { return }
         }
     }
 
@@ -341,6 +372,8 @@ private final class DemoConnection {
             return false
         case "connections":
             return sendSimple(status: 200, text: "\(backend.acceptedConnections)\n", keepAlive: request.keepAlive, headOnly: headOnly, version10: request.isHTTP10)
+        case "concurrency":
+            return sendSimple(status: 200, text: "\(backend.maxConcurrentRequests)\n", keepAlive: request.keepAlive, headOnly: headOnly, version10: request.isHTTP10)
         case "slow":
             let ms = min(max(request.queryInt("ms") ?? 0, 0), 600_000)
             let until = DispatchTime.now().uptimeNanoseconds + UInt64(ms) * 1_000_000
@@ -496,7 +529,15 @@ private final class DemoConnection {
         return sendAll(UnsafeRawBufferPointer(rebasing: out[start..<(16 + count + 2)]))
     }
 
+    /// The request being answered stops counting toward the backend's concurrency.
+    private func endWork() {
+        guard working else { return }
+        working = false
+        backend.requestEnded()
+    }
+
     private func sendAll(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        endWork()
         var sent = 0
         while sent < bytes.count {
             let n = Glibc.send(fd, bytes.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL))

@@ -5,7 +5,8 @@
 //                                            "tags": [], "drain": false}
 //   {prefix}services/{NAME}/settings         JSON, optional: the service keys of
 //                                            services.yml (active, health, balancer,
-//                                            hash_on, retries, canary, override, routes)
+//                                            hash_on, retries, canary, override, routes,
+//                                            max_connections, max_pending, queue_timeout)
 //
 // Values go through the services-file loader (JSON is YAML), so an instance in etcd means
 // exactly what it means in services.yml, with the same validation and messages.

@@ -22,6 +22,12 @@ public enum SwitchyardLabels {
     /// The service's active track (blue/green) until the traffic state says otherwise:
     /// put the same value on every instance of both tracks.
     public static let active = "switchyard.active"
+    /// Concurrent requests per endpoint of the service (`max_connections`), the requests
+    /// that may wait for a slot (`max_pending`) and how long (`queue_timeout`). Service
+    /// settings: the first instance (by address and port) that carries one sets it.
+    public static let maxConnections = "switchyard.max_connections"
+    public static let maxPending = "switchyard.max_pending"
+    public static let queueTimeout = "switchyard.queue_timeout"
 
     /// One workload's labels as a service instance, or nil when it carries no
     /// `switchyard.service` label.
@@ -108,6 +114,10 @@ public enum SwitchyardLabels {
         var labeled = LabeledInstance(service: name, instance: instance, route: route, healthPath: health, activeTrack: activeTrack)
         labeled.namedRoutes = namedRoutes
         labeled.settings = settings
+        switch readLimits(labels, owner: owner) {
+        case .success(let limits): labeled.limits = limits
+        case .failure(let problem): return .failure(problem)
+        }
         return .success(labeled)
     }
 
@@ -191,6 +201,25 @@ public enum SwitchyardLabels {
         return .success(routes)
     }
 
+    /// The limit labels' values (each nil when absent), or the first malformed one.
+    static func readLimits(_ labels: [String: String], owner: String) -> Result<LabeledLimits, LabelProblem> {
+        var limits = LabeledLimits()
+        for (key, path) in [(maxConnections, \LabeledLimits.maxConnections), (maxPending, \LabeledLimits.maxPending)] {
+            guard let text = labels[key].map(trimmed), !text.isEmpty else { continue }
+            guard let value = EndpointLimits.count(text) else {
+                return .failure(LabelProblem("\(owner): \(key) '\(DiscoveredValues.shown(text, quoted: false))' is not a whole number from 0 to \(EndpointLimits.maxValue)", field: "limits"))
+            }
+            limits[keyPath: path] = value
+        }
+        if let text = labels[queueTimeout].map(trimmed), !text.isEmpty {
+            guard let ms = EndpointLimits.queueTimeout(text) else {
+                return .failure(LabelProblem("\(owner): \(queueTimeout) '\(DiscoveredValues.shown(text, quoted: false))' is not a duration from 1ms to 10m (e.g. 500ms, 2s)", field: "limits"))
+            }
+            limits.queueTimeoutMs = ms
+        }
+        return .success(limits)
+    }
+
     static func trimmed(_ text: String) -> String {
         var view = Substring(text)
         while view.first == " " { view.removeFirst() }
@@ -237,6 +266,16 @@ public struct LabeledInstance: Sendable, Equatable {
     /// The service-wide settings its labels carry (balancer, health timings, retries,
     /// upstream protocol, canary).
     public var settings = ServiceLabelSettings()
+    /// What its `switchyard.max_connections` / `max_pending` / `queue_timeout` labels say.
+    public var limits = LabeledLimits()
+}
+
+/// The limit labels of one workload; nil where the label is absent.
+public struct LabeledLimits: Sendable, Equatable {
+    public var maxConnections: Int?
+    public var maxPending: Int?
+    public var queueTimeoutMs: Int?
+    public init() {}
 }
 
 // MARK: - Catalog assembly
@@ -274,6 +313,10 @@ public enum LabeledCatalog {
                 definition.health.path = path
             }
             definition.apply(ServiceLabelSettings.first(members.map(\.settings)))
+            definition.limits = EndpointLimits(
+                maxConnections: members.lazy.compactMap(\.limits.maxConnections).first ?? 0,
+                maxPending: members.lazy.compactMap(\.limits.maxPending).first ?? 0,
+                queueTimeoutMs: members.lazy.compactMap(\.limits.queueTimeoutMs).first ?? 0)
             definition.routes = Set(members.compactMap(\.route) + members.flatMap(\.namedRoutes)).sorted { a, b in
                 (a.name ?? "", a.host ?? "", a.pathPrefix, a.priority, a.middlewareNames.joined(separator: ","), a.declaredBy ?? "")
                     < (b.name ?? "", b.host ?? "", b.pathPrefix, b.priority, b.middlewareNames.joined(separator: ","), b.declaredBy ?? "")

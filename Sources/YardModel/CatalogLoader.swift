@@ -41,6 +41,7 @@ extension ConfigLoader {
     private static func parseService(name: String, node: ConfigNode, directory: String) throws(ConfigError) -> ServiceDefinition {
         let fields = try node.fields(allowed: [
             "active", "instances", "health", "balancer", "hash_on", "retries", "canary", "override", "routes", "upstream",
+            "max_connections", "max_pending", "queue_timeout",
         ])
         var instances: [InstanceDefinition] = []
         var seen: [String: Int?] = [:]
@@ -88,6 +89,7 @@ extension ConfigLoader {
             definition.hashOn = .sourceAddress
         }
         if let retryNode = fields.optional("retries") { definition.retry = try parseRetry(retryNode) }
+        definition.limits = try parseEndpointLimits(fields)
         if let upstreamNode = fields.optional("upstream") {
             definition.upstream = try parseUpstream(upstreamNode, directory: directory)
             if definition.upstream.multiplexed && definition.health.kind == .http, let healthNode = fields.optional("health") {
@@ -109,7 +111,30 @@ extension ConfigLoader {
         return definition
     }
 
-    // MARK: Health, retries
+    // MARK: Limits, health, retries
+
+    /// `max_connections` (per endpoint, across event loops), `max_pending` (requests that
+    /// may wait for a slot) and `queue_timeout` (how long they may wait).
+    private static func parseEndpointLimits(_ fields: Fields) throws(ConfigError) -> EndpointLimits {
+        var limits = EndpointLimits()
+        let most = EndpointLimits.maxValue
+        if let v = fields.optional("max_connections") {
+            limits.maxConnections = try v.integer(in: 0...most, expected: "concurrent requests per endpoint (0: no limit)")
+        }
+        if let v = fields.optional("max_pending") {
+            limits.maxPending = try v.integer(in: 0...most, expected: "requests that may wait for a free endpoint (0: none wait)")
+            if limits.maxConnections == 0 && limits.maxPending > 0 {
+                throw v.error("max_pending queues requests when every endpoint is at max_connections, which is not set; set max_connections too")
+            }
+        }
+        if let v = fields.optional("queue_timeout") {
+            limits.queueTimeoutMs = try v.durationMilliseconds()
+            guard limits.queueTimeoutMs <= EndpointLimits.maxQueueTimeoutMs else {
+                throw v.error("queue_timeout is over 10m; a request should not wait that long for a free endpoint")
+            }
+        }
+        return limits
+    }
 
     private static func parseHealth(_ node: ConfigNode) throws(ConfigError) -> HealthPolicy {
         let fields = try node.fields(allowed: [

@@ -28,6 +28,9 @@ public struct ProxySettings: Sendable, Equatable {
     public var flipDrainMs = 30_000
     /// A TCP tunnel with no byte in either direction for this long is closed.
     public var tunnelIdleTimeoutMs = 3_600_000
+    /// How long a request waits for a free endpoint slot (services with `max_connections`)
+    /// unless the service sets `queue_timeout`. 503 with Retry-After after it.
+    public var queueTimeoutMs = 3_000
     /// Longest request line (method, target, version). 414 beyond it.
     public var maxRequestLineBytes = 8_192
     /// Largest request head (request line plus header fields). 431 beyond it.
@@ -285,6 +288,8 @@ public struct ServiceDefinition: Sendable, Equatable {
     public var routes: [DiscoveredRoute] = []
     /// How the endpoints are spoken to (HTTP/1.1 or HTTP/2, plain or TLS).
     public var upstream = UpstreamTransport()
+    /// Concurrent requests per endpoint and the wait queue (`max_connections`, `max_pending`).
+    public var limits = EndpointLimits()
 
     public init(
         name: String, activeTrack: String? = nil, instances: [InstanceDefinition],

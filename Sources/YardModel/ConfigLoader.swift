@@ -399,7 +399,7 @@ public enum ConfigLoader {
             ("client_body", \.clientBodyTimeoutMs),
             ("upstream_connect", \.upstreamConnectTimeoutMs), ("upstream_response", \.upstreamResponseTimeoutMs),
             ("upstream_idle", \.upstreamIdleTimeoutMs), ("drain", \.drainTimeoutMs),
-            ("flip_drain", \.flipDrainMs), ("tunnel_idle", \.tunnelIdleTimeoutMs),
+            ("flip_drain", \.flipDrainMs), ("tunnel_idle", \.tunnelIdleTimeoutMs), ("queue", \.queueTimeoutMs),
         ]
         let fields = try node.fields(allowed: keys.map(\.0))
         for (key, field) in keys {

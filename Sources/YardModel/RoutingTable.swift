@@ -31,11 +31,16 @@ public final class Endpoint: Sendable {
     public let id: String
     /// `,"service":…,"track":…,"endpoint":…` pre-encoded for access-log lines.
     public let logFragment: [UInt8]
+    /// Its requests in flight across event loops, when its service has `max_connections`
+    /// (nil: no limit, nothing counted).
+    public let slots: EndpointSlots?
 
     public init(
         poolKey: Int, address: String, port: UInt16, track: String?, weight: Int, service: String,
-        effectiveWeight: Int? = nil, health: String = "healthy", draining: Bool = false, ejected: Bool = false
+        effectiveWeight: Int? = nil, health: String = "healthy", draining: Bool = false, ejected: Bool = false,
+        slots: EndpointSlots? = nil
     ) {
+        self.slots = slots
         self.poolKey = poolKey
         self.address = address
         self.port = port
@@ -93,14 +98,21 @@ public final class Service: Sendable {
     public let upstream: UpstreamTransport
     /// Each track's routable endpoints, for requests pinned by the override header.
     public let trackEndpoints: [(track: [UInt8], endpoints: [Endpoint])]
+    /// Concurrent requests per endpoint and the wait queue (EndpointLimits.swift).
+    public let limits: EndpointLimits
+    /// The requests waiting for a free endpoint slot, when `limits` has `max_connections`.
+    public let waitLine: ServiceWaitLine?
 
     public init(
         name: String, index: Int, activeTrack: String?, endpoints: [Endpoint],
         balancer: BalancerKind = .roundRobin, hashOn: HashSource? = nil,
         retry: RetryPolicy = RetryPolicy(), health: HealthPolicy = HealthPolicy(),
-        canary: CanaryConfig? = nil, trackOverride: TrackOverride? = nil, upstream: UpstreamTransport = UpstreamTransport()
+        canary: CanaryConfig? = nil, trackOverride: TrackOverride? = nil, upstream: UpstreamTransport = UpstreamTransport(),
+        limits: EndpointLimits = EndpointLimits()
     ) {
         self.upstream = upstream
+        self.limits = limits
+        self.waitLine = limits.limited ? LimitCounters.shared.line(service: name) : nil
         self.canary = canary
         self.trackOverride = trackOverride
         self.overrideHeader = Array((trackOverride?.header ?? "").lowercased().utf8)

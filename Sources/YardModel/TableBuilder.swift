@@ -60,13 +60,15 @@ private func buildService(
             poolKey: key, address: instance.address, port: instance.port, track: instance.track,
             weight: instance.weight, service: definition.name,
             effectiveWeight: state?.effectiveWeight, health: state?.health ?? "healthy",
-            draining: instance.drain, ejected: state?.ejected ?? false
+            draining: instance.drain, ejected: state?.ejected ?? false,
+            slots: definition.limits.limited ? LimitCounters.shared.slots(service: definition.name, poolKey: key) : nil
         )
     }
     return Service(
         name: definition.name, index: index, activeTrack: definition.activeTrack, endpoints: endpoints,
         balancer: definition.balancer, hashOn: definition.hashOn, retry: definition.retry, health: definition.health,
-        canary: definition.canary, trackOverride: definition.trackOverride, upstream: definition.upstream)
+        canary: definition.canary, trackOverride: definition.trackOverride, upstream: definition.upstream,
+        limits: definition.limits)
 }
 
 /// An endpoint's routing state as the health checker sees it, for `buildRoutingTable`.

@@ -261,6 +261,9 @@ extension Worker {
         c.stickyPoint = service.canary?.sticky == nil ? -1 : stickyPoint(c, service: service)
         retryTokens = min(retryTokens + Double(retryPolicy(route, service).budgetPercent) / 100, 100)
         guard let u = connectUpstream(for: c, service: service, fresh: c.upgradeRequested) else {
+            if c.hold.refused && service.limits.limited { return waitForSlot(c, service: service) }
+            // The last attempt's claim (slot, least-connections count) ends with it.
+            releaseEndpoint(c)
             c.inBuf.consume(head.headLength)
             c.scanFrom = 0
             if !c.requestBodyDone { c.keepAlive = false }
@@ -385,7 +388,8 @@ extension Worker {
         let framingKnown = status == 404 || status == 502 || status == 503 || status == 504
         let close = !framingKnown || !c.keepAlive || !c.requestBodyDone || draining || c.readClosed
         Log.warning("\(status) to \(String(decoding: c.peerText, as: UTF8.self)): \(reason)")
-        let text = ErrorResponse.bytes(status: status, close: close)
+        // The busy 503 (every endpoint full, queue full or timed out) says when to come back.
+        let text = c.hold.takeBusyAnswer() ? ErrorResponse.busy(close: close) : ErrorResponse.bytes(status: status, close: close)
         var size = text.utf8CodeUnitCount
         if !close && c.requestMethod == .head {
             // A HEAD answer has no body: on a connection that stays, it would read as the next response.
@@ -405,6 +409,8 @@ extension Worker {
     /// client's output and returns its size; the connection closes after it with `close`.
     func sendOwnAnswer(_ c: ClientConnection, status: Int, close: Bool, _ write: (inout ByteBuffer) -> Int) {
         countOwnAnswer(status)
+        // A busy mark left by an earlier attempt never reaches a later answer.
+        _ = c.hold.takeBusyAnswer()
         if c.phase == .readingHead || c.phase == .idle || c.phase == .forwarding, close == false {
             // Drop the answered request's head; keep any pipelined bytes after it.
             if c.phase != .forwarding { c.inBuf.consume(c.head.headLength) }

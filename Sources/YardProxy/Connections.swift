@@ -142,6 +142,8 @@ final class ClientConnection {
     var requestStart: Int64 = 0
     /// Set when this is a stream of an HTTP/2 connection (no socket of its own; H2Streams.swift).
     var h2: H2StreamLink?
+    /// The endpoint slot the request holds, or its place in a wait queue (EndpointLimits.swift).
+    var hold = SlotHold()
 
     convenience init(fd: Int32, peer: SocketAddress, maxHeaders: Int, bufferSize: Int) {
         let peerBytes = withUnsafeBytes(of: peer.storage) { raw in

@@ -120,7 +120,7 @@ extension Worker {
 
     /// Request body bytes: into the stream's buffer (framed as the head said) and on upstream.
     func streamData(_ h: H2Connection, stream: Int32, bytes: Range<Int>) {
-        guard let c = h.streams[stream], let link = c.h2, c.phase == .forwarding, c.upstream != nil else {
+        guard let c = h.streams[stream], let link = c.h2, c.phase == .forwarding, c.exchangeBound else {
             // Nobody forwards this body (answered already, or the stream is gone): discard,
             // and give the window back.
             h.session.consume(stream: stream, count: bytes.count)
@@ -152,7 +152,7 @@ extension Worker {
             // Now the stream waits on the upstream, whose timeouts take over.
             link.deadline = 0
         }
-        guard link.chunked, c.phase == .forwarding, c.upstream != nil else { return }
+        guard link.chunked, c.phase == .forwarding, c.exchangeBound else { return }
         streamForwarded(c, link)
         if !link.staged.isEmpty { frameStaged(c, link) }
         _ = c.inBuf.reserve(16)
@@ -266,14 +266,19 @@ extension Worker {
     func h2RespondError(_ c: ClientConnection, status: Int, reason: String) {
         guard let link = c.h2 else { return }
         Log.warning("\(status) to \(String(decoding: c.peerText, as: UTF8.self)) (HTTP/2 stream \(link.stream)): \(reason)")
-        let text = ErrorResponse.bytes(status: status, close: false)
+        // The busy 503 (every endpoint full, queue full or timed out) says when to come back.
+        let busy = c.hold.takeBusyAnswer()
+        let text = busy ? ErrorResponse.busy(close: false) : ErrorResponse.bytes(status: status, close: false)
+        let retryAfter: StaticString = "Retry-After: 1\r\n"
+        let fieldLines = busy ? UnsafeRawBufferPointer(start: retryAfter.utf8Start, count: retryAfter.utf8CodeUnitCount)
+                              : UnsafeRawBufferPointer(start: nil, count: 0)
         let all = UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
         var bodyStart = 0
         while bodyStart + 4 <= all.count && !(all[bodyStart] == 13 && all[bodyStart + 1] == 10 && all[bodyStart + 2] == 13 && all[bodyStart + 3] == 10) {
             bodyStart += 1
         }
         let bodyText = UnsafeRawBufferPointer(rebasing: all[min(all.count, bodyStart + 4)...])
-        h2SendOwnAnswer(c, status: status, fieldLines: UnsafeRawBufferPointer(start: nil, count: 0), body: bodyText)
+        h2SendOwnAnswer(c, status: status, fieldLines: fieldLines, body: bodyText)
     }
 
     /// Answers the stream itself: `status`, the `Name: value` CRLF lines of `fieldLines`
@@ -282,6 +287,8 @@ extension Worker {
         guard let link = c.h2 else { return }
         let h = link.connection
         countOwnAnswer(status)
+        // A busy mark left by an earlier attempt never reaches a later answer.
+        _ = c.hold.takeBusyAnswer()
         if !link.headSubmitted && h.session.isOpen(link.stream) {
             h.headers.removeAll()
             forEachFieldLine(fieldLines) { name, value in h.headers.add(name: name, value: value) }

@@ -65,6 +65,9 @@ public final class ProxyServer: Sendable {
             slots.closeAll()
             throw error
         }
+        // Each loop can wake the others for requests waiting on an endpoint slot.
+        let doorbells = LimitDoorbells(inboxes: made.map(\.inbox))
+        for worker in made { worker.waitLines.doorbells = doorbells }
         self.workers = made
         self.slots = slots
         self.boundAddresses = slots.bound

@@ -163,6 +163,7 @@ extension Worker {
             // A retry of a request that started on an older table: plain rotation.
             let endpoints = service.activeEndpoints.isEmpty ? service.canaryEndpoints : service.activeEndpoints
             c.balancerIndex = -1
+            if service.limits.limited { return claimRotation(c, endpoints, start: c.attempts, service: service) }
             return endpoints[c.attempts % endpoints.count]
         }
         let top = balancers[service.index]
@@ -181,6 +182,7 @@ extension Worker {
             guard !endpoints.isEmpty else { return nil }
             overrideRotation &+= 1
             c.balancerIndex = -1
+            if service.limits.limited { return claimRotation(c, endpoints, start: overrideRotation, service: service) }
             return endpoints[overrideRotation % endpoints.count]
         }
         var balancer = top
@@ -194,7 +196,8 @@ extension Worker {
         var excluding = c.triedEndpoints
         // Every endpoint tried: allow them all again rather than fail.
         if endpoints.count <= 64 && excluding.nonzeroBitCount >= endpoints.count { excluding = 0 }
-        guard let index = balancer.pick(excluding: excluding, hash: c.hashKey, nowMs: now) else { return nil }
+        guard let index = service.limits.limited ? claimPick(c, balancer, endpoints, excluding: excluding, service: service)
+            : balancer.pick(excluding: excluding, hash: c.hashKey, nowMs: now) else { return nil }
         if index < 64 { c.triedEndpoints |= 1 << UInt64(index) }
         balancer.started(index)
         if balancer.kind == .p2cEWMA { c.attemptStartNanos = monotonicNanoseconds() }
@@ -239,6 +242,7 @@ extension Worker {
 
     /// Ends the client's claim on its endpoint (least-connections counts, latency for EWMA).
     func releaseEndpoint(_ c: ClientConnection) {
+        if c.hold.claim != nil || c.hold.ticket != 0 || c.hold.refused { releaseHold(c) }
         guard let balancer = c.balancer, c.balancerIndex >= 0 else { return }
         balancer.finished(c.balancerIndex, startNanos: c.attemptStartNanos)
         c.balancer = nil

@@ -50,6 +50,8 @@ final class TunnelConnection {
     var triedEndpoints: UInt64 = 0
     var balancer: ServiceBalancer?
     var balancerIndex = -1
+    /// The endpoint slot it holds when its service has `max_connections` (EndpointLimits.swift).
+    var slotClaim: EndpointSlots?
     /// Idle deadline, or the connect deadline while connecting (monotonic ms).
     var deadline: Int64 = 0
     /// Set when the endpoint stopped taking new connections: closed at this time (0: none).
@@ -161,7 +163,8 @@ extension Worker {
         guard !endpoints.isEmpty else { return nil }
         var excluding = t.triedEndpoints
         if endpoints.count <= 64 && excluding.nonzeroBitCount >= endpoints.count { excluding = 0 }
-        guard let index = balancer.pick(excluding: excluding, hash: t.sourceHash, nowMs: now) else { return nil }
+        guard let index = service.limits.limited ? claimTunnelPick(t, balancer, endpoints, excluding: excluding)
+            : balancer.pick(excluding: excluding, hash: t.sourceHash, nowMs: now) else { return nil }
         if index < 64 { t.triedEndpoints |= 1 << UInt64(index) }
         balancer.started(index)
         t.balancer = balancer
@@ -170,6 +173,7 @@ extension Worker {
     }
 
     private func releaseTunnelEndpoint(_ t: TunnelConnection) {
+        if t.slotClaim != nil { releaseTunnelHold(t) }
         if let balancer = t.balancer, t.balancerIndex >= 0 { balancer.finished(t.balancerIndex, startNanos: 0) }
         t.balancer = nil
         t.balancerIndex = -1
@@ -213,6 +217,8 @@ extension Worker {
         t.connecting = false
         t.balancer = c.balancer
         t.balancerIndex = c.balancerIndex
+        t.slotClaim = c.hold.claim
+        c.hold.claim = nil
         if t.tlsSide == nil {
             t.down.pending = Array(c.outBuf.readable) + Array(u.inBuf.readable)
             t.up.pending = Array(c.inBuf.readable)

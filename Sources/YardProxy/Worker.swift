@@ -83,6 +83,8 @@ final class Worker: @unchecked Sendable {
     var retryTokens: Double = 10
     /// Request-path counters of this worker (see `WorkerMetrics`).
     var metrics = WorkerMetrics()
+    /// Requests waiting for an endpoint slot (`max_connections`; EndpointLimits.swift).
+    let waitLines = WorkerWaitLines()
     let onEndpointFailing: @Sendable (String, Int) -> Void
     /// The access-log writer, or nil when the access log is off.
     let accessLog: AccessLogWriter?
@@ -244,17 +246,20 @@ final class Worker: @unchecked Sendable {
                     h2UpstreamEvent(h, flags)
                 default:
                     for task in inbox.drain() { task() }
+                    answerDoorbell()
                 }
             }
             if !tlsPendingReads.isEmpty { readPendingTLS() }
             if !tlsPendingUpstreamReads.isEmpty { readPendingUpstreamTLS() }
             if !h2FlushQueue.isEmpty { flushQueuedH2() }
             if !h2UpstreamFlushQueue.isEmpty { flushQueuedH2Upstreams() }
+            if waitLines.wakePending { serveWaiters() }
             if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
             if now >= nextTick {
                 nextTick = now + Worker.tickMs
                 if let accessLog { flushAccessLog(accessLog) }
                 expireTimeouts()
+                if waitLines.waiting > 0 { serveWaiters() }
                 if !tunnels.isEmpty { expireTunnels() }
                 trimHeapAfterBurst()
                 if draining && clients.isEmpty && tunnels.isEmpty && h2Connections.isEmpty { stopped = true }

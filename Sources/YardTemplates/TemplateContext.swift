@@ -61,6 +61,11 @@ public enum TemplateContext {
                 "per_try_timeout": "\(definition.retry.perTryTimeoutMs)ms",
             ] as [String: Any],
         ]
+        if definition.limits.limited {
+            var limits: [String: Any] = ["max_connections": definition.limits.maxConnections, "max_pending": definition.limits.maxPending]
+            if definition.limits.queueTimeoutMs > 0 { limits["queue_timeout"] = "\(definition.limits.queueTimeoutMs)ms" }
+            result["limits"] = limits
+        }
         if let hashOn = definition.hashOn { result["hash_on"] = hashText(hashOn) }
         if let override = definition.trackOverride {
             result["override"] = ["header": override.header, "allow": override.allow.map(networkText)] as [String: Any]

@@ -177,3 +177,30 @@ import YardModel
         #expect(problem(["switchyard.hash_on": "body"]).hasPrefix(owner + "switchyard.hash_on 'body' is not header:NAME"))
     }
 }
+
+/// `switchyard.max_connections`, `.max_pending` and `.queue_timeout`: service settings read
+/// from any instance's labels (the first in address order that has one).
+@Suite struct LimitLabels {
+    private func read(_ address: String, _ extra: [String: String]) -> Result<LabeledInstance?, LabelProblem> {
+        SwitchyardLabels.read(labels: ["switchyard.service": "shop", "switchyard.port": "8080"].merging(extra) { $1 },
+                              owner: "container shop-1 (3f2a9c1b)", address: address, defaultPort: nil)
+    }
+
+    @Test func limitLabelsBecomeTheServiceLimits() throws {
+        let a = try #require(try read("10.0.0.5", ["switchyard.max_connections": "8", "switchyard.max_pending": "50", "switchyard.queue_timeout": "2s"]).get())
+        let b = try #require(try read("10.0.0.6", ["switchyard.max_connections": "3"]).get())
+        let catalog = LabeledCatalog.assemble([b, a])
+        #expect(catalog.services.first?.limits == EndpointLimits(maxConnections: 8, maxPending: 50, queueTimeoutMs: 2_000))
+    }
+
+    @Test func aMalformedLimitLabelNamesTheLabelAndSkipsTheWorkload() {
+        for (key, value) in [("switchyard.max_connections", "lots"), ("switchyard.max_pending", "-2"), ("switchyard.queue_timeout", "0")] {
+            guard case .failure(let problem) = read("10.0.0.5", [key: value]) else {
+                Issue.record("\(key)=\(value) accepted")
+                continue
+            }
+            #expect(problem.description.contains(key), "\(problem)")
+            #expect(problem.field == "limits")
+        }
+    }
+}
