@@ -237,6 +237,8 @@ extension Worker {
             return
         }
         c.route = route
+        c.gzip = nil
+        c.acceptsGzip = route.steps.compress != nil && clientAcceptsGzip(c, base: base)
         // Middlewares that answer themselves (RouteMiddlewares.swift), a body over the route's limit.
         if !route.steps.gates.isEmpty && answeredByGates(c, route.steps, base: base) { return }
         if route.settings.maxBodyBytes > 0, case .contentLength(let length) = head.framing, length > route.settings.maxBodyBytes {

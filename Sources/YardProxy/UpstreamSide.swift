@@ -293,6 +293,7 @@ extension Worker {
                     || u.head.framing == .untilClose)
                 if closeAfter { c.keepAlive = false }
                 let before = c.outBuf.writerIndex - c.outBuf.readerIndex
+                if !interim && c.acceptsGzip { beginGzipIfWanted(c, u) }
                 writeResponseHead(c, u, closeAfter: closeAfter, into: &c.outBuf)
                 c.bytesToClient += c.outBuf.writerIndex - c.outBuf.readerIndex - before
                 c.lastStatus = u.head.status
@@ -320,10 +321,22 @@ extension Worker {
                 becomeTunnel(c, u)
                 return
             case .body(let count):
-                c.outBuf.append(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]))
-                c.bytesToClient &+= count
+                if let gzip = c.gzip {
+                    let before = c.outBuf.readableBytes
+                    gzipBody(gzip, u, count: count, chunked: true, into: &c.outBuf)
+                    c.bytesToClient &+= c.outBuf.readableBytes - before
+                } else {
+                    c.outBuf.append(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]))
+                    c.bytesToClient &+= count
+                }
                 u.inBuf.consume(count)
             case .complete:
+                if let gzip = c.gzip {
+                    let before = c.outBuf.readableBytes
+                    endGzip(gzip, chunked: true, into: &c.outBuf)
+                    c.bytesToClient &+= c.outBuf.readableBytes - before
+                    c.gzip = nil
+                }
                 break relaying
             case .invalidHead, .invalidBody, .closedMidHead, .closedMidBody, .truncated:
                 responseFailed(c, u, event)
