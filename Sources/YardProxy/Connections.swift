@@ -89,6 +89,8 @@ final class ClientConnection {
     /// its head qualified (ResponseCompression.swift).
     var acceptsGzip = false
     var gzip: GzipStream?
+    /// The route's forward_auth sub-request and what it answered (ForwardAuthCheck.swift).
+    var auth: ForwardAuthExchange?
     var requestMethod: HTTPMethod = .get
     var requestVersionMinor: UInt8 = 1
     /// Keep the client connection after this response (the client allows it, we are not draining).

@@ -127,6 +127,11 @@ extension Worker {
         }
         if teTrailers { out.append("TE: trailers\r\n") }
         if let steps { appendMiddlewareFields(c, steps, base: base, stripped: stripped, newTrace: newTrace, into: &out) }
+        if let auth = c.auth, !auth.lines.isEmpty {
+            // forward_auth's copied fields (ForwardAuthCheck.swift).
+            _ = out.reserve(auth.lines.count + 32)
+            out.append(auth.lines)
+        }
         out.append("Via: 1.1 switchyard\r\n\r\n")
     }
 

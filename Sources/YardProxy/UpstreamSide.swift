@@ -276,6 +276,7 @@ extension Worker {
             if u.discardMethod != nil { discardResponse(u) }
             return
         }
+        if let auth = c.auth, !auth.passed { return relayAuthAnswer(u, c, auth) }
         if c.h2 != nil { return relayResponseToStream(u, c) }
         relaying: while true {
             if u.headDone && c.outBuf.writableBytes < u.inBuf.readableBytes { c.outBuf.compact() }
@@ -399,6 +400,7 @@ extension Worker {
             closeUpstream(u)
             return
         }
+        if let auth = c.auth, !auth.passed { return authFailed(c, u, status: 502, reason: "forward_auth: \(reason)") }
         let service = c.route?.service
         let connectFailed = u.phase == .connecting
         let nothingReceived = !c.responseStarted && !u.headDone && u.responseBytes == 0
@@ -439,6 +441,9 @@ extension Worker {
     }
 
     func upstreamTimedOut(_ u: UpstreamConnection) {
+        if let c = u.client, let auth = c.auth, !auth.passed, u.phase != .idle {
+            return authFailed(c, u, status: 504, reason: "forward_auth: \(u.endpoint.id) did not answer within \(auth.step.timeoutMs) ms")
+        }
         switch u.phase {
         case .idle:
             closeUpstream(u)

@@ -6,7 +6,9 @@ import Foundation
 /// An HTTP/1.1 origin serving the files of its directory. Query parameters shape the answer:
 /// `type` (Content-Type, default text/plain), `chunked=1` (Transfer-Encoding: chunked, 4000-byte
 /// chunks), `cc` (Cache-Control), `ce` (Content-Encoding), `status`. Every answer has
-/// `ETag: "v1"`. Path `/auth/...` answers as an auth service (see `authServiceSource`).
+/// `ETag: "v1"`. A path ending in `/echo-headers` answers with the request's fields, one per line;
+/// a path under `/auth/` answers as an auth service: 302 to an SSO for an X-Forwarded-Uri under
+/// /login, 200 with X-User: alice for `Authorization: Bearer good` (after 3 s for /slow), else 401.
 func startFileOrigin(_ dir: ScratchDir, label: String = "origin") throws -> (ChildProcess, UInt16) {
     let script = dir.file("file-origin.py")
     if !FileManager.default.fileExists(atPath: script) {
@@ -22,7 +24,7 @@ func startFileOrigin(_ dir: ScratchDir, label: String = "origin") throws -> (Chi
 }
 
 private let fileOriginSource = #"""
-import http.server, os, sys, urllib.parse
+import http.server, os, sys, time, urllib.parse
 
 ROOT = sys.argv[1]
 
@@ -32,8 +34,48 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def auth(self):
+        # The auth service: decides by X-Forwarded-Uri and Authorization.
+        uri = self.headers.get("X-Forwarded-Uri", "")
+        seen = "%s %s %s %s" % (self.headers.get("X-Forwarded-Method"), uri, self.headers.get("X-Forwarded-Host"),
+                                self.headers.get("X-Forwarded-Proto"))
+        if uri.startswith("/slow"):
+            time.sleep(3)
+        if uri.startswith("/login"):
+            self.send_response(302)
+            self.send_header("Location", "https://sso.example/login?rd=" + uri)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.headers.get("Authorization") == "Bearer good":
+            self.send_response(200)
+            self.send_header("X-User", "alice")
+            self.send_header("X-Auth-Saw", seen)
+            self.send_header("X-Not-Copied", "1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            body = b"token needed\n"
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Bearer realm="site"')
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    def echo_headers(self):
+        body = "".join("%s: %s\n" % (k, v) for k, v in self.headers.items()).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def answer(self, head_only):
         url = urllib.parse.urlsplit(self.path)
+        if url.path.startswith("/auth/"):
+            return self.auth()
+        if url.path.endswith("/echo-headers"):
+            return self.echo_headers()
         query = dict(urllib.parse.parse_qsl(url.query))
         path = os.path.join(ROOT, os.path.basename(url.path))
         try:
@@ -82,8 +124,9 @@ server.serve_forever()
 
 /// `switchyard run` with one listener, the service `site` at `originPort`, and `body` (the
 /// middlewares and routes). Returns the proxy and its base URL.
-func startMiddlewareProxy(_ dir: ScratchDir, originPort: UInt16, _ body: String) throws -> (ChildProcess, String) {
-    try dir.write("services.yml", servicesYAML([ServiceSpec(name: "site", instances: [.init(port: originPort)])]))
+func startMiddlewareProxy(_ dir: ScratchDir, originPort: UInt16, _ body: String,
+                          more: [ServiceSpec] = []) throws -> (ChildProcess, String) {
+    try dir.write("services.yml", servicesYAML([ServiceSpec(name: "site", instances: [.init(port: originPort)])] + more))
     try dir.write("switchyard.yml", """
         listeners:
           - {name: web, address: 127.0.0.1:0}
