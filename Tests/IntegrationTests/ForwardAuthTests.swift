@@ -14,6 +14,7 @@ extension Integration {
             let (origin, originPort) = try startFileOrigin(dir)
             defer { origin.stop() }
             let down = try closedPort()
+            try dir.write("body.bin", String(repeating: "0123456789abcdef", count: 20_000))
             let (proxy, url) = try startMiddlewareProxy(dir, originPort: originPort, """
                 middlewares:
                   sso: {forward_auth: {address: "http://auth/auth/check", auth_response_headers: [X-User, X-Auth-Saw], timeout: 1s}}
@@ -37,6 +38,12 @@ extension Integration {
                 #expect(seen.contains("x-auth-saw: get /private/echo-headers?x=1 127.0.0.1"), "\(tag): \(seen)")
                 #expect(!seen.contains("x-not-copied"), "\(tag): only auth_response_headers are copied")
                 #expect(seen.contains("authorization: bearer good"), "\(tag): the request goes on with its own fields")
+
+                // A body waits for the check, then goes to the backend whole; a denied one never does.
+                let posted = try curl(url + "/private/upload", mode + ["-H", "Authorization: Bearer good", "--data-binary", "@" + dir.file("body.bin")], dir: dir)
+                #expect(posted.httpStatus == 200, "\(tag)")
+                #expect(posted.body == dir.read("body.bin"), "\(tag): the body arrives as sent")
+                #expect(try curl(url + "/private/upload", mode + ["--data-binary", "@" + dir.file("body.bin")], dir: dir).httpStatus == 401)
 
                 // Denied: the 401 with its WWW-Authenticate and body.
                 let headName = "denied-\(tag).txt"

@@ -9,6 +9,7 @@ import Foundation
 /// `ETag: "v1"`. A path ending in `/echo-headers` answers with the request's fields, one per line;
 /// a path under `/auth/` answers as an auth service: 302 to an SSO for an X-Forwarded-Uri under
 /// /login, 200 with X-User: alice for `Authorization: Bearer good` (after 3 s for /slow), else 401.
+/// POST answers with the request body.
 func startFileOrigin(_ dir: ScratchDir, label: String = "origin") throws -> (ChildProcess, UInt16) {
     let script = dir.file("file-origin.py")
     if !FileManager.default.fileExists(atPath: script) {
@@ -112,6 +113,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.answer(False)
+
+    def do_POST(self):
+        if self.path.startswith("/auth/"):
+            return self.auth()
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_HEAD(self):
         self.answer(True)
