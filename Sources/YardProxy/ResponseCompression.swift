@@ -172,6 +172,16 @@ extension Worker {
 
     // MARK: Bodies
 
+    /// Body bytes an HTTP/1.1 client's gzip may take now: up to 16 KiB, and only while the
+    /// client buffer has room for their output (16 KiB runs plus framing), or is empty. A
+    /// stalled client so stops the relay instead of growing its buffer.
+    @inline(__always)
+    func gzipRoom(_ c: ClientConnection) -> Int {
+        let writable = c.outBuf.writableBytes
+        if c.outBuf.isEmpty { return max(min(c.outBuf.capacity, 16 * 1024), 4_096) }
+        return writable < 16 * 1024 + 64 ? 0 : 16 * 1024
+    }
+
     /// Deflates `count` upstream body bytes (at the start of `u.inBuf`) into `out`, framing
     /// each run as an HTTP/1.1 chunk when `chunked`. The stream is flushed when these are the
     /// last bytes buffered from the upstream, so a slow origin's pieces are not held back.

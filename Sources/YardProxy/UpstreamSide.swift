@@ -280,7 +280,8 @@ extension Worker {
         if c.h2 != nil { return relayResponseToStream(u, c) }
         relaying: while true {
             if u.headDone && c.outBuf.writableBytes < u.inBuf.readableBytes { c.outBuf.compact() }
-            let event = u.response.next(u.inBuf.readable, room: c.outBuf.writableBytes, close: u.closeState,
+            let room = c.gzip == nil ? c.outBuf.writableBytes : gzipRoom(c)
+            let event = u.response.next(u.inBuf.readable, room: room, close: u.closeState,
                                         limits: responseLimits, requestMethod: c.requestMethod, fields: u.fields)
             switch event {
             case .needBytes:
