@@ -7,7 +7,9 @@
 
 /// A `forward_auth` middleware as configured.
 public struct ForwardAuth: Sendable, Equatable {
-    /// The auth service: a service of the discovery (`http://NAME/path`), asked over plain HTTP/1.1.
+    /// The auth service: a service of the discovery (`http://NAME/path`) or an IP address and
+    /// port (`http://10.0.0.5:9000/path`, which the routing table adds as a service of that
+    /// name), asked over plain HTTP/1.1.
     public var service: String
     /// The path (and query) the sub-request asks for.
     public var path: String
@@ -25,6 +27,14 @@ public struct ForwardAuth: Sendable, Equatable {
         self.requestHeaders = requestHeaders
         self.responseHeaders = responseHeaders
         self.timeoutMs = timeoutMs
+    }
+
+    /// The address and port of an `address` given as `IP:port` (nil for a service name).
+    public var fixedAddress: (host: String, port: UInt16)? {
+        guard let colon = service.lastIndex(of: ":"), let port = UInt16(service[service.index(after: colon)...]), port > 0 else { return nil }
+        var host = String(service[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
     }
 
     /// The largest auth answer (head and body) passed back to a client; a bigger one is a 502.
@@ -58,6 +68,22 @@ public struct ForwardAuthStep: Sendable {
     }
 }
 
+extension ForwardAuth {
+    /// `IPv4:port` or `[IPv6]:port`, the port 1...65535.
+    static func isAddressAndPort(_ text: String) -> Bool {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65_535).contains(port) else { return false }
+        let host = text[..<colon]
+        if host.hasPrefix("[") && host.hasSuffix("]") {
+            let inner = host.dropFirst().dropLast()
+            return !inner.isEmpty && inner.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
+        }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { part in
+            !part.isEmpty && part.count <= 3 && part.allSatisfy(\.isASCII) && part.allSatisfy(\.isNumber) && (Int(part) ?? 256) <= 255
+        }
+    }
+}
+
 extension ConfigLoader {
     static func parseForwardAuth(_ node: ConfigNode) throws(ConfigError) -> ForwardAuth {
         let fields = try node.fields(allowed: ["address", "auth_request_headers", "auth_response_headers", "timeout"])
@@ -70,9 +96,11 @@ extension ConfigLoader {
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
         let service = String(rest[..<slash])
         let path = slash == rest.endIndex ? "/" : String(rest[slash...])
-        guard !service.isEmpty, service.utf8.allSatisfy({ RouteText.isTokenCharacter($0) && $0 != UInt8(ascii: ":") }) else {
-            throw addressNode.error("'\(address)' must name a service of the discovery, e.g. http://auth/verify; "
-                + "host:port addresses are not supported yet: declare the auth server as a service")
+        let named = !service.isEmpty && service.utf8.allSatisfy({ RouteText.isTokenCharacter($0) && $0 != UInt8(ascii: ":") })
+        guard named || ForwardAuth.isAddressAndPort(service) else {
+            throw addressNode.error("'\(address)' must name a service of the discovery (http://auth/verify) "
+                + "or an IP address and port (http://10.0.0.5:9000/verify, http://[fd00::5]:9000/verify); "
+                + "for a host name, declare the auth server as a service")
         }
         guard path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "#") }) else {
             throw addressNode.error("the path of '\(address)' has a space, a control character or '#'")

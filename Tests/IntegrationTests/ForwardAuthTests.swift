@@ -19,8 +19,12 @@ extension Integration {
                 middlewares:
                   sso: {forward_auth: {address: "http://auth/auth/check", auth_response_headers: [X-User, X-Auth-Saw], timeout: 1s}}
                   sso-down: {forward_auth: {address: "http://authdown/check"}}
+                  sso-ip: {forward_auth: {address: "http://127.0.0.1:\(originPort)/auth/check", auth_response_headers: [X-User]}}
+                  sso-ip-down: {forward_auth: {address: "http://127.0.0.1:\(down)/check"}}
                 routes:
                   - {path: /down, service: site, middlewares: [sso-down]}
+                  - {path: /ip-down, service: site, middlewares: [sso-ip-down]}
+                  - {path: /ip, service: site, middlewares: [sso-ip]}
                   - {service: site, middlewares: [sso]}
                 """, more: [ServiceSpec(name: "auth", instances: [.init(port: originPort)]),
                             ServiceSpec(name: "authdown", instances: [.init(port: down)])])
@@ -44,6 +48,13 @@ extension Integration {
                 #expect(posted.httpStatus == 200, "\(tag)")
                 #expect(posted.body == dir.read("body.bin"), "\(tag): the body arrives as sent")
                 #expect(try curl(url + "/private/upload", mode + ["--data-binary", "@" + dir.file("body.bin")], dir: dir).httpStatus == 401)
+
+                // The auth service as an address and port, not a service.
+                let byAddress = try curl(url + "/ip/echo-headers", mode + ["-H", "Authorization: Bearer good"], dir: dir)
+                #expect(byAddress.httpStatus == 200, "\(tag)")
+                #expect(byAddress.body.lowercased().contains("x-user: alice"))
+                #expect(try curl(url + "/ip/echo-headers", mode, dir: dir).httpStatus == 401)
+                #expect(try curl(url + "/ip-down/echo-headers", mode + ["-H", "Authorization: Bearer good"], dir: dir).httpStatus == 502)
 
                 // Denied: the 401 with its WWW-Authenticate and body.
                 let headName = "denied-\(tag).txt"

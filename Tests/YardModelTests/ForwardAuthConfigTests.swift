@@ -19,12 +19,20 @@ import Testing
         #expect(String(decoding: steps.forwardAuth?.requestStart ?? [], as: UTF8.self) == "GET /verify?app=shop HTTP/1.1\r\nHost: auth\r\n")
         #expect(steps.forwardAuth?.requestHeaders == [Array("authorization".utf8), Array("cookie".utf8)])
         #expect(try load("{forward_auth: {address: \"http://auth\"}}").routes[0].middlewares[0].kind == .forwardAuth(ForwardAuth(service: "auth")))
+        let fixed = try load("{forward_auth: {address: \"http://10.0.0.5:9000/verify\"}}").routes[0].middlewares[0].kind
+        #expect(fixed == .forwardAuth(ForwardAuth(service: "10.0.0.5:9000", path: "/verify")))
+        if case .forwardAuth(let auth) = fixed { #expect(auth.fixedAddress?.host == "10.0.0.5" && auth.fixedAddress?.port == 9000) }
+        let v6 = ForwardAuth(service: "[fd00::5]:9000")
+        #expect(v6.fixedAddress?.host == "fd00::5")
+        #expect(ForwardAuth(service: "auth").fixedAddress == nil)
     }
 
     @Test func badForwardAuthSettingsAreNamed() {
         for (bad, message) in [("{forward_auth: {}}", "address"),
                                ("{forward_auth: {address: \"https://auth/x\"}}", "http://"),
-                               ("{forward_auth: {address: \"http://10.0.0.1:9000/x\"}}", "declare the auth server as a service"),
+                               ("{forward_auth: {address: \"http://auth.internal:9000/x\"}}", "declare the auth server as a service"),
+                               ("{forward_auth: {address: \"http://10.0.0.1:99999/x\"}}", "IP address and port"),
+                               ("{forward_auth: {address: \"http://10.0.0.256:80/x\"}}", "IP address and port"),
                                ("{forward_auth: {address: \"http://auth/a b\"}}", "space"),
                                ("{forward_auth: {address: \"http://auth/\", auth_response_headers: [Content-Length]}}", "cannot copy"),
                                ("{forward_auth: {address: \"http://auth/\", auth_request_headers: [X-Forwarded-For]}}", "cannot copy"),
