@@ -21,20 +21,36 @@ import YardModel
 final class GzipStream {
     private let stream: UnsafeMutablePointer<z_stream>
     /// The upstream body is chunked: its framing is removed before deflating.
-    let dechunks: Bool
+    private(set) var dechunks: Bool
     var dechunker = Dechunker()
     private(set) var ended = false
+    private var level: Int32
 
     /// nil when zlib cannot start a stream (out of memory): the response goes uncompressed.
     init?(level: Int32, dechunks: Bool) {
         stream = .allocate(capacity: 1)
         stream.initialize(to: z_stream())
         self.dechunks = dechunks
+        self.level = level
         guard yard_deflate_init_gzip(stream, level) == Z_OK else {
             stream.deinitialize(count: 1)
             stream.deallocate()
             return nil
         }
+    }
+
+    /// Starts a new gzip stream in this one's memory (deflateReset keeps zlib's ~256 KiB of
+    /// windows and tables: no allocation, no page faults). False if zlib refuses.
+    func restart(level: Int32, dechunks: Bool) -> Bool {
+        guard deflateReset(stream) == Z_OK else { return false }
+        if level != self.level {
+            guard deflateParams(stream, level, Z_DEFAULT_STRATEGY) == Z_OK else { return false }
+            self.level = level
+        }
+        self.dechunks = dechunks
+        dechunker = Dechunker()
+        ended = false
+        return true
     }
 
     deinit {
@@ -121,7 +137,12 @@ extension Worker {
             }
         }
         guard typed else { return }
-        c.gzip = GzipStream(level: rule.level, dechunks: head.framing == .chunked)
+        let dechunks = head.framing == .chunked
+        if let spare = gzipSpares.popLast(), spare.restart(level: rule.level, dechunks: dechunks) {
+            c.gzip = spare
+        } else {
+            c.gzip = GzipStream(level: rule.level, dechunks: dechunks)
+        }
     }
 
     // MARK: Heads
@@ -213,8 +234,13 @@ extension Worker {
         }
     }
 
-    /// Ends the gzip stream into `out` (and the chunked body with its last chunk).
+    /// A worker keeps this many finished streams for reuse (about 256 KiB each).
+    static let gzipSpareCount = 4
+
+    /// Ends the gzip stream into `out` (and the chunked body with its last chunk); the
+    /// stream is kept for the next response (the caller drops its reference).
     func endGzip(_ gzip: GzipStream, chunked: Bool, into out: inout ByteBuffer) {
+        defer { if gzipSpares.count < Worker.gzipSpareCount { gzipSpares.append(gzip) } }
         gzip.deflate(UnsafeRawBufferPointer(start: nil, count: 0), flush: false, finish: true, into: &out) {
             chunkFrame(&$0, opening: $1, produced: $2, chunked: chunked)
         }

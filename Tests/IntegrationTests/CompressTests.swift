@@ -25,8 +25,10 @@ extension Integration {
         static let config = """
             middlewares:
               gzip: {compress: {min_bytes: 1KiB, level: 5}}
+              gzip-fast: {compress: {level: 1}}
             routes:
               - {path: /plain, service: site}
+              - {path: /fast, service: site, middlewares: [gzip-fast]}
               - {service: site, middlewares: [gzip]}
             """
 
@@ -41,7 +43,8 @@ extension Integration {
             let (proxy, url) = try startMiddlewareProxy(dir, originPort: originPort, Self.config)
             defer { proxy.stop() }
 
-            for (index, (path, expected)) in [("/big.txt", big), ("/big.txt?chunked=1", big),
+            // Streams are reused between responses, also across levels (/fast is level 1).
+            for (index, (path, expected)) in [("/big.txt", big), ("/fast/big.txt", big), ("/big.txt?chunked=1", big), ("/fast/big.txt?chunked=1", big),
                                               ("/page.html?type=text/html;%20charset=utf-8", dir.read("page.html"))].enumerated() {
                 for h2 in [false, true] {
                     let headName = "head-\(index)-\(h2).txt"
