@@ -27,6 +27,12 @@ extension Worker {
                                         limits: responseLimits, requestMethod: c.requestMethod, fields: u.fields)
             switch event {
             case .needBytes, .complete:
+                if let gzip = c.gzip, let body = link.body {
+                    let before = body.buffer.readableBytes
+                    flushGzip(gzip, chunked: false, into: &body.buffer)
+                    c.bytesToClient &+= body.buffer.readableBytes - before
+                    if body.buffer.readableBytes > before { s.bodyGrew(body) }
+                }
                 break relaying
             case .interimHead:
                 // 1xx: not relayed (HTTP/2 clients do not need 100-continue from us).

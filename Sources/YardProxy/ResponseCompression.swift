@@ -24,6 +24,8 @@ final class GzipStream {
     private(set) var dechunks: Bool
     var dechunker = Dechunker()
     private(set) var ended = false
+    /// Body bytes went in since the last flush.
+    var unflushed = false
     private var level: Int32
 
     /// nil when zlib cannot start a stream (out of memory): the response goes uncompressed.
@@ -50,6 +52,7 @@ final class GzipStream {
         self.dechunks = dechunks
         dechunker = Dechunker()
         ended = false
+        unflushed = false
         return true
     }
 
@@ -204,13 +207,13 @@ extension Worker {
     }
 
     /// Deflates `count` upstream body bytes (at the start of `u.inBuf`) into `out`, framing
-    /// each run as an HTTP/1.1 chunk when `chunked`. The stream is flushed when these are the
-    /// last bytes buffered from the upstream, so a slow origin's pieces are not held back.
+    /// each run as an HTTP/1.1 chunk when `chunked`. zlib may hold the output back until
+    /// `flushGzip`, which the relays call when they run out of upstream bytes.
     func gzipBody(_ gzip: GzipStream, _ u: UpstreamConnection, count: Int, chunked: Bool, into out: inout ByteBuffer) {
         let taken = UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count])
-        let flush = count == u.inBuf.readableBytes
+        gzip.unflushed = true
         guard gzip.dechunks else {
-            gzip.deflate(taken, flush: flush, finish: false, into: &out) { chunkFrame(&$0, opening: $1, produced: $2, chunked: chunked) }
+            gzip.deflate(taken, flush: false, finish: false, into: &out) { chunkFrame(&$0, opening: $1, produced: $2, chunked: chunked) }
             return
         }
         var offset = 0
@@ -227,10 +230,16 @@ extension Worker {
             }
             offset += used
         }
-        if flush {
-            gzip.deflate(UnsafeRawBufferPointer(start: nil, count: 0), flush: true, finish: false, into: &out) {
-                chunkFrame(&$0, opening: $1, produced: $2, chunked: chunked)
-            }
+    }
+
+    /// Pushes out what zlib holds (a sync flush) when body bytes went in since the last one:
+    /// the relay has nothing more from the backend for now, so a slow or streaming backend's
+    /// pieces are not held back.
+    func flushGzip(_ gzip: GzipStream, chunked: Bool, into out: inout ByteBuffer) {
+        guard gzip.unflushed else { return }
+        gzip.unflushed = false
+        gzip.deflate(UnsafeRawBufferPointer(start: nil, count: 0), flush: true, finish: false, into: &out) {
+            chunkFrame(&$0, opening: $1, produced: $2, chunked: chunked)
         }
     }
 

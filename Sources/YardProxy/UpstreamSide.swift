@@ -285,7 +285,14 @@ extension Worker {
                                         limits: responseLimits, requestMethod: c.requestMethod, fields: u.fields)
             switch event {
             case .needBytes:
-                if u.headDone { break relaying }
+                if u.headDone {
+                    if let gzip = c.gzip {
+                        let before = c.outBuf.readableBytes
+                        flushGzip(gzip, chunked: true, into: &c.outBuf)
+                        c.bytesToClient &+= c.outBuf.readableBytes - before
+                    }
+                    break relaying
+                }
                 flushClient(c)
                 if u.phase != .closed, u.inBuf.writableBytes == 0 { u.inBuf.compact() }
                 return

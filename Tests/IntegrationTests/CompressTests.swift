@@ -115,6 +115,31 @@ extension Integration {
         }
 
         @Test(.timeLimit(.minutes(1)))
+        func aStreamingOriginsFirstPieceReachesTheClientBeforeItsLastIsSent() throws {
+            let dir = try ScratchDir("compress-stream")
+            let (origin, originPort) = try startFileOrigin(dir)
+            defer { origin.stop() }
+            let (proxy, url) = try startMiddlewareProxy(dir, originPort: originPort, Self.config)
+            defer { proxy.stop() }
+            for h2 in [false, true] {
+                let started = ContinuousClock.now
+                let client = try BackgroundCurl(url + "/stream", ["-N", "--compressed", "-D", dir.file("stream-head-\(h2).txt")]
+                                                + (h2 ? ["--http2-prior-knowledge"] : []), dir: dir)
+                defer { client.child.stop() }
+                // The origin pauses 3 s after its first piece: that piece must be out before
+                // (-N: curl writes what it decompressed at once).
+                try waitFor("the first piece through gzip", timeout: .milliseconds(2_500)) {
+                    ((try? String(contentsOfFile: client.bodyPath, encoding: .utf8)) ?? "").contains("piece-one")
+                }
+                #expect(ContinuousClock.now - started < .milliseconds(2_500))
+                let result = client.finish(timeout: .seconds(10))
+                #expect(result.httpStatus == 200, "h2=\(h2)")
+                #expect(result.body == String(repeating: "piece-one\n", count: 300) + String(repeating: "piece-two\n", count: 300))
+                #expect(dir.read("stream-head-\(h2).txt").lowercased().contains("content-encoding: gzip"))
+            }
+        }
+
+        @Test(.timeLimit(.minutes(1)))
         func nghttpSeesAGzipStreamBesideAnUncompressedOneOnOneConnection() throws {
             let dir = try ScratchDir("compress-nghttp")
             try dir.write("page.txt", sampleText(bytes: 32 * 1024))

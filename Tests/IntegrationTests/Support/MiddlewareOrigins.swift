@@ -9,7 +9,8 @@ import Foundation
 /// `ETag: "v1"`. A path ending in `/echo-headers` answers with the request's fields, one per line;
 /// a path under `/auth/` answers as an auth service: 302 to an SSO for an X-Forwarded-Uri under
 /// /login, 200 with X-User: alice for `Authorization: Bearer good` (after 3 s for /slow), else 401.
-/// POST answers with the request body.
+/// POST answers with the request body. A path ending in `/stream` sends 3000 bytes of text,
+/// waits 3 s, then 3000 more (chunked).
 func startFileOrigin(_ dir: ScratchDir, label: String = "origin") throws -> (ChildProcess, UInt16) {
     let script = dir.file("file-origin.py")
     if !FileManager.default.fileExists(atPath: script) {
@@ -63,6 +64,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
 
+    def stream(self):
+        # A chunked text body in two pieces, 3 s apart.
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for piece, pause in ((b"piece-one\n" * 300, 3), (b"piece-two\n" * 300, 0)):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.flush()
+            time.sleep(pause)
+        self.wfile.write(b"0\r\n\r\n")
+
     def echo_headers(self):
         body = "".join("%s: %s\n" % (k, v) for k, v in self.headers.items()).encode()
         self.send_response(200)
@@ -77,6 +90,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.auth()
         if url.path.endswith("/echo-headers"):
             return self.echo_headers()
+        if url.path.endswith("/stream"):
+            return self.stream()
         query = dict(urllib.parse.parse_qsl(url.query))
         path = os.path.join(ROOT, os.path.basename(url.path))
         try:
