@@ -39,6 +39,8 @@ let package = Package(
         .systemLibrary(name: "CYardLinux"),
         // libxcrypt: basic_auth verifies htpasswd hashes with crypt_rn.
         .systemLibrary(name: "CYardCrypt", providers: [.apt(["libcrypt-dev"])]),
+        // zlib: the compress middleware's gzip (deflate as the body streams through).
+        .systemLibrary(name: "CYardZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // MARK: The data plane
         // The process log's handler lives here so the data plane's rare failure lines and the
@@ -59,7 +61,7 @@ let package = Package(
         .target(name: "YardHealth", dependencies: ["YardIO", "YardModel", "YardBalancing", "YardTLS", "YardHTTP2", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "YardProxy",
-            dependencies: ["YardIO", "YardHTTP", "YardHTTP2", "YardModel", "YardBalancing", "YardTLS"],
+            dependencies: ["YardIO", "YardHTTP", "YardHTTP2", "YardModel", "YardBalancing", "YardTLS", "CYardZlib"],
             // Connection state lives in loop-confined classes; dynamic exclusivity checks on
             // their stored properties cost ~2-3 % of the proxy's CPU under load (perf,
             // docs/ARCHITECTURE.md) and guard nothing a single-threaded loop can violate.

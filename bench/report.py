@@ -18,6 +18,7 @@ TITLES = {
     "tls": "TLS keep-alive, small", "h2c": "h2c, small", "h2tls": "h2 over TLS, small",
     "h2c-up": "h2c → h2c origin", "h1-h2up": "HTTP/1.1 → h2c origin",
     "middlewares": "keep-alive, route middlewares",
+    "compress": "keep-alive, 64 KiB text, gzip",
 }
 
 

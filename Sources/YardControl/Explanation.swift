@@ -347,6 +347,12 @@ extension Explanation {
                 reasons.append("basic_auth: only users of \(auth.settings.file) pass (realm \(auth.settings.realm)); others get 401")
             }
         }
+        if let auth = route.steps.forwardAuth {
+            reasons.append("forward_auth: forwarded only if service '\(auth.service)' answers 2xx; its other answers go to the client, no answer within \(auth.timeoutMs) ms is 504, no connection 502")
+        }
+        if let compress = route.steps.compress {
+            reasons.append("compress: gzip (level \(compress.level)) for listed text types of at least \(compress.minBytes) bytes, when the client's Accept-Encoding allows gzip")
+        }
         let settings = route.settings
         if settings != .none {
             var parts: [String] = []

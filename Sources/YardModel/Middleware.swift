@@ -63,6 +63,10 @@ public enum MiddlewareKind: Sendable, Equatable {
     /// Only clients in these networks (the client address as `trusted_proxies` decides);
     /// others get 403.
     case ipAllow([Network])
+    /// gzip for text responses the client accepts it for (Compress.swift).
+    case compress(Compress)
+    /// Ask an auth service first: its 2xx lets the request through (ForwardAuth.swift).
+    case forwardAuth(ForwardAuth)
 
     /// The middleware's type as written in the config.
     public var typeName: String {
@@ -77,6 +81,8 @@ public enum MiddlewareKind: Sendable, Equatable {
         case .redirect: "redirect"
         case .rateLimit: "rate_limit"
         case .basicAuth: "basic_auth"
+        case .compress: "compress"
+        case .forwardAuth: "forward_auth"
         }
     }
 }
@@ -125,6 +131,10 @@ public struct RouteSteps: Sendable {
     public let allow: [[Network]]
     /// The middlewares that may answer themselves, in the route's order.
     public let gates: [RouteGate]
+    /// gzip for the response (the route's compress middleware), nil for most routes.
+    public let compress: CompressRule?
+    /// The auth sub-request to make before forwarding (the route's forward_auth), nil for most routes.
+    public let forwardAuth: ForwardAuthStep?
     /// Anything to do at all: the request path skips every check when false.
     public let isEmpty: Bool
     /// The path is changed (the request line is rebuilt).
@@ -147,6 +157,8 @@ public struct RouteSteps: Sendable {
         var sampled = false
         var allow: [[Network]] = []
         var gates: [RouteGate] = []
+        var compress: CompressRule?
+        var forwardAuth: ForwardAuthStep?
         func line(_ setting: HeaderSetting) -> [UInt8] { Array("\(setting.name): \(setting.value)\r\n".utf8) }
         for (name, kind) in zip(names, kinds) {
             switch kind {
@@ -173,6 +185,11 @@ public struct RouteSteps: Sendable {
             case .basicAuth(let auth):
                 gates.append(.basicAuth(BasicAuthRegistry.shared.gate(name: name, settings: auth)))
                 if !auth.forwardAuthorization { drop.append(Array("authorization".utf8)) }
+            case .compress(let settings): compress = CompressRule(settings)
+            case .forwardAuth(let settings):
+                forwardAuth = ForwardAuthStep(settings)
+                // What the auth service says about the client replaces what the client says.
+                for name in settings.responseHeaders { drop.append(Array(name.lowercased().utf8)) }
             }
         }
         // The proxy's own X-Forwarded-Prefix / X-Replaced-Path replace what a client sent.
@@ -193,7 +210,9 @@ public struct RouteSteps: Sendable {
         self.rewritesPath = !strip.isEmpty || !add.isEmpty || replace != nil
         self.allow = allow
         self.gates = gates
-        self.isEmpty = !rewritesPath && drop.isEmpty && lines.isEmpty && idName.isEmpty && gates.isEmpty && !editsResponse
+        self.compress = compress
+        self.forwardAuth = forwardAuth
+        self.isEmpty = !rewritesPath && drop.isEmpty && lines.isEmpty && idName.isEmpty && gates.isEmpty && !editsResponse && compress == nil && forwardAuth == nil
         self.names = names
     }
 
@@ -209,7 +228,7 @@ public struct RouteSteps: Sendable {
                     + (known.isEmpty ? "define it under 'middlewares:'" : "defined: \(known.joined(separator: ", "))")))
             }
             let type = kind.typeName
-            if ["strip_prefix", "add_prefix", "replace_path", "request_id", "redirect_scheme"].contains(type), let other = seenTypes[type] {
+            if ["strip_prefix", "add_prefix", "replace_path", "request_id", "redirect_scheme", "compress", "forward_auth"].contains(type), let other = seenTypes[type] {
                 return .failure(MiddlewareProblem(message: "'\(name)' and '\(other)' are both \(type); a route takes one"))
             }
             seenTypes[type] = name

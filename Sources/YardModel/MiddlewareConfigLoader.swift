@@ -11,10 +11,13 @@
 //     moved:      {redirect: {from: /blog, to: "https://blog.example.com/"}}
 //     per-client: {rate_limit: {rate: 10/s, burst: 20}}
 //     staff:      {basic_auth: {file: staff.htpasswd, realm: staff}}
+//     gzip:       {compress: {min_bytes: 1024, level: 5}}
+//     sso:        {forward_auth: {address: http://auth/verify, auth_response_headers: [X-User]}}
 
 extension ConfigLoader {
     static let middlewareTypes = [
         "strip_prefix", "add_prefix", "replace_path", "headers", "request_id", "ip_allow", "redirect_scheme", "redirect", "rate_limit", "basic_auth",
+        "compress", "forward_auth",
     ]
 
     static func parseMiddlewares(_ node: ConfigNode?, directory: String) throws(ConfigError) -> [String: MiddlewareKind] {
@@ -121,6 +124,10 @@ extension ConfigLoader {
                 throw sizeNode.error("table_size \(size) is not a power of two, e.g. 65536")
             }
             return .rateLimit(RateLimit(rate: rate, burst: burst, header: header, tableSize: size))
+        case "compress":
+            return .compress(try parseCompress(node))
+        case "forward_auth":
+            return .forwardAuth(try parseForwardAuth(node))
         case "ip_allow":
             let networks = try parseNetworks(node)
             guard !networks.isEmpty else { throw node.error("list the networks allowed, e.g. [10.0.0.0/8, 192.168.1.0/24]; an empty list would refuse everyone") }

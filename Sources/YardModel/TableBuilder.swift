@@ -29,6 +29,17 @@ public func buildRoutingTable(
         services.append(service)
         byName[definition.name] = service
     }
+    // forward_auth to an address and port: a service of that name with the one instance,
+    // unless discovery has one (ForwardAuth.swift).
+    for route in routes {
+        for middleware in route.middlewares {
+            guard case .forwardAuth(let auth) = middleware.kind, byName[auth.service] == nil, let fixed = auth.fixedAddress else { continue }
+            let service = buildService(ServiceDefinition(name: auth.service, instances: [InstanceDefinition(address: fixed.host, port: fixed.port)]),
+                                       index: services.count, poolKeys: poolKeys, health: health)
+            services.append(service)
+            byName[auth.service] = service
+        }
+    }
     var resolved = routes.map { route in
         Route(match: route.match, name: route.name, serviceName: route.service, service: byName[route.service],
               middlewares: route.middlewares, settings: route.settings)

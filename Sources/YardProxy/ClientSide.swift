@@ -237,12 +237,24 @@ extension Worker {
             return
         }
         c.route = route
+        c.gzip = nil
+        c.auth = nil
+        c.acceptsGzip = route.steps.compress != nil && clientAcceptsGzip(c, base: base)
         // Middlewares that answer themselves (RouteMiddlewares.swift), a body over the route's limit.
         if !route.steps.gates.isEmpty && answeredByGates(c, route.steps, base: base) { return }
         if route.settings.maxBodyBytes > 0, case .contentLength(let length) = head.framing, length > route.settings.maxBodyBytes {
             respondError(c, status: 413, reason: "the body of \(length) bytes is over the route's max_body_bytes")
             return
         }
+        // forward_auth asks its service first and comes back to `forwardToService` (ForwardAuthCheck.swift).
+        if let auth = route.steps.forwardAuth { return startForwardAuth(c, auth, base: base) }
+        forwardToService(c, route)
+    }
+
+    /// Picks the route's service and endpoint and sends the request head on.
+    func forwardToService(_ c: ClientConnection, _ route: Route) {
+        let base = c.inBuf.readable
+        let head = c.head
         c.overrideTrack = route.service.map { overrideTrack(c, service: $0, base: base) } ?? -1
         guard let service = route.service,
               c.overrideTrack >= 0 ? !service.trackEndpoints[c.overrideTrack].endpoints.isEmpty
@@ -283,7 +295,8 @@ extension Worker {
     /// Moves request body bytes from the client's buffer to the upstream's, as far as the
     /// framing and the upstream buffer allow.
     func pumpRequestBody(_ c: ClientConnection) {
-        guard let u = c.upstream else { return }
+        // While forward_auth waits, the upstream is the auth service: the body stays.
+        guard let u = c.upstream, c.auth?.passed != false else { return }
         // Copy and send until nothing moves: a flush that empties the upstream buffer
         // produces no event of its own, so stopping after one copy would stall the body.
         while !c.requestBodyDone {

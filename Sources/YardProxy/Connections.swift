@@ -85,6 +85,12 @@ final class ClientConnection {
     // MARK: The exchange in progress
     var upstream: UpstreamConnection?
     var route: Route?
+    /// The route compresses and the client takes gzip; `gzip` is the response's stream once
+    /// its head qualified (ResponseCompression.swift).
+    var acceptsGzip = false
+    var gzip: GzipStream?
+    /// The route's forward_auth sub-request and what it answered (ForwardAuthCheck.swift).
+    var auth: ForwardAuthExchange?
     var requestMethod: HTTPMethod = .get
     var requestVersionMinor: UInt8 = 1
     /// Keep the client connection after this response (the client allows it, we are not draining).

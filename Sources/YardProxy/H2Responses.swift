@@ -27,12 +27,19 @@ extension Worker {
                                         limits: responseLimits, requestMethod: c.requestMethod, fields: u.fields)
             switch event {
             case .needBytes, .complete:
+                if let gzip = c.gzip, let body = link.body {
+                    let before = body.buffer.readableBytes
+                    flushGzip(gzip, chunked: false, into: &body.buffer)
+                    c.bytesToClient &+= body.buffer.readableBytes - before
+                    if body.buffer.readableBytes > before { s.bodyGrew(body) }
+                }
                 break relaying
             case .interimHead:
                 // 1xx: not relayed (HTTP/2 clients do not need 100-continue from us).
                 u.inBuf.consume(u.head.headLength)
                 u.response.acceptHead()
             case .finalHead:
+                if c.acceptsGzip { beginGzipIfWanted(c, u) }
                 startResponseBody(c, u)
                 submitStreamHead(c, link, u, hasBody: !u.responseDone)
                 c.lastStatus = u.head.status
@@ -42,7 +49,12 @@ extension Worker {
                 guard let body = link.body else { break relaying }
                 _ = body.buffer.reserve(count)
                 let taken = UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count])
-                if u.response.body.isChunked {
+                if let gzip = c.gzip {
+                    let before = body.buffer.readableBytes
+                    gzipBody(gzip, u, count: count, chunked: false, into: &body.buffer)
+                    // What went out, less the count added below for every body event.
+                    c.bytesToClient &+= body.buffer.readableBytes - before - count
+                } else if u.response.body.isChunked {
                     H2Framing.dechunk(taken, &link.dechunker, trailers: &link.trailerBytes, into: body)
                 } else {
                     body.buffer.append(taken)
@@ -60,6 +72,10 @@ extension Worker {
             return
         }
         if let body = link.body {
+            if let gzip = c.gzip {
+                endGzip(gzip, chunked: false, into: &body.buffer)
+                c.gzip = nil
+            }
             if !link.trailerBytes.isEmpty { H2Framing.takeTrailers(&link.trailerBytes, into: &body.trailers) }
             body.ended = true
             s.bodyGrew(body)
@@ -77,12 +93,14 @@ extension Worker {
         for i in 0..<u.head.headerCount {
             let field = u.fields[i]
             if field.hopByHop || field.kind == .transferEncoding { continue }
+            if c.gzip != nil && gzipReplaces(field, base: base) { continue }
             if let edits, edits.dropsFromResponse(field.name.bytes(in: base)) { continue }
             h.headers.add(name: field.name.bytes(in: base), value: field.value.bytes(in: base))
         }
         if let edits {
             edits.responseAddLines.withUnsafeBytes { lines in forEachFieldLine(lines) { h.headers.add(name: $0, value: $1) } }
         }
+        if c.gzip != nil { addGzipFields(u, to: &h.headers) }
         let body = hasBody ? h.session.openBody(stream: link.stream) : nil
         link.body = body
         link.headSubmitted = true

@@ -127,6 +127,11 @@ extension Worker {
         }
         if teTrailers { out.append("TE: trailers\r\n") }
         if let steps { appendMiddlewareFields(c, steps, base: base, stripped: stripped, newTrace: newTrace, into: &out) }
+        if let auth = c.auth, !auth.lines.isEmpty {
+            // forward_auth's copied fields (ForwardAuthCheck.swift).
+            _ = out.reserve(auth.lines.count + 32)
+            out.append(auth.lines)
+        }
         out.append("Via: 1.1 switchyard\r\n\r\n")
     }
 
@@ -147,13 +152,14 @@ extension Worker {
             out.append(UnsafeRawBufferPointer(rebasing: base[0..<firstField]))
         }
         let switching = head.status == 101
-        let rewriteLength = head.contentLengthNeedsRewrite
+        let gzip = c.gzip != nil
+        let rewriteLength = head.contentLengthNeedsRewrite && !gzip
         var runStart = -1
         for i in 0..<head.headerCount {
             let field = u.fields[i]
             let start = Int(field.name.start)
             if (!field.hopByHop || (switching && field.kind == .upgrade)) && !(rewriteLength && field.kind == .contentLength)
-                && !(edits?.dropsFromResponse(field.name.bytes(in: base)) ?? false) {
+                && !(edits?.dropsFromResponse(field.name.bytes(in: base)) ?? false) && !(gzip && gzipReplaces(field, base: base)) {
                 if runStart < 0 { runStart = start }
             } else if runStart >= 0 {
                 out.append(UnsafeRawBufferPointer(rebasing: base[runStart..<start]))
@@ -170,6 +176,7 @@ extension Worker {
             out.append("\r\n")
         }
         if let edits { out.append(edits.responseAddLines) }
+        if gzip { appendGzipFields(u, into: &out) }
         if switching {
             out.append("Connection: upgrade\r\n")
         } else if !head.isInterim {

@@ -276,14 +276,23 @@ extension Worker {
             if u.discardMethod != nil { discardResponse(u) }
             return
         }
+        if let auth = c.auth, !auth.passed { return relayAuthAnswer(u, c, auth) }
         if c.h2 != nil { return relayResponseToStream(u, c) }
         relaying: while true {
             if u.headDone && c.outBuf.writableBytes < u.inBuf.readableBytes { c.outBuf.compact() }
-            let event = u.response.next(u.inBuf.readable, room: c.outBuf.writableBytes, close: u.closeState,
+            let room = c.gzip == nil ? c.outBuf.writableBytes : gzipRoom(c)
+            let event = u.response.next(u.inBuf.readable, room: room, close: u.closeState,
                                         limits: responseLimits, requestMethod: c.requestMethod, fields: u.fields)
             switch event {
             case .needBytes:
-                if u.headDone { break relaying }
+                if u.headDone {
+                    if let gzip = c.gzip {
+                        let before = c.outBuf.readableBytes
+                        flushGzip(gzip, chunked: true, into: &c.outBuf)
+                        c.bytesToClient &+= c.outBuf.readableBytes - before
+                    }
+                    break relaying
+                }
                 flushClient(c)
                 if u.phase != .closed, u.inBuf.writableBytes == 0 { u.inBuf.compact() }
                 return
@@ -293,6 +302,7 @@ extension Worker {
                     || u.head.framing == .untilClose)
                 if closeAfter { c.keepAlive = false }
                 let before = c.outBuf.writerIndex - c.outBuf.readerIndex
+                if !interim && c.acceptsGzip { beginGzipIfWanted(c, u) }
                 writeResponseHead(c, u, closeAfter: closeAfter, into: &c.outBuf)
                 c.bytesToClient += c.outBuf.writerIndex - c.outBuf.readerIndex - before
                 c.lastStatus = u.head.status
@@ -320,10 +330,22 @@ extension Worker {
                 becomeTunnel(c, u)
                 return
             case .body(let count):
-                c.outBuf.append(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]))
-                c.bytesToClient &+= count
+                if let gzip = c.gzip {
+                    let before = c.outBuf.readableBytes
+                    gzipBody(gzip, u, count: count, chunked: true, into: &c.outBuf)
+                    c.bytesToClient &+= c.outBuf.readableBytes - before
+                } else {
+                    c.outBuf.append(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]))
+                    c.bytesToClient &+= count
+                }
                 u.inBuf.consume(count)
             case .complete:
+                if let gzip = c.gzip {
+                    let before = c.outBuf.readableBytes
+                    endGzip(gzip, chunked: true, into: &c.outBuf)
+                    c.bytesToClient &+= c.outBuf.readableBytes - before
+                    c.gzip = nil
+                }
                 break relaying
             case .invalidHead, .invalidBody, .closedMidHead, .closedMidBody, .truncated:
                 responseFailed(c, u, event)
@@ -386,6 +408,7 @@ extension Worker {
             closeUpstream(u)
             return
         }
+        if let auth = c.auth, !auth.passed { return authFailed(c, u, status: 502, reason: "forward_auth: \(reason)") }
         let service = c.route?.service
         let connectFailed = u.phase == .connecting
         let nothingReceived = !c.responseStarted && !u.headDone && u.responseBytes == 0
@@ -426,6 +449,9 @@ extension Worker {
     }
 
     func upstreamTimedOut(_ u: UpstreamConnection) {
+        if let c = u.client, let auth = c.auth, !auth.passed, u.phase != .idle {
+            return authFailed(c, u, status: 504, reason: "forward_auth: \(u.endpoint.id) did not answer within \(auth.step.timeoutMs) ms")
+        }
         switch u.phase {
         case .idle:
             closeUpstream(u)

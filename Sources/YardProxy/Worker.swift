@@ -92,6 +92,8 @@ final class Worker: @unchecked Sendable {
     var logBuffer = ByteBuffer()
     /// Field lines of an answer a route's middleware gives itself (RouteMiddlewares.swift).
     var answerFields = ByteBuffer()
+    /// Finished gzip streams kept for the next compressed response (ResponseCompression.swift).
+    var gzipSpares: [GzipStream] = []
 
     var clients: ContiguousArray<ClientConnection> = []
     var upstreams: ContiguousArray<UpstreamConnection> = []

@@ -131,3 +131,26 @@ import YardModel
         #expect(upload.reasons.contains("the route's own settings: bodies up to 1048576 bytes (413 above), 0 retries"), "\(upload.reasons)")
     }
 }
+
+@Suite struct ExplainAuthAndCompress {
+    @Test func explainSaysWhatForwardAuthAndCompressDoOnTheRoute() throws {
+        let config = try ConfigLoader.loadConfig(text: """
+            listeners:
+              - address: :8080
+            middlewares:
+              sso: {forward_auth: {address: "http://10.0.0.5:9000/verify", timeout: 2s}}
+              gz: {compress: {min_bytes: 2KiB, level: 1}}
+            routes:
+              - {path: /staff, service: shop, middlewares: [sso, gz]}
+
+            """, path: "switchyard.yml")
+        let catalog = try ConfigLoader.loadCatalog(text: "services:\n  shop:\n    instances:\n      - {address: 127.0.0.1, port: 9101}\n", path: "services.yml")
+        let table = buildRoutingTable(version: 1, routes: config.routes, catalog: catalog)
+        #expect(table.services.map(\.name) == ["shop", "10.0.0.5:9000"], "the auth address becomes a service")
+        let staff = Explanation.explain(table: table, query: ["path": "/staff/x"])
+        #expect(staff.reasons.contains { $0.hasPrefix("forward_auth: forwarded only if service '10.0.0.5:9000' answers 2xx") && $0.contains("2000 ms is 504") },
+                "\(staff.reasons)")
+        #expect(staff.reasons.contains("compress: gzip (level 1) for listed text types of at least 2048 bytes, when the client's Accept-Encoding allows gzip"),
+                "\(staff.reasons)")
+    }
+}
