@@ -208,7 +208,7 @@ extension ConfigLoader {
     }
 
     private static func parseCanary(_ node: ConfigNode, instances: [InstanceDefinition], activeTrack: String?) throws(ConfigError) -> CanaryConfig {
-        let fields = try node.fields(allowed: ["track", "percent", "sticky", "plan"])
+        let fields = try node.fields(allowed: ["track", "percent", "sticky", "sticky_cookie", "plan"])
         let trackNode = try fields.required("track", hint: "e.g. 'track: green'")
         let track = try trackNode.string(expected: "a track name like green")
         guard instances.contains(where: { $0.track == track }) else {
@@ -239,7 +239,11 @@ extension ConfigLoader {
             }
             sticky = source
         }
-        return CanaryConfig(track: track, permille: permille, sticky: sticky, plan: plan)
+        var stickyCookie: StickyCookieSettings?
+        if let cookieNode = fields.optional("sticky_cookie") {
+            stickyCookie = try StickyCookieSettings.parse(cookieNode, sticky: sticky)
+        }
+        return CanaryConfig(track: track, permille: permille, sticky: sticky, stickyCookie: stickyCookie, plan: plan)
     }
 
     /// A percentage (0…100, at most one decimal) as tenths of a percent.

@@ -258,6 +258,8 @@ extension Worker {
         c.hashKey = service.balancer == .consistentHash ? requestHash(c, source: service.hashOn ?? .sourceAddress) : 0
         c.trackDecided = false
         c.onCanary = false
+        c.assignsStickyCookie = false
+        c.stickyCookiePoint = -1
         c.stickyPoint = service.canary?.sticky == nil ? -1 : stickyPoint(c, service: service)
         retryTokens = min(retryTokens + Double(retryPolicy(route, service).budgetPercent) / 100, 100)
         guard let u = connectUpstream(for: c, service: service, fresh: c.upgradeRequested) else {

@@ -170,6 +170,7 @@ extension Worker {
             out.append("\r\n")
         }
         if let edits { out.append(edits.responseAddLines) }
+        if c.stickyCookiePoint >= 0 && !head.isInterim { appendStickyCookie(c, into: &out) }
         if switching {
             out.append("Connection: upgrade\r\n")
         } else if !head.isInterim {
