@@ -151,5 +151,28 @@ extension Integration {
                 }
             }
         }
+
+        @Test(.timeLimit(.minutes(1)))
+        func aTLSListenersCookieIsSecureOverHTTP1AndHTTP2() throws {
+            let dir = try ScratchDir("sticky-cookie-tls")
+            let pki = try TestCertificates()
+            let blue = try Backend.demo("blue-1", dir: dir)
+            let green = try Backend.demo("green-1", dir: dir)
+            defer { blue.stop(); green.stop() }
+            try dir.write("services.yml", Self.services(blue: blue.port, green: green.port, percent: "50"))
+            let tls = "certificates:\n  - {cert: \(pki.a.certificate), key: \(pki.a.key)}\nalpn: [h2, http/1.1]"
+            try dir.write("switchyard.yml", ProxySpec(workers: 1, tls: tls).yaml)
+            let child = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "proxy")
+            defer { child.stop() }
+            let port = try child.waitForListeningPort()
+            for version in ["--http1.1", "--http2"] {
+                let result = try curl("https://a.test:\(port)/", [version, "--cacert", pki.caFile, "--resolve", "a.test:\(port):127.0.0.1"],
+                                      extra: ["%header{set-cookie}", "%{http_version}"], dir: dir)
+                #expect(result.httpStatus == 200, "\(result.stderr)")
+                let set = result.written.first ?? ""
+                #expect(set.hasPrefix("shop_track=") && set.hasSuffix("; HttpOnly; SameSite=Lax; Secure"), "\(version): \(set)")
+                #expect(result.written.dropFirst().first == (version == "--http2" ? "2" : "1.1"))
+            }
+        }
     }
 }
