@@ -247,7 +247,7 @@ extension ConfigLoader {
     }
 
     /// A percentage (0…100, at most one decimal) as tenths of a percent.
-    private static func permilleValue(_ node: ConfigNode) throws(ConfigError) -> Int {
+    static func permilleValue(_ node: ConfigNode) throws(ConfigError) -> Int {
         let text = try node.text(expected: "a percentage like 10 or 0.5")
         if let permille = LabelValues.permille(text) { return permille }
         if let value = Double(text), value >= 0, value <= 100 {

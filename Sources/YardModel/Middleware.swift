@@ -63,6 +63,8 @@ public enum MiddlewareKind: Sendable, Equatable {
     /// Only clients in these networks (the client address as `trusted_proxies` decides);
     /// others get 403.
     case ipAllow([Network])
+    /// Copy a share of requests to a shadow service or track (Mirror.swift).
+    case mirror(MirrorSettings)
 
     /// The middleware's type as written in the config.
     public var typeName: String {
@@ -77,6 +79,7 @@ public enum MiddlewareKind: Sendable, Equatable {
         case .redirect: "redirect"
         case .rateLimit: "rate_limit"
         case .basicAuth: "basic_auth"
+        case .mirror: "mirror"
         }
     }
 }
@@ -131,6 +134,8 @@ public struct RouteSteps: Sendable {
     public let rewritesPath: Bool
     /// The middleware names, in order (for explain and status).
     public let names: [String]
+    /// Where a share of the route's requests is copied (the last `mirror` listed).
+    public let mirror: MirrorSettings?
 
     public static let none = RouteSteps(names: [], kinds: [])
 
@@ -147,6 +152,7 @@ public struct RouteSteps: Sendable {
         var sampled = false
         var allow: [[Network]] = []
         var gates: [RouteGate] = []
+        var mirror: MirrorSettings?
         func line(_ setting: HeaderSetting) -> [UInt8] { Array("\(setting.name): \(setting.value)\r\n".utf8) }
         for (name, kind) in zip(names, kinds) {
             switch kind {
@@ -173,6 +179,7 @@ public struct RouteSteps: Sendable {
             case .basicAuth(let auth):
                 gates.append(.basicAuth(BasicAuthRegistry.shared.gate(name: name, settings: auth)))
                 if !auth.forwardAuthorization { drop.append(Array("authorization".utf8)) }
+            case .mirror(let settings): mirror = settings
             }
         }
         // The proxy's own X-Forwarded-Prefix / X-Replaced-Path replace what a client sent.
@@ -193,8 +200,9 @@ public struct RouteSteps: Sendable {
         self.rewritesPath = !strip.isEmpty || !add.isEmpty || replace != nil
         self.allow = allow
         self.gates = gates
-        self.isEmpty = !rewritesPath && drop.isEmpty && lines.isEmpty && idName.isEmpty && gates.isEmpty && !editsResponse
+        self.isEmpty = !rewritesPath && drop.isEmpty && lines.isEmpty && idName.isEmpty && gates.isEmpty && !editsResponse && mirror == nil
         self.names = names
+        self.mirror = mirror
     }
 
     /// The steps for a route listing `names`, or a message saying why the list cannot be

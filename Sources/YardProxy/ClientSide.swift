@@ -270,7 +270,11 @@ extension Worker {
             return
         }
 
+        let queued = u.outBuf.readableBytes
         writeRequestHead(c, base: base, into: &u.outBuf)
+        if let mirror = route.steps.mirror {
+            mirrorRequest(c, mirror, route: route, forwarded: u.outBuf, headBytes: u.outBuf.readableBytes - queued, base: base)
+        }
         c.inBuf.consume(head.headLength)
         c.scanFrom = 0
         pumpRequestBody(c)
