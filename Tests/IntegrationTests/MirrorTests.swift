@@ -150,6 +150,25 @@ extension Integration {
         }
 
         @Test(.timeLimit(.minutes(1)))
+        func copiesPastTheBoundInFlightAreDroppedAndCounted() throws {
+            let dir = try ScratchDir("mirror-bound")
+            let shop = try Backend.demo("shop", dir: dir)
+            defer { shop.stop() }
+            let hanging = try HangingListener()
+            defer { hanging.stop() }
+            let (child, port, adminPort) = try Self.start(dir, percent: "100", timeout: "20s", shop: shop.port, shadow: hanging.port)
+            defer { child.stop() }
+            let connection = try RawConnection(port: port)
+            for i in 0..<300 {
+                try connection.send("GET /r/\(i) HTTP/1.1\r\nHost: shop\r\n\r\n")
+                #expect(try connection.readResponse().status == 200)
+            }
+            // 256 copies wait on the hung shadow; the other 44 were not sent.
+            #expect(try Self.mirrorCount("sent", adminPort: adminPort, dir: dir) == 256)
+            #expect(try Self.mirrorCount("dropped", adminPort: adminPort, dir: dir) == 44)
+        }
+
+        @Test(.timeLimit(.minutes(1)))
         func anHTTP2ClientsRequestsAreMirroredToo() throws {
             let dir = try ScratchDir("mirror-h2")
             let shop = try Backend.demo("shop", dir: dir)
