@@ -149,6 +149,17 @@ public struct TrafficSplit: Sendable {
         Int(HashKey.hash(key, seed: stickySeed) % 1000)
     }
 
+    /// The point the proxy gives a client it has just sent to the canary (or not) at
+    /// `share`, for the sticky cookie it sets: uniform below the share for the canary, at or
+    /// above it for the stable track. The split stays exact (the counter chose the track),
+    /// and the stable clients stay spread evenly over [share, 1000), so a later rise moves
+    /// its fair part of them forward (and none of the canary's back).
+    public static func assignedPoint(canary: Bool, share: Int, using random: inout SplitMix64) -> Int {
+        let share = min(max(share, 0), 1000)
+        if canary { return share > 0 ? random.next(below: share) : 0 }
+        return share < 1000 ? share + random.next(below: 1000 - share) : 999
+    }
+
     /// `stickyPoint(key:)` of a string's UTF-8 bytes (for explain).
     public static func stickyPoint(key: String) -> Int {
         Int(HashKey.hash(key, seed: stickySeed) % 1000)

@@ -133,7 +133,7 @@ public struct Explanation: Codable, Sendable {
 
         // MARK: The track, by the request path's rules
         let override = overrideRequest(service, request: request, reasons: &result.reasons)
-        let sticky = stickyPoint(service, request: request)
+        let sticky = stickyPoint(service, request: request, signed: table.stickyCookies)
         var split = TrafficSplit(canaryPermille: service.canaryPermille)
         let decision = split.decide(override: override, stickyPoint: sticky, activeHasEndpoints: !service.activeEndpoints.isEmpty)
         result.rule = decision.rule.name
@@ -170,6 +170,11 @@ public struct Explanation: Codable, Sendable {
             let stable = service.activeTrack ?? "the active track"
             result.track = "\(stable) or \(canaryTrack)"
             result.reasons.append("canary '\(canaryTrack)' takes exactly \(share) of requests without a sticky key (smooth split over every 1000): this request goes to '\(stable)' or '\(canaryTrack)'")
+            if service.canary?.stickyCookie != nil, case .cookie(let name)? = service.canary?.sticky {
+                result.reasons.append(table.stickyCookies == nil
+                    ? "the sticky cookie's key is not loaded from the state store yet: no cookie '\(name)' is set or trusted"
+                    : "the request has no cookie '\(name)' signed by this fleet: the response sets one that keeps the client on the track it gets")
+            }
         }
 
         // MARK: The endpoints
@@ -258,9 +263,14 @@ public struct Explanation: Codable, Sendable {
         return .track(index)
     }
 
-    /// The request's sticky point, or -1 (the request path's `stickyPoint`).
-    private static func stickyPoint(_ service: Service, request: Request) -> Int {
+    /// The request's sticky point, or -1 (the request path's `stickyPoint`; a proxy-set
+    /// cookie counts only when `signed` verifies it).
+    private static func stickyPoint(_ service: Service, request: Request, signed: StickyCookieValues?) -> Int {
         guard let sticky = service.canary?.sticky, service.canaryPermille > 0 else { return -1 }
+        if service.canary?.stickyCookie != nil, case .cookie(let name) = sticky {
+            guard let signed, let value = request.cookie(name) else { return -1 }
+            return Array(value.utf8).withUnsafeBytes { signed.point(of: $0) }
+        }
         let key: String?
         switch sticky {
         case .header(let name): key = request.header(name)

@@ -230,6 +230,11 @@ enum PrometheusText {
         family("switchyard_upstream_orphans_pooled_total", "counter",
                "Upstream connections whose client left mid-exchange, kept: the rest of the response was read and dropped, and the connection pooled.")
         sample("switchyard_upstream_orphans_pooled_total", [], "\(state.metrics.orphansPooled)")
+        family("switchyard_mirror_requests_total", "counter",
+               "Copies of requests the mirror middleware sent (sent), dropped past the copies in flight per worker (dropped), or that got no complete response from the shadow (failed).")
+        sample("switchyard_mirror_requests_total", [("result", "sent")], "\(state.metrics.mirrored)")
+        sample("switchyard_mirror_requests_total", [("result", "dropped")], "\(state.metrics.mirrorsDropped)")
+        sample("switchyard_mirror_requests_total", [("result", "failed")], "\(state.metrics.mirrorsFailed)")
         family("switchyard_tls_handshakes_total", "counter", "TLS handshakes by outcome.")
         sample("switchyard_tls_handshakes_total", [("result", "ok")], "\(state.metrics.tlsHandshakes)")
         sample("switchyard_tls_handshakes_total", [("result", "failed")], "\(state.metrics.tlsHandshakeFailures)")

@@ -52,6 +52,9 @@ public final class Runtime: Sendable {
     let takeover: TakeoverSettings
     /// ACME certificates (ACMEManager.swift); set once by `run` before the first table.
     nonisolated(unsafe) var acme: ACMEManager?
+    /// The sticky-canary cookie's key (StickyCookieKeeper.swift); set once by `run` before
+    /// the first table.
+    nonisolated(unsafe) var stickyCookies: StickyCookieKeeper?
 
     struct State {
         var config: SwitchyardConfig?
@@ -113,6 +116,7 @@ public final class Runtime: Sendable {
         health.waitForFirstResults()
         acme = try ACMEManager(config.listeners, stateStore: config.stateStore,
                                replicaID: traffic?.replicaID ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())")
+        stickyCookies = StickyCookieKeeper(stateStore: config.stateStore)
         let table = makeTable(version: 1, routes: config.routes, catalog: initialCatalog)
         let workers = workersOverride ?? config.workers ?? availableCPUs()
         let checker = health
@@ -329,7 +333,8 @@ public final class Runtime: Sendable {
         let now = monotonicMilliseconds()
         let readings = health.readings(now: now)
         let policies = Dictionary(catalog.services.map { ($0.name, $0.health) }, uniquingKeysWith: { first, _ in first })
-        return buildRoutingTable(version: version, routes: routes, catalog: catalog) { service, key, weight in
+        let signed = stickyCookies?.values(for: catalog)
+        return buildRoutingTable(version: version, routes: routes, catalog: catalog, stickyCookies: signed) { service, key, weight in
             guard let reading = readings[HealthKey(service: service, endpointKey: key)], let policy = policies[service] else {
                 return nil
             }

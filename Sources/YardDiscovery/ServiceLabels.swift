@@ -18,6 +18,7 @@ public struct ServiceLabelSettings: Sendable, Equatable {
     public var canaryTrack: String?
     public var canaryPermille: Int?
     public var canarySticky: StickySource?
+    public var canaryStickyCookie: StickyCookieSettings?
 
     public init() {}
 
@@ -36,6 +37,7 @@ public struct ServiceLabelSettings: Sendable, Equatable {
             merged.canaryTrack = settings.canaryTrack ?? merged.canaryTrack
             merged.canaryPermille = settings.canaryPermille ?? merged.canaryPermille
             merged.canarySticky = settings.canarySticky ?? merged.canarySticky
+            merged.canaryStickyCookie = settings.canaryStickyCookie ?? merged.canaryStickyCookie
         }
         return merged
     }
@@ -53,6 +55,7 @@ extension SwitchyardLabels {
     public static let canaryTrack = "switchyard.canary.track"
     public static let canaryPercent = "switchyard.canary.percent"
     public static let canarySticky = "switchyard.canary.sticky"
+    public static let canaryStickyCookie = "switchyard.canary.sticky_cookie"
 
     /// The service-wide settings `labels` carry, or the first broken label, named with
     /// `owner` and its key (the workload is then left out, as for any broken label).
@@ -136,6 +139,19 @@ extension SwitchyardLabels {
             }
             settings.canarySticky = source
         }
+        if let text = value(canaryStickyCookie) {
+            let expected = "true, false, or the cookie's max age (1s to 9600h), with switchyard.canary.sticky=cookie:NAME on the same workload"
+            guard case .cookie = settings.canarySticky else { return .failure(problem(canaryStickyCookie, text, expected)) }
+            switch text.lowercased() {
+            case "true": settings.canaryStickyCookie = StickyCookieSettings()
+            case "false": break
+            default:
+                guard let ms = LabelValues.durationMilliseconds(text), ms >= 1_000, ms <= 400 * 86_400_000 else {
+                    return .failure(problem(canaryStickyCookie, text, expected))
+                }
+                settings.canaryStickyCookie = StickyCookieSettings(maxAgeSeconds: ms / 1_000)
+            }
+        }
         return .success(settings)
     }
 
@@ -169,7 +185,8 @@ extension ServiceDefinition {
             if value == .h2c && health.kind == .http { health.kind = .tcp }
         }
         if let track = settings.canaryTrack, let active = activeTrack, track != active, tracks.contains(track) {
-            canary = CanaryConfig(track: track, permille: settings.canaryPermille ?? 0, sticky: settings.canarySticky)
+            canary = CanaryConfig(track: track, permille: settings.canaryPermille ?? 0, sticky: settings.canarySticky,
+                                  stickyCookie: settings.canaryStickyCookie)
         }
     }
 }

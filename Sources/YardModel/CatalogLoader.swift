@@ -233,7 +233,7 @@ extension ConfigLoader {
     }
 
     private static func parseCanary(_ node: ConfigNode, instances: [InstanceDefinition], activeTrack: String?) throws(ConfigError) -> CanaryConfig {
-        let fields = try node.fields(allowed: ["track", "percent", "sticky", "plan"])
+        let fields = try node.fields(allowed: ["track", "percent", "sticky", "sticky_cookie", "plan"])
         let trackNode = try fields.required("track", hint: "e.g. 'track: green'")
         let track = try trackNode.string(expected: "a track name like green")
         guard instances.contains(where: { $0.track == track }) else {
@@ -264,11 +264,15 @@ extension ConfigLoader {
             }
             sticky = source
         }
-        return CanaryConfig(track: track, permille: permille, sticky: sticky, plan: plan)
+        var stickyCookie: StickyCookieSettings?
+        if let cookieNode = fields.optional("sticky_cookie") {
+            stickyCookie = try StickyCookieSettings.parse(cookieNode, sticky: sticky)
+        }
+        return CanaryConfig(track: track, permille: permille, sticky: sticky, stickyCookie: stickyCookie, plan: plan)
     }
 
     /// A percentage (0…100, at most one decimal) as tenths of a percent.
-    private static func permilleValue(_ node: ConfigNode) throws(ConfigError) -> Int {
+    static func permilleValue(_ node: ConfigNode) throws(ConfigError) -> Int {
         let text = try node.text(expected: "a percentage like 10 or 0.5")
         if let permille = LabelValues.permille(text) { return permille }
         if let value = Double(text), value >= 0, value <= 100 {

@@ -100,14 +100,19 @@ public struct CanaryConfig: Sendable, Equatable {
     /// goes to the canary when the point is below `permille`: raising the share only moves
     /// clients from stable to canary, lowering it only moves them back.
     public var sticky: StickySource?
+    /// With a `cookie:NAME` sticky key: the proxy assigns a client without a valid cookie
+    /// its point itself (by the exact split) and sets the signed cookie (StickyCookie.swift).
+    public var stickyCookie: StickyCookieSettings?
     /// The steps `canary step` walks through, in tenths of a percent, ascending, ending
     /// at 1000 (the state store keeps its own copy once the canary is changed).
     public var plan: [Int]
 
-    public init(track: String, permille: Int, sticky: StickySource? = nil, plan: [Int] = [50, 250, 500, 1000]) {
+    public init(track: String, permille: Int, sticky: StickySource? = nil, stickyCookie: StickyCookieSettings? = nil,
+                plan: [Int] = [50, 250, 500, 1000]) {
         self.track = track
         self.permille = permille
         self.sticky = sticky
+        self.stickyCookie = stickyCookie
         self.plan = plan
     }
 }

@@ -67,6 +67,8 @@ public enum MiddlewareKind: Sendable, Equatable {
     case compress(Compress)
     /// Ask an auth service first: its 2xx lets the request through (ForwardAuth.swift).
     case forwardAuth(ForwardAuth)
+    /// Copy a share of requests to a shadow service or track (Mirror.swift).
+    case mirror(MirrorSettings)
 
     /// The middleware's type as written in the config.
     public var typeName: String {
@@ -83,6 +85,7 @@ public enum MiddlewareKind: Sendable, Equatable {
         case .basicAuth: "basic_auth"
         case .compress: "compress"
         case .forwardAuth: "forward_auth"
+        case .mirror: "mirror"
         }
     }
 }
@@ -141,6 +144,8 @@ public struct RouteSteps: Sendable {
     public let rewritesPath: Bool
     /// The middleware names, in order (for explain and status).
     public let names: [String]
+    /// Where a share of the route's requests is copied (the last `mirror` listed).
+    public let mirror: MirrorSettings?
 
     public static let none = RouteSteps(names: [], kinds: [])
 
@@ -159,6 +164,7 @@ public struct RouteSteps: Sendable {
         var gates: [RouteGate] = []
         var compress: CompressRule?
         var forwardAuth: ForwardAuthStep?
+        var mirror: MirrorSettings?
         func line(_ setting: HeaderSetting) -> [UInt8] { Array("\(setting.name): \(setting.value)\r\n".utf8) }
         for (name, kind) in zip(names, kinds) {
             switch kind {
@@ -190,6 +196,7 @@ public struct RouteSteps: Sendable {
                 forwardAuth = ForwardAuthStep(settings)
                 // What the auth service says about the client replaces what the client says.
                 for name in settings.responseHeaders { drop.append(Array(name.lowercased().utf8)) }
+            case .mirror(let settings): mirror = settings
             }
         }
         // The proxy's own X-Forwarded-Prefix / X-Replaced-Path replace what a client sent.
@@ -212,8 +219,9 @@ public struct RouteSteps: Sendable {
         self.gates = gates
         self.compress = compress
         self.forwardAuth = forwardAuth
-        self.isEmpty = !rewritesPath && drop.isEmpty && lines.isEmpty && idName.isEmpty && gates.isEmpty && !editsResponse && compress == nil && forwardAuth == nil
+        self.isEmpty = !rewritesPath && drop.isEmpty && lines.isEmpty && idName.isEmpty && gates.isEmpty && !editsResponse && compress == nil && forwardAuth == nil && mirror == nil
         self.names = names
+        self.mirror = mirror
     }
 
     /// The steps for a route listing `names`, or a message saying why the list cannot be

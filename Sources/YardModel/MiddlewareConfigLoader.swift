@@ -17,7 +17,7 @@
 extension ConfigLoader {
     static let middlewareTypes = [
         "strip_prefix", "add_prefix", "replace_path", "headers", "request_id", "ip_allow", "redirect_scheme", "redirect", "rate_limit", "basic_auth",
-        "compress", "forward_auth",
+        "compress", "forward_auth", "mirror",
     ]
 
     static func parseMiddlewares(_ node: ConfigNode?, directory: String) throws(ConfigError) -> [String: MiddlewareKind] {
@@ -109,6 +109,8 @@ extension ConfigLoader {
                 throw toNode.error("'\(to)' is itself under '\(from)': every redirect would be redirected again")
             }
             return .redirect(redirect)
+        case "mirror":
+            return .mirror(try parseMirror(node))
         case "rate_limit":
             let fields = try node.fields(allowed: ["rate", "burst", "header", "table_size"])
             let rate = try rateValue(try fields.required("rate", hint: "requests per time, e.g. 'rate: 10/s' or '600/m'"))

@@ -214,10 +214,14 @@ public final class RoutingTable: Sendable {
     /// `Route.specificity`), then configuration order.
     public let routes: [Route]
     public let services: [Service]
+    /// The signed sticky-canary cookie values (`StickyCookie.swift`), nil until the fleet's
+    /// key is loaded from the state store (no cookie is set or trusted before).
+    public let stickyCookies: StickyCookieValues?
 
-    public init(version: UInt64, routes: [Route], services: [Service]) {
+    public init(version: UInt64, routes: [Route], services: [Service], stickyCookies: StickyCookieValues? = nil) {
         self.version = version
         self.services = services
+        self.stickyCookies = stickyCookies
         // Stable: ties keep configuration order.
         self.routes = routes.enumerated().sorted { lhs, rhs in
             let (l, r) = (lhs.element.specificity, rhs.element.specificity)

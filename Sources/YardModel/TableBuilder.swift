@@ -20,6 +20,7 @@
 /// Threading: pure apart from `poolKeys` (which is thread-safe); call from any thread.
 public func buildRoutingTable(
     version: UInt64, routes: [RouteConfig], catalog: ServiceCatalog, poolKeys: PoolKeys = .shared,
+    stickyCookies: StickyCookieValues? = nil,
     health: (_ service: String, _ poolKey: Int, _ configuredWeight: Int) -> EndpointState? = { _, _, _ in nil }
 ) -> RoutingTable {
     var services: [Service] = []
@@ -57,7 +58,7 @@ public func buildRoutingTable(
                                   middlewares: route.middlewares))
         }
     }
-    return RoutingTable(version: version, routes: resolved, services: services)
+    return RoutingTable(version: version, routes: resolved, services: services, stickyCookies: stickyCookies)
 }
 
 private func buildService(

@@ -340,7 +340,8 @@ extension ServiceCatalog {
             }
             service.activeTrack = state.activeTrack
             if let track = state.canaryTrack {
-                service.canary = CanaryConfig(track: track, permille: state.canaryPermille, sticky: service.canary?.sticky, plan: state.plan)
+                service.canary = CanaryConfig(track: track, permille: state.canaryPermille, sticky: service.canary?.sticky,
+                                              stickyCookie: service.canary?.stickyCookie, plan: state.plan)
             } else {
                 service.canary = nil
             }

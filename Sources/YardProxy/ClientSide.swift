@@ -270,6 +270,8 @@ extension Worker {
         c.hashKey = service.balancer == .consistentHash ? requestHash(c, source: service.hashOn ?? .sourceAddress) : 0
         c.trackDecided = false
         c.onCanary = false
+        c.assignsStickyCookie = false
+        c.stickyCookiePoint = -1
         c.stickyPoint = service.canary?.sticky == nil ? -1 : stickyPoint(c, service: service)
         retryTokens = min(retryTokens + Double(retryPolicy(route, service).budgetPercent) / 100, 100)
         guard let u = connectUpstream(for: c, service: service, fresh: c.upgradeRequested) else {
@@ -283,7 +285,11 @@ extension Worker {
             return
         }
 
+        let queued = u.outBuf.readableBytes
         writeRequestHead(c, base: base, into: &u.outBuf)
+        if let mirror = route.steps.mirror {
+            mirrorRequest(c, mirror, route: route, forwarded: u.outBuf, headBytes: u.outBuf.readableBytes - queued, base: base)
+        }
         c.inBuf.consume(head.headLength)
         c.scanFrom = 0
         pumpRequestBody(c)

@@ -135,6 +135,10 @@ final class ClientConnection {
     var overrideTrack = -1
     /// Sticky-canary point of the current request in [0, 1000), or -1.
     var stickyPoint = -1
+    /// The current request carries no valid proxy-set sticky cookie: one is assigned when its
+    /// track is chosen, and `stickyCookiePoint` (else -1) goes on the response's Set-Cookie.
+    var assignsStickyCookie = false
+    var stickyCookiePoint = -1
     /// Consistent-hash key of the current request (computed while its head is buffered).
     var hashKey: UInt64 = 0
     /// The client shut down its sending side after a complete request; answer, then close.

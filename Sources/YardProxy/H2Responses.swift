@@ -101,6 +101,9 @@ extension Worker {
             edits.responseAddLines.withUnsafeBytes { lines in forEachFieldLine(lines) { h.headers.add(name: $0, value: $1) } }
         }
         if c.gzip != nil { addGzipFields(u, to: &h.headers) }
+        if c.stickyCookiePoint >= 0 {
+            stickyCookieLine(c).withUnsafeBytes { lines in forEachFieldLine(lines) { h.headers.add(name: $0, value: $1) } }
+        }
         let body = hasBody ? h.session.openBody(stream: link.stream) : nil
         link.body = body
         link.headSubmitted = true

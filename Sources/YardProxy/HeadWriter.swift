@@ -177,6 +177,7 @@ extension Worker {
         }
         if let edits { out.append(edits.responseAddLines) }
         if gzip { appendGzipFields(u, into: &out) }
+        if c.stickyCookiePoint >= 0 && !head.isInterim { appendStickyCookie(c, into: &out) }
         if switching {
             out.append("Connection: upgrade\r\n")
         } else if !head.isInterim {

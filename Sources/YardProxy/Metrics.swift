@@ -111,6 +111,15 @@ struct WorkerMetrics {
     }
 }
 
+extension MetricsSnapshot {
+    /// The mirror middleware's counters of one worker, added to its snapshot.
+    mutating func addMirrors(_ room: MirrorRoom) {
+        mirrored &+= room.mirrored
+        mirrorsDropped &+= room.dropped
+        mirrorsFailed &+= room.failed
+    }
+}
+
 /// Latency histogram buckets, Prometheus style: upper bounds in microseconds, from 100 µs
 /// (a proxied request on a LAN) to 10 s.
 public enum LatencyBuckets {
@@ -166,6 +175,10 @@ public struct MetricsSnapshot: Sendable {
     public var slowBodies: UInt64 = 0
     public var truncatedResponses: UInt64 = 0
     public var orphansPooled: UInt64 = 0
+    /// Mirror copies sent, dropped (too many in flight), failed (Mirror.swift).
+    public var mirrored: UInt64 = 0
+    public var mirrorsDropped: UInt64 = 0
+    public var mirrorsFailed: UInt64 = 0
 
     static let empty = MetricsSnapshot(rows: [], ownAnswers: [0, 0, 0, 0, 0, 0, 0, 0], accepted: 0, openConnections: 0)
 
@@ -185,6 +198,9 @@ public struct MetricsSnapshot: Sendable {
         slowBodies &+= other.slowBodies
         truncatedResponses &+= other.truncatedResponses
         orphansPooled &+= other.orphansPooled
+        mirrored &+= other.mirrored
+        mirrorsDropped &+= other.mirrorsDropped
+        mirrorsFailed &+= other.mirrorsFailed
         openConnections += other.openConnections
     }
 

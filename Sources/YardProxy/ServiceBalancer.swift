@@ -26,6 +26,8 @@ final class ServiceBalancer {
     var maglev: MaglevTable?
     /// The track decision (override, sticky key, canary share); see `TrafficSplit`.
     var split = TrafficSplit(canaryPermille: 0)
+    /// Draws the points of clients given a sticky-canary cookie (StickyCookies.swift).
+    var stickyRandom = SplitMix64(seed: monotonicNanoseconds() ^ UInt64(truncatingIfNeeded: getpid()) << 32)
     /// Balancing state over the canary track's endpoints, when the service has a canary.
     var canaryState: ServiceBalancer?
 
@@ -175,6 +177,7 @@ extension Worker {
                 override: pinned ? .track(c.overrideTrack) : .absent, stickyPoint: c.stickyPoint,
                 activeHasEndpoints: !top.endpoints.isEmpty, now: now)
             c.onCanary = decision.track == .canary
+            if c.assignsStickyCookie && !pinned { assignStickyCookie(c, top) }
         }
         if pinned {
             // Pinned by the override header: rotate over that track's endpoints.
@@ -228,6 +231,7 @@ extension Worker {
     /// request has no key. Computed at dispatch, while the head is buffered.
     func stickyPoint(_ c: ClientConnection, service: Service) -> Int {
         guard let sticky = service.canary?.sticky, service.canaryPermille > 0 else { return -1 }
+        if service.canary?.stickyCookie != nil { return signedStickyPoint(c, service: service) }
         let base = c.inBuf.readable
         let key: UnsafeRawBufferPointer?
         switch sticky {

@@ -75,6 +75,8 @@ final class Worker: @unchecked Sendable {
     var balancers: [ServiceBalancer] = []
     /// Rotation for requests pinned to a track by the override header.
     var overrideRotation = 0
+    /// The mirror middleware's copies in flight and counters (Mirror.swift).
+    let mirrors = MirrorRoom()
     /// Upstream pools indexed by `Endpoint.poolKey`.
     var pools: [UpstreamPool?] = []
     /// Consecutive failed exchanges per endpoint (indexed by `poolKey`), for passive ejection.
@@ -206,6 +208,10 @@ final class Worker: @unchecked Sendable {
         @inline(__always) static func tunnelUpstream(_ t: TunnelConnection) -> UInt64 {
             UInt64(UInt(bitPattern: Unmanaged.passUnretained(t).toOpaque())) | tunnelUpstreamTag
         }
+        /// A mirror copy: the inbox tag with a pointer (the inbox itself has none).
+        @inline(__always) static func mirror(_ m: MirrorExchange) -> UInt64 {
+            UInt64(UInt(bitPattern: Unmanaged.passUnretained(m).toOpaque())) | inbox
+        }
         @inline(__always) static func h2(_ h: H2Connection) -> UInt64 {
             UInt64(UInt(bitPattern: Unmanaged.passUnretained(h).toOpaque())) | h2Tag
         }
@@ -246,6 +252,8 @@ final class Worker: @unchecked Sendable {
                 case Token.h2UpstreamTag:
                     let h = Unmanaged<H2UpstreamConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask))!).takeUnretainedValue()
                     h2UpstreamEvent(h, flags)
+                case Token.inbox where token != Token.inbox:
+                    mirrorEvent(Unmanaged<MirrorExchange>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask))!).takeUnretainedValue(), flags)
                 default:
                     for task in inbox.drain() { task() }
                     answerDoorbell()
@@ -263,6 +271,7 @@ final class Worker: @unchecked Sendable {
                 expireTimeouts()
                 if waitLines.waiting > 0 { serveWaiters() }
                 if !tunnels.isEmpty { expireTunnels() }
+                if !mirrors.exchanges.isEmpty { expireMirrors() }
                 trimHeapAfterBurst()
                 if draining && clients.isEmpty && tunnels.isEmpty && h2Connections.isEmpty { stopped = true }
             }
@@ -272,6 +281,7 @@ final class Worker: @unchecked Sendable {
         for u in upstreams { closeUpstream(u) }
         for h in h2Upstreams { closeH2Upstream(h) }
         for t in tunnels { closeTunnel(t) }
+        closeMirrors()
         graveyard.removeAll()
         if let accessLog { flushAccessLog(accessLog) }
         finished.store(true, ordering: .releasing)
@@ -479,6 +489,7 @@ final class Worker: @unchecked Sendable {
     func metricsSnapshot() -> MetricsSnapshot {
         var snapshot = metrics.snapshot()
         snapshot.openConnections = clients.count + h2Connections.count
+        snapshot.addMirrors(mirrors)
         return snapshot
     }
 

@@ -169,3 +169,44 @@ import Testing
         #expect(tracks[(firstCanary ?? 0)...].allSatisfy { $0 == .canary })
     }
 }
+
+/// The points the proxy gives clients it sets a sticky cookie for.
+@Suite struct StickyAssignmentTests {
+    @Test func assignedPointsFallOnTheChosenSideOfTheShareAndSpreadOverIt() {
+        var random = SplitMix64(seed: 7)
+        var canarySeen = Set<Int>()
+        var stableSeen = Set<Int>()
+        for _ in 0..<20_000 {
+            let canary = TrafficSplit.assignedPoint(canary: true, share: 300, using: &random)
+            #expect(canary >= 0 && canary < 300)
+            canarySeen.insert(canary)
+            let stable = TrafficSplit.assignedPoint(canary: false, share: 300, using: &random)
+            #expect(stable >= 300 && stable < 1000)
+            stableSeen.insert(stable)
+        }
+        #expect(canarySeen.count == 300 && stableSeen.count == 700)
+        #expect(TrafficSplit.assignedPoint(canary: true, share: 1000, using: &random) < 1000)
+        #expect(TrafficSplit.assignedPoint(canary: false, share: 0, using: &random) < 1000)
+    }
+
+    @Test func assignedClientsKeepTheirTrackAndOnlyMoveForwardWhenTheShareRises() {
+        var random = SplitMix64(seed: 11)
+        var split = TrafficSplit(canaryPermille: 300)
+        var points: [Int] = []
+        for _ in 0..<1000 {
+            let decision = split.decide(override: .absent, stickyPoint: -1, activeHasEndpoints: true)
+            points.append(TrafficSplit.assignedPoint(canary: decision.track == .canary, share: 300, using: &random))
+        }
+        // The exact split chose the tracks: 300 of 1000 on the canary.
+        #expect(points.filter { $0 < 300 }.count == 300)
+        // With their cookies, every client keeps its track.
+        let at30 = points.map { split.decide(override: .absent, stickyPoint: $0, activeHasEndpoints: true).track }
+        #expect(at30.filter { $0 == .canary }.count == 300)
+        split.update(canaryPermille: 500)
+        let at50 = points.map { split.decide(override: .absent, stickyPoint: $0, activeHasEndpoints: true).track }
+        for (before, after) in zip(at30, at50) where before == .canary { #expect(after == .canary) }
+        // About (500 − 300) / 700 of the stable clients moved forward.
+        let moved = zip(at30, at50).filter { $0.0 == .active && $0.1 == .canary }.count
+        #expect(abs(moved - 200) <= 45, "\(moved) of 700 stable clients moved at 50 %")
+    }
+}

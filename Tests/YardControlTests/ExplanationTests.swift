@@ -5,7 +5,7 @@ import Testing
 import YardModel
 
 @Suite struct ExplainRunsTheRequestPathsSplit {
-    static func table(canary: String, override: String = "") throws -> RoutingTable {
+    static func table(canary: String, override: String = "", stickyCookies: StickyCookieValues? = nil) throws -> RoutingTable {
         let services = """
             services:
               shop:
@@ -17,7 +17,8 @@ import YardModel
 
             """
         let catalog = try ConfigLoader.loadCatalog(text: services, path: "services.yml")
-        return buildRoutingTable(version: 1, routes: [RouteConfig(host: nil, pathPrefix: "/", service: "shop")], catalog: catalog)
+        return buildRoutingTable(version: 1, routes: [RouteConfig(host: nil, pathPrefix: "/", service: "shop")], catalog: catalog,
+                                 stickyCookies: stickyCookies)
     }
 
     static let tenPercent = "    canary: {track: green, percent: 10, sticky: 'cookie:user'}\n"
@@ -129,6 +130,29 @@ import YardModel
         #expect(upload.answer.hasPrefix("forwarded"))
         #expect(upload.reasons.contains { $0.hasPrefix("rate_limit: each client (by its address) may send 10 at once") }, "\(upload.reasons)")
         #expect(upload.reasons.contains("the route's own settings: bodies up to 1048576 bytes (413 above), 0 retries"), "\(upload.reasons)")
+    }
+
+    @Test func aProxySetStickyCookieCountsOnlyWhenSignedByTheFleet() throws {
+        let signed = StickyCookieValues { message in Array(HMACSHA256Stub.mac(message)) }
+        let canary = "    canary: {track: green, percent: 10, sticky: 'cookie:user', sticky_cookie: true}\n"
+        let table = try ExplainRunsTheRequestPathsSplit.table(canary: canary, stickyCookies: signed)
+        let genuine = String(decoding: signed.values[5], as: UTF8.self)
+        let kept = Explanation.explain(table: table, query: ["headers": "Cookie: user=\(genuine)"])
+        #expect(kept.rule == "sticky_key" && kept.track == "green")
+        let forged = Explanation.explain(table: table, query: ["headers": "Cookie: user=5.0000000000000000"])
+        #expect(forged.rule == "canary_share")
+        #expect(forged.reasons.contains { $0.contains("the response sets one") }, "\(forged.reasons)")
+        let unloaded = Explanation.explain(table: try ExplainRunsTheRequestPathsSplit.table(canary: canary), query: ["headers": "Cookie: user=\(genuine)"])
+        #expect(unloaded.reasons.contains { $0.contains("not loaded from the state store") }, "\(unloaded.reasons)")
+    }
+}
+
+/// A deterministic stand-in for the fleet's MAC.
+private enum HMACSHA256Stub {
+    static func mac(_ message: [UInt8]) -> [UInt8] {
+        var state: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in message { state = (state ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        return (0..<8).map { UInt8(truncatingIfNeeded: state >> (UInt64($0) * 8)) }
     }
 }
 

@@ -132,6 +132,17 @@ import YardModel
         #expect(service.canary == CanaryConfig(track: "green", permille: 25, sticky: .cookie("uid")))
     }
 
+    @Test func aStickyCookieLabelLetsTheProxySetTheCookie() throws {
+        let split = ["switchyard.active": "blue", "switchyard.canary.track": "green", "switchyard.canary.percent": "10",
+                     "switchyard.canary.sticky": "cookie:uid", "switchyard.canary.sticky_cookie": "2h"]
+        let blue = try #require(try read(split).get())
+        let green = try #require(try read(split.merging(["switchyard.port": "9001"]) { $1 }, track: "green").get())
+        let service = LabeledCatalog.assemble([blue, green]).services[0]
+        #expect(service.canary?.stickyCookie == StickyCookieSettings(maxAgeSeconds: 7200))
+        let on = try #require(try read(split.merging(["switchyard.canary.sticky_cookie": "true"]) { $1 }).get())
+        #expect(LabeledCatalog.assemble([on, green]).services[0].canary?.stickyCookie == StickyCookieSettings())
+    }
+
     @Test func theStateStoreStillWinsOnceTheServiceWasChanged() throws {
         let split = ["switchyard.active": "blue", "switchyard.canary.track": "green", "switchyard.canary.percent": "10"]
         let catalog = LabeledCatalog.assemble([try #require(try read(split).get()), try #require(try read(split.merging(["switchyard.port": "9001"]) { $1 }, track: "green").get())])
@@ -173,6 +184,8 @@ import YardModel
         #expect(problem(["switchyard.canary.percent": "1e308"]).hasPrefix(owner + "switchyard.canary.percent"))
         #expect(problem(["switchyard.canary.sticky": "ip"]).hasPrefix(owner + "switchyard.canary.sticky 'ip' is not cookie:NAME or header:NAME"))
         #expect(problem(["switchyard.canary.sticky": "header:a b"]).hasPrefix(owner + "switchyard.canary.sticky"))
+        #expect(problem(["switchyard.canary.sticky_cookie": "true"]).hasPrefix(owner + "switchyard.canary.sticky_cookie 'true' is not true, false, or the cookie's max age"))
+        #expect(problem(["switchyard.canary.sticky": "cookie:uid", "switchyard.canary.sticky_cookie": "10ms"]).hasPrefix(owner + "switchyard.canary.sticky_cookie"))
         #expect(problem(["switchyard.canary.track": "gr een"]).hasPrefix(owner + "switchyard.canary.track"))
         #expect(problem(["switchyard.hash_on": "body"]).hasPrefix(owner + "switchyard.hash_on 'body' is not header:NAME"))
     }
