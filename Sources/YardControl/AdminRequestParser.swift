@@ -84,7 +84,7 @@ public enum AdminRequestParser {
             guard length >= 0, length <= Int64(maxBodyBytes) else {
                 return .refused(AdminRequestError(413, "the request body is over \(maxBodyBytes) bytes (1 MiB)").response)
             }
-            bodyLength = Int(length)
+            bodyLength = Int(truncatingIfNeeded: length)
         case .chunked:
             return .refused(AdminRequestError(411, "send a Content-Length, not a chunked body").response)
         case .none, .untilClose:

@@ -112,7 +112,7 @@ public final class Htpasswd: Sendable {
             guard let base = raw.baseAddress else { return false }
             memset(base, 0, raw.count)
             let phrase = (base + MemoryLayout<crypt_data>.size).assumingMemoryBound(to: CChar.self)
-            if password.count > 0 { memcpy(phrase, password.baseAddress!, password.count) }
+            if let source = password.baseAddress, password.count > 0 { memcpy(phrase, source, password.count) }
             return hash.withUnsafeBufferPointer { setting in
                 guard let output = crypt_rn(phrase, setting.baseAddress, base, Int32(MemoryLayout<crypt_data>.size)) else { return false }
                 var difference: UInt8 = 0
@@ -149,6 +149,9 @@ public final class BasicAuthGate: @unchecked Sendable {
     /// `WWW-Authenticate: Basic realm="...", charset="UTF-8"` CRLF.
     public let challenge: [UInt8]
     private let current: Atomic<UInt>
+    /// The users loaded at start: what `users` answers if `current` ever held no pointer
+    /// (it cannot: it starts at this one and is only ever set to another loaded file).
+    private let initial: Htpasswd
     /// Every loaded file, so `current`'s pointers stay valid; the lock is taken on reload only.
     private let loaded: Mutex<(all: [Htpasswd], stamp: FileStamp?, problem: String?)>
     private let timer: DispatchSourceTimer
@@ -156,6 +159,7 @@ public final class BasicAuthGate: @unchecked Sendable {
     init(_ settings: BasicAuth, initial: Htpasswd, problem: String? = nil) {
         self.settings = settings
         challenge = Array("WWW-Authenticate: Basic realm=\"\(settings.realm)\", charset=\"UTF-8\"\r\n".utf8)
+        self.initial = initial
         current = Atomic(UInt(bitPattern: Unmanaged.passUnretained(initial).toOpaque()))
         loaded = Mutex(([initial], problem == nil ? FileStamp(path: settings.file) : nil, problem))
         timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
@@ -168,7 +172,8 @@ public final class BasicAuthGate: @unchecked Sendable {
 
     /// The users as last loaded.
     public var users: Htpasswd {
-        Unmanaged<Htpasswd>.fromOpaque(UnsafeRawPointer(bitPattern: current.load(ordering: .acquiring))!).takeUnretainedValue()
+        guard let pointer = UnsafeRawPointer(bitPattern: current.load(ordering: .acquiring)) else { return initial }
+        return Unmanaged<Htpasswd>.fromOpaque(pointer).takeUnretainedValue()
     }
 
     /// Whether an `Authorization` value (`Basic base64(user:password)`) names a user of the file.
@@ -272,7 +277,7 @@ public enum BasicCredentials {
             let decoded = UnsafeRawBufferPointer(rebasing: out[0..<count])
             guard let colon = decoded.firstIndex(of: UInt8(ascii: ":")) else { return nil }
             let result = body(UnsafeRawBufferPointer(rebasing: decoded[0..<colon]), UnsafeRawBufferPointer(rebasing: decoded[(colon + 1)...]))
-            memset(out.baseAddress!, 0, out.count)
+            if let cleared = out.baseAddress { memset(cleared, 0, out.count) }
             return result
         }
     }

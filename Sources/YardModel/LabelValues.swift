@@ -7,7 +7,7 @@ public enum LabelValues {
     /// (`2.5` → 25); nil for anything else (finer than 0.1 %, out of range, not a number).
     public static func permille(_ text: String) -> Int? {
         guard let value = Double(text), value >= 0, value <= 100 else { return nil }
-        let permille = Int((value * 10).rounded())
+        guard let permille = Int(exactly: (value * 10).rounded()) else { return nil }
         guard abs(Double(permille) / 10 - value) < 1e-9 else { return nil }
         return permille
     }

@@ -114,7 +114,7 @@ extension ConfigLoader {
         case "rate_limit":
             let fields = try node.fields(allowed: ["rate", "burst", "header", "table_size"])
             let rate = try rateValue(try fields.required("rate", hint: "requests per time, e.g. 'rate: 10/s' or '600/m'"))
-            let burst = try fields.optional("burst")?.integer(in: 1...1_000_000, expected: "a request count") ?? max(Int(rate.rounded(.up)), 1)
+            let burst = try fields.optional("burst")?.integer(in: 1...1_000_000, expected: "a request count") ?? max(Int(exactly: rate.rounded(.up)) ?? 1, 1)
             var header: String?
             if let headerNode = fields.optional("header") {
                 let name = try headerNode.string(expected: "a header name")

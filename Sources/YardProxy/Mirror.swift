@@ -66,8 +66,8 @@ extension Worker {
         case .contentLength(let length):
             // The whole body came with the head, within the bound: else not copied.
             guard length <= Int64(MirrorSettings.maxBodyBytes),
-                  c.head.headLength + Int(length) <= base.count else { return }
-            bodyLength = Int(length)
+                  c.head.headLength + Int(truncatingIfNeeded: length) <= base.count else { return }
+            bodyLength = Int(truncatingIfNeeded: length)
         case .chunked, .untilClose: return
         }
         guard room.exchanges.count < MirrorSettings.maxInFlightPerWorker else {

@@ -76,7 +76,8 @@ final class GzipStream {
             guard out.reserve(room + 16) else { return }
             frame(&out, true, 0)
             let start = out.writerIndex
-            stream.pointee.next_out = (out.base! + start).assumingMemoryBound(to: Bytef.self)
+            guard let base = out.base else { return }
+            stream.pointee.next_out = (base + start).assumingMemoryBound(to: Bytef.self)
             stream.pointee.avail_out = uInt(room)
             let status = CYardZlib.deflate(stream, mode)
             let produced = room - Int(stream.pointee.avail_out)
@@ -274,7 +275,8 @@ private func chunkFrame(_ out: inout ByteBuffer, opening: Bool, produced: Int, c
         return
     }
     let digits: StaticString = "0123456789abcdef"
-    let line = out.base! + (out.writerIndex - produced - 10)
+    guard let base = out.base else { return }
+    let line = base + (out.writerIndex - produced - 10)
     var value = produced
     for i in stride(from: 7, through: 0, by: -1) {
         line.storeBytes(of: digits.utf8Start[value & 0xf], toByteOffset: i, as: UInt8.self)

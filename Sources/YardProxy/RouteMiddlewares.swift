@@ -350,7 +350,8 @@ extension Worker {
         var cString = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         return withUnsafeMutableBytes(of: &cString) { buffer in
             buffer.copyMemory(from: text)
-            let pointer = buffer.baseAddress!.assumingMemoryBound(to: CChar.self)
+            guard let start = buffer.baseAddress else { return 0 }
+            let pointer = start.assumingMemoryBound(to: CChar.self)
             if inet_pton(AF_INET, pointer, &address) == 1 { return 4 }
             if inet_pton(AF_INET6, pointer, &address) == 1 { return 16 }
             return 0

@@ -253,7 +253,9 @@ final class Worker: @unchecked Sendable {
                     let h = Unmanaged<H2UpstreamConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask))!).takeUnretainedValue()
                     h2UpstreamEvent(h, flags)
                 case Token.inbox where token != Token.inbox:
-                    mirrorEvent(Unmanaged<MirrorExchange>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask))!).takeUnretainedValue(), flags)
+                    if let mirror = UnsafeRawPointer(bitPattern: UInt(token & ~Token.mask)) {
+                        mirrorEvent(Unmanaged<MirrorExchange>.fromOpaque(mirror).takeUnretainedValue(), flags)
+                    }
                 default:
                     for task in inbox.drain() { task() }
                     answerDoorbell()
