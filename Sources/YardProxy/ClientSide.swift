@@ -313,6 +313,13 @@ extension Worker {
             if u.outBuf.writableBytes < min(available, 4096) {
                 dropSentBytes(u)
             }
+            // A body larger than the room grows the buffer (it starts at 4 KiB), up to `bufferSize`.
+            if available > u.outBuf.writableBytes && u.outBuf.capacity < bufferSize {
+                // `reserve` may compact: `sentIndex` moves with the bytes.
+                let reader = u.outBuf.readerIndex
+                _ = u.outBuf.reserve(min(available, bufferSize - u.outBuf.readableBytes), limit: bufferSize)
+                u.sentIndex -= reader - u.outBuf.readerIndex
+            }
             let room = min(available, u.outBuf.writableBytes)
             guard room > 0 else { break }
             let count: Int

@@ -139,6 +139,9 @@ class H2Connection {
     /// Open streams by id.
     var streams: [Int32: ClientConnection] = [:]
     var spareStreams: [ClientConnection] = []
+    /// The most streams open at once on this connection (bounded by the advertised
+    /// SETTINGS_MAX_CONCURRENT_STREAMS): how many spares are worth keeping.
+    var peakStreams = 0
     /// Scratch for one batch of events.
     var batch: [H2Event] = []
     /// Scratch for response and trailer headers.

@@ -20,7 +20,7 @@ extension Worker {
     /// Initial size of a stream's request and response buffers. Up to 100 streams share a
     /// connection, so they start small and grow (request: up to the window; response: up
     /// to `bufferSize`) only for streams that carry bodies.
-    static let h2StreamBufferSize = 4_096
+    static let h2StreamBufferSize = 1_024
 
     // MARK: Requests
 
@@ -31,6 +31,7 @@ extension Worker {
         let link = c.h2!
         link.reset(stream: stream)
         h.streams[stream] = c
+        if h.streams.count > h.peakStreams { h.peakStreams = h.streams.count }
         let s = h.session
 
         var method: UnsafeRawBufferPointer?
@@ -232,7 +233,9 @@ extension Worker {
             link.unconsumed = 0
         }
         c.phase = .closed
-        if h.spareStreams.count < 16 { h.spareStreams.append(c) }
+        // Spares up to the most streams this connection has had open at once: a client that
+        // keeps 32 in flight reuses its 32 instead of freeing and allocating one per request.
+        if h.spareStreams.count + h.streams.count < max(h.peakStreams, 16) { h.spareStreams.append(c) }
     }
 
     /// Drops a stream's exchange midway (the client reset it, or the connection ended).

@@ -42,10 +42,10 @@ extension Worker {
             let u: UpstreamConnection
             switch Socket.connect(to: address) {
             case .connected(let fd):
-                u = UpstreamConnection(fd: fd, endpoint: endpoint, connecting: false, maxHeaders: settings.maxHeaders, bufferSize: bufferSize)
+                u = UpstreamConnection(fd: fd, endpoint: endpoint, connecting: false, maxHeaders: settings.maxHeaders, bufferSize: Worker.upstreamFirstBuffer)
                 u.deadline = now + responseTimeout(c.route)
             case .inProgress(let fd):
-                u = UpstreamConnection(fd: fd, endpoint: endpoint, connecting: true, maxHeaders: settings.maxHeaders, bufferSize: bufferSize)
+                u = UpstreamConnection(fd: fd, endpoint: endpoint, connecting: true, maxHeaders: settings.maxHeaders, bufferSize: Worker.upstreamFirstBuffer)
                 u.deadline = now + connectTimeout(c.route)
             case .failed(let err):
                 Log.warning("connect to \(endpoint.id) failed: \(IOError(call: "connect", errno: err))")
@@ -228,8 +228,13 @@ extension Worker {
                 if u.inBuf.writableBytes == 0 { return }
             }
         }
+        let room = u.inBuf.writableBytes
         switch receiveUpstream(u) {
         case .bytes(let n):
+            // A read that filled the buffer says more is on its way: the buffer doubles, up
+            // to `bufferSize`, so connections that carry large bodies read them in large
+            // steps while the rest stay at their first 4 KiB.
+            if n == room && u.inBuf.capacity < bufferSize { _ = u.inBuf.reserve(u.inBuf.capacity, limit: bufferSize) }
             u.responseBytes += n
             metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.bytesIn, UInt64(n))
             u.deadline = now + responseIdleTimeout(u.client?.route)

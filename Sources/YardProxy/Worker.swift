@@ -53,6 +53,10 @@ final class Worker: @unchecked Sendable {
     let responseLimits: HTTPLimits
     /// Read/write buffer size per connection side.
     let bufferSize = 32 * 1024
+    /// First size of an HTTP/1.1 upstream connection's buffers: it holds a request head and a
+    /// small response, and grows toward `bufferSize` only on connections that carry large
+    /// bodies (`readUpstream`, `pumpRequestBody`). 512 busy connections hold 2 MiB, not 32.
+    static let upstreamFirstBuffer = 2_048
     /// Buffers and field arrays of idle client connections (ClientBufferPool.swift).
     var bufferPool: ClientBufferPool
 
