@@ -55,7 +55,7 @@ extension Worker {
         }
         switch receive(c) {
         case .bytes:
-            if c.phase == .forwarding { c.bodyLastRead = now }
+            if c.phase == .forwarding { c.bodyClock.read(now: now) }
             advanceClient(c)
         case .wouldBlock:
             return
@@ -100,56 +100,31 @@ extension Worker {
     // MARK: Slow bodies
 
     /// Starts timing a request body: `client_body` between reads, `min_body_rate` on average
-    /// once `min_body_rate_after` has passed.
+    /// once `min_body_rate_after` has passed (BodyClock.swift has the rules).
     func startBodyClock(_ c: ClientConnection) {
-        c.bodyStart = now
-        c.bodyLastRead = now
-        c.bodyBytes = 0
-        c.deadline = nextBodyCheck(c)
-    }
-
-    private func nextBodyCheck(_ c: ClientConnection) -> Int64 {
-        let silence = c.bodyLastRead &+ Int64(settings.clientBodyTimeoutMs)
-        guard settings.minBodyRate > 0 else { return silence }
-        let graceEnd = c.bodyStart &+ Int64(settings.minBodyRateGraceMs)
-        return min(silence, max(graceEnd, now &+ 1_000))
+        c.deadline = c.bodyClock.start(now: now, limits: BodyClock.Limits(settings))
     }
 
     /// The body's deadline passed: 408 when the client is the one holding it up (silent for
     /// `client_body`, or slower than `min_body_rate`); the upstream connection is closed
-    /// with the exchange, never pooled.
-    ///
-    /// Time the proxy itself does not read (the upstream is still connecting, or not taking
-    /// what was sent; the client waits for `100 Continue`) is not the client's: the clock
-    /// starts again.
+    /// with the exchange, never pooled. Time the proxy itself does not read is not the
+    /// client's: the clock starts again.
     func checkBodyProgress(_ c: ClientConnection) {
-        let blocked: Bool
-        if let u = c.upstream {
-            blocked = u.phase == .connecting || u.sentIndex < u.outBuf.writerIndex || c.inBuf.writableBytes == 0
-                || (c.head.expectContinue && !c.responseStarted)
-        } else {
-            blocked = false
-        }
-        if blocked {
-            startBodyClock(c)
-            return
-        }
-        let silent = now &- c.bodyLastRead
-        if silent >= Int64(settings.clientBodyTimeoutMs) {
+        let proxyHolds = c.upstream.map {
+            BodyClock.proxyHolds(upstreamConnecting: $0.phase == .connecting, unsentToUpstream: $0.sentIndex < $0.outBuf.writerIndex,
+                                 clientBufferFull: c.inBuf.writableBytes == 0, expectsContinue: c.head.expectContinue,
+                                 responseStarted: c.responseStarted)
+        } ?? false
+        switch c.bodyClock.check(now: now, limits: BodyClock.Limits(settings), proxyHolds: proxyHolds) {
+        case .wait(let deadline), .restarted(let deadline):
+            c.deadline = deadline
+        case .silent(let silent):
             metrics.slowBodies &+= 1
             abortExchange(c, status: 408, reason: "request body: no byte for \(silent) ms (timeouts.client_body)")
-            return
+        case .tooSlow(let bytes, let elapsed):
+            metrics.slowBodies &+= 1
+            abortExchange(c, status: 408, reason: "request body: \(bytes) bytes in \(elapsed) ms, under limits.min_body_rate")
         }
-        let elapsed = now &- c.bodyStart
-        if settings.minBodyRate > 0, elapsed >= Int64(settings.minBodyRateGraceMs) {
-            let (expected, overflow) = Int64(settings.minBodyRate).multipliedReportingOverflow(by: elapsed)
-            if overflow || c.bodyBytes < expected / 1_000 {
-                metrics.slowBodies &+= 1
-                abortExchange(c, status: 408, reason: "request body: \(c.bodyBytes) bytes in \(elapsed) ms, under limits.min_body_rate")
-                return
-            }
-        }
-        c.deadline = nextBodyCheck(c)
     }
 
     // MARK: Heads
@@ -242,7 +217,7 @@ extension Worker {
         c.acceptsGzip = route.steps.compress != nil && clientAcceptsGzip(c, base: base)
         // Middlewares that answer themselves (RouteMiddlewares.swift), a body over the route's limit.
         if !route.steps.gates.isEmpty && answeredByGates(c, route.steps, base: base) { return }
-        if route.settings.maxBodyBytes > 0, case .contentLength(let length) = head.framing, length > route.settings.maxBodyBytes {
+        if RequestBodyStep.refusesUpFront(head.framing, maxBodyBytes: route.settings.maxBodyBytes), case .contentLength(let length) = head.framing {
             respondError(c, status: 413, reason: "the body of \(length) bytes is over the route's max_body_bytes")
             return
         }
@@ -305,39 +280,35 @@ extension Worker {
         guard let u = c.upstream, c.auth?.passed != false else { return }
         // Copy and send until nothing moves: a flush that empties the upstream buffer
         // produces no event of its own, so stopping after one copy would stall the body.
-        while !c.requestBodyDone {
-            let available = c.inBuf.readableBytes
-            guard available > 0 else { break }
-            // Room in the upstream buffer; sent bytes are dropped (ending replayability)
-            // only when room is needed.
-            if u.outBuf.writableBytes < min(available, 4096) {
+        let limit = c.route?.settings.maxBodyBytes ?? 0
+        pumping: while true {
+            // Sent bytes are dropped (ending replayability) only when room is needed.
+            if !c.requestBodyDone, RequestBodyStep.needsSentBytesDropped(buffered: c.inBuf.readableBytes, writable: u.outBuf.writableBytes) {
                 dropSentBytes(u)
             }
-            // A body larger than the room grows the buffer (it starts at 4 KiB), up to `bufferSize`.
-            if available > u.outBuf.writableBytes && u.outBuf.capacity < bufferSize {
+            // A body larger than the room grows the buffer (it starts at 2 KiB), up to `bufferSize`.
+            let available = c.inBuf.readableBytes
+            if !c.requestBodyDone && available > u.outBuf.writableBytes && u.outBuf.capacity < bufferSize {
                 // `reserve` may compact: `sentIndex` moves with the bytes.
                 let reader = u.outBuf.readerIndex
                 _ = u.outBuf.reserve(min(available, bufferSize - u.outBuf.readableBytes), limit: bufferSize)
                 u.sentIndex -= reader - u.outBuf.readerIndex
             }
-            let room = min(available, u.outBuf.writableBytes)
-            guard room > 0 else { break }
-            let count: Int
-            switch c.requestBody.advance(over: UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<room])) {
-            case .body(let taken):
-                count = taken
-                if let limit = c.route?.settings.maxBodyBytes, limit > 0, c.requestBody.dataBytes > limit {
-                    // Nothing past the limit goes upstream; the upstream exchange is cut.
-                    abortExchange(c, status: 413, reason: "the request body grew over the route's max_body_bytes of \(limit)")
-                    return
-                }
+            switch RequestBodyStep.next(&c.requestBody, buffered: c.inBuf.readable, room: u.outBuf.writableBytes, maxBodyBytes: limit) {
+            case .done, .needBytes, .needRoom:
+                break pumping
+            case .overLimit(let limit):
+                // Nothing past the limit goes upstream; the upstream exchange is cut.
+                abortExchange(c, status: 413, reason: "the request body grew over the route's max_body_bytes of \(limit)")
+                return
             case .invalid(let error):
                 abortExchange(c, status: 400, reason: "request body: \(error.reason)")
                 return
+            case .forward(let count):
+                u.outBuf.append(UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count]))
+                c.inBuf.consume(count)
+                c.bodyClock.forwarded(count)
             }
-            u.outBuf.append(UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count]))
-            c.inBuf.consume(count)
-            c.bodyBytes &+= Int64(count)
             u.deadline = now + (u.phase == .connecting ? connectTimeout(c.route) : responseTimeout(c.route))
             guard u.phase == .active else { break }
             guard flushUpstream(u) else { return }

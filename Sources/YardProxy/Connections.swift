@@ -101,10 +101,8 @@ final class ClientConnection {
     /// The request's path was normalized in place (`normalizeRequestPath`): the request
     /// line is rebuilt when forwarded.
     var pathRewritten = false
-    /// Request body progress (monotonic ms and bytes), for `client_body` and `min_body_rate`.
-    var bodyStart: Int64 = 0
-    var bodyLastRead: Int64 = 0
-    var bodyBytes: Int64 = 0
+    /// Request body timing, for `client_body` and `min_body_rate` (BodyClock.swift).
+    var bodyClock = BodyClock()
     /// Some byte of the response (or our own answer) was queued for the client: no retry,
     /// and a failure from now on can only close the connection.
     var responseStarted = false

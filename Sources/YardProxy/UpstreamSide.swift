@@ -405,37 +405,84 @@ extension Worker {
 
     // MARK: Failures
 
-    /// The connection failed before or while answering. Before any response byte, a connect
-    /// failure is retried on another endpoint, and an idempotent request that met a stale
-    /// pooled connection is replayed on a fresh one; otherwise the client gets 502.
+    /// The connection failed before or while answering: what happens next is the
+    /// `UpstreamFailure` policy's decision (replay, retry elsewhere, 502, cut); this carries
+    /// it out.
     func upstreamFailed(_ u: UpstreamConnection, reason: String) {
+        if let c = u.client, let auth = c.auth, !auth.passed { return authFailed(c, u, status: 502, reason: "forward_auth: \(reason)") }
+        carryOut(failureFacts(u, .failed).decision, u, reason: reason)
+    }
+
+    func upstreamTimedOut(_ u: UpstreamConnection) {
+        if let c = u.client, let auth = c.auth, !auth.passed, u.phase != .idle {
+            return authFailed(c, u, status: 504, reason: "forward_auth: \(u.endpoint.id) did not answer within \(auth.step.timeoutMs) ms")
+        }
+        guard u.phase != .closed else { return }
+        let facts = failureFacts(u, .timedOut)
+        let reason: String
+        switch u.phase {
+        case .connecting:
+            let step = u.handshaking ? "TLS handshake with" : "connect to"
+            reason = "\(step) \(u.endpoint.id) timed out after \(connectTimeout(u.client?.route)) ms"
+        case .active where facts.perTryTimeoutApplies:
+            reason = "\(u.endpoint.id) did not answer within the per-try timeout of \(facts.perTryTimeoutMs) ms"
+        case .active:
+            reason = "\(u.endpoint.id) did not answer within \(u.responseBytes > 0 ? responseIdleTimeout(u.client?.route) : responseTimeout(u.client?.route)) ms"
+        case .idle, .closed:
+            reason = ""
+        }
+        carryOut(facts.decision, u, reason: reason)
+    }
+
+    /// The facts of a failed or timed-out upstream connection, for `UpstreamFailure.decision`.
+    private func failureFacts(_ u: UpstreamConnection, _ kind: UpstreamFailure.Kind) -> UpstreamFailure {
+        let phase: UpstreamFailure.Phase = switch u.phase {
+        case .connecting: .connecting
+        case .idle: .idle
+        case .active, .closed: .active
+        }
+        var facts = UpstreamFailure(kind: kind, phase: phase)
         guard let c = u.client else {
+            facts.bound = false
+            return facts
+        }
+        let retry = retryPolicy(c.route, c.route?.service)
+        facts.responseStarted = c.responseStarted
+        facts.responseHeadDone = u.headDone
+        facts.responseBytes = u.responseBytes
+        facts.reusedFromPool = u.reused
+        facts.replayable = u.replayable
+        facts.idempotent = c.requestMethod.isIdempotent
+        facts.requestBodyDone = c.requestBodyDone
+        facts.refusedStream = u.h2?.refused == true
+        facts.retries = c.retries
+        facts.retryAttempts = retry.attempts
+        facts.perTryTimeoutMs = retry.perTryTimeoutMs
+        facts.budgetAvailable = retryTokens >= 1
+        return facts
+    }
+
+    /// Carries out the failure policy's decision for `u`.
+    private func carryOut(_ decision: UpstreamFailureDecision, _ u: UpstreamConnection, reason: String) {
+        guard let c = u.client, decision.action != .close else {
             closeUpstream(u)
             return
         }
-        if let auth = c.auth, !auth.passed { return authFailed(c, u, status: 502, reason: "forward_auth: \(reason)") }
         let service = c.route?.service
-        let connectFailed = u.phase == .connecting
-        let nothingReceived = !c.responseStarted && !u.headDone && u.responseBytes == 0
-        // A pooled connection the upstream had already closed: the request never reached
-        // it, so an idempotent one is replayed without counting as a retry.
-        let staleReuse = u.reused && nothingReceived && u.replayable && c.requestMethod.isIdempotent && c.retries == 0
-        // An HTTP/2 upstream refused the stream (or it came after its GOAWAY): the server
-        // did not process it, so any request is replayed, counting as a connect attempt.
-        let refused = u.h2?.refused == true && nothingReceived && u.replayable
-        if !staleReuse && !refused { recordOutcome(u.endpoint, service: service, failed: true) }
-        if connectFailed { metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.connectFailures) }
-        // Failed before any response byte: an idempotent request may be tried once more
-        // (within the budget); a non-idempotent one whose bytes reached the upstream never is.
-        let idempotentRetry = !connectFailed && !staleReuse && !refused && nothingReceived && u.replayable
-            && c.requestMethod.isIdempotent && c.requestBodyDone
-            && c.retries < retryPolicy(c.route, service).attempts && spendRetry(failedKey: u.endpoint.poolKey)
-        if nothingReceived && (connectFailed || staleReuse || refused || idempotentRetry), let service {
-            if idempotentRetry { c.retries += 1 }
+        if decision.recordsFailure { recordOutcome(u.endpoint, service: service, failed: true) }
+        if u.phase == .connecting { metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.connectFailures) }
+        if decision.refusedByBudget { metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.retriesRefused) }
+        switch decision.action {
+        case .reattempt(let kind):
+            guard let service else { return abortExchange(c, status: 502, reason: reason) }
+            if kind.countsRetry {
+                _ = spendRetry(failedKey: u.endpoint.poolKey)
+                c.retries += 1
+            }
             let failedKey = u.endpoint.poolKey
             unbind(c, u)
-            Log.warning("\(reason); trying \(connectFailed ? "another endpoint" : "again")")
-            if staleReuse || idempotentRetry { c.attempts = min(c.attempts, 1) }
+            Log.warning("\(reason); trying \(kind == .nextEndpoint ? "another endpoint" : "again")")
+            if kind.restartsConnectAttempts { c.attempts = min(c.attempts, 1) }
             if let next = connectUpstream(for: c, service: service, fresh: true) {
                 metrics.add(failedKey, WorkerMetrics.Field.retries)
                 swap(&u.outBuf, &next.outBuf)
@@ -448,39 +495,11 @@ extension Worker {
             metrics.response(u.endpoint.poolKey, status: 502, latencyMicros: latencyMicros(c))
             closeUpstream(u)
             abortExchange(c, status: 502, reason: reason)
-            return
-        }
-        abortExchange(c, status: 502, reason: reason)
-    }
-
-    func upstreamTimedOut(_ u: UpstreamConnection) {
-        if let c = u.client, let auth = c.auth, !auth.passed, u.phase != .idle {
-            return authFailed(c, u, status: 504, reason: "forward_auth: \(u.endpoint.id) did not answer within \(auth.step.timeoutMs) ms")
-        }
-        switch u.phase {
-        case .idle:
+        case .answer(let status), .cut(let status):
+            if status == 504 { metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.timeouts) }
+            abortExchange(c, status: status, reason: reason)
+        case .close:
             closeUpstream(u)
-        case .connecting:
-            let step = u.handshaking ? "TLS handshake with" : "connect to"
-            upstreamFailed(u, reason: "\(step) \(u.endpoint.id) timed out after \(connectTimeout(u.client?.route)) ms")
-        case .active:
-            if let c = u.client {
-                let service = c.route?.service
-                let retry = retryPolicy(c.route, service)
-                let perTry = retry.perTryTimeoutMs
-                if perTry > 0 && !u.headDone && u.responseBytes == 0 && c.requestMethod.isIdempotent
-                    && c.retries < retry.attempts {
-                    upstreamFailed(u, reason: "\(u.endpoint.id) did not answer within the per-try timeout of \(perTry) ms")
-                    return
-                }
-                recordOutcome(u.endpoint, service: service, failed: true)
-                metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.timeouts)
-                abortExchange(c, status: 504, reason: "\(u.endpoint.id) did not answer within \(u.responseBytes > 0 ? responseIdleTimeout(c.route) : responseTimeout(c.route)) ms")
-            } else {
-                closeUpstream(u)
-            }
-        case .closed:
-            return
         }
     }
 }
