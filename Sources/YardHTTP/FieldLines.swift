@@ -98,6 +98,27 @@ func parseFieldLines(
     return nil
 }
 
+/// Gathers `facts` from `count` fields whose spans the caller laid out itself, from a source
+/// that already checked their bytes: an HTTP/2 header list, whose names nghttp2 has checked to
+/// be lowercase tokens and whose values to hold no NUL, CR, LF, other control byte or DEL, and
+/// no surrounding whitespace (RFC 9113 §8.2.1; invalid regular fields never reach the owner).
+/// Each field gets its kind here; what a special field means is decided exactly as
+/// `parseFieldLines` decides it.
+func noteLaidOutFields(
+    _ p: UnsafePointer<UInt8>, fields: UnsafeMutablePointer<HeaderField>, count: Int, facts: inout FieldFacts
+) -> HTTPParseError? {
+    for i in 0 ..< count {
+        let name = fields[i].name
+        let kind = HeaderKind.classify(p, Int(name.start), Int(name.count))
+        fields[i].kind = kind
+        fields[i].hopByHop = kind.isAlwaysHopByHop
+        facts.count &+= 1
+        if kind != .other, let error = note(kind, fields[i].value, p, &facts) { return error }
+    }
+    if facts.hasConnection { markFieldsNamedByConnection(p, fields, facts.count) }
+    return nil
+}
+
 // MARK: Special fields
 
 /// Records what a special field means for framing and connection management.

@@ -44,6 +44,32 @@ public func parseRequestHead(
     }
 }
 
+/// Completes a request head the caller wrote itself into `buffer` as an HTTP/1.1 head (request
+/// line ending at `requestLineEnd`, its CR; field lines; the blank line ending at `headLength`),
+/// with the spans of its `fieldCount` fields already in `fields` (at most `limits.maxHeaders`).
+/// The fields come from a source that checked their bytes (see `noteLaidOutFields`: an HTTP/2
+/// header list), so they are not scanned again; the request line is parsed, and framing, Host
+/// and connection semantics are decided, exactly as `parseRequestHead` decides them.
+///
+/// The HTTP/2 path: a stream's head costs one pass to lay out instead of a layout, a scan and
+/// a parse.
+public func completeLaidOutRequestHead(
+    _ buffer: UnsafeRawBufferPointer, requestLineEnd: Int, headLength: Int, fieldCount: Int,
+    head: inout RequestHead, fields: UnsafeMutablePointer<HeaderField>
+) -> HTTPParseError? {
+    guard let base = buffer.baseAddress, headLength <= buffer.count, requestLineEnd < headLength else {
+        return HTTPParseError(status: 400, reason: "malformed request head")
+    }
+    let p = base.assumingMemoryBound(to: UInt8.self)
+    var result = RequestHead()
+    if let error = parseRequestLine(p, 0, requestLineEnd, &result) { return error }
+    var facts = FieldFacts()
+    if let error = noteLaidOutFields(p, fields: fields, count: fieldCount, facts: &facts) { return error }
+    if let error = applyRequestSemantics(p, facts, headLength: headLength, &result) { return error }
+    head = result
+    return nil
+}
+
 // MARK: Request line and semantics
 
 private func parseRequest(
@@ -56,7 +82,14 @@ private func parseRequest(
         p, from: boundary.startLineEnd &+ 2, headLength: boundary.headLength,
         maxHeaders: limits.maxHeaders, fields: fields, facts: &facts
     ) { return error }
-    head.headLength = boundary.headLength
+    return applyRequestSemantics(p, facts, headLength: boundary.headLength, &head)
+}
+
+/// Framing, Host and connection management, from the request line in `head` and the fields' facts.
+private func applyRequestSemantics(
+    _ p: UnsafePointer<UInt8>, _ facts: FieldFacts, headLength: Int, _ head: inout RequestHead
+) -> HTTPParseError? {
+    head.headLength = headLength
     head.headerCount = facts.count
     let http11 = head.versionMinor == 1
 

@@ -160,7 +160,7 @@ extension Worker {
     }
 
     /// Routes a complete request head and starts forwarding it.
-    private func dispatch(_ c: ClientConnection) {
+    func dispatch(_ c: ClientConnection) {
         let base = c.inBuf.readable
         let head = c.head
         c.lastEndpoint = nil

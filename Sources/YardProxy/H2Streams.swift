@@ -16,6 +16,11 @@ import YardIO
 // buffer for the upstream, and response bytes are taken from the upstream only while the
 // client's window has room for them, so the upstream socket's own window holds the rest.
 
+/// Fixed texts of a stream's head.
+enum H2StreamText {
+    nonisolated(unsafe) static let chunked = UnsafeRawBufferPointer(start: ("chunked" as StaticString).utf8Start, count: 7)
+}
+
 extension Worker {
     /// Initial size of a stream's request and response buffers. Up to 100 streams share a
     /// connection, so they start small and grow (request: up to the window; response: up
@@ -61,17 +66,30 @@ extension Worker {
             h2RespondError(c, status: 501, reason: "HTTP/2 request without :path (CONNECT is not supported)")
             return
         }
+        // The limits an HTTP/1.1 head meets in the parser (414, 431).
+        guard method.count + path.count + 10 <= limits.maxStartLine else {
+            return h2RespondError(c, status: 414, reason: "request line too long")
+        }
+        guard size <= limits.maxHeadBytes else { return h2RespondError(c, status: 431, reason: "request head over the limit") }
         _ = c.inBuf.reserve(size + 32)
+        // The head is laid out as HTTP/1.1 text (the upstream gets it in that form, and the
+        // router, head writer and log read spans of it), and each field's span is recorded as
+        // it is written: nghttp2 has checked the fields' bytes, so the head is completed from
+        // the spans (`completeLaidOutRequestHead`) instead of being scanned and parsed again.
         c.inBuf.append(method)
         c.inBuf.append(" ")
         c.inBuf.append(path)
-        c.inBuf.append(" HTTP/1.1\r\n")
+        c.inBuf.append(" HTTP/1.1")
+        let requestLineEnd = c.inBuf.readableBytes
+        c.inBuf.append("\r\n")
+        var count = 0
+        let capacity = limits.maxHeaders
         if let authority {
             c.inBuf.append("Host: ")
-            c.inBuf.append(authority)
-            c.inBuf.append("\r\n")
+            c.fields[count] = laidOutField(&c.inBuf, nameStart: requestLineEnd + 2, nameCount: 4, value: authority)
+            count += 1
         }
-        var firstCookie = true
+        var cookieField = -1
         for i in fields {
             let field = s.field(i)
             let name = s.name(field)
@@ -79,20 +97,35 @@ extension Worker {
             if authority != nil && equalsLower(name, "host") { continue }
             if cookies > 1 && equalsLower(name, "cookie") {
                 // HTTP/2 may split cookies into several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
-                c.inBuf.append(firstCookie ? "cookie: " : "; ")
-                c.inBuf.append(s.value(field))
-                firstCookie = false
+                if cookieField >= 0 {
+                    c.inBuf.append("; ")
+                    c.inBuf.append(s.value(field))
+                    c.fields[cookieField].value.count = Int32(truncatingIfNeeded: c.inBuf.readableBytes) - c.fields[cookieField].value.start
+                    continue
+                }
+                guard count < capacity else { return h2RespondError(c, status: 431, reason: "too many header fields") }
+                let nameStart = c.inBuf.readableBytes
+                c.inBuf.append("cookie: ")
+                c.fields[count] = laidOutField(&c.inBuf, nameStart: nameStart, nameCount: 6, value: s.value(field), lineEnd: false)
+                cookieField = count
+                count += 1
                 continue
             }
+            guard count < capacity else { return h2RespondError(c, status: 431, reason: "too many header fields") }
+            let nameStart = c.inBuf.readableBytes
             c.inBuf.append(name)
             c.inBuf.append(": ")
-            c.inBuf.append(s.value(field))
-            c.inBuf.append("\r\n")
+            c.fields[count] = laidOutField(&c.inBuf, nameStart: nameStart, nameCount: name.count, value: s.value(field))
+            count += 1
         }
-        if !firstCookie { c.inBuf.append("\r\n") }
+        if cookieField >= 0 { c.inBuf.append("\r\n") }
         if !endStream && !hasContentLength {
+            guard count < capacity else { return h2RespondError(c, status: 431, reason: "too many header fields") }
             link.chunked = true
-            c.inBuf.append("Transfer-Encoding: chunked\r\n")
+            let nameStart = c.inBuf.readableBytes
+            c.inBuf.append("Transfer-Encoding: ")
+            c.fields[count] = laidOutField(&c.inBuf, nameStart: nameStart, nameCount: 17, value: H2StreamText.chunked)
+            count += 1
         }
         c.inBuf.append("\r\n")
         link.requestEnded = endStream
@@ -104,9 +137,26 @@ extension Worker {
             if settings.minBodyRate > 0 { deadline = min(deadline, now + max(Int64(settings.minBodyRateGraceMs), 1_000)) }
             setStreamDeadline(link, deadline)
         }
-        processHead(c)
+        c.phase = .readingHead
+        if let error = completeLaidOutRequestHead(c.inBuf.readable, requestLineEnd: requestLineEnd, headLength: c.inBuf.readableBytes,
+                                                  fieldCount: count, head: &c.head, fields: c.fields) {
+            respondError(c, status: error.status, reason: "\(error.reason)")
+        } else {
+            dispatch(c)
+        }
         link.inLevel = c.inBuf.readableBytes
         if c.phase == .forwarding { streamForwarded(c, link) }
+    }
+
+    /// Appends a field's value and line end after its name (already in `buffer` from
+    /// `nameStart`), and returns the field's spans.
+    private func laidOutField(_ buffer: inout ByteBuffer, nameStart: Int, nameCount: Int, value: UnsafeRawBufferPointer,
+                              lineEnd: Bool = true) -> HeaderField {
+        let valueStart = buffer.readableBytes
+        buffer.append(value)
+        if lineEnd { buffer.append("\r\n") }
+        return HeaderField(name: ByteSpan(start: nameStart, count: nameCount),
+                           value: ByteSpan(start: valueStart, count: value.count), kind: .other, hopByHop: false)
     }
 
     private func makeStream(_ h: H2Connection) -> ClientConnection {
