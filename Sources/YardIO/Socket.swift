@@ -145,6 +145,29 @@ public enum Socket {
         }
     }
 
+    /// Writes `first` then `second` in one system call (sendmsg with two iovecs, MSG_NOSIGNAL):
+    /// a response head and its body, or queued bytes and the next ones, without copying them
+    /// together first. Returns the total written, which may end inside either.
+    @inlinable public static func write(_ fd: Int32, _ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) -> IOResult {
+        var vectors = (iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count),
+                       iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count))
+        return withUnsafeMutablePointer(to: &vectors) { pair in
+            pair.withMemoryRebound(to: iovec.self, capacity: 2) { iov in
+                var message = msghdr()
+                message.msg_iov = first.isEmpty ? iov + 1 : iov
+                message.msg_iovlen = first.isEmpty ? 1 : 2
+                while true {
+                    let n = Glibc.sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+                    if n >= 0 { return n == 0 ? .wouldBlock : .bytes(n) }
+                    let err = yard_errno()
+                    if err == EINTR { continue }
+                    if err == EAGAIN || err == EWOULDBLOCK { return .wouldBlock }
+                    return .failed(err)
+                }
+            }
+        }
+    }
+
     /// Writes the readable bytes of `buffer` and consumes what was written.
     @inlinable public static func flush(_ fd: Int32, _ buffer: inout ByteBuffer) -> IOResult {
         let result = write(fd, buffer.readable)

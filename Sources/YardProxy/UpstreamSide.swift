@@ -340,7 +340,7 @@ extension Worker {
                     gzipBody(gzip, u, count: count, chunked: true, into: &c.outBuf)
                     c.bytesToClient &+= c.outBuf.readableBytes - before
                 } else {
-                    c.outBuf.append(UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]))
+                    relayBodyBytes(c, UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]))
                     c.bytesToClient &+= count
                 }
                 u.inBuf.consume(count)
@@ -369,6 +369,30 @@ extension Worker {
             return
         }
         if u.inBuf.writableBytes == 0 { u.inBuf.compact() }
+    }
+
+    /// Body bytes for a plain client: a large run goes from the upstream's buffer to the socket
+    /// in one writev together with what waits in the client's buffer (the head, before the
+    /// first body bytes), and only what the socket does not take is copied there. The event
+    /// was bounded by the client buffer's room, so the copy always fits. Any other result
+    /// (would block, an error) leaves the bytes queued as before, for `flushClient` to meet.
+    private func relayBodyBytes(_ c: ClientConnection, _ body: UnsafeRawBufferPointer) {
+        guard c.tls == nil, body.count >= Worker.writeThroughMinimum else {
+            c.outBuf.append(body)
+            return
+        }
+        let queued = c.outBuf.readableBytes
+        guard case .bytes(let n) = Socket.write(c.fd, c.outBuf.readable, body) else {
+            c.outBuf.append(body)
+            return
+        }
+        if n < queued {
+            c.outBuf.consume(n)
+            c.outBuf.append(body)
+        } else {
+            c.outBuf.clear()
+            c.outBuf.append(UnsafeRawBufferPointer(rebasing: body[(n - queued)...]))
+        }
     }
 
     /// Ends the exchange for a reader event that says the response failed: a 502 if nothing

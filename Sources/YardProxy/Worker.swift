@@ -57,6 +57,9 @@ final class Worker: @unchecked Sendable {
     /// small response, and grows toward `bufferSize` only on connections that carry large
     /// bodies (`readUpstream`, `pumpRequestBody`). 512 busy connections hold 2 MiB, not 32.
     static let upstreamFirstBuffer = 2_048
+    /// Body runs at least this long are written to a plain client straight from the upstream's
+    /// buffer (`relayBodyBytes`); shorter ones are cheaper to copy and send with the head.
+    static let writeThroughMinimum = 8_192
     /// Buffers and field arrays of idle client connections (ClientBufferPool.swift).
     var bufferPool: ClientBufferPool
 
