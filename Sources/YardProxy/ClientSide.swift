@@ -169,6 +169,7 @@ extension Worker {
         c.requestMethod = head.method
         c.requestVersionMinor = head.versionMinor
         c.keepAlive = head.keepAlive && !draining
+        c.clientAskedClose = !head.keepAlive
         c.responseStarted = false
         c.attempts = 0
         c.requestStart = monotonicMicroseconds()
@@ -346,7 +347,7 @@ extension Worker {
     /// to a request whose body was not read). So: send FIN, then read and discard for a
     /// short while, and close on the client's EOF or the deadline (nginx's lingering close).
     private func startLingering(_ c: ClientConnection) {
-        if c.readClosed {
+        if c.readClosed || c.closeAfterResponse {
             closeClient(c)
             return
         }
@@ -469,6 +470,9 @@ extension Worker {
 
         if !c.keepAlive || !c.requestBodyDone || draining || u.response.body.isCloseDelimited || (c.readClosed && c.inBuf.isEmpty) {
             c.phase = .closingAfterFlush
+            // No linger for a plain client that asked for the close and left nothing unread:
+            // the half-close, its event and the read of the FIN cost more than the request.
+            c.closeAfterResponse = c.clientAskedClose && c.requestBodyDone && c.inBuf.isEmpty && c.tls == nil
             c.inBuf.clear()
             flushClient(c)
             return

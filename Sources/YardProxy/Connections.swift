@@ -81,6 +81,12 @@ final class ClientConnection {
     /// Close without a clean end (no TLS close_notify): the response was cut short, and
     /// the client must not take what it got for the whole.
     var abortiveClose = false
+    /// Close as soon as the response is out, without the lingering half-close: the client
+    /// itself asked for the close (`Connection: close`, or HTTP/1.0 without keep-alive), so
+    /// it sends nothing after its request (RFC 9112 §9.6), and nothing of it was left unread.
+    var closeAfterResponse = false
+    /// The request's own head asked for the connection to close.
+    var clientAskedClose = false
 
     // MARK: The exchange in progress
     var upstream: UpstreamConnection?
