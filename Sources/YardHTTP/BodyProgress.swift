@@ -105,6 +105,14 @@ public struct BodyProgress: Sendable {
         }
     }
 
+    /// `count` bytes of a Content-Length body passed without being looked at (spliced); the
+    /// caller never passes more than `remainingLength`. Other framings are not skipped.
+    public mutating func skip(_ count: Int) {
+        guard kind == .length, !isComplete else { return }
+        remaining -= min(Int64(count), remaining)
+        if remaining == 0 { isComplete = true }
+    }
+
     /// The sender closed its side. A close-delimited body is complete if the close was clean
     /// (`cleanly: false` for a TLS connection that ended without close_notify: the body may be
     /// truncated). Returns whether the body is complete; false means it was cut short.

@@ -25,7 +25,10 @@ extension Worker {
             || (c.tlsWant & Epoll.readable != 0 && !c.outBuf.isEmpty) {
             guard flushClient(c) else { return }
             // Room was made: the upstream may relay more of the response it buffered.
-            if let u = c.upstream, u.headDone, u.inBuf.readableBytes > 0 || u.eof {
+            if let u = c.upstream, u.splice != nil {
+                spliceResponse(u)
+                guard c.phase != .closed else { return }
+            } else if let u = c.upstream, u.headDone, u.inBuf.readableBytes > 0 || u.eof {
                 relayResponse(u)
                 guard c.phase != .closed else { return }
             }

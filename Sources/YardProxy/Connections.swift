@@ -256,6 +256,8 @@ final class UpstreamConnection {
     /// Set when this exchange is a stream of an upstream HTTP/2 connection (no socket of
     /// its own; H2UpstreamStreams.swift).
     var h2: H2UpstreamStream?
+    /// Set while the rest of a large body moves by splice(2) (ResponseSplice.swift).
+    var splice: SplicePipe?
 
     init(fd: Int32, endpoint: Endpoint, connecting: Bool, maxHeaders: Int, bufferSize: Int) {
         self.fd = fd

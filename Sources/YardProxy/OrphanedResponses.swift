@@ -22,7 +22,7 @@ extension Worker {
     func orphanOrClose(_ u: UpstreamConnection, leftBy c: ClientConnection) {
         let requestComplete = c.requestBodyDone && u.sentIndex == u.outBuf.writerIndex
         let endKnown = !u.headDone || (!u.response.body.isCloseDelimited && u.response.body.remainingLength <= Int64(Worker.orphanDiscardLimit))
-        guard u.h2 == nil, u.phase == .active, requestComplete, endKnown, !c.upgradeRequested, !draining else {
+        guard u.h2 == nil, u.splice == nil, u.phase == .active, requestComplete, endKnown, !c.upgradeRequested, !draining else {
             closeUpstream(u)
             return
         }

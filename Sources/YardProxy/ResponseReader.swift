@@ -112,6 +112,14 @@ struct ResponseReader {
         }
     }
 
+    /// `count` body bytes went from the upstream to the client without passing through the
+    /// relay's buffers (spliced, ResponseSplice.swift): a Content-Length body only.
+    mutating func bodyPassedAround(_ count: Int) {
+        guard state == .body else { return }
+        body.skip(count)
+        if body.isComplete { state = .complete }
+    }
+
     /// The relay has taken the head just parsed: after an interim one, the next head is
     /// parsed; after the final one, the body follows (or the response is complete).
     mutating func acceptHead() {

@@ -217,6 +217,7 @@ extension Worker {
     }
 
     private func readUpstream(_ u: UpstreamConnection) {
+        if u.splice != nil { return spliceResponse(u) }
         if u.inBuf.writableBytes == 0 {
             if !u.headDone {
                 guard u.inBuf.reserve(4096, limit: responseLimits.maxHeadBytes + 4096) else {
@@ -362,6 +363,7 @@ extension Worker {
             if c.upstream === u { finishExchange(c, u) }
             return
         }
+        if c.upstream === u && startSpliceIfWorthIt(c, u) { return }
         // The flush emptied the client buffer while response bytes wait: no event will
         // come for them, so relay again now.
         if c.outBuf.isEmpty && u.inBuf.readableBytes > 0 && c.upstream === u {

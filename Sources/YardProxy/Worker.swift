@@ -119,6 +119,8 @@ final class Worker: @unchecked Sendable {
     /// Connections closed during the current batch of events; released after it, because
     /// a later event of the same batch may still carry their (unretained) pointer.
     var graveyard: [AnyObject] = []
+    /// Empty pipes for spliced response bodies (ResponseSplice.swift).
+    var pipes: [SplicePipe] = []
 
     var now: Int64 = monotonicMilliseconds()
     var nextTick: Int64 = 0
@@ -401,6 +403,7 @@ final class Worker: @unchecked Sendable {
             pool.idle.remove(at: index)
         }
         if u.tls != nil { endUpstreamTLS(u) }
+        if u.splice != nil { dropSplice(u) }
         u.phase = .closed
         u.client = nil
         epoll.remove(u.fd)
@@ -440,7 +443,7 @@ final class Worker: @unchecked Sendable {
         } else if !c.readClosed && c.phase != .closingAfterFlush && (c.inBuf.writableBytes > 0 || c.buffersParked) {
             want |= Epoll.readable
         }
-        if !c.outBuf.isEmpty { want |= Epoll.writable }
+        if !c.outBuf.isEmpty || c.upstream?.splice?.inPipe ?? 0 > 0 { want |= Epoll.writable }
         if want != c.interest {
             c.interest = want
             epoll.modify(c.fd, events: want, token: Token.client(c))
@@ -457,7 +460,11 @@ final class Worker: @unchecked Sendable {
         if u.handshaking {
             // Only what the TLS handshake asked for.
         } else {
-            if u.inBuf.writableBytes > 0 { want |= Epoll.readable }
+            if let pipe = u.splice {
+                if pipe.inPipe < Worker.pipeCapacity && !u.responseDone { want |= Epoll.readable }
+            } else if u.inBuf.writableBytes > 0 {
+                want |= Epoll.readable
+            }
             if u.phase == .connecting || u.sentIndex < u.outBuf.writerIndex { want |= Epoll.writable }
         }
         if want != u.interest {
