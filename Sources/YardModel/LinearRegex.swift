@@ -103,19 +103,21 @@ public struct LinearRegex: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Int32s of scratch a run with `slots` capture slots needs: two thread lists (sparse
-    /// set, dense set, slots per entry), the add stack (3 per entry), and two slot rows.
+    /// and dense visited sets, thread pcs, slots per thread), the add stack (3 per entry),
+    /// and two slot rows.
     func scratchInts(slots: Int) -> Int {
         let count = program.count
-        return 2 * (2 * count + count * slots) + 3 * (count + 1) + 2 * slots
+        return 2 * ThreadList.ints(count: count, slots: slots) + 3 * (count + 1) + 2 * slots
     }
 
     /// The Pike VM. `slots` is 0 (only whether it matches; stops at the first match) or
     /// an even count of capture slots to report. `scratch` holds `scratchInts(slots:)`.
     func run(_ input: UnsafeRawBufferPointer, slots: Int, scratch: UnsafeMutablePointer<Int32>) -> RegexMatch? {
         let count = program.count
-        var current = ThreadList(base: scratch, count: count, slots: slots)
-        var next = ThreadList(base: scratch + (2 * count + count * slots), count: count, slots: slots)
-        let stack = scratch + 2 * (2 * count + count * slots)
+        let listInts = ThreadList.ints(count: count, slots: slots)
+        var current = ThreadList(base: scratch, count: count)
+        var next = ThreadList(base: scratch + listInts, count: count)
+        let stack = scratch + 2 * listInts
         let working = stack + 3 * (count + 1)
         let best = working + slots
         var matched = false
@@ -123,7 +125,7 @@ public struct LinearRegex: Sendable, Hashable, CustomStringConvertible {
         return program.withUnsafeBufferPointer { program in classes.withUnsafeBufferPointer { classes in
             var position = 0
             while true {
-                if current.size == 0 {
+                if current.threads == 0 {
                     if matched || (anchoredStart && position > 0) { break }
                 }
                 if !matched && (position == 0 || !anchoredStart) {
@@ -132,8 +134,8 @@ public struct LinearRegex: Sendable, Hashable, CustomStringConvertible {
                 }
                 let byte: Int = position < end ? Int(input[position]) : -1
                 var index = 0
-                while index < current.size {
-                    let pc = Int(current.dense[index])
+                while index < current.threads {
+                    let pc = Int(current.pcs[index])
                     let instruction = program[pc]
                     var advance = false
                     switch instruction.op {
@@ -142,7 +144,7 @@ public struct LinearRegex: Sendable, Hashable, CustomStringConvertible {
                         best.update(from: current.caps + index * slots, count: slots)
                         matched = true
                         // Threads after this one have lower priority: leftmost-first drops them.
-                        index = current.size
+                        index = current.threads
                         continue
                     case .byte: advance = byte == Int(instruction.x)
                     case .set: advance = byte >= 0 && classes[Int(instruction.x)].contains(UInt8(truncatingIfNeeded: byte))
@@ -189,7 +191,7 @@ public struct LinearRegex: Sendable, Hashable, CustomStringConvertible {
             }
             var pc = Int(entry[0])
             following: while true {
-                guard let index = list.insert(pc) else { break following }
+                guard list.visit(pc) else { break following }
                 let instruction = program[pc]
                 switch instruction.op {
                 case .jump:
@@ -218,7 +220,7 @@ public struct LinearRegex: Sendable, Hashable, CustomStringConvertible {
                     guard position == end else { break following }
                     pc += 1
                 case .byte, .set, .any, .match:
-                    (list.caps + index * slots).update(from: caps, count: slots)
+                    list.addThread(pc: pc, caps: caps, slots: slots)
                     break following
                 }
             }
@@ -320,32 +322,46 @@ struct ByteSet: Sendable, Equatable {
     static let space: ByteSet = { var set = ByteSet(); for byte: UInt8 in [9, 10, 12, 13, 32] { set.insert(byte) }; return set }()
 }
 
-/// A sparse set of program counters with capture slots per member (Briggs–Torczon): insert,
-/// membership and clear are O(1), iteration is in insertion (priority) order.
+/// One step's threads: a sparse set of the program counters visited while following empty
+/// instructions (Briggs–Torczon: insert, membership and clear in O(1)), and the threads
+/// that stopped at a byte test or `match`, in priority order, with their capture slots.
 struct ThreadList {
     let sparse: UnsafeMutablePointer<Int32>
     let dense: UnsafeMutablePointer<Int32>
+    let pcs: UnsafeMutablePointer<Int32>
     let caps: UnsafeMutablePointer<Int32>
-    var size = 0
+    var visited = 0
+    var threads = 0
 
-    init(base: UnsafeMutablePointer<Int32>, count: Int, slots: Int) {
+    static func ints(count: Int, slots: Int) -> Int { 3 * count + count * slots }
+
+    init(base: UnsafeMutablePointer<Int32>, count: Int) {
         sparse = base
         dense = base + count
-        caps = base + 2 * count
-        _ = slots
+        pcs = base + 2 * count
+        caps = base + 3 * count
     }
 
-    /// Adds `pc` and returns its dense index, or nil when it is already there.
-    mutating func insert(_ pc: Int) -> Int? {
+    /// Marks `pc` visited; false when it already was in this step.
+    mutating func visit(_ pc: Int) -> Bool {
         let at = Int(sparse[pc])
-        if at >= 0 && at < size && Int(dense[at]) == pc { return nil }
-        sparse[pc] = Int32(truncatingIfNeeded: size)
-        dense[size] = Int32(truncatingIfNeeded: pc)
-        size += 1
-        return size - 1
+        if at >= 0 && at < visited && Int(dense[at]) == pc { return false }
+        sparse[pc] = Int32(truncatingIfNeeded: visited)
+        dense[visited] = Int32(truncatingIfNeeded: pc)
+        visited += 1
+        return true
     }
 
-    mutating func clear() { size = 0 }
+    mutating func addThread(pc: Int, caps source: UnsafeMutablePointer<Int32>, slots: Int) {
+        pcs[threads] = Int32(truncatingIfNeeded: pc)
+        (caps + threads * slots).update(from: source, count: slots)
+        threads += 1
+    }
+
+    mutating func clear() {
+        visited = 0
+        threads = 0
+    }
 }
 
 // MARK: - Scratch
