@@ -107,7 +107,7 @@ extension ConfigLoader {
                 throw toNode.error("'\(to)' has a space, a control character or '#'; a Location cannot carry it")
             }
             if to.contains("$") {
-                throw toNode.error("'\(to)' has '$': redirect takes a prefix, not a regex; the rest of the path is appended to 'to'")
+                throw toNode.error("'\(to)' has '$': redirect takes a prefix, not a regex, with 'from' and 'to' (the rest of the path is appended to 'to'); for $1 write 'regex:' and 'replacement:'")
             }
             let redirect = PathRedirect(from: from, to: to, exact: try fields.optional("exact")?.boolean() ?? false,
                                         permanent: try fields.optional("permanent")?.boolean() ?? true)
