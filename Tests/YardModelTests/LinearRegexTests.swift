@@ -5,6 +5,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
+import Synchronization
 import Testing
 @testable import YardModel
 
@@ -106,6 +108,23 @@ private func refusal(_ pattern: String) -> String {
         #expect(match.range(0) == 0..<5 && match.range(1) == 1..<3 && match.range(2) == 4..<5)
         #expect(input.withUnsafeBytes { try! LinearRegex("^/[^/]+/").matches($0) })
         #expect(!input.withUnsafeBytes { try! LinearRegex("^/\\w").matches($0) }, "\\w is ASCII")
+    }
+
+    /// Each thread has its own scratch: threads matching at once never see each other's lists.
+    @Test func threadsMatchingAtOnceEachGetTheirOwnAnswer() throws {
+        let regex = try LinearRegex("^/users/([0-9]+)/(posts|likes)$")
+        final class Failures: Sendable { let count = Atomic<Int>(0) }
+        let failures = Failures()
+        DispatchQueue.concurrentPerform(iterations: 8) { worker in
+            for i in 0..<2_000 {
+                let id = String(worker * 100_000 + i)
+                let kind = i % 2 == 0 ? "posts" : "likes"
+                let match = regex.firstMatch(in: "/users/\(id)/\(kind)")
+                if match?.range(1) != 7..<(7 + id.utf8.count) || match?.range(2)?.count != 5 { failures.count.add(1, ordering: .relaxed) }
+                if regex.matches("/users/\(id)/other") { failures.count.add(1, ordering: .relaxed) }
+            }
+        }
+        #expect(failures.count.load(ordering: .relaxed) == 0)
     }
 
     @Test func aPatternIsOneProgramForEveryThreadAndCall() throws {
