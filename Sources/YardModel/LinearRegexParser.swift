@@ -16,6 +16,18 @@ indirect enum RegexNode {
     /// `max` nil: no upper bound.
     case repetition(RegexNode, min: Int, max: Int?, greedy: Bool)
 
+    /// Whether it can match the empty string.
+    var isNullable: Bool {
+        switch self {
+        case .empty, .begin, .end: true
+        case .literal, .set, .any: false
+        case .capture(let inner, _): inner.isNullable
+        case .concat(let items): items.allSatisfy(\.isNullable)
+        case .alternate(let items): items.contains { $0.isNullable }
+        case .repetition(let inner, let min, _, _): min == 0 || inner.isNullable
+        }
+    }
+
     /// Whether every match must start at offset 0 (each alternative begins with `^`).
     var isAnchoredAtStart: Bool {
         switch self {
@@ -351,6 +363,19 @@ struct RegexCompiler {
                 let split = try add(Instruction(.split))
                 program[split].x = greedy ? loop : here
                 program[split].y = greedy ? here : loop
+                return
+            }
+            if max == nil && inner.isNullable {
+                // x* of an x that can match empty is (x+)?, as Go compiles it
+                // (golang.org/issue/46123): the empty iteration then records its groups.
+                let skip = try add(Instruction(.split))
+                let loop = here
+                try emit(inner)
+                let split = try add(Instruction(.split))
+                program[split].x = greedy ? loop : here
+                program[split].y = greedy ? here : loop
+                program[skip].x = greedy ? loop : here
+                program[skip].y = greedy ? here : loop
                 return
             }
             for _ in 0..<min { try emit(inner) }
