@@ -96,12 +96,12 @@ public struct Explanation: Codable, Sendable {
         }
         guard let route = matched else {
             result.answer = "404 no route"
-            result.reasons.append("no route matches \(request.method) host '\(host)' and path '\(path)'; routes are tried by priority, then most specific first (exact host, wildcard, any; exact path; longest prefix)")
+            result.reasons.append("no route matches \(request.method) host '\(host)' and path '\(path)'; routes are tried by priority, then most specific first (exact host, wildcard, any; exact path; longest prefix; path regex; no path)")
             return result
         }
         let name = routeName(route)
         result.route = name
-        result.reasons.append("route \(name) matched (\(route.match.hosts.isEmpty ? "any host" : "host \(route.match.hosts.joined(separator: " or "))"), \(route.match.exactPath ? "exact path" : "path prefix") \(route.match.path)\(route.matcher.hasConditions ? ", and its method/header/query conditions" : ""))")
+        result.reasons.append("route \(name) matched (\(route.match.hosts.isEmpty ? "any host" : "host \(route.match.hosts.joined(separator: " or "))"), \(route.match.pathRegex.map { "path regex \($0.pattern)" } ?? (route.match.exactPath ? "exact path \(route.match.path)" : "path prefix \(route.match.path)"))\(route.match.methods.isEmpty && route.match.headers.isEmpty && route.match.query.isEmpty ? "" : ", and its method/header/query conditions"))")
         if !route.steps.names.isEmpty {
             result.reasons.append("the route runs middlewares \(route.steps.names.joined(separator: ", ")), in that order")
         }
@@ -231,6 +231,7 @@ public struct Explanation: Codable, Sendable {
             return "host '\(request.host)' is not \(match.hosts.joined(separator: " or "))"
                 + (match.hosts.contains { $0.hasPrefix("*.") } ? " (a '*.' wildcard stands for exactly one label)" : "")
         case .path:
+            if let regex = match.pathRegex { return "the path does not match the regex \(regex.pattern)" }
             return match.exactPath ? "the path is not exactly \(match.path)" : "the path does not start with \(match.path)"
         case .method:
             return "method \(request.method) is not \(match.methods.joined(separator: " or "))"
@@ -350,6 +351,28 @@ extension Explanation {
                 let status = RedirectStatus.code(permanent: redirect.permanent, safeMethod: safe)
                 reasons.append("redirect answers \(status) with Location \(String(decoding: location, as: UTF8.self))")
                 return "\(status) redirect"
+            case .redirectRegex(let redirect):
+                var location: [UInt8] = []
+                let host = Array(request.host.utf8)
+                let outcome = host.withUnsafeBytes { h in
+                    path.withUnsafeBytes { p in
+                        query.map { q in q.withUnsafeBytes { redirect.writeLocation(secure: false, host: h, path: p, query: $0) { location += $0 } } }
+                            ?? redirect.writeLocation(secure: false, host: h, path: p, query: nil) { location += $0 }
+                    }
+                }
+                let url = "http://\(request.host)\(path.isEmpty ? "/" : String(decoding: path, as: UTF8.self))\(query.map { "?" + String(decoding: $0, as: UTF8.self) } ?? "")"
+                switch outcome {
+                case .noMatch:
+                    reasons.append("redirect regex '\(redirect.regex.pattern)' does not match \(url)")
+                    continue
+                case .refused:
+                    reasons.append("redirect regex '\(redirect.regex.pattern)' matches \(url) but '\(redirect.replacement)' makes a Location with a space, control or non-ASCII byte: forwarded, not redirected")
+                    continue
+                case .redirected:
+                    let status = RedirectStatus.code(permanent: redirect.permanent, safeMethod: safe)
+                    reasons.append("redirect regex '\(redirect.regex.pattern)' matches \(url): answers \(status) with Location \(String(decoding: location, as: UTF8.self))")
+                    return "\(status) redirect"
+                }
             case .rateLimit(let limiter, _):
                 let key = limiter.settings.header.map { "its \($0) header (else its address)" } ?? "its address"
                 reasons.append("rate_limit: each client (by \(key)) may send \(limiter.settings.burst) at once, then \(limiter.settings.rate) per second; over it, 429")

@@ -149,7 +149,7 @@ public enum ConfigLoader {
     // MARK: Routes
 
     static let routeKeys = [
-        "name", "host", "path", "path_exact", "methods", "headers", "headers_present", "query", "query_present",
+        "name", "host", "path", "path_exact", "path_regex", "methods", "headers", "headers_present", "query", "query_present",
         "priority", "service", "middlewares",
     ] + routeSettingKeys
 
@@ -169,6 +169,12 @@ public enum ConfigLoader {
                 }
                 match.path = try routePath(exactNode)
                 match.exactPath = true
+            }
+            if let regexNode = fields.optional("path_regex") {
+                if fields.optional("path") != nil || fields.optional("path_exact") != nil {
+                    throw regexNode.error("a route has one of 'path' (a prefix), 'path_exact' or 'path_regex', not two")
+                }
+                match.pathRegex = try regex(regexNode, what: "path_regex")
             }
             if let hostNode = fields.optional("host") {
                 match.hosts = try scalarOrList(hostNode).map { (node) throws(ConfigError) in try routeHost(node) }
@@ -227,6 +233,17 @@ public enum ConfigLoader {
             throw node.error("path '\(path)' contains '\(bad)'; a route matches a path without query or fragment (use 'query:' for parameters)")
         }
         return path
+    }
+
+    /// A LinearRegex from the node, or the engine's refusal as the node's error.
+    static func regex(_ node: ConfigNode, what: String) throws(ConfigError) -> LinearRegex {
+        let pattern = try node.string(expected: "a regular expression like ^/api/v[0-9]+/")
+        guard !pattern.isEmpty else { throw node.error("\(what) is empty; it would match everything") }
+        do {
+            return try LinearRegex(pattern)
+        } catch {
+            throw node.error("\(what) '\(pattern)': \(error.message)")
+        }
     }
 
     /// A method token (RFC 9110 §9.1), kept as written: methods are case-sensitive.

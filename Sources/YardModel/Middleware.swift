@@ -56,6 +56,8 @@ public enum MiddlewareKind: Sendable, Equatable {
     case redirectScheme(RedirectScheme)
     /// Answer with a redirect for paths under (or equal to) a prefix.
     case redirect(PathRedirect)
+    /// Answer with a redirect when a regex matches the request URL (RouteAnswers.swift).
+    case redirectRegex(RegexRedirect)
     /// A token bucket per client (address or header); over it, 429 with Retry-After.
     case rateLimit(RateLimit)
     /// Users of an htpasswd file; others get 401 with WWW-Authenticate.
@@ -80,7 +82,7 @@ public enum MiddlewareKind: Sendable, Equatable {
         case .requestID: "request_id"
         case .ipAllow: "ip_allow"
         case .redirectScheme: "redirect_scheme"
-        case .redirect: "redirect"
+        case .redirect, .redirectRegex: "redirect"
         case .rateLimit: "rate_limit"
         case .basicAuth: "basic_auth"
         case .compress: "compress"
@@ -96,6 +98,7 @@ public enum RouteGate: Sendable {
     case allow([Network])
     case redirectScheme(RedirectScheme)
     case redirect(PathRedirect)
+    case redirectRegex(RegexRedirect)
     /// 429 when the client's bucket is empty; `header` (lower-cased) names the key, empty
     /// for the client address.
     case rateLimit(RateLimiter, header: [UInt8])
@@ -185,6 +188,7 @@ public struct RouteSteps: Sendable {
                 gates.append(.allow(networks))
             case .redirectScheme(let redirect): gates.append(.redirectScheme(redirect))
             case .redirect(let redirect): gates.append(.redirect(redirect))
+            case .redirectRegex(let redirect): gates.append(.redirectRegex(redirect))
             case .rateLimit(let limit):
                 gates.append(.rateLimit(RateLimiterRegistry.shared.limiter(name: name, settings: limit),
                                         header: Array((limit.header ?? "").lowercased().utf8)))

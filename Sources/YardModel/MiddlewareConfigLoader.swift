@@ -9,6 +9,7 @@
 //     office:     {ip_allow: [10.0.0.0/8, "fd00::/8"]}
 //     to-https:   {redirect_scheme: {scheme: https, permanent: true}}
 //     moved:      {redirect: {from: /blog, to: "https://blog.example.com/"}}
+//     www:        {redirect: {regex: "^https?://www\\.(.+)", replacement: "https://${1}"}}
 //     per-client: {rate_limit: {rate: 10/s, burst: 20}}
 //     staff:      {basic_auth: {file: staff.htpasswd, realm: staff}}
 //     gzip:       {compress: {min_bytes: 1024, level: 5}}
@@ -88,7 +89,13 @@ extension ConfigLoader {
                 port: try fields.optional("port")?.integer(in: 1...65_535, expected: "a port"),
                 permanent: try fields.optional("permanent")?.boolean() ?? true))
         case "redirect":
-            let fields = try node.fields(allowed: ["from", "exact", "to", "permanent"])
+            let fields = try node.fields(allowed: ["from", "exact", "to", "permanent", "regex", "replacement"])
+            if let regexNode = fields.optional("regex") {
+                return .redirectRegex(try regexRedirect(fields, regexNode: regexNode))
+            }
+            if let replacementNode = fields.optional("replacement") {
+                throw replacementNode.error("'replacement' goes with 'regex'; a prefix redirect takes 'from' and 'to'")
+            }
             let from = try middlewarePath(try fields.required("from", hint: "the path prefix to redirect, e.g. 'from: /blog'"))
             let toNode = try fields.required("to", hint: "where to, a path or a URL, e.g. 'to: https://blog.example.com/'")
             let to = try toNode.string(expected: "a path or an absolute URL")
@@ -100,7 +107,7 @@ extension ConfigLoader {
                 throw toNode.error("'\(to)' has a space, a control character or '#'; a Location cannot carry it")
             }
             if to.contains("$") {
-                throw toNode.error("'\(to)' has '$': redirect takes a prefix, not a regex; the rest of the path is appended to 'to'")
+                throw toNode.error("'\(to)' has '$': redirect takes a prefix, not a regex, with 'from' and 'to' (the rest of the path is appended to 'to'); for $1 write 'regex:' and 'replacement:'")
             }
             let redirect = PathRedirect(from: from, to: to, exact: try fields.optional("exact")?.boolean() ?? false,
                                         permanent: try fields.optional("permanent")?.boolean() ?? true)
@@ -140,6 +147,24 @@ extension ConfigLoader {
             if let headerNode = fields.optional("header") { try checkFieldName(header, at: headerNode) }
             return .requestID(header: header, traceparent: try fields.optional("traceparent")?.boolean() ?? true,
                               sampled: try fields.optional("sampled")?.boolean() ?? false)
+        }
+    }
+
+    /// `redirect: {regex: ..., replacement: ..., permanent: ...}`.
+    private static func regexRedirect(_ fields: Fields, regexNode: ConfigNode) throws(ConfigError) -> RegexRedirect {
+        for key in ["from", "to", "exact"] {
+            if let other = fields.optional(key) {
+                throw other.error("a redirect has either 'regex' and 'replacement' or 'from' and 'to'; '\(key)' does not go with 'regex'")
+            }
+        }
+        let regex = try regex(regexNode, what: "the redirect regex")
+        let replacementNode = try fields.required("replacement", hint: "the Location, with $1..$9 for the regex's groups, e.g. 'replacement: https://example.com/${1}'")
+        let replacement = try replacementNode.string(expected: "a Location with $1..$9 for the regex's groups")
+        let permanent = try fields.optional("permanent")?.boolean() ?? true
+        do {
+            return try RegexRedirect(regex: regex, replacement: replacement, permanent: permanent)
+        } catch {
+            throw replacementNode.error("replacement '\(replacement)': \(error.message)")
         }
     }
 

@@ -1,5 +1,5 @@
 // Middlewares that may answer the client themselves instead of forwarding: ip_allow,
-// redirect_scheme, redirect and rate_limit. The pure parts live here (what the Location is,
+// redirect_scheme, redirect (by prefix or by regex) and rate_limit. The pure parts live here (what the Location is,
 // which status, whether a token is left); Sources/YardProxy/RouteMiddlewares.swift writes
 // the answers for HTTP/1.1 and HTTP/2 clients. docs/routing.md has the worked examples.
 
@@ -59,9 +59,7 @@ public struct RedirectScheme: Sendable, Equatable {
 /// `redirect`: paths under `from` (on a segment boundary; or exactly `from`) answer with a
 /// redirect to `to` followed by the rest of the path, and the query.
 ///
-/// A prefix, not a regex: a regex engine on the request path would run for every request
-/// of the route, allocate (Swift's `Regex` builds Strings; Foundation is not allowed on the
-/// data plane) and backtrack without a bound on a hostile path.
+/// The regex form is `RegexRedirect` (LinearRegex: linear time, no allocation per match).
 public struct PathRedirect: Sendable, Equatable {
     public var from: String
     public var exact: Bool
@@ -120,6 +118,181 @@ public struct PathRedirect: Sendable, Equatable {
             append(query)
         }
     }
+}
+
+/// `redirect` with `regex:` and `replacement:`, as Traefik's redirectRegex: the regex is
+/// searched in the request URL `scheme://host/path?query` (host as sent, with its port;
+/// path as routed, normalized); the leftmost match is replaced by the replacement, the text
+/// around it kept, and the result is the Location. No match: the request goes on.
+///
+/// Traefik (Go's ReplaceAllString) replaces every match; this replaces the first only, so
+/// one request costs one linear pass. The two agree for the usual patterns that match the
+/// whole URL (`^http://old\.example/(.*)`); docs/routing.md says so.
+///
+/// A Location made of anything but visible ASCII (a captured CR, LF, space, control or
+/// non-ASCII byte) is refused: the request is forwarded instead and `refusals` counts it.
+/// Threading: immutable but for the atomic count; any event loop.
+public struct RegexRedirect: Sendable, Equatable {
+    public let regex: LinearRegex
+    public let replacement: String
+    public let permanent: Bool
+    /// The replacement as literal bytes and group references.
+    let pieces: [ReplacementPiece]
+    /// Capture slots the VM keeps: groups 0 up to the highest one the replacement names.
+    let slots: Int
+    /// Locations refused since the config was loaded (see above).
+    public let refusals: RedirectRefusals
+
+    enum ReplacementPiece: Sendable, Equatable {
+        case literal([UInt8])
+        case group(Int)
+    }
+
+    /// What `writeLocation` did.
+    public enum Outcome: Sendable, Equatable {
+        /// The regex does not match the URL: the request goes on.
+        case noMatch
+        /// The Location was written.
+        case redirected
+        /// The Location would carry bytes a header value cannot (nothing was written).
+        case refused
+    }
+
+    public init(regex: LinearRegex, replacement: String, permanent: Bool = true) throws(RegexProblem) {
+        self.regex = regex
+        self.replacement = replacement
+        self.permanent = permanent
+        self.pieces = try RegexRedirect.parse(replacement, groups: regex.groupCount)
+        let highest = pieces.reduce(0) { if case .group(let n) = $1 { max($0, n) } else { $0 } }
+        self.slots = 2 * (highest + 1)
+        self.refusals = RedirectRefusals()
+    }
+
+    public static func == (lhs: RegexRedirect, rhs: RegexRedirect) -> Bool {
+        (lhs.regex, lhs.replacement, lhs.permanent) == (rhs.regex, rhs.replacement, rhs.permanent)
+    }
+
+    /// `$1`..`$9`, `${0}`..`${9}` and `$$`, as Go's Expand reads them; what Go would read
+    /// differently from what a user most likely meant is refused instead: `$1x` (Go: the
+    /// group named "1x", empty), `$name` (named groups), a lone `$` (Go: a literal `$`).
+    static func parse(_ text: String, groups: Int) throws(RegexProblem) -> [ReplacementPiece] {
+        let bytes = Array(text.utf8)
+        guard !bytes.isEmpty else { throw RegexProblem("the replacement is empty; give the Location, e.g. https://example.com/$1") }
+        if let bad = bytes.firstIndex(where: { $0 <= 0x20 || $0 >= 0x7f }) {
+            throw RegexProblem("the replacement has a space, a control or a non-ASCII character at byte \(bad + 1); a Location cannot carry it (percent-encode it)")
+        }
+        func isNameByte(_ byte: UInt8) -> Bool {
+            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "_")
+        }
+        var pieces: [ReplacementPiece] = []
+        var literal: [UInt8] = []
+        var i = 0
+        func group(_ digit: UInt8, at offset: Int) throws(RegexProblem) -> ReplacementPiece {
+            let number = Int(digit - UInt8(ascii: "0"))
+            guard number <= groups else {
+                throw RegexProblem("the replacement names group $\(number) at byte \(offset + 1), but the regex has \(groups == 0 ? "no groups" : "only \(groups)")")
+            }
+            return .group(number)
+        }
+        while i < bytes.count {
+            let byte = bytes[i]
+            guard byte == UInt8(ascii: "$") else {
+                literal.append(byte)
+                i += 1
+                continue
+            }
+            let next = i + 1 < bytes.count ? bytes[i + 1] : 0
+            if next == UInt8(ascii: "$") {
+                literal.append(byte)
+                i += 2
+                continue
+            }
+            let reference: ReplacementPiece
+            if next >= UInt8(ascii: "0") && next <= UInt8(ascii: "9") {
+                if i + 2 < bytes.count && isNameByte(bytes[i + 2]) {
+                    throw RegexProblem("'$\(Character(Unicode.Scalar(next)))\(Character(Unicode.Scalar(bytes[i + 2])))' at byte \(i + 1) is ambiguous (Go would read a group named '\(Character(Unicode.Scalar(next)))\(Character(Unicode.Scalar(bytes[i + 2])))...'); write ${\(Character(Unicode.Scalar(next)))}\(Character(Unicode.Scalar(bytes[i + 2])))")
+                }
+                reference = try group(next, at: i)
+                i += 2
+            } else if next == UInt8(ascii: "{"), i + 3 < bytes.count, bytes[i + 3] == UInt8(ascii: "}"),
+                      bytes[i + 2] >= UInt8(ascii: "0"), bytes[i + 2] <= UInt8(ascii: "9") {
+                reference = try group(bytes[i + 2], at: i)
+                i += 4
+            } else if next == UInt8(ascii: "{") || isNameByte(next) {
+                throw RegexProblem("the reference at byte \(i + 1) is not $1..$9 or ${0}..${9}; named groups and numbers above 9 are not supported")
+            } else {
+                throw RegexProblem("a lone '$' at byte \(i + 1); write $$ for a literal $")
+            }
+            if !literal.isEmpty { pieces.append(.literal(literal)) }
+            literal = []
+            pieces.append(reference)
+        }
+        if !literal.isEmpty { pieces.append(.literal(literal)) }
+        return pieces
+    }
+
+    /// Builds the URL (`https` when `secure`), searches it, and when it matches writes the
+    /// Location through `append` (in pieces). Nothing is allocated: the URL is assembled in
+    /// the regex's per-thread scratch.
+    public func writeLocation(secure: Bool, host: UnsafeRawBufferPointer, path: UnsafeRawBufferPointer,
+                              query: UnsafeRawBufferPointer?, _ append: (UnsafeRawBufferPointer) -> Void) -> Outcome {
+        let scheme: StaticString = secure ? "https://" : "http://"
+        let slash: StaticString = "/"
+        let path = path.isEmpty ? UnsafeRawBufferPointer(start: slash.utf8Start, count: 1) : path
+        let length = scheme.utf8CodeUnitCount + host.count + path.count + (query.map { $0.count + 1 } ?? 0)
+        let outcome = RegexScratch.with(ints: regex.scratchInts(slots: slots), bytes: length) { ints, bytes -> Outcome in
+            var at = 0
+            func put(_ piece: UnsafeRawBufferPointer) {
+                guard let source = piece.baseAddress, !piece.isEmpty else { return }
+                (bytes + at).update(from: source.assumingMemoryBound(to: UInt8.self), count: piece.count)
+                at += piece.count
+            }
+            put(UnsafeRawBufferPointer(start: scheme.utf8Start, count: scheme.utf8CodeUnitCount))
+            put(host)
+            put(path)
+            if let query {
+                bytes[at] = UInt8(ascii: "?")
+                at += 1
+                put(query)
+            }
+            let url = UnsafeRawBufferPointer(start: bytes, count: at)
+            guard let match = regex.run(url, slots: slots, scratch: ints), let whole = match.range(0) else { return .noMatch }
+            // Check every byte first, then write: a refused Location leaves nothing behind.
+            var valid = true
+            var total = 0
+            forEachPiece(url: url, match: match, whole: whole) { piece in
+                total += piece.count
+                for byte in piece where byte <= 0x20 || byte >= 0x7f { valid = false }
+            }
+            guard valid && total > 0 else { return .refused }
+            forEachPiece(url: url, match: match, whole: whole, append)
+            return .redirected
+        }
+        if outcome == .refused { refusals.count.add(1, ordering: .relaxed) }
+        return outcome
+    }
+
+    /// The Location's pieces: the URL before the match, the replacement, the URL after it.
+    private func forEachPiece(url: UnsafeRawBufferPointer, match: RegexMatch, whole: Range<Int>,
+                              _ body: (UnsafeRawBufferPointer) -> Void) {
+        body(UnsafeRawBufferPointer(rebasing: url[0..<whole.lowerBound]))
+        for piece in pieces {
+            switch piece {
+            case .literal(let bytes): bytes.withUnsafeBytes { body($0) }
+            case .group(let number):
+                if let range = match.range(number) { body(UnsafeRawBufferPointer(rebasing: url[range])) }
+            }
+        }
+        body(UnsafeRawBufferPointer(rebasing: url[whole.upperBound...]))
+    }
+}
+
+/// How many Locations a regex redirect refused (see `RegexRedirect`). Threading: one
+/// relaxed atomic, touched only on a refusal.
+public final class RedirectRefusals: Sendable {
+    public let count = Atomic<UInt64>(0)
+    public init() {}
 }
 
 /// The status of a redirect answer: 301/302 for GET and HEAD (understood by every client

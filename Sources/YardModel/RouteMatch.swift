@@ -6,7 +6,9 @@
 //   of `.example.com` (`a.example.com`, not `example.com` nor `a.b.example.com`). Case-blind,
 //   the Host's port ignored.
 // - path: a prefix (`path:`) or the whole path (`path_exact:`), compared byte for byte
-//   after normalization (dot segments, escapes), without the query.
+//   after normalization (dot segments, escapes), without the query. Or `path_regex:`, a
+//   LinearRegex searched in that path (unanchored, as Traefik's PathRegexp and nginx's
+//   `location ~`: write `^...$` for the whole path); only routes with one pay for it.
 // - methods: any of a list, exact (methods are case-sensitive; `GET` does not match `HEAD`).
 // - headers: a field with exactly this value (any of repeated fields), or just present.
 // - query: a parameter with exactly this raw value (not percent-decoded).
@@ -31,6 +33,8 @@ public struct RouteMatch: Sendable, Equatable, Hashable {
     /// A path prefix (always starts with `/`), or the whole path when `exactPath`.
     public var path = "/"
     public var exactPath = false
+    /// A regex the path must match (then `path` is `/`); nil for prefix and exact routes.
+    public var pathRegex: LinearRegex?
     /// Method tokens as written (`GET`, `POST`); empty matches any method.
     public var methods: [String] = []
     public var headers: [RouteCondition] = []
@@ -39,10 +43,11 @@ public struct RouteMatch: Sendable, Equatable, Hashable {
     public var priority = 0
 
     public init(hosts: [String] = [], path: String = "/", exactPath: Bool = false, methods: [String] = [],
-                headers: [RouteCondition] = [], query: [RouteCondition] = [], priority: Int = 0) {
+                headers: [RouteCondition] = [], query: [RouteCondition] = [], priority: Int = 0, pathRegex: LinearRegex? = nil) {
         self.hosts = hosts
         self.path = path
         self.exactPath = exactPath
+        self.pathRegex = pathRegex
         self.methods = methods
         self.headers = headers
         self.query = query
@@ -51,7 +56,8 @@ public struct RouteMatch: Sendable, Equatable, Hashable {
 
     /// A short name for messages, explain and status: `shop.example.com/api`, `*/x (exact) GET`.
     public var summary: String {
-        var text = (hosts.isEmpty ? "*" : hosts.joined(separator: ",")) + path
+        var text = (hosts.isEmpty ? "*" : hosts.joined(separator: ","))
+        if let pathRegex { text += " ~\(pathRegex.pattern)" } else { text += path }
         if exactPath { text += " (exact)" }
         if !methods.isEmpty { text += " " + methods.joined(separator: ",") }
         for header in headers { text += " [\(header.name)\(header.value.map { "=\($0)" } ?? "")]" }
@@ -106,7 +112,9 @@ public struct RouteMatcher: Sendable {
     public let methods: [[UInt8]]
     public let headers: [ByteCondition]
     public let query: [ByteCondition]
-    /// Any of methods, headers, query: the plain host+path routes skip them all.
+    /// The path regex (`path_regex:`), nil for most routes.
+    public let pathRegex: LinearRegex?
+    /// Any of path regex, methods, headers, query: the plain host+path routes skip them all.
     public let hasConditions: Bool
 
     public init(_ match: RouteMatch) {
@@ -117,7 +125,8 @@ public struct RouteMatcher: Sendable {
         methods = match.methods.map { Array($0.utf8) }
         headers = match.headers.map { ByteCondition($0, lowercaseName: true) }
         query = match.query.map { ByteCondition($0, lowercaseName: false) }
-        hasConditions = !methods.isEmpty || !headers.isEmpty || !query.isEmpty
+        pathRegex = match.pathRegex
+        hasConditions = !methods.isEmpty || !headers.isEmpty || !query.isEmpty || pathRegex != nil
     }
 
     /// nil when the request matches, else the first property that does not.
@@ -149,6 +158,7 @@ public struct RouteMatcher: Sendable {
         if exactPath ? path.count != requestPath.count : path.count > requestPath.count { return .path }
         for i in 0..<path.count where requestPath[i] != path[i] { return .path }
         guard hasConditions else { return nil }
+        if let pathRegex, !pathRegex.matches(requestPath) { return .path }
         if !methods.isEmpty {
             var methodMatches = false
             for wanted in methods where RouteMatcher.equal(method, wanted) { methodMatches = true; break }

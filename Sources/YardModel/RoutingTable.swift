@@ -198,11 +198,14 @@ public final class Route: Sendable {
 
     /// How specific the route is, for the default order: exact hosts before wildcard hosts
     /// before any host, an exact path before a prefix, a longer path before a shorter one,
-    /// more method/header/query conditions before fewer.
+    /// a path regex after every prefix but before no path (`/`), more method/header/query
+    /// conditions before fewer.
     fileprivate var specificity: (Int, Int, Int, Int, Int) {
         let hostRank = !matcher.exactHosts.isEmpty ? 2 : (!matcher.wildcardHosts.isEmpty ? 1 : 0)
         let conditions = (matcher.methods.isEmpty ? 0 : 1) + matcher.headers.count + matcher.query.count
-        return (match.priority, hostRank, match.exactPath ? 1 : 0, pathPrefix.count, conditions)
+        // A regex route's path is `/` (length 1): 2 * 1 + 1 sorts it between `/x` (4) and `/` (2).
+        let pathRank = 2 * pathPrefix.count + (matcher.pathRegex == nil ? 0 : 1)
+        return (match.priority, hostRank, match.exactPath ? 1 : 0, pathRank, conditions)
     }
 }
 

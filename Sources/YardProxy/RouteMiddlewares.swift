@@ -158,7 +158,8 @@ extension Worker {
 
 extension Worker {
     /// Runs the route's gates in the route's order: ip_allow (403), redirect_scheme and
-    /// redirect (3xx with a Location), rate_limit (429), basic_auth (401). Returns true when
+    /// redirect (3xx with a Location; a regex redirect whose Location would be invalid
+    /// forwards instead), rate_limit (429), basic_auth (401). Returns true when
     /// one of them answered the request. Threading: the worker's loop; nothing allocated.
     func answeredByGates(_ c: ClientConnection, _ steps: RouteSteps, base: UnsafeRawBufferPointer) -> Bool {
         let head = c.head
@@ -198,6 +199,24 @@ extension Worker {
                 }
                 respondDirect(c, status: RedirectStatus.code(permanent: redirect.permanent, safeMethod: head.method == .get || head.method == .head))
                 return true
+            case .redirectRegex(let redirect):
+                answerFields.clear()
+                _ = answerFields.reserve(12)
+                answerFields.append("Location: ")
+                let outcome = redirect.writeLocation(secure: c.secure, host: head.hostSpan.bytes(in: base), path: head.pathSpan.bytes(in: base),
+                                                     query: queryIfAny(head, base)) { piece in
+                    _ = answerFields.reserve(piece.count)
+                    answerFields.append(piece)
+                }
+                guard outcome == .redirected else {
+                    answerFields.clear()
+                    if outcome == .refused { logRefusedLocation(redirect) }
+                    continue
+                }
+                _ = answerFields.reserve(2)
+                answerFields.append("\r\n")
+                respondDirect(c, status: RedirectStatus.code(permanent: redirect.permanent, safeMethod: head.method == .get || head.method == .head))
+                return true
             case .rateLimit(let limiter, let header):
                 let hash = rateLimitKey(c, header: header, seed: limiter.seed, base: base)
                 let wait = limiter.admit(hash: hash, nowMicros: monotonicMicroseconds())
@@ -219,6 +238,14 @@ extension Worker {
             }
         }
         return false
+    }
+
+    /// A regex redirect's replacement gave a Location a header cannot carry: the request
+    /// was forwarded. Logged at the 1st, 2nd, 4th, 8th... refusal so a flood cannot fill the log.
+    private func logRefusedLocation(_ redirect: RegexRedirect) {
+        let count = redirect.refusals.count.load(ordering: .relaxed)
+        guard count & (count &- 1) == 0 else { return }
+        Log.warning("redirect regex '\(redirect.regex.pattern)' -> '\(redirect.replacement)' built a Location with a space, control or non-ASCII byte; forwarded instead of redirected (\(count) so far)")
     }
 
     /// Whether the request's (only) Authorization field names a user of the gate's file.
