@@ -214,6 +214,7 @@ extension Integration {
                 ("/page.txt?cc=public,%20no-transform", ["-H", "Accept-Encoding: gzip"], "Cache-Control: no-transform"),
                 ("/page.txt?status=204", ["-H", "Accept-Encoding: gzip"], "204"),
                 ("/page.txt?status=304", ["-H", "Accept-Encoding: gzip"], "304"),
+                ("/page.txt?status=206", ["-H", "Accept-Encoding: gzip"], "206"),
                 ("/page.txt?ce=br", ["-H", "Accept-Encoding: gzip, br"], "already encoded"),
                 ("/page.txt", ["-I", "-H", "Accept-Encoding: gzip"], "HEAD"),
             ]
