@@ -135,12 +135,20 @@ extension Integration {
                 defer { child.stop() }
                 let connection = try RawConnection(port: port)
                 var slowest = Duration.zero
+                let body = String(repeating: "b", count: 10_000)
                 for i in 0..<50 {
                     let started = ContinuousClock.now
-                    try connection.send("GET /r/\(i) HTTP/1.1\r\nHost: shop\r\n\r\n")
+                    if i % 2 == 0 {
+                        try connection.send("GET /r/\(i) HTTP/1.1\r\nHost: shop\r\n\r\n")
+                    } else {
+                        // A body after its head: the copy is held until it ended, then sent.
+                        try connection.send("POST /echo?n=\(i) HTTP/1.1\r\nHost: shop\r\nContent-Length: \(body.count)\r\n\r\n")
+                        try connection.send(body)
+                    }
                     let response = try connection.readResponse()
                     slowest = max(slowest, ContinuousClock.now - started)
                     #expect(response.status == 200 && response.header("x-backend") == "shop", "\(label)")
+                    if i % 2 == 1 { #expect(response.body.count == body.count, "\(label): the real POST is whole") }
                 }
                 // A copy that waited for the shadow would take its 300 ms timeout.
                 #expect(slowest < .milliseconds(150), "\(label): the slowest real request took \(slowest)")
