@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import YardTestSupport
 
 // The compress middleware through the real binary: curl --compressed (HTTP/1.1 and HTTP/2)
 // must get back the origin's exact bytes, and what must not be compressed is not.
@@ -233,6 +234,28 @@ extension Integration {
 
             // A pause of the origin flushes what zlib holds: the first piece is out before the second is sent.
             for h2 in [false, true] { try expectFirstPieceBeforeThePause(url, h2: h2, dir: dir, tag: "h2c-\(h2)") }
+        }
+
+        /// The same over TLS: nginx `listen ... ssl http2`, the service `upstream: {protocol: h2, tls: ...}`.
+        @Test(.timeLimit(.minutes(1)))
+        func gzipFromAnH2OverTLSOriginIsTheOriginsExactBytes() throws {
+            let dir = try ScratchDir("compress-h2-tls")
+            let big = sampleText(bytes: 1 << 20)
+            try dir.write("big.txt", big)
+            let pki = try TestCertificates()
+            let leaf = try pki.issue(file: "h2-origin", names: ["origin.internal"])
+            let (origin, originPort) = try startFileOrigin(dir)
+            defer { origin.stop() }
+            let nginx = try H2Nginx(dir: dir, originPort: originPort, tls: (leaf.certificate, leaf.key))
+            defer { nginx.stop() }
+            let (proxy, url) = try startMiddlewareProxy(dir, originPort: nginx.port, Self.config,
+                                                        siteYAML: "upstream: {protocol: h2, tls: {ca_file: \(pki.caFile), server_name: origin.internal}}")
+            defer { proxy.stop() }
+            for (index, path) in ["/big.txt", "/big.txt?chunked=1"].enumerated() {
+                for h2 in [false, true] {
+                    try expectGzipped(url, path, expected: big, h2: h2, dir: dir, tag: "h2-tls-\(index)-\(h2)")
+                }
+            }
         }
     }
 }
