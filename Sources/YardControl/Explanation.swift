@@ -386,6 +386,11 @@ extension Explanation {
         if let compress = route.steps.compress {
             reasons.append("compress: gzip (level \(compress.level)) for listed text types of at least \(compress.minBytes) bytes, when the client's Accept-Encoding allows gzip")
         }
+        if let mirror = route.steps.mirror {
+            let target = (mirror.service.map { "service '\($0)'" } ?? "the route's service") + (mirror.track.map { " (track \($0))" } ?? "")
+            let share = "\(mirror.permille / 10)" + (mirror.permille % 10 == 0 ? "" : ".\(mirror.permille % 10)")
+            reasons.append("mirror: a copy of \(share) % of requests goes to \(target), bodies up to \(mirror.maxBodyBytes) bytes; its answers are dropped")
+        }
         let settings = route.settings
         if settings != .none {
             var parts: [String] = []

@@ -231,10 +231,11 @@ enum PrometheusText {
                "Upstream connections whose client left mid-exchange, kept: the rest of the response was read and dropped, and the connection pooled.")
         sample("switchyard_upstream_orphans_pooled_total", [], "\(state.metrics.orphansPooled)")
         family("switchyard_mirror_requests_total", "counter",
-               "Copies of requests the mirror middleware sent (sent), dropped past the copies in flight per worker (dropped), or that got no complete response from the shadow (failed).")
+               "Copies of requests the mirror middleware sent (sent), dropped past the copies in flight per worker (dropped), that got no complete response from the shadow (failed), or were not made because the request body was over the mirror's max_body_bytes (skipped_body).")
         sample("switchyard_mirror_requests_total", [("result", "sent")], "\(state.metrics.mirrored)")
         sample("switchyard_mirror_requests_total", [("result", "dropped")], "\(state.metrics.mirrorsDropped)")
         sample("switchyard_mirror_requests_total", [("result", "failed")], "\(state.metrics.mirrorsFailed)")
+        sample("switchyard_mirror_requests_total", [("result", "skipped_body")], "\(state.metrics.mirrorsSkippedBody)")
         family("switchyard_tls_handshakes_total", "counter", "TLS handshakes by outcome.")
         sample("switchyard_tls_handshakes_total", [("result", "ok")], "\(state.metrics.tlsHandshakes)")
         sample("switchyard_tls_handshakes_total", [("result", "failed")], "\(state.metrics.tlsHandshakeFailures)")

@@ -101,6 +101,7 @@ public final class Runtime: Sendable {
         installSignals()
         var config = try ConfigLoader.loadConfig(path: configPath)
         if let adminOverride { try ConfigLoader.overrideAdmin(address: adminOverride, in: &config) }
+        try Self.resolveForwardAuthHosts(&config, previous: nil)
         let tokens = try Self.loadTokens(config.admin)
         adminTokens.withLock { $0 = tokens }
         traffic = try startTraffic(config)
@@ -364,6 +365,7 @@ public final class Runtime: Sendable {
         do {
             var config = try ConfigLoader.loadConfig(path: configPath)
             if let adminOverride { try ConfigLoader.overrideAdmin(address: adminOverride, in: &config) }
+            try Self.resolveForwardAuthHosts(&config, previous: state.withLock { $0.config })
             let reloaded: (table: RoutingTable, server: ProxyServer)? = state.withLock { state in
                 guard let old = state.config, let server = state.server else { return nil }
                 // Certificates (and a TLS listener's tls settings) apply now; the rest of a

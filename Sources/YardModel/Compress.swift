@@ -161,3 +161,42 @@ public func cacheControlForbidsTransform(_ value: UnsafeRawBufferPointer) -> Boo
     }
     return false
 }
+
+/// The size of a gzip stream's zlib state: `windowBits` (9...15) and `memLevel` (1...8).
+/// zlib's deflate state costs about 2^(windowBits+2) + 2^(memLevel+9) bytes: 256 KiB at
+/// the defaults (15, 8), which a 2 KiB body does not need.
+public struct DeflateSize: Sendable, Equatable {
+    public var windowBits: Int32
+    public var memLevel: Int32
+
+    public static let full = DeflateSize(windowBits: 15, memLevel: 8)
+
+    public init(windowBits: Int32, memLevel: Int32) {
+        self.windowBits = windowBits
+        self.memLevel = memLevel
+    }
+
+    /// The state for a body of `contentLength` bytes (nil: unknown, the full size), as
+    /// nginx's gzip filter sizes it: the window halves (and memLevel drops with it) while
+    /// half of it still holds the whole body beside zlib's 262-byte lookahead, so the
+    /// output is as small as with the full window. zlib's gzip wrapper takes 9 bits at least.
+    public static func forBody(contentLength: Int64?) -> DeflateSize {
+        guard let length = contentLength, length > 0 else { return .full }
+        var size = DeflateSize.full
+        while size.windowBits > 9 && length < (Int64(1) << (size.windowBits - 1)) - 262 {
+            size.windowBits -= 1
+            size.memLevel -= 1
+        }
+        size.memLevel = max(size.memLevel, 1)
+        return size
+    }
+
+    /// Approximate bytes of zlib state at this size (zlib's zconf.h formula).
+    public var stateBytes: Int { (1 << (Int(windowBits) + 2)) + (1 << (Int(memLevel) + 9)) }
+
+    /// Whether a stream of this size serves a body that wants `other` (a bigger window
+    /// compresses at least as well; a smaller one would not).
+    public func covers(_ other: DeflateSize) -> Bool {
+        windowBits >= other.windowBits && memLevel >= other.memLevel
+    }
+}

@@ -2,7 +2,7 @@
 // shadow service or track; its responses are read and dropped (YardProxy/Mirror.swift).
 //
 //   middlewares:
-//     shadow: {mirror: {service: shop-next, percent: 10, timeout: 1s}}
+//     shadow: {mirror: {service: shop-next, percent: 10, timeout: 1s, max_body_bytes: 64KiB}}
 //     canary-shadow: {mirror: {track: green, percent: 0.5}}
 
 /// Where a share of a route's requests is copied to.
@@ -16,23 +16,30 @@ public struct MirrorSettings: Sendable, Equatable {
     /// How long one copy may take, connect to the end of its response.
     public var timeoutMs: Int
 
-    /// Only requests with no body, or a Content-Length body of at most this many bytes that
-    /// arrived with the head, are copied: the copy never waits for the client.
-    public static let maxBodyBytes = 65_536
+    /// A request body (any framing, HTTP/1.1 or HTTP/2) is copied when it ends within this
+    /// many bytes as forwarded (chunk framing included); a longer one is not copied, and
+    /// counted as `skipped_body`. The copy is held until the body ended, then sent.
+    public var maxBodyBytes: Int
+
+    public static let defaultMaxBodyBytes = 65_536
+    /// The largest `max_body_bytes` accepted: every held copy costs up to this much memory.
+    public static let maxBodyBytesLimit = 1_048_576
     /// Copies in flight per worker; past it a copy is dropped (and counted).
     public static let maxInFlightPerWorker = 256
 
-    public init(service: String? = nil, track: String? = nil, permille: Int, timeoutMs: Int = 1_000) {
+    public init(service: String? = nil, track: String? = nil, permille: Int, timeoutMs: Int = 1_000,
+                maxBodyBytes: Int = MirrorSettings.defaultMaxBodyBytes) {
         self.service = service
         self.track = track
         self.permille = permille
         self.timeoutMs = timeoutMs
+        self.maxBodyBytes = maxBodyBytes
     }
 }
 
 extension ConfigLoader {
     static func parseMirror(_ node: ConfigNode) throws(ConfigError) -> MirrorSettings {
-        let fields = try node.fields(allowed: ["service", "track", "percent", "timeout"])
+        let fields = try node.fields(allowed: ["service", "track", "percent", "timeout", "max_body_bytes"])
         let service = try fields.optional("service")?.string(expected: "a service name")
         let track = try fields.optional("track")?.string(expected: "a track name")
         guard service != nil || track != nil else {
@@ -46,6 +53,10 @@ extension ConfigLoader {
             timeoutMs = try timeout.durationMilliseconds()
             guard timeoutMs <= 60_000 else { throw timeout.error("a mirror's timeout is at most 60s (copies in flight are bounded)") }
         }
-        return MirrorSettings(service: service, track: track, permille: permille, timeoutMs: timeoutMs)
+        var maxBodyBytes = MirrorSettings.defaultMaxBodyBytes
+        if let limit = fields.optional("max_body_bytes") {
+            maxBodyBytes = try limit.bytes(in: 0...MirrorSettings.maxBodyBytesLimit)
+        }
+        return MirrorSettings(service: service, track: track, permille: permille, timeoutMs: timeoutMs, maxBodyBytes: maxBodyBytes)
     }
 }

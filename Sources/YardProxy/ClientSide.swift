@@ -218,6 +218,7 @@ extension Worker {
         c.route = route
         c.gzip = nil
         c.auth = nil
+        c.mirror = nil
         c.acceptsGzip = route.steps.compress != nil && clientAcceptsGzip(c, base: base)
         // Middlewares that answer themselves (RouteMiddlewares.swift), a body over the route's limit.
         if !route.steps.gates.isEmpty && answeredByGates(c, route.steps, base: base) { return }
@@ -267,7 +268,7 @@ extension Worker {
         let queued = u.outBuf.readableBytes
         writeRequestHead(c, base: base, into: &u.outBuf)
         if let mirror = route.steps.mirror {
-            mirrorRequest(c, mirror, route: route, forwarded: u.outBuf, headBytes: u.outBuf.readableBytes - queued, base: base)
+            mirrorRequest(c, mirror, route: route, forwarded: u.outBuf, headBytes: u.outBuf.readableBytes - queued)
         }
         c.inBuf.consume(head.headLength)
         c.scanFrom = 0
@@ -310,6 +311,7 @@ extension Worker {
                 return
             case .forward(let count):
                 u.outBuf.append(UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count]))
+                if let copy = c.mirror { copyMirrorBody(c, copy, UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count])) }
                 c.inBuf.consume(count)
                 c.bodyClock.forwarded(count)
             }

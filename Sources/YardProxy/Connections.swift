@@ -97,6 +97,8 @@ final class ClientConnection {
     var gzip: GzipStream?
     /// The route's forward_auth sub-request and what it answered (ForwardAuthCheck.swift).
     var auth: ForwardAuthExchange?
+    /// The mirror's copy of this request, held while its body arrives (Mirror.swift).
+    var mirror: PendingMirror?
     var requestMethod: HTTPMethod = .get
     var requestVersionMinor: UInt8 = 1
     /// Keep the client connection after this response (the client allows it, we are not draining).

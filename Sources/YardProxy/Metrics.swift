@@ -117,6 +117,7 @@ extension MetricsSnapshot {
         mirrored &+= room.mirrored
         mirrorsDropped &+= room.dropped
         mirrorsFailed &+= room.failed
+        mirrorsSkippedBody &+= room.skippedBody
     }
 }
 
@@ -175,10 +176,12 @@ public struct MetricsSnapshot: Sendable {
     public var slowBodies: UInt64 = 0
     public var truncatedResponses: UInt64 = 0
     public var orphansPooled: UInt64 = 0
-    /// Mirror copies sent, dropped (too many in flight), failed (Mirror.swift).
+    /// Mirror copies sent, dropped (too many in flight), failed, skipped (a request body
+    /// over the mirror's max_body_bytes) (Mirror.swift).
     public var mirrored: UInt64 = 0
     public var mirrorsDropped: UInt64 = 0
     public var mirrorsFailed: UInt64 = 0
+    public var mirrorsSkippedBody: UInt64 = 0
 
     static let empty = MetricsSnapshot(rows: [], ownAnswers: [0, 0, 0, 0, 0, 0, 0, 0], accepted: 0, openConnections: 0)
 
@@ -201,6 +204,7 @@ public struct MetricsSnapshot: Sendable {
         mirrored &+= other.mirrored
         mirrorsDropped &+= other.mirrorsDropped
         mirrorsFailed &+= other.mirrorsFailed
+        mirrorsSkippedBody &+= other.mirrorsSkippedBody
         openConnections += other.openConnections
     }
 

@@ -1,8 +1,9 @@
 // The `mirror` middleware on the request path: after the real request's head is written
 // upstream, a share of requests (exact, like the canary split) is copied to a shadow
 // endpoint; the copy's response is read and dropped. A copy never waits for the client, never
-// delays or fails the real exchange: it is sent only when the whole request is at hand (no
-// body, or a Content-Length body up to 64 KiB that came with the head), it has its own
+// delays or fails the real exchange: its body bytes are copied as the real body is forwarded
+// (HTTP/1.1 or HTTP/2, any framing), and it is sent only once the body ended within the
+// mirror's `max_body_bytes` (a longer body: no copy, counted as skipped). It has its own
 // deadline, and past a bound of copies in flight per worker it is dropped and counted.
 
 import YardBalancing
@@ -27,6 +28,28 @@ final class MirrorExchange {
         self.connecting = connecting
         self.deadline = deadline
     }
+
+    deinit { out.deallocate() }
+}
+
+/// A copy whose request body is still arriving: the forwarded head, then the body bytes as
+/// the real request's are forwarded (`copyMirrorBody`), held until the body ends.
+/// Threading: owned by one client exchange on its worker's loop.
+final class PendingMirror {
+    var out: ByteBuffer
+    /// Where the body starts in `out`.
+    let headBytes: Int
+    let settings: MirrorSettings
+    let route: Route
+
+    init(out: ByteBuffer, headBytes: Int, settings: MirrorSettings, route: Route) {
+        self.out = out
+        self.headBytes = headBytes
+        self.settings = settings
+        self.route = route
+    }
+
+    deinit { out.deallocate() }
 }
 
 /// A worker's mirror state: copies in flight, the exact split per route, the counters.
@@ -40,16 +63,20 @@ final class MirrorRoom {
     /// Response bytes are read into this and dropped.
     var sink = ByteBuffer(capacity: 16_384)
     /// Copies sent, dropped (too many in flight), failed (no endpoint, connect or I/O error,
-    /// deadline passed before the shadow's response ended).
+    /// deadline passed before the shadow's response ended), skipped (a body over the bound).
     var mirrored: UInt64 = 0
     var dropped: UInt64 = 0
     var failed: UInt64 = 0
+    var skippedBody: UInt64 = 0
 }
 
 extension Worker {
     /// Copies the request just forwarded when the route's mirror takes it. `headBytes`: how
-    /// many bytes at the end of `forwarded` are the head written for the real upstream.
-    func mirrorRequest(_ c: ClientConnection, _ settings: MirrorSettings, route: Route, forwarded: ByteBuffer, headBytes: Int, base: UnsafeRawBufferPointer) {
+    /// many bytes at the end of `forwarded` are the head written for the real upstream. A
+    /// request with a body becomes `c.mirror`, which `copyMirrorBody` fills as the body is
+    /// forwarded.
+    func mirrorRequest(_ c: ClientConnection, _ settings: MirrorSettings, route: Route, forwarded: ByteBuffer, headBytes: Int) {
+        c.mirror = nil
         let room = mirrors
         if room.tableVersion != table.version {
             room.splits.removeAll(keepingCapacity: true)
@@ -60,33 +87,65 @@ extension Worker {
         let taken = split.pick() == 1
         room.splits[key] = split
         guard taken, !c.upgradeRequested, headBytes >= 4 else { return }
-        var bodyLength = 0
-        switch c.head.framing {
-        case .none: break
-        case .contentLength(let length):
-            // The whole body came with the head, within the bound: else not copied.
-            guard length <= Int64(MirrorSettings.maxBodyBytes),
-                  c.head.headLength + Int(truncatingIfNeeded: length) <= base.count else { return }
-            bodyLength = Int(truncatingIfNeeded: length)
-        case .chunked, .untilClose: return
+        var bodyRoom = 0
+        if !c.requestBodyDone {
+            switch c.head.framing {
+            case .contentLength(let length):
+                guard length <= Int64(settings.maxBodyBytes) else {
+                    room.skippedBody &+= 1
+                    return
+                }
+                bodyRoom = Int(truncatingIfNeeded: length)
+            default:
+                // Chunked (HTTP/1.1) or a DATA stream (HTTP/2): grown as it comes, up to the bound.
+                bodyRoom = min(settings.maxBodyBytes, 4_096)
+            }
         }
-        guard room.exchanges.count < MirrorSettings.maxInFlightPerWorker else {
-            room.dropped &+= 1
-            return
-        }
-        guard let endpoint = mirrorEndpoint(settings, route: route), endpoint.poolKey < pools.count,
-              let pool = pools[endpoint.poolKey], let address = pool.address else {
-            room.failed &+= 1
-            return
-        }
-        var out = ByteBuffer(capacity: headBytes + bodyLength + 24)
+        var out = ByteBuffer(capacity: headBytes + 24 + bodyRoom)
         let head = UnsafeRawBufferPointer(rebasing: forwarded.readable[(forwarded.readableBytes - headBytes)...])
         // The forwarded head without its blank line, then `Connection: close`: the shadow
         // ends its response by closing, so nothing needs parsing.
         out.append(UnsafeRawBufferPointer(rebasing: head[0..<(head.count - 2)]))
         out.append("Connection: close\r\n\r\n")
-        if bodyLength > 0 {
-            out.append(UnsafeRawBufferPointer(rebasing: base[c.head.headLength..<(c.head.headLength + bodyLength)]))
+        if c.requestBodyDone {
+            sendMirror(out, settings, route: route)
+        } else {
+            c.mirror = PendingMirror(out: out, headBytes: out.readableBytes, settings: settings, route: route)
+        }
+    }
+
+    /// The real request forwarded `bytes` of its body: the held copy takes them too, and is
+    /// sent once the body is complete; past the mirror's bound it is let go (and counted).
+    func copyMirrorBody(_ c: ClientConnection, _ pending: PendingMirror, _ bytes: UnsafeRawBufferPointer) {
+        guard pending.out.readableBytes - pending.headBytes + bytes.count <= pending.settings.maxBodyBytes,
+              pending.out.reserve(bytes.count) else {
+            c.mirror = nil
+            mirrors.skippedBody &+= 1
+            return
+        }
+        pending.out.append(bytes)
+        guard c.requestBodyDone else { return }
+        c.mirror = nil
+        sendMirror(pending.out, pending.settings, route: pending.route)
+        // The copy's exchange took the buffer.
+        pending.out = ByteBuffer()
+    }
+
+    /// Connects to a shadow endpoint and sends `out` (a whole request); the buffer is the
+    /// copy's from here (freed with it, or now if the copy is not sent).
+    private func sendMirror(_ out: ByteBuffer, _ settings: MirrorSettings, route: Route) {
+        let room = mirrors
+        var out = out
+        guard room.exchanges.count < MirrorSettings.maxInFlightPerWorker else {
+            room.dropped &+= 1
+            out.deallocate()
+            return
+        }
+        guard let endpoint = mirrorEndpoint(settings, route: route), endpoint.poolKey < pools.count,
+              let pool = pools[endpoint.poolKey], let address = pool.address else {
+            room.failed &+= 1
+            out.deallocate()
+            return
         }
         let fd: Int32
         let connecting: Bool
@@ -95,6 +154,7 @@ extension Worker {
         case .inProgress(let socket): (fd, connecting) = (socket, true)
         case .failed:
             room.failed &+= 1
+            out.deallocate()
             return
         }
         let m = MirrorExchange(fd: fd, out: out, connecting: connecting, deadline: now + Int64(settings.timeoutMs))

@@ -15,7 +15,7 @@ import YardModel
 // only when the route has the middleware and the client takes gzip).
 
 /// One gzip stream for one response: a z_stream (~256 KiB of zlib state at window 15,
-/// memLevel 8) and, for a chunked upstream body, the dechunker that feeds it data only.
+/// memLevel 8; less for a small body of known length, `DeflateSize.forBody`) and, for a chunked upstream body, the dechunker that feeds it data only.
 /// Freed with the exchange (`deinit` ends the stream).
 /// Threading: owned by one client exchange on its worker's loop.
 final class GzipStream {
@@ -27,22 +27,25 @@ final class GzipStream {
     /// Body bytes went in since the last flush.
     var unflushed = false
     private var level: Int32
+    /// The zlib state's size, fixed for the stream's life (reused only for bodies it covers).
+    let size: DeflateSize
 
     /// nil when zlib cannot start a stream (out of memory): the response goes uncompressed.
-    init?(level: Int32, dechunks: Bool) {
+    init?(level: Int32, size: DeflateSize, dechunks: Bool) {
         stream = .allocate(capacity: 1)
         stream.initialize(to: z_stream())
         self.dechunks = dechunks
         self.level = level
-        guard yard_deflate_init_gzip(stream, level) == Z_OK else {
+        self.size = size
+        guard yard_deflate_init_gzip(stream, level, size.windowBits, size.memLevel) == Z_OK else {
             stream.deinitialize(count: 1)
             stream.deallocate()
             return nil
         }
     }
 
-    /// Starts a new gzip stream in this one's memory (deflateReset keeps zlib's ~256 KiB of
-    /// windows and tables: no allocation, no page faults). False if zlib refuses.
+    /// Starts a new gzip stream in this one's memory (deflateReset keeps zlib's windows and
+    /// tables: no allocation, no page faults). False if zlib refuses.
     func restart(level: Int32, dechunks: Bool) -> Bool {
         guard deflateReset(stream) == Z_OK else { return false }
         if level != self.level {
@@ -142,11 +145,20 @@ extension Worker {
         }
         guard typed else { return }
         let dechunks = head.framing == .chunked
-        if let spare = gzipSpares.popLast(), spare.restart(level: rule.level, dechunks: dechunks) {
-            c.gzip = spare
-        } else {
-            c.gzip = GzipStream(level: rule.level, dechunks: dechunks)
+        var length: Int64?
+        if case .contentLength(let known) = head.framing { length = known }
+        let size = DeflateSize.forBody(contentLength: length)
+        // A spare at least as big as this body wants, the last such (the most recently used).
+        var index = gzipSpares.count - 1
+        while index >= 0 && !gzipSpares[index].size.covers(size) { index -= 1 }
+        if index >= 0 {
+            let spare = gzipSpares.remove(at: index)
+            if spare.restart(level: rule.level, dechunks: dechunks) {
+                c.gzip = spare
+                return
+            }
         }
+        c.gzip = GzipStream(level: rule.level, size: size, dechunks: dechunks)
     }
 
     // MARK: Heads
@@ -244,13 +256,13 @@ extension Worker {
         }
     }
 
-    /// A worker keeps this many finished streams for reuse (about 256 KiB each).
+    /// A worker keeps this many finished streams for reuse (up to about 256 KiB each).
     static let gzipSpareCount = 4
 
     /// Ends the gzip stream into `out` (and the chunked body with its last chunk); the
     /// stream is kept for the next response (the caller drops its reference).
     func endGzip(_ gzip: GzipStream, chunked: Bool, into out: inout ByteBuffer) {
-        defer { if gzipSpares.count < Worker.gzipSpareCount { gzipSpares.append(gzip) } }
+        defer { keepSpare(gzip) }
         gzip.deflate(UnsafeRawBufferPointer(start: nil, count: 0), flush: false, finish: true, into: &out) {
             chunkFrame(&$0, opening: $1, produced: $2, chunked: chunked)
         }
@@ -258,6 +270,17 @@ extension Worker {
             _ = out.reserve(5)
             out.append("0\r\n\r\n")
         }
+    }
+}
+
+extension Worker {
+    /// Keeps a finished stream for reuse; when the spares are full, a bigger stream takes the
+    /// place of the smallest (a big one serves every body, a small one only small bodies).
+    func keepSpare(_ gzip: GzipStream) {
+        guard gzipSpares.count >= Worker.gzipSpareCount else { return gzipSpares.append(gzip) }
+        var smallest = 0
+        for i in gzipSpares.indices where gzipSpares[i].size.stateBytes < gzipSpares[smallest].size.stateBytes { smallest = i }
+        if gzipSpares[smallest].size.stateBytes < gzip.size.stateBytes { gzipSpares[smallest] = gzip }
     }
 }
 

@@ -21,10 +21,12 @@ extension Integration {
                   sso-down: {forward_auth: {address: "http://authdown/check"}}
                   sso-ip: {forward_auth: {address: "http://127.0.0.1:\(originPort)/auth/check", auth_response_headers: [X-User]}}
                   sso-ip-down: {forward_auth: {address: "http://127.0.0.1:\(down)/check"}}
+                  sso-host: {forward_auth: {address: "http://localhost:\(originPort)/auth/check", auth_response_headers: [X-User, X-Auth-Saw]}}
                 routes:
                   - {path: /down, service: site, middlewares: [sso-down]}
                   - {path: /ip-down, service: site, middlewares: [sso-ip-down]}
                   - {path: /ip, service: site, middlewares: [sso-ip]}
+                  - {path: /host, service: site, middlewares: [sso-host]}
                   - {service: site, middlewares: [sso]}
                 """, more: [ServiceSpec(name: "auth", instances: [.init(port: originPort)]),
                             ServiceSpec(name: "authdown", instances: [.init(port: down)])])
@@ -55,6 +57,12 @@ extension Integration {
                 #expect(byAddress.body.lowercased().contains("x-user: alice"))
                 #expect(try curl(url + "/ip/echo-headers", mode, dir: dir).httpStatus == 401)
                 #expect(try curl(url + "/ip-down/echo-headers", mode + ["-H", "Authorization: Bearer good"], dir: dir).httpStatus == 502)
+
+                // The auth service as a host name and port, resolved by the control plane at load.
+                let byName = try curl(url + "/host/echo-headers", mode + ["-H", "Authorization: Bearer good"], dir: dir)
+                #expect(byName.httpStatus == 200, "\(tag): \(byName.body)")
+                #expect(byName.body.lowercased().contains("x-user: alice"), "\(tag)")
+                #expect(try curl(url + "/host/echo-headers", mode, dir: dir).httpStatus == 401)
 
                 // Denied: the 401 with its WWW-Authenticate and body.
                 let headName = "denied-\(tag).txt"

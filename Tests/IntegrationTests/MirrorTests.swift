@@ -39,7 +39,7 @@ extension Integration {
             func stop() { close(fd) }
         }
 
-        static func config(percent: String, timeout: String = "1s") -> String {
+        static func config(percent: String, timeout: String = "1s", maxBody: String? = nil) -> String {
             """
             listeners:
               - name: web
@@ -48,7 +48,7 @@ extension Integration {
             admin:
               address: 127.0.0.1:0
             middlewares:
-              shadow: {mirror: {service: shadow, percent: \(percent), timeout: \(timeout)}}
+              shadow: {mirror: {service: shadow, percent: \(percent), timeout: \(timeout)\(maxBody.map { ", max_body_bytes: \($0)" } ?? "")}}
             routes:
               - path: /
                 service: shop
@@ -83,9 +83,10 @@ extension Integration {
             return line.flatMap { Int($0.dropFirst(prefix.count)) } ?? -1
         }
 
-        static func start(_ dir: ScratchDir, percent: String, timeout: String = "1s", shop: UInt16, shadow: UInt16) throws -> (ChildProcess, UInt16, UInt16) {
+        static func start(_ dir: ScratchDir, percent: String, timeout: String = "1s", maxBody: String? = nil,
+                          shop: UInt16, shadow: UInt16) throws -> (ChildProcess, UInt16, UInt16) {
             try dir.write("services.yml", Self.services(shop: shop, shadow: shadow))
-            try dir.write("switchyard.yml", Self.config(percent: percent, timeout: timeout))
+            try dir.write("switchyard.yml", Self.config(percent: percent, timeout: timeout, maxBody: maxBody))
             let started = try startProxyWithAdmin(dir: dir)
             return (started.child, started.port, started.adminPort)
         }
@@ -134,12 +135,20 @@ extension Integration {
                 defer { child.stop() }
                 let connection = try RawConnection(port: port)
                 var slowest = Duration.zero
+                let body = String(repeating: "b", count: 10_000)
                 for i in 0..<50 {
                     let started = ContinuousClock.now
-                    try connection.send("GET /r/\(i) HTTP/1.1\r\nHost: shop\r\n\r\n")
+                    if i % 2 == 0 {
+                        try connection.send("GET /r/\(i) HTTP/1.1\r\nHost: shop\r\n\r\n")
+                    } else {
+                        // A body after its head: the copy is held until it ended, then sent.
+                        try connection.send("POST /echo?n=\(i) HTTP/1.1\r\nHost: shop\r\nContent-Length: \(body.count)\r\n\r\n")
+                        try connection.send(body)
+                    }
                     let response = try connection.readResponse()
                     slowest = max(slowest, ContinuousClock.now - started)
                     #expect(response.status == 200 && response.header("x-backend") == "shop", "\(label)")
+                    if i % 2 == 1 { #expect(response.body.count == body.count, "\(label): the real POST is whole") }
                 }
                 // A copy that waited for the shadow would take its 300 ms timeout.
                 #expect(slowest < .milliseconds(150), "\(label): the slowest real request took \(slowest)")
@@ -183,6 +192,81 @@ extension Integration {
             try waitFor("10 copies of 20 HTTP/2 requests", timeout: .seconds(10)) { shadow.receivedRequestLines.count >= 10 }
             #expect(try Self.mirrorCount("sent", adminPort: adminPort, dir: dir) == 10)
             #expect(shadow.receivedRequestLines.allSatisfy { $0.hasPrefix("GET /h2/") })
+        }
+        // MARK: Request bodies
+
+        /// Bytes that are not text (every value, in no short period), written to `name`.
+        static func binaryBody(_ dir: ScratchDir, _ name: String, bytes: Int) throws -> Data {
+            let data = Data((0..<bytes).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 / 251) })
+            try data.write(to: URL(fileURLWithPath: dir.file(name)))
+            return data
+        }
+
+        /// POSTs the file `name` to `path` with curl (`options` choose the framing and the
+        /// HTTP version); the echo answer must be as long as the file.
+        static func post(_ port: UInt16, _ path: String, file name: String, _ options: [String], dir: ScratchDir) throws {
+            let result = try curl("http://127.0.0.1:\(port)\(path)", ["--data-binary", "@" + dir.file(name), "-H", "Host: shop",
+                                                                    "-H", "Content-Type: application/octet-stream"] + options,
+                                  extra: ["%{http_version}", "%{size_download}"], dir: dir)
+            let sent = FileManager.default.contents(atPath: dir.file(name))?.count ?? -1
+            #expect(result.httpStatus == 200, "\(path): \(result.stderr)")
+            #expect(result.written.dropFirst().first == "\(sent)", "\(path): the real request's echo is whole")
+            if options.contains("--http2-prior-knowledge") { #expect(result.written.first == "2", "\(path)") }
+        }
+
+        @Test(.timeLimit(.minutes(1)))
+        func requestBodiesOfEveryFramingArriveByteExactAtTheShadow() throws {
+            let dir = try ScratchDir("mirror-bodies")
+            let shop = try Backend.recording("shop", dir: dir)
+            let shadow = try Backend.recording("shadow", dir: dir)
+            defer { shop.stop(); shadow.stop() }
+            let (child, port, adminPort) = try Self.start(dir, percent: "100", shop: shop.port, shadow: shadow.port)
+            defer { child.stop() }
+            let body40 = try Self.binaryBody(dir, "body-40k.bin", bytes: 40_000)
+            let body60 = try Self.binaryBody(dir, "body-60k.bin", bytes: 60_000)
+            let cases: [(String, String, [String], Data)] = [
+                // --limit-rate: the body comes over many reads after its head.
+                ("/echo/length", "body-40k.bin", ["--limit-rate", "200k"], body40),
+                ("/echo/chunked", "body-60k.bin", ["-H", "Transfer-Encoding: chunked"], body60),
+                ("/echo/h2-length", "body-40k.bin", ["--http2-prior-knowledge"], body40),
+                ("/echo/h2-stream", "body-60k.bin", ["--http2-prior-knowledge", "-H", "Transfer-Encoding: chunked"], body60),
+            ]
+            for (path, file, options, _) in cases { try Self.post(port, path, file: file, options, dir: dir) }
+            try waitFor("four bodies at the shadow", timeout: .seconds(10)) { shadow.receivedBodies.count >= 4 }
+            let copies = shadow.receivedBodies
+            for (path, _, _, expected) in cases {
+                let copy = copies.first { $0.line.hasPrefix("POST \(path) ") }
+                #expect(copy?.body == expected, "\(path): the shadow got \(copy?.body.count ?? -1) bytes, not the \(expected.count) sent")
+                let real = shop.receivedBodies.first { $0.line.hasPrefix("POST \(path) ") }
+                #expect(real?.body == expected, "\(path): the real upstream got the body whole")
+            }
+            #expect(try Self.mirrorCount("sent", adminPort: adminPort, dir: dir) == 4)
+            #expect(try Self.mirrorCount("skipped_body", adminPort: adminPort, dir: dir) == 0)
+        }
+
+        @Test(.timeLimit(.minutes(1)))
+        func aBodyOverTheBoundIsNotCopiedAndTheRealRequestIsUnaffected() throws {
+            let dir = try ScratchDir("mirror-big-body")
+            let shop = try Backend.recording("shop", dir: dir)
+            let shadow = try Backend.recording("shadow", dir: dir)
+            defer { shop.stop(); shadow.stop() }
+            let (child, port, adminPort) = try Self.start(dir, percent: "100", maxBody: "16KiB", shop: shop.port, shadow: shadow.port)
+            defer { child.stop() }
+            let big = try Self.binaryBody(dir, "big.bin", bytes: 300_000)
+            let small = try Self.binaryBody(dir, "small.bin", bytes: 10_000)
+            // Over the bound: known at the head (Content-Length), or found as a chunked or an
+            // HTTP/2 body grows past it.
+            for (path, options) in [("/echo/big-length", [String]()), ("/echo/big-chunked", ["-H", "Transfer-Encoding: chunked"]),
+                                    ("/echo/big-h2", ["--http2-prior-knowledge", "-H", "Transfer-Encoding: chunked"])] {
+                try Self.post(port, path, file: "big.bin", options, dir: dir)
+                #expect(shop.receivedBodies.first { $0.line.hasPrefix("POST \(path) ") }?.body == big, "\(path): the real body is whole")
+            }
+            try Self.post(port, "/echo/small", file: "small.bin", [], dir: dir)
+            try waitFor("the small body's copy", timeout: .seconds(10)) { shadow.receivedBodies.contains { $0.line.hasPrefix("POST /echo/small ") } }
+            #expect(shadow.receivedBodies.first { $0.line.hasPrefix("POST /echo/small ") }?.body == small)
+            #expect(!shadow.receivedRequestLines.contains { $0.contains("/echo/big") }, "no copy of a body over the bound")
+            #expect(try Self.mirrorCount("skipped_body", adminPort: adminPort, dir: dir) == 3)
+            #expect(try Self.mirrorCount("sent", adminPort: adminPort, dir: dir) == 1)
         }
     }
 }

@@ -164,8 +164,9 @@ private enum HMACSHA256Stub {
             middlewares:
               sso: {forward_auth: {address: "http://10.0.0.5:9000/verify", timeout: 2s}}
               gz: {compress: {min_bytes: 2KiB, level: 1}}
+              shadow: {mirror: {service: shop-next, percent: 2.5, max_body_bytes: 8KiB}}
             routes:
-              - {path: /staff, service: shop, middlewares: [sso, gz]}
+              - {path: /staff, service: shop, middlewares: [sso, gz, shadow]}
 
             """, path: "switchyard.yml")
         let catalog = try ConfigLoader.loadCatalog(text: "services:\n  shop:\n    instances:\n      - {address: 127.0.0.1, port: 9101}\n", path: "services.yml")
@@ -175,6 +176,8 @@ private enum HMACSHA256Stub {
         #expect(staff.reasons.contains { $0.hasPrefix("forward_auth: forwarded only if service '10.0.0.5:9000' answers 2xx") && $0.contains("2000 ms is 504") },
                 "\(staff.reasons)")
         #expect(staff.reasons.contains("compress: gzip (level 1) for listed text types of at least 2048 bytes, when the client's Accept-Encoding allows gzip"),
+                "\(staff.reasons)")
+        #expect(staff.reasons.contains("mirror: a copy of 2.5 % of requests goes to service 'shop-next', bodies up to 8192 bytes; its answers are dropped"),
                 "\(staff.reasons)")
     }
 }

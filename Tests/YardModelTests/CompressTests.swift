@@ -85,3 +85,39 @@ private func acceptsGzip(_ fields: String...) -> Bool {
         }
     }
 }
+
+@Suite struct DeflateSizing {
+    @Test func aSmallKnownBodyGetsASmallWindowAsNginxSizesIt() {
+        // 2 KiB: half a 4 KiB window (2048 - 262) no longer holds it, so 12 bits; memLevel follows.
+        #expect(DeflateSize.forBody(contentLength: 2_048) == DeflateSize(windowBits: 12, memLevel: 5))
+        #expect(DeflateSize.forBody(contentLength: 1_024) == DeflateSize(windowBits: 11, memLevel: 4))
+        #expect(DeflateSize.forBody(contentLength: 8_000) == DeflateSize(windowBits: 14, memLevel: 7))
+        #expect(DeflateSize.forBody(contentLength: 2_048).stateBytes <= 32 * 1024, "a 2 KiB body costs at most 32 KiB of zlib state")
+        #expect(DeflateSize.full.stateBytes == 256 * 1024)
+    }
+
+    @Test func theWindowNeverGoesBelowZlibsGzipMinimumNorMemLevelBelowOne() {
+        for length: Int64 in [1, 10, 200, 249] {
+            let size = DeflateSize.forBody(contentLength: length)
+            #expect(size.windowBits == 9 && size.memLevel == 2, "\(length): \(size)")
+        }
+        #expect(DeflateSize.forBody(contentLength: 250) == DeflateSize(windowBits: 10, memLevel: 3))
+    }
+
+    @Test func anUnknownEmptyOrLargeBodyKeepsTheFullState() {
+        #expect(DeflateSize.forBody(contentLength: nil) == .full)
+        #expect(DeflateSize.forBody(contentLength: 0) == .full)
+        #expect(DeflateSize.forBody(contentLength: -5) == .full)
+        #expect(DeflateSize.forBody(contentLength: 16_384) == .full)
+        #expect(DeflateSize.forBody(contentLength: Int64.max) == .full)
+        // Just under the edge of the full window's half: one step down.
+        #expect(DeflateSize.forBody(contentLength: 16_384 - 263) == DeflateSize(windowBits: 14, memLevel: 7))
+    }
+
+    @Test func aBiggerStreamServesASmallerBodyButNotTheOtherWayRound() {
+        let small = DeflateSize.forBody(contentLength: 2_048)
+        #expect(DeflateSize.full.covers(small))
+        #expect(!small.covers(.full))
+        #expect(small.covers(small))
+    }
+}

@@ -33,4 +33,12 @@ import Testing
         #expect(Self.problem("{service: x, percent: 10, timeout: 2m}").contains("at most 60s"))
         #expect(Self.problem("{service: x, percent: 10, body: true}").contains("body"))
     }
+
+    @Test func maxBodyBytesDefaultsTo64KiBTakesASizeAndIsBoundedAt1MiB() throws {
+        #expect(try Self.kind("{service: x, percent: 10}") == .mirror(MirrorSettings(service: "x", permille: 100, maxBodyBytes: 65_536)))
+        #expect(try Self.kind("{service: x, percent: 10, max_body_bytes: 8KiB}") == .mirror(MirrorSettings(service: "x", permille: 100, maxBodyBytes: 8_192)))
+        #expect(try Self.kind("{service: x, percent: 10, max_body_bytes: 0}") == .mirror(MirrorSettings(service: "x", permille: 100, maxBodyBytes: 0)))
+        #expect(Self.problem("{service: x, percent: 10, max_body_bytes: 2MiB}").contains("out of range"))
+        #expect(Self.problem("{service: x, percent: 10, max_body_bytes: lots}").contains("max_body_bytes"))
+    }
 }

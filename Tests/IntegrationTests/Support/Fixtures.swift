@@ -177,7 +177,8 @@ final class Backend {
 
     /// The Python recording origin: answers `hello from NAME (PORT)` (and `/echo`; and
 /// `/repeated-length` with Content-Length sent twice), and
-    /// appends every request line it receives to a log the test can read.
+    /// appends every request line it receives to a log the test can read (and every
+    /// non-empty body to a file of its own, `receivedBodies`).
     static func recording(_ name: String, dir: ScratchDir) throws -> Backend {
         let script = dir.file("recording-origin.py")
         if !FileManager.default.fileExists(atPath: script) {
@@ -195,6 +196,16 @@ final class Backend {
         return text.split(separator: "\n").map(String.init)
     }
 
+    /// The request bodies the recording origin received (non-empty ones), with their request lines.
+    var receivedBodies: [(line: String, body: Data)] {
+        guard let requestLog, let text = try? String(contentsOfFile: requestLog + ".bodies", encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { entry in
+            let parts = entry.split(separator: "\t").map(String.init)
+            guard parts.count == 2, let body = FileManager.default.contents(atPath: parts[1]) else { return nil }
+            return (parts[0], body)
+        }
+    }
+
     var pid: Int32 { child.pid }
     func stop() { child.stop() }
 }
@@ -205,10 +216,21 @@ import socket, socketserver, sys, threading
 
 NAME, LOG = sys.argv[1], sys.argv[2]
 lock = threading.Lock()
+bodies = [0]
 
 def record(line):
     with lock, open(LOG, "ab") as f:
         f.write(line + b"\n")
+
+def record_body(line, body):
+    # Each non-empty body to its own file, listed with its request line in LOG.bodies.
+    with lock:
+        bodies[0] += 1
+        path = "%s.body-%d" % (LOG, bodies[0])
+        with open(path, "wb") as f:
+            f.write(body)
+        with open(LOG + ".bodies", "ab") as f:
+            f.write(line + b"\t" + path.encode() + b"\n")
 
 class Handler(socketserver.StreamRequestHandler):
     def handle(self):
@@ -245,6 +267,8 @@ class Handler(socketserver.StreamRequestHandler):
         record(line.rstrip(b"\r\n"))
         method, target, version = line.split()
         body = self.body(headers)
+        if body:
+            record_body(line.rstrip(b"\r\n"), body)
         if target.startswith(b"/echo"):
             answer = body
         else:

@@ -149,10 +149,11 @@ server.serve_forever()
 """#
 
 /// `switchyard run` with one listener, the service `site` at `originPort`, and `body` (the
-/// middlewares and routes). Returns the proxy and its base URL.
-func startMiddlewareProxy(_ dir: ScratchDir, originPort: UInt16, _ body: String,
+/// middlewares and routes; `siteYAML` goes into the service's block, e.g. its upstream protocol).
+/// Returns the proxy and its base URL.
+func startMiddlewareProxy(_ dir: ScratchDir, originPort: UInt16, _ body: String, siteYAML: String = "",
                           more: [ServiceSpec] = []) throws -> (ChildProcess, String) {
-    try dir.write("services.yml", servicesYAML([ServiceSpec(name: "site", instances: [.init(port: originPort)])] + more))
+    try dir.write("services.yml", servicesYAML([ServiceSpec(name: "site", instances: [.init(port: originPort)], extraYAML: siteYAML)] + more))
     try dir.write("switchyard.yml", """
         listeners:
           - {name: web, address: 127.0.0.1:0}
