@@ -126,6 +126,9 @@ private func expectWellFormed(_ report: H2Report, sourceLocation: SourceLocation
         #expect(forbidden.isEmpty, "\(name): \(forbidden)", sourceLocation: sourceLocation)
         let upper = seen.headers.compactMap(\.first).filter { $0 != $0.lowercased() }
         #expect(upper.isEmpty, "\(name): field names must be lower case: \(upper)", sourceLocation: sourceLocation)
+        for single in ["content-type", "content-length", "location", "www-authenticate"] where seen.values(single).count > 1 {
+            Issue.record("\(name): \(single) \(seen.values(single)) more than once", sourceLocation: sourceLocation)
+        }
         if let length = seen.header("content-length"), seen.ended {
             #expect(Int(length) == seen.bodyBytes.count, "\(name): content-length \(length), body \(seen.bodyBytes.count)",
                     sourceLocation: sourceLocation)
@@ -337,10 +340,10 @@ extension Integration {
             #expect(login.status == "302" && login.header("location") == "https://sso.example/login?rd=/login/next", "\(login.headers)")
             let challenge = try report["challenge"]
             #expect(challenge.status == "401" && challenge.header("www-authenticate") == "Bearer realm=\"site\"", "\(challenge.headers)")
-            #expect(challenge.bodyText == "token needed\n" && challenge.header("content-type") == "text/plain", "\(challenge)")
+            #expect(challenge.bodyText == "token needed\n" && challenge.values("content-type") == ["text/plain"], "\(challenge)")
             let html = try report["html"]
             #expect(html.status == "403" && html.bodyText == "<h1>members only</h1>\n", "\(html)")
-            #expect(html.header("content-type") == "text/html; charset=utf-8", "the auth service's content-type: \(html.headers)")
+            #expect(html.values("content-type") == ["text/html; charset=utf-8"], "the auth service's content-type, once: \(html.headers)")
             #expect(html.header("x-hop") == nil && html.header("x-deny-reason") == "no session", "\(html.headers)")
             let allowed = try report["allowed"]
             #expect(allowed.status == "200" && allowed.bodyText.lowercased().contains("x-user: alice"), "\(allowed.bodyText)")
