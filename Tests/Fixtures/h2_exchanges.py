@@ -8,20 +8,22 @@ if the server picks anything else). The plan is a list of rounds, each a list of
 requests; a round's requests go out together (interleaved streams) and the next round
 starts once every stream of this one has ended or been reset, on the same connection.
 
-A request: {"name", "method", "path", "authority", "scheme", "headers": [[n, v]],
-"pieces": [{"text", "count", "after_headers"}], "trailers": [[n, v]]}. A piece is `text`
-repeated `count` times, sent as DATA as flow control allows; with `after_headers` it waits
-for the response's HEADERS first. The last piece (or the trailers) ends the stream. A
-request stops sending once its response ended or the stream was reset.
+A request: {"name", "method", "path", "authority" (default shop.test, or the TLS server
+name), "scheme", "headers": [[n, v]], "pieces": [{"text", "count", "after_headers"}],
+"trailers": [[n, v]], "cancel_after"}. A piece is `text` repeated `count` times, sent as
+DATA as flow control allows; with `after_headers` it waits for the response's HEADERS first. The last piece (or the trailers) ends the stream. A
+request stops sending once its response ended or the stream was reset. With "cancel_after"
+(seconds) the client resets the stream (CANCEL) that long after opening it, unless it ended.
 
 Prints one JSON object: {"alpn", "goaway", "closed", "error", "streams": {name: {"id",
 "round", "status", "headers" (the raw list, in order, as received), "headers_end_stream",
 "informational", "events", "data_frames", "body" (base64), "decoded" (base64 of the
-gunzipped body when content-encoding is gzip), "trailers", "ended", "reset", "sent"}}}.
+gunzipped body when content-encoding is gzip), "trailers", "ended", "reset", "sent",
+"cancelled"}}}.
 Every wait is bounded: the whole run ends after 20 s.
 """
 import base64, json, select, socket, ssl, sys, time, zlib
-import h2.config, h2.connection, h2.events, h2.exceptions
+import h2.config, h2.connection, h2.errors, h2.events, h2.exceptions
 
 PORT, PLAN = int(sys.argv[1]), json.load(open(sys.argv[2]))
 TLS = sys.argv[4:6] if len(sys.argv) >= 6 and sys.argv[3] == "--tls" else None
@@ -46,9 +48,10 @@ class Stream:
         self.after_headers = [p.get("after_headers", False) for p in request.get("pieces", [])]
         self.result = {"round": round_index, "status": None, "headers": [], "headers_end_stream": False,
                        "informational": [], "events": [], "data_frames": 0, "trailers": [],
-                       "ended": False, "reset": None, "sent": 0}
+                       "ended": False, "reset": None, "sent": 0, "cancelled": False}
         self.body = b""
         self.id = None
+        self.cancel_at = None
 
     @property
     def done(self):
@@ -62,6 +65,19 @@ class Stream:
                 (":authority", r.get("authority") or (TLS[1] if TLS else "shop.test")), (":path", r["path"])]
         head += [tuple(h) for h in r.get("headers", [])]
         conn.send_headers(self.id, head, end_stream=not self.pieces and not r.get("trailers"))
+        if r.get("cancel_after") is not None:
+            self.cancel_at = time.time() + r["cancel_after"]
+
+    def cancel_if_due(self, conn):
+        if self.cancel_at is None or self.done or time.time() < self.cancel_at:
+            return
+        try:
+            conn.reset_stream(self.id, h2.errors.ErrorCodes.CANCEL)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
+        self.result["cancelled"] = True
+        self.result["reset"] = int(h2.errors.ErrorCodes.CANCEL)
+        self.pieces = []
 
     def send_body(self, conn):
         """Sends what flow control allows; stops once the response ended or the stream reset."""
@@ -152,6 +168,7 @@ def main():
         try:
             while not all(s.done for s in streams.values()) and time.time() < DEADLINE and report["goaway"] is None:
                 for s in streams.values():
+                    s.cancel_if_due(conn)
                     s.send_body(conn)
                 out = conn.data_to_send()
                 if out:

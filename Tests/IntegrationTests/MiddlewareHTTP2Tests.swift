@@ -40,10 +40,12 @@ private final class MiddlewareH2Setup {
           - {path: /office, service: shop, middlewares: [office]}
           - {path: /hop, service: framing, middlewares: [tidy]}
           - {path: /trailers, service: framing}
+          - {path: /trailers/sso, service: framing, middlewares: [sso]}
           - {path: /gz, service: site, middlewares: [gzip]}
           - {path: /traced, service: shop, middlewares: [ids]}
           - {path: /login, service: site, middlewares: [sso]}
           - {path: /sso, service: site, middlewares: [sso]}
+          - {path: /slowpoke, service: site, middlewares: [sso]}
           - {path: /denied, service: site, middlewares: [html-denial]}
           - {service: shop}
         """
@@ -347,6 +349,71 @@ extension Integration {
             #expect(html.header("x-hop") == nil && html.header("x-deny-reason") == "no session", "\(html.headers)")
             let allowed = try report["allowed"]
             #expect(allowed.status == "200" && allowed.bodyText.lowercased().contains("x-user: alice"), "\(allowed.bodyText)")
+        }
+
+        /// forward_auth holds an HTTP/2 request body (no content-length, larger than the
+        /// stream's window, with trailers) while the check runs, then the backend gets all of
+        /// it and the trailers; a content-length body too.
+        @Test(.timeLimit(.minutes(1)))
+        func aStreamedBodyWithTrailersWaitsForForwardAuthAndArrivesWhole() throws {
+            let setup = try MiddlewareH2Setup("mw-h2-auth-body")
+            defer { setup.stop() }
+            let good = [["authorization", "Bearer good"]]
+            let report = try setup.exchange([[
+                H2Request("streamed", "POST", "/trailers/sso", headers: good, pieces: [.init(text: "0123456789", count: 20_000)],
+                          trailers: [["x-client-checksum", "big"]]),
+                H2Request("declared", "POST", "/trailers/sso", headers: good + [["content-length", "5000"]], pieces: [.init(text: "d", count: 5000)]),
+                H2Request("denied", "POST", "/trailers/sso", pieces: [.init(text: "never", count: 20_000)], trailers: [["x-client-checksum", "no"]]),
+            ], [H2Request("after", "/")]])
+            #expect(report.survived, "\(report)")
+            expectWellFormed(report)
+            let streamed = try report["streamed"]
+            #expect(streamed.status == "200" && streamed.bodyBytes.count == 200_000, "\(streamed.status ?? "-") \(streamed.bodyBytes.count)")
+            #expect(streamed.bodyText == String(repeating: "0123456789", count: 20_000))
+            #expect(streamed.trailer("x-origin-saw") == "x-client-checksum=big" && streamed.trailer("x-origin-length") == "200000",
+                    "\(streamed.trailers)")
+            let declared = try report["declared"]
+            #expect(declared.status == "200" && declared.bodyText == String(repeating: "d", count: 5000), "\(declared.status ?? "-")")
+            let denied = try report["denied"]
+            #expect(denied.status == "401" && denied.bodyText == "token needed\n", "\(denied)")
+            #expect(try report["after"].status == "200")
+        }
+
+        /// Streams the client cancels while their forward_auth check runs, or while their
+        /// body is on its way to the backend, end there: the check's late answer and the cut
+        /// upstream harm nothing, and the connection serves the next streams.
+        @Test(.timeLimit(.minutes(1)))
+        func streamsCancelledMidCheckOrMidBodyLeaveTheConnectionServing() throws {
+            let setup = try MiddlewareH2Setup("mw-h2-cancel")
+            defer { setup.stop() }
+            let good = [["authorization", "Bearer good"]]
+            let report = try setup.exchange([
+                [H2Request("mid-check", "/slowpoke/echo-headers", headers: good, cancelAfter: 0.3),
+                 H2Request("mid-body", "POST", "/trailers/sso", headers: good,
+                           pieces: [.init(text: "x", count: 1000), .init(text: "y", afterHeaders: true)], cancelAfter: 0.5),
+                 H2Request("mid-upload", "POST", "/trailers", pieces: [.init(text: "a", count: 500), .init(text: "b", afterHeaders: true)],
+                           cancelAfter: 0.5),
+                 H2Request("beside", "/")],
+                [H2Request("next", "/sso/echo-headers", headers: good),
+                 H2Request("trailers", "POST", "/trailers", pieces: [.init(text: "t")], trailers: [["x-client-checksum", "1"]])],
+                // The check of mid-check answers 3 s after it started: by the end of this one.
+                [H2Request("slow-check", "/slowpoke/echo-headers", headers: good)],
+                [H2Request("last", "/")],
+            ])
+            #expect(report.survived, "\(report)")
+            expectWellFormed(report)
+            for name in ["mid-check", "mid-body"] {
+                let seen = try report[name]
+                #expect(seen.cancelled && seen.status == nil, "\(name): \(seen)")
+            }
+            #expect(try report["mid-upload"].cancelled)
+            #expect(try report["beside"].status == "200")
+            let next = try report["next"]
+            #expect(next.status == "200" && next.bodyText.lowercased().contains("x-user: alice"), "\(next)")
+            #expect(try report["trailers"].trailer("x-origin-saw") == "x-client-checksum=1")
+            let slow = try report["slow-check"]
+            #expect(slow.status == "200" && slow.bodyText.lowercased().contains("x-user: alice"), "\(slow)")
+            #expect(try report["last"].status == "200")
         }
 
         /// Many middlewares at once on one connection, their streams interleaved: each gets

@@ -21,13 +21,15 @@ struct H2Request: Encodable {
     var headers: [[String]] = []
     var pieces: [Piece] = []
     var trailers: [[String]]? = nil
+    /// Seconds after which the client resets the stream (CANCEL) if it has not ended.
+    var cancelAfter: Double? = nil
 
-    init(_ name: String, _ path: String, authority: String? = nil, headers: [[String]] = []) {
-        self.init(name, "GET", path, authority: authority, headers: headers)
+    init(_ name: String, _ path: String, authority: String? = nil, headers: [[String]] = [], cancelAfter: Double? = nil) {
+        self.init(name, "GET", path, authority: authority, headers: headers, cancelAfter: cancelAfter)
     }
 
     init(_ name: String, _ method: String, _ path: String, authority: String? = nil,
-         headers: [[String]] = [], pieces: [Piece] = [], trailers: [[String]]? = nil) {
+         headers: [[String]] = [], pieces: [Piece] = [], trailers: [[String]]? = nil, cancelAfter: Double? = nil) {
         self.name = name
         self.method = method
         self.path = path
@@ -35,6 +37,7 @@ struct H2Request: Encodable {
         self.headers = headers
         self.pieces = pieces
         self.trailers = trailers
+        self.cancelAfter = cancelAfter
     }
 }
 
@@ -58,6 +61,8 @@ struct H2StreamSeen: Decodable {
     var reset: Int?
     /// Request body bytes the client sent.
     var sent: Int
+    /// The client reset the stream (`cancelAfter`); `reset` is then its CANCEL.
+    var cancelled: Bool
 
     var statusCode: Int { Int(status ?? "") ?? 0 }
     var bodyBytes: Data { Data(base64Encoded: body) ?? Data() }
