@@ -460,7 +460,8 @@ extension Integration {
 
 /// An HTTP/1.1 origin for framing cases (keep-alive, one thread per connection):
 /// - `/hop...`: a chunked answer full of connection-specific fields (Connection naming
-///   X-Hop, Keep-Alive, Proxy-Connection, Upgrade, Trailer) and a trailer `x-checksum: 14`;
+///   X-Hop, Keep-Alive, Proxy-Connection, Upgrade, Trailer) and the trailer `x-checksum: 14`
+///   among connection-specific trailer fields;
 ///   `/hop/request-head` answers with the request head it received instead of a greeting;
 /// - `/trailers`: the request body back, chunked, with trailers `x-origin-length` (the
 ///   body's length) and `x-origin-saw` (the request trailers as `name=value`, `; `-joined);
@@ -519,7 +520,8 @@ class Handler(socketserver.StreamRequestHandler):
             self.wfile.write(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: secret\r\n"
                              b"Proxy-Connection: keep-alive\r\nUpgrade: h2c\r\nServer: framing-origin\r\nX-Remove-Me: 1\r\n"
                              b"X-Kept: yes\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n"
-                             + chunked(answer, [(b"x-checksum", b"14")]))
+                             + chunked(answer, [(b"x-checksum", b"14"), (b"Connection", b"close"), (b"Keep-Alive", b"timeout=1"),
+                                                (b"Transfer-Encoding", b"chunked"), (b"Upgrade", b"h2c")]))
         elif target.startswith(b"/trailers"):
             saw = b"; ".join(b"%s=%s" % t for t in trailers)
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n"
