@@ -16,7 +16,7 @@ request stops sending once its response ended or the stream was reset. With "can
 (seconds) the client resets the stream (CANCEL) that long after opening it, unless it ended.
 
 Prints one JSON object: {"alpn", "goaway", "closed", "error", "streams": {name: {"id",
-"round", "status", "headers" (the raw list, in order, as received), "headers_end_stream",
+"round", "method", "status", "headers" (the raw list, in order, as received), "headers_end_stream",
 "informational", "events", "data_frames", "body" (base64), "decoded" (base64 of the
 gunzipped body when content-encoding is gzip), "trailers", "ended", "reset", "sent",
 "cancelled"}}}.
@@ -46,7 +46,7 @@ class Stream:
         self.request = request
         self.pieces = [p["text"] * p.get("count", 1) for p in request.get("pieces", [])]
         self.after_headers = [p.get("after_headers", False) for p in request.get("pieces", [])]
-        self.result = {"round": round_index, "status": None, "headers": [], "headers_end_stream": False,
+        self.result = {"round": round_index, "method": request.get("method", "GET"), "status": None, "headers": [], "headers_end_stream": False,
                        "informational": [], "events": [], "data_frames": 0, "trailers": [],
                        "ended": False, "reset": None, "sent": 0, "cancelled": False}
         self.body = b""

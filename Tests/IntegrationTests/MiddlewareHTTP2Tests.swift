@@ -19,6 +19,7 @@ private final class MiddlewareH2Setup {
           moved-blog: {redirect: {from: /blog, to: "https://blog.example.com/posts"}}
           staff: {basic_auth: {file: staff.htpasswd, realm: Staff only}}
           per-client: {rate_limit: {rate: 6/m, burst: 1}}
+          per-key: {rate_limit: {rate: 6/m, burst: 1, header: X-API-Key}}
           office: {ip_allow: [10.0.0.0/8]}
           tidy:
             headers:
@@ -37,6 +38,7 @@ private final class MiddlewareH2Setup {
           - {path: /small, service: shop, max_body_bytes: 1000}
           - {path: /staff, service: shop, middlewares: [staff]}
           - {path: /limited, service: shop, middlewares: [per-client]}
+          - {path: /keyed, service: shop, middlewares: [per-key]}
           - {path: /office, service: shop, middlewares: [office]}
           - {path: /hop, service: framing, middlewares: [tidy]}
           - {path: /trailers, service: framing}
@@ -56,10 +58,14 @@ private final class MiddlewareH2Setup {
     private var shop: Backend?
     private(set) var port: UInt16 = 0
 
-    /// `tls`: the listener serves a.test's certificate with ALPN h2.
-    init(_ label: String, tls: Bool = false) throws {
+    private let extraYAML: String
+
+    /// `tls`: the listener serves a.test's certificate with ALPN h2. `extraYAML` goes at the
+    /// end of the config (`trusted_proxies:`...).
+    init(_ label: String, tls: Bool = false, extraYAML: String = "") throws {
         dir = try ScratchDir(label)
         pki = tls ? try TestCertificates() : nil
+        self.extraYAML = extraYAML
         do {
             try start()
         } catch {
@@ -97,7 +103,7 @@ private final class MiddlewareH2Setup {
                       alpn: [h2, http/1.1]
                 """
         }
-        try dir.write("switchyard.yml", "listeners:\n\(listener)\n\(Self.config)\ndiscovery: {provider: file, file: services.yml}\nworkers: 1\n")
+        try dir.write("switchyard.yml", "listeners:\n\(listener)\n\(Self.config)\ndiscovery: {provider: file, file: services.yml}\nworkers: 1\n\(extraYAML)\n")
         let proxy = try ChildProcess(SwitchyardBinary.path, ["run", "--config", dir.file("switchyard.yml")], dir: dir, label: "proxy")
         children.append(proxy)
         port = try proxy.waitForListeningPort()
@@ -131,7 +137,7 @@ private func expectWellFormed(_ report: H2Report, sourceLocation: SourceLocation
         for single in ["content-type", "content-length", "location", "www-authenticate"] where seen.values(single).count > 1 {
             Issue.record("\(name): \(single) \(seen.values(single)) more than once", sourceLocation: sourceLocation)
         }
-        if let length = seen.header("content-length"), seen.ended {
+        if let length = seen.header("content-length"), seen.ended, seen.method != "HEAD" {
             #expect(Int(length) == seen.bodyBytes.count, "\(name): content-length \(length), body \(seen.bodyBytes.count)",
                     sourceLocation: sourceLocation)
         }
@@ -218,6 +224,54 @@ extension Integration {
             #expect(retryAfter >= 1 && retryAfter <= 10, "one token every 10 s: \(second.headers)")
             let office = try report["office"]
             #expect(office.status == "403" && office.reset == nil && office.ended, "\(office)")
+            #expect(try report["after"].status == "200")
+        }
+
+        /// Behind a trusted proxy, ip_allow and rate_limit take an HTTP/2 request's client
+        /// from its x-forwarded-for; a keyed rate_limit reads its (lower-case) header.
+        @Test(.timeLimit(.minutes(1)))
+        func addressAndKeyRulesSeeTheClientOfAnHTTP2Request() throws {
+            let setup = try MiddlewareH2Setup("mw-h2-clients", extraYAML: "trusted_proxies: [127.0.0.1]")
+            defer { setup.stop() }
+            func from(_ address: String) -> [[String]] { [["x-forwarded-for", address]] }
+            let report = try setup.exchange([
+                [H2Request("office-in", "/office", headers: from("10.1.2.3")), H2Request("office-out", "/office", headers: from("192.168.1.9")),
+                 H2Request("office-peer", "/office"), H2Request("a-1", "/limited", headers: from("10.0.0.1")),
+                 H2Request("alice-1", "/keyed", headers: [["x-api-key", "alice"]])],
+                [H2Request("a-2", "/limited", headers: from("10.0.0.1")), H2Request("b-1", "/limited", headers: from("10.0.0.2")),
+                 H2Request("alice-2", "/keyed", headers: [["x-api-key", "alice"]]), H2Request("bob-1", "/keyed", headers: [["x-api-key", "bob"]])],
+            ])
+            #expect(report.survived, "\(report)")
+            expectWellFormed(report)
+            let expected = ["office-in": "200", "office-out": "403", "office-peer": "403", "a-1": "200", "a-2": "429", "b-1": "200",
+                            "alice-1": "200", "alice-2": "429", "bob-1": "200"]
+            for (name, status) in expected.sorted(by: { $0.key < $1.key }) {
+                #expect(try report[name].status == status, "\(name)")
+            }
+        }
+
+        /// HEAD: the proxy's own answers and a response compress leaves alone end with their
+        /// HEADERS frame, no DATA.
+        @Test(.timeLimit(.minutes(1)))
+        func headAnswersAreOneHeadersFrame() throws {
+            let setup = try MiddlewareH2Setup("mw-h2-head")
+            defer { setup.stop() }
+            let report = try setup.exchange([[
+                H2Request("redirect", "HEAD", "/blog/a"), H2Request("challenge", "HEAD", "/staff/x"),
+                H2Request("office", "HEAD", "/office"), H2Request("limited-1", "HEAD", "/limited"),
+                H2Request("gzip", "HEAD", "/gz/big.txt", headers: [["accept-encoding", "gzip"]]),
+                H2Request("denied", "HEAD", "/sso/x"),
+            ], [H2Request("limited-2", "HEAD", "/limited")], [H2Request("after", "/")]])
+            #expect(report.survived, "\(report)")
+            expectWellFormed(report)
+            let expected = ["redirect": "301", "challenge": "401", "office": "403", "limited-1": "200", "limited-2": "429", "gzip": "200",
+                            "denied": "401"]
+            for (name, status) in expected.sorted(by: { $0.key < $1.key }) {
+                let seen = try report[name]
+                #expect(seen.status == status && seen.events == ["headers+end"], "\(name): \(seen.status ?? "-") \(seen.events)")
+            }
+            let gzip = try report["gzip"]
+            #expect(gzip.header("content-encoding") == nil && gzip.header("content-length") == "204800", "\(gzip.headers)")
             #expect(try report["after"].status == "200")
         }
 

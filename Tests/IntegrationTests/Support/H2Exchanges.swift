@@ -45,6 +45,7 @@ struct H2Request: Encodable {
 struct H2StreamSeen: Decodable {
     var id: Int
     var round: Int
+    var method: String
     var status: String?
     /// The response's header list as it came off the wire (not validated, not normalised).
     var headers: [[String]]
