@@ -17,7 +17,7 @@ request stops sending once its response ended or the stream was reset. With "can
 
 Prints one JSON object: {"alpn", "goaway", "closed", "error", "streams": {name: {"id",
 "round", "method", "status", "headers" (the raw list, in order, as received), "headers_end_stream",
-"informational", "events", "data_frames", "body" (base64), "decoded" (base64 of the
+"informational", "events", "event_times" (seconds from the stream's start), "data_frames", "body" (base64), "decoded" (base64 of the
 gunzipped body when content-encoding is gzip), "trailers", "ended", "reset", "sent",
 "cancelled"}}}.
 Every wait is bounded: the whole run ends after 20 s.
@@ -47,7 +47,7 @@ class Stream:
         self.pieces = [p["text"] * p.get("count", 1) for p in request.get("pieces", [])]
         self.after_headers = [p.get("after_headers", False) for p in request.get("pieces", [])]
         self.result = {"round": round_index, "method": request.get("method", "GET"), "status": None, "headers": [], "headers_end_stream": False,
-                       "informational": [], "events": [], "data_frames": 0, "trailers": [],
+                       "informational": [], "events": [], "event_times": [], "data_frames": 0, "trailers": [],
                        "ended": False, "reset": None, "sent": 0, "cancelled": False}
         self.body = b""
         self.id = None
@@ -60,6 +60,7 @@ class Stream:
     def start(self, conn):
         r = self.request
         self.id = conn.get_next_available_stream_id()
+        self.started = time.time()
         self.result["id"] = self.id
         head = [(":method", r.get("method", "GET")), (":scheme", r.get("scheme", "https" if TLS else "http")),
                 (":authority", r.get("authority") or (TLS[1] if TLS else "shop.test")), (":path", r["path"])]
@@ -121,6 +122,13 @@ def on_event(event, streams, report):
         report["goaway"] = int(event.error_code)
     if stream is None:
         return
+    r = stream.result
+    before = len(r["events"])
+    record(event, stream)
+    r["event_times"] += [round(time.time() - stream.started, 3)] * (len(r["events"]) - before)
+
+
+def record(event, stream):
     r = stream.result
     if isinstance(event, h2.events.InformationalResponseReceived):
         r["informational"].append(dict(event.headers).get(":status"))

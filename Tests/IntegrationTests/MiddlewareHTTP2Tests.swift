@@ -29,6 +29,9 @@ private final class MiddlewareH2Setup {
                 add: {X-Content-Type-Options: nosniff}
                 remove: [Server, X-Remove-Me]
           gzip: {compress: {min_bytes: 1KiB, level: 5}}
+          strip-api: {strip_prefix: [/api]}
+          v2: {add_prefix: /v2}
+          legacy: {replace_path: /headers}
           ids: {request_id: {}}
           sso: {forward_auth: {address: "http://site/auth/check", auth_response_headers: [X-User]}}
           html-denial: {forward_auth: {address: "http://framing/deny"}}
@@ -45,6 +48,8 @@ private final class MiddlewareH2Setup {
           - {path: /trailers/sso, service: framing, middlewares: [sso]}
           - {path: /gz, service: site, middlewares: [gzip]}
           - {path: /traced, service: shop, middlewares: [ids]}
+          - {path: /api, service: shop, middlewares: [strip-api, v2]}
+          - {path: /legacy, service: shop, middlewares: [legacy]}
           - {path: /login, service: site, middlewares: [sso]}
           - {path: /sso, service: site, middlewares: [sso]}
           - {path: /slowpoke, service: site, middlewares: [sso]}
@@ -326,6 +331,40 @@ extension Integration {
             #expect(small.bodyText == setup.dir.read("small.txt"))
             let identity = try report["identity"]
             #expect(identity.header("content-encoding") == nil && identity.bodyText == big, "no accept-encoding: \(identity.headers)")
+        }
+
+        /// compress streams over HTTP/2 too: what the origin sent before a 3 s pause reaches
+        /// the client as DATA before the pause ends, and the whole inflates to both pieces.
+        @Test(.timeLimit(.minutes(1)))
+        func gzipOverHTTP2FlushesWhatArrivedBeforeTheOriginPauses() throws {
+            let setup = try MiddlewareH2Setup("mw-h2-gzip-stream")
+            defer { setup.stop() }
+            let report = try setup.exchange([[H2Request("stream", "/gz/stream", headers: [["accept-encoding", "gzip"]])]])
+            #expect(report.survived, "\(report)")
+            let stream = try report["stream"]
+            #expect(stream.status == "200" && stream.header("content-encoding") == "gzip", "\(stream.headers)")
+            #expect(stream.decodedText == String(repeating: "piece-one\n", count: 300) + String(repeating: "piece-two\n", count: 300),
+                    "\(stream.decodedError ?? "") \(stream.decodedText?.count ?? -1)")
+            let firstData = zip(stream.events, stream.eventTimes).first { $0.0.hasPrefix("data") }?.1 ?? .infinity
+            #expect(firstData < 2.0, "the first piece is not held for the pause: \(stream.events) at \(stream.eventTimes)")
+            #expect((stream.eventTimes.last ?? 0) >= 2.5, "the second piece came after the pause: \(stream.eventTimes)")
+        }
+
+        /// strip_prefix, add_prefix and replace_path rewrite an HTTP/2 request's path as an
+        /// HTTP/1.1 one's, with X-Forwarded-Prefix and X-Replaced-Path.
+        @Test(.timeLimit(.minutes(1)))
+        func pathRewritesReachTheUpstreamForHTTP2Requests() throws {
+            let setup = try MiddlewareH2Setup("mw-h2-paths")
+            defer { setup.stop() }
+            let report = try setup.exchange([[H2Request("stripped", "/api/headers?x=1"), H2Request("replaced", "/legacy/page?q=1"),
+                                               H2Request("forged", "/api/headers", headers: [["x-forwarded-prefix", "/evil"]])]])
+            #expect(report.survived, "\(report)")
+            let stripped = try report["stripped"].bodyText.lowercased()
+            #expect(stripped.hasPrefix("get /v2/headers?x=1 http/1.1\r\n") && stripped.contains("\r\nx-forwarded-prefix: /api\r\n"), "\(stripped)")
+            let replaced = try report["replaced"].bodyText.lowercased()
+            #expect(replaced.hasPrefix("get /headers?q=1 http/1.1\r\n") && replaced.contains("\r\nx-replaced-path: /legacy/page\r\n"), "\(replaced)")
+            let forged = try report["forged"].bodyText.lowercased()
+            #expect(!forged.contains("/evil") && forged.contains("x-forwarded-prefix: /api\r\n"), "a client's own prefix is dropped: \(forged)")
         }
 
         /// Trailers both ways through an HTTP/1.1 chunked upstream: the client's request

@@ -53,6 +53,8 @@ struct H2StreamSeen: Decodable {
     var informational: [String?]
     /// `headers`, `headers+end`, `data`, `data+end`, `trailers`, `reset:CODE`, in order.
     var events: [String]
+    /// When each of `events` arrived, in seconds from the stream's HEADERS.
+    var eventTimes: [Double]
     var dataFrames: Int
     var body: String
     var decoded: String?
