@@ -10,16 +10,18 @@ starts once every stream of this one has ended or been reset, on the same connec
 
 A request: {"name", "method", "path", "authority" (default shop.test, or the TLS server
 name), "scheme", "headers": [[n, v]], "pieces": [{"text", "count", "after_headers"}],
-"trailers": [[n, v]], "cancel_after"}. A piece is `text` repeated `count` times, sent as
-DATA as flow control allows; with `after_headers` it waits for the response's HEADERS first. The last piece (or the trailers) ends the stream. A
-request stops sending once its response ended or the stream was reset. With "cancel_after"
-(seconds) the client resets the stream (CANCEL) that long after opening it, unless it ended.
+"trailers": [[n, v]], "cancel_after", "send_all"}. A piece is `text` repeated `count`
+times, sent as DATA as flow control allows; with `after_headers` it waits for the
+response's HEADERS first. The last piece (or the trailers) ends the stream. A request
+stops sending once its response ended or the stream was reset (with "send_all", only once
+the stream was reset). With "cancel_after" (seconds) the client resets the stream
+(CANCEL) that long after opening it, unless it ended.
 
 Prints one JSON object: {"alpn", "goaway", "closed", "error", "streams": {name: {"id",
-"round", "method", "status", "headers" (the raw list, in order, as received), "headers_end_stream",
-"informational", "events", "event_times" (seconds from the stream's start), "data_frames", "body" (base64), "decoded" (base64 of the
-gunzipped body when content-encoding is gzip), "trailers", "ended", "reset", "sent",
-"cancelled"}}}.
+"round", "method", "status", "headers" (the raw list, in order, as received),
+"headers_end_stream", "informational", "events", "event_times" (seconds from the
+stream's start), "data_frames", "body" (base64), "decoded" (base64 of the gunzipped body
+when content-encoding is gzip), "trailers", "ended", "reset", "sent", "cancelled"}}}.
 Every wait is bounded: the whole run ends after 20 s.
 """
 import base64, json, select, socket, ssl, sys, time, zlib
@@ -54,8 +56,15 @@ class Stream:
         self.cancel_at = None
 
     @property
-    def done(self):
+    def answered(self):
         return self.result["ended"] or self.result["reset"] is not None
+
+    @property
+    def done(self):
+        # "send_all": the whole body goes out even after the response ended (not after a reset).
+        if self.request.get("send_all") and self.pieces and self.result["reset"] is None:
+            return False
+        return self.answered
 
     def start(self, conn):
         r = self.request

@@ -202,6 +202,31 @@ extension Integration {
             #expect(fits.status == "200" && fits.bodyText == String(repeating: "z", count: 1000), "\(fits.status ?? "-") \(fits.bodyText.count)")
         }
 
+        /// A client that uploads its whole body after the proxy answered (a 308 redirect, a 401,
+        /// a 413 on content-length): the proxy discards it and gives the window back, so the
+        /// 3 MiB, three times the connection window, pass and the next stream is served.
+        @Test(.timeLimit(.minutes(1)))
+        func aBodySentAfterTheAnswerIsDiscardedWithoutStallingTheConnection() throws {
+            let setup = try MiddlewareH2Setup("mw-h2-discard")
+            defer { setup.stop() }
+            let mebibyte = [H2Request.Piece(text: "0123456789abcdef", count: 64 * 1024)]
+            let echoed = String(repeating: "echo", count: 64 * 1024)
+            let report = try setup.exchange([
+                [H2Request("redirect", "POST", "/blog/a", pieces: mebibyte, sendAll: true),
+                 H2Request("challenge", "POST", "/staff/x", pieces: mebibyte, sendAll: true),
+                 H2Request("too-big", "POST", "/small/echo", headers: [["content-length", "\(1 << 20)"]], pieces: mebibyte, sendAll: true)],
+                [H2Request("echo", "POST", "/echo", pieces: [.init(text: echoed)])],
+            ])
+            #expect(report.survived, "\(report)")
+            expectWellFormed(report)
+            for (name, status) in [("redirect", "308"), ("challenge", "401"), ("too-big", "413")] {
+                let seen = try report[name]
+                #expect(seen.status == status && seen.sent == 1 << 20, "\(name): \(seen.status ?? "-"), \(seen.sent) bytes sent, \(seen.events)")
+            }
+            let echo = try report["echo"]
+            #expect(echo.status == "200" && echo.bodyText == echoed, "\(echo.status ?? "-") \(echo.bodyBytes.count)")
+        }
+
         /// basic_auth, rate_limit and ip_allow answer on their stream with their fields; the
         /// connection goes on.
         @Test(.timeLimit(.minutes(1)))

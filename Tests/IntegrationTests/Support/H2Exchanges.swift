@@ -23,13 +23,16 @@ struct H2Request: Encodable {
     var trailers: [[String]]? = nil
     /// Seconds after which the client resets the stream (CANCEL) if it has not ended.
     var cancelAfter: Double? = nil
+    /// Send the whole body even after the response ended (as clients that upload blindly do).
+    var sendAll = false
 
     init(_ name: String, _ path: String, authority: String? = nil, headers: [[String]] = [], cancelAfter: Double? = nil) {
         self.init(name, "GET", path, authority: authority, headers: headers, cancelAfter: cancelAfter)
     }
 
     init(_ name: String, _ method: String, _ path: String, authority: String? = nil,
-         headers: [[String]] = [], pieces: [Piece] = [], trailers: [[String]]? = nil, cancelAfter: Double? = nil) {
+         headers: [[String]] = [], pieces: [Piece] = [], trailers: [[String]]? = nil, cancelAfter: Double? = nil,
+         sendAll: Bool = false) {
         self.name = name
         self.method = method
         self.path = path
@@ -38,6 +41,7 @@ struct H2Request: Encodable {
         self.pieces = pieces
         self.trailers = trailers
         self.cancelAfter = cancelAfter
+        self.sendAll = sendAll
     }
 }
 
