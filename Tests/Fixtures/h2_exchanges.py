@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An HTTP/2 client that shows the frames: Python's h2 (hyper-h2) on one connection.
 
-    h2_exchanges.py PORT PLAN.json [--tls CAFILE SERVERNAME]
+    h2_exchanges.py PORT PLAN.json [--tls CAFILE SERVERNAME] [--window BYTES]
 
 Without --tls it speaks h2c with prior knowledge; with it, TLS with ALPN h2 (and fails
 if the server picks anything else). The plan is a list of rounds, each a list of
@@ -25,10 +25,13 @@ when content-encoding is gzip), "trailers", "ended", "reset", "sent", "cancelled
 Every wait is bounded: the whole run ends after 20 s.
 """
 import base64, json, select, socket, ssl, sys, time, zlib
-import h2.config, h2.connection, h2.errors, h2.events, h2.exceptions
+import h2.config, h2.connection, h2.errors, h2.events, h2.exceptions, h2.settings
 
 PORT, PLAN = int(sys.argv[1]), json.load(open(sys.argv[2]))
-TLS = sys.argv[4:6] if len(sys.argv) >= 6 and sys.argv[3] == "--tls" else None
+OPTIONS = sys.argv[3:]
+TLS = OPTIONS[OPTIONS.index("--tls") + 1:OPTIONS.index("--tls") + 3] if "--tls" in OPTIONS else None
+# The client's SETTINGS_INITIAL_WINDOW_SIZE: a small one makes the proxy send in small steps.
+WINDOW = int(OPTIONS[OPTIONS.index("--window") + 1]) if "--window" in OPTIONS else None
 DEADLINE = time.time() + 20
 
 
@@ -172,6 +175,8 @@ def main():
     conn = h2.connection.H2Connection(h2.config.H2Configuration(
         client_side=True, header_encoding="utf-8", validate_inbound_headers=False, normalize_inbound_headers=False))
     conn.initiate_connection()
+    if WINDOW is not None:
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW})
     sock.sendall(conn.data_to_send())
     sock.setblocking(False)
     finished = []

@@ -120,8 +120,8 @@ private final class MiddlewareH2Setup {
     }
 
     /// Runs `rounds` on one connection, over TLS when the listener has it.
-    func exchange(_ rounds: [[H2Request]], label: String = "h2-exchanges") throws -> H2Report {
-        try runH2Exchanges(port: port, rounds, tls: pki.map { ($0.caFile, "a.test") }, dir: dir, label: label)
+    func exchange(_ rounds: [[H2Request]], window: Int? = nil, label: String = "h2-exchanges") throws -> H2Report {
+        try runH2Exchanges(port: port, rounds, tls: pki.map { ($0.caFile, "a.test") }, window: window, dir: dir, label: label)
     }
 }
 
@@ -356,6 +356,26 @@ extension Integration {
             #expect(small.bodyText == setup.dir.read("small.txt"))
             let identity = try report["identity"]
             #expect(identity.header("content-encoding") == nil && identity.bodyText == big, "no accept-encoding: \(identity.headers)")
+        }
+
+        /// compress under a small client window: the gzip output waits for the window in
+        /// 1 KiB steps and still inflates to the origin's bytes, for a length and a chunked body.
+        @Test(.timeLimit(.minutes(1)))
+        func gzipUnderASmallClientWindowStillInflatesToTheOriginsBytes() throws {
+            let setup = try MiddlewareH2Setup("mw-h2-gzip-window")
+            defer { setup.stop() }
+            let gzip = [["accept-encoding", "gzip"]]
+            let report = try setup.exchange([[H2Request("length", "/gz/big.txt", headers: gzip),
+                                              H2Request("chunked", "/gz/big.txt?chunked=1", headers: gzip),
+                                              H2Request("plain", "/size/100000")]], window: 1024)
+            #expect(report.survived, "\(report)")
+            expectWellFormed(report)
+            let big = setup.dir.read("big.txt")
+            for name in ["length", "chunked"] {
+                let seen = try report[name]
+                #expect(seen.ended && seen.decodedText == big, "\(name): \(seen.decodedError ?? "") \(seen.decodedText?.count ?? -1) bytes")
+            }
+            #expect(try report["plain"].bodyBytes.count == 100_000)
         }
 
         /// compress streams over HTTP/2 too: what the origin sent before a 3 s pause reaches

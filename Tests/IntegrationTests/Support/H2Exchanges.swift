@@ -114,14 +114,16 @@ func connectionSpecificFields(_ headers: [[String]]) -> [[String]] {
 
 /// Runs `rounds` of requests over one HTTP/2 connection to 127.0.0.1:`port` (h2c with prior
 /// knowledge, or TLS with ALPN h2 given `tls`: the CA file and the server name).
+/// `window`: the client's initial stream window (SETTINGS_INITIAL_WINDOW_SIZE), opened again
+/// only by what arrives.
 func runH2Exchanges(port: UInt16, _ rounds: [[H2Request]], tls: (caFile: String, serverName: String)? = nil,
-                    dir: ScratchDir, label: String = "h2-exchanges") throws -> H2Report {
+                    window: Int? = nil, dir: ScratchDir, label: String = "h2-exchanges") throws -> H2Report {
     let encoder = JSONEncoder()
     encoder.keyEncodingStrategy = .convertToSnakeCase
     let plan = dir.file("\(label).json")
     try encoder.encode(rounds).write(to: URL(fileURLWithPath: plan))
     let script = SwitchyardBinary.repositoryRoot + "/Tests/Fixtures/h2_exchanges.py"
-    let extra = tls.map { ["--tls", $0.caFile, $0.serverName] } ?? []
+    let extra = (tls.map { ["--tls", $0.caFile, $0.serverName] } ?? []) + (window.map { ["--window", String($0)] } ?? [])
     let result = try runCommand("/usr/bin/env", ["python3", script, String(port), plan] + extra, dir: dir, label: label,
                                 timeout: .seconds(40))
     guard result.status == 0, let line = result.stdout.split(separator: "\n").last else {
