@@ -50,6 +50,17 @@ extension HeaderKind {
         }
     }
 
+    /// The kind of the field named `name` (any case): `classify` for a name outside a parsed head.
+    public static func named(_ name: UnsafeRawBufferPointer) -> HeaderKind {
+        guard let base = name.baseAddress, !name.isEmpty else { return .other }
+        return classify(base.assumingMemoryBound(to: UInt8.self), 0, name.count)
+    }
+
+    /// Never relayed in a trailer section: the connection-specific fields (RFC 9113 §8.2.2
+    /// makes them malformed in HTTP/2, trailers included) and the ones that frame or route
+    /// the message, which mean nothing once the body has gone (RFC 9110 §6.5.1).
+    public var isDroppedFromTrailers: Bool { isAlwaysHopByHop || isProtectedFromConnection }
+
     /// Fields a Connection header cannot make hop-by-hop. Content-Length and Transfer-Encoding
     /// frame the body the proxy forwards verbatim, and Host routes the request: letting a client
     /// strip them with `Connection: host` would desynchronise framing or routing downstream.

@@ -207,16 +207,8 @@ extension Worker {
         auth.lines.withUnsafeBytes { lines in
             auth.body.withUnsafeBytes { body in
                 if c.h2 != nil {
-                    // h2SendOwnAnswer writes its own content-type and content-length.
-                    var kept: [UInt8] = []
-                    forEachFieldLine(lines) { name, value in
-                        guard !RouteSteps.sameName(name, "content-type") else { return }
-                        kept.append(contentsOf: name)
-                        kept.append(contentsOf: [UInt8(ascii: ":"), UInt8(ascii: " ")])
-                        kept.append(contentsOf: value)
-                        kept.append(contentsOf: [13, 10])
-                    }
-                    kept.withUnsafeBytes { h2SendOwnAnswer(c, status: auth.status, fieldLines: $0, body: body) }
+                    // The fields as sent, Content-Type included; h2SendOwnAnswer adds the content-length.
+                    h2SendOwnAnswer(c, status: auth.status, fieldLines: lines, body: body)
                     return
                 }
                 let close = !c.keepAlive || !c.requestBodyDone || draining || c.readClosed

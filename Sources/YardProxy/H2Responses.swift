@@ -139,14 +139,17 @@ enum H2Framing {
         }
     }
 
-    /// Turns trailer field lines ("name: value" CRLF) into HTTP/2 trailers, and empties `lines`.
+    /// Turns trailer field lines ("name: value" CRLF) into HTTP/2 trailers, less the fields
+    /// HTTP/2 forbids or a trailer cannot carry (`isDroppedFromTrailers`: a peer would take
+    /// the response as malformed), and empties `lines`.
     static func takeTrailers(_ lines: inout ByteBuffer, into trailers: inout H2HeaderBlock) {
         let bytes = lines.readable
         var lineStart = 0
         for i in 0...bytes.count where i == bytes.count || bytes[i] == UInt8(ascii: "\n") {
             var end = i
             while end > lineStart && (bytes[end - 1] == 13 || bytes[end - 1] == 32 || bytes[end - 1] == 9) { end -= 1 }
-            if let colon = bytes[lineStart..<end].firstIndex(of: UInt8(ascii: ":")), colon > lineStart {
+            if let colon = bytes[lineStart..<end].firstIndex(of: UInt8(ascii: ":")), colon > lineStart,
+               !HeaderKind.named(UnsafeRawBufferPointer(rebasing: bytes[lineStart..<colon])).isDroppedFromTrailers {
                 var valueStart = colon + 1
                 while valueStart < end && (bytes[valueStart] == 32 || bytes[valueStart] == 9) { valueStart += 1 }
                 trailers.add(name: UnsafeRawBufferPointer(rebasing: bytes[lineStart..<colon]),

@@ -4,6 +4,7 @@ import Glibc
 import YardHTTP
 import YardHTTP2
 import YardIO
+import YardModel
 
 // HTTP/2 streams on the HTTP/1.1 machinery. A stream's request head is written out as an
 // HTTP/1.1 head into its `ClientConnection`'s input buffer and goes through the same parser,
@@ -335,7 +336,8 @@ extension Worker {
     }
 
     /// Answers the stream itself: `status`, the `Name: value` CRLF lines of `fieldLines`
-    /// (names lower-cased on the way), and `body` as text/plain (none when empty).
+    /// (names lower-cased on the way), and `body` as text/plain unless `fieldLines` carry a
+    /// Content-Type (a forward_auth service's page keeps its own); no body when empty.
     func h2SendOwnAnswer(_ c: ClientConnection, status: Int, fieldLines: UnsafeRawBufferPointer, body bodyText: UnsafeRawBufferPointer) {
         guard let link = c.h2 else { return }
         let h = link.connection
@@ -344,8 +346,12 @@ extension Worker {
         _ = c.hold.takeBusyAnswer()
         if !link.headSubmitted && h.session.isOpen(link.stream) {
             h.headers.removeAll()
-            forEachFieldLine(fieldLines) { name, value in h.headers.add(name: name, value: value) }
-            if !bodyText.isEmpty {
+            var typed = false
+            forEachFieldLine(fieldLines) { name, value in
+                typed = typed || RouteSteps.sameName(name, "content-type")
+                h.headers.add(name: name, value: value)
+            }
+            if !bodyText.isEmpty && !typed {
                 h.headers.add(name: "content-type", value: UnsafeRawBufferPointer(start: ("text/plain" as StaticString).utf8Start, count: 10))
             }
             h.headers.add(name: "content-length", decimal: bodyText.count)
