@@ -148,7 +148,8 @@ struct Check: ParsableCommand {
                     return "\(service.name) (\(service.activeEndpoints.count) active of \(service.endpoints.count)\(transport))"
                 }
                     ?? "\(route.serviceName) (not discovered: requests get 503)"
-                lines.append("  route \(host)\(String(decoding: route.pathPrefix, as: UTF8.self)) -> \(target)")
+                let path = route.matcher.pathRegex.map { " ~\($0.pattern)" } ?? String(decoding: route.pathPrefix, as: UTF8.self)
+                lines.append("  route \(host)\(path) -> \(target)")
             }
             FileHandleWriter.stdout(lines.joined(separator: "\n") + "\n")
         } catch {
