@@ -242,7 +242,10 @@ public final class H2Session {
 
     /// Appends the frames the session wants to send to `out`, up to about `limit` bytes
     /// pending in `out` (the socket's backpressure). Returns false on a fatal error.
-    public func send(into out: inout ByteBuffer, limit: Int = 256 * 1024) -> Bool {
+    /// Most output one `send` produces (it stops once `out` holds this much).
+    public static let sendLimit = 256 * 1024
+
+    public func send(into out: inout ByteBuffer, limit: Int = H2Session.sendLimit) -> Bool {
         while out.readableBytes < limit {
             var chunk: UnsafePointer<UInt8>?
             let n = nghttp2_session_mem_send(session, &chunk)

@@ -227,6 +227,10 @@ extension Worker {
             i += 1
         }
         h2FlushQueue.removeAll(keepingCapacity: true)
+        if !h2FlushCarry.isEmpty {
+            for h in h2FlushCarry { queueH2Flush(h) }
+            h2FlushCarry.removeAll(keepingCapacity: true)
+        }
     }
 
     /// Produces frames into the output buffer and writes them; closes the connection when
@@ -241,7 +245,15 @@ extension Worker {
             }
             if !h.session.hasEvents { break }
         }
+        // A send stops at 256 KiB of output. When it did, and the write below empties the
+        // buffer, the session still has frames (a full body buffer, its upstream waiting for
+        // room); so do events left after the rounds. Either way the connection is flushed
+        // again on the next turn of the loop: left alone they would wait for the client's
+        // next frame, which a client with a large window may never send, and the download
+        // would stall until the upstream timeout cut it.
+        let sendLimited = h.outBuf.readableBytes >= H2Session.sendLimit
         guard writeH2(h) else { return }
+        if h.session.hasEvents || (sendLimited && h.outBuf.isEmpty) { h2FlushCarry.append(h) }
         if !h.session.isActive && h.outBuf.isEmpty && !h.lingering {
             lingerH2(h)
         }

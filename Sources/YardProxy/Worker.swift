@@ -111,6 +111,8 @@ final class Worker: @unchecked Sendable {
     var h2Connections: ContiguousArray<H2Connection> = []
     /// HTTP/2 connections with frames to send, flushed after each batch of events.
     var h2FlushQueue: [H2Connection] = []
+    /// Connections whose flush left work for the next turn of the loop (`flushH2`).
+    var h2FlushCarry: [H2Connection] = []
     /// HTTP/2 connections to upstreams (their exchanges are `UpstreamConnection`s in
     /// `upstreams` without a socket), and those with frames to send after the batch.
     var h2Upstreams: ContiguousArray<H2UpstreamConnection> = []
@@ -234,7 +236,8 @@ final class Worker: @unchecked Sendable {
     /// Runs until drained (or stopped). Called on the worker's own thread.
     func run() {
         while !stopped {
-            let timeout = Int32(max(0, min(Worker.tickMs, nextTick - now)))
+            // Work carried over from the last turn (HTTP/2 flushes) does not wait for an event.
+            let timeout = h2FlushQueue.isEmpty ? Int32(max(0, min(Worker.tickMs, nextTick - now))) : 0
             let count = epoll.wait(events, capacity: Worker.eventCapacity, timeoutMs: timeout)
             now = monotonicMilliseconds()
             for i in 0..<count {

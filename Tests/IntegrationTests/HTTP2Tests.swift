@@ -58,6 +58,63 @@ extension Integration {
             #expect(chunked.httpStatus == 200 && chunked.written.first == "1000000")
         }
 
+        /// A client that opens its windows wide once and then never sends another frame: the
+        /// proxy must keep producing DATA on its own. A send stops at 256 KiB of output; when
+        /// the socket took all of it, the rest used to wait for a frame from the client that
+        /// never came, until the upstream timeout cut the download (seen as a flaky 50 MB
+        /// download under CPU load).
+        @Test(.timeLimit(.minutes(1)))
+        func aClientWithWideOpenWindowsThatSendsNothingMoreGetsTheWholeBody() throws {
+            defer { stop() }
+            let script = dir.file("wide-window.py")
+            try Data("""
+            import socket, struct, sys, time, h2.connection, h2.config, h2.settings
+            port, size = int(sys.argv[1]), int(sys.argv[2])
+            sock = socket.create_connection(("127.0.0.1", port))
+            conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+            conn.initiate_connection()
+            conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+            conn.increment_flow_control_window(2**31 - 1 - 65535)
+            conn.send_headers(1, [(":method", "GET"), (":path", "/size/%d" % size), (":scheme", "http"),
+                                  (":authority", "shop.test")], end_stream=True)
+            sock.sendall(conn.data_to_send())
+            # From here on the frames are read raw and fast (a slow reader would fill the socket
+            # and give the proxy a writable event); the server's SETTINGS gets its ACK, and
+            # nothing else is ever sent.
+            buf, received, ended, deadline = b"", 0, None, time.time() + 30
+            sock.settimeout(1)
+            while ended is None and time.time() < deadline:
+                try:
+                    data = sock.recv(1 << 22)
+                except socket.timeout:
+                    continue
+                if not data:
+                    break
+                buf += data
+                while len(buf) >= 9:
+                    length = int.from_bytes(buf[0:3], "big")
+                    if len(buf) < 9 + length:
+                        break
+                    kind, flags = buf[3], buf[4]
+                    if kind == 4 and not flags & 1:
+                        sock.sendall(b"\\x00\\x00\\x00\\x04\\x01\\x00\\x00\\x00\\x00")
+                    elif kind == 0:
+                        padding = buf[9] + 1 if flags & 8 else 0
+                        received += length - padding
+                        if flags & 1:
+                            ended = "ended"
+                    elif kind == 3 or kind == 7:
+                        ended = "cut"
+                    buf = buf[9 + length:]
+            print(received, ended or "stalled")
+            """.utf8).write(to: URL(fileURLWithPath: script))
+            for round in 0..<3 {
+                let result = try runCommand("/usr/bin/env", ["python3", script, "\(proxy.port)", "30000000"], dir: dir,
+                                            label: "wide-window-\(round)", timeout: .seconds(40))
+                #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "30000000 ended", "\(result.stderr)")
+            }
+        }
+
         @Test(.timeLimit(.minutes(1)))
         func nghttpFetchesSeveralStreamsConcurrentlyOnOneConnection() throws {
             defer { stop() }
