@@ -123,11 +123,12 @@ public enum SwitchyardLabels {
 
     /// `switchyard.route.` — the prefix of the named-route labels:
     /// `switchyard.route.NAME.host` (one host or a comma list, `*.example.com` allowed),
-    /// `.path` (a prefix, `/` by default), `.priority` (-1000...1000), `.middlewares`
+    /// `.path` (a prefix, `/` by default) or `.path_regex` (a linear-time regex searched in
+    /// the path, docs/routing.md), `.priority` (-1000...1000), `.middlewares`
     /// (a comma list of names defined under switchyard.yml's `middlewares:`, run in order;
     /// the aggregator resolves them, `DiscoveredRouteMiddlewares`).
     public static let routePrefix = "switchyard.route."
-    static let routeFields = ["host", "path", "priority", "middlewares"]
+    static let routeFields = ["host", "path", "path_regex", "priority", "middlewares"]
 
     /// The routes `switchyard.route.NAME.*` labels declare (one per host), or the first
     /// broken label, named by its key.
@@ -158,6 +159,18 @@ public enum SwitchyardLabels {
                 }
                 if let problem = DiscoveredValues.checkPath(value, field: "route") { return .failure(LabelProblem("\(owner): label \(key): \(problem.message)", field: problem.field)) }
                 path = value
+            }
+            var pathRegex: String?
+            if let (key, value) = fields["path_regex"] {
+                guard fields["path"] == nil else {
+                    return .failure(LabelProblem("\(owner): label \(key): a route has either .path (a prefix) or .path_regex, not both", field: "route"))
+                }
+                do {
+                    _ = try LinearRegex(value)
+                } catch {
+                    return .failure(LabelProblem("\(owner): label \(key) '\(DiscoveredValues.shown(value, quoted: false))': \(error.message)", field: "route"))
+                }
+                pathRegex = value
             }
             var priority = 0
             if let (key, value) = fields["priority"] {
@@ -193,6 +206,7 @@ public enum SwitchyardLabels {
             let declaredBy = middlewares.isEmpty ? nil : "\(owner): label \(routePrefix)\(name).middlewares"
             routes += hosts.map { host in
                 var route = DiscoveredRoute(host: host, pathPrefix: path, name: name, priority: priority)
+                route.pathRegex = pathRegex
                 route.middlewareNames = middlewares
                 route.declaredBy = declaredBy
                 return route

@@ -316,6 +316,8 @@ public struct DiscoveredRoute: Sendable, Equatable, Hashable {
     public var priority: Int
     /// The middlewares its `.middlewares` label names, in order (defined in switchyard.yml).
     public var middlewareNames: [String] = []
+    /// A `.path_regex` label's pattern (instead of a path prefix), checked when read.
+    public var pathRegex: String?
     /// `middlewareNames` resolved against switchyard.yml's `middlewares:` by the
     /// aggregator (`DiscoveredRouteMiddlewares.resolve`); a route whose names are not all
     /// resolved never reaches the routing table.

@@ -140,6 +140,13 @@ public enum DiscoveredValues {
         for route in service.routes {
             if let problem = checkPath(route.pathPrefix, field: "route") { return problem }
             if let host = route.host, let problem = checkRouteHost(host) { return problem }
+            if let pattern = route.pathRegex {
+                do {
+                    _ = try LinearRegex(pattern)
+                } catch {
+                    return Problem(field: "route", message: "path_regex \(shown(pattern)): \(error.message)")
+                }
+            }
         }
         return nil
     }

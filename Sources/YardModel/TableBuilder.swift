@@ -52,7 +52,11 @@ public func buildRoutingTable(
         // A route whose middlewares were not resolved (`DiscoveredRouteMiddlewares`) is
         // left out rather than served without them.
         for route in definition.routes where route.middlewaresResolved {
-            let match = RouteMatch(hosts: route.host.map { [$0.lowercased()] } ?? [], path: route.pathPrefix, priority: route.priority)
+            // A label's path_regex was compiled when it was read; one that no longer compiles is left out.
+            let pathRegex = route.pathRegex.flatMap { try? LinearRegex($0) }
+            if route.pathRegex != nil && pathRegex == nil { continue }
+            let match = RouteMatch(hosts: route.host.map { [$0.lowercased()] } ?? [], path: route.pathPrefix, priority: route.priority,
+                                   pathRegex: pathRegex)
             guard taken.insert(match).inserted else { continue }
             resolved.append(Route(match: match, name: route.name, serviceName: definition.name, service: byName[definition.name],
                                   middlewares: route.middlewares))

@@ -32,13 +32,30 @@ import YardModel
         #expect(table.routes.map { $0.match.summary } == ["shop.example/store", "*.shop.example/store", "*/admin priority -5"])
     }
 
+    @Test func aPathRegexLabelRoutesByTheRegex() throws {
+        let item = try read(["switchyard.route.avatars.path_regex": "^/users/[0-9]+/avatar\\.png$"]).get()
+        var expected = DiscoveredRoute(host: nil, pathPrefix: "/", name: "avatars")
+        expected.pathRegex = "^/users/[0-9]+/avatar\\.png$"
+        #expect(item?.namedRoutes == [expected])
+        let table = buildRoutingTable(version: 1, routes: [], catalog: LabeledCatalog.assemble([try #require(item)]))
+        #expect(table.routes.map { $0.match.summary } == ["* ~^/users/[0-9]+/avatar\\.png$"])
+    }
+
+    @Test func aBrokenPathRegexLabelNamesTheContainerTheKeyAndTheFault() {
+        #expect(problem(["switchyard.route.web.path_regex": "^/(a|b"])
+            .hasPrefix("container shop-1 (3f2a9c1b): label switchyard.route.web.path_regex '^/(a|b': missing ')'"))
+        #expect(problem(["switchyard.route.web.path_regex": "^/(a)\\1$"]).contains("label switchyard.route.web.path_regex"))
+        #expect(problem(["switchyard.route.web.path_regex": "^/a", "switchyard.route.web.path": "/a"])
+            == "container shop-1 (3f2a9c1b): label switchyard.route.web.path_regex: a route has either .path (a prefix) or .path_regex, not both")
+    }
+
     @Test func aBrokenRouteLabelNamesTheContainerAndTheKey() {
         #expect(problem(["switchyard.route.web.path": "store"]) == "container shop-1 (3f2a9c1b): label switchyard.route.web.path 'store' must start with '/'")
         #expect(problem(["switchyard.route.web.priority": "high"]).contains("label switchyard.route.web.priority 'high' is not a priority"))
         #expect(problem(["switchyard.route.web.priority": "99999"]).contains("is not a priority from -1000 to 1000"))
         #expect(problem(["switchyard.route.web.host": "a.example,,b.example"]).contains("label switchyard.route.web.host: an empty host"))
         #expect(problem(["switchyard.route.web.host": "bad host"]).contains("label switchyard.route.web.host: route host"))
-        #expect(problem(["switchyard.route.web.hots": "a.example"]).contains("container shop-1 (3f2a9c1b): label \"switchyard.route.web.hots\": the field is one of host, path, priority, middlewares"))
+        #expect(problem(["switchyard.route.web.hots": "a.example"]).contains("container shop-1 (3f2a9c1b): label \"switchyard.route.web.hots\": the field is one of host, path, path_regex, priority, middlewares"))
         #expect(problem(["switchyard.route.web.middlewares": "strip,,auth"]) == "container shop-1 (3f2a9c1b): label switchyard.route.web.middlewares: an empty name in the list")
         #expect(problem(["switchyard.route.web.middlewares": "strip,a\nb"]).contains("label switchyard.route.web.middlewares: 'a\\nb' is not a middleware name"))
         #expect(problem(["switchyard.route.path": "/x"]).contains("is not switchyard.route.NAME.FIELD"))
