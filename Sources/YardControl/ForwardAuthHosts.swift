@@ -31,7 +31,7 @@ extension Runtime {
             cursor = entry.pointee.ai_next
         }
         guard let entry = chosen, let address = entry.pointee.ai_addr else { return .failure(ResolveFailure("no address")) }
-        var text = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        var text = [CChar](repeating: 0, count: Int(truncatingIfNeeded: NI_MAXHOST))
         let named = getnameinfo(address, entry.pointee.ai_addrlen, &text, socklen_t(text.count), nil, 0, NI_NUMERICHOST)
         guard named == 0 else { return .failure(ResolveFailure(String(cString: gai_strerror(named)))) }
         return .success(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))

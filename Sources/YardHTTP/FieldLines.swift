@@ -109,7 +109,7 @@ func noteLaidOutFields(
 ) -> HTTPParseError? {
     for i in 0 ..< count {
         let name = fields[i].name
-        let kind = HeaderKind.classify(p, Int(name.start), Int(name.count))
+        let kind = HeaderKind.classify(p, Int(truncatingIfNeeded: name.start), Int(truncatingIfNeeded: name.count))
         fields[i].kind = kind
         fields[i].hopByHop = kind.isAlwaysHopByHop
         facts.count &+= 1

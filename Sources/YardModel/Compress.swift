@@ -135,7 +135,7 @@ public struct AcceptEncoding: Sendable {
                     let d = params[j]
                     guard d >= UInt8(ascii: "0") && d <= UInt8(ascii: "9") else { return 0 }
                     if whole == UInt8(ascii: "1") && d != UInt8(ascii: "0") { return 0 }
-                    thousandths += Int(d - UInt8(ascii: "0")) * scale
+                    thousandths += Int(truncatingIfNeeded: d &- UInt8(ascii: "0")) * scale
                     scale /= 10
                     j += 1
                 }
@@ -192,7 +192,7 @@ public struct DeflateSize: Sendable, Equatable {
     }
 
     /// Approximate bytes of zlib state at this size (zlib's zconf.h formula).
-    public var stateBytes: Int { (1 << (Int(windowBits) + 2)) + (1 << (Int(memLevel) + 9)) }
+    public var stateBytes: Int { (1 << (Int(truncatingIfNeeded: windowBits) + 2)) + (1 << (Int(truncatingIfNeeded: memLevel) + 9)) }
 
     /// Whether a stream of this size serves a body that wants `other` (a bigger window
     /// compresses at least as well; a smaller one would not).

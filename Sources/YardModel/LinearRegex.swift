@@ -77,7 +77,7 @@ public struct LinearRegex: Sendable, Hashable, CustomStringConvertible {
 
     /// Whether the pattern matches anywhere in `input` (use `^...$` for the whole input).
     public func matches(_ input: UnsafeRawBufferPointer) -> Bool {
-        RegexScratch.with(ints: scratchInts(slots: 0), bytes: 0) { ints, _ in
+        RegexScratch.with(ints: scratchInts(slots: 0), bytes: 0, orElse: false) { ints, _ in
             run(input, slots: 0, scratch: ints) != nil
         }
     }
@@ -91,7 +91,7 @@ public struct LinearRegex: Sendable, Hashable, CustomStringConvertible {
     /// The leftmost-first match in `input` with the bounds of groups 0...9, or nil.
     public func firstMatch(in input: UnsafeRawBufferPointer) -> RegexMatch? {
         let slots = 2 * min(groupCount + 1, LinearRegex.reportedGroups)
-        return RegexScratch.with(ints: scratchInts(slots: slots), bytes: 0) { ints, _ in
+        return RegexScratch.with(ints: scratchInts(slots: slots), bytes: 0, orElse: nil) { ints, _ in
             run(input, slots: slots, scratch: ints)
         }
     }
@@ -132,10 +132,10 @@ public struct LinearRegex: Sendable, Hashable, CustomStringConvertible {
                     working.update(repeating: -1, count: slots)
                     add(&current, pc: 0, at: position, end: end, slots: slots, caps: working, stack: stack, program: program)
                 }
-                let byte: Int = position < end ? Int(input[position]) : -1
+                let byte: Int = position < end ? Int(truncatingIfNeeded: input[position]) : -1
                 var index = 0
                 while index < current.threads {
-                    let pc = Int(current.pcs[index])
+                    let pc = Int(truncatingIfNeeded: current.pcs[index])
                     let instruction = program[pc]
                     var advance = false
                     switch instruction.op {
@@ -146,8 +146,8 @@ public struct LinearRegex: Sendable, Hashable, CustomStringConvertible {
                         // Threads after this one have lower priority: leftmost-first drops them.
                         index = current.threads
                         continue
-                    case .byte: advance = byte == Int(instruction.x)
-                    case .set: advance = byte >= 0 && classes[Int(instruction.x)].contains(UInt8(truncatingIfNeeded: byte))
+                    case .byte: advance = byte == Int(truncatingIfNeeded: instruction.x)
+                    case .set: advance = byte >= 0 && classes[Int(truncatingIfNeeded: instruction.x)].contains(UInt8(truncatingIfNeeded: byte))
                     case .any: advance = byte >= 0 && byte != 0x0A
                     default: break
                     }
@@ -186,24 +186,24 @@ public struct LinearRegex: Sendable, Hashable, CustomStringConvertible {
             depth -= 1
             let entry = stack + 3 * depth
             if entry[1] >= 0 {  // a slot to restore
-                caps[Int(entry[1])] = entry[2]
+                caps[Int(truncatingIfNeeded: entry[1])] = entry[2]
                 continue
             }
-            var pc = Int(entry[0])
+            var pc = Int(truncatingIfNeeded: entry[0])
             following: while true {
                 guard list.visit(pc) else { break following }
                 let instruction = program[pc]
                 switch instruction.op {
                 case .jump:
-                    pc = Int(instruction.x)
+                    pc = Int(truncatingIfNeeded: instruction.x)
                 case .split:
                     let other = stack + 3 * depth
                     other[0] = instruction.y
                     other[1] = -1
                     depth += 1
-                    pc = Int(instruction.x)
+                    pc = Int(truncatingIfNeeded: instruction.x)
                 case .save:
-                    let slot = Int(instruction.x)
+                    let slot = Int(truncatingIfNeeded: instruction.x)
                     if slot < slots {
                         let restore = stack + 3 * depth
                         restore[0] = 0
@@ -240,7 +240,7 @@ public struct RegexMatch: Sendable {
         guard group >= 0 && group < LinearRegex.reportedGroups else { return nil }
         return withUnsafeBytes(of: slots) { raw in
             let values = raw.bindMemory(to: Int32.self)
-            let (start, end) = (Int(values[2 * group]), Int(values[2 * group + 1]))
+            let (start, end) = (Int(truncatingIfNeeded: values[2 * group]), Int(truncatingIfNeeded: values[2 * group + 1]))
             return start >= 0 && end >= start ? start..<end : nil
         }
     }
@@ -344,8 +344,8 @@ struct ThreadList {
 
     /// Marks `pc` visited; false when it already was in this step.
     mutating func visit(_ pc: Int) -> Bool {
-        let at = Int(sparse[pc])
-        if at >= 0 && at < visited && Int(dense[at]) == pc { return false }
+        let at = Int(truncatingIfNeeded: sparse[pc])
+        if at >= 0 && at < visited && Int(truncatingIfNeeded: dense[at]) == pc { return false }
         sparse[pc] = Int32(truncatingIfNeeded: visited)
         dense[visited] = Int32(truncatingIfNeeded: pc)
         visited += 1
@@ -385,15 +385,17 @@ enum RegexScratch {
         return key
     }()
 
-    /// Calls `body` with room for `ints` Int32s and `bytes` bytes (each uninitialized).
-    static func with<T>(ints: Int, bytes: Int, _ body: (UnsafeMutablePointer<Int32>, UnsafeMutablePointer<UInt8>) -> T) -> T {
+    /// Calls `body` with room for `ints` Int32s and `bytes` bytes (each uninitialized), or
+    /// answers `fallback` when the memory cannot be had (the caller's "no match").
+    static func with<T>(ints: Int, bytes: Int, orElse fallback: T,
+                        _ body: (UnsafeMutablePointer<Int32>, UnsafeMutablePointer<UInt8>) -> T) -> T {
         let headerSize = (MemoryLayout<Header>.stride + 15) & ~15
         let need = headerSize + ((ints * 4 + 15) & ~15) + bytes + 16
         let key = RegexScratch.key
         var area = pthread_getspecific(key)
         if let existing = area, existing.assumingMemoryBound(to: Header.self).pointee.busy {
             // Re-entered on this thread: a private area for this call only.
-            guard let own = calloc(need, 1) else { fatalError("out of memory for a regex scratch of \(need) bytes") }
+            guard let own = calloc(need, 1) else { return fallback }
             defer { free(own) }
             return call(own, headerSize: headerSize, ints: ints, body)
         }
@@ -401,12 +403,12 @@ enum RegexScratch {
             free(area)
             // Zeroed once: the sparse sets are read before written (any value is safe, but
             // uninitialized memory is not), and stay valid between calls.
-            guard let grown = calloc(need, 1) else { fatalError("out of memory for a regex scratch of \(need) bytes") }
+            guard let grown = calloc(need, 1) else { return fallback }
             grown.assumingMemoryBound(to: Header.self).initialize(to: Header(capacity: need, busy: false))
             _ = pthread_setspecific(key, grown)
             area = grown
         }
-        guard let area else { fatalError("unreachable: the scratch area was just set") }
+        guard let area else { return fallback }
         let header = area.assumingMemoryBound(to: Header.self)
         header.pointee.busy = true
         defer { header.pointee.busy = false }

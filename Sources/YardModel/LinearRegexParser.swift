@@ -108,7 +108,7 @@ struct RegexParser {
                 let start = cursor
                 var value = 0
                 while cursor < bytes.count, bytes[cursor] >= UInt8(ascii: "0"), bytes[cursor] <= UInt8(ascii: "9") {
-                    value = min(value * 10 + Int(bytes[cursor] - UInt8(ascii: "0")), 100_000)
+                    value = min(value * 10 + Int(truncatingIfNeeded: bytes[cursor] &- UInt8(ascii: "0")), 100_000)
                     cursor += 1
                 }
                 return cursor > start ? value : nil

@@ -189,7 +189,7 @@ public struct RegexRedirect: Sendable, Equatable {
         var literal: [UInt8] = []
         var i = 0
         func group(_ digit: UInt8, at offset: Int) throws(RegexProblem) -> ReplacementPiece {
-            let number = Int(digit - UInt8(ascii: "0"))
+            let number = Int(truncatingIfNeeded: digit &- UInt8(ascii: "0"))
             guard number <= groups else {
                 throw RegexProblem("the replacement names group $\(number) at byte \(offset + 1), but the regex has \(groups == 0 ? "no groups" : "only \(groups)")")
             }
@@ -241,7 +241,7 @@ public struct RegexRedirect: Sendable, Equatable {
         let slash: StaticString = "/"
         let path = path.isEmpty ? UnsafeRawBufferPointer(start: slash.utf8Start, count: 1) : path
         let length = scheme.utf8CodeUnitCount + host.count + path.count + (query.map { $0.count + 1 } ?? 0)
-        let outcome = RegexScratch.with(ints: regex.scratchInts(slots: slots), bytes: length) { ints, bytes -> Outcome in
+        let outcome = RegexScratch.with(ints: regex.scratchInts(slots: slots), bytes: length, orElse: .noMatch) { ints, bytes -> Outcome in
             var at = 0
             func put(_ piece: UnsafeRawBufferPointer) {
                 guard let source = piece.baseAddress, !piece.isEmpty else { return }

@@ -236,7 +236,7 @@ extension Worker {
     /// pinned to a track and for retries on an older table.
     func rotateToFreeSlot(_ endpoints: [Endpoint], start: Int, service: Service) -> (endpoint: Endpoint, claim: EndpointSlots?)? {
         guard !endpoints.isEmpty else { return nil }
-        let first = Int(UInt(bitPattern: start) % UInt(endpoints.count))
+        let first = Int(truncatingIfNeeded: UInt(bitPattern: start) % UInt(endpoints.count))
         for k in 0..<endpoints.count {
             let endpoint = endpoints[(first + k) % endpoints.count]
             guard let slots = endpoint.slots else { return (endpoint, nil) }

@@ -83,7 +83,7 @@ final class GzipStream {
             stream.pointee.next_out = (base + start).assumingMemoryBound(to: Bytef.self)
             stream.pointee.avail_out = uInt(room)
             let status = CYardZlib.deflate(stream, mode)
-            let produced = room - Int(stream.pointee.avail_out)
+            let produced = room - Int(truncatingIfNeeded: stream.pointee.avail_out)
             out.writerIndex = start + produced
             frame(&out, false, produced)
             if status == Z_STREAM_END { ended = true; return }

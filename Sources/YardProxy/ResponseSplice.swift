@@ -58,7 +58,7 @@ extension Worker {
         let flags = UInt32(SPLICE_F_NONBLOCK | SPLICE_F_MOVE)
         while true {
             var moved = false
-            let toRead = Int(min(u.response.body.remainingLength, Int64(Worker.pipeCapacity - pipe.inPipe)))
+            let toRead = Int(truncatingIfNeeded: min(u.response.body.remainingLength, Int64(Worker.pipeCapacity - pipe.inPipe)))
             if toRead > 0 {
                 let n = splice(u.fd, nil, pipe.writeFD, nil, toRead, flags)
                 if n > 0 {
