@@ -49,6 +49,15 @@ public enum Socket {
         try syscall("setsockopt") { setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) }
     }
 
+    /// Wakes `accept` only once the client has sent its first bytes (TCP_DEFER_ACCEPT), so
+    /// the accepted socket can be read at once instead of waiting for one more readiness
+    /// event. For protocols where the client speaks first (HTTP, a TLS ClientHello): a
+    /// client that stays silent is accepted after `seconds` anyway. Best effort.
+    public static func deferAccept(_ fd: Int32, seconds: Int32) {
+        var value = seconds
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_DEFER_ACCEPT, &value, socklen_t(MemoryLayout<Int32>.size))
+    }
+
     /// Disables Nagle: the proxy writes whole heads and body pieces, never single bytes.
     @inlinable public static func setNoDelay(_ fd: Int32) {
         var one: Int32 = 1

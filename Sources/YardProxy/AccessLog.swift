@@ -125,8 +125,8 @@ extension Worker {
         c.logHead.append("\",\"path\":\"")
         appendEscaped(head.targetSpan.bytes(in: base), to: &c.logHead)
         c.logHead.append("\"")
-        c.logStartNanos = monotonicNanoseconds()
-        c.bytesToClient = 0
+        c.exchange.logStartNanos = monotonicNanoseconds()
+        c.exchange.bytesToClient = 0
     }
 
     /// Writes one JSON line for the request that just ended.
@@ -152,18 +152,18 @@ extension Worker {
         logBuffer.append(",\"status\":")
         logBuffer.appendDecimal(status)
         logBuffer.append(",\"bytes\":")
-        logBuffer.appendDecimal(c.bytesToClient)
-        let micros = c.logStartNanos == 0 ? 0 : Int((monotonicNanoseconds() &- c.logStartNanos) / 1_000)
+        logBuffer.appendDecimal(c.exchange.bytesToClient)
+        let micros = c.exchange.logStartNanos == 0 ? 0 : Int((monotonicNanoseconds() &- c.exchange.logStartNanos) / 1_000)
         logBuffer.append(",\"duration_ms\":")
         logBuffer.appendDecimal(micros / 1_000)
         logBuffer.append(".")
         appendPadded(micros % 1_000, width: 3)
         if let endpoint { logBuffer.append(endpoint.logFragment) }
         logBuffer.append(",\"retries\":")
-        logBuffer.appendDecimal(c.retries)
+        logBuffer.appendDecimal(c.exchange.retries)
         logBuffer.append("}\n")
         c.logHead.clear()
-        c.logStartNanos = 0
+        c.exchange.logStartNanos = 0
         if logBuffer.readableBytes > 48 * 1024 { flushAccessLog(writer) }
     }
 

@@ -58,7 +58,7 @@ extension Worker {
         }
         switch receive(c) {
         case .bytes:
-            if c.phase == .forwarding { c.bodyClock.read(now: now) }
+            if c.phase == .forwarding { c.exchange.bodyClock.read(now: now) }
             advanceClient(c)
         case .wouldBlock:
             return
@@ -72,7 +72,7 @@ extension Worker {
     /// The client closed its sending side.
     private func clientReadClosed(_ c: ClientConnection) {
         switch c.phase {
-        case .forwarding where c.requestBodyDone:
+        case .forwarding where c.exchange.requestBodyDone:
             // Complete request(s) followed by a half-close (`curl`, `nc -N`): answer what was
             // received, pipelined requests included, then close.
             c.readClosed = true
@@ -105,7 +105,7 @@ extension Worker {
     /// Starts timing a request body: `client_body` between reads, `min_body_rate` on average
     /// once `min_body_rate_after` has passed (BodyClock.swift has the rules).
     func startBodyClock(_ c: ClientConnection) {
-        c.deadline = c.bodyClock.start(now: now, limits: BodyClock.Limits(settings))
+        c.deadline = c.exchange.bodyClock.start(now: now, limits: BodyClock.Limits(settings))
     }
 
     /// The body's deadline passed: 408 when the client is the one holding it up (silent for
@@ -116,9 +116,9 @@ extension Worker {
         let proxyHolds = c.upstream.map {
             BodyClock.proxyHolds(upstreamConnecting: $0.phase == .connecting, unsentToUpstream: $0.sentIndex < $0.outBuf.writerIndex,
                                  clientBufferFull: c.inBuf.writableBytes == 0, expectsContinue: c.head.expectContinue,
-                                 responseStarted: c.responseStarted)
+                                 responseStarted: c.exchange.responseStarted)
         } ?? false
-        switch c.bodyClock.check(now: now, limits: BodyClock.Limits(settings), proxyHolds: proxyHolds) {
+        switch c.exchange.bodyClock.check(now: now, limits: BodyClock.Limits(settings), proxyHolds: proxyHolds) {
         case .wait(let deadline), .restarted(let deadline):
             c.deadline = deadline
         case .silent(let silent):
@@ -166,25 +166,21 @@ extension Worker {
     func dispatch(_ c: ClientConnection) {
         let base = c.inBuf.readable
         let head = c.head
-        c.lastEndpoint = nil
-        c.lastStatus = 0
+        c.exchange = ExchangeState()
         beginLogLine(c, base: base)
-        c.requestMethod = head.method
-        c.requestVersionMinor = head.versionMinor
-        c.keepAlive = head.keepAlive && !draining
-        c.clientAskedClose = !head.keepAlive
-        c.responseStarted = false
-        c.attempts = 0
-        c.requestStart = monotonicMicroseconds()
+        c.exchange.requestMethod = head.method
+        c.exchange.requestVersionMinor = head.versionMinor
+        c.exchange.keepAlive = head.keepAlive && !draining
+        c.exchange.clientAskedClose = !head.keepAlive
+        c.exchange.requestStart = monotonicMicroseconds()
         // A request body is never delimited by the close (RFC 9112 §6.3): no framing, no body.
-        c.requestBody = BodyProgress(head.framing == .untilClose ? .none : head.framing, refusingForbiddenTrailers: true)
+        c.exchange.requestBody = BodyProgress(head.framing == .untilClose ? .none : head.framing, refusingForbiddenTrailers: true)
         if head.method == .connect {
             respondError(c, status: 501, reason: "CONNECT is not supported")
             return
         }
         // Dot segments, escapes and repeated slashes are resolved before routing, so the
         // route and the backend see the same path (PathNormalizer.swift has the rule).
-        c.pathRewritten = false
         if head.pathSpan.count > 1, let raw = c.inBuf.base {
             let p = (raw + c.inBuf.readerIndex).assumingMemoryBound(to: UInt8.self)
             switch normalizeRequestPath(p, start: Int(head.pathSpan.start), count: Int(head.pathSpan.count)) {
@@ -192,7 +188,7 @@ extension Worker {
                 break
             case .rewritten(let count):
                 c.head.pathSpan.count = Int32(truncatingIfNeeded: count)
-                c.pathRewritten = true
+                c.exchange.pathRewritten = true
             case .invalid(let error):
                 respondError(c, status: error.status, reason: "\(error.reason)")
                 return
@@ -200,8 +196,8 @@ extension Worker {
         }
         // An upgrade (WebSocket) without a body is forwarded with its Upgrade header; a
         // 101 answer turns the connection into a tunnel (TCPTunnel.swift; over TLS, TLSTunnel.swift).
-        c.upgradeRequested = head.upgrade
-        if head.upgrade && !c.requestBodyDone {
+        c.exchange.upgradeRequested = head.upgrade
+        if head.upgrade && !c.exchange.requestBodyDone {
             respondError(c, status: 501, reason: "an upgrade request with a body is not supported")
             return
         }
@@ -215,11 +211,8 @@ extension Worker {
             respondError(c, status: 404, reason: "no route")
             return
         }
-        c.route = route
-        c.gzip = nil
-        c.auth = nil
-        c.mirror = nil
-        c.acceptsGzip = route.steps.compress != nil && clientAcceptsGzip(c, base: base)
+        c.exchange.route = route
+        c.exchange.acceptsGzip = route.steps.compress != nil && clientAcceptsGzip(c, base: base)
         // Middlewares that answer themselves (RouteMiddlewares.swift), a body over the route's limit.
         if !route.steps.gates.isEmpty && answeredByGates(c, route.steps, base: base) { return }
         if RequestBodyStep.refusesUpFront(head.framing, maxBodyBytes: route.settings.maxBodyBytes), case .contentLength(let length) = head.framing {
@@ -235,32 +228,32 @@ extension Worker {
     func forwardToService(_ c: ClientConnection, _ route: Route) {
         let base = c.inBuf.readable
         let head = c.head
-        c.overrideTrack = route.service.map { overrideTrack(c, service: $0, base: base) } ?? -1
+        c.exchange.overrideTrack = route.service.map { overrideTrack(c, service: $0, base: base) } ?? -1
         guard let service = route.service,
-              c.overrideTrack >= 0 ? !service.trackEndpoints[c.overrideTrack].endpoints.isEmpty
+              c.exchange.overrideTrack >= 0 ? !service.trackEndpoints[c.exchange.overrideTrack].endpoints.isEmpty
                   : !service.activeEndpoints.isEmpty || !service.canaryEndpoints.isEmpty else {
             respondError(c, status: 503, reason: "service '\(route.serviceName)' has no endpoint")
             return
         }
         c.phase = .forwarding
         c.deadline = 0
-        if !c.requestBodyDone { startBodyClock(c) }
-        c.retries = 0
-        c.triedEndpoints = 0
-        c.hashKey = service.balancer == .consistentHash ? requestHash(c, source: service.hashOn ?? .sourceAddress) : 0
-        c.trackDecided = false
-        c.onCanary = false
-        c.assignsStickyCookie = false
-        c.stickyCookiePoint = -1
-        c.stickyPoint = service.canary?.sticky == nil ? -1 : stickyPoint(c, service: service)
+        if !c.exchange.requestBodyDone { startBodyClock(c) }
+        c.exchange.retries = 0
+        c.exchange.triedEndpoints = 0
+        c.exchange.hashKey = service.balancer == .consistentHash ? requestHash(c, source: service.hashOn ?? .sourceAddress) : 0
+        c.exchange.trackDecided = false
+        c.exchange.onCanary = false
+        c.exchange.assignsStickyCookie = false
+        c.exchange.stickyCookiePoint = -1
+        c.exchange.stickyPoint = service.canary?.sticky == nil ? -1 : stickyPoint(c, service: service)
         retryTokens = min(retryTokens + Double(retryPolicy(route, service).budgetPercent) / 100, 100)
-        guard let u = connectUpstream(for: c, service: service, fresh: c.upgradeRequested) else {
+        guard let u = connectUpstream(for: c, service: service, fresh: c.exchange.upgradeRequested) else {
             if c.hold.refused && service.limits.limited { return waitForSlot(c, service: service) }
             // The last attempt's claim (slot, least-connections count) ends with it.
             releaseEndpoint(c)
             c.inBuf.consume(head.headLength)
             c.scanFrom = 0
-            if !c.requestBodyDone { c.keepAlive = false }
+            if !c.exchange.requestBodyDone { c.exchange.keepAlive = false }
             respondError(c, status: 502, reason: "no endpoint of '\(service.name)' accepted a connection")
             return
         }
@@ -282,24 +275,24 @@ extension Worker {
     /// framing and the upstream buffer allow.
     func pumpRequestBody(_ c: ClientConnection) {
         // While forward_auth waits, the upstream is the auth service: the body stays.
-        guard let u = c.upstream, c.auth?.passed != false else { return }
+        guard let u = c.upstream, c.exchange.auth?.passed != false else { return }
         // Copy and send until nothing moves: a flush that empties the upstream buffer
         // produces no event of its own, so stopping after one copy would stall the body.
-        let limit = c.route?.settings.maxBodyBytes ?? 0
+        let limit = c.exchange.route?.settings.maxBodyBytes ?? 0
         pumping: while true {
             // Sent bytes are dropped (ending replayability) only when room is needed.
-            if !c.requestBodyDone, RequestBodyStep.needsSentBytesDropped(buffered: c.inBuf.readableBytes, writable: u.outBuf.writableBytes) {
+            if !c.exchange.requestBodyDone, RequestBodyStep.needsSentBytesDropped(buffered: c.inBuf.readableBytes, writable: u.outBuf.writableBytes) {
                 dropSentBytes(u)
             }
             // A body larger than the room grows the buffer (it starts at 2 KiB), up to `bufferSize`.
             let available = c.inBuf.readableBytes
-            if !c.requestBodyDone && available > u.outBuf.writableBytes && u.outBuf.capacity < bufferSize {
+            if !c.exchange.requestBodyDone && available > u.outBuf.writableBytes && u.outBuf.capacity < bufferSize {
                 // `reserve` may compact: `sentIndex` moves with the bytes.
                 let reader = u.outBuf.readerIndex
                 _ = u.outBuf.reserve(min(available, bufferSize - u.outBuf.readableBytes), limit: bufferSize)
                 u.sentIndex -= reader - u.outBuf.readerIndex
             }
-            switch RequestBodyStep.next(&c.requestBody, buffered: c.inBuf.readable, room: u.outBuf.writableBytes, maxBodyBytes: limit) {
+            switch RequestBodyStep.next(&c.exchange.requestBody, buffered: c.inBuf.readable, room: u.outBuf.writableBytes, maxBodyBytes: limit) {
             case .done, .needBytes, .needRoom:
                 break pumping
             case .overLimit(let limit):
@@ -311,11 +304,11 @@ extension Worker {
                 return
             case .forward(let count):
                 u.outBuf.append(UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count]))
-                if let copy = c.mirror { copyMirrorBody(c, copy, UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count])) }
+                if let copy = c.exchange.mirror { copyMirrorBody(c, copy, UnsafeRawBufferPointer(rebasing: c.inBuf.readable[0..<count])) }
                 c.inBuf.consume(count)
-                c.bodyClock.forwarded(count)
+                c.exchange.bodyClock.forwarded(count)
             }
-            u.deadline = now + (u.phase == .connecting ? connectTimeout(c.route) : responseTimeout(c.route))
+            u.deadline = now + (u.phase == .connecting ? connectTimeout(c.exchange.route) : responseTimeout(c.exchange.route))
             guard u.phase == .active else { break }
             guard flushUpstream(u) else { return }
             if u.sentIndex < u.outBuf.writerIndex { break }
@@ -389,12 +382,12 @@ extension Worker {
     func respondError(_ c: ClientConnection, status: Int, reason: String) {
         if c.h2 != nil { return h2RespondError(c, status: status, reason: reason) }
         let framingKnown = status == 404 || status == 502 || status == 503 || status == 504
-        let close = !framingKnown || !c.keepAlive || !c.requestBodyDone || draining || c.readClosed
+        let close = !framingKnown || !c.exchange.keepAlive || !c.exchange.requestBodyDone || draining || c.readClosed
         Log.warning("\(status) to \(String(decoding: c.peerText, as: UTF8.self)): \(reason)")
         // The busy 503 (every endpoint full, queue full or timed out) says when to come back.
         let text = c.hold.takeBusyAnswer() ? ErrorResponse.busy(close: close) : ErrorResponse.bytes(status: status, close: close)
         var size = text.utf8CodeUnitCount
-        if !close && c.requestMethod == .head {
+        if !close && c.exchange.requestMethod == .head {
             // A HEAD answer has no body: on a connection that stays, it would read as the next response.
             let all = UnsafeRawBufferPointer(start: text.utf8Start, count: size)
             var end = 4
@@ -420,14 +413,14 @@ extension Worker {
         }
         let size = write(&c.outBuf)
         if accessLog != nil {
-            if c.phase == .idle || (c.phase == .readingHead && c.logStartNanos == 0) { c.logHead.clear() }
-            c.bytesToClient += size
-            endLogLine(c, status: status, endpoint: c.lastEndpoint)
+            if c.phase == .idle || (c.phase == .readingHead && c.exchange.logStartNanos == 0) { c.logHead.clear() }
+            c.exchange.bytesToClient += size
+            endLogLine(c, status: status, endpoint: c.exchange.lastEndpoint)
         }
-        c.responseStarted = true
+        c.exchange.responseStarted = true
         c.served += 1
         c.scanFrom = 0
-        c.route = nil
+        c.exchange.route = nil
         if close {
             c.phase = .closingAfterFlush
             c.inBuf.clear()
@@ -450,13 +443,13 @@ extension Worker {
             unbind(c, u)
             closeUpstream(u)
         }
-        if c.responseStarted {
-            if accessLog != nil { endLogLine(c, status: c.lastStatus, endpoint: c.lastEndpoint) }
+        if c.exchange.responseStarted {
+            if accessLog != nil { endLogLine(c, status: c.exchange.lastStatus, endpoint: c.exchange.lastEndpoint) }
             Log.warning("aborting response to \(String(decoding: c.peerText, as: UTF8.self)): \(reason)")
             c.phase = .closingAfterFlush
             flushClient(c)
         } else {
-            if !c.requestBodyDone { c.keepAlive = false }
+            if !c.exchange.requestBodyDone { c.exchange.keepAlive = false }
             respondError(c, status: status, reason: reason)
         }
     }
@@ -467,17 +460,17 @@ extension Worker {
         if accessLog != nil { endLogLine(c, status: u.head.status, endpoint: u.endpoint) }
         releaseEndpoint(c)
         unbind(c, u)
-        c.route = nil
+        c.exchange.route = nil
         c.served += 1
-        let reusable = u.head.keepAlive && !u.response.body.isCloseDelimited && c.requestBodyDone
-            && c.requestVersionMinor == 1 && !draining
+        let reusable = u.head.keepAlive && !u.response.body.isCloseDelimited && c.exchange.requestBodyDone
+            && c.exchange.requestVersionMinor == 1 && !draining
         if reusable { releaseToPool(u) } else { closeUpstream(u) }
 
-        if !c.keepAlive || !c.requestBodyDone || draining || u.response.body.isCloseDelimited || (c.readClosed && c.inBuf.isEmpty) {
+        if !c.exchange.keepAlive || !c.exchange.requestBodyDone || draining || u.response.body.isCloseDelimited || (c.readClosed && c.inBuf.isEmpty) {
             c.phase = .closingAfterFlush
             // No linger for a plain client that asked for the close and left nothing unread:
             // the half-close, its event and the read of the FIN cost more than the request.
-            c.closeAfterResponse = c.clientAskedClose && c.requestBodyDone && c.inBuf.isEmpty && c.tls == nil
+            c.closeAfterResponse = c.exchange.clientAskedClose && c.exchange.requestBodyDone && c.inBuf.isEmpty && c.tls == nil
             c.inBuf.clear()
             flushClient(c)
             return
@@ -492,14 +485,14 @@ extension Worker {
         case .idle, .handshaking:
             closeClient(c)
         case .readingHead:
-            c.keepAlive = false
+            c.exchange.keepAlive = false
             respondError(c, status: 408, reason: "request head not complete after \(settings.clientHeaderTimeoutMs) ms")
             c.deadline = now + Int64(settings.clientIdleTimeoutMs)
         case .closingAfterFlush, .lingering:
             // The client does not read its answer, or lingering is over.
             closeClient(c)
         case .forwarding:
-            if c.requestBodyDone || c.h2 != nil {
+            if c.exchange.requestBodyDone || c.h2 != nil {
                 c.deadline = 0
             } else {
                 checkBodyProgress(c)

@@ -85,77 +85,18 @@ final class ClientConnection {
     /// itself asked for the close (`Connection: close`, or HTTP/1.0 without keep-alive), so
     /// it sends nothing after its request (RFC 9112 §9.6), and nothing of it was left unread.
     var closeAfterResponse = false
-    /// The request's own head asked for the connection to close.
-    var clientAskedClose = false
+    /// The client shut down its sending side after a complete request; answer, then close.
+    var readClosed = false
+    /// Requests answered on this connection.
+    var served = 0
+    /// Access-log fields captured from the head (client, method, host, path), kept
+    /// allocated from one request to the next (ExchangeState has the rest of the line).
+    var logHead = ByteBuffer()
 
     // MARK: The exchange in progress
     var upstream: UpstreamConnection?
-    var route: Route?
-    /// The route compresses and the client takes gzip; `gzip` is the response's stream once
-    /// its head qualified (ResponseCompression.swift).
-    var acceptsGzip = false
-    var gzip: GzipStream?
-    /// The route's forward_auth sub-request and what it answered (ForwardAuthCheck.swift).
-    var auth: ForwardAuthExchange?
-    /// The mirror's copy of this request, held while its body arrives (Mirror.swift).
-    var mirror: PendingMirror?
-    var requestMethod: HTTPMethod = .get
-    var requestVersionMinor: UInt8 = 1
-    /// Keep the client connection after this response (the client allows it, we are not draining).
-    var keepAlive = true
-    /// Where the request body stands: its framing and how much has passed.
-    var requestBody = BodyProgress()
-    var requestBodyDone: Bool { requestBody.isComplete }
-    /// The request's path was normalized in place (`normalizeRequestPath`): the request
-    /// line is rebuilt when forwarded.
-    var pathRewritten = false
-    /// Request body timing, for `client_body` and `min_body_rate` (BodyClock.swift).
-    var bodyClock = BodyClock()
-    /// Some byte of the response (or our own answer) was queued for the client: no retry,
-    /// and a failure from now on can only close the connection.
-    var responseStarted = false
-    /// Connect attempts for this request (retries go to another endpoint).
-    var attempts = 0
-    /// Retries after a failure on an established connection (idempotent requests only).
-    var retries = 0
-    /// Endpoints (indices into the service's active endpoints) this request already tried.
-    var triedEndpoints: UInt64 = 0
-    /// The balancer slot the current attempt holds (released when the exchange ends).
-    var balancer: ServiceBalancer?
-    var balancerIndex = -1
-    /// When the current attempt started (ns), for latency-aware balancing only.
-    var attemptStartNanos: UInt64 = 0
-    /// Access-log fields captured from the head (client, method, host, path), and the
-    /// request's start and response size for the line.
-    var logHead = ByteBuffer()
-    var logStartNanos: UInt64 = 0
-    var bytesToClient = 0
-    /// The endpoint and status of the current request (for log lines of failed exchanges).
-    var lastEndpoint: Endpoint?
-    var lastStatus = 0
-    /// The request's track was chosen (stable or canary); retries keep it.
-    var trackDecided = false
-    var onCanary = false
-    /// The track the override header pinned this request to (index into
-    /// `Service.trackEndpoints`), or -1.
-    var overrideTrack = -1
-    /// Sticky-canary point of the current request in [0, 1000), or -1.
-    var stickyPoint = -1
-    /// The current request carries no valid proxy-set sticky cookie: one is assigned when its
-    /// track is chosen, and `stickyCookiePoint` (else -1) goes on the response's Set-Cookie.
-    var assignsStickyCookie = false
-    var stickyCookiePoint = -1
-    /// Consistent-hash key of the current request (computed while its head is buffered).
-    var hashKey: UInt64 = 0
-    /// The client shut down its sending side after a complete request; answer, then close.
-    var readClosed = false
-    /// The current request asks to switch protocols (WebSocket): a 101 turns the
-    /// connection into a tunnel.
-    var upgradeRequested = false
-    /// Requests answered on this connection.
-    var served = 0
-    /// When the request head was complete, monotonic microseconds (latency histograms).
-    var requestStart: Int64 = 0
+    /// Everything the current request knows, reset as a whole for the next one.
+    var exchange = ExchangeState()
     /// Set when this is a stream of an HTTP/2 connection (no socket of its own; H2Streams.swift).
     var h2: H2StreamLink?
     /// The endpoint slot the request holds, or its place in a wait queue (EndpointLimits.swift).

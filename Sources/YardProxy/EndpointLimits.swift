@@ -248,8 +248,8 @@ extension Worker {
     /// `chooseEndpoint`'s pick for a limited service: records the claim, or that every
     /// endpoint was full.
     func claimPick(_ c: ClientConnection, _ balancer: ServiceBalancer, _ endpoints: [Endpoint], excluding: UInt64, service: Service) -> Int? {
-        let jump = c.hold.fromQueue || c.attempts > 1
-        guard let (index, claim) = pickWithFreeSlot(balancer, endpoints, excluding: excluding, hash: c.hashKey, service: service, jumpQueue: jump) else {
+        let jump = c.hold.fromQueue || c.exchange.attempts > 1
+        guard let (index, claim) = pickWithFreeSlot(balancer, endpoints, excluding: excluding, hash: c.exchange.hashKey, service: service, jumpQueue: jump) else {
             c.hold.refused = true
             return nil
         }
@@ -395,16 +395,16 @@ extension Worker {
     /// Forwards a request that waited, as `dispatch` would have; false (and nothing
     /// changed) when every endpoint is still full.
     private func resumeWaiting(_ c: ClientConnection) -> Bool {
-        guard let routed = c.route?.service else {
+        guard let routed = c.exchange.route?.service else {
             refuseBusy(c, reason: "the route of a waiting request lost its service")
             return true
         }
         // The table may have changed while it waited: the service as it is now.
         let service = routed.index < table.services.count && table.services[routed.index].name == routed.name
             ? table.services[routed.index] : routed
-        c.attempts = 0
+        c.exchange.attempts = 0
         c.hold.fromQueue = true
-        let bound = connectUpstream(for: c, service: service, fresh: c.upgradeRequested)
+        let bound = connectUpstream(for: c, service: service, fresh: c.exchange.upgradeRequested)
         c.hold.fromQueue = false
         guard let u = bound else {
             if c.hold.refused {
@@ -414,14 +414,14 @@ extension Worker {
             releaseEndpoint(c)
             c.inBuf.consume(c.head.headLength)
             c.scanFrom = 0
-            if !c.requestBodyDone { c.keepAlive = false }
+            if !c.exchange.requestBodyDone { c.exchange.keepAlive = false }
             respondError(c, status: 502, reason: "no endpoint of '\(service.name)' accepted a connection")
             return true
         }
         writeRequestHead(c, base: c.inBuf.readable, into: &u.outBuf)
         c.inBuf.consume(c.head.headLength)
         c.scanFrom = 0
-        if !c.requestBodyDone && c.h2 == nil { startBodyClock(c) }
+        if !c.exchange.requestBodyDone && c.h2 == nil { startBodyClock(c) }
         pumpRequestBody(c)
         if u.phase == .active { _ = flushUpstream(u) }
         if c.phase != .closed { updateInterest(c) }
@@ -434,7 +434,7 @@ extension Worker {
         if c.h2 == nil {
             c.inBuf.consume(c.head.headLength)
             c.scanFrom = 0
-            if !c.requestBodyDone { c.keepAlive = false }
+            if !c.exchange.requestBodyDone { c.exchange.keepAlive = false }
         }
         c.hold.busyAnswer = true
         respondError(c, status: 503, reason: reason)

@@ -44,19 +44,19 @@ extension Worker {
             return authRefused(c, status: 502, reason: "forward_auth: the auth service '\(service.name)' must speak HTTP/1.1")
         }
         let exchange = ForwardAuthExchange(step: step)
-        c.auth = exchange
+        c.exchange.auth = exchange
         c.phase = .forwarding
         c.deadline = 0
         // The answer is read as a GET's, whatever the client's method.
-        c.requestMethod = .get
-        c.retries = 0
-        c.triedEndpoints = 0
-        c.hashKey = 0
-        c.trackDecided = false
-        c.overrideTrack = -1
-        c.stickyPoint = -1
+        c.exchange.requestMethod = .get
+        c.exchange.retries = 0
+        c.exchange.triedEndpoints = 0
+        c.exchange.hashKey = 0
+        c.exchange.trackDecided = false
+        c.exchange.overrideTrack = -1
+        c.exchange.stickyPoint = -1
         guard let u = connectUpstream(for: c, service: service, fresh: false) else {
-            c.auth = nil
+            c.exchange.auth = nil
             return authRefused(c, status: 502, reason: "forward_auth: no endpoint of '\(service.name)' accepted a connection")
         }
         writeAuthRequest(c, step, base: base, into: &u.outBuf)
@@ -167,11 +167,11 @@ extension Worker {
         releaseEndpoint(c)
         unbind(c, u)
         if reusable { releaseToPool(u) } else { closeUpstream(u) }
-        c.requestMethod = c.head.method
-        guard let route = c.route else { return }
+        c.exchange.requestMethod = c.head.method
+        guard let route = c.exchange.route else { return }
         guard (200..<300).contains(auth.status) else { return answerWithAuthAnswer(c, auth) }
         auth.passed = true
-        c.attempts = 0
+        c.exchange.attempts = 0
         forwardToService(c, route)
         if let link = c.h2 { streamProgressed(c, link) }
     }
@@ -181,8 +181,8 @@ extension Worker {
         releaseEndpoint(c)
         unbind(c, u)
         closeUpstream(u)
-        c.auth = nil
-        c.requestMethod = c.head.method
+        c.exchange.auth = nil
+        c.exchange.requestMethod = c.head.method
         authRefused(c, status: status, reason: reason)
     }
 
@@ -198,7 +198,7 @@ extension Worker {
         guard c.h2 == nil else { return }
         c.inBuf.consume(c.head.headLength)
         c.scanFrom = 0
-        if !c.requestBodyDone { c.keepAlive = false }
+        if !c.exchange.requestBodyDone { c.exchange.keepAlive = false }
     }
 
     /// The auth service's own answer (401 with WWW-Authenticate, 302 with Location…) to the client.
@@ -211,7 +211,7 @@ extension Worker {
                     h2SendOwnAnswer(c, status: auth.status, fieldLines: lines, body: body)
                     return
                 }
-                let close = !c.keepAlive || !c.requestBodyDone || draining || c.readClosed
+                let close = !c.exchange.keepAlive || !c.exchange.requestBodyDone || draining || c.readClosed
                 sendOwnAnswer(c, status: auth.status, close: close) { out in
                     let start = out.writerIndex
                     _ = out.reserve(lines.count + body.count + 96)

@@ -240,12 +240,9 @@ final class H2StreamLink {
     /// When this stream gives up on the client, monotonic ms (0: it waits on the upstream).
     /// Checked by the connection's stream scan; may be earlier than the real deadline.
     var deadline: Int64 = 0
-    /// The client's last progress on this stream: request DATA while the body is forwarded,
-    /// response bytes it made room for.
+    /// The client's last progress on this stream once it is answered: response bytes it
+    /// made room for. (The request body's own clock is the exchange's `bodyClock`.)
     var lastProgressMs: Int64 = 0
-    /// When the request body began, and its bytes so far: its average rate.
-    var bodyStartMs: Int64 = 0
-    var bodyBytes = 0
 
     init(connection: H2Connection) {
         self.connection = connection
@@ -269,8 +266,6 @@ final class H2StreamLink {
         staged.clear()
         deadline = 0
         lastProgressMs = 0
-        bodyStartMs = 0
-        bodyBytes = 0
     }
 }
 
@@ -284,17 +279,9 @@ extension ClientConnection {
         head = RequestHead()
         scanFrom = 0
         upstream = nil
-        route = nil
-        balancer = nil
-        balancerIndex = -1
         logHead.clear()
-        logStartNanos = 0
-        bytesToClient = 0
         readClosed = false
         served = 0
-        responseStarted = false
-        requestBody = BodyProgress()
-        lastEndpoint = nil
-        lastStatus = 0
+        exchange = ExchangeState()
     }
 }

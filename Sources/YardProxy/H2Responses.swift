@@ -24,13 +24,13 @@ extension Worker {
         relaying: while true {
             let room = link.body.map { min(bufferSize, s.sendWindow(stream: link.stream)) - $0.buffer.readableBytes } ?? 0
             let event = u.response.next(u.inBuf.readable, room: room, close: u.closeState,
-                                        limits: responseLimits, requestMethod: c.requestMethod, fields: u.fields)
+                                        limits: responseLimits, requestMethod: c.exchange.requestMethod, fields: u.fields)
             switch event {
             case .needBytes, .complete:
-                if let gzip = c.gzip, let body = link.body {
+                if let gzip = c.exchange.gzip, let body = link.body {
                     let before = body.buffer.readableBytes
                     flushGzip(gzip, chunked: false, into: &body.buffer)
-                    c.bytesToClient &+= body.buffer.readableBytes - before
+                    c.exchange.bytesToClient &+= body.buffer.readableBytes - before
                     if body.buffer.readableBytes > before { s.bodyGrew(body) }
                 }
                 break relaying
@@ -39,27 +39,27 @@ extension Worker {
                 u.inBuf.consume(u.head.headLength)
                 u.response.acceptHead()
             case .finalHead:
-                if c.acceptsGzip { beginGzipIfWanted(c, u) }
+                if c.exchange.acceptsGzip { beginGzipIfWanted(c, u) }
                 startResponseBody(c, u)
                 submitStreamHead(c, link, u, hasBody: !u.responseDone)
-                c.lastStatus = u.head.status
-                c.responseStarted = true
+                c.exchange.lastStatus = u.head.status
+                c.exchange.responseStarted = true
                 u.inBuf.consume(u.head.headLength)
             case .body(let count):
                 guard let body = link.body else { break relaying }
                 _ = body.buffer.reserve(count)
                 let taken = UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count])
-                if let gzip = c.gzip {
+                if let gzip = c.exchange.gzip {
                     let before = body.buffer.readableBytes
                     gzipBody(gzip, u, count: count, chunked: false, into: &body.buffer)
                     // What went out, less the count added below for every body event.
-                    c.bytesToClient &+= body.buffer.readableBytes - before - count
+                    c.exchange.bytesToClient &+= body.buffer.readableBytes - before - count
                 } else if u.response.body.isChunked {
                     H2Framing.dechunk(taken, &link.dechunker, trailers: &link.trailerBytes, into: body)
                 } else {
                     body.buffer.append(taken)
                 }
-                c.bytesToClient &+= count
+                c.exchange.bytesToClient &+= count
                 u.inBuf.consume(count)
                 s.bodyGrew(body)
             case .switchingProtocols, .invalidHead, .invalidBody, .closedMidHead, .closedMidBody, .truncated:
@@ -72,9 +72,9 @@ extension Worker {
             return
         }
         if let body = link.body {
-            if let gzip = c.gzip {
+            if let gzip = c.exchange.gzip {
                 endGzip(gzip, chunked: false, into: &body.buffer)
-                c.gzip = nil
+                c.exchange.gzip = nil
             }
             if !link.trailerBytes.isEmpty { H2Framing.takeTrailers(&link.trailerBytes, into: &body.trailers) }
             body.ended = true
@@ -89,19 +89,19 @@ extension Worker {
         let h = link.connection
         let base = u.inBuf.readable
         h.headers.removeAll()
-        let edits = c.route.flatMap { $0.steps.editsResponse ? $0.steps : nil }
+        let edits = c.exchange.route.flatMap { $0.steps.editsResponse ? $0.steps : nil }
         for i in 0..<u.head.headerCount {
             let field = u.fields[i]
             if field.hopByHop || field.kind == .transferEncoding { continue }
-            if c.gzip != nil && gzipReplaces(field, base: base) { continue }
+            if c.exchange.gzip != nil && gzipReplaces(field, base: base) { continue }
             if let edits, edits.dropsFromResponse(field.name.bytes(in: base)) { continue }
             h.headers.add(name: field.name.bytes(in: base), value: field.value.bytes(in: base))
         }
         if let edits {
             edits.responseAddLines.withUnsafeBytes { lines in forEachFieldLine(lines) { h.headers.add(name: $0, value: $1) } }
         }
-        if c.gzip != nil { addGzipFields(u, to: &h.headers) }
-        if c.stickyCookiePoint >= 0 {
+        if c.exchange.gzip != nil { addGzipFields(u, to: &h.headers) }
+        if c.exchange.stickyCookiePoint >= 0 {
             stickyCookieLine(c).withUnsafeBytes { lines in forEachFieldLine(lines) { h.headers.add(name: $0, value: $1) } }
         }
         let body = hasBody ? h.session.openBody(stream: link.stream) : nil

@@ -74,32 +74,20 @@ extension Worker {
         }
         // Once the upstream answered, the exchange is the upstream's to pace (a gRPC
         // bidirectional stream sends when it has something to say): its timeouts apply.
-        guard c.phase == .forwarding, !link.requestEnded, !c.responseStarted else {
+        guard c.phase == .forwarding, !link.requestEnded, !c.exchange.responseStarted else {
             link.deadline = 0
             return false
         }
-        let bodyTimeout = Int64(settings.clientBodyTimeoutMs)
-        if link.unconsumed > 0 {
-            // Bytes wait for the upstream to take them: the client is held by its window,
-            // not slow. The upstream's own timeout covers this.
-            link.lastProgressMs = now
-            link.deadline = now + bodyTimeout
-            return false
+        // The request body's clock is the HTTP/1.1 one (BodyClock.swift). Bytes waiting for
+        // the upstream to take them hold the client by its window: the proxy is the slow one.
+        switch c.exchange.bodyClock.check(now: now, limits: BodyClock.Limits(settings), proxyHolds: link.unconsumed > 0) {
+        case .wait(let deadline), .restarted(let deadline):
+            link.deadline = deadline
+        case .silent(let silent):
+            cutRequestBody(c, link, reason: "request body: no DATA for \(silent) ms (timeouts.client_body)")
+        case .tooSlow(let bytes, let elapsed):
+            cutRequestBody(c, link, reason: "request body: \(bytes) bytes in \(elapsed) ms, under limits.min_body_rate")
         }
-        if now - link.lastProgressMs >= bodyTimeout {
-            cutRequestBody(c, link, reason: "no request body bytes for \(bodyTimeout) ms")
-            return false
-        }
-        let elapsed = now - link.bodyStartMs
-        let rate = Int64(settings.minBodyRate)
-        let grace = Int64(settings.minBodyRateGraceMs)
-        if rate > 0 && elapsed >= grace && elapsed > 0 && Int64(link.bodyBytes) &* 1_000 < rate &* elapsed {
-            cutRequestBody(c, link, reason: "request body at \(Int64(link.bodyBytes) &* 1_000 / elapsed) bytes/s, below \(rate) after \(elapsed) ms")
-            return false
-        }
-        var next = link.lastProgressMs + bodyTimeout
-        if rate > 0 { next = min(next, max(link.bodyStartMs + grace, now + 1_000)) }
-        link.deadline = next
         return false
     }
 
@@ -107,6 +95,7 @@ extension Worker {
     /// RST_STREAM(NO_ERROR), the rest of the body is not wanted), else RST_STREAM; the
     /// upstream connection, which holds part of a request, is closed.
     private func cutRequestBody(_ c: ClientConnection, _ link: H2StreamLink, reason: String) {
+        metrics.slowBodies &+= 1
         h2AbortExchange(c, status: 408, reason: reason)
         link.body?.resetWhenSent = true
     }

@@ -130,20 +130,16 @@ extension Worker {
         }
         c.inBuf.append("\r\n")
         link.requestEnded = endStream
-        if !endStream {
-            // The body's clock: `timeouts.client_body` between DATA, `limits.min_body_rate`.
-            link.bodyStartMs = now
-            link.lastProgressMs = now
-            var deadline = now + Int64(settings.clientBodyTimeoutMs)
-            if settings.minBodyRate > 0 { deadline = min(deadline, now + max(Int64(settings.minBodyRateGraceMs), 1_000)) }
-            setStreamDeadline(link, deadline)
-        }
         c.phase = .readingHead
         if let error = completeLaidOutRequestHead(c.inBuf.readable, requestLineEnd: requestLineEnd, headLength: c.inBuf.readableBytes,
                                                   fieldCount: count, head: &c.head, fields: c.fields) {
             respondError(c, status: error.status, reason: "\(error.reason)")
         } else {
             dispatch(c)
+            if !endStream && c.phase == .forwarding && !c.exchange.responseStarted {
+                // The body's clock: `timeouts.client_body` between DATA, `limits.min_body_rate`.
+                setStreamDeadline(link, c.exchange.bodyClock.start(now: now, limits: BodyClock.Limits(settings)))
+            }
         }
         link.inLevel = c.inBuf.readableBytes
         if c.phase == .forwarding { streamForwarded(c, link) }
@@ -181,7 +177,8 @@ extension Worker {
         streamForwarded(c, link)
         let data = h.session.data(bytes)
         link.lastProgressMs = now
-        link.bodyBytes &+= data.count
+        c.exchange.bodyClock.read(now: now)
+        c.exchange.bodyClock.forwarded(data.count)
         link.unconsumed += data.count
         if link.chunked {
             // Staged, and framed as one chunk when the buffer has room (`streamForwarded`).
@@ -296,7 +293,7 @@ extension Worker {
             unbind(c, u)
             orphanOrClose(u, leftBy: c)
         }
-        if accessLog != nil && c.phase == .forwarding { endLogLine(c, status: c.lastStatus, endpoint: c.lastEndpoint) }
+        if accessLog != nil && c.phase == .forwarding { endLogLine(c, status: c.exchange.lastStatus, endpoint: c.exchange.lastEndpoint) }
         c.phase = .closed
     }
 
@@ -305,9 +302,9 @@ extension Worker {
         if accessLog != nil { endLogLine(c, status: u.head.status, endpoint: u.endpoint) }
         releaseEndpoint(c)
         unbind(c, u)
-        c.route = nil
+        c.exchange.route = nil
         c.served += 1
-        let reusable = u.head.keepAlive && !u.response.body.isCloseDelimited && c.requestBodyDone && !draining
+        let reusable = u.head.keepAlive && !u.response.body.isCloseDelimited && c.exchange.requestBodyDone && !draining
         if reusable { releaseToPool(u) } else { closeUpstream(u) }
         // The stream lives on until the session has sent everything and closes it.
         c.phase = .closingAfterFlush
@@ -367,12 +364,12 @@ extension Worker {
             h.session.submitResponse(stream: link.stream, status: status, headers: &h.headers, body: body)
         }
         if accessLog != nil {
-            c.bytesToClient += link.body == nil ? 0 : bodyText.count
-            endLogLine(c, status: status, endpoint: c.lastEndpoint)
+            c.exchange.bytesToClient += link.body == nil ? 0 : bodyText.count
+            endLogLine(c, status: status, endpoint: c.exchange.lastEndpoint)
         }
-        c.responseStarted = true
+        c.exchange.responseStarted = true
         c.served += 1
-        c.route = nil
+        c.exchange.route = nil
         c.phase = .closingAfterFlush
         awaitClient(link)
         queueH2Flush(h)
@@ -388,11 +385,11 @@ extension Worker {
             unbind(c, u)
             closeUpstream(u)
         }
-        guard c.responseStarted else {
+        guard c.exchange.responseStarted else {
             h2RespondError(c, status: status, reason: reason)
             return
         }
-        if accessLog != nil { endLogLine(c, status: c.lastStatus, endpoint: c.lastEndpoint) }
+        if accessLog != nil { endLogLine(c, status: c.exchange.lastStatus, endpoint: c.exchange.lastEndpoint) }
         Log.warning("resetting HTTP/2 stream \(link.stream) of \(String(decoding: c.peerText, as: UTF8.self)): \(reason)")
         link.connection.session.resetStream(link.stream, code: 2)
         c.phase = .closingAfterFlush

@@ -205,7 +205,7 @@ extension Worker {
         h.waiting.removeAll(keepingCapacity: true)
         for u in waiting where u.phase == .connecting {
             u.phase = .active
-            u.deadline = now + responseTimeout(u.client?.route)
+            u.deadline = now + responseTimeout(u.client?.exchange.route)
             sendH2Request(u)
             if let c = u.client {
                 pumpRequestBody(c)

@@ -69,9 +69,9 @@ extension Worker {
                                    bufferSize: Worker.h2StreamBufferSize)
         u.h2 = H2UpstreamStream(connection: h)
         if h.phase == .ready {
-            u.deadline = now + responseTimeout(c.route)
+            u.deadline = now + responseTimeout(c.exchange.route)
         } else {
-            u.deadline = now + connectTimeout(c.route)
+            u.deadline = now + connectTimeout(c.exchange.route)
             h.waiting.append(u)
         }
         h.deadline = h.phase == .ready ? 0 : h.deadline
@@ -177,7 +177,7 @@ extension Worker {
         link.headSubmitted = true
         h.streams[stream] = u
         u.sentIndex += head.headLength
-        u.deadline = now + responseTimeout(u.client?.route)
+        u.deadline = now + responseTimeout(u.client?.exchange.route)
         queueH2UpstreamFlush(h)
         return true
     }
@@ -219,7 +219,7 @@ extension Worker {
             return
         }
         let interim = status[0] == UInt8(ascii: "1")
-        let method = u.client?.requestMethod ?? .get
+        let method = u.client?.exchange.requestMethod ?? .get
         let bodyless = method == .head || (status[0] == UInt8(ascii: "2") && status[1] == UInt8(ascii: "0") && status[2] == UInt8(ascii: "4"))
             || (status[0] == UInt8(ascii: "3") && status[1] == UInt8(ascii: "0") && status[2] == UInt8(ascii: "4"))
         // A gRPC "trailers-only" response (one HEADERS with END_STREAM and grpc-status):
@@ -313,7 +313,7 @@ extension Worker {
 
     private func responseArrived(_ u: UpstreamConnection, _ link: H2UpstreamStream) {
         u.responseBytes = max(u.responseBytes, 1)
-        u.deadline = now + responseIdleTimeout(u.client?.route)
+        u.deadline = now + responseIdleTimeout(u.client?.exchange.route)
         link.inLevel = u.inBuf.readableBytes
         let c = u.client
         relayResponse(u)

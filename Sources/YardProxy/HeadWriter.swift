@@ -18,7 +18,7 @@ extension Worker {
         let head = c.head
         let host = head.hostSpan.bytes(in: base)
         // The route's middlewares (Middleware.swift): nil for the common route without any.
-        let steps = c.route.flatMap { $0.steps.isEmpty ? nil : $0.steps }
+        let steps = c.exchange.route.flatMap { $0.steps.isEmpty ? nil : $0.steps }
         _ = out.reserve(head.headLength + 192 + c.peerText.count + 3 * host.count + (steps?.extraRequestBytes(head) ?? 0))
         let lineStart = Int(head.methodSpan.start)
         let firstField = head.headerCount > 0 ? Int(c.fields[0].name.start) : head.headLength - 2
@@ -28,7 +28,7 @@ extension Worker {
             out.append(UnsafeRawBufferPointer(rebasing: base[lineStart..<Int(head.targetSpan.start)]))
             stripped = appendRewrittenPath(steps, path: head.pathSpan.bytes(in: base), into: &out)
             out.append(UnsafeRawBufferPointer(rebasing: base[Int(head.queryStart)..<firstField]))
-        } else if head.absoluteForm || c.pathRewritten {
+        } else if head.absoluteForm || c.exchange.pathRewritten {
             // Origin form: method, the (normalized) path, then the query and version as sent.
             out.append(UnsafeRawBufferPointer(rebasing: base[lineStart..<Int(head.targetSpan.start)]))
             if head.pathSpan.count > 0 { out.append(head.pathSpan.bytes(in: base)) } else { out.append("/") }
@@ -64,8 +64,8 @@ extension Worker {
                 keep = trusted
             case .upgrade:
                 // A list naming h2c is rewritten without it (below).
-                keep = c.upgradeRequested && !head.upgradeListsH2C
-                rewriteUpgrade = c.upgradeRequested && head.upgradeListsH2C
+                keep = c.exchange.upgradeRequested && !head.upgradeListsH2C
+                rewriteUpgrade = c.exchange.upgradeRequested && head.upgradeListsH2C
             case .contentLength:
                 keep = !head.contentLengthNeedsRewrite
             case .host:
@@ -74,7 +74,7 @@ extension Worker {
                 // Hop-by-hop, but "TE: trailers" is how a gRPC client says it reads trailers:
                 // an HTTP/2 upstream gets it (H2UpstreamStreams.swift keeps only that value).
                 keep = false
-                if field.value.count == 8, c.route?.service?.upstream.multiplexed == true {
+                if field.value.count == 8, c.exchange.route?.service?.upstream.multiplexed == true {
                     teTrailers = zip(field.value.bytes(in: base), "trailers".utf8).allSatisfy { $0 | 0x20 == $1 }
                 }
             default:
@@ -112,7 +112,7 @@ extension Worker {
             }
         }
         out.append(c.peerText)
-        if c.upgradeRequested { out.append("\r\nConnection: upgrade") }
+        if c.exchange.upgradeRequested { out.append("\r\nConnection: upgrade") }
         if sawForwardedProto {
             out.append("\r\n")
         } else if !c.secure {
@@ -127,7 +127,7 @@ extension Worker {
         }
         if teTrailers { out.append("TE: trailers\r\n") }
         if let steps { appendMiddlewareFields(c, steps, base: base, stripped: stripped, newTrace: newTrace, into: &out) }
-        if let auth = c.auth, !auth.lines.isEmpty {
+        if let auth = c.exchange.auth, !auth.lines.isEmpty {
             // forward_auth's copied fields (ForwardAuthCheck.swift).
             _ = out.reserve(auth.lines.count + 32)
             out.append(auth.lines)
@@ -142,7 +142,7 @@ extension Worker {
         let base = u.inBuf.readable
         let head = u.head
         // A headers middleware's response edits (Middleware.swift): nil for most routes.
-        let edits = c.route.flatMap { $0.steps.editsResponse && !head.isInterim ? $0.steps : nil }
+        let edits = c.exchange.route.flatMap { $0.steps.editsResponse && !head.isInterim ? $0.steps : nil }
         _ = out.reserve(head.headLength + 72 + (edits?.responseAddLines.count ?? 0))
         let firstField = head.headerCount > 0 ? Int(u.fields[0].name.start) : head.headLength - 2
         if head.versionMinor == 0 {
@@ -152,7 +152,7 @@ extension Worker {
             out.append(UnsafeRawBufferPointer(rebasing: base[0..<firstField]))
         }
         let switching = head.status == 101
-        let gzip = c.gzip != nil
+        let gzip = c.exchange.gzip != nil
         let rewriteLength = head.contentLengthNeedsRewrite && !gzip
         var runStart = -1
         for i in 0..<head.headerCount {
@@ -177,13 +177,13 @@ extension Worker {
         }
         if let edits { out.append(edits.responseAddLines) }
         if gzip { appendGzipFields(u, into: &out) }
-        if c.stickyCookiePoint >= 0 && !head.isInterim { appendStickyCookie(c, into: &out) }
+        if c.exchange.stickyCookiePoint >= 0 && !head.isInterim { appendStickyCookie(c, into: &out) }
         if switching {
             out.append("Connection: upgrade\r\n")
         } else if !head.isInterim {
             if closeAfter {
                 out.append("Connection: close\r\n")
-            } else if c.requestVersionMinor == 0 {
+            } else if c.exchange.requestVersionMinor == 0 {
                 out.append("Connection: keep-alive\r\n")
             }
         }

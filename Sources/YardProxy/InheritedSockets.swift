@@ -126,6 +126,14 @@ struct ListenerSlots: Sendable {
                     sockets.append(ListeningSocket(name: listener.name, address: address, fd: fd))
                 }
                 bound.append(address)
+                for fd in own {
+                    // Accepted sockets inherit TCP_NODELAY from their listener on Linux, which
+                    // saves a system call per connection.
+                    Socket.setNoDelay(fd)
+                    // HTTP clients speak first, so accept can wait for their first bytes; a
+                    // tcp listener may carry a protocol where the server speaks first.
+                    if listener.protocol == .http { Socket.deferAccept(fd, seconds: 1) }
+                }
                 for (position, fd) in own.enumerated() {
                     fds[position % count].append(fd)
                     listenerIndex[position % count].append(index)

@@ -73,10 +73,10 @@ final class MirrorRoom {
 extension Worker {
     /// Copies the request just forwarded when the route's mirror takes it. `headBytes`: how
     /// many bytes at the end of `forwarded` are the head written for the real upstream. A
-    /// request with a body becomes `c.mirror`, which `copyMirrorBody` fills as the body is
+    /// request with a body becomes `c.exchange.mirror`, which `copyMirrorBody` fills as the body is
     /// forwarded.
     func mirrorRequest(_ c: ClientConnection, _ settings: MirrorSettings, route: Route, forwarded: ByteBuffer, headBytes: Int) {
-        c.mirror = nil
+        c.exchange.mirror = nil
         let room = mirrors
         if room.tableVersion != table.version {
             room.splits.removeAll(keepingCapacity: true)
@@ -86,9 +86,9 @@ extension Worker {
         var split = room.splits[key] ?? SmoothWeightedRoundRobin(weights: [1000 - settings.permille, settings.permille])
         let taken = split.pick() == 1
         room.splits[key] = split
-        guard taken, !c.upgradeRequested, headBytes >= 4 else { return }
+        guard taken, !c.exchange.upgradeRequested, headBytes >= 4 else { return }
         var bodyRoom = 0
-        if !c.requestBodyDone {
+        if !c.exchange.requestBodyDone {
             switch c.head.framing {
             case .contentLength(let length):
                 guard length <= Int64(settings.maxBodyBytes) else {
@@ -107,10 +107,10 @@ extension Worker {
         // ends its response by closing, so nothing needs parsing.
         out.append(UnsafeRawBufferPointer(rebasing: head[0..<(head.count - 2)]))
         out.append("Connection: close\r\n\r\n")
-        if c.requestBodyDone {
+        if c.exchange.requestBodyDone {
             sendMirror(out, settings, route: route)
         } else {
-            c.mirror = PendingMirror(out: out, headBytes: out.readableBytes, settings: settings, route: route)
+            c.exchange.mirror = PendingMirror(out: out, headBytes: out.readableBytes, settings: settings, route: route)
         }
     }
 
@@ -119,13 +119,13 @@ extension Worker {
     func copyMirrorBody(_ c: ClientConnection, _ pending: PendingMirror, _ bytes: UnsafeRawBufferPointer) {
         guard pending.out.readableBytes - pending.headBytes + bytes.count <= pending.settings.maxBodyBytes,
               pending.out.reserve(bytes.count) else {
-            c.mirror = nil
+            c.exchange.mirror = nil
             mirrors.skippedBody &+= 1
             return
         }
         pending.out.append(bytes)
-        guard c.requestBodyDone else { return }
-        c.mirror = nil
+        guard c.exchange.requestBodyDone else { return }
+        c.exchange.mirror = nil
         sendMirror(pending.out, pending.settings, route: pending.route)
         // The copy's exchange took the buffer.
         pending.out = ByteBuffer()

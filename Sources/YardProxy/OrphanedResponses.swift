@@ -20,13 +20,13 @@ extension Worker {
     /// The client of `u`'s exchange (`c`, already unbound) left: keep `u` to read the rest of
     /// the response and pool it, or close it.
     func orphanOrClose(_ u: UpstreamConnection, leftBy c: ClientConnection) {
-        let requestComplete = c.requestBodyDone && u.sentIndex == u.outBuf.writerIndex
+        let requestComplete = c.exchange.requestBodyDone && u.sentIndex == u.outBuf.writerIndex
         let endKnown = !u.headDone || (!u.response.body.isCloseDelimited && u.response.body.remainingLength <= Int64(Worker.orphanDiscardLimit))
-        guard u.h2 == nil, u.splice == nil, u.phase == .active, requestComplete, endKnown, !c.upgradeRequested, !draining else {
+        guard u.h2 == nil, u.splice == nil, u.phase == .active, requestComplete, endKnown, !c.exchange.upgradeRequested, !draining else {
             closeUpstream(u)
             return
         }
-        u.discardMethod = c.requestMethod
+        u.discardMethod = c.exchange.requestMethod
         u.discardBudget = Worker.orphanDiscardLimit
         u.deadline = now + Worker.orphanDiscardTimeoutMs
         discardResponse(u)

@@ -11,7 +11,7 @@ import YardModel
 // chunks for an HTTP/1.1 client or DATA for an HTTP/2 stream. The decisions (Accept-Encoding,
 // media types, Cache-Control) are YardModel/Compress.swift's; this file owns the z_stream.
 //
-// Routes without compress pay one Bool test per response (`c.acceptsGzip`, set at dispatch
+// Routes without compress pay one Bool test per response (`c.exchange.acceptsGzip`, set at dispatch
 // only when the route has the middleware and the client takes gzip).
 
 /// One gzip stream for one response: a z_stream (~256 KiB of zlib state at window 15,
@@ -112,8 +112,8 @@ extension Worker {
     /// compress: a body of a listed type, at least `min_bytes` when its length is known, not
     /// already encoded, not `no-transform`, not 204/206/304.
     func beginGzipIfWanted(_ c: ClientConnection, _ u: UpstreamConnection) {
-        c.gzip = nil
-        guard c.acceptsGzip, let rule = c.route?.steps.compress else { return }
+        c.exchange.gzip = nil
+        guard c.exchange.acceptsGzip, let rule = c.exchange.route?.steps.compress else { return }
         let head = u.head
         guard head.status >= 200, head.status != 204, head.status != 206, head.status != 304 else { return }
         switch head.framing {
@@ -154,11 +154,11 @@ extension Worker {
         if index >= 0 {
             let spare = gzipSpares.remove(at: index)
             if spare.restart(level: rule.level, dechunks: dechunks) {
-                c.gzip = spare
+                c.exchange.gzip = spare
                 return
             }
         }
-        c.gzip = GzipStream(level: rule.level, size: size, dechunks: dechunks)
+        c.exchange.gzip = GzipStream(level: rule.level, size: size, dechunks: dechunks)
     }
 
     // MARK: Heads

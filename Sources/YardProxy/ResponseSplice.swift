@@ -44,7 +44,7 @@ extension Worker {
     func startSpliceIfWorthIt(_ c: ClientConnection, _ u: UpstreamConnection) -> Bool {
         guard u.splice == nil, u.headDone, !u.responseDone, u.inBuf.isEmpty,
               u.response.body.remainingLength >= Worker.spliceMinimum,
-              c.gzip == nil, c.tls == nil, u.tls == nil, c.h2 == nil, u.h2 == nil, c.auth == nil || c.auth?.passed == true,
+              c.exchange.gzip == nil, c.tls == nil, u.tls == nil, c.h2 == nil, u.h2 == nil, c.exchange.auth == nil || c.exchange.auth?.passed == true,
               let pipe = takePipe() else { return false }
         u.splice = pipe
         spliceResponse(u)
@@ -66,7 +66,7 @@ extension Worker {
                     u.response.bodyPassedAround(n)
                     u.responseBytes += n
                     metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.bytesIn, UInt64(n))
-                    u.deadline = now + responseIdleTimeout(c.route)
+                    u.deadline = now + responseIdleTimeout(c.exchange.route)
                     moved = true
                 } else if n == 0 {
                     u.eof = true
@@ -84,7 +84,7 @@ extension Worker {
                 let n = splice(pipe.readFD, nil, c.fd, nil, pipe.inPipe, flags)
                 if n > 0 {
                     pipe.inPipe -= n
-                    c.bytesToClient &+= n
+                    c.exchange.bytesToClient &+= n
                     moved = true
                 } else {
                     let err = n == 0 ? EPIPE : yard_errno()

@@ -301,7 +301,7 @@ extension Worker {
         // A HEAD request gets the head only (its Content-Length then says 0).
         let bodyBytes = UnsafeRawBufferPointer(start: body.utf8Start, count: c.head.method == .head ? 0 : body.utf8CodeUnitCount)
         if c.h2 != nil { return h2SendOwnAnswer(c, status: status, fieldLines: answerFields.readable, body: bodyBytes) }
-        let close = !c.keepAlive || !c.requestBodyDone || draining || c.readClosed
+        let close = !c.exchange.keepAlive || !c.exchange.requestBodyDone || draining || c.readClosed
         sendOwnAnswer(c, status: status, close: close) { out in
             let start = out.writerIndex
             _ = out.reserve(answerFields.readableBytes + bodyBytes.count + 128)
@@ -317,7 +317,7 @@ extension Worker {
             if close {
                 out.append("\r\nConnection: close\r\n\r\n")
             } else {
-                out.append(c.requestVersionMinor == 0 ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\n\r\n")
+                out.append(c.exchange.requestVersionMinor == 0 ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\n\r\n")
             }
             out.append(bodyBytes)
             return out.writerIndex - start

@@ -164,48 +164,48 @@ extension Worker {
         guard service.index < balancers.count, balancers[service.index].service === service else {
             // A retry of a request that started on an older table: plain rotation.
             let endpoints = service.activeEndpoints.isEmpty ? service.canaryEndpoints : service.activeEndpoints
-            c.balancerIndex = -1
-            if service.limits.limited { return claimRotation(c, endpoints, start: c.attempts, service: service) }
-            return endpoints[c.attempts % endpoints.count]
+            c.exchange.balancerIndex = -1
+            if service.limits.limited { return claimRotation(c, endpoints, start: c.exchange.attempts, service: service) }
+            return endpoints[c.exchange.attempts % endpoints.count]
         }
         let top = balancers[service.index]
-        let pinned = c.overrideTrack >= 0 && c.overrideTrack < service.trackEndpoints.count
+        let pinned = c.exchange.overrideTrack >= 0 && c.exchange.overrideTrack < service.trackEndpoints.count
         // The track is chosen once per request; retries stay on it.
-        if !c.trackDecided {
-            c.trackDecided = true
+        if !c.exchange.trackDecided {
+            c.exchange.trackDecided = true
             let decision = top.split.decide(
-                override: pinned ? .track(c.overrideTrack) : .absent, stickyPoint: c.stickyPoint,
+                override: pinned ? .track(c.exchange.overrideTrack) : .absent, stickyPoint: c.exchange.stickyPoint,
                 activeHasEndpoints: !top.endpoints.isEmpty, now: now)
-            c.onCanary = decision.track == .canary
-            if c.assignsStickyCookie && !pinned { assignStickyCookie(c, top) }
+            c.exchange.onCanary = decision.track == .canary
+            if c.exchange.assignsStickyCookie && !pinned { assignStickyCookie(c, top) }
         }
         if pinned {
             // Pinned by the override header: rotate over that track's endpoints.
-            let endpoints = service.trackEndpoints[c.overrideTrack].endpoints
+            let endpoints = service.trackEndpoints[c.exchange.overrideTrack].endpoints
             guard !endpoints.isEmpty else { return nil }
             overrideRotation &+= 1
-            c.balancerIndex = -1
+            c.exchange.balancerIndex = -1
             if service.limits.limited { return claimRotation(c, endpoints, start: overrideRotation, service: service) }
             return endpoints[overrideRotation % endpoints.count]
         }
         var balancer = top
-        if c.onCanary, let canary = top.canaryState, !canary.endpoints.isEmpty {
+        if c.exchange.onCanary, let canary = top.canaryState, !canary.endpoints.isEmpty {
             balancer = canary
         } else if top.endpoints.isEmpty, let canary = top.canaryState {
             balancer = canary
         }
         let endpoints = balancer.endpoints
         guard !endpoints.isEmpty else { return nil }
-        var excluding = c.triedEndpoints
+        var excluding = c.exchange.triedEndpoints
         // Every endpoint tried: allow them all again rather than fail.
         if endpoints.count <= 64 && excluding.nonzeroBitCount >= endpoints.count { excluding = 0 }
         guard let index = service.limits.limited ? claimPick(c, balancer, endpoints, excluding: excluding, service: service)
-            : balancer.pick(excluding: excluding, hash: c.hashKey, nowMs: now) else { return nil }
-        if index < 64 { c.triedEndpoints |= 1 << UInt64(index) }
+            : balancer.pick(excluding: excluding, hash: c.exchange.hashKey, nowMs: now) else { return nil }
+        if index < 64 { c.exchange.triedEndpoints |= 1 << UInt64(index) }
         balancer.started(index)
-        if balancer.kind == .p2cEWMA { c.attemptStartNanos = monotonicNanoseconds() }
-        c.balancer = balancer
-        c.balancerIndex = index
+        if balancer.kind == .p2cEWMA { c.exchange.attemptStartNanos = monotonicNanoseconds() }
+        c.exchange.balancer = balancer
+        c.exchange.balancerIndex = index
         return endpoints[index]
     }
 
@@ -247,10 +247,10 @@ extension Worker {
     /// Ends the client's claim on its endpoint (least-connections counts, latency for EWMA).
     func releaseEndpoint(_ c: ClientConnection) {
         if c.hold.claim != nil || c.hold.ticket != 0 || c.hold.refused { releaseHold(c) }
-        guard let balancer = c.balancer, c.balancerIndex >= 0 else { return }
-        balancer.finished(c.balancerIndex, startNanos: c.attemptStartNanos)
-        c.balancer = nil
-        c.balancerIndex = -1
+        guard let balancer = c.exchange.balancer, c.exchange.balancerIndex >= 0 else { return }
+        balancer.finished(c.exchange.balancerIndex, startNanos: c.exchange.attemptStartNanos)
+        c.exchange.balancer = nil
+        c.exchange.balancerIndex = -1
     }
 
     /// The consistent-hash key of the current request: a header's value, a cookie's value,
@@ -274,7 +274,7 @@ extension Worker {
     }
 
     /// The service whose request the client carries (for its precomputed key names).
-    private func route(_ c: ClientConnection) -> Service? { c.route?.service }
+    private func route(_ c: ClientConnection) -> Service? { c.exchange.route?.service }
 
     /// The value of the first header whose name equals `wanted` (lower-case bytes).
     func headerValue(_ c: ClientConnection, named wanted: [UInt8], base: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {

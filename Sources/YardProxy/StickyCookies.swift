@@ -18,20 +18,20 @@ extension Worker {
             let point = signed.point(of: value)
             if point >= 0 { return point }
         }
-        c.assignsStickyCookie = true
+        c.exchange.assignsStickyCookie = true
         return -1
     }
 
     /// Gives the client a point on the side of the split the counter just chose for it.
     func assignStickyCookie(_ c: ClientConnection, _ top: ServiceBalancer) {
-        c.stickyCookiePoint = TrafficSplit.assignedPoint(canary: c.onCanary, share: top.split.share(now: now), using: &top.stickyRandom)
+        c.exchange.stickyCookiePoint = TrafficSplit.assignedPoint(canary: c.exchange.onCanary, share: top.split.share(now: now), using: &top.stickyRandom)
     }
 
     /// The `Set-Cookie` line for the client's assigned point (Secure on TLS), or nothing.
     func stickyCookieLine(_ c: ClientConnection) -> [UInt8] {
-        guard let signed = table.stickyCookies, let service = c.route?.service,
+        guard let signed = table.stickyCookies, let service = c.exchange.route?.service,
               let settings = service.canary?.stickyCookie else { return [] }
-        return signed.setCookieLine(name: service.stickyKeyName, point: c.stickyCookiePoint,
+        return signed.setCookieLine(name: service.stickyKeyName, point: c.exchange.stickyCookiePoint,
                                     maxAgeSeconds: settings.maxAgeSeconds, secure: c.secure)
     }
 

@@ -192,7 +192,7 @@ extension Worker {
     /// HTTP machinery and become one tunnel, carrying what each side had buffered (the 101
     /// head and any bytes after it for the client; early frames for the upstream).
     func becomeTunnel(_ c: ClientConnection, _ u: UpstreamConnection) {
-        guard let service = c.route?.service else {
+        guard let service = c.exchange.route?.service else {
             abortExchange(c, status: 502, reason: "upgrade without a routed service")
             return
         }
@@ -215,8 +215,8 @@ extension Worker {
         t.upstreamFD = u.fd
         t.endpoint = u.endpoint
         t.connecting = false
-        t.balancer = c.balancer
-        t.balancerIndex = c.balancerIndex
+        t.balancer = c.exchange.balancer
+        t.balancerIndex = c.exchange.balancerIndex
         t.slotClaim = c.hold.claim
         c.hold.claim = nil
         if t.tlsSide == nil {
@@ -227,8 +227,8 @@ extension Worker {
         // Detach both connections without closing their sockets: the tunnel owns them now.
         // They stay in the graveyard until the batch ends, marked closed, so a later event
         // of this batch carrying their old tokens is ignored.
-        c.balancer = nil
-        c.balancerIndex = -1
+        c.exchange.balancer = nil
+        c.exchange.balancerIndex = -1
         c.upstream = nil
         u.client = nil
         c.phase = .closed

@@ -18,9 +18,9 @@ extension Worker {
         // Connect attempts are not charged to the retry budget: a refused connection did no
         // work on any upstream, and retrying it elsewhere is what keeps a dead replica
         // invisible until health checks take it out.
-        let maxAttempts = 1 + max(retryPolicy(c.route, service).attempts, min(2, service.activeEndpoints.count - 1))
-        while c.attempts < maxAttempts && !(service.activeEndpoints.isEmpty && service.canaryEndpoints.isEmpty) {
-            c.attempts += 1
+        let maxAttempts = 1 + max(retryPolicy(c.exchange.route, service).attempts, min(2, service.activeEndpoints.count - 1))
+        while c.exchange.attempts < maxAttempts && !(service.activeEndpoints.isEmpty && service.canaryEndpoints.isEmpty) {
+            c.exchange.attempts += 1
             releaseEndpoint(c)
             guard let endpoint = chooseEndpoint(service, for: c) else { return nil }
             guard endpoint.poolKey < pools.count, let pool = pools[endpoint.poolKey], let address = pool.address else {
@@ -36,17 +36,17 @@ extension Worker {
                 u.phase = .active
                 u.reused = true
                 bind(c, u)
-                u.deadline = now + responseTimeout(c.route)
+                u.deadline = now + responseTimeout(c.exchange.route)
                 return u
             }
             let u: UpstreamConnection
             switch Socket.connect(to: address) {
             case .connected(let fd):
                 u = UpstreamConnection(fd: fd, endpoint: endpoint, connecting: false, maxHeaders: settings.maxHeaders, bufferSize: Worker.upstreamFirstBuffer)
-                u.deadline = now + responseTimeout(c.route)
+                u.deadline = now + responseTimeout(c.exchange.route)
             case .inProgress(let fd):
                 u = UpstreamConnection(fd: fd, endpoint: endpoint, connecting: true, maxHeaders: settings.maxHeaders, bufferSize: Worker.upstreamFirstBuffer)
-                u.deadline = now + connectTimeout(c.route)
+                u.deadline = now + connectTimeout(c.exchange.route)
             case .failed(let err):
                 Log.warning("connect to \(endpoint.id) failed: \(IOError(call: "connect", errno: err))")
                 metrics.add(endpoint.poolKey, WorkerMetrics.Field.connectFailures)
@@ -103,7 +103,7 @@ extension Worker {
     private func bind(_ c: ClientConnection, _ u: UpstreamConnection) {
         c.upstream = u
         u.client = c
-        c.lastEndpoint = u.endpoint
+        c.exchange.lastEndpoint = u.endpoint
         metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.active)
         if u.h2 == nil, u.endpoint.poolKey < pools.count, let pool = pools[u.endpoint.poolKey] { pool.exchangeStarted(now: now) }
     }
@@ -175,7 +175,7 @@ extension Worker {
                 guard continueUpstreamHandshake(u) else { return }
             }
             u.phase = .active
-            u.deadline = now + responseTimeout(u.client?.route)
+            u.deadline = now + responseTimeout(u.client?.exchange.route)
         }
         if flags & Epoll.writable != 0 || u.sentIndex < u.outBuf.writerIndex {
             guard flushUpstream(u) else { return }
@@ -238,7 +238,7 @@ extension Worker {
             if n == room && u.inBuf.capacity < bufferSize { _ = u.inBuf.reserve(u.inBuf.capacity, limit: bufferSize) }
             u.responseBytes += n
             metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.bytesIn, UInt64(n))
-            u.deadline = now + responseIdleTimeout(u.client?.route)
+            u.deadline = now + responseIdleTimeout(u.client?.exchange.route)
             relayResponse(u)
         case .wouldBlock:
             return
@@ -267,7 +267,7 @@ extension Worker {
     /// An HTTP/2 stream gets RST_STREAM instead of END_STREAM; the client's other streams go on.
     func responseTruncated(_ c: ClientConnection, _ u: UpstreamConnection) {
         metrics.truncatedResponses &+= 1
-        recordOutcome(u.endpoint, service: c.route?.service, failed: true)
+        recordOutcome(u.endpoint, service: c.exchange.route?.service, failed: true)
         let cut = c.h2 == nil ? "closing the client connection without a clean end" : "resetting the HTTP/2 stream"
         Log.warning("response from \(u.endpoint.id) ended without TLS close_notify: possibly truncated; \(cut)")
         if c.h2 == nil { c.abortiveClose = true }
@@ -282,20 +282,20 @@ extension Worker {
             if u.discardMethod != nil { discardResponse(u) }
             return
         }
-        if let auth = c.auth, !auth.passed { return relayAuthAnswer(u, c, auth) }
+        if let auth = c.exchange.auth, !auth.passed { return relayAuthAnswer(u, c, auth) }
         if c.h2 != nil { return relayResponseToStream(u, c) }
         relaying: while true {
             if u.headDone && c.outBuf.writableBytes < u.inBuf.readableBytes { c.outBuf.compact() }
-            let room = c.gzip == nil ? c.outBuf.writableBytes : gzipRoom(c)
+            let room = c.exchange.gzip == nil ? c.outBuf.writableBytes : gzipRoom(c)
             let event = u.response.next(u.inBuf.readable, room: room, close: u.closeState,
-                                        limits: responseLimits, requestMethod: c.requestMethod, fields: u.fields)
+                                        limits: responseLimits, requestMethod: c.exchange.requestMethod, fields: u.fields)
             switch event {
             case .needBytes:
                 if u.headDone {
-                    if let gzip = c.gzip {
+                    if let gzip = c.exchange.gzip {
                         let before = c.outBuf.readableBytes
                         flushGzip(gzip, chunked: true, into: &c.outBuf)
-                        c.bytesToClient &+= c.outBuf.readableBytes - before
+                        c.exchange.bytesToClient &+= c.outBuf.readableBytes - before
                     }
                     break relaying
                 }
@@ -304,23 +304,23 @@ extension Worker {
                 return
             case .interimHead, .finalHead:
                 let interim = u.head.isInterim
-                let closeAfter = !interim && (!c.keepAlive || draining || (c.readClosed && c.inBuf.isEmpty) || !c.requestBodyDone
+                let closeAfter = !interim && (!c.exchange.keepAlive || draining || (c.readClosed && c.inBuf.isEmpty) || !c.exchange.requestBodyDone
                     || u.head.framing == .untilClose)
-                if closeAfter { c.keepAlive = false }
+                if closeAfter { c.exchange.keepAlive = false }
                 let before = c.outBuf.writerIndex - c.outBuf.readerIndex
-                if !interim && c.acceptsGzip { beginGzipIfWanted(c, u) }
+                if !interim && c.exchange.acceptsGzip { beginGzipIfWanted(c, u) }
                 writeResponseHead(c, u, closeAfter: closeAfter, into: &c.outBuf)
-                c.bytesToClient += c.outBuf.writerIndex - c.outBuf.readerIndex - before
-                c.lastStatus = u.head.status
+                c.exchange.bytesToClient += c.outBuf.writerIndex - c.outBuf.readerIndex - before
+                c.exchange.lastStatus = u.head.status
                 u.inBuf.consume(u.head.headLength)
-                c.responseStarted = true
+                c.exchange.responseStarted = true
                 if interim {
                     u.response.acceptHead()
                 } else {
                     startResponseBody(c, u)
                 }
             case .switchingProtocols:
-                guard c.upgradeRequested else {
+                guard c.exchange.upgradeRequested else {
                     responseFailed(c, u, event)
                     return
                 }
@@ -331,26 +331,26 @@ extension Worker {
                 writeResponseHead(c, u, closeAfter: false, into: &c.outBuf)
                 u.inBuf.consume(u.head.headLength)
                 metrics.response(u.endpoint.poolKey, status: 101, latencyMicros: latencyMicros(c))
-                recordOutcome(u.endpoint, service: c.route?.service, failed: false)
+                recordOutcome(u.endpoint, service: c.exchange.route?.service, failed: false)
                 if accessLog != nil { endLogLine(c, status: 101, endpoint: u.endpoint) }
                 becomeTunnel(c, u)
                 return
             case .body(let count):
-                if let gzip = c.gzip {
+                if let gzip = c.exchange.gzip {
                     let before = c.outBuf.readableBytes
                     gzipBody(gzip, u, count: count, chunked: true, into: &c.outBuf)
-                    c.bytesToClient &+= c.outBuf.readableBytes - before
+                    c.exchange.bytesToClient &+= c.outBuf.readableBytes - before
                 } else {
                     relayBodyBytes(c, UnsafeRawBufferPointer(rebasing: u.inBuf.readable[0..<count]))
-                    c.bytesToClient &+= count
+                    c.exchange.bytesToClient &+= count
                 }
                 u.inBuf.consume(count)
             case .complete:
-                if let gzip = c.gzip {
+                if let gzip = c.exchange.gzip {
                     let before = c.outBuf.readableBytes
                     endGzip(gzip, chunked: true, into: &c.outBuf)
-                    c.bytesToClient &+= c.outBuf.readableBytes - before
-                    c.gzip = nil
+                    c.exchange.bytesToClient &+= c.outBuf.readableBytes - before
+                    c.exchange.gzip = nil
                 }
                 break relaying
             case .invalidHead, .invalidBody, .closedMidHead, .closedMidBody, .truncated:
@@ -416,7 +416,7 @@ extension Worker {
     /// Microseconds from the request head to now (the response head, or the proxy's answer).
     @inline(__always)
     func latencyMicros(_ c: ClientConnection) -> Int64 {
-        max(monotonicMicroseconds() &- c.requestStart, 0)
+        max(monotonicMicroseconds() &- c.exchange.requestStart, 0)
     }
 
     /// A final response head was parsed: counts it, tells health how the endpoint did,
@@ -425,8 +425,8 @@ extension Worker {
     func startResponseBody(_ c: ClientConnection, _ u: UpstreamConnection) {
         u.response.acceptHead()
         metrics.response(u.endpoint.poolKey, status: u.head.status, latencyMicros: latencyMicros(c))
-        recordOutcome(u.endpoint, service: c.route?.service, failed: u.head.status >= 500)
-        if c.requestBodyDone { dropSentBytes(u) }
+        recordOutcome(u.endpoint, service: c.exchange.route?.service, failed: u.head.status >= 500)
+        if c.exchange.requestBodyDone { dropSentBytes(u) }
     }
 
     // MARK: Failures
@@ -435,12 +435,12 @@ extension Worker {
     /// `UpstreamFailure` policy's decision (replay, retry elsewhere, 502, cut); this carries
     /// it out.
     func upstreamFailed(_ u: UpstreamConnection, reason: String) {
-        if let c = u.client, let auth = c.auth, !auth.passed { return authFailed(c, u, status: 502, reason: "forward_auth: \(reason)") }
+        if let c = u.client, let auth = c.exchange.auth, !auth.passed { return authFailed(c, u, status: 502, reason: "forward_auth: \(reason)") }
         carryOut(failureFacts(u, .failed).decision, u, reason: reason)
     }
 
     func upstreamTimedOut(_ u: UpstreamConnection) {
-        if let c = u.client, let auth = c.auth, !auth.passed, u.phase != .idle {
+        if let c = u.client, let auth = c.exchange.auth, !auth.passed, u.phase != .idle {
             return authFailed(c, u, status: 504, reason: "forward_auth: \(u.endpoint.id) did not answer within \(auth.step.timeoutMs) ms")
         }
         guard u.phase != .closed else { return }
@@ -449,11 +449,11 @@ extension Worker {
         switch u.phase {
         case .connecting:
             let step = u.handshaking ? "TLS handshake with" : "connect to"
-            reason = "\(step) \(u.endpoint.id) timed out after \(connectTimeout(u.client?.route)) ms"
+            reason = "\(step) \(u.endpoint.id) timed out after \(connectTimeout(u.client?.exchange.route)) ms"
         case .active where facts.perTryTimeoutApplies:
             reason = "\(u.endpoint.id) did not answer within the per-try timeout of \(facts.perTryTimeoutMs) ms"
         case .active:
-            reason = "\(u.endpoint.id) did not answer within \(u.responseBytes > 0 ? responseIdleTimeout(u.client?.route) : responseTimeout(u.client?.route)) ms"
+            reason = "\(u.endpoint.id) did not answer within \(u.responseBytes > 0 ? responseIdleTimeout(u.client?.exchange.route) : responseTimeout(u.client?.exchange.route)) ms"
         case .idle, .closed:
             reason = ""
         }
@@ -472,16 +472,16 @@ extension Worker {
             facts.bound = false
             return facts
         }
-        let retry = retryPolicy(c.route, c.route?.service)
-        facts.responseStarted = c.responseStarted
+        let retry = retryPolicy(c.exchange.route, c.exchange.route?.service)
+        facts.responseStarted = c.exchange.responseStarted
         facts.responseHeadDone = u.headDone
         facts.responseBytes = u.responseBytes
         facts.reusedFromPool = u.reused
         facts.replayable = u.replayable
-        facts.idempotent = c.requestMethod.isIdempotent
-        facts.requestBodyDone = c.requestBodyDone
+        facts.idempotent = c.exchange.requestMethod.isIdempotent
+        facts.requestBodyDone = c.exchange.requestBodyDone
         facts.refusedStream = u.h2?.refused == true
-        facts.retries = c.retries
+        facts.retries = c.exchange.retries
         facts.retryAttempts = retry.attempts
         facts.perTryTimeoutMs = retry.perTryTimeoutMs
         facts.budgetAvailable = retryTokens >= 1
@@ -494,7 +494,7 @@ extension Worker {
             closeUpstream(u)
             return
         }
-        let service = c.route?.service
+        let service = c.exchange.route?.service
         if decision.recordsFailure { recordOutcome(u.endpoint, service: service, failed: true) }
         if u.phase == .connecting { metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.connectFailures) }
         if decision.refusedByBudget { metrics.add(u.endpoint.poolKey, WorkerMetrics.Field.retriesRefused) }
@@ -503,12 +503,12 @@ extension Worker {
             guard let service else { return abortExchange(c, status: 502, reason: reason) }
             if kind.countsRetry {
                 _ = spendRetry(failedKey: u.endpoint.poolKey)
-                c.retries += 1
+                c.exchange.retries += 1
             }
             let failedKey = u.endpoint.poolKey
             unbind(c, u)
             Log.warning("\(reason); trying \(kind == .nextEndpoint ? "another endpoint" : "again")")
-            if kind.restartsConnectAttempts { c.attempts = min(c.attempts, 1) }
+            if kind.restartsConnectAttempts { c.exchange.attempts = min(c.exchange.attempts, 1) }
             if let next = connectUpstream(for: c, service: service, fresh: true) {
                 metrics.add(failedKey, WorkerMetrics.Field.retries)
                 swap(&u.outBuf, &next.outBuf)

@@ -109,7 +109,7 @@ extension Worker {
                     u.phase = .connecting
                     u.handshaking = true
                 }
-                u.deadline = now + connectTimeout(u.client?.route)
+                u.deadline = now + connectTimeout(u.client?.exchange.route)
                 return true
             } catch {
                 failure = "TLS to \(u.endpoint.id): \(error)"
@@ -155,7 +155,7 @@ extension Worker {
             return false
         case .failed(let error):
             metrics.upstreamTLSFailures &+= 1
-            let name = UpstreamTLSContexts.serverName(for: u.endpoint, tls: u.client?.route?.service?.upstream.tls ?? UpstreamTLS())
+            let name = UpstreamTLSContexts.serverName(for: u.endpoint, tls: u.client?.exchange.route?.service?.upstream.tls ?? UpstreamTLS())
             if let pool { noteTLSProblem(pool, "TLS handshake with \(u.endpoint.id) (verifying \(name)) failed: \(error.reason.isEmpty ? error.description : error.reason)") }
             upstreamFailed(u, reason: "TLS handshake with \(u.endpoint.id) failed")
             return false

@@ -303,7 +303,10 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Accept
 
-    func acceptConnections(_ index: Int) {
+    /// `readAtOnce`: HTTP listeners defer accept until the client's first bytes arrived
+    /// (TCP_DEFER_ACCEPT), so a new connection is read straight away, saving one turn of
+    /// the loop per connection.
+    func acceptConnections(_ index: Int, readAtOnce: Bool = true) {
         let listenFD = listeners[index]
         let tunnelService = listenerServices[index]
         let tls = listenerTLS[index]
@@ -326,7 +329,7 @@ final class Worker: @unchecked Sendable {
                         continue
                     }
                 }
-                Socket.setNoDelay(fd)
+                // TCP_NODELAY comes from the listener (ListenerSlots).
                 if let tunnelService {
                     acceptTunnel(fd, peer: peer, serviceName: tunnelService, ticket: ticket)
                     continue
@@ -352,6 +355,7 @@ final class Worker: @unchecked Sendable {
                 }
                 c.interest = Epoll.readable
                 epoll.add(fd, events: c.interest, token: Token.client(c))
+                if readAtOnce { clientEvent(c, Epoll.readable) }
             case .wouldBlock:
                 return
             case .failed(let err):
@@ -641,7 +645,7 @@ final class Worker: @unchecked Sendable {
     private func acceptConnectionsBeforeClose(_ index: Int) {
         let wasDraining = draining
         draining = false
-        acceptConnections(index)
+        acceptConnections(index, readAtOnce: false)
         draining = wasDraining
     }
 }
