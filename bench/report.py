@@ -55,16 +55,16 @@ def load_table(results, lines):
     rows = list(csv.DictReader(open(os.path.join(results, "results.tsv")), delimiter="\t"))
     if not rows:
         return
-    lines.append("| scenario | proxy | req/s | p50 ms | p99 ms | proxy CPU s | req per proxy-CPU-s | peak RSS MiB | errors | new upstream conns | per s |")
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("| scenario | proxy | req/s | p50 ms | p99 ms | proxy CPU s | req per proxy-CPU-s | peak RSS MiB | anon MiB | errors | new upstream conns | per s |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         rps, per_cpu = num(r["req_per_s"]), num(r["req_per_cpu_s"])
-        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             title(r["scenario"]), r["proxy"],
             f"{rps:,.0f}" if rps is not None else r["req_per_s"],
             r["p50_ms"], r["p99_ms"], r["cpu_s"],
             f"{per_cpu:,.0f}" if per_cpu is not None else r["req_per_cpu_s"],
-            r["peak_rss_mib"], r["errors"], r["upstream_conns"], r["upstream_conns_per_s"]))
+            r["peak_rss_mib"], r.get("anon_mib") or "n/a", r["errors"], r["upstream_conns"], r["upstream_conns_per_s"]))
     stalled = [f"{title(r['scenario'])}: {r['proxy']}" for r in rows if not measured(r)]
     if stalled:
         lines += ["", "No request completed in the window (stalled; not compared below, run it again): "
@@ -82,17 +82,20 @@ def load_table(results, lines):
         fast = best(peers, "req_per_cpu_s", highest=True)
         quick = best(peers, "p99_ms", highest=False)
         small = best(peers, "peak_rss_mib", highest=False)
+        private = best(peers, "anon_mib", highest=False) if mine.get("anon_mib") else None
         calm = best(peers, "upstream_conns_per_s", highest=False)
         cell = lambda peer, key: (f"{ratio(mine[key], peer[key])} ({peer['proxy']})" if peer else "n/a")
-        against_best.append("| {} | {} | {} | {} | {} / {} ({}) |".format(
-            title(scenario), cell(fast, "req_per_cpu_s"), cell(quick, "p99_ms"), cell(small, "peak_rss_mib"),
+        against_best.append("| {} | {} | {} | {} | {} | {} / {} ({}) |".format(
+            title(scenario), cell(fast, "req_per_cpu_s"), cell(quick, "p99_ms"), cell(small, "peak_rss_mib"), cell(private, "anon_mib"),
             mine["upstream_conns_per_s"], calm["upstream_conns_per_s"] if calm else "n/a", calm["proxy"] if calm else "-"))
     if against_best:
         lines += ["", "Switchyard against the best peer of each scenario (in brackets): req per proxy-CPU-s "
                   "(higher is better; the issue-14 targets are ≥ 1.1×), p99 (lower is better), peak RSS "
-                  "(lower is better; target ≤ 1.5×), new upstream connections per second (Switchyard / the fewest of a peer):", "",
-                  "| scenario | req/CPU-s vs best | p99 vs best | peak RSS vs best | new upstream conn/s |",
-                  "|---|---:|---:|---:|---:|"] + against_best
+                  "(lower is better; target ≤ 1.5×), anonymous memory as the window ends (RssAnon: heap, stacks "
+                  "and buffers, without the mapped code the page cache shares), new upstream connections per second "
+                  "(Switchyard / the fewest of a peer):", "",
+                  "| scenario | req/CPU-s vs best | p99 vs best | peak RSS vs best | anon vs best | new upstream conn/s |",
+                  "|---|---:|---:|---:|---:|---:|"] + against_best
 
     per_peer = []
     for scenario in scenarios:

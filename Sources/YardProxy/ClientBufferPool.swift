@@ -76,6 +76,19 @@ struct ClientBufferPool {
         }
     }
 
+    /// Frees the spares past `count` of each kind (a burst of connections has ended: the
+    /// high-water mark's worth of spares would otherwise stay resident for good).
+    mutating func shrink(keeping count: Int) {
+        while buffers.count > count, let base = buffers.popLast() {
+            free(base)
+            freedSinceTrim &+= bufferSize
+        }
+        while fieldArrays.count > count, let fields = fieldArrays.popLast() {
+            fields.deallocate()
+            freedSinceTrim &+= maxHeaders &* MemoryLayout<HeaderField>.stride
+        }
+    }
+
     /// Frees every spare (the worker is stopping).
     mutating func releaseAll() {
         for base in buffers { free(base) }
@@ -92,15 +105,20 @@ extension Worker {
     static let heapTrimDrop = 512
     static let heapTrimFreedBytes = 8 << 20
     static let heapTrimIntervalMs: Int64 = 5_000
+    /// Spares of each kind the pool keeps once a burst has ended.
+    static let sparesAfterBurst = 32
 
     /// Once a burst of connections has ended (far fewer now than the peak since the last
     /// trim), or many idle connections parked their buffers past the pool's high-water mark,
-    /// and at most every 5 s: return the freed pages to the system. Called per tick.
+    /// and at most every 5 s: return the freed pages to the system — after a burst, with
+    /// the pool's spares past `sparesAfterBurst`. Called per tick.
     func trimHeapAfterBurst() {
         let count = clients.count
         if count > peakClientsSinceTrim { peakClientsSinceTrim = count }
-        guard peakClientsSinceTrim - count >= Worker.heapTrimDrop || bufferPool.freedSinceTrim >= Worker.heapTrimFreedBytes,
+        let burstEnded = peakClientsSinceTrim - count >= Worker.heapTrimDrop
+        guard burstEnded || bufferPool.freedSinceTrim >= Worker.heapTrimFreedBytes,
               now - lastHeapTrim >= Worker.heapTrimIntervalMs else { return }
+        if burstEnded { bufferPool.shrink(keeping: Worker.sparesAfterBurst) }
         releaseFreeHeapMemory()
         lastHeapTrim = now
         peakClientsSinceTrim = count

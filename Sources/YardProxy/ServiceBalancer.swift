@@ -119,6 +119,25 @@ final class ServiceBalancer {
         }
     }
 
+    /// The balancer of the track a request or tunnel is on: the canary's when it was split
+    /// to the canary, or when the active track has no endpoint; else `top` itself.
+    static func track(of top: ServiceBalancer, onCanary: Bool) -> ServiceBalancer {
+        if let canary = top.canaryState, !canary.endpoints.isEmpty, onCanary || top.endpoints.isEmpty { return canary }
+        return top
+    }
+
+    /// The endpoints a pick must skip: those tried already, unless every one was (then all
+    /// may be tried again rather than fail).
+    static func excluding(tried: UInt64, of count: Int) -> UInt64 {
+        count <= 64 && tried.nonzeroBitCount >= count ? 0 : tried
+    }
+
+    /// `index` was picked: it counts as tried, and its exchange has started.
+    func picked(_ index: Int, tried: inout UInt64) {
+        if index < 64 { tried |= 1 << UInt64(index) }
+        started(index)
+    }
+
     func started(_ index: Int) {
         switch kind {
         case .leastConnections: leastConnections.started(index)
@@ -188,21 +207,13 @@ extension Worker {
             if service.limits.limited { return claimRotation(c, endpoints, start: overrideRotation, service: service) }
             return endpoints[overrideRotation % endpoints.count]
         }
-        var balancer = top
-        if c.exchange.onCanary, let canary = top.canaryState, !canary.endpoints.isEmpty {
-            balancer = canary
-        } else if top.endpoints.isEmpty, let canary = top.canaryState {
-            balancer = canary
-        }
+        let balancer = ServiceBalancer.track(of: top, onCanary: c.exchange.onCanary)
         let endpoints = balancer.endpoints
         guard !endpoints.isEmpty else { return nil }
-        var excluding = c.exchange.triedEndpoints
-        // Every endpoint tried: allow them all again rather than fail.
-        if endpoints.count <= 64 && excluding.nonzeroBitCount >= endpoints.count { excluding = 0 }
+        let excluding = ServiceBalancer.excluding(tried: c.exchange.triedEndpoints, of: endpoints.count)
         guard let index = service.limits.limited ? claimPick(c, balancer, endpoints, excluding: excluding, service: service)
             : balancer.pick(excluding: excluding, hash: c.exchange.hashKey, nowMs: now) else { return nil }
-        if index < 64 { c.exchange.triedEndpoints |= 1 << UInt64(index) }
-        balancer.started(index)
+        balancer.picked(index, tried: &c.exchange.triedEndpoints)
         if balancer.kind == .p2cEWMA { c.exchange.attemptStartNanos = monotonicNanoseconds() }
         c.exchange.balancer = balancer
         c.exchange.balancerIndex = index

@@ -150,23 +150,18 @@ extension Worker {
             return endpoints.isEmpty ? nil : endpoints[t.attempts % endpoints.count]
         }
         let top = balancers[service.index]
-        var balancer = top
         if t.onCanary == nil {
             // A tunnel carries no header: the canary share (or the active track's absence) decides.
             t.onCanary = top.canaryState != nil
                 && top.split.decide(override: .absent, stickyPoint: -1, activeHasEndpoints: !top.endpoints.isEmpty, now: now).track == .canary
         }
-        if let canary = top.canaryState, !canary.endpoints.isEmpty, t.onCanary == true || top.endpoints.isEmpty {
-            balancer = canary
-        }
+        let balancer = ServiceBalancer.track(of: top, onCanary: t.onCanary == true)
         let endpoints = balancer.endpoints
         guard !endpoints.isEmpty else { return nil }
-        var excluding = t.triedEndpoints
-        if endpoints.count <= 64 && excluding.nonzeroBitCount >= endpoints.count { excluding = 0 }
+        let excluding = ServiceBalancer.excluding(tried: t.triedEndpoints, of: endpoints.count)
         guard let index = service.limits.limited ? claimTunnelPick(t, balancer, endpoints, excluding: excluding)
             : balancer.pick(excluding: excluding, hash: t.sourceHash, nowMs: now) else { return nil }
-        if index < 64 { t.triedEndpoints |= 1 << UInt64(index) }
-        balancer.started(index)
+        balancer.picked(index, tried: &t.triedEndpoints)
         t.balancer = balancer
         t.balancerIndex = index
         return endpoints[index]
