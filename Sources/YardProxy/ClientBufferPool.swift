@@ -118,7 +118,13 @@ extension Worker {
         let burstEnded = peakClientsSinceTrim - count >= Worker.heapTrimDrop
         guard burstEnded || bufferPool.freedSinceTrim >= Worker.heapTrimFreedBytes,
               now - lastHeapTrim >= Worker.heapTrimIntervalMs else { return }
-        if burstEnded { bufferPool.shrink(keeping: Worker.sparesAfterBurst) }
+        if burstEnded {
+            bufferPool.shrink(keeping: Worker.sparesAfterBurst)
+            for pool in pools.compactMap({ $0 }) where !pool.spareH2Streams.isEmpty {
+                if pool.spareH2Streams.count > Worker.sparesAfterBurst { pool.spareH2Streams.removeLast(pool.spareH2Streams.count - Worker.sparesAfterBurst) }
+                pool.peakH2Streams = pool.h2Streams
+            }
+        }
         releaseFreeHeapMemory()
         lastHeapTrim = now
         peakClientsSinceTrim = count

@@ -218,6 +218,21 @@ final class UpstreamConnection {
         fields.deallocate()
     }
 
+    /// Makes a closed HTTP/2 upstream stream, a spare of its endpoint's pool, ready for a
+    /// new exchange on `connection` (H2UpstreamStreams.swift): one object, two buffers and a
+    /// field array fewer to allocate and free per request.
+    func reuseAsStream(on connection: H2UpstreamConnection, connecting: Bool) {
+        resetExchange()
+        phase = connecting ? .connecting : .active
+        interest = 0
+        deadline = 0
+        reused = false
+        client = nil
+        discardBudget = 0
+        splice = nil
+        h2?.reset(connection: connection)
+    }
+
     /// Clears per-exchange state before the connection carries a new request.
     func resetExchange() {
         response = ResponseReader()
@@ -249,6 +264,13 @@ final class UpstreamPool {
     var routable = true
     /// HTTP/2 connections to the endpoint (services with `upstream.protocol: h2c`/`h2`).
     var h2: [H2UpstreamConnection] = []
+    /// Closed HTTP/2 stream exchanges with this endpoint, kept for the next requests (up to
+    /// the recent peak of concurrent ones; `recycleH2Streams`).
+    var spareH2Streams: [UpstreamConnection] = []
+    /// HTTP/2 stream exchanges with this endpoint open now, and the most since the last
+    /// trim after a burst.
+    var h2Streams = 0
+    var peakH2Streams = 0
     /// The last TLS session with this endpoint, offered by new connections for resumption.
     var tlsSession: TLSSession?
     /// The last TLS failure logged for this endpoint (logged once, not per request).

@@ -55,6 +55,22 @@ final class H2UpstreamStream {
     deinit { trailerLines.deallocate() }
 
     func detach() { connection = nil }
+
+    /// Ready for a new exchange on `connection` (the stream was closed and is reused).
+    func reset(connection: H2UpstreamConnection) {
+        self.connection = connection
+        stream = 0
+        body = nil
+        headSubmitted = false
+        requestBody = BodyProgress()
+        dechunker = Dechunker()
+        trailerLines.clear()
+        responseChunked = false
+        responseEnded = false
+        unconsumed = 0
+        inLevel = 0
+        refused = false
+    }
 }
 
 extension Worker {
@@ -65,9 +81,17 @@ extension Worker {
     func openH2Stream(for c: ClientConnection, endpoint: Endpoint, pool: UpstreamPool, address: SocketAddress,
                       service: Service) -> UpstreamConnection? {
         guard let h = h2Upstream(for: endpoint, pool: pool, address: address, service: service) else { return nil }
-        let u = UpstreamConnection(fd: -1, endpoint: endpoint, connecting: h.phase != .ready, maxHeaders: settings.maxHeaders,
+        let u: UpstreamConnection
+        if let spare = pool.spareH2Streams.popLast(), spare.endpoint === endpoint, spare.h2 != nil {
+            spare.reuseAsStream(on: h, connecting: h.phase != .ready)
+            u = spare
+        } else {
+            u = UpstreamConnection(fd: -1, endpoint: endpoint, connecting: h.phase != .ready, maxHeaders: settings.maxHeaders,
                                    bufferSize: Worker.h2StreamBufferSize)
-        u.h2 = H2UpstreamStream(connection: h)
+            u.h2 = H2UpstreamStream(connection: h)
+        }
+        pool.h2Streams &+= 1
+        if pool.h2Streams > pool.peakH2Streams { pool.peakH2Streams = pool.h2Streams }
         if h.phase == .ready {
             u.deadline = now + responseTimeout(c.exchange.route)
         } else {
@@ -374,6 +398,7 @@ extension Worker {
     func closeH2Stream(_ u: UpstreamConnection, _ link: H2UpstreamStream) {
         u.phase = .closed
         u.client = nil
+        if u.endpoint.poolKey < pools.count, let pool = pools[u.endpoint.poolKey], pool.h2Streams > 0 { pool.h2Streams -= 1 }
         if let h = link.connection {
             if link.stream != 0 {
                 if h.streams.removeValue(forKey: link.stream) != nil && h.session.isOpen(link.stream) {
@@ -393,7 +418,24 @@ extension Worker {
             queueH2UpstreamFlush(h)
         }
         removeSlot(u, from: &upstreams)
-        graveyard.append(u)
+        retiredH2Streams.append(u)
+    }
+
+    /// Most spare stream exchanges a pool keeps, whatever its peak.
+    static let maxSpareH2Streams = 1_024
+
+    /// The HTTP/2 upstream streams closed during this turn of the loop become spares of
+    /// their endpoint's pool — only now, when nothing of the turn can reach them any more
+    /// — up to the pool's recent peak of concurrent exchanges (a stream whose buffers grew
+    /// for a large body is freed instead, so spares stay small).
+    func recycleH2Streams() {
+        for u in retiredH2Streams {
+            guard u.endpoint.poolKey < pools.count, let pool = pools[u.endpoint.poolKey],
+                  pool.spareH2Streams.count < min(Worker.maxSpareH2Streams, max(pool.peakH2Streams, 16)),
+                  u.inBuf.capacity <= Worker.h2StreamBufferSize * 4, u.outBuf.capacity <= Worker.h2StreamBufferSize * 4 else { continue }
+            pool.spareH2Streams.append(u)
+        }
+        retiredH2Streams.removeAll(keepingCapacity: true)
     }
 }
 

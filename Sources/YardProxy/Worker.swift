@@ -121,6 +121,8 @@ final class Worker: @unchecked Sendable {
     /// Connections closed during the current batch of events; released after it, because
     /// a later event of the same batch may still carry their (unretained) pointer.
     var graveyard: [AnyObject] = []
+    /// HTTP/2 upstream streams closed during this turn of the loop (`recycleH2Streams`).
+    var retiredH2Streams: ContiguousArray<UpstreamConnection> = []
     /// Empty pipes for spliced response bodies (ResponseSplice.swift).
     var pipes: [SplicePipe] = []
 
@@ -278,6 +280,7 @@ final class Worker: @unchecked Sendable {
             if !h2FlushQueue.isEmpty { flushQueuedH2() }
             if !h2UpstreamFlushQueue.isEmpty { flushQueuedH2Upstreams() }
             if waitLines.wakePending { serveWaiters() }
+            if !retiredH2Streams.isEmpty { recycleH2Streams() }
             if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
             if now >= nextTick {
                 nextTick = now + Worker.tickMs
@@ -297,6 +300,8 @@ final class Worker: @unchecked Sendable {
         for t in tunnels { closeTunnel(t) }
         closeMirrors()
         graveyard.removeAll()
+        retiredH2Streams.removeAll()
+        for pool in pools.compactMap({ $0 }) { pool.spareH2Streams.removeAll() }
         if let accessLog { flushAccessLog(accessLog) }
         finished.store(true, ordering: .releasing)
     }
