@@ -19,6 +19,17 @@ static inline int yard_nghttp2_frame_headers_category(const nghttp2_frame *frame
 static inline uint32_t yard_nghttp2_frame_rst_error_code(const nghttp2_frame *frame) { return frame->rst_stream.error_code; }
 static inline int32_t yard_nghttp2_frame_goaway_last_stream_id(const nghttp2_frame *frame) { return frame->goaway.last_stream_id; }
 static inline uint32_t yard_nghttp2_frame_goaway_error_code(const nghttp2_frame *frame) { return frame->goaway.error_code; }
+/* The 8 opaque bytes of a PING, as one integer (the sender's own token comes back in its ACK). */
+static inline uint64_t yard_nghttp2_frame_ping_opaque(const nghttp2_frame *frame) {
+    uint64_t value = 0;
+    for (int i = 0; i < 8; i++) value = (value << 8) | frame->ping.opaque_data[i];
+    return value;
+}
+static inline int yard_nghttp2_submit_ping(nghttp2_session *session, uint64_t opaque) {
+    uint8_t data[8];
+    for (int i = 7; i >= 0; i--) { data[i] = (uint8_t)(opaque & 0xff); opaque >>= 8; }
+    return nghttp2_submit_ping(session, NGHTTP2_FLAG_NONE, data);
+}
 
 /* The data provider's source is a union of an fd and a pointer; the pointer member is the one
    Switchyard uses (an unretained reference to the stream's response body). */

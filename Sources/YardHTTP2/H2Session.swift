@@ -378,7 +378,13 @@ public final class H2Session {
     /// already on their way (last-stream-id 2^31-1); `finishShutdown` follows.
     public func announceShutdown() {
         nghttp2_submit_shutdown_notice(session)
+        // A PING after it: its ACK (`H2Event.pingAck` with `shutdownPing`) proves the peer
+        // has read the notice, and the streams it sent before are in (RFC 9113 §6.8).
+        _ = yard_nghttp2_submit_ping(session, H2Session.shutdownPing)
     }
+
+    /// The opaque bytes of the PING that follows the shutdown notice ("yardstop").
+    public static let shutdownPing: UInt64 = 0x7961_7264_7374_6F70
 
     /// Graceful shutdown, step two: GOAWAY with the last stream processed; streams after it
     /// are refused, streams up to it finish.
@@ -601,6 +607,9 @@ private let onFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, userData i
                                 code: yard_nghttp2_frame_goaway_error_code(frame)))
     case NGHTTP2_SETTINGS.rawValue:
         if flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { s.events.append(.settingsAck) }
+    case NGHTTP2_PING.rawValue:
+        // nghttp2 answers a PING itself; only the ACK of one of ours is news.
+        if flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { s.events.append(.pingAck(opaque: yard_nghttp2_frame_ping_opaque(frame))) }
     case NGHTTP2_WINDOW_UPDATE.rawValue:
         s.events.append(.windowUpdate(stream: stream))
     default:

@@ -52,6 +52,8 @@ public enum H2Event: Equatable, Sendable {
     /// The client sent GOAWAY.
     case goaway(lastStream: Int32, code: UInt32)
     case settingsAck
+    /// The peer acknowledged a PING this session sent (`opaque`: its 8 bytes).
+    case pingAck(opaque: UInt64)
     /// The client opened a window (stream 0: the connection's).
     case windowUpdate(stream: Int32)
     /// The session took bytes out of the stream's response body: room for more.

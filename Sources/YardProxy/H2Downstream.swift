@@ -33,6 +33,8 @@ extension Worker {
     func switchToHTTP2(_ c: ClientConnection) {
         let fd = c.fd
         let ticket = c.perClientTicket
+        // The HTTP/2 connection changes the socket's registration: make sure there is one.
+        registerClient(c, c.interest)
         retireClient(c)
         let h = startHTTP2(transport: PlainTransport(fd: fd), peerText: c.peerText, peerBytes: c.peerBytes, received: c.inBuf.readable)
         h?.perClientTicket = ticket
@@ -175,6 +177,10 @@ extension Worker {
                     if let u = c.upstream { relayResponseToStream(u, c) }
                 case .windowUpdate(let stream):
                     windowOpened(h, stream: stream)
+                case .pingAck(let opaque):
+                    // The client has read the shutdown notice: what it sent before is in, so
+                    // the final GOAWAY refuses nothing it believed accepted.
+                    if opaque == H2Session.shutdownPing && h.shutdownAnnounced && !h.shutdownFinished { finishH2Shutdown(h) }
                 case .goaway, .reset, .settingsAck, .response:
                     // A server session records no response heads.
                     break
@@ -254,7 +260,10 @@ extension Worker {
         let sendLimited = h.outBuf.readableBytes >= H2Session.sendLimit
         guard writeH2(h) else { return }
         if h.session.hasEvents || (sendLimited && h.outBuf.isEmpty) { h2FlushCarry.append(h) }
-        if !h.session.isActive && h.outBuf.isEmpty && !h.lingering {
+        // Between the two GOAWAYs nghttp2 calls a session without streams over, but the
+        // client may have a stream on its way that it sent before reading the notice: the
+        // connection stays open for it until the final GOAWAY (PING ACK, or the wait's end).
+        if !h.session.isActive && h.outBuf.isEmpty && !h.lingering && (h.shutdownFinished || !h.shutdownAnnounced) {
             lingerH2(h)
         }
         updateInterest(h)
@@ -326,27 +335,36 @@ extension Worker {
         guard !h.shutdownAnnounced else { return }
         h.shutdownAnnounced = true
         h.session.announceShutdown()
-        h.deadline = now + Worker.shutdownNoticeMs
+        // Within the drain: the final GOAWAY goes out before the drain's end cuts anything.
+        h.deadline = now + min(Worker.shutdownNoticeMs, max(Int64(settings.drainTimeoutMs) / 2, 1))
         queueH2Flush(h)
     }
 
-    /// Between the two GOAWAYs of a graceful stop. A stream the client opened before it read
-    /// the first one is refused by the second (safe to retry, RFC 9113 §6.8, but h2load and
-    /// many API clients do not). One loopback round trip is not enough when the client is
-    /// starved of CPU: at 200 ms, a takeover on a loaded 2-core runner refused 16 streams of
-    /// one h2load run. Envoy waits its drain_timeout (5 s by default); 1 s costs a drain
-    /// at most one second more.
-    static let shutdownNoticeMs: Int64 = 1_000
+    /// Longest wait between the two GOAWAYs of a graceful stop. The second one follows the
+    /// ACK of the PING sent with the first (the client has read the notice then, and every
+    /// stream it opened before is in); this bounds the wait for a client that never answers.
+    /// A stream the client opened before it read the notice would be refused by the second
+    /// GOAWAY (safe to retry, RFC 9113 §6.8, but h2load and many API clients do not): a
+    /// fixed wait was not enough when the client is starved of CPU (at 200 ms, a takeover on
+    /// a loaded 2-core runner refused 16 streams of one h2load run; at 1 s, one stream in a
+    /// full test run). Envoy waits its drain_timeout, 5 s by default. At most half of
+    /// `timeouts.drain`, so the final GOAWAY precedes the drain's end.
+    static let shutdownNoticeMs: Int64 = 5_000
+
+    /// The second GOAWAY: streams after the last one processed are refused, the others finish.
+    func finishH2Shutdown(_ h: H2Connection) {
+        h.shutdownFinished = true
+        h.session.finishShutdown()
+        // In-flight streams finish within the drain; an idle connection ends now.
+        h.deadline = now + Int64(settings.clientIdleTimeoutMs)
+        queueH2Flush(h)
+    }
 
     func h2TimedOut(_ h: H2Connection) {
         if h.lingering {
             closeH2(h)
         } else if h.shutdownAnnounced && !h.shutdownFinished {
-            h.shutdownFinished = true
-            h.session.finishShutdown()
-            // In-flight streams finish within the drain; an idle connection ends now.
-            h.deadline = now + Int64(settings.clientIdleTimeoutMs)
-            queueH2Flush(h)
+            finishH2Shutdown(h)
         } else if h.streams.isEmpty || h.shutdownFinished {
             if !h.shutdownAnnounced {
                 // Idle: say goodbye properly.

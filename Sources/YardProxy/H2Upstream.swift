@@ -351,7 +351,7 @@ extension Worker {
                     h.retiring = true
                     h.goawayLastStream = lastStream
                     if code != 0 { Log.warning("HTTP/2 upstream \(h.endpoint.id) sent GOAWAY (code \(code), last stream \(lastStream))") }
-                case .request, .reset, .windowUpdate, .settingsAck:
+                case .request, .reset, .windowUpdate, .settingsAck, .pingAck:
                     break
                 }
             }

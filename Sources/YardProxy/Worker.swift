@@ -358,8 +358,13 @@ final class Worker: @unchecked Sendable {
                     c.secure = true
                     c.phase = .handshaking
                 }
-                c.interest = Epoll.readable
-                epoll.add(fd, events: c.interest, token: Token.client(c))
+                if readAtOnce && tls == nil {
+                    // Its first bytes are in (TCP_DEFER_ACCEPT): read them now; the socket
+                    // joins epoll when the connection has to wait on its client.
+                    clientEvent(c, Epoll.readable)
+                    continue
+                }
+                registerClient(c, Epoll.readable)
                 if readAtOnce { clientEvent(c, Epoll.readable) }
             case .wouldBlock:
                 return
@@ -397,7 +402,7 @@ final class Worker: @unchecked Sendable {
             unbind(c, u)
             orphanOrClose(u, leftBy: c)
         }
-        epoll.remove(c.fd)
+        if c.registered { epoll.remove(c.fd) }
         Socket.close(c.fd)
         gate.leave()
         c.perClientTicket = nil
@@ -456,10 +461,34 @@ final class Worker: @unchecked Sendable {
             want |= Epoll.readable
         }
         if !c.outBuf.isEmpty || c.upstream?.splice?.inPipe ?? 0 > 0 { want |= Epoll.writable }
+        guard c.registered else {
+            // Nothing to wait for from a client that asked for the close and sent its whole
+            // request: the answer is written when the upstream's comes, and the connection
+            // closes after it, with no epoll_ctl on either side (as HAProxy without
+            // `abortonclose`: a client that leaves is seen when its answer is written).
+            if want == 0 || (want == Epoll.readable && c.phase == .forwarding && c.exchange.clientAskedClose
+                             && c.exchange.requestBodyDone && c.tls == nil) {
+                c.interest = want
+                return
+            }
+            registerClient(c, want)
+            return
+        }
         if want != c.interest {
             c.interest = want
             epoll.modify(c.fd, events: want, token: Token.client(c))
         }
+    }
+
+    /// Adds a client connection's socket to the epoll set (once) with `events`.
+    func registerClient(_ c: ClientConnection, _ events: UInt32) {
+        if c.registered {
+            if events != c.interest { epoll.modify(c.fd, events: events, token: Token.client(c)) }
+        } else {
+            epoll.add(c.fd, events: events, token: Token.client(c))
+            c.registered = true
+        }
+        c.interest = events
     }
 
     func updateInterest(_ u: UpstreamConnection) {

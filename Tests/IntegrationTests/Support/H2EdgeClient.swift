@@ -201,12 +201,17 @@ elif CASE == "rapid-reset":
 elif CASE == "drain":
     # A slow request in flight when the proxy is told to stop: GOAWAY, and the response still
     # comes. Frames are read by hand: hyper-h2 stops processing input after any GOAWAY.
+    # PINGs are acknowledged unless ARGS[0] is "noack" (a client that never answers); the
+    # gap between the two GOAWAYs is printed.
     import hpack
+    ack = not (ARGS and ARGS[0] == "noack")
     s = connect()
     conn = client(s)
     conn.send_headers(1, headers("/slow?ms=1500"), end_stream=True)
     s.sendall(conn.data_to_send())
     print("sent", flush=True)
+    decoder = hpack.Decoder()
+    status, codes, ended, times = None, [], False, []
     raw = b""
     s.settimeout(10)
     try:
@@ -215,25 +220,27 @@ elif CASE == "drain":
             if not data:
                 break
             raw += data
+            while len(raw) >= 9 and len(raw) >= 9 + int.from_bytes(raw[0:3], "big"):
+                n = int.from_bytes(raw[0:3], "big")
+                kind, flags = raw[3], raw[4]
+                sid = int.from_bytes(raw[5:9], "big") & 0x7fffffff
+                payload = raw[9:9 + n]
+                raw = raw[9 + n:]
+                if kind == 7:
+                    codes.append((int.from_bytes(payload[4:8], "big"), int.from_bytes(payload[0:4], "big") & 0x7fffffff))
+                    times.append(time.time())
+                if kind == 6 and not flags & 1 and ack:
+                    s.sendall(frame(6, 1, 0, payload))
+                if kind == 1:
+                    fields = dict(decoder.decode(payload))
+                    if sid == 1 and ":status" in fields:
+                        status = fields[":status"]
+                if sid == 1 and flags & 1 and kind in (0, 1):
+                    ended = True
     except (ConnectionResetError, socket.timeout):
         pass
-    decoder = hpack.Decoder()
-    status, codes, ended, i = None, [], False, 0
-    while i + 9 <= len(raw):
-        n = int.from_bytes(raw[i:i + 3], "big")
-        kind, flags = raw[i + 3], raw[i + 4]
-        sid = int.from_bytes(raw[i + 5:i + 9], "big") & 0x7fffffff
-        payload = raw[i + 9:i + 9 + n]
-        if kind == 7:
-            codes.append((int.from_bytes(payload[4:8], "big"), int.from_bytes(payload[0:4], "big") & 0x7fffffff))
-        if kind == 1:
-            fields = dict(decoder.decode(payload))
-            if sid == 1 and ":status" in fields:
-                status = fields[":status"]
-        if sid == 1 and flags & 1 and kind in (0, 1):
-            ended = True
-        i += 9 + n
-    print("status", status, "goaways", codes, "ended", ended)
+    gap = times[1] - times[0] if len(times) >= 2 else -1
+    print("status", status, "goaways", codes, "ended", ended, "gap %.2f" % gap)
 
 elif CASE == "conn-error":
     # A connection error RFC 9113 requires, provoked with raw frames after the handshake;
