@@ -235,34 +235,36 @@ extension Integration {
         @Test(.timeLimit(.minutes(1)))
         func sigtermSendsGoawayAndLetsTheStreamInFlightFinish() throws {
             defer { stop() }
-            let client = try startH2Edge("drain", port: proxy.port, dir: dir, label: "drain-client")
-            defer { client.stop() }
-            try waitFor("the request to be sent", timeout: .seconds(5)) { client.stdoutText.contains("sent") }
-            pause(.milliseconds(200))
-            proxy.child.signal(SIGTERM)
-            _ = client.waitExit(timeout: .seconds(10))
             // First GOAWAY announces (last stream 2^31-1), the second names stream 1. It
             // follows the client's ACK of the PING sent with the first, not a timer.
-            #expect(client.stdoutText.contains("status 200 goaways [(0, 2147483647), (0, 1)] ended True"), "\(client.stdoutText) \(client.stderrText)")
-            let gap = Double(client.stdoutText.components(separatedBy: "gap ").last?.prefix(while: { $0 != "\n" }) ?? "") ?? -1
-            #expect(gap >= 0 && gap < 0.5, "\(client.stdoutText)")
+            let (output, gap) = try drainWithSlowStream()
+            #expect(output.contains("status 200 goaways [(0, 2147483647), (0, 1)] ended True"), "\(output)")
+            #expect(gap >= 0 && gap < 0.5, "\(output)")
             #expect(proxy.child.waitExit(timeout: .seconds(6)) == 0)
         }
 
         @Test(.timeLimit(.minutes(1)))
         func aClientThatNeverAcknowledgesThePingGetsTheFinalGoawayAfterTheNoticeWait() throws {
             defer { stop() }
-            let client = try startH2Edge("drain", port: proxy.port, ["noack"], dir: dir, label: "drain-client")
+            let (output, gap) = try drainWithSlowStream(["noack"])
+            #expect(output.contains("status 200 goaways [(0, 2147483647), (0, 1)] ended True"), "\(output)")
+            // Half of timeouts.drain (5 s here) bounds the wait; the stream in flight finished meanwhile.
+            #expect(gap >= 2.3 && gap < 4, "\(output)")
+            #expect(proxy.child.waitExit(timeout: .seconds(8)) == 0)
+        }
+
+        /// SIGTERM while a 1.5 s request is in flight on the `drain` edge client: its output,
+        /// and the seconds between the two GOAWAYs it saw (-1 for fewer than two).
+        private func drainWithSlowStream(_ arguments: [String] = []) throws -> (String, Double) {
+            let client = try startH2Edge("drain", port: proxy.port, arguments, dir: dir, label: "drain-client")
             defer { client.stop() }
             try waitFor("the request to be sent", timeout: .seconds(5)) { client.stdoutText.contains("sent") }
             pause(.milliseconds(200))
             proxy.child.signal(SIGTERM)
             _ = client.waitExit(timeout: .seconds(15))
-            #expect(client.stdoutText.contains("status 200 goaways [(0, 2147483647), (0, 1)] ended True"), "\(client.stdoutText) \(client.stderrText)")
-            // Half of timeouts.drain (5 s here) bounds the wait; the stream in flight finished meanwhile.
+            let output = client.stdoutText + client.stderrText
             let gap = Double(client.stdoutText.components(separatedBy: "gap ").last?.prefix(while: { $0 != "\n" }) ?? "") ?? -1
-            #expect(gap >= 2.3 && gap < 4, "\(client.stdoutText)")
-            #expect(proxy.child.waitExit(timeout: .seconds(8)) == 0)
+            return (output, gap)
         }
     }
 }
