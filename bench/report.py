@@ -131,18 +131,21 @@ def idle_table(results, lines):
         before, idle, after = num(r["rss_before_kib"]), num(r["rss_idle_kib"]), num(r["rss_after_close_kib"])
         r["per_conn"] = (idle - before) / ok if ok else None
         r["after_growth"] = (after - before) / before if before else None
+        anon_before, anon_after = num(r.get("anon_before_kib")), num(r.get("anon_after_close_kib"))
+        r["anon_change"] = (f"{anon_before / 1024:.1f} → {anon_after / 1024:.1f}"
+                            if anon_before is not None and anon_after is not None else "n/a")
     lines += ["", f"Idle keep-alive connections (one request each, then idle; RSS is the current resident set "
               f"of the proxy's processes; \"after close\" is {rows[0]['after_close_s']} s after the last client closed; "
               "issue-14 targets: ≤ 2 KiB per idle connection, back within 10 % of the base after the close):", "",
-              "| proxy | idle conns | failed | closed by proxy | RSS before MiB | RSS idle MiB | KiB per idle conn | RSS after close MiB | after close vs before |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| proxy | idle conns | failed | closed by proxy | RSS before MiB | RSS idle MiB | KiB per idle conn | RSS after close MiB | after close vs before | anon MiB before → after close |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append("| {} | {} | {} | {} | {:.1f} | {:.1f} | {} | {:.1f} | {} |".format(
+        lines.append("| {} | {} | {} | {} | {:.1f} | {:.1f} | {} | {:.1f} | {} | {} |".format(
             r["proxy"], r["idle_ok"], r["failed"], r["closed_while_idle"],
             num(r["rss_before_kib"]) / 1024, num(r["rss_idle_kib"]) / 1024,
             f"{r['per_conn']:.2f}" if r["per_conn"] is not None else "n/a",
             num(r["rss_after_close_kib"]) / 1024,
-            f"{r['after_growth'] * 100:+.0f} %" if r["after_growth"] is not None else "n/a"))
+            f"{r['after_growth'] * 100:+.0f} %" if r["after_growth"] is not None else "n/a", r["anon_change"]))
     mine = next((r for r in rows if r["proxy"] == "switchyard"), None)
     peers = [r for r in rows if r["proxy"] in PEERS and r["per_conn"] is not None]
     if mine and mine["per_conn"] is not None and peers:
