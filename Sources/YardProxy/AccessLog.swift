@@ -153,7 +153,7 @@ extension Worker {
         logBuffer.appendDecimal(status)
         logBuffer.append(",\"bytes\":")
         logBuffer.appendDecimal(c.exchange.bytesToClient)
-        let micros = c.exchange.logStartNanos == 0 ? 0 : Int((monotonicNanoseconds() &- c.exchange.logStartNanos) / 1_000)
+        let micros = c.exchange.logStartNanos == 0 ? 0 : Int(truncatingIfNeeded: (monotonicNanoseconds() &- c.exchange.logStartNanos) / 1_000)
         logBuffer.append(",\"duration_ms\":")
         logBuffer.appendDecimal(micros / 1_000)
         logBuffer.append(".")

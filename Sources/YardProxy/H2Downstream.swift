@@ -336,7 +336,7 @@ extension Worker {
         h.shutdownAnnounced = true
         h.session.announceShutdown()
         // Within the drain: the final GOAWAY goes out before the drain's end cuts anything.
-        h.deadline = now + min(Worker.shutdownNoticeMs, max(Int64(settings.drainTimeoutMs) / 2, 1))
+        h.deadline = now + min(Worker.shutdownNoticeMs, max(Int64(truncatingIfNeeded: settings.drainTimeoutMs) / 2, 1))
         queueH2Flush(h)
     }
 
@@ -356,7 +356,7 @@ extension Worker {
         h.shutdownFinished = true
         h.session.finishShutdown()
         // In-flight streams finish within the drain; an idle connection ends now.
-        h.deadline = now + Int64(settings.clientIdleTimeoutMs)
+        h.deadline = now + Int64(truncatingIfNeeded: settings.clientIdleTimeoutMs)
         queueH2Flush(h)
     }
 

@@ -134,7 +134,7 @@ final class ServiceBalancer {
 
     /// `index` was picked: it counts as tried, and its exchange has started.
     func picked(_ index: Int, tried: inout UInt64) {
-        if index < 64 { tried |= 1 << UInt64(index) }
+        if index >= 0 && index < 64 { tried |= 1 << UInt64(truncatingIfNeeded: index) }
         started(index)
     }
 
