@@ -45,8 +45,7 @@ final class ClientConnection {
     var phase: ClientPhase = .idle
     /// The epoll interest currently registered (to skip redundant epoll_ctl calls).
     var interest: UInt32 = 0
-    /// The socket is in the worker's epoll set. A plain connection read at once after a
-    /// deferred accept joins it only when it has to wait on the client (`updateInterest`).
+    /// The socket is in the worker's epoll set (`registerClient`).
     var registered = false
     /// When the current timeout fires (monotonic ms), 0 for none.
     var deadline: Int64 = 0

@@ -358,13 +358,8 @@ final class Worker: @unchecked Sendable {
                     c.secure = true
                     c.phase = .handshaking
                 }
-                if readAtOnce && tls == nil {
-                    // Its first bytes are in (TCP_DEFER_ACCEPT): read them now; the socket
-                    // joins epoll when the connection has to wait on its client.
-                    clientEvent(c, Epoll.readable)
-                    continue
-                }
                 registerClient(c, Epoll.readable)
+                // Its first bytes are in (TCP_DEFER_ACCEPT): read them now.
                 if readAtOnce { clientEvent(c, Epoll.readable) }
             case .wouldBlock:
                 return
@@ -461,19 +456,7 @@ final class Worker: @unchecked Sendable {
             want |= Epoll.readable
         }
         if !c.outBuf.isEmpty || c.upstream?.splice?.inPipe ?? 0 > 0 { want |= Epoll.writable }
-        guard c.registered else {
-            // Nothing to wait for from a client that asked for the close and sent its whole
-            // request: the answer is written when the upstream's comes, and the connection
-            // closes after it, with no epoll_ctl on either side (as HAProxy without
-            // `abortonclose`: a client that leaves is seen when its answer is written).
-            if want == 0 || (want == Epoll.readable && c.phase == .forwarding && c.exchange.clientAskedClose
-                             && c.exchange.requestBodyDone && c.tls == nil) {
-                c.interest = want
-                return
-            }
-            registerClient(c, want)
-            return
-        }
+        guard c.registered else { return registerClient(c, want) }
         if want != c.interest {
             c.interest = want
             epoll.modify(c.fd, events: want, token: Token.client(c))
