@@ -609,7 +609,7 @@ private let onFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, userData i
         if flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { s.events.append(.settingsAck) }
     case NGHTTP2_PING.rawValue:
         // nghttp2 answers a PING itself; only the ACK of one of ours is news.
-        if flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { s.events.append(.pingAck(opaque: yard_nghttp2_frame_ping_opaque(frame))) }
+        if flags & UInt8(truncatingIfNeeded: NGHTTP2_FLAG_ACK.rawValue) != 0 { s.events.append(.pingAck(opaque: yard_nghttp2_frame_ping_opaque(frame))) }
     case NGHTTP2_WINDOW_UPDATE.rawValue:
         s.events.append(.windowUpdate(stream: stream))
     default:

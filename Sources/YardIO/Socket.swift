@@ -55,7 +55,7 @@ public enum Socket {
     /// client that stays silent is accepted after `seconds` anyway. Best effort.
     public static func deferAccept(_ fd: Int32, seconds: Int32) {
         var value = seconds
-        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_DEFER_ACCEPT, &value, socklen_t(MemoryLayout<Int32>.size))
+        _ = setsockopt(fd, Int32(truncatingIfNeeded: IPPROTO_TCP), TCP_DEFER_ACCEPT, &value, socklen_t(MemoryLayout<Int32>.size))
     }
 
     /// Disables Nagle: the proxy writes whole heads and body pieces, never single bytes.

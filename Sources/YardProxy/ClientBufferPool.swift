@@ -120,10 +120,7 @@ extension Worker {
               now - lastHeapTrim >= Worker.heapTrimIntervalMs else { return }
         if burstEnded {
             bufferPool.shrink(keeping: Worker.sparesAfterBurst)
-            for pool in pools.compactMap({ $0 }) where !pool.spareH2Streams.isEmpty {
-                if pool.spareH2Streams.count > Worker.sparesAfterBurst { pool.spareH2Streams.removeLast(pool.spareH2Streams.count - Worker.sparesAfterBurst) }
-                pool.peakH2Streams = pool.h2Streams
-            }
+            shrinkSpareH2Streams(keeping: Worker.sparesAfterBurst)
         }
         releaseFreeHeapMemory()
         lastHeapTrim = now

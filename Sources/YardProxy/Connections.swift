@@ -45,8 +45,6 @@ final class ClientConnection {
     var phase: ClientPhase = .idle
     /// The epoll interest currently registered (to skip redundant epoll_ctl calls).
     var interest: UInt32 = 0
-    /// The socket is in the worker's epoll set (`registerClient`).
-    var registered = false
     /// When the current timeout fires (monotonic ms), 0 for none.
     var deadline: Int64 = 0
     /// TLS on this connection (nil on plain listeners: every I/O call branches on this).

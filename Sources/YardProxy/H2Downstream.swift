@@ -33,8 +33,6 @@ extension Worker {
     func switchToHTTP2(_ c: ClientConnection) {
         let fd = c.fd
         let ticket = c.perClientTicket
-        // The HTTP/2 connection changes the socket's registration: make sure there is one.
-        registerClient(c, c.interest)
         retireClient(c)
         let h = startHTTP2(transport: PlainTransport(fd: fd), peerText: c.peerText, peerBytes: c.peerBytes, received: c.inBuf.readable)
         h?.perClientTicket = ticket

@@ -176,7 +176,6 @@ extension Worker {
         }
         streamForwarded(c, link)
         let data = h.session.data(bytes)
-        link.lastProgressMs = now
         c.exchange.bodyClock.read(now: now)
         c.exchange.bodyClock.forwarded(data.count)
         link.unconsumed += data.count

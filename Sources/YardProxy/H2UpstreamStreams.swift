@@ -437,6 +437,15 @@ extension Worker {
         }
         retiredH2Streams.removeAll(keepingCapacity: true)
     }
+
+    /// A burst has ended: each pool keeps at most `count` spare streams, and its peak starts
+    /// again from the streams open now.
+    func shrinkSpareH2Streams(keeping count: Int) {
+        for pool in pools.compactMap({ $0 }) where !pool.spareH2Streams.isEmpty {
+            if pool.spareH2Streams.count > count { pool.spareH2Streams.removeLast(pool.spareH2Streams.count - count) }
+            pool.peakH2Streams = pool.h2Streams
+        }
+    }
 }
 
 /// Byte strings of the HTTP/2 upstream path.

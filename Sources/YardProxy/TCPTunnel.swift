@@ -191,8 +191,6 @@ extension Worker {
             abortExchange(c, status: 502, reason: "upgrade without a routed service")
             return
         }
-        // The tunnel changes the socket's registration: make sure there is one.
-        registerClient(c, c.interest)
         let t = TunnelConnection(clientFD: c.fd, service: service, sourceHash: 0)
         t.perClientTicket = c.perClientTicket
         if let tls = c.tls {

@@ -358,7 +358,8 @@ final class Worker: @unchecked Sendable {
                     c.secure = true
                     c.phase = .handshaking
                 }
-                registerClient(c, Epoll.readable)
+                c.interest = Epoll.readable
+                epoll.add(fd, events: c.interest, token: Token.client(c))
                 // Its first bytes are in (TCP_DEFER_ACCEPT): read them now.
                 if readAtOnce { clientEvent(c, Epoll.readable) }
             case .wouldBlock:
@@ -397,7 +398,7 @@ final class Worker: @unchecked Sendable {
             unbind(c, u)
             orphanOrClose(u, leftBy: c)
         }
-        if c.registered { epoll.remove(c.fd) }
+        epoll.remove(c.fd)
         Socket.close(c.fd)
         gate.leave()
         c.perClientTicket = nil
@@ -456,22 +457,10 @@ final class Worker: @unchecked Sendable {
             want |= Epoll.readable
         }
         if !c.outBuf.isEmpty || c.upstream?.splice?.inPipe ?? 0 > 0 { want |= Epoll.writable }
-        guard c.registered else { return registerClient(c, want) }
         if want != c.interest {
             c.interest = want
             epoll.modify(c.fd, events: want, token: Token.client(c))
         }
-    }
-
-    /// Adds a client connection's socket to the epoll set (once) with `events`.
-    func registerClient(_ c: ClientConnection, _ events: UInt32) {
-        if c.registered {
-            if events != c.interest { epoll.modify(c.fd, events: events, token: Token.client(c)) }
-        } else {
-            epoll.add(c.fd, events: events, token: Token.client(c))
-            c.registered = true
-        }
-        c.interest = events
     }
 
     func updateInterest(_ u: UpstreamConnection) {
