@@ -60,7 +60,42 @@ private func parseResponse(
         p, from: boundary.startLineEnd &+ 2, headLength: boundary.headLength,
         maxHeaders: limits.maxHeaders, fields: fields, facts: &facts
     ) { return error }
-    head.headLength = boundary.headLength
+    return applyResponseSemantics(facts, headLength: boundary.headLength, requestMethod, &head)
+}
+
+/// Completes a response head the caller wrote itself into `buffer` as an HTTP/1.1 head (status
+/// line ending at `statusLineEnd`, its CR; field lines; the blank line ending at `headLength`),
+/// with the spans of its `fieldCount` fields already in `fields`. The fields come from a source
+/// that checked their bytes (an HTTP/2 header list, see `noteLaidOutFields`), so they are not
+/// scanned again; the status line is parsed, and framing and keep-alive are decided, exactly as
+/// `parseResponseHead` decides them. Errors have status 502, as the parser's.
+///
+/// The HTTP/2 upstream path: a response head costs one pass to lay out instead of a layout, a
+/// scan and a parse.
+public func completeLaidOutResponseHead(
+    _ buffer: UnsafeRawBufferPointer, statusLineEnd: Int, headLength: Int, fieldCount: Int, requestMethod: HTTPMethod,
+    head: inout ResponseHead, fields: UnsafeMutablePointer<HeaderField>
+) -> HTTPParseError? {
+    guard let base = buffer.baseAddress, headLength <= buffer.count, statusLineEnd < headLength else {
+        return HTTPParseError(status: 502, reason: "malformed response head")
+    }
+    let p = base.assumingMemoryBound(to: UInt8.self)
+    var result = ResponseHead()
+    if let error = parseStatusLine(p, 0, statusLineEnd, &result) { return error }
+    var facts = FieldFacts()
+    if let error = noteLaidOutFields(p, fields: fields, count: fieldCount, facts: &facts) {
+        return HTTPParseError(status: 502, reason: error.reason)
+    }
+    if let error = applyResponseSemantics(facts, headLength: headLength, requestMethod, &result) { return error }
+    head = result
+    return nil
+}
+
+/// Framing and keep-alive, from the status line in `head` and the fields' facts.
+private func applyResponseSemantics(
+    _ facts: FieldFacts, headLength: Int, _ requestMethod: HTTPMethod, _ head: inout ResponseHead
+) -> HTTPParseError? {
+    head.headLength = headLength
     head.headerCount = facts.count
     let http11 = head.versionMinor == 1
 

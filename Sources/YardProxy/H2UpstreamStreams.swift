@@ -222,7 +222,10 @@ extension Worker {
 
     // MARK: Response
 
-    /// A response head: written into `inBuf` as HTTP/1.1 and relayed.
+    /// A response head: laid out in `inBuf` as HTTP/1.1 and relayed. When `inBuf` holds
+    /// nothing else, each field's span is recorded as it is written and the head completed
+    /// from them (`completeLaidOutResponseHead`), so the relay takes it without a scan or a
+    /// parse; otherwise (an earlier head still waits for the client) the relay parses it.
     func h2ResponseHead(_ u: UpstreamConnection, fields: Range<Int>, endStream: Bool) {
         guard let link = u.h2, let h = link.connection else { return }
         let s = h.session
@@ -242,6 +245,11 @@ extension Worker {
             if let c = u.client { abortExchange(c, status: 502, reason: "HTTP/2 response from \(u.endpoint.id) without a valid :status") }
             return
         }
+        // The limit an HTTP/1.1 upstream's head meets in the parser.
+        guard size <= responseLimits.maxHeadBytes else {
+            if let c = u.client { abortExchange(c, status: 502, reason: "HTTP/2 response head from \(u.endpoint.id) over the limit") }
+            return
+        }
         let interim = status[0] == UInt8(ascii: "1")
         let method = u.client?.exchange.requestMethod ?? .get
         let bodyless = method == .head || (status[0] == UInt8(ascii: "2") && status[1] == UInt8(ascii: "0") && status[2] == UInt8(ascii: "4"))
@@ -250,21 +258,28 @@ extension Worker {
         // its grpc-* fields go out as trailers after an empty body, which both HTTP/1.1
         // and HTTP/2 clients read as the call's status.
         let trailersOnly = endStream && grpcStatus && !interim && !bodyless
+        let layOut = u.inBuf.isEmpty && u.response.takesLaidOutHead
+        var layout = LaidOutFields(fields: u.fields, capacity: settings.maxHeaders, recording: layOut)
         _ = u.inBuf.reserve(size + 48)
         u.inBuf.append("HTTP/1.1 ")
         u.inBuf.append(status)
-        u.inBuf.append(" \r\n")
+        u.inBuf.append(" ")
+        let statusLineEnd = u.inBuf.readableBytes
+        u.inBuf.append("\r\n")
         for i in fields {
             let field = s.field(i)
             let name = s.name(field)
             if name.first == UInt8(ascii: ":") { continue }
             if trailersOnly && name.count >= 5 && memcmp(name.baseAddress!, "grpc-", 5) == 0 { continue }
-            appendField(&u.inBuf, name, s.value(field))
+            layout.append(name, s.value(field), to: &u.inBuf)
         }
         if interim {
             u.inBuf.append("\r\n")
         } else if trailersOnly {
-            u.inBuf.append("transfer-encoding: chunked\r\n\r\n0\r\n")
+            layout.append(H2Text.transferEncoding, H2Text.chunked, to: &u.inBuf)
+            u.inBuf.append("\r\n")
+            layout.headEnds(at: u.inBuf.readableBytes)
+            u.inBuf.append("0\r\n")
             for i in fields {
                 let field = s.field(i)
                 let name = s.name(field)
@@ -273,14 +288,28 @@ extension Worker {
             u.inBuf.append("\r\n")
             link.responseEnded = true
         } else if endStream {
-            if !hasLength && !bodyless { u.inBuf.append("content-length: 0\r\n") }
+            if !hasLength && !bodyless { layout.append(H2Text.contentLength, H2Text.zero, to: &u.inBuf) }
             u.inBuf.append("\r\n")
             link.responseEnded = true
         } else if hasLength || bodyless {
             u.inBuf.append("\r\n")
         } else {
-            u.inBuf.append("transfer-encoding: chunked\r\n\r\n")
+            layout.append(H2Text.transferEncoding, H2Text.chunked, to: &u.inBuf)
+            u.inBuf.append("\r\n")
             link.responseChunked = true
+        }
+        if layOut {
+            if !layout.overflowed {
+                var head = ResponseHead()
+                if let error = completeLaidOutResponseHead(u.inBuf.readable, statusLineEnd: statusLineEnd,
+                                                           headLength: layout.headLength ?? u.inBuf.readableBytes,
+                                                           fieldCount: layout.count, requestMethod: method, head: &head, fields: u.fields) {
+                    if let c = u.client { abortExchange(c, status: 502, reason: "HTTP/2 response from \(u.endpoint.id): \(error.reason)") }
+                    return
+                }
+                u.response.layOutHead(head)
+            }
+            // Too many fields: the relay's parse refuses the head as it would an HTTP/1.1 one.
         }
         responseArrived(u, link)
     }
@@ -454,4 +483,49 @@ enum H2Text {
     nonisolated(unsafe) static let https = UnsafeRawBufferPointer(start: ("https" as StaticString).utf8Start, count: 5)
     nonisolated(unsafe) static let slash = UnsafeRawBufferPointer(start: ("/" as StaticString).utf8Start, count: 1)
     nonisolated(unsafe) static let empty = UnsafeRawBufferPointer(start: ("/" as StaticString).utf8Start, count: 0)
+    nonisolated(unsafe) static let transferEncoding = UnsafeRawBufferPointer(start: ("transfer-encoding" as StaticString).utf8Start, count: 17)
+    nonisolated(unsafe) static let chunked = UnsafeRawBufferPointer(start: ("chunked" as StaticString).utf8Start, count: 7)
+    nonisolated(unsafe) static let contentLength = UnsafeRawBufferPointer(start: ("content-length" as StaticString).utf8Start, count: 14)
+    nonisolated(unsafe) static let zero = UnsafeRawBufferPointer(start: ("0" as StaticString).utf8Start, count: 1)
+}
+
+/// Field lines written into a buffer as `name: value\r\n`, with each field's spans recorded
+/// (relative to the buffer's readable start) while `recording`, for a head completed from its
+/// spans instead of parsed: up to `capacity` fields, past which `overflowed` is set.
+struct LaidOutFields {
+    let fields: UnsafeMutablePointer<HeaderField>
+    let capacity: Int
+    let recording: Bool
+    private(set) var count = 0
+    private(set) var overflowed = false
+    /// Where the head ends, when bytes follow it in the same buffer (a trailers-only gRPC
+    /// response's chunked end); nil when the head is the last thing written.
+    private(set) var headLength: Int?
+
+    init(fields: UnsafeMutablePointer<HeaderField>, capacity: Int, recording: Bool) {
+        self.fields = fields
+        self.capacity = capacity
+        self.recording = recording
+    }
+
+    mutating func append(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, to out: inout ByteBuffer) {
+        _ = out.reserve(name.count + value.count + 4)
+        let nameStart = out.readableBytes
+        out.append(name)
+        out.append(": ")
+        let valueStart = out.readableBytes
+        out.append(value)
+        out.append("\r\n")
+        guard recording else { return }
+        guard count < capacity else {
+            overflowed = true
+            return
+        }
+        fields[count] = HeaderField(name: ByteSpan(start: Int32(truncatingIfNeeded: nameStart), count: Int32(truncatingIfNeeded: name.count)),
+                                    value: ByteSpan(start: Int32(truncatingIfNeeded: valueStart), count: Int32(truncatingIfNeeded: value.count)),
+                                    kind: .other, hopByHop: false)
+        count &+= 1
+    }
+
+    mutating func headEnds(at length: Int) { headLength = length }
 }

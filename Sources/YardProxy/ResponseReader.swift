@@ -11,6 +11,7 @@ import YardHTTP
 ///
 ///     head ──interim──▶ headParsed ──acceptHead──▶ head (the next one)
 ///     head ──final────▶ headParsed ──acceptHead──▶ body ──▶ complete
+///     head ──layOutHead──▶ laidOut ──next──▶ headParsed (as if parsed)
 ///     (a final head without a body goes straight to complete)
 ///
 /// Threading: a value owned by one upstream connection, used on its worker's loop.
@@ -50,7 +51,7 @@ struct ResponseReader {
         case truncated
     }
 
-    private enum State { case head, headParsed, body, complete }
+    private enum State { case head, laidOut, headParsed, body, complete }
 
     private var state = State.head
     private var scanFrom = 0
@@ -69,6 +70,10 @@ struct ResponseReader {
     mutating func next(_ bytes: UnsafeRawBufferPointer, room: Int, close: Close, limits: HTTPLimits,
                        requestMethod: HTTPMethod, fields: UnsafeMutablePointer<HeaderField>) -> Event {
         switch state {
+        case .laidOut:
+            state = .headParsed
+            if head.status == 101 { return .switchingProtocols }
+            return head.isInterim ? .interimHead : .finalHead
         case .head:
             guard !bytes.isEmpty else { return close == .open ? .needBytes : .closedMidHead }
             switch parseResponseHead(bytes, limits: limits, requestMethod: requestMethod, head: &head, fields: fields, scanFrom: &scanFrom) {
@@ -110,6 +115,19 @@ struct ResponseReader {
         case .complete:
             return .complete
         }
+    }
+
+    /// Whether a head laid out by its producer (`layOutHead`) may be taken now: the reader
+    /// waits for a head and none of its bytes has been scanned.
+    var takesLaidOutHead: Bool { state == .head && scanFrom == 0 }
+
+    /// Takes a head its producer wrote at the start of the bytes and completed itself
+    /// (`completeLaidOutResponseHead`: the HTTP/2 upstream path), instead of parsing it: the
+    /// next event is the one its parse would have given. Only when `takesLaidOutHead`.
+    mutating func layOutHead(_ laidOut: ResponseHead) {
+        guard takesLaidOutHead else { return }
+        head = laidOut
+        state = .laidOut
     }
 
     /// `count` body bytes went from the upstream to the client without passing through the

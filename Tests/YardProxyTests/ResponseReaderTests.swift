@@ -190,3 +190,83 @@ private func everySplit(_ text: String) -> [[Int]] {
         #expect(reader.isComplete)
     }
 }
+
+/// A head its producer laid out and completed (the HTTP/2 upstream path) gives the events a
+/// parse of the same bytes would have given, and the body follows as usual.
+@Suite struct LaidOutResponseHeads {
+    private func run(_ text: String, head: ResponseHead) -> [ResponseReader.Event] {
+        let bytes = Array(text.utf8)
+        let fields = UnsafeMutablePointer<HeaderField>.allocate(capacity: 8)
+        fields.initialize(repeating: .empty, count: 8)
+        defer { fields.deallocate() }
+        var reader = ResponseReader()
+        #expect(reader.takesLaidOutHead)
+        reader.layOutHead(head)
+        #expect(!reader.takesLaidOutHead)
+        var events: [ResponseReader.Event] = []
+        var offset = 0
+        while events.count < 8 {
+            let event = bytes.withUnsafeBytes {
+                reader.next(UnsafeRawBufferPointer(rebasing: $0[offset...]), room: 1 << 20, close: .open, limits: HTTPLimits(),
+                            requestMethod: .get, fields: fields)
+            }
+            events.append(event)
+            switch event {
+            case .finalHead, .interimHead:
+                offset += reader.head.headLength
+                reader.acceptHead()
+            case .body(let count):
+                offset += count
+            default:
+                return events
+            }
+        }
+        return events
+    }
+
+    @Test func aLaidOutFinalHeadIsTakenUnparsedAndItsBodyFollows() {
+        var head = ResponseHead()
+        head.status = 200
+        let text = "HTTP/1.1 200 \r\ncontent-length: 2\r\n\r\nok"
+        head.headLength = text.utf8.count - 2
+        head.headerCount = 1
+        head.contentLength = 2
+        head.framing = .contentLength(2)
+        #expect(run(text, head: head) == [.finalHead, .body(count: 2), .complete])
+    }
+
+    @Test func aLaidOutInterimHeadLetsTheNextHeadBeLaidOutOrParsed() {
+        var reader = ResponseReader()
+        var interim = ResponseHead()
+        interim.status = 103
+        interim.headLength = 17
+        interim.framing = .none
+        reader.layOutHead(interim)
+        let fields = UnsafeMutablePointer<HeaderField>.allocate(capacity: 8)
+        fields.initialize(repeating: .empty, count: 8)
+        defer { fields.deallocate() }
+        let event = reader.next(UnsafeRawBufferPointer(start: nil, count: 0), room: 0, close: .open, limits: HTTPLimits(),
+                                requestMethod: .get, fields: fields)
+        #expect(event == .interimHead)
+        #expect(!reader.takesLaidOutHead)
+        reader.acceptHead()
+        #expect(reader.takesLaidOutHead)
+    }
+
+    @Test func aReaderThatScannedPartOfAHeadTakesNoLaidOutOne() {
+        var reader = ResponseReader()
+        let fields = UnsafeMutablePointer<HeaderField>.allocate(capacity: 8)
+        fields.initialize(repeating: .empty, count: 8)
+        defer { fields.deallocate() }
+        let part = Array("HTTP/1.1 200 OK\r\ncontent-le".utf8)
+        let event = part.withUnsafeBytes {
+            reader.next($0, room: 0, close: .open, limits: HTTPLimits(), requestMethod: .get, fields: fields)
+        }
+        #expect(event == .needBytes)
+        #expect(!reader.takesLaidOutHead)
+        var head = ResponseHead()
+        head.status = 500
+        reader.layOutHead(head)
+        #expect(reader.head.status != 500)
+    }
+}
