@@ -151,42 +151,50 @@ extension Worker {
         return true
     }
 
-    /// Parses the HTTP/1.1 head the client side wrote and submits it as HEADERS.
+    /// Submits the HTTP/1.1 head the client side wrote (`writeRequestHead`) as HEADERS. The
+    /// head is the proxy's own text, so it is split (`OwnRequestHead`), not parsed again; the
+    /// body's framing is the client's request's, which the head writer kept.
     private func submitH2Head(_ u: UpstreamConnection, _ link: H2UpstreamStream, _ h: H2UpstreamConnection) -> Bool {
         let pending = UnsafeRawBufferPointer(start: u.outBuf.base! + u.sentIndex, count: u.outBuf.writerIndex - u.sentIndex)
-        var head = RequestHead()
-        var scan = 0
-        let limits = HTTPLimits(maxStartLine: pending.count, maxHeadBytes: pending.count, maxHeaders: settings.maxHeaders)
-        switch parseRequestHead(pending, limits: limits, head: &head, fields: u.fields, scanFrom: &scan) {
-        case .incomplete:
-            return true
-        case .invalid(let error):
-            if let c = u.client { abortExchange(c, status: 502, reason: "request for HTTP/2 upstream \(u.endpoint.id): \(error.reason)") }
+        guard let c = u.client else { return true }
+        guard var head = OwnRequestHead(pending) else {
+            abortExchange(c, status: 502, reason: "request for HTTP/2 upstream \(u.endpoint.id): malformed head")
             return false
-        case .complete:
-            break
         }
         h.headers.removeAll()
-        h.headers.add(name: ":method", value: head.methodSpan.bytes(in: pending))
+        h.headers.add(name: ":method", value: head.method.bytes(in: pending))
         h.headers.add(name: ":scheme", value: h.secure ? H2Text.https : H2Text.http)
-        let host = head.hostSpan.bytes(in: pending)
-        h.headers.add(name: ":authority", value: host.isEmpty ? H2Text.empty : host)
-        h.headers.add(name: ":path", value: originPath(head.targetSpan.bytes(in: pending)))
-        for i in 0..<head.headerCount {
-            let field = u.fields[i]
-            switch field.kind {
-            case .host, .transferEncoding, .connection, .keepAlive, .proxyConnection, .upgrade, .trailer:
+        // Host becomes :authority, which goes before every regular field (RFC 9113 §8.3):
+        // the head writer puts it first unless the client's target was absolute.
+        var authority = H2Text.empty
+        var scan = head
+        while let (name, value) = scan.nextField() {
+            guard HeaderKind.named(name.bytes(in: pending)) == .host else { continue }
+            authority = value.bytes(in: pending)
+            break
+        }
+        h.headers.add(name: ":authority", value: authority)
+        h.headers.add(name: ":path", value: originPath(head.target.bytes(in: pending)))
+        var fields = 0
+        while let (nameSpan, valueSpan) = head.nextField() {
+            let name = nameSpan.bytes(in: pending), value = valueSpan.bytes(in: pending)
+            switch HeaderKind.named(name) {
+            case .host, .transferEncoding, .connection, .keepAlive, .proxyConnection, .upgrade, .trailer, .http2Settings:
                 continue
             case .te:
                 // Only "trailers" may cross into HTTP/2 (RFC 9113 §8.2.2); gRPC needs it.
-                let value = field.value.bytes(in: pending)
                 guard value.count == 8, equalsLower(value, "trailers") else { continue }
             default:
-                if field.hopByHop { continue }
+                break
             }
-            h.headers.add(name: field.name.bytes(in: pending), value: field.value.bytes(in: pending))
+            fields &+= 1
+            guard fields <= settings.maxHeaders else {
+                abortExchange(c, status: 502, reason: "request for HTTP/2 upstream \(u.endpoint.id): too many header fields")
+                return false
+            }
+            h.headers.add(name: name, value: value)
         }
-        link.requestBody = BodyProgress(head.framing == .untilClose ? .none : head.framing)
+        link.requestBody = BodyProgress(c.head.framing == .untilClose ? .none : c.head.framing)
         let body: H2StreamBody? = link.requestBody.isComplete ? nil : h.session.openBody(stream: 0)
         guard let stream = h.session.submitRequest(headers: &h.headers, body: body) else {
             if let body { h.session.release(body) }
@@ -201,7 +209,7 @@ extension Worker {
         link.headSubmitted = true
         h.streams[stream] = u
         u.sentIndex += head.headLength
-        u.deadline = now + responseTimeout(u.client?.exchange.route)
+        u.deadline = now + responseTimeout(c.exchange.route)
         queueH2UpstreamFlush(h)
         return true
     }
