@@ -381,8 +381,7 @@ extension Worker {
     /// the client allows it, and the status does not imply broken framing.
     func respondError(_ c: ClientConnection, status: Int, reason: String) {
         if c.h2 != nil { return h2RespondError(c, status: status, reason: reason) }
-        let framingKnown = status == 404 || status == 502 || status == 503 || status == 504
-        let close = !framingKnown || !c.exchange.keepAlive || !c.exchange.requestBodyDone || draining || c.readClosed
+        let close = ExchangeEnd.client(afterOwnAnswer: status, endFacts(c)) != .keepAlive
         Log.warning("\(status) to \(String(decoding: c.peerText, as: UTF8.self)): \(reason)")
         // The busy 503 (every endpoint full, queue full or timed out) says when to come back.
         let text = c.hold.takeBusyAnswer() ? ErrorResponse.busy(close: close) : ErrorResponse.bytes(status: status, close: close)
@@ -457,20 +456,11 @@ extension Worker {
     /// The response was relayed completely: park or close the upstream, and get ready for
     /// the client's next request.
     func finishExchange(_ c: ClientConnection, _ u: UpstreamConnection) {
-        if accessLog != nil { endLogLine(c, status: u.head.status, endpoint: u.endpoint) }
-        releaseEndpoint(c)
-        unbind(c, u)
-        c.exchange.route = nil
-        c.served += 1
-        let reusable = u.head.keepAlive && !u.response.body.isCloseDelimited && c.exchange.requestBodyDone
-            && c.exchange.requestVersionMinor == 1 && !draining
-        if reusable { releaseToPool(u) } else { closeUpstream(u) }
-
-        if !c.exchange.keepAlive || !c.exchange.requestBodyDone || draining || u.response.body.isCloseDelimited || (c.readClosed && c.inBuf.isEmpty) {
+        let closeDelimited = u.response.body.isCloseDelimited
+        endUpstreamExchange(c, u)
+        if case .close(let linger) = ExchangeEnd.client(afterResponse: endFacts(c), closeDelimited: closeDelimited) {
             c.phase = .closingAfterFlush
-            // No linger for a plain client that asked for the close and left nothing unread:
-            // the half-close, its event and the read of the FIN cost more than the request.
-            c.closeAfterResponse = c.exchange.clientAskedClose && c.exchange.requestBodyDone && c.inBuf.isEmpty && c.tls == nil
+            c.closeAfterResponse = !linger
             c.inBuf.clear()
             flushClient(c)
             return

@@ -163,7 +163,8 @@ extension Worker {
     /// The answer is complete: the auth connection goes back to its pool, then the request
     /// goes on (2xx) or the client gets the answer.
     private func authAnswered(_ c: ClientConnection, _ u: UpstreamConnection, _ auth: ForwardAuthExchange) {
-        let reusable = u.head.keepAlive && !u.response.body.isCloseDelimited && !draining
+        // The sub-request is a GET without a body.
+        let reusable = ExchangeEnd.upstreamReusable(u.head, closeDelimited: u.response.body.isCloseDelimited, requestBodyDone: true, draining: draining)
         releaseEndpoint(c)
         unbind(c, u)
         if reusable { releaseToPool(u) } else { closeUpstream(u) }

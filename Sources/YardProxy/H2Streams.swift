@@ -298,13 +298,7 @@ extension Worker {
 
     /// The response was taken completely from the upstream: park or close it.
     func finishStreamExchange(_ c: ClientConnection, _ u: UpstreamConnection) {
-        if accessLog != nil { endLogLine(c, status: u.head.status, endpoint: u.endpoint) }
-        releaseEndpoint(c)
-        unbind(c, u)
-        c.exchange.route = nil
-        c.served += 1
-        let reusable = u.head.keepAlive && !u.response.body.isCloseDelimited && c.exchange.requestBodyDone && !draining
-        if reusable { releaseToPool(u) } else { closeUpstream(u) }
+        endUpstreamExchange(c, u)
         // The stream lives on until the session has sent everything and closes it.
         c.phase = .closingAfterFlush
         if let link = c.h2 { awaitClient(link) }
