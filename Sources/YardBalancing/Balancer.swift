@@ -23,19 +23,32 @@ public protocol Balancer {
     /// Chooses the endpoint for one request, or nil when no endpoint is eligible.
     mutating func pick(_ context: PickContext) -> Int?
 
+    /// The algorithm reads the clock: picks want `PickContext.now`, and ends want their
+    /// latency (`finished(_:latencyNanos:now:)`). Others are spared the clock reads.
+    var measuresLatency: Bool { get }
+
     /// A request was sent to `endpoint` (haproxy's `server_take_conn`).
     mutating func started(_ endpoint: Int)
 
     /// A request to `endpoint` finished after `latencyNanos` (haproxy's `server_drop_conn`).
     mutating func finished(_ endpoint: Int, latencyNanos: UInt64, now: UInt64)
+
+    /// Something sent to `endpoint` finished without a latency worth measuring (a TCP
+    /// tunnel's lifetime is not a response time).
+    mutating func finished(_ endpoint: Int)
 }
 
 extension Balancer {
+    public var measuresLatency: Bool { false }
+
     /// Algorithms that do not count requests ignore the event.
     public mutating func started(_ endpoint: Int) {}
 
     /// Algorithms that do not count requests or measure latency ignore the event.
     public mutating func finished(_ endpoint: Int, latencyNanos: UInt64, now: UInt64) {}
+
+    /// Algorithms that do not count requests ignore the event.
+    public mutating func finished(_ endpoint: Int) {}
 }
 
 /// What one pick may depend on; each algorithm reads the fields it needs.

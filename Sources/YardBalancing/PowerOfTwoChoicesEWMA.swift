@@ -57,6 +57,8 @@ public struct PowerOfTwoChoicesEWMA: Balancer, Sendable {
 
     public var endpointCount: Int { endpoints.count }
 
+    public var measuresLatency: Bool { true }
+
     /// Applies new effective weights; the same number of endpoints keeps latencies and counts,
     /// another number starts every endpoint unobserved and idle.
     public mutating func update(weights: [Int]) {

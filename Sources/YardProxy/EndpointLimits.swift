@@ -224,7 +224,7 @@ extension Worker {
             if let slots = endpoints[i].slots, slots.inFlight.load(ordering: .relaxed) >= limit { excluding |= 1 << UInt64(i) }
         }
         for _ in 0..<endpoints.count {
-            guard let index = balancer.pick(excluding: excluding, hash: hash, nowMs: now) else { return nil }
+            guard let index = balancer.pick(excluding: excluding, hash: hash) else { return nil }
             guard let slots = endpoints[index].slots else { return (index, nil) }
             if slots.tryClaim(limit: limit) { return (index, slots) }
             if index < 64 { excluding |= 1 << UInt64(index) }

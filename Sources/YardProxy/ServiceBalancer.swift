@@ -8,10 +8,10 @@ import YardModel
 
 /// One service's balancing state inside one worker.
 ///
-/// A class so the algorithm's value (which holds arrays) is mutated in place through
-/// a reference: extracting it from an enum or array element would copy its storage on
-/// every pick. Only the algorithm the service chose is populated. Threading: owned by one
-/// worker.
+/// A class so the algorithm's value (which holds arrays) is mutated in place through a
+/// reference, shared by the requests and tunnels of the service. The algorithm is reached
+/// only through the `Balancer` protocol (`BalancingAlgorithm` dispatches to the one the
+/// service chose). Threading: owned by one worker.
 final class ServiceBalancer {
     /// The service this state was built for; a new table with the same service name and
     /// endpoint list carries the state over (so slow-start weight steps do not restart the
@@ -20,10 +20,7 @@ final class ServiceBalancer {
     let kind: YardModel.BalancerKind
     /// True for the state that balances the canary track's endpoints.
     let isCanary: Bool
-    var roundRobin = SmoothWeightedRoundRobin(weights: [])
-    var leastConnections = LeastConnections(weights: [])
-    var p2c = PowerOfTwoChoicesEWMA(weights: [])
-    var maglev: MaglevTable?
+    var algorithm: BalancingAlgorithm
     /// The track decision (override, sticky key, canary share); see `TrafficSplit`.
     var split = TrafficSplit(canaryPermille: 0)
     /// Draws the points of clients given a sticky-canary cookie (StickyCookies.swift).
@@ -45,18 +42,15 @@ final class ServiceBalancer {
         self.service = service
         self.kind = service.balancer
         self.isCanary = canary
+        self.algorithm = .moving
         split = TrafficSplit(canaryPermille: service.canaryPermille)
         if !canary { installCanary(service) }
         let weights = balancingWeights
         switch kind {
-        case .roundRobin:
-            roundRobin = SmoothWeightedRoundRobin(weights: weights)
-        case .leastConnections:
-            leastConnections = LeastConnections(weights: weights)
-        case .p2cEWMA:
-            p2c = PowerOfTwoChoicesEWMA(weights: weights)
-        case .consistentHash:
-            maglev = Self.maglev(for: endpoints)
+        case .roundRobin: algorithm = .roundRobin(SmoothWeightedRoundRobin(weights: weights))
+        case .leastConnections: algorithm = .leastConnections(LeastConnections(weights: weights))
+        case .p2cEWMA: algorithm = .p2cEWMA(PowerOfTwoChoicesEWMA(weights: weights))
+        case .consistentHash: algorithm = .consistentHash(Self.maglev(for: endpoints))
         }
     }
 
@@ -88,12 +82,12 @@ final class ServiceBalancer {
     func carry(to next: Service) {
         service = next
         if !isCanary { installCanary(next) }
-        let weights = balancingWeights
-        switch kind {
-        case .roundRobin: roundRobin.update(weights: weights)
-        case .leastConnections: leastConnections.update(weights: weights)
-        case .p2cEWMA: p2c.update(weights: weights)
-        case .consistentHash: maglev = Self.maglev(for: endpoints)
+        // The Maglev table is keyed by the endpoints and never loses one (its weights have
+        // a floor of 1; health excludes at lookup): it is rebuilt rather than reweighted.
+        if kind == .consistentHash {
+            algorithm = .consistentHash(Self.maglev(for: endpoints))
+        } else {
+            algorithm.update(weights: balancingWeights)
         }
     }
 
@@ -106,17 +100,8 @@ final class ServiceBalancer {
     }
 
     /// The index (into `service.activeEndpoints`) for one request.
-    func pick(excluding: UInt64, hash: UInt64, nowMs: Int64) -> Int? {
-        switch kind {
-        case .roundRobin:
-            return roundRobin.pick(excluding: excluding)
-        case .leastConnections:
-            return leastConnections.pick(excluding: excluding)
-        case .p2cEWMA:
-            return p2c.pick(now: monotonicNanoseconds(), excluding: excluding)
-        case .consistentHash:
-            return maglev?.lookup(hash, excluding: excluding)
-        }
+    func pick(excluding: UInt64, hash: UInt64) -> Int? {
+        algorithm.pick(PickContext(excluding: excluding, now: algorithm.measuresLatency ? monotonicNanoseconds() : 0, hash: hash))
     }
 
     /// The balancer of the track a request or tunnel is on: the canary's when it was split
@@ -139,23 +124,15 @@ final class ServiceBalancer {
     }
 
     func started(_ index: Int) {
-        switch kind {
-        case .leastConnections: leastConnections.started(index)
-        case .p2cEWMA: p2c.started(index)
-        default: break
-        }
+        algorithm.started(index)
     }
 
+    /// What was sent to endpoint `index` finished; `startNanos` 0 (a tunnel) measures no
+    /// latency.
     func finished(_ index: Int, startNanos: UInt64) {
-        switch kind {
-        case .leastConnections:
-            leastConnections.finished(index)
-        case .p2cEWMA:
-            let now = monotonicNanoseconds()
-            p2c.finished(index, latencyNanos: now &- startNanos, now: now)
-        default:
-            break
-        }
+        guard startNanos != 0, algorithm.measuresLatency else { return algorithm.finished(index) }
+        let now = monotonicNanoseconds()
+        algorithm.finished(index, latencyNanos: now &- startNanos, now: now)
     }
 }
 
@@ -212,9 +189,9 @@ extension Worker {
         guard !endpoints.isEmpty else { return nil }
         let excluding = ServiceBalancer.excluding(tried: c.exchange.triedEndpoints, of: endpoints.count)
         guard let index = service.limits.limited ? claimPick(c, balancer, endpoints, excluding: excluding, service: service)
-            : balancer.pick(excluding: excluding, hash: c.exchange.hashKey, nowMs: now) else { return nil }
+            : balancer.pick(excluding: excluding, hash: c.exchange.hashKey) else { return nil }
         balancer.picked(index, tried: &c.exchange.triedEndpoints)
-        if balancer.kind == .p2cEWMA { c.exchange.attemptStartNanos = monotonicNanoseconds() }
+        if balancer.algorithm.measuresLatency { c.exchange.attemptStartNanos = monotonicNanoseconds() }
         c.exchange.balancer = balancer
         c.exchange.balancerIndex = index
         return endpoints[index]

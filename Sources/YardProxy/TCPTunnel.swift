@@ -160,7 +160,7 @@ extension Worker {
         guard !endpoints.isEmpty else { return nil }
         let excluding = ServiceBalancer.excluding(tried: t.triedEndpoints, of: endpoints.count)
         guard let index = service.limits.limited ? claimTunnelPick(t, balancer, endpoints, excluding: excluding)
-            : balancer.pick(excluding: excluding, hash: t.sourceHash, nowMs: now) else { return nil }
+            : balancer.pick(excluding: excluding, hash: t.sourceHash) else { return nil }
         balancer.picked(index, tried: &t.triedEndpoints)
         t.balancer = balancer
         t.balancerIndex = index
