@@ -18,19 +18,26 @@ final class GRPCServer {
     let port: UInt16
 
     init(dir: ScratchDir, tls: (certificate: String, key: String)? = nil, health: String? = nil) throws {
-        var arguments = [SwitchyardBinary.repositoryRoot + "/Tests/Fixtures/grpc_echo.py", "server"]
+        var arguments = ["server"]
         if let tls { arguments += ["--tls", tls.certificate, tls.key] }
         if let health { arguments += ["--health", health] }
-        child = try ChildProcess("/usr/bin/env", ["python3"] + arguments, dir: dir, label: "grpc-server")
-        do {
-            port = try child.waitForListeningPort(timeout: .seconds(20))
-        } catch {
-            child.stop()
-            throw error
-        }
+        (child, port) = try startFixtureServer("grpc_echo.py", arguments, dir: dir, label: "grpc-server")
     }
 
     func stop() { child.stop() }
+}
+
+/// Starts a Python server from Tests/Fixtures and waits for its "listening" line; stopped
+/// (by its PID) if it never prints one.
+func startFixtureServer(_ script: String, _ arguments: [String], dir: ScratchDir, label: String) throws -> (ChildProcess, UInt16) {
+    let child = try ChildProcess("/usr/bin/env", ["python3", SwitchyardBinary.repositoryRoot + "/Tests/Fixtures/" + script] + arguments,
+                                 dir: dir, label: label)
+    do {
+        return (child, try child.waitForListeningPort(timeout: .seconds(20)))
+    } catch {
+        child.stop()
+        throw error
+    }
 }
 
 /// Runs the fixture's client against `target`; its JSON report.
@@ -109,6 +116,19 @@ final class H2Nginx {
         child.signal(SIGQUIT)
         if child.waitExit(timeout: .seconds(5)) == nil { child.stop() }
     }
+}
+
+/// An h2c origin with scripted answers (Tests/Fixtures/h2_origin.py, Python's h2 as a
+/// server): interim heads, many fields, bodies without a length, trailers, empty values.
+final class ScriptedH2Origin {
+    let child: ChildProcess
+    let port: UInt16
+
+    init(dir: ScratchDir) throws {
+        (child, port) = try startFixtureServer("h2_origin.py", [], dir: dir, label: "h2-origin")
+    }
+
+    func stop() { child.stop() }
 }
 
 /// The demo backend behind an h2c nginx behind Switchyard (one worker), the service saying
@@ -272,6 +292,69 @@ extension Integration {
             let loadConnections = Set(nginx.requests.filter { $0.path == "/hello" }.map(\.connection))
             #expect(loadConnections.count >= 4 && loadConnections.count <= 12, "\(loadConnections.count) upstream connections")
             #expect(nginx.requests.filter { $0.path == "/hello" }.count == 4000)
+        }
+
+        /// Response heads from an HTTP/2 origin reach the client without being parsed again
+        /// (laid out with their spans): each shape of head, to HTTP/1.1 and to HTTP/2 clients,
+        /// means what it meant; a head with more fields than `limits.max_headers` is refused
+        /// with 502 as an HTTP/1.1 one would be, and the proxy goes on.
+        @Test(.timeLimit(.minutes(2)))
+        func everyShapeOfAnHTTP2ResponseHeadIsRelayedAsItWasSent() throws {
+            let dir = try ScratchDir("h2c-heads")
+            let origin = try ScriptedH2Origin(dir: dir)
+            defer { origin.stop() }
+            let proxy = try RunningProxy(ProxySpec(workers: 1), services: [
+                ServiceSpec(name: "shop", instances: [.init(port: origin.port)], extraYAML: "upstream: {protocol: h2c}"),
+            ], dir: dir)
+            defer { proxy.stop() }
+
+            // HTTP/1.1, one keep-alive connection for the well-formed heads.
+            let connection = try RawConnection(port: proxy.port)
+            func get(_ path: String) throws -> WireResponse {
+                try connection.send("GET \(path) HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+                return try connection.readResponse()
+            }
+            let hints = try get("/early-hints")
+            #expect(hints.interim == [103] && hints.status == 200 && hints.bodyText == "ok", "\(hints)")
+            #expect(hints.header("x-origin") == "h2-origin")
+            let fields = try get("/fields/60")
+            #expect(fields.status == 200 && fields.header("x-f-0") == "v0" && fields.header("x-f-59") == "v59" && fields.bodyText == "ok")
+            let unframed = try get("/no-length")
+            #expect(unframed.status == 200 && unframed.bodyText == "abcdef"
+                    && unframed.header("transfer-encoding")?.lowercased() == "chunked", "\(unframed)")
+            let empty = try get("/empty-value")
+            #expect(empty.status == 200 && empty.header("x-empty") == "" && empty.body.isEmpty, "\(empty)")
+            let noContent = try get("/no-content")
+            #expect(noContent.status == 204 && noContent.header("x-origin") == "h2-origin")
+            let trailers = try get("/trailers")
+            #expect(trailers.status == 200 && trailers.bodyText == "abc")
+            let after = try get("/after")
+            #expect(after.status == 200 && after.bodyText == "path=/after")
+
+            // Too many fields: 502, as from an HTTP/1.1 origin; the proxy serves on.
+            let crowded = try rawExchange(port: proxy.port, "GET /fields/150 HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            #expect(crowded.status == 502, "\(crowded)")
+            #expect(try curl(proxy.url + "/still-here", dir: dir).body == "path=/still-here")
+
+            // HTTP/2 clients: after an interim head, trailers, an unframed body, the refusal.
+            let report = try runH2Exchanges(port: proxy.port, [[
+                H2Request("hints", "/early-hints"),
+                H2Request("trailers", "/trailers"),
+                H2Request("unframed", "/no-length"),
+                H2Request("crowded", "/fields/150"),
+                H2Request("fields", "/fields/60"),
+            ]], dir: dir)
+            let h2Hints = try report["hints"]
+            // Interim heads are not relayed to HTTP/2 clients (H2Responses.swift): the final one is.
+            #expect(h2Hints.statusCode == 200 && h2Hints.informational.isEmpty && h2Hints.bodyText == "ok", "\(h2Hints)")
+            let h2Trailers = try report["trailers"]
+            #expect(h2Trailers.statusCode == 200 && h2Trailers.bodyText == "abc" && h2Trailers.trailer("x-checksum") == "7", "\(h2Trailers)")
+            let h2Unframed = try report["unframed"]
+            #expect(h2Unframed.statusCode == 200 && h2Unframed.bodyText == "abcdef" && h2Unframed.ended)
+            #expect(try report["crowded"].statusCode == 502)
+            let h2Fields = try report["fields"]
+            #expect(h2Fields.statusCode == 200 && h2Fields.header("x-f-59") == "v59")
+            #expect(proxy.child.isRunning)
         }
 
         @Test(.timeLimit(.minutes(1)))
