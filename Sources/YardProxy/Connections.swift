@@ -45,6 +45,10 @@ final class ClientConnection {
     var phase: ClientPhase = .idle
     /// The epoll interest currently registered (to skip redundant epoll_ctl calls).
     var interest: UInt32 = 0
+    /// The socket is in the worker's epoll set (`registerClient`). A plain connection read
+    /// at once after a deferred accept joins it only when it has to wait on its client
+    /// (`updateInterest`).
+    var registered = false
     /// When the current timeout fires (monotonic ms), 0 for none.
     var deadline: Int64 = 0
     /// TLS on this connection (nil on plain listeners: every I/O call branches on this).

@@ -33,6 +33,7 @@ extension Worker {
     func switchToHTTP2(_ c: ClientConnection) {
         let fd = c.fd
         let ticket = c.perClientTicket
+        registerClient(c, c.interest)
         retireClient(c)
         let h = startHTTP2(transport: PlainTransport(fd: fd), peerText: c.peerText, peerBytes: c.peerBytes, received: c.inBuf.readable)
         h?.perClientTicket = ticket

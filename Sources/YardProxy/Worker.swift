@@ -358,9 +358,13 @@ final class Worker: @unchecked Sendable {
                     c.secure = true
                     c.phase = .handshaking
                 }
-                c.interest = Epoll.readable
-                epoll.add(fd, events: c.interest, token: Token.client(c))
-                // Its first bytes are in (TCP_DEFER_ACCEPT): read them now.
+                if readAtOnce && tls == nil {
+                    // Its first bytes are in (TCP_DEFER_ACCEPT): read them now; the socket
+                    // joins epoll when the connection has to wait on its client.
+                    clientEvent(c, Epoll.readable)
+                    continue
+                }
+                registerClient(c, Epoll.readable)
                 if readAtOnce { clientEvent(c, Epoll.readable) }
             case .wouldBlock:
                 return
@@ -398,7 +402,7 @@ final class Worker: @unchecked Sendable {
             unbind(c, u)
             orphanOrClose(u, leftBy: c)
         }
-        epoll.remove(c.fd)
+        if c.registered { epoll.remove(c.fd) }
         Socket.close(c.fd)
         gate.leave()
         c.perClientTicket = nil
@@ -457,10 +461,36 @@ final class Worker: @unchecked Sendable {
             want |= Epoll.readable
         }
         if !c.outBuf.isEmpty || c.upstream?.splice?.inPipe ?? 0 > 0 { want |= Epoll.writable }
+        guard c.registered else {
+            // Nothing to wait for from a plain client that asked for the close and sent its
+            // whole request: the answer is written when the upstream's comes, and the
+            // connection closes after it, with no epoll_ctl on either side (as HAProxy
+            // without `abortonclose`: a client that leaves is seen when its answer is
+            // written). An upgrade may become a tunnel, which modifies the registration.
+            if want == 0 || (want == Epoll.readable && c.phase == .forwarding && c.exchange.clientAskedClose
+                             && c.exchange.requestBodyDone && c.tls == nil && !c.exchange.upgradeRequested) {
+                c.interest = want
+                return
+            }
+            registerClient(c, want)
+            return
+        }
         if want != c.interest {
             c.interest = want
             epoll.modify(c.fd, events: want, token: Token.client(c))
         }
+    }
+
+    /// Puts a client connection's socket in the epoll set (once) with `events`; the one way
+    /// in, also for a connection that becomes an HTTP/2 connection.
+    func registerClient(_ c: ClientConnection, _ events: UInt32) {
+        if c.registered {
+            if events != c.interest { epoll.modify(c.fd, events: events, token: Token.client(c)) }
+        } else {
+            epoll.add(c.fd, events: events, token: Token.client(c))
+            c.registered = true
+        }
+        c.interest = events
     }
 
     func updateInterest(_ u: UpstreamConnection) {

@@ -180,12 +180,17 @@ extension Integration {
                 #expect(report.non2xx3xx == 0, "\(name): \(output)")
             }
 
-            // Every request h2load sent was answered 2xx: its per-request log has a line for
-            // each stream that closed, "-1" for one reset or refused. Its summary may still
-            // count up to one failure per connection when a GOAWAY arrives inside its window:
-            // in timed mode (-D) h2load counts the request it could no longer *submit* after a
-            // GOAWAY as failed (h2load.cc, process_request_failure), although it never left
-            // the client. A browser opens a new connection instead; the test allows exactly that.
+            // Every request h2load sent was answered 2xx. Its per-request log has a line for
+            // each stream: the time the request was sent, the status ("-1" for a stream reset
+            // or refused), the duration. A request h2load had queued but not yet sent when the
+            // GOAWAY arrived is never sent (nghttp2 refuses to open a stream after a GOAWAY),
+            // and h2load logs it as failed with a send time of 0 (RequestStat's
+            // request_wall_time, never set); in timed mode (-D) it also counts the request it
+            // could no longer *submit* as failed, without a log line (h2load.cc,
+            // process_request_failure). Neither left the client. A browser sends such a
+            // request on a new connection; the test allows as many as h2load may hold (4
+            // connections × 4 streams) and requires every request that was sent to be
+            // answered 200.
             for (round, run) in multiplexed.enumerated() {
                 #expect(run.waitExit(timeout: .seconds(15)) == 0, "h2load: \(run.stderrText)")
                 let h2 = run.stdoutText
@@ -193,11 +198,12 @@ extension Integration {
                 print("takeover round \(round + 1), HTTP/2: \(finished)")
                 let streams = ((try? String(contentsOfFile: dir.file("h2load-\(round + 1).log"), encoding: .utf8)) ?? "")
                     .split(separator: "\n").map { $0.split(separator: "\t") }
+                let neverSent = streams.filter { $0.count == 3 && $0[0] == "0" && $0[1] == "-1" }.count
                 let answered = streams.filter { $0.count == 3 && $0[1] == "200" }.count
-                #expect(answered > 100 && answered == streams.count,
-                        "streams that were sent but not answered 200: \(streams.filter { $0.count != 3 || $0[1] != "200" }.prefix(5))\n\(h2)")
+                #expect(answered > 100 && answered + neverSent == streams.count,
+                        "streams that were sent but not answered 200: \(streams.filter { $0.count != 3 || ($0[1] != "200" && $0[0] != "0") }.prefix(5))\n\(h2)")
                 let failed = Int(finished.components(separatedBy: " succeeded, ").last?.split(separator: " ").first ?? "") ?? -1
-                #expect((0...4).contains(failed) && finished.hasSuffix(" 0 timeout"), "\(h2)")
+                #expect((0...16).contains(failed) && failed >= neverSent && finished.hasSuffix(" 0 timeout"), "\(h2)")
                 #expect(h2.contains(" 0 3xx, 0 4xx, 0 5xx"), "\(h2)")
             }
 
