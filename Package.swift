@@ -90,7 +90,7 @@ let package = Package(
 
         // MARK: Tests
         .target(name: "YardTestSupport", dependencies: ["YardIO"], path: "Sources/YardTestSupport"),
-        .testTarget(name: "YardHTTPTests", dependencies: ["YardHTTP", "YardIO"]),
+        .testTarget(name: "YardHTTPTests", dependencies: ["YardHTTP", "YardIO", "YardBalancing"]),
         .testTarget(name: "YardHTTP2Tests", dependencies: ["YardHTTP2", "YardIO", "CYardNghttp2"]),
         .testTarget(name: "YardProxyTests", dependencies: ["YardProxy", "YardHTTP"]),
         .testTarget(name: "YardBalancingTests", dependencies: ["YardBalancing"]),

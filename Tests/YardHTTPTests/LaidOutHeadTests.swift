@@ -3,6 +3,7 @@
 // text: the same RequestHead, the same fields with the same kinds, the same refusals.
 
 import Testing
+import YardBalancing
 import YardHTTP
 
 /// Lays `fields` out after `firstLine` as the parser would read them, recording each field's
@@ -154,5 +155,110 @@ private func layOut(_ firstLine: String, _ fields: [(String, String)],
             }
             #expect(error == parsedError)
         }
+    }
+}
+
+/// Random heads of the kind an HTTP/2 header list can carry (lowercase names, values without
+/// control bytes or surrounding whitespace, as nghttp2 guarantees), special fields with good
+/// and bad values among them: laid out, each must mean exactly what the parser makes of the
+/// same text — the same head and fields, or the same refusal. Seeded, so a failure repeats.
+@Suite struct LaidOutHeadEquivalence {
+    static let special: [(String, [String])] = [
+        ("content-length", ["0", "5", "12", "5, 5", "5,6", "x", "", "007", "99999999999999999999"]),
+        ("transfer-encoding", ["chunked", "gzip, chunked", "chunked, chunked", "gzip", "identity", "chunked, gzip"]),
+        ("connection", ["close", "keep-alive", "upgrade", "x-a", "close, x-a", "bad value", "Keep-Alive"]),
+        ("upgrade", ["websocket", "h2c", "h2c, websocket"]),
+        ("te", ["trailers", "gzip"]),
+        ("keep-alive", ["timeout=5"]),
+        ("expect", ["100-continue", "nothing"]),
+        ("host", ["shop.test", "a b", "[::1]:80", ""]),
+    ]
+    static let ordinary = ["content-type", "set-cookie", "x-a", "cache-control", "x-trace"]
+    static let ordinaryValues = ["text/plain", "a=1; Path=/", "v", "x y\tz", "", "no-cache, private", "\u{7e}~!#"]
+
+    static func fields(_ random: inout SplitMix64, host: Bool) -> [(String, String)] {
+        var fields: [(String, String)] = host ? [("host", "shop.test")] : []
+        for _ in 0 ..< Int.random(in: 0 ..< 8, using: &random) {
+            if Bool.random(using: &random), let (name, values) = special.randomElement(using: &random),
+               let value = values.randomElement(using: &random) {
+                fields.append((name, value))
+            } else if let name = ordinary.randomElement(using: &random), let value = ordinaryValues.randomElement(using: &random) {
+                fields.append((name, value))
+            }
+        }
+        fields.shuffle(using: &random)
+        return fields
+    }
+
+    /// Lays `fields` out after `firstLine` and parses the same text: the laid-out answer must
+    /// be the parser's. Returns whether the parser refused the head.
+    static func check<Head: Equatable>(
+        _ firstLine: String, _ fields: [(String, String)], round: Int,
+        complete: (UnsafeRawBufferPointer, Int, Int, UnsafeMutablePointer<HeaderField>, inout Head) -> HTTPParseError?,
+        parse: (UnsafeRawBufferPointer, UnsafeMutablePointer<HeaderField>, inout Head, inout Int) -> ParseStatus,
+        headerCount: (Head) -> Int, empty: Head
+    ) -> Bool {
+        var laidHead = empty
+        let (error, laidFields) = layOut(firstLine, fields) { text, lineEnd, count, storage in
+            complete(text, lineEnd, count, storage, &laidHead)
+        }
+        let text = Array((firstLine + "\r\n" + fields.map { "\($0.0): \($0.1)\r\n" }.joined() + "\r\n").utf8)
+        let storage = UnsafeMutablePointer<HeaderField>.allocate(capacity: 100)
+        defer { storage.deallocate() }
+        storage.initialize(repeating: .empty, count: 100)
+        var parsedHead = empty
+        var scanFrom = 0
+        switch text.withUnsafeBytes({ parse($0, storage, &parsedHead, &scanFrom) }) {
+        case .complete:
+            #expect(error == nil, "round \(round): \(firstLine) \(fields) laid out refused: \(String(describing: error))")
+            #expect(laidHead == parsedHead, "round \(round): \(firstLine) \(fields)")
+            #expect(laidFields == (0 ..< headerCount(parsedHead)).map { storage[$0] }, "round \(round): \(firstLine) \(fields)")
+            return false
+        case .invalid(let parseError):
+            #expect(error == parseError, "round \(round): \(firstLine) \(fields)")
+            return true
+        case .incomplete:
+            Issue.record("round \(round): the parser wanted more of a whole head")
+            return false
+        }
+    }
+
+    @Test func randomResponseHeadsMeanWhatTheParserMakesOfThem() {
+        var random = SplitMix64(seed: 0x5EED_0001)
+        var refused = 0
+        for round in 0 ..< 3_000 {
+            let status = ["100", "101", "103", "200", "204", "206", "304", "404", "500", "599"].randomElement(using: &random) ?? "200"
+            let method = [HTTPMethod.get, .head, .post, .connect].randomElement(using: &random) ?? .get
+            let fields = Self.fields(&random, host: false)
+            if Self.check("HTTP/1.1 \(status) ", fields, round: round, complete: { text, lineEnd, count, storage, head in
+                completeLaidOutResponseHead(text, statusLineEnd: lineEnd, headLength: text.count, fieldCount: count,
+                                            requestMethod: method, head: &head, fields: storage)
+            }, parse: { text, storage, head, scanFrom in
+                parseResponseHead(text, limits: HTTPLimits(), requestMethod: method, head: &head, fields: storage, scanFrom: &scanFrom)
+            }, headerCount: { $0.headerCount }, empty: ResponseHead()) {
+                refused += 1
+            }
+        }
+        // The mix holds refusals as well as heads that pass.
+        #expect(refused > 100 && refused < 2_900, "\(refused) refused")
+    }
+
+    @Test func randomRequestHeadsMeanWhatTheParserMakesOfThem() {
+        var random = SplitMix64(seed: 0x5EED_0002)
+        var refused = 0
+        for round in 0 ..< 3_000 {
+            let line = ["GET / HTTP/1.1", "POST /upload?x=1 HTTP/1.1", "HEAD /h HTTP/1.1", "PUT /a/b HTTP/1.1",
+                        "OPTIONS * HTTP/1.1", "DELETE /%41 HTTP/1.1"].randomElement(using: &random) ?? "GET / HTTP/1.1"
+            let fields = Self.fields(&random, host: Int.random(in: 0 ..< 4, using: &random) != 0)
+            if Self.check(line, fields, round: round, complete: { text, lineEnd, count, storage, head in
+                completeLaidOutRequestHead(text, requestLineEnd: lineEnd, headLength: text.count, fieldCount: count,
+                                           head: &head, fields: storage)
+            }, parse: { text, storage, head, scanFrom in
+                parseRequestHead(text, limits: HTTPLimits(), head: &head, fields: storage, scanFrom: &scanFrom)
+            }, headerCount: { $0.headerCount }, empty: RequestHead()) {
+                refused += 1
+            }
+        }
+        #expect(refused > 100 && refused < 2_900, "\(refused) refused")
     }
 }
