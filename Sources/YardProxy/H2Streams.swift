@@ -20,6 +20,9 @@ import YardModel
 /// Fixed texts of a stream's head.
 enum H2StreamText {
     nonisolated(unsafe) static let chunked = UnsafeRawBufferPointer(start: ("chunked" as StaticString).utf8Start, count: 7)
+    nonisolated(unsafe) static let host = UnsafeRawBufferPointer(start: ("Host" as StaticString).utf8Start, count: 4)
+    nonisolated(unsafe) static let cookie = UnsafeRawBufferPointer(start: ("cookie" as StaticString).utf8Start, count: 6)
+    nonisolated(unsafe) static let transferEncoding = UnsafeRawBufferPointer(start: ("Transfer-Encoding" as StaticString).utf8Start, count: 17)
 }
 
 extension Worker {
@@ -83,51 +86,37 @@ extension Worker {
         c.inBuf.append(" HTTP/1.1")
         let requestLineEnd = c.inBuf.readableBytes
         c.inBuf.append("\r\n")
-        var count = 0
-        let capacity = limits.maxHeaders
-        if let authority {
-            c.inBuf.append("Host: ")
-            c.fields[count] = laidOutField(&c.inBuf, nameStart: requestLineEnd + 2, nameCount: 4, value: authority)
-            count += 1
-        }
-        var cookieField = -1
+        var layout = LaidOutFields(fields: c.fields, capacity: limits.maxHeaders, recording: true)
+        if let authority { layout.append(H2StreamText.host, authority, to: &c.inBuf) }
         for i in fields {
             let field = s.field(i)
             let name = s.name(field)
             if name.first == UInt8(ascii: ":") { continue }
             if authority != nil && equalsLower(name, "host") { continue }
-            if cookies > 1 && equalsLower(name, "cookie") {
-                // HTTP/2 may split cookies into several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
-                if cookieField >= 0 {
-                    c.inBuf.append("; ")
-                    c.inBuf.append(s.value(field))
-                    c.fields[cookieField].value.count = Int32(truncatingIfNeeded: c.inBuf.readableBytes) - c.fields[cookieField].value.start
-                    continue
+            // Split cookies are joined below, each in its place in one line.
+            if cookies > 1 && equalsLower(name, "cookie") { continue }
+            layout.append(name, s.value(field), to: &c.inBuf)
+        }
+        if cookies > 1 {
+            // HTTP/2 may split a cookie into several fields, anywhere among the others;
+            // HTTP/1.1 wants one line, the crumbs joined by "; " (RFC 9113 §8.2.3).
+            layout.append(H2StreamText.cookie, to: &c.inBuf) { out in
+                var first = true
+                for i in fields {
+                    let field = s.field(i)
+                    guard equalsLower(s.name(field), "cookie") else { continue }
+                    if !first { out.append("; ") }
+                    out.append(s.value(field))
+                    first = false
                 }
-                guard count < capacity else { return h2RespondError(c, status: 431, reason: "too many header fields") }
-                let nameStart = c.inBuf.readableBytes
-                c.inBuf.append("cookie: ")
-                c.fields[count] = laidOutField(&c.inBuf, nameStart: nameStart, nameCount: 6, value: s.value(field), lineEnd: false)
-                cookieField = count
-                count += 1
-                continue
             }
-            guard count < capacity else { return h2RespondError(c, status: 431, reason: "too many header fields") }
-            let nameStart = c.inBuf.readableBytes
-            c.inBuf.append(name)
-            c.inBuf.append(": ")
-            c.fields[count] = laidOutField(&c.inBuf, nameStart: nameStart, nameCount: name.count, value: s.value(field))
-            count += 1
         }
-        if cookieField >= 0 { c.inBuf.append("\r\n") }
         if !endStream && !hasContentLength {
-            guard count < capacity else { return h2RespondError(c, status: 431, reason: "too many header fields") }
             link.chunked = true
-            let nameStart = c.inBuf.readableBytes
-            c.inBuf.append("Transfer-Encoding: ")
-            c.fields[count] = laidOutField(&c.inBuf, nameStart: nameStart, nameCount: 17, value: H2StreamText.chunked)
-            count += 1
+            layout.append(H2StreamText.transferEncoding, H2StreamText.chunked, to: &c.inBuf)
         }
+        guard !layout.overflowed else { return h2RespondError(c, status: 431, reason: "too many header fields") }
+        let count = layout.count
         c.inBuf.append("\r\n")
         link.requestEnded = endStream
         c.phase = .readingHead
@@ -143,17 +132,6 @@ extension Worker {
         }
         link.inLevel = c.inBuf.readableBytes
         if c.phase == .forwarding { streamForwarded(c, link) }
-    }
-
-    /// Appends a field's value and line end after its name (already in `buffer` from
-    /// `nameStart`), and returns the field's spans.
-    private func laidOutField(_ buffer: inout ByteBuffer, nameStart: Int, nameCount: Int, value: UnsafeRawBufferPointer,
-                              lineEnd: Bool = true) -> HeaderField {
-        let valueStart = buffer.readableBytes
-        buffer.append(value)
-        if lineEnd { buffer.append("\r\n") }
-        return HeaderField(name: ByteSpan(start: nameStart, count: nameCount),
-                           value: ByteSpan(start: valueStart, count: value.count), kind: .other, hopByHop: false)
     }
 
     private func makeStream(_ h: H2Connection) -> ClientConnection {

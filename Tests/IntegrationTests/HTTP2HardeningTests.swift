@@ -36,6 +36,29 @@ extension Integration {
             }
         }
 
+        /// HTTP/2 may split a cookie into several fields, in any order among the others; they
+        /// are joined into one HTTP/1.1 `cookie` line (RFC 9113 §8.2.3). A field between two
+        /// cookie fields must stay a field of its own that the proxy sees: an attacker's
+        /// X-Forwarded-For there is replaced like any other, and no line reaches the origin
+        /// that the proxy did not check.
+        @Test(.timeLimit(.minutes(1)))
+        func cookieFieldsAroundOtherFieldsAreJoinedWithoutSwallowingThem() throws {
+            let proxy = try startProxy()
+            defer { proxy.stop(); backend.stop() }
+            let report = try runH2Exchanges(port: proxy.port, [[
+                H2Request("split", "/headers", headers: [["cookie", "a=1"], ["x-forwarded-for", "6.6.6.6"], ["x-tag", "t"],
+                                                         ["cookie", "b=2"], ["cookie", "c=3"]]),
+            ]], dir: dir)
+            let seen = try report["split"]
+            #expect(seen.statusCode == 200, "\(seen)")
+            let lines = seen.bodyText.components(separatedBy: "\r\n")
+            #expect(lines.filter { $0.lowercased().hasPrefix("cookie:") } == ["cookie: a=1; b=2; c=3"], "\(seen.bodyText)")
+            #expect(lines.filter { $0.lowercased().hasPrefix("x-forwarded-for:") } == ["X-Forwarded-For: 127.0.0.1"], "\(seen.bodyText)")
+            #expect(lines.contains("x-tag: t"), "\(seen.bodyText)")
+            #expect(!seen.bodyText.contains("6.6.6.6"), "\(seen.bodyText)")
+            #expect(lines.dropFirst().allSatisfy { $0.isEmpty || $0.contains(": ") }, "\(seen.bodyText)")
+        }
+
         /// The numbers after each word of a result line: `fields("goaway 1 sent 7")["sent"]`.
         private func fields(_ line: String) -> [String: String] {
             let words = line.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
